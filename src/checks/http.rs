@@ -1,0 +1,174 @@
+//! HTTP checks: one request, then status, body and latency decide.
+
+use std::time::{Duration, Instant};
+
+use reqwest::redirect::Policy;
+
+use super::{format_seconds, root_cause, Outcome};
+use crate::config::{redact_url, HttpSpec};
+use crate::status::Status;
+
+/// Bodies are read up to this size for `expect_body`/`body_regex`; more is not a health signal.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_REDIRECTS: usize = 10;
+
+/// The shared clients: built once, reused by every HTTP check. A client without an idle pool
+/// opens a fresh connection per probe, so a refused connect is seen (the default); the pooled
+/// one serves `keep_alive: true`.
+pub struct Clients {
+    fresh_follow: reqwest::Client,
+    fresh_no_follow: reqwest::Client,
+    pooled_follow: reqwest::Client,
+    pooled_no_follow: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new() -> anyhow::Result<Self> {
+        let build = |keep_alive: bool, follow: bool| {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
+                .no_proxy()
+                .redirect(if follow {
+                    Policy::limited(MAX_REDIRECTS)
+                } else {
+                    Policy::none()
+                });
+            if !keep_alive {
+                builder = builder.pool_max_idle_per_host(0);
+            }
+            builder.build()
+        };
+        Ok(Clients {
+            fresh_follow: build(false, true)?,
+            fresh_no_follow: build(false, false)?,
+            pooled_follow: build(true, true)?,
+            pooled_no_follow: build(true, false)?,
+        })
+    }
+
+    fn client(&self, spec: &HttpSpec) -> &reqwest::Client {
+        match (spec.keep_alive, spec.follow_redirects) {
+            (false, true) => &self.fresh_follow,
+            (false, false) => &self.fresh_no_follow,
+            (true, true) => &self.pooled_follow,
+            (true, false) => &self.pooled_no_follow,
+        }
+    }
+
+    pub async fn probe(&self, spec: &HttpSpec, timeout: Duration) -> Outcome {
+        let started = Instant::now();
+        let shown_url = redact_url(spec.url.expose());
+        let method = match reqwest::Method::from_bytes(spec.method.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => {
+                return Outcome::new(Status::Unknown, format!("invalid method {}", spec.method))
+            }
+        };
+        let mut request = self
+            .client(spec)
+            .request(method, spec.url.expose())
+            .timeout(timeout);
+        for (name, value) in &spec.headers {
+            request = request.header(name.as_str(), value.expose());
+        }
+        if let Some(body) = &spec.body {
+            request = request.body(body.clone());
+        }
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return request_failed(&e, timeout).with("url", shown_url),
+        };
+        let code = response.status().as_u16();
+        let version = format!("{:?}", response.version());
+
+        // Read the body only as far as anyone will look at it.
+        let mut body = Vec::new();
+        let mut truncated = false;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = MAX_BODY_BYTES - body.len();
+                    if chunk.len() > room {
+                        body.extend_from_slice(&chunk[..room]);
+                        truncated = true;
+                        break;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return request_failed(&e, timeout)
+                        .with("url", shown_url)
+                        .with("status_code", code)
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        let status_ok = if spec.expect_status.is_empty() {
+            (200..300).contains(&code)
+        } else {
+            spec.expect_status.contains(&code)
+        };
+
+        let outcome = if !status_ok {
+            let expected = if spec.expect_status.is_empty() {
+                "2xx".to_string()
+            } else {
+                spec.expect_status
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Outcome::new(
+                Status::Critical,
+                format!("HTTP {code}, expected {expected}"),
+            )
+        } else {
+            let text = String::from_utf8_lossy(&body);
+            if let Some(needle) = spec.expect_body.as_deref().filter(|n| !text.contains(*n)) {
+                Outcome::new(
+                    Status::Warning,
+                    format!("HTTP {code}, body does not contain {needle:?}"),
+                )
+            } else if let Some(re) = spec.body_regex.as_ref().filter(|re| !re.0.is_match(&text)) {
+                Outcome::new(
+                    Status::Warning,
+                    format!("HTTP {code}, body does not match /{}/", re.0.as_str()),
+                )
+            } else {
+                Outcome::new(
+                    Status::Healthy,
+                    format!("HTTP {code} in {}", format_seconds(elapsed)),
+                )
+                .warn_if_slow(elapsed, spec.warn_after)
+            }
+        };
+        let mut outcome = outcome
+            .with("url", shown_url)
+            .with("status_code", code)
+            .with("http_version", version)
+            .with("response_bytes", body.len() as u64);
+        if truncated {
+            outcome = outcome.with("body_truncated", true);
+        }
+        outcome
+    }
+}
+
+fn request_failed(e: &reqwest::Error, timeout: Duration) -> Outcome {
+    // reqwest quotes the URL in its messages; the URL may hold a password.
+    let cause = root_cause(e);
+    let message = if e.is_timeout() {
+        format!("timeout: no answer within {}", format_seconds(timeout))
+    } else if e.is_redirect() {
+        format!("redirect failed: {cause}")
+    } else if e.is_connect() {
+        format!("connection failed: {cause}")
+    } else if e.is_body() || e.is_decode() {
+        format!("reading the response failed: {cause}")
+    } else {
+        format!("request failed: {cause}")
+    };
+    Outcome::new(Status::Critical, message)
+}

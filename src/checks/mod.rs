@@ -1,0 +1,156 @@
+//! Probes: one file per check kind behind [`Prober::probe`], which times, bounds and scrubs
+//! every result. A failed check is data: probing returns an [`Outcome`], never an error.
+
+mod command;
+mod http;
+mod system;
+mod tcp;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::config::{CheckSpec, ProbeSpec, Redactor};
+use crate::status::Status;
+
+pub use command::{parse_plugin_output, PerfData, PluginOutput};
+
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: Status,
+    pub duration: Duration,
+    pub message: String,
+    /// Details for people and the API: status code, sizes, per-resource values.
+    pub metadata: BTreeMap<String, Value>,
+    /// Numbers the predictor can follow over time.
+    pub measurements: Vec<Measurement>,
+}
+
+/// One number a probe measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// `duration_seconds`, `cpu_utilization`, a perfdata label, ...
+    pub name: String,
+    /// Set for `disk_utilization`.
+    pub mountpoint: Option<String>,
+    pub value: f64,
+}
+
+impl Measurement {
+    pub fn new(name: impl Into<String>, value: f64) -> Self {
+        Measurement {
+            name: name.into(),
+            mountpoint: None,
+            value,
+        }
+    }
+}
+
+impl Outcome {
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
+        Outcome {
+            status,
+            duration: Duration::ZERO,
+            message: message.into(),
+            metadata: BTreeMap::new(),
+            measurements: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.metadata.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Downgrades a healthy outcome to warning when it took longer than `warn_after`.
+    fn warn_if_slow(
+        mut self,
+        elapsed: Duration,
+        warn_after: Option<crate::config::Duration>,
+    ) -> Self {
+        if let Some(limit) = warn_after {
+            if self.status == Status::Healthy && elapsed > limit.std() {
+                self.status = Status::Warning;
+                self.message = format!(
+                    "{} (slow: {} > warn_after {limit})",
+                    self.message,
+                    format_seconds(elapsed)
+                );
+            }
+        }
+        self
+    }
+}
+
+/// Shared, long-lived resources for every probe: HTTP clients, the sysinfo handle.
+pub struct Prober {
+    http: http::Clients,
+    system: Arc<system::SystemProbe>,
+}
+
+impl Prober {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Prober {
+            http: http::Clients::new()?,
+            system: Arc::new(system::SystemProbe::new()),
+        })
+    }
+
+    /// Runs one probe of `check`, bounded by its timeout, with secrets scrubbed from the result.
+    pub async fn probe(&self, check: &CheckSpec, redactor: &Redactor) -> Outcome {
+        let started = Instant::now();
+        let timeout = check.timeout.std();
+        let result = tokio::time::timeout(timeout, self.dispatch(check, timeout)).await;
+        let mut outcome = match result {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::new(
+                Status::Critical,
+                format!("timeout: no answer within {}", check.timeout),
+            ),
+        };
+        outcome.duration = started.elapsed();
+        if !redactor.is_empty() {
+            outcome.message = redactor.redact(&outcome.message);
+            for value in outcome.metadata.values_mut() {
+                if let Value::String(s) = value {
+                    *s = redactor.redact(s);
+                }
+            }
+        }
+        outcome.measurements.push(Measurement::new(
+            "duration_seconds",
+            outcome.duration.as_secs_f64(),
+        ));
+        outcome
+    }
+
+    async fn dispatch(&self, check: &CheckSpec, timeout: Duration) -> Outcome {
+        match &check.probe {
+            ProbeSpec::Http(spec) => self.http.probe(spec, timeout).await,
+            ProbeSpec::Tcp(spec) => tcp::probe(spec).await,
+            ProbeSpec::System(spec) => self.system.probe(spec).await,
+            ProbeSpec::Command(spec) => command::probe(spec, timeout).await,
+            ProbeSpec::Database(_) => Outcome::new(
+                Status::Unknown,
+                "database checks are not available in this build",
+            ),
+        }
+    }
+}
+
+/// `0.012s`, `1.500s`: durations in messages, in seconds like everything else.
+pub fn format_seconds(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+/// The innermost cause of an error, which is usually the one that says what happened.
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}

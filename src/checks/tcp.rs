@@ -1,0 +1,38 @@
+//! TCP checks: a connect within the timeout is healthy; the connection is closed at once.
+
+use std::time::Instant;
+
+use super::{format_seconds, Outcome};
+use crate::config::TcpSpec;
+use crate::status::Status;
+
+pub async fn probe(spec: &TcpSpec) -> Outcome {
+    let started = Instant::now();
+    match tokio::net::TcpStream::connect(spec.address.as_str()).await {
+        Ok(stream) => {
+            let elapsed = started.elapsed();
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            drop(stream);
+            Outcome::new(
+                Status::Healthy,
+                format!(
+                    "connected to {} in {}",
+                    spec.address,
+                    format_seconds(elapsed)
+                ),
+            )
+            .warn_if_slow(elapsed, spec.warn_after)
+            .with("address", spec.address.clone())
+            .with("peer", peer)
+            .with("connect_seconds", elapsed.as_secs_f64())
+        }
+        Err(e) => Outcome::new(
+            Status::Critical,
+            format!("connect to {} failed: {e}", spec.address),
+        )
+        .with("address", spec.address.clone()),
+    }
+}

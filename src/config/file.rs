@@ -1,0 +1,245 @@
+//! The YAML file as written: serde structs that mirror the SPEC's keys one to one.
+//!
+//! Every struct denies unknown keys, so a typo is an error rather than a silently ignored
+//! setting. Optional keys stay `Option` here; `validate` fills defaults and checks meaning.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::duration::Duration;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub web: WebFile,
+    #[serde(default)]
+    pub state: StateFile,
+    #[serde(default)]
+    pub defaults: DefaultsFile,
+    #[serde(default)]
+    pub checks: Vec<CheckFile>,
+    #[serde(default)]
+    pub recovery: RecoveryFile,
+    #[serde(default)]
+    pub predictions: Vec<PredictionFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFile {
+    pub listen_address: Option<String>,
+    #[serde(default)]
+    pub webhook: WebhookFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFile {
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_auth: Option<BasicAuthFile>,
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthFile {
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateFile {
+    pub url: Option<String>,
+    pub url_file: Option<PathBuf>,
+    /// How long check results are kept.
+    pub retention: Option<Duration>,
+    /// At most this many results per check are kept.
+    pub retention_results: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsFile {
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub failures_before_critical: Option<u32>,
+    pub successes_before_healthy: Option<u32>,
+    /// Results kept in memory per check for the API's `history`.
+    pub history_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFile {
+    pub name: String,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub enabled: Option<bool>,
+    pub failures_before_critical: Option<u32>,
+    pub successes_before_healthy: Option<u32>,
+    pub recovery: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub http: Option<HttpFile>,
+    pub tcp: Option<TcpFile>,
+    pub database: Option<DatabaseFile>,
+    pub system: Option<SystemFile>,
+    pub command: Option<CommandFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub url: String,
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub expect_status: Option<Vec<u16>>,
+    pub expect_body: Option<String>,
+    pub body_regex: Option<String>,
+    pub warn_after: Option<Duration>,
+    pub keep_alive: Option<bool>,
+    pub follow_redirects: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpFile {
+    pub address: String,
+    pub warn_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseFile {
+    pub url: Option<String>,
+    pub url_file: Option<PathBuf>,
+    pub query: Option<String>,
+    pub warn_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemFile {
+    pub cpu: Option<ThresholdsFile>,
+    pub memory: Option<ThresholdsFile>,
+    pub disk: Option<DiskFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdsFile {
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFile {
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+    pub mountpoints: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandFile {
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryFile {
+    #[serde(default)]
+    pub chains: BTreeMap<String, ChainFile>,
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    #[default]
+    Fixed,
+    Adaptive,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainFile {
+    pub verify_timeout: Option<Duration>,
+    pub reset_after: Option<Duration>,
+    pub order: Option<Order>,
+    pub steps: Vec<StepFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepFile {
+    pub name: String,
+    pub exec: Option<ExecFile>,
+    pub http: Option<HttpActionFile>,
+    pub notify: Option<NotifyFile>,
+    pub max_attempts: Option<u32>,
+    pub cooldown: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub tier: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecFile {
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpActionFile {
+    pub url: String,
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyFile {
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub matchers: Vec<String>,
+    pub chain: String,
+    pub verify_check: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionFile {
+    pub name: String,
+    pub check: String,
+    pub measurement: String,
+    pub mountpoint: Option<String>,
+    pub window: Option<Duration>,
+    #[serde(default)]
+    pub horizons: Vec<String>,
+    pub breach_above: Option<f64>,
+    pub breach_below: Option<f64>,
+    pub max_horizon: Option<Duration>,
+}

@@ -1,0 +1,276 @@
+//! Configuration: the YAML file is parsed, secrets resolved and every rule checked once, at load;
+//! the rest of medic only ever sees a valid [`Config`].
+
+mod builtin;
+mod duration;
+mod file;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use builtin::builtin_yaml;
+pub use duration::{Duration, DurationError};
+pub use file::{
+    ChainFile, ExecFile, HttpActionFile, NotifyFile, Order, PredictionFile, RecoveryFile,
+    RouteFile, StepFile,
+};
+pub use secret::{redact_url, Redactor, Secret, REDACTED};
+
+/// A fully validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub web: WebConfig,
+    pub state: StateConfig,
+    pub checks: Vec<CheckSpec>,
+    pub recovery: RecoveryFile,
+    pub predictions: Vec<PredictionFile>,
+    pub history_size: usize,
+    /// Scrubs every secret this config holds from outgoing text.
+    pub redactor: Redactor,
+    /// Where the config came from, for messages.
+    pub source: ConfigSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Builtin,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::Builtin => f.write_str("built-in default config"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebConfig {
+    pub listen_address: String,
+    pub webhook: WebhookConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    pub auth: WebhookAuth,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookAuth {
+    /// No credential configured: only loopback clients are accepted.
+    LoopbackOnly,
+    Bearer(Secret),
+    Basic {
+        username: String,
+        password: Secret,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateConfig {
+    pub url: Secret,
+    pub retention: Duration,
+    pub retention_results: u64,
+}
+
+/// One check, with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSpec {
+    pub name: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub enabled: bool,
+    pub failures_before_critical: u32,
+    pub successes_before_healthy: u32,
+    pub recovery: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub probe: ProbeSpec,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeSpec {
+    Http(HttpSpec),
+    Tcp(TcpSpec),
+    Database(DatabaseSpec),
+    System(SystemSpec),
+    Command(CommandSpec),
+}
+
+impl ProbeSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeSpec::Http(_) => "http",
+            ProbeSpec::Tcp(_) => "tcp",
+            ProbeSpec::Database(_) => "database",
+            ProbeSpec::System(_) => "system",
+            ProbeSpec::Command(_) => "command",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSpec {
+    /// May carry a password; shown only through [`redact_url`].
+    pub url: Secret,
+    pub method: String,
+    pub headers: Vec<(String, Secret)>,
+    pub body: Option<String>,
+    /// Empty means any 2xx.
+    pub expect_status: Vec<u16>,
+    pub expect_body: Option<String>,
+    pub body_regex: Option<Pattern>,
+    pub warn_after: Option<Duration>,
+    pub keep_alive: bool,
+    pub follow_redirects: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpSpec {
+    pub address: String,
+    pub warn_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseSpec {
+    pub url: Secret,
+    pub query: String,
+    pub warn_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemSpec {
+    pub cpu: Option<Limits>,
+    pub memory: Option<Limits>,
+    pub disk: Option<DiskSpec>,
+}
+
+/// Utilization ratios at which a resource turns warning or critical.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskSpec {
+    pub limits: Limits,
+    /// Empty means every mounted disk.
+    pub mountpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+/// A compiled regular expression that compares by its source text, so configs can be diffed.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// One problem found in a config, with the YAML path of the offender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `checks[2] "api"`, `web.webhook`, or empty for the whole file.
+    pub path: String,
+    pub message: String,
+    /// Line and column, where the parser knows them.
+    pub location: Option<(usize, usize)>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)?;
+        } else {
+            write!(f, "{}: {}", self.path, self.message)?;
+        }
+        if let Some((line, column)) = self.location {
+            write!(f, " (line {line}, column {column})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a config; a config with any is rejected whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// What the command line says about where the config comes from and what overrides it.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen_address: Option<String>,
+    pub state_url: Option<String>,
+}
+
+/// Loads and validates the config file at `path`.
+pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+            location: None,
+        }])
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    validate::load_str(
+        &text,
+        &base_dir,
+        overrides,
+        ConfigSource::File(path.to_path_buf()),
+    )
+}
+
+/// Loads and validates config text; relative `*_file` paths resolve against `base_dir`.
+pub fn load_str(
+    text: &str,
+    base_dir: &Path,
+    overrides: &Overrides,
+) -> Result<Config, ConfigErrors> {
+    validate::load_str(
+        text,
+        base_dir,
+        overrides,
+        ConfigSource::File(PathBuf::from("<inline>")),
+    )
+}
+
+/// The built-in default: this host's resources and medic's own `/-/healthy`.
+pub fn load_builtin(overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let listen = overrides
+        .listen_address
+        .clone()
+        .unwrap_or_else(|| DEFAULT_LISTEN_ADDRESS.to_string());
+    let text = builtin_yaml(&listen);
+    validate::load_str(&text, Path::new("."), overrides, ConfigSource::Builtin)
+}
+
+pub const DEFAULT_LISTEN_ADDRESS: &str = "127.0.0.1:7979";
+pub const DEFAULT_STATE_URL: &str = "sqlite://data/medic.db";
+pub const DEFAULT_CONFIG_FILE: &str = "medic.yml";

@@ -1,0 +1,428 @@
+//! Pure health logic: the threshold state machine, the per-check history ring and the trend
+//! over the last hour. No IO, no clock: times are arguments.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::status::Status;
+
+/// How many consecutive probes it takes to change a check's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub failures_before_critical: u32,
+    pub successes_before_healthy: u32,
+}
+
+/// A check's status as thresholds see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthState {
+    pub status: Status,
+    /// The current run of critical probes.
+    pub consecutive_failures: u32,
+    /// The current run of non-critical probes.
+    pub consecutive_successes: u32,
+}
+
+/// A change of a check's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub from: Status,
+    pub to: Status,
+}
+
+impl Default for HealthState {
+    fn default() -> Self {
+        HealthState {
+            status: Status::Unknown,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+        }
+    }
+}
+
+impl HealthState {
+    /// Applies one probe's raw status.
+    ///
+    /// A critical probe makes the check critical only after `failures_before_critical` of them in
+    /// a row; until then the check keeps its status. Once critical, it takes
+    /// `successes_before_healthy` non-critical probes in a row to leave. Otherwise healthy,
+    /// warning and unknown pass straight through.
+    pub fn observe(&mut self, raw: Status, thresholds: Thresholds) -> Option<Transition> {
+        let from = self.status;
+        if raw == Status::Critical {
+            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            self.consecutive_successes = 0;
+            if self.consecutive_failures >= thresholds.failures_before_critical.max(1) {
+                self.status = Status::Critical;
+            }
+        } else {
+            self.consecutive_failures = 0;
+            self.consecutive_successes = self.consecutive_successes.saturating_add(1);
+            if self.status != Status::Critical
+                || self.consecutive_successes >= thresholds.successes_before_healthy.max(1)
+            {
+                self.status = raw;
+            }
+        }
+        (from != self.status).then_some(Transition {
+            from,
+            to: self.status,
+        })
+    }
+}
+
+/// One probe result as kept in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+    /// The probe's own (raw) status.
+    pub status: Status,
+    pub duration_seconds: f64,
+    /// Shared with the previous entry when identical, so a steady check costs one string.
+    pub message: Arc<str>,
+}
+
+/// A bounded ring of recent results, newest last.
+#[derive(Debug, Clone)]
+pub struct History {
+    capacity: usize,
+    entries: VecDeque<HistoryEntry>,
+}
+
+impl History {
+    pub fn new(capacity: usize) -> Self {
+        History {
+            capacity: capacity.max(1),
+            entries: VecDeque::new(),
+        }
+    }
+
+    pub fn push(&mut self, at_ms: i64, status: Status, duration_seconds: f64, message: &str) {
+        let message = match self.entries.back() {
+            Some(last) if &*last.message == message => last.message.clone(),
+            _ => Arc::from(message),
+        };
+        if self.entries.len() == self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(HistoryEntry {
+            at_ms,
+            status,
+            duration_seconds,
+            message,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Newest first, at most `limit`.
+    pub fn recent(&self, limit: usize) -> impl Iterator<Item = &HistoryEntry> {
+        self.entries.iter().rev().take(limit)
+    }
+
+    pub fn resize(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        while self.entries.len() > self.capacity {
+            self.entries.pop_front();
+        }
+    }
+}
+
+/// Compact probe samples covering the trend window; bounded by count as well as time.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    capacity: usize,
+    samples: VecDeque<Sample>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    at_ms: i64,
+    duration_micros: u32,
+    status: Status,
+}
+
+/// The window the API's trend covers.
+pub const TREND_WINDOW_MS: i64 = 3_600_000;
+
+/// What the last hour looked like for one check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trend {
+    pub window_seconds: f64,
+    pub runs: u64,
+    pub status_distribution: StatusCounts,
+    pub success_ratio: Option<f64>,
+    pub latency_p50_seconds: Option<f64>,
+    pub latency_p90_seconds: Option<f64>,
+    pub latency_p99_seconds: Option<f64>,
+    pub latency_max_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    pub healthy: u64,
+    pub warning: u64,
+    pub critical: u64,
+    pub unknown: u64,
+}
+
+impl StatusCounts {
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::Healthy => self.healthy += 1,
+            Status::Warning => self.warning += 1,
+            Status::Critical => self.critical += 1,
+            Status::Unknown => self.unknown += 1,
+        }
+    }
+}
+
+impl Samples {
+    /// Enough room for an hour of probes at `interval_ms`, within [64, 3600].
+    pub fn for_interval(interval_ms: u64) -> Self {
+        let per_hour = (TREND_WINDOW_MS as u64).div_ceil(interval_ms.max(1)) + 1;
+        Samples {
+            capacity: per_hour.clamp(64, 3600) as usize,
+            samples: VecDeque::new(),
+        }
+    }
+
+    pub fn push(&mut self, at_ms: i64, status: Status, duration_seconds: f64) {
+        if self.samples.len() == self.capacity {
+            self.samples.pop_front();
+        }
+        let micros = (duration_seconds.max(0.0) * 1e6).min(u32::MAX as f64) as u32;
+        self.samples.push_back(Sample {
+            at_ms,
+            duration_micros: micros,
+            status,
+        });
+    }
+
+    /// The trend over the hour before `now_ms`.
+    pub fn trend(&self, now_ms: i64) -> Trend {
+        let since = now_ms - TREND_WINDOW_MS;
+        let mut counts = StatusCounts::default();
+        // 1µs to 1h at 3 significant digits: exact enough for a latency report.
+        let mut histogram =
+            hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
+        let mut runs = 0u64;
+        let mut max_micros = 0u32;
+        for s in self
+            .samples
+            .iter()
+            .filter(|s| s.at_ms > since && s.at_ms <= now_ms)
+        {
+            runs += 1;
+            counts.add(s.status);
+            max_micros = max_micros.max(s.duration_micros);
+            if let Some(h) = histogram.as_mut() {
+                h.saturating_record(u64::from(s.duration_micros.max(1)));
+            }
+        }
+        let quantile = |q: f64| -> Option<f64> {
+            if runs == 0 {
+                return None;
+            }
+            // hdrhistogram reports the top of a value's bucket; never above the real maximum.
+            histogram
+                .as_ref()
+                .map(|h| h.value_at_quantile(q).min(u64::from(max_micros.max(1))) as f64 / 1e6)
+        };
+        Trend {
+            window_seconds: TREND_WINDOW_MS as f64 / 1000.0,
+            runs,
+            status_distribution: counts,
+            success_ratio: (runs > 0)
+                .then(|| (counts.healthy + counts.warning) as f64 / runs as f64),
+            latency_p50_seconds: quantile(0.50),
+            latency_p90_seconds: quantile(0.90),
+            latency_p99_seconds: quantile(0.99),
+            latency_max_seconds: (runs > 0).then(|| f64::from(max_micros) / 1e6),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Status::*;
+
+    fn run(raws: &[Status], fbc: u32, sbh: u32) -> Vec<Status> {
+        let t = Thresholds {
+            failures_before_critical: fbc,
+            successes_before_healthy: sbh,
+        };
+        let mut h = HealthState::default();
+        raws.iter()
+            .map(|r| {
+                h.observe(*r, t);
+                h.status
+            })
+            .collect()
+    }
+
+    #[test]
+    fn threshold_table() {
+        let cases: &[(&[Status], u32, u32, &[Status])] = &[
+            // Defaults: every probe counts at once.
+            (
+                &[Healthy, Critical, Healthy],
+                1,
+                1,
+                &[Healthy, Critical, Healthy],
+            ),
+            // Critical only after three in a row; the check keeps its status until then.
+            (
+                &[Healthy, Critical, Critical, Critical],
+                3,
+                1,
+                &[Healthy, Healthy, Healthy, Critical],
+            ),
+            // A healthy probe in between resets the run.
+            (
+                &[Healthy, Critical, Critical, Healthy, Critical, Critical],
+                3,
+                1,
+                &[Healthy, Healthy, Healthy, Healthy, Healthy, Healthy],
+            ),
+            // Two non-critical probes needed to leave critical.
+            (
+                &[Critical, Healthy, Healthy],
+                1,
+                2,
+                &[Critical, Critical, Healthy],
+            ),
+            (
+                &[Critical, Healthy, Critical, Healthy, Healthy],
+                1,
+                2,
+                &[Critical, Critical, Critical, Critical, Healthy],
+            ),
+            // Warning passes straight through, and counts as non-critical when recovering.
+            (
+                &[Healthy, Warning, Healthy],
+                3,
+                3,
+                &[Healthy, Warning, Healthy],
+            ),
+            (
+                &[Critical, Warning, Warning],
+                1,
+                2,
+                &[Critical, Critical, Warning],
+            ),
+            // Not run yet, then failing below the threshold: still unknown.
+            (&[Critical, Critical], 3, 1, &[Unknown, Unknown]),
+            // Unknown passes through like warning.
+            (
+                &[Healthy, Unknown, Healthy],
+                1,
+                1,
+                &[Healthy, Unknown, Healthy],
+            ),
+        ];
+        for (raws, fbc, sbh, want) in cases {
+            assert_eq!(
+                &run(raws, *fbc, *sbh),
+                want,
+                "raws {raws:?} fbc {fbc} sbh {sbh}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_consecutive_failures_and_reports_transitions() {
+        let t = Thresholds {
+            failures_before_critical: 2,
+            successes_before_healthy: 1,
+        };
+        let mut h = HealthState::default();
+        assert_eq!(
+            h.observe(Healthy, t),
+            Some(Transition {
+                from: Unknown,
+                to: Healthy
+            })
+        );
+        assert_eq!(h.observe(Critical, t), None);
+        assert_eq!(h.consecutive_failures, 1);
+        assert_eq!(
+            h.observe(Critical, t),
+            Some(Transition {
+                from: Healthy,
+                to: Critical
+            })
+        );
+        assert_eq!(h.observe(Critical, t), None);
+        assert_eq!(h.consecutive_failures, 3);
+        assert_eq!(
+            h.observe(Healthy, t),
+            Some(Transition {
+                from: Critical,
+                to: Healthy
+            })
+        );
+        assert_eq!(h.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn history_is_bounded_and_shares_repeated_messages() {
+        let mut h = History::new(3);
+        for i in 0..5 {
+            h.push(i, Healthy, 0.1, "HTTP 200");
+        }
+        assert_eq!(h.len(), 3);
+        let recent: Vec<i64> = h.recent(10).map(|e| e.at_ms).collect();
+        assert_eq!(recent, vec![4, 3, 2]);
+        let entries: Vec<&HistoryEntry> = h.recent(2).collect();
+        assert!(Arc::ptr_eq(&entries[0].message, &entries[1].message));
+    }
+
+    #[test]
+    fn trend_covers_only_the_last_hour() {
+        let mut s = Samples::for_interval(1000);
+        let now = 10 * TREND_WINDOW_MS;
+        s.push(now - TREND_WINDOW_MS - 1, Critical, 9.0); // too old
+        for i in 0..100 {
+            let status = if i < 90 { Healthy } else { Critical };
+            s.push(now - 1000 * (100 - i), status, (i + 1) as f64 / 1000.0);
+        }
+        let t = s.trend(now);
+        assert_eq!(t.runs, 100);
+        assert_eq!(t.status_distribution.healthy, 90);
+        assert_eq!(t.status_distribution.critical, 10);
+        assert_eq!(t.success_ratio, Some(0.9));
+        let p50 = t.latency_p50_seconds.unwrap();
+        assert!((p50 - 0.050).abs() < 0.001, "{p50}");
+        let p99 = t.latency_p99_seconds.unwrap();
+        assert!((p99 - 0.099).abs() < 0.001, "{p99}");
+        assert_eq!(t.latency_max_seconds, Some(0.1));
+    }
+
+    #[test]
+    fn empty_trend_has_no_numbers() {
+        let t = Samples::for_interval(1000).trend(0);
+        assert_eq!(t.runs, 0);
+        assert_eq!(t.success_ratio, None);
+        assert_eq!(t.latency_p50_seconds, None);
+    }
+
+    #[test]
+    fn samples_are_bounded() {
+        let mut s = Samples::for_interval(1);
+        for i in 0..10_000 {
+            s.push(i, Healthy, 0.0);
+        }
+        assert_eq!(s.trend(10_000).runs, 3600);
+    }
+}

@@ -1,0 +1,22 @@
+//! medic: a Prometheus exporter that runs health checks, predicts where their measurements are
+//! heading, and heals what fails through graduated recovery chains.
+//!
+//! Probes (`checks`) run on a schedule (`scheduler`) and send their outcomes to one state task
+//! (`state`), which applies thresholds (`health`), records metrics (`metrics`) and answers the
+//! HTTP surface (`server`). See ARCHITECTURE.md for the bird's-eye view.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod checks;
+pub mod commands;
+pub mod config;
+pub mod health;
+pub mod logging;
+pub mod metrics;
+pub mod process_group;
+pub mod scheduler;
+pub mod server;
+pub mod state;
+pub mod status;
+pub mod timefmt;

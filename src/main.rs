@@ -1,0 +1,96 @@
+//! The `medic` command line: flags in Prometheus style, one subcommand per job.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use medic::app::{self, ConfigLocation};
+use medic::config::Overrides;
+use medic::logging::{self, LogFormat, LogLevel};
+
+#[derive(Parser)]
+#[command(
+    name = "medic",
+    version,
+    about = "Health checks, predictions and graduated recovery for Prometheus users"
+)]
+struct Cli {
+    /// Config file [default: medic.yml; without one, a built-in default config]
+    #[arg(long = "config.file", value_name = "FILE", global = true)]
+    config_file: Option<PathBuf>,
+    /// Address for /metrics, the API and the webhook [default: 127.0.0.1:7979]
+    #[arg(long = "web.listen-address", value_name = "ADDRESS", global = true)]
+    listen_address: Option<String>,
+    /// State store URL [default: sqlite://data/medic.db]
+    #[arg(long = "state.url", value_name = "URL", global = true)]
+    state_url: Option<String>,
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
+    log_level: LogLevel,
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the exporter, scheduler, recovery engine and webhook receiver (the default)
+    Run,
+    /// Validate a config file; exit 0 valid, 1 invalid
+    CheckConfig {
+        /// The file to check [default: --config.file, else medic.yml]
+        file: Option<PathBuf>,
+    },
+    /// Run one check once and print its result; exit 0/1/2/3 as Nagios does
+    Probe {
+        /// The check's name in the config
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
+    let overrides = Overrides {
+        listen_address: cli.listen_address.clone(),
+        state_url: cli.state_url.clone(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("medic: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let location = ConfigLocation::resolve(cli.config_file);
+            match runtime.block_on(app::run(location, overrides)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "medic failed");
+                    eprintln!("medic: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::CheckConfig { file } => {
+            medic::commands::check_config(file.or(cli.config_file), &overrides)
+        }
+        Command::Probe { name } => {
+            let location = ConfigLocation::resolve(cli.config_file);
+            runtime.block_on(medic::commands::probe(&name, location, &overrides))
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

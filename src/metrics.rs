@@ -1,0 +1,378 @@
+//! Every metric medic exports, in one registry. This is the only module that knows
+//! prometheus-client; call sites say `metrics.observe_probe(..)`, never touch families.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::checks::Outcome;
+use crate::health::HealthState;
+use crate::status::Status;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    check: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckStatusLabels {
+    check: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiskLabels {
+    check: String,
+    mountpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Probe duration buckets: the Prometheus defaults, which cover a 5ms LAN answer to a 10s timeout.
+const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+pub struct Metrics {
+    registry: Registry,
+    check_success: Family<CheckLabels, Gauge>,
+    check_status: Family<CheckStatusLabels, Gauge>,
+    check_duration: Family<CheckLabels, Histogram, fn() -> Histogram>,
+    check_runs: Family<CheckStatusLabels, Counter>,
+    check_consecutive_failures: Family<CheckLabels, Gauge>,
+    check_last_run: Family<CheckLabels, FloatGauge>,
+    system_cpu: Family<CheckLabels, FloatGauge>,
+    system_memory: Family<CheckLabels, FloatGauge>,
+    system_disk: Family<DiskLabels, FloatGauge>,
+    config_reload_ok: Gauge,
+    config_reload_time: FloatGauge,
+    /// Which mountpoints each check has exported, so a removed check takes its series along.
+    disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
+}
+
+/// The exposition formats `/metrics` can answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    PrometheusText,
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// OpenMetrics only when the scraper asks for it, as Prometheus does by `Accept`.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::PrometheusText,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let check_success = Family::<CheckLabels, Gauge>::default();
+        registry.register(
+            "medic_check_success",
+            "1 if the latest probe was healthy or warning, else 0",
+            check_success.clone(),
+        );
+        let check_status = Family::<CheckStatusLabels, Gauge>::default();
+        registry.register(
+            "medic_check_status",
+            "The check's current status after thresholds: 1 for the current status, 0 for the others",
+            check_status.clone(),
+        );
+        let check_duration =
+            Family::<CheckLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register_with_unit(
+            "medic_check_duration",
+            "Probe durations",
+            Unit::Seconds,
+            check_duration.clone(),
+        );
+        let check_runs = Family::<CheckStatusLabels, Counter>::default();
+        registry.register(
+            "medic_check_runs",
+            "Probes by raw status",
+            check_runs.clone(),
+        );
+        let check_consecutive_failures = Family::<CheckLabels, Gauge>::default();
+        registry.register(
+            "medic_check_consecutive_failures",
+            "Current run of critical probes",
+            check_consecutive_failures.clone(),
+        );
+        let check_last_run = Family::<CheckLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "medic_check_last_run_timestamp",
+            "Unix time of the latest probe",
+            Unit::Seconds,
+            check_last_run.clone(),
+        );
+        let ratio = || Unit::Other("ratio".to_string());
+        let system_cpu = Family::<CheckLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "medic_system_cpu_utilization",
+            "CPU utilization of this host, from system checks",
+            ratio(),
+            system_cpu.clone(),
+        );
+        let system_memory = Family::<CheckLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "medic_system_memory_utilization",
+            "Memory utilization of this host (1 - available/total), from system checks",
+            ratio(),
+            system_memory.clone(),
+        );
+        let system_disk = Family::<DiskLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "medic_system_disk_utilization",
+            "Disk utilization per mountpoint (1 - available/total), from system checks",
+            ratio(),
+            system_disk.clone(),
+        );
+        let config_reload_ok = Gauge::default();
+        registry.register(
+            "medic_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful",
+            config_reload_ok.clone(),
+        );
+        let config_reload_time = FloatGauge::default();
+        registry.register_with_unit(
+            "medic_config_last_reload_success_timestamp",
+            "Unix time of the last successful configuration reload",
+            Unit::Seconds,
+            config_reload_time.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "medic_build_info",
+            "A metric with a constant 1 value labelled by version and revision of medic",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                revision: option_env!("MEDIC_REVISION")
+                    .unwrap_or("unknown")
+                    .to_string(),
+            })
+            .set(1);
+        Metrics {
+            registry,
+            check_success,
+            check_status,
+            check_duration,
+            check_runs,
+            check_consecutive_failures,
+            check_last_run,
+            system_cpu,
+            system_memory,
+            system_disk,
+            config_reload_ok,
+            config_reload_time,
+            disk_series: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Records one probe: its raw result, and the check's status after thresholds.
+    pub fn observe_probe(
+        &self,
+        check: &str,
+        outcome: &Outcome,
+        health: &HealthState,
+        at_unix_seconds: f64,
+    ) {
+        let labels = CheckLabels {
+            check: check.to_string(),
+        };
+        self.check_success
+            .get_or_create(&labels)
+            .set(i64::from(outcome.status.is_up()));
+        self.check_duration
+            .get_or_create(&labels)
+            .observe(outcome.duration.as_secs_f64());
+        self.check_runs
+            .get_or_create(&CheckStatusLabels {
+                check: check.to_string(),
+                status: outcome.status.as_str().to_string(),
+            })
+            .inc();
+        self.check_consecutive_failures
+            .get_or_create(&labels)
+            .set(i64::from(health.consecutive_failures));
+        self.check_last_run
+            .get_or_create(&labels)
+            .set(at_unix_seconds);
+        self.set_status(check, health.status);
+        for m in &outcome.measurements {
+            match (m.name.as_str(), &m.mountpoint) {
+                ("cpu_utilization", None) => {
+                    self.system_cpu.get_or_create(&labels).set(m.value);
+                }
+                ("memory_utilization", None) => {
+                    self.system_memory.get_or_create(&labels).set(m.value);
+                }
+                ("disk_utilization", Some(mountpoint)) => {
+                    self.system_disk
+                        .get_or_create(&DiskLabels {
+                            check: check.to_string(),
+                            mountpoint: mountpoint.clone(),
+                        })
+                        .set(m.value);
+                    let mut series = self.disk_series.lock().unwrap_or_else(|p| p.into_inner());
+                    series
+                        .entry(check.to_string())
+                        .or_default()
+                        .insert(mountpoint.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sets the check's status state set: 1 for `status`, 0 for the other three.
+    pub fn set_status(&self, check: &str, status: Status) {
+        for s in Status::ALL {
+            self.check_status
+                .get_or_create(&CheckStatusLabels {
+                    check: check.to_string(),
+                    status: s.as_str().to_string(),
+                })
+                .set(i64::from(s == status));
+        }
+    }
+
+    /// Drops every series of a check that is no longer configured.
+    pub fn forget_check(&self, check: &str) {
+        let labels = CheckLabels {
+            check: check.to_string(),
+        };
+        self.check_success.remove(&labels);
+        self.check_duration.remove(&labels);
+        self.check_consecutive_failures.remove(&labels);
+        self.check_last_run.remove(&labels);
+        self.system_cpu.remove(&labels);
+        self.system_memory.remove(&labels);
+        for s in Status::ALL {
+            let l = CheckStatusLabels {
+                check: check.to_string(),
+                status: s.as_str().to_string(),
+            };
+            self.check_status.remove(&l);
+            self.check_runs.remove(&l);
+        }
+        let mountpoints = self
+            .disk_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(check)
+            .unwrap_or_default();
+        for mountpoint in mountpoints {
+            self.system_disk.remove(&DiskLabels {
+                check: check.to_string(),
+                mountpoint,
+            });
+        }
+    }
+
+    pub fn config_reloaded(&self, success: bool, at_unix_seconds: f64) {
+        self.config_reload_ok.set(i64::from(success));
+        if success {
+            self.config_reload_time.set(at_unix_seconds);
+        }
+    }
+
+    /// Renders every metric in the asked-for format.
+    pub fn encode(&self, format: Format) -> String {
+        let mut out = String::with_capacity(64 * 1024);
+        let result = match format {
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            }
+        };
+        // Writing into a String cannot fail; an encoder error would be a bug in a label type.
+        if let Err(e) = result {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn probe_metrics_carry_spec_names_and_removal_is_complete() {
+        let m = Metrics::new();
+        let mut outcome = Outcome::new(Status::Critical, "down");
+        outcome.duration = Duration::from_millis(20);
+        outcome.measurements.push(crate::checks::Measurement {
+            name: "disk_utilization".into(),
+            mountpoint: Some("/".into()),
+            value: 0.5,
+        });
+        let health = HealthState {
+            status: Status::Critical,
+            consecutive_failures: 2,
+            consecutive_successes: 0,
+        };
+        m.observe_probe("web", &outcome, &health, 1_700_000_000.0);
+        let text = m.encode(Format::PrometheusText);
+        for line in [
+            "medic_check_success{check=\"web\"} 0",
+            "medic_check_status{check=\"web\",status=\"critical\"} 1",
+            "medic_check_status{check=\"web\",status=\"healthy\"} 0",
+            "medic_check_runs_total{check=\"web\",status=\"critical\"} 1",
+            "medic_check_consecutive_failures{check=\"web\"} 2",
+            "medic_check_duration_seconds_count{check=\"web\"} 1",
+            "medic_system_disk_utilization_ratio{check=\"web\",mountpoint=\"/\"} 0.5",
+            "# TYPE medic_check_runs_total counter",
+            "medic_build_info{version=",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("# EOF"));
+        assert!(m.encode(Format::OpenMetrics).ends_with("# EOF\n"));
+        m.forget_check("web");
+        let text = m.encode(Format::PrometheusText);
+        assert!(!text.contains("check=\"web\""), "{text}");
+    }
+}

@@ -1,0 +1,174 @@
+//! Every endpoint, in one `match`:
+//!
+//! | method, path | answer |
+//! | --- | --- |
+//! | `GET /metrics` | Prometheus text (OpenMetrics when `Accept` asks for it) |
+//! | `GET /-/healthy` | 200 while the process is up |
+//! | `GET /-/ready` | 200 once config and state store are loaded, else 503 |
+//! | `POST /-/reload` | reloads the config: 200, or 500 with the error (old config stays) |
+//! | `GET /api/v1/health` | overall and per-check health; 503 when critical or unknown |
+//! | `GET /api/v1/checks/{name}` | one check with metadata, trend and history; 404 if unknown |
+//! | `GET /` | the status page |
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::oneshot;
+
+use super::{page, Shared};
+use crate::metrics::Format;
+use crate::status::Status;
+
+pub type Body = Full<Bytes>;
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    _peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    let response = match path.as_str() {
+        "/metrics" if get => metrics(&shared, &req),
+        "/-/healthy" if get => text(StatusCode::OK, "medic is healthy.\n"),
+        "/-/ready" if get => {
+            if shared.ready.load(Ordering::SeqCst) {
+                text(StatusCode::OK, "medic is ready.\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "medic is not ready.\n")
+            }
+        }
+        "/-/reload" if method == Method::POST || method == Method::PUT => reload(&shared).await,
+        "/api/v1/health" if get => health(&shared).await,
+        "/" if get => status_page(&shared).await,
+        p if get && p.starts_with("/api/v1/checks/") => {
+            check(&shared, &p["/api/v1/checks/".len()..]).await
+        }
+        "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/health" | "/" => {
+            method_not_allowed("GET, HEAD")
+        }
+        "/-/reload" => method_not_allowed("POST, PUT"),
+        p if p.starts_with("/api/v1/checks/") => method_not_allowed("GET, HEAD"),
+        _ => json_error(StatusCode::NOT_FOUND, "not found"),
+    };
+    Ok(if method == Method::HEAD {
+        let (parts, _) = response.into_parts();
+        Response::from_parts(parts, Body::default())
+    } else {
+        response
+    })
+}
+
+fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+    let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
+    let body = shared.metrics.encode(format);
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
+}
+
+async fn reload(shared: &Shared) -> Response<Body> {
+    let (reply, answer) = oneshot::channel();
+    if shared.reload.send(reply).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    match answer.await {
+        Ok(Ok(())) => text(StatusCode::OK, "config reloaded\n"),
+        Ok(Err(e)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("failed to reload config: {e}\n"),
+        ),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+    }
+}
+
+async fn health(shared: &Shared) -> Response<Body> {
+    match shared.state.health().await {
+        Some(report) => {
+            // Healthy or warning can take traffic; critical or unknown cannot.
+            let code = match report.status {
+                Status::Healthy | Status::Warning => StatusCode::OK,
+                Status::Critical | Status::Unknown => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            json(code, &report)
+        }
+        None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}
+
+async fn check(shared: &Shared, raw_name: &str) -> Response<Body> {
+    let name = percent_encoding::percent_decode_str(raw_name).decode_utf8_lossy();
+    match shared.state.check(&name).await {
+        Some(detail) => json(StatusCode::OK, &detail),
+        None => json_error(StatusCode::NOT_FOUND, &format!("no check named {name:?}")),
+    }
+}
+
+async fn status_page(shared: &Shared) -> Response<Body> {
+    match shared.state.health().await {
+        Some(report) => {
+            let mut response = Response::new(Body::from(page::render(&report)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+    }
+}
+
+pub fn text(code: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pub fn json<T: serde::Serialize>(code: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(mut bytes) => {
+            bytes.push(b'\n');
+            let mut response = Response::new(Body::from(bytes));
+            *response.status_mut() = code;
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("encoding failed: {e}\n"),
+        ),
+    }
+}
+
+pub fn json_error(code: StatusCode, message: &str) -> Response<Body> {
+    json(
+        code,
+        &serde_json::json!({ "status": "error", "error": message }),
+    )
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}

@@ -1,0 +1,338 @@
+//! The state task: the single owner of every check's health, history and trend. Probes send
+//! their outcomes here; HTTP handlers ask questions here; nothing else holds domain state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::checks::Outcome;
+use crate::config::CheckSpec;
+use crate::health::{HealthState, History, Samples, StatusCounts, Thresholds, Trend};
+use crate::metrics::Metrics;
+use crate::status::Status;
+use crate::timefmt::{rfc3339_ms, unix_ms};
+
+/// How many history entries `/api/v1/checks/{name}` shows.
+const HISTORY_IN_API: usize = 20;
+
+/// Everything the state task can be told or asked.
+#[derive(Debug)]
+pub enum Command {
+    Outcome {
+        check: Arc<str>,
+        generation: u64,
+        at: SystemTime,
+        outcome: Outcome,
+    },
+    /// Replaces the set of checks; checks whose spec did not change keep their history.
+    Apply {
+        checks: Vec<(Arc<CheckSpec>, u64)>,
+        history_size: usize,
+        done: oneshot::Sender<()>,
+    },
+    Health {
+        reply: oneshot::Sender<HealthReport>,
+    },
+    Check {
+        name: String,
+        reply: oneshot::Sender<Option<CheckDetail>>,
+    },
+}
+
+/// `/api/v1/health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    pub status: Status,
+    pub summary: StatusCounts,
+    pub checks: BTreeMap<String, CheckSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckSummary {
+    pub status: Status,
+    pub kind: &'static str,
+    pub enabled: bool,
+    pub message: String,
+    pub duration_seconds: Option<f64>,
+    pub last_run: Option<String>,
+    pub consecutive_failures: u32,
+}
+
+/// `/api/v1/checks/{name}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckDetail {
+    pub name: String,
+    #[serde(flatten)]
+    pub summary: CheckSummary,
+    pub last_status: Option<Status>,
+    pub interval_seconds: f64,
+    pub timeout_seconds: f64,
+    pub metadata: BTreeMap<String, Value>,
+    pub trend: Trend,
+    pub history: Vec<HistoryItem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryItem {
+    pub time: String,
+    pub status: Status,
+    pub duration_seconds: f64,
+    pub message: String,
+}
+
+struct CheckRecord {
+    spec: Arc<CheckSpec>,
+    generation: u64,
+    health: HealthState,
+    history: History,
+    samples: Samples,
+    last: Option<LastProbe>,
+}
+
+struct LastProbe {
+    at_ms: i64,
+    status: Status,
+    duration_seconds: f64,
+    message: String,
+    metadata: BTreeMap<String, Value>,
+}
+
+impl CheckRecord {
+    fn new(spec: Arc<CheckSpec>, generation: u64, history_size: usize) -> Self {
+        let samples = Samples::for_interval(spec.interval.std().as_millis() as u64);
+        CheckRecord {
+            spec,
+            generation,
+            health: HealthState::default(),
+            history: History::new(history_size),
+            samples,
+            last: None,
+        }
+    }
+
+    fn summary(&self) -> CheckSummary {
+        CheckSummary {
+            status: if self.spec.enabled {
+                self.health.status
+            } else {
+                Status::Unknown
+            },
+            kind: self.spec.probe.kind(),
+            enabled: self.spec.enabled,
+            message: match (&self.last, self.spec.enabled) {
+                (_, false) => "disabled".to_string(),
+                (Some(last), true) => last.message.clone(),
+                (None, true) => "not run yet".to_string(),
+            },
+            duration_seconds: self.last.as_ref().map(|l| l.duration_seconds),
+            last_run: self.last.as_ref().map(|l| rfc3339_ms(l.at_ms)),
+            consecutive_failures: self.health.consecutive_failures,
+        }
+    }
+}
+
+/// The handle others use to talk to the state task.
+#[derive(Clone)]
+pub struct StateHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl StateHandle {
+    pub fn sender(&self) -> mpsc::Sender<Command> {
+        self.tx.clone()
+    }
+
+    pub async fn apply(&self, checks: Vec<(Arc<CheckSpec>, u64)>, history_size: usize) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::Apply {
+                checks,
+                history_size,
+                done,
+            })
+            .await
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+    }
+
+    pub async fn health(&self) -> Option<HealthReport> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Command::Health { reply }).await.ok()?;
+        answer.await.ok()
+    }
+
+    pub async fn check(&self, name: &str) -> Option<CheckDetail> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Check {
+                name: name.to_string(),
+                reply,
+            })
+            .await
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+}
+
+/// Starts the state task. It ends when every sender is gone.
+pub fn spawn(metrics: Arc<Metrics>) -> (StateHandle, tokio::task::JoinHandle<()>) {
+    // Bounded: a flood of outcomes slows the probes down rather than growing memory.
+    let (tx, rx) = mpsc::channel(4096);
+    let task = StateTask {
+        checks: BTreeMap::new(),
+        metrics,
+    };
+    let handle = tokio::spawn(task.run(rx));
+    (StateHandle { tx }, handle)
+}
+
+struct StateTask {
+    checks: BTreeMap<Arc<str>, CheckRecord>,
+    metrics: Arc<Metrics>,
+}
+
+impl StateTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(command) = rx.recv().await {
+            self.handle(command);
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Outcome {
+                check,
+                generation,
+                at,
+                outcome,
+            } => self.record(&check, generation, at, outcome),
+            Command::Apply {
+                checks,
+                history_size,
+                done,
+            } => {
+                self.apply(checks, history_size);
+                let _ = done.send(());
+            }
+            Command::Health { reply } => {
+                let _ = reply.send(self.health());
+            }
+            Command::Check { name, reply } => {
+                let _ = reply.send(self.detail(&name));
+            }
+        }
+    }
+
+    fn record(&mut self, check: &str, generation: u64, at: SystemTime, outcome: Outcome) {
+        let Some(record) = self.checks.get_mut(check) else {
+            return;
+        };
+        // An outcome from a probe of a config that has since been replaced says nothing about
+        // the check as it is now.
+        if record.generation != generation {
+            return;
+        }
+        let at_ms = unix_ms(at);
+        let thresholds = Thresholds {
+            failures_before_critical: record.spec.failures_before_critical,
+            successes_before_healthy: record.spec.successes_before_healthy,
+        };
+        let transition = record.health.observe(outcome.status, thresholds);
+        let duration = outcome.duration.as_secs_f64();
+        record
+            .history
+            .push(at_ms, outcome.status, duration, &outcome.message);
+        record.samples.push(at_ms, outcome.status, duration);
+        self.metrics
+            .observe_probe(check, &outcome, &record.health, at_ms as f64 / 1000.0);
+        if let Some(t) = transition {
+            tracing::info!(check, from = %t.from, to = %t.to, result = %outcome.message, "check status changed");
+        }
+        record.last = Some(LastProbe {
+            at_ms,
+            status: outcome.status,
+            duration_seconds: duration,
+            message: outcome.message,
+            metadata: outcome.metadata,
+        });
+    }
+
+    fn apply(&mut self, checks: Vec<(Arc<CheckSpec>, u64)>, history_size: usize) {
+        let mut next = BTreeMap::new();
+        for (spec, generation) in checks {
+            let name: Arc<str> = Arc::from(spec.name.as_str());
+            let record = match self.checks.remove(&name) {
+                Some(mut old) if *old.spec == *spec => {
+                    old.generation = generation;
+                    old.history.resize(history_size);
+                    old
+                }
+                _ => {
+                    self.metrics.forget_check(&name);
+                    self.metrics.set_status(&name, Status::Unknown);
+                    CheckRecord::new(spec, generation, history_size)
+                }
+            };
+            next.insert(name, record);
+        }
+        for name in self.checks.keys() {
+            self.metrics.forget_check(name);
+        }
+        self.checks = next;
+    }
+
+    fn health(&self) -> HealthReport {
+        let mut summary = StatusCounts::default();
+        let mut overall = Status::Healthy;
+        let mut checks = BTreeMap::new();
+        for (name, record) in &self.checks {
+            let s = record.summary();
+            summary.add(s.status);
+            // A disabled check is switched off on purpose; it must not fail a load balancer.
+            if record.spec.enabled {
+                overall = overall.worst(s.status);
+            }
+            checks.insert(name.to_string(), s);
+        }
+        HealthReport {
+            status: overall,
+            summary,
+            checks,
+        }
+    }
+
+    fn detail(&self, name: &str) -> Option<CheckDetail> {
+        let record = self.checks.get(name)?;
+        let now_ms = unix_ms(SystemTime::now());
+        Some(CheckDetail {
+            name: name.to_string(),
+            summary: record.summary(),
+            last_status: record.last.as_ref().map(|l| l.status),
+            interval_seconds: record.spec.interval.as_secs_f64(),
+            timeout_seconds: record.spec.timeout.as_secs_f64(),
+            metadata: record
+                .last
+                .as_ref()
+                .map(|l| l.metadata.clone())
+                .unwrap_or_default(),
+            trend: record.samples.trend(now_ms),
+            history: record
+                .history
+                .recent(HISTORY_IN_API)
+                .map(|e| HistoryItem {
+                    time: rfc3339_ms(e.at_ms),
+                    status: e.status,
+                    duration_seconds: e.duration_seconds,
+                    message: e.message.to_string(),
+                })
+                .collect(),
+        })
+    }
+}
