@@ -265,11 +265,13 @@ fn parse_perfdata(text: &str) -> Vec<PerfData> {
 mod tests {
     use super::*;
 
-    fn perf(label: &str, value: f64, unit: &str) -> (String, f64, String) {
+    type Item = (String, f64, String);
+
+    fn perf(label: &str, value: f64, unit: &str) -> Item {
         (label.to_string(), value, unit.to_string())
     }
 
-    fn parse(text: &str) -> (String, Vec<(String, f64, String)>) {
+    fn parse(text: &str) -> (String, Vec<Item>) {
         let out = parse_plugin_output(text);
         (
             out.message,
@@ -282,7 +284,7 @@ mod tests {
 
     #[test]
     fn plugin_output_table() {
-        let cases: Vec<(&str, &str, Vec<(String, f64, String)>)> = vec![
+        let cases: Vec<(&str, &str, Vec<Item>)> = vec![
             ("OK", "OK", vec![]),
             ("", "", vec![]),
             (

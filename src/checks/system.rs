@@ -141,10 +141,8 @@ impl SystemProbe {
                             .system
                             .refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
                         inner.cpu_refreshed = Some(now);
-                        if previous.is_none() {
-                            // Only a baseline so far: no usage can be computed from one reading.
-                            return None;
-                        }
+                        // Only a baseline so far: no usage can be computed from one reading.
+                        previous?;
                     }
                 }
                 snapshot.cpu = Some(clamp_ratio(

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. On a fresh Debian machine it first installs what the
+# tests need (as root, through apt-get); elsewhere it says what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the integration tests use: promtool (prometheus).
+packages=()
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+if ((${#packages[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing ${packages[*]}"
+    apt-get update -q
+    # No daemons are wanted: the tests start their own on free ports.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+    rm -f /usr/sbin/policy-rc.d
+  else
+    echo "missing Debian packages: ${packages[*]} (run as root, or: sudo apt-get install ${packages[*]})" >&2
+    exit 1
+  fi
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "==> cargo test"
+cargo test --quiet 2>&1 | tee "${TMPDIR:-/tmp}/medic-test-output.txt"
+
+echo "==> promtool check metrics on a live scrape of the built-in config"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+workdir=$(mktemp -d)
+trap 'kill "$medic_pid" 2>/dev/null || true; rm -rf "$workdir"' EXIT
+(cd "$workdir" && exec "$OLDPWD/target/debug/medic" --web.listen-address "127.0.0.1:$port" \
+  --state.url "sqlite://$workdir/medic.db" --log.level warn) &
+medic_pid=$!
+for _ in $(seq 1 100); do
+  if curl -fsS "http://127.0.0.1:$port/api/v1/checks/host" 2>/dev/null | grep -q '"last_run": "'; then break; fi
+  sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$port/metrics" > "$workdir/metrics.txt"
+promtool check metrics < "$workdir/metrics.txt"
+grep -q '^medic_system_cpu_utilization_ratio{check="host"}' "$workdir/metrics.txt"
+echo "promtool: $(wc -l < "$workdir/metrics.txt") lines, clean"
+
+# One closing line for the whole run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "cargo test: %d passed, %d failed\n", p, f }' "${TMPDIR:-/tmp}/medic-test-output.txt"

@@ -1,0 +1,10 @@
+//! Integration tests: every one starts the real `medic` binary against real servers, scripts
+//! and files. One test binary, one module per area.
+
+mod support;
+
+mod api;
+mod checks;
+mod cli;
+mod config_table;
+mod secrets;

@@ -1,0 +1,338 @@
+//! Test support: start the real medic binary on a free port, real HTTP targets that can be
+//! switched, and waiting on conditions with deadlines (never bare sleeps).
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+pub const MEDIC: &str = env!("CARGO_BIN_EXE_medic");
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running medic process with its own temp dir; killed on drop.
+pub struct Medic {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl Medic {
+    /// Writes `config` (with `{{port}}` replaced by medic's port) and starts medic on it.
+    pub async fn start(config: &str) -> Medic {
+        Self::start_with(config, &[]).await
+    }
+
+    pub async fn start_with(config: &str, extra_args: &[&str]) -> Medic {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config_path = dir.path().join("medic.yml");
+        std::fs::write(&config_path, config.replace("{{port}}", &port.to_string()))
+            .expect("write config");
+        let mut medic = Medic {
+            child: None,
+            port,
+            log_path: dir.path().join("medic.log"),
+            dir,
+            config_path,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        };
+        medic.spawn(extra_args);
+        medic.wait_ready().await;
+        medic
+    }
+
+    pub fn spawn(&mut self, extra_args: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let child = Command::new(MEDIC)
+            .arg("--config.file")
+            .arg(&self.config_path)
+            .arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--state.url")
+            .arg(format!("sqlite://{}/medic.db", self.dir.path().display()))
+            .args(extra_args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log clone"))
+            .stderr(log)
+            .spawn()
+            .expect("start medic");
+        self.child = Some(child);
+    }
+
+    pub async fn wait_ready(&mut self) {
+        let url = self.url("/-/ready");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("medic exited early with {status}:\n{}", self.logs());
+                }
+            }
+            if let Ok(r) = self.client.get(&url).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("medic not ready in time:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("medic did not exit in time:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(
+            &self.config_path,
+            config.replace("{{port}}", &self.port.to_string()),
+        )
+        .expect("write config");
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let code = r.status().as_u16();
+        (code, r.text().await.unwrap_or_default())
+    }
+
+    pub async fn post(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let code = r.status().as_u16();
+        (code, r.text().await.unwrap_or_default())
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let (_, body) = self.get(path).await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.1
+    }
+
+    /// The check's status from the JSON API.
+    pub async fn status(&self, check: &str) -> String {
+        let v = self.json(&format!("/api/v1/checks/{check}")).await;
+        v["status"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Waits until the check has been probed and its status (after thresholds) is `want`.
+    pub async fn wait_status(&self, check: &str, want: &str) -> serde_json::Value {
+        let what = format!("check {check} to be {want}");
+        wait_for(&what, Duration::from_secs(20), || async {
+            let v = self.json(&format!("/api/v1/checks/{check}")).await;
+            (v["status"] == want && v["last_run"].is_string()).then_some(v)
+        })
+        .await
+    }
+
+    /// The value of one sample line in `/metrics`, e.g. `medic_check_success{check="web"}`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.metrics().await, series)
+    }
+}
+
+impl Drop for Medic {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// How a [`Target`] answers.
+#[derive(Clone, Debug)]
+pub struct Mode {
+    pub status: u16,
+    pub body: String,
+    pub delay: Duration,
+}
+
+/// A real HTTP server whose answers a test can switch.
+pub struct Target {
+    pub addr: SocketAddr,
+    mode: Arc<Mutex<Mode>>,
+    hits: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Target {
+    pub async fn start() -> Target {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind target");
+        let addr = listener.local_addr().expect("addr");
+        let mode = Arc::new(Mutex::new(Mode {
+            status: 200,
+            body: "ok".into(),
+            delay: Duration::ZERO,
+        }));
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let (m, h) = (mode.clone(), hits.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (m, h) = (m.clone(), h.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (m, h) = (m.clone(), h.clone());
+                        async move {
+                            h.lock()
+                                .unwrap()
+                                .push(format!("{} {}", req.method(), req.uri()));
+                            let mode = m.lock().unwrap().clone();
+                            if !mode.delay.is_zero() {
+                                tokio::time::sleep(mode.delay).await;
+                            }
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from(mode.body)));
+                            *resp.status_mut() = hyper::StatusCode::from_u16(mode.status).unwrap();
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Target {
+            addr,
+            mode,
+            hits,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set(&self, status: u16, body: &str, delay: Duration) {
+        *self.mode.lock().unwrap() = Mode {
+            status,
+            body: body.into(),
+            delay,
+        };
+    }
+
+    pub fn healthy(&self) {
+        self.set(200, "ok", Duration::ZERO);
+    }
+
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Writes an executable script into `dir`.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
