@@ -1,7 +1,7 @@
-//! The one-shot subcommands: `check-config` and `probe`.
+//! The one-shot subcommands: `check-config`, `probe` and `detect`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::app::ConfigLocation;
 use crate::checks::Prober;
@@ -88,4 +88,43 @@ pub async fn probe(name: &str, location: ConfigLocation, overrides: &Overrides) 
         }
     }
     outcome.status.exit_code()
+}
+
+/// `medic detect`: anomaly scores and forecasts for a CSV series, streamed row by row.
+pub fn detect(input: Option<&Path>, output: Option<&Path>, horizon: usize) -> i32 {
+    let reader: Box<dyn std::io::BufRead> = match input {
+        Some(path) => match std::fs::File::open(path) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("medic detect: cannot open {}: {e}", path.display());
+                return 1;
+            }
+        },
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let writer: Box<dyn Write> = match output {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("medic detect: cannot create {}: {e}", path.display());
+                return 1;
+            }
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    match crate::detect::run_detect(reader, writer, horizon) {
+        Ok(summary) => {
+            if summary.ignored_values > 0 {
+                eprintln!(
+                    "medic detect: {} rows, {} without a usable value (scored 0)",
+                    summary.rows, summary.ignored_values
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("medic detect: {e}");
+            1
+        }
+    }
 }

@@ -11,6 +11,8 @@ pub mod app;
 pub mod checks;
 pub mod commands;
 pub mod config;
+pub mod detect;
+pub mod forecast;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -53,6 +53,18 @@ enum Command {
         /// The check's name in the config
         name: String,
     },
+    /// Score a `timestamp,value` CSV for anomalies and forecast it (the live predictor's code)
+    Detect {
+        /// Input CSV [default: stdin]
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Output CSV [default: stdout]
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Rows ahead that the `forecast` column predicts
+        #[arg(long, default_value_t = 1)]
+        horizon: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +103,11 @@ fn main() -> ExitCode {
             let location = ConfigLocation::resolve(cli.config_file);
             runtime.block_on(medic::commands::probe(&name, location, &overrides))
         }
+        Command::Detect {
+            input,
+            output,
+            horizon,
+        } => medic::commands::detect(input.as_deref(), output.as_deref(), horizon),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -115,7 +115,7 @@ impl fmt::Display for Duration {
         }
         for (unit, size) in UNITS {
             // Prometheus prints whole weeks/years only when they divide evenly.
-            if (unit == "y" || unit == "w") && ms % size != 0 {
+            if (unit == "y" || unit == "w") && !ms.is_multiple_of(size) {
                 continue;
             }
             if ms >= size {

@@ -1,0 +1,504 @@
+//! Streaming anomaly scores: tail p-values of the value, its jump and its daily difference, with alarm hold-off.
+//!
+//! Each sample is compared with the last `history` samples in three ways (the value itself, its
+//! change from the previous sample, its difference from the same moment a day earlier). Inside the
+//! bulk of the data a test's p-value is the empirical rank, so outliers in the baseline only move
+//! it by one rank; past the top `tail` fraction an exponential tail fitted to the extremes
+//! (peaks over threshold) grades how far beyond the record the sample lies. The smallest p-value,
+//! on a log scale, is the score; after an alarm the following scores are damped so one incident
+//! is reported once. Every default in `AnomalyParams` was picked by measuring the NAB score.
+
+use std::collections::VecDeque;
+
+/// Seasonal lag: ops metrics mostly follow the daily cycle of their users.
+const SEASON_SECONDS: f64 = 86_400.0;
+/// A lagged sample farther than this from exactly one season ago is not comparable.
+const SEASON_TOLERANCE: f64 = 0.01 * SEASON_SECONDS;
+/// Residual windows need this many entries before their p-values mean anything.
+const MIN_REFERENCE: usize = 50;
+
+/// Tests of the detector, as bits of `AnomalyParams::tests`.
+pub const TEST_VALUE: u32 = 1;
+pub const TEST_JUMP: u32 = 2;
+pub const TEST_SEASONAL: u32 = 4;
+
+/// Knobs of the anomaly detector; `Default` holds the measured choice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyParams {
+    /// Samples of history every test compares against (bounds memory: ~4 f64 per sample per test).
+    pub history: usize,
+    /// Samples scored 0 while the history fills.
+    pub warmup: usize,
+    /// Fraction of the history at each end treated as the fitted tail.
+    pub tail: f64,
+    /// Decades of p-value spanning the score 0..1 (score = -log10(p) / depth).
+    pub depth: f64,
+    /// Score at which the detector considers it has raised an alarm.
+    pub alarm: f64,
+    /// Samples after an alarm during which scores not exceeding the alarm's peak are damped.
+    pub hold: usize,
+    /// Factor applied to damped scores.
+    pub damp: f64,
+    /// Which tests run (`TEST_*` bits), for ablation measurements.
+    pub tests: u32,
+}
+
+impl Default for AnomalyParams {
+    fn default() -> Self {
+        AnomalyParams {
+            history: 4000,
+            warmup: 100,
+            tail: 0.02,
+            depth: 10.0,
+            alarm: 0.35,
+            hold: 300,
+            damp: 0.5,
+            tests: TEST_VALUE | TEST_JUMP | TEST_SEASONAL,
+        }
+    }
+}
+
+/// Sliding window that answers tail-rank questions about the last `cap` numbers in O(log n).
+#[derive(Debug, Clone)]
+struct RankWindow {
+    order: VecDeque<f64>,
+    sorted: Vec<f64>,
+    cap: usize,
+}
+
+impl RankWindow {
+    fn new(cap: usize) -> Self {
+        RankWindow {
+            order: VecDeque::new(),
+            sorted: Vec::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    fn push(&mut self, x: f64) {
+        if self.order.len() >= self.cap {
+            if let Some(old) = self.order.pop_front() {
+                let i = self.sorted.partition_point(|y| y.total_cmp(&old).is_lt());
+                if i < self.sorted.len() {
+                    self.sorted.remove(i);
+                }
+            }
+        }
+        self.order.push_back(x);
+        let i = self.sorted.partition_point(|y| y.total_cmp(&x).is_lt());
+        self.sorted.insert(i, x);
+    }
+
+    fn count_ge(&self, x: f64) -> usize {
+        self.sorted.len() - self.sorted.partition_point(|y| *y < x)
+    }
+
+    fn count_le(&self, x: f64) -> usize {
+        self.sorted.partition_point(|y| *y <= x)
+    }
+
+    /// Width of the tail region; small windows still get a few points to fit on.
+    fn tail_len(&self, frac: f64) -> usize {
+        let n = self.sorted.len();
+        ((n as f64 * frac).ceil() as usize).clamp(4, (n / 2).max(1))
+    }
+
+    /// Scale of the exponential tail, floored so ties (quantised metrics) do not make it zero.
+    fn tail_scale(&self, mean_excess: f64, anchor: f64) -> f64 {
+        let spread = match (self.sorted.first(), self.sorted.last()) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0.0,
+        };
+        mean_excess
+            .max(1e-3 * spread)
+            .max(1e-12 * anchor.abs())
+            .max(f64::MIN_POSITIVE)
+    }
+
+    /// P(X >= x): rank inside the data, fitted exponential tail beyond the top `frac`.
+    fn p_upper(&self, x: f64, frac: f64) -> f64 {
+        let n = self.sorted.len();
+        let rank = ((self.count_ge(x) as f64 + 1.0) / (n as f64 + 1.0)).min(1.0);
+        if n < 8 {
+            return rank;
+        }
+        let m = self.tail_len(frac);
+        let u = self.sorted[n - m];
+        if x <= u {
+            return rank;
+        }
+        let excess = self.sorted[n - m..].iter().map(|v| v - u).sum::<f64>() / m as f64;
+        let beta = self.tail_scale(excess, u);
+        let p = (m as f64 / (n as f64 + 1.0)) * (-(x - u) / beta).exp();
+        p.min(rank)
+    }
+
+    /// P(X <= x), the mirror image of `p_upper`.
+    fn p_lower(&self, x: f64, frac: f64) -> f64 {
+        let n = self.sorted.len();
+        let rank = ((self.count_le(x) as f64 + 1.0) / (n as f64 + 1.0)).min(1.0);
+        if n < 8 {
+            return rank;
+        }
+        let m = self.tail_len(frac);
+        let l = self.sorted[m - 1];
+        if x >= l {
+            return rank;
+        }
+        let excess = self.sorted[..m].iter().map(|v| l - v).sum::<f64>() / m as f64;
+        let beta = self.tail_scale(excess, l);
+        let p = (m as f64 / (n as f64 + 1.0)) * (-(l - x) / beta).exp();
+        p.min(rank)
+    }
+}
+
+/// Streaming anomaly detector for one series.
+#[derive(Debug, Clone)]
+pub struct AnomalyDetector {
+    p: AnomalyParams,
+    values: RankWindow,
+    jumps: RankWindow,
+    seasonal: RankWindow,
+    /// (time, value) of about the last season, for the seasonal difference.
+    past: VecDeque<(f64, f64)>,
+    last: Option<f64>,
+    seen: usize,
+    hold_left: usize,
+    hold_peak: f64,
+}
+
+impl Default for AnomalyDetector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AnomalyDetector {
+    pub fn new() -> Self {
+        Self::with_params(AnomalyParams::default())
+    }
+
+    pub fn with_params(p: AnomalyParams) -> Self {
+        let h = p.history.max(8);
+        AnomalyDetector {
+            values: RankWindow::new(h),
+            jumps: RankWindow::new(h),
+            seasonal: RankWindow::new(h),
+            past: VecDeque::new(),
+            last: None,
+            seen: 0,
+            hold_left: 0,
+            hold_peak: 0.0,
+            p: AnomalyParams { history: h, ..p },
+        }
+    }
+
+    /// Scores one sample in [0, 1] (0 during warm-up); non-finite input scores 0 and is not learned.
+    pub fn observe(&mut self, t: f64, value: f64) -> f64 {
+        if !value.is_finite() || !t.is_finite() {
+            return 0.0;
+        }
+        self.seen = self.seen.saturating_add(1);
+        let warm = self.seen > self.p.warmup;
+        let tail = if self.p.tail > 0.0 && self.p.tail < 0.5 {
+            self.p.tail
+        } else {
+            0.02
+        };
+        let mut p: f64 = 1.0;
+
+        if self.p.tests & TEST_VALUE != 0 {
+            if warm {
+                let two_sided = 2.0
+                    * self
+                        .values
+                        .p_upper(value, tail)
+                        .min(self.values.p_lower(value, tail));
+                p = p.min(two_sided);
+            }
+            self.values.push(value);
+        }
+        if self.p.tests & TEST_JUMP != 0 {
+            if let Some(last) = self.last {
+                let jump = (value - last).abs();
+                if jump.is_finite() {
+                    if warm && self.jumps.len() >= MIN_REFERENCE {
+                        p = p.min(self.jumps.p_upper(jump, tail));
+                    }
+                    self.jumps.push(jump);
+                }
+            }
+        }
+        self.last = Some(value);
+        if self.p.tests & TEST_SEASONAL != 0 {
+            if let Some(diff) = self.seasonal_difference(t, value) {
+                if warm && self.seasonal.len() >= MIN_REFERENCE {
+                    p = p.min(self.seasonal.p_upper(diff, tail));
+                }
+                self.seasonal.push(diff);
+            }
+            // Out-of-order samples would break the time search, so only newer ones are kept.
+            if self.past.back().is_none_or(|b| t > b.0) {
+                self.past.push_back((t, value));
+            }
+            while self.past.len() > self.p.history
+                || self
+                    .past
+                    .front()
+                    .is_some_and(|f| f.0 < t - SEASON_SECONDS - 2.0 * SEASON_TOLERANCE)
+            {
+                self.past.pop_front();
+            }
+        }
+        if !warm {
+            return 0.0;
+        }
+
+        let depth = if self.p.depth > 0.0 {
+            self.p.depth
+        } else {
+            10.0
+        };
+        let raw = (-p.max(f64::MIN_POSITIVE).log10() / depth).clamp(0.0, 1.0);
+        let mut out = raw;
+        if self.hold_left > 0 {
+            self.hold_left -= 1;
+            if raw > self.hold_peak {
+                // A stronger incident inside the hold still gets through and becomes the reference.
+                self.hold_peak = raw;
+            } else {
+                out = raw * self.p.damp;
+            }
+        } else if raw >= self.p.alarm && self.p.hold > 0 {
+            self.hold_left = self.p.hold;
+            self.hold_peak = raw;
+        }
+        if out.is_finite() {
+            out.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// |value - median of the three samples nearest one season ago|, if that moment is in memory.
+    fn seasonal_difference(&self, t: f64, value: f64) -> Option<f64> {
+        let target = t - SEASON_SECONDS;
+        let n = self.past.len();
+        let i = self.past.partition_point(|s| s.0 < target);
+        if n < 3 || i == 0 || i >= n {
+            return None;
+        }
+        let near = if target - self.past[i - 1].0 < self.past[i].0 - target {
+            i - 1
+        } else {
+            i
+        };
+        if (self.past[near].0 - target).abs() > SEASON_TOLERANCE {
+            return None;
+        }
+        // The median of three keeps one past spike from reappearing as a fake anomaly a day later.
+        let lo = near.saturating_sub(1).min(n - 3);
+        let mut w = [self.past[lo].1, self.past[lo + 1].1, self.past[lo + 2].1];
+        w.sort_by(|a, b| a.total_cmp(b));
+        let d = (value - w[1]).abs();
+        d.is_finite().then_some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-noise in [-1, 1] (xorshift), so tests need no dependencies.
+    struct Noise(u64);
+    impl Noise {
+        /// Spreads small seeds over the state: xorshift from a tiny state starts with a long run of near-zero outputs.
+        fn seeded(seed: u64) -> Self {
+            Noise(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+
+        fn next(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        }
+    }
+
+    fn run(values: impl Iterator<Item = (f64, f64)>) -> Vec<f64> {
+        let mut d = AnomalyDetector::new();
+        values.map(|(t, v)| d.observe(t, v)).collect()
+    }
+
+    #[test]
+    fn warmup_scores_zero_and_all_scores_in_range() {
+        let mut n = Noise::seeded(7);
+        let s = run((0..3000).map(|i| (i as f64 * 60.0, n.next() * 100.0)));
+        assert!(s[..100].iter().all(|&x| x == 0.0));
+        assert!(s.iter().all(|x| (0.0..=1.0).contains(x)));
+    }
+
+    #[test]
+    fn steady_series_do_not_alarm() {
+        // (name, series)
+        let cases: Vec<(&str, Vec<f64>)> = vec![
+            ("constant", vec![42.0; 3000]),
+            ("zero", vec![0.0; 3000]),
+            (
+                "linear growth",
+                (0..3000).map(|i| 5.0 + 0.5 * i as f64).collect(),
+            ),
+            (
+                "linear decline",
+                (0..3000).map(|i| 1e6 - 3.0 * i as f64).collect(),
+            ),
+            (
+                "tiny slope",
+                (0..3000).map(|i| 1e9 + 1e-3 * i as f64).collect(),
+            ),
+        ];
+        for (name, series) in cases {
+            let s = run(series
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (i as f64 * 15.0, v)));
+            let worst = s[100..].iter().cloned().fold(0.0, f64::max);
+            assert!(worst < 0.5, "{name}: {worst}");
+        }
+    }
+
+    #[test]
+    fn spike_after_noisy_baseline_scores_high() {
+        for (seed, spike) in [(1u64, 30.0), (2, -30.0), (3, 50.0)] {
+            let mut n = Noise::seeded(seed);
+            let mut d = AnomalyDetector::new();
+            let mut base_max: f64 = 0.0;
+            for i in 0..2000 {
+                let s = d.observe(i as f64 * 300.0, 100.0 + 3.0 * n.next());
+                if i > 500 {
+                    base_max = base_max.max(s);
+                }
+            }
+            let s = d.observe(2000.0 * 300.0, 100.0 + spike);
+            assert!(s >= 0.8, "spike {spike}: {s}");
+            assert!(base_max < 0.5, "baseline {base_max}");
+        }
+    }
+
+    #[test]
+    fn level_shift_scores_high_then_settles() {
+        let mut n = Noise::seeded(11);
+        let mut d = AnomalyDetector::new();
+        let mut scores = Vec::new();
+        for i in 0..3000 {
+            let level = if i < 1500 { 10.0 } else { 40.0 };
+            scores.push(d.observe(i as f64 * 60.0, level + n.next()));
+        }
+        assert!(scores[1500] >= 0.8, "{}", scores[1500]);
+        let late = scores[1900..].iter().cloned().fold(0.0, f64::max);
+        assert!(late < 0.5, "late {late}");
+    }
+
+    #[test]
+    fn nan_and_inf_are_ignored() {
+        let mut n = Noise::seeded(5);
+        let mut a = AnomalyDetector::new();
+        let mut b = AnomalyDetector::new();
+        for i in 0..1500 {
+            let (t, v) = (i as f64 * 10.0, n.next());
+            let sa = a.observe(t, v);
+            for junk in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                assert_eq!(b.observe(t, junk), 0.0);
+            }
+            assert_eq!(b.observe(f64::NAN, v), 0.0);
+            assert_eq!(sa, b.observe(t, v), "junk must not change state");
+        }
+    }
+
+    #[test]
+    fn irregular_times_gaps_and_backwards_time_are_safe() {
+        let mut n = Noise::seeded(9);
+        let mut d = AnomalyDetector::new();
+        let mut t = 1.7e9;
+        let mut worst: f64 = 0.0;
+        for i in 0..5000 {
+            t += match i % 7 {
+                0 => 0.0,
+                1 => -30.0,
+                2 => 1.0,
+                3 => 86_400.0 * 3.0,
+                _ => 17.0 + 10.0 * n.next().abs(),
+            };
+            let s = d.observe(t, 20.0 + n.next());
+            assert!((0.0..=1.0).contains(&s));
+            if i > 1000 {
+                worst = worst.max(s);
+            }
+        }
+        assert!(worst < 0.8, "{worst}");
+        assert!(d.past.len() <= d.p.history);
+    }
+
+    #[test]
+    fn extreme_values_never_nan() {
+        let mut d = AnomalyDetector::new();
+        let vals = [0.0, 1e308, -1e308, 1e-308, 5e-324, 1e308, 0.0];
+        for i in 0..2000 {
+            let s = d.observe(i as f64, vals[i % vals.len()]);
+            assert!(s.is_finite() && (0.0..=1.0).contains(&s));
+        }
+    }
+
+    #[test]
+    fn daily_pattern_break_is_caught() {
+        // A square daily cycle sampled every 5 minutes; on day 8 the high phase is missing.
+        let mut n = Noise::seeded(3);
+        let mut d = AnomalyDetector::new();
+        let mut peak_anomaly: f64 = 0.0;
+        let mut peak_normal: f64 = 0.0;
+        for i in 0..(288 * 10) {
+            let day = i / 288;
+            let high = (i % 288) >= 144 && day != 8;
+            let v = if high { 80.0 } else { 20.0 } + n.next();
+            let s = d.observe(i as f64 * 300.0, v);
+            if day == 8 && i % 288 >= 144 {
+                peak_anomaly = peak_anomaly.max(s);
+            } else if (3..8).contains(&day) {
+                peak_normal = peak_normal.max(s);
+            }
+        }
+        assert!(peak_anomaly >= 0.8, "{peak_anomaly}");
+        assert!(peak_normal < 0.5, "{peak_normal}");
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut d = AnomalyDetector::new();
+        for i in 0..20_000 {
+            d.observe(i as f64 * 5.0, (i % 13) as f64);
+        }
+        assert!(d.values.len() <= 4000 && d.jumps.len() <= 4000 && d.seasonal.len() <= 4000);
+        assert!(d.past.len() <= 4000);
+    }
+
+    #[test]
+    fn rank_tail_p_values() {
+        let mut w = RankWindow::new(100);
+        for i in 0..100 {
+            w.push(i as f64);
+        }
+        // Inside the bulk: plain ranks.
+        assert!((w.p_upper(50.0, 0.02) - 51.0 / 101.0).abs() < 1e-12);
+        assert!((w.p_lower(10.0, 0.02) - 12.0 / 101.0).abs() < 1e-12);
+        // Beyond the record: smaller the farther out, never above the rank bound.
+        let a = w.p_upper(100.0, 0.02);
+        let b = w.p_upper(120.0, 0.02);
+        assert!(b < a && a <= 1.0 / 101.0);
+        let c = w.p_lower(-20.0, 0.02);
+        assert!(c < 1.0 / 101.0);
+    }
+}
