@@ -4,17 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::checks::Prober;
-use crate::config::{self, Config, ConfigErrors, Overrides};
+use crate::config::{self, Config, ConfigErrors, Overrides, StateConfig};
 use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 use crate::server::{self, ReloadRequest, Shared};
 use crate::state::{self, StateHandle};
+use crate::store::{self, Store};
 use crate::timefmt::now_ms;
 
 /// Where the config comes from, decided once from the command line.
@@ -65,7 +67,11 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         .local_addr()
         .context("reading the listen address")?;
 
-    let (state, state_task) = state::spawn(metrics.clone());
+    // The store opens in the background: checks and /metrics run from the first second even
+    // when PostgreSQL is down; /-/ready waits for it.
+    let (store_tx, store_rx) = watch::channel::<Option<Store>>(None);
+    let (writer, writer_task) = store::spawn_writer(store_rx.clone(), metrics.clone());
+    let (state, state_task) = state::spawn(metrics.clone(), Some(writer));
     let prober = Arc::new(Prober::new().context("building the HTTP client")?);
     let mut scheduler = Scheduler::new(prober, state.sender());
     let applied = scheduler.apply(&config.checks, config.redactor.clone());
@@ -80,8 +86,17 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         ready: Default::default(),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let server_task = tokio::spawn(server::serve(listener, shared.clone(), shutdown_rx));
-    shared.ready.store(true, Ordering::SeqCst);
+    let server_task = tokio::spawn(server::serve(listener, shared.clone(), shutdown_rx.clone()));
+    let opener_task = tokio::spawn(open_store(
+        config.state.clone(),
+        config.redactor.clone(),
+        config.history_size,
+        state.clone(),
+        store_tx,
+        shared.clone(),
+        metrics.clone(),
+        shutdown_rx,
+    ));
     tracing::info!(
         address = %local,
         config = %config.source,
@@ -119,9 +134,16 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
     running.scheduler.stop();
     let _ = shutdown_tx.send(true);
     let _ = server_task.await;
+    let _ = opener_task.await;
     drop(running);
     drop(shared);
+    // The state task ends when its last sender is gone, dropping the writer handle; the writer
+    // then flushes what is left.
     let _ = state_task.await;
+    let _ = writer_task.await;
+    if let Some(store) = store_rx.borrow().clone() {
+        store.close().await;
+    }
     tracing::info!("medic stopped");
     Ok(())
 }
@@ -142,6 +164,9 @@ impl Running {
         let now = now_ms() as f64 / 1000.0;
         match self.location.load(&self.overrides) {
             Ok(new) => {
+                if new.state != self.config.state {
+                    tracing::warn!("state changes need a restart; keeping the open state store");
+                }
                 if new.web.listen_address != self.config.web.listen_address {
                     tracing::warn!(
                         old = %self.config.web.listen_address,
@@ -164,6 +189,72 @@ impl Running {
         }
     }
 }
+
+/// Opens the state store (retrying with backoff), reloads history into the state task, hands
+/// the store to the writer, marks medic ready, then prunes old results every few minutes.
+#[allow(clippy::too_many_arguments)]
+async fn open_store(
+    state_config: StateConfig,
+    redactor: crate::config::Redactor,
+    history_size: usize,
+    state: StateHandle,
+    store_tx: watch::Sender<Option<Store>>,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    let store = loop {
+        match Store::open(&state_config.url).await {
+            Ok(store) => break store,
+            Err(e) => {
+                metrics.store_error(e.operation());
+                tracing::warn!(error = %redactor.redact(&e.to_string()), retry_in = ?backoff, "cannot open the state store; checks keep running");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    };
+    // An hour of results feeds the trend; the history ring needs at most `history_size`.
+    let since = now_ms() - crate::health::TREND_WINDOW_MS;
+    match store.load_results(since, history_size.max(3600)).await {
+        Ok(rows) => {
+            tracing::info!(
+                results = rows.len(),
+                "history reloaded from the state store"
+            );
+            state.load_history(rows).await;
+        }
+        Err(e) => {
+            metrics.store_error(e.operation());
+            tracing::warn!(error = %e, "cannot reload history from the state store");
+        }
+    }
+    let _ = store_tx.send(Some(store.clone()));
+    shared.ready.store(true, Ordering::SeqCst);
+    tracing::info!(backend = ?store.backend(), "state store ready");
+
+    loop {
+        let before = now_ms() - state_config.retention.std().as_millis() as i64;
+        match store.prune(before, state_config.retention_results).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "pruned old check results"),
+            Err(e) => {
+                metrics.store_error(e.operation());
+                tracing::warn!(error = %e, "pruning the state store failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
 fn describe(location: &ConfigLocation) -> String {
     match location {

@@ -120,6 +120,23 @@ impl History {
         self.entries.len()
     }
 
+    /// Adds results from before the oldest entry (history reloaded from the store), keeping the
+    /// newest `capacity` overall. `older` must be oldest first.
+    pub fn merge_older(&mut self, older: impl IntoIterator<Item = (i64, Status, f64, String)>) {
+        let first_ms = self.entries.front().map_or(i64::MAX, |e| e.at_ms);
+        let mut merged = History::new(self.capacity);
+        for (at_ms, status, duration, message) in older.into_iter().filter(|e| e.0 < first_ms) {
+            merged.push(at_ms, status, duration, &message);
+        }
+        for entry in self.entries.drain(..) {
+            if merged.entries.len() == merged.capacity {
+                merged.entries.pop_front();
+            }
+            merged.entries.push_back(entry);
+        }
+        *self = merged;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -206,6 +223,22 @@ impl Samples {
             duration_micros: micros,
             status,
         });
+    }
+
+    /// Adds samples from before the oldest one, keeping the newest `capacity` overall. `older`
+    /// must be oldest first.
+    pub fn merge_older(&mut self, older: impl IntoIterator<Item = (i64, Status, f64)>) {
+        let first_ms = self.samples.front().map_or(i64::MAX, |s| s.at_ms);
+        let existing = std::mem::take(&mut self.samples);
+        for (at_ms, status, duration) in older.into_iter().filter(|e| e.0 < first_ms) {
+            self.push(at_ms, status, duration);
+        }
+        for sample in existing {
+            if self.samples.len() == self.capacity {
+                self.samples.pop_front();
+            }
+            self.samples.push_back(sample);
+        }
     }
 
     /// The trend over the hour before `now_ms`.
@@ -407,6 +440,22 @@ mod tests {
         let p99 = t.latency_p99_seconds.unwrap();
         assert!((p99 - 0.099).abs() < 0.001, "{p99}");
         assert_eq!(t.latency_max_seconds, Some(0.1));
+    }
+
+    #[test]
+    fn merging_older_history_keeps_order_and_bounds() {
+        let mut h = History::new(4);
+        h.push(100, Healthy, 0.1, "live");
+        h.push(101, Critical, 0.1, "live2");
+        h.merge_older((97..102).map(|t| (t, Warning, 0.2, format!("old{t}"))));
+        let times: Vec<i64> = h.recent(10).map(|e| e.at_ms).collect();
+        assert_eq!(times, vec![101, 100, 99, 98]);
+        let mut s = Samples::for_interval(60_000);
+        s.push(200, Healthy, 0.1);
+        s.merge_older((0..150).map(|t| (t, Critical, 0.1)));
+        let t = s.trend(200);
+        assert_eq!(t.runs, 64);
+        assert_eq!(t.status_distribution.healthy, 1);
     }
 
     #[test]

@@ -21,4 +21,5 @@ pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod store;
 pub mod timefmt;

@@ -34,6 +34,11 @@ struct DiskLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     revision: String,
@@ -63,6 +68,9 @@ pub struct Metrics {
     system_disk: Family<DiskLabels, FloatGauge>,
     config_reload_ok: Gauge,
     config_reload_time: FloatGauge,
+    store_errors: Family<OperationLabels, Counter>,
+    store_dropped: Counter,
+    store_backlog: Gauge,
     /// Which mountpoints each check has exported, so a removed check takes its series along.
     disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
@@ -176,6 +184,29 @@ impl Metrics {
             Unit::Seconds,
             config_reload_time.clone(),
         );
+        let store_errors = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "medic_state_store_errors",
+            "Failed reads and writes of the state store, by operation (medic keeps running and retries)",
+            store_errors.clone(),
+        );
+        for operation in ["open", "migrate", "write", "read", "prune"] {
+            let _ = store_errors.get_or_create(&OperationLabels {
+                operation: operation.to_string(),
+            });
+        }
+        let store_dropped = Counter::default();
+        registry.register(
+            "medic_state_store_dropped_results",
+            "Check results never written because the store stayed unreachable past the backlog bound",
+            store_dropped.clone(),
+        );
+        let store_backlog = Gauge::default();
+        registry.register(
+            "medic_state_store_backlog_results",
+            "Check results waiting to be written to the state store",
+            store_backlog.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "medic_build_info",
@@ -203,6 +234,9 @@ impl Metrics {
             system_disk,
             config_reload_ok,
             config_reload_time,
+            store_errors,
+            store_dropped,
+            store_backlog,
             disk_series: Mutex::new(BTreeMap::new()),
         }
     }
@@ -313,6 +347,23 @@ impl Metrics {
         if success {
             self.config_reload_time.set(at_unix_seconds);
         }
+    }
+
+    pub fn store_error(&self, operation: &str) {
+        self.store_errors
+            .get_or_create(&OperationLabels {
+                operation: operation.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn store_results_dropped(&self, count: u64) {
+        self.store_dropped.inc_by(count);
+    }
+
+    pub fn store_backlog(&self, len: usize) {
+        self.store_backlog
+            .set(i64::try_from(len).unwrap_or(i64::MAX));
     }
 
     /// Renders every metric in the asked-for format.

@@ -14,6 +14,7 @@ use crate::config::CheckSpec;
 use crate::health::{HealthState, History, Samples, StatusCounts, Thresholds, Trend};
 use crate::metrics::Metrics;
 use crate::status::Status;
+use crate::store::{ResultRow, WriterHandle};
 use crate::timefmt::{rfc3339_ms, unix_ms};
 
 /// How many history entries `/api/v1/checks/{name}` shows.
@@ -34,6 +35,8 @@ pub enum Command {
         history_size: usize,
         done: oneshot::Sender<()>,
     },
+    /// Results from before this process started, oldest first (from the state store).
+    LoadHistory { rows: Vec<ResultRow> },
     Health {
         reply: oneshot::Sender<HealthReport>,
     },
@@ -162,6 +165,10 @@ impl StateHandle {
         }
     }
 
+    pub async fn load_history(&self, rows: Vec<ResultRow>) {
+        let _ = self.tx.send(Command::LoadHistory { rows }).await;
+    }
+
     pub async fn health(&self) -> Option<HealthReport> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Command::Health { reply }).await.ok()?;
@@ -181,13 +188,17 @@ impl StateHandle {
     }
 }
 
-/// Starts the state task. It ends when every sender is gone.
-pub fn spawn(metrics: Arc<Metrics>) -> (StateHandle, tokio::task::JoinHandle<()>) {
+/// Starts the state task. It ends when every sender is gone. Results go to `writer`, if any.
+pub fn spawn(
+    metrics: Arc<Metrics>,
+    writer: Option<WriterHandle>,
+) -> (StateHandle, tokio::task::JoinHandle<()>) {
     // Bounded: a flood of outcomes slows the probes down rather than growing memory.
     let (tx, rx) = mpsc::channel(4096);
     let task = StateTask {
         checks: BTreeMap::new(),
         metrics,
+        writer,
     };
     let handle = tokio::spawn(task.run(rx));
     (StateHandle { tx }, handle)
@@ -196,6 +207,7 @@ pub fn spawn(metrics: Arc<Metrics>) -> (StateHandle, tokio::task::JoinHandle<()>
 struct StateTask {
     checks: BTreeMap<Arc<str>, CheckRecord>,
     metrics: Arc<Metrics>,
+    writer: Option<WriterHandle>,
 }
 
 impl StateTask {
@@ -221,6 +233,7 @@ impl StateTask {
                 self.apply(checks, history_size);
                 let _ = done.send(());
             }
+            Command::LoadHistory { rows } => self.load_history(rows),
             Command::Health { reply } => {
                 let _ = reply.send(self.health());
             }
@@ -255,6 +268,16 @@ impl StateTask {
         if let Some(t) = transition {
             tracing::info!(check, from = %t.from, to = %t.to, result = %outcome.message, "check status changed");
         }
+        if let Some(writer) = &self.writer {
+            writer.submit(ResultRow {
+                check: check.to_string(),
+                at_ms,
+                status: outcome.status,
+                duration_seconds: duration,
+                message: outcome.message.clone(),
+                measurements: outcome.measurements.clone(),
+            });
+        }
         record.last = Some(LastProbe {
             at_ms,
             status: outcome.status,
@@ -286,6 +309,46 @@ impl StateTask {
             self.metrics.forget_check(name);
         }
         self.checks = next;
+    }
+
+    /// Merges stored results into checks' history and trend. A check that has not been probed
+    /// since the start takes its status from replaying them through its thresholds.
+    fn load_history(&mut self, rows: Vec<ResultRow>) {
+        let mut by_check: BTreeMap<String, Vec<ResultRow>> = BTreeMap::new();
+        for row in rows {
+            by_check.entry(row.check.clone()).or_default().push(row);
+        }
+        for (name, rows) in by_check {
+            let Some(record) = self.checks.get_mut(name.as_str()) else {
+                continue;
+            };
+            record
+                .samples
+                .merge_older(rows.iter().map(|r| (r.at_ms, r.status, r.duration_seconds)));
+            if record.last.is_none() && record.spec.enabled {
+                let thresholds = Thresholds {
+                    failures_before_critical: record.spec.failures_before_critical,
+                    successes_before_healthy: record.spec.successes_before_healthy,
+                };
+                for r in &rows {
+                    record.health.observe(r.status, thresholds);
+                }
+                if let Some(newest) = rows.last() {
+                    record.last = Some(LastProbe {
+                        at_ms: newest.at_ms,
+                        status: newest.status,
+                        duration_seconds: newest.duration_seconds,
+                        message: newest.message.clone(),
+                        metadata: BTreeMap::new(),
+                    });
+                }
+                self.metrics.set_status(&name, record.health.status);
+            }
+            record.history.merge_older(
+                rows.into_iter()
+                    .map(|r| (r.at_ms, r.status, r.duration_seconds, r.message)),
+            );
+        }
     }
 
     fn health(&self) -> HealthReport {

@@ -1,0 +1,447 @@
+//! The state store: check results and recovery records in SQLite (the default, no server
+//! needed) or PostgreSQL (shared by replicas). The only module that knows SQL.
+//!
+//! Nothing here assumes this process is the only writer: rows carry their own keys, and
+//! migrations serialise on an advisory lock in PostgreSQL.
+
+mod schema;
+mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::checks::Measurement;
+use crate::config::{redact_url, Secret};
+use crate::status::Status;
+
+pub use writer::{spawn_writer, WriterHandle, MAX_BACKLOG};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported state store URL {0} (use sqlite:… or postgres://…)")]
+    UnsupportedUrl(String),
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open state store {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("migration {version} failed: {source}")]
+    Migrate { version: i64, source: sqlx::Error },
+    #[error("{operation} failed: {source}")]
+    Query {
+        operation: &'static str,
+        source: sqlx::Error,
+    },
+}
+
+impl StoreError {
+    /// The `operation` label of `medic_state_store_errors_total` this error counts under.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            StoreError::UnsupportedUrl(_)
+            | StoreError::CreateDir { .. }
+            | StoreError::Open { .. } => "open",
+            StoreError::Migrate { .. } => "migrate",
+            StoreError::Query { operation, .. } => operation,
+        }
+    }
+}
+
+fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { operation, source }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One stored check result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    pub check: String,
+    pub at_ms: i64,
+    pub status: Status,
+    pub duration_seconds: f64,
+    pub message: String,
+    /// Everything the probe measured except `duration_seconds`, which has its own column.
+    pub measurements: Vec<Measurement>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Rows per INSERT: well under SQLite's and PostgreSQL's bind-parameter limits.
+const INSERT_CHUNK: usize = 500;
+
+impl Store {
+    /// Connects (creating a SQLite file and its directory on first run) and migrates.
+    pub async fn open(url: &Secret) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let raw = url.expose();
+        let shown = redact_url(raw);
+        let (backend, connect_url) = if let Some(rest) = raw.strip_prefix("sqlite:") {
+            let path_part = rest.trim_start_matches("//");
+            let path = path_part.split('?').next().unwrap_or("");
+            if !path.is_empty() && path != ":memory:" {
+                if let Some(parent) = Path::new(path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                        path: parent.display().to_string(),
+                        source,
+                    })?;
+                }
+            }
+            // Create the file on first run.
+            let url = if raw.contains('?') {
+                raw.to_string()
+            } else {
+                format!("{raw}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            (Backend::Postgres, raw.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(shown));
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(5));
+        let pool = options
+            .connect(&connect_url)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: shown.clone(),
+                source,
+            })?;
+        let store = Store { pool, backend };
+        if backend == Backend::Sqlite {
+            // WAL lets the API read while the writer writes; the setting lives in the file.
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&store.pool)
+                .await
+                .map_err(|source| StoreError::Open {
+                    url: shown.clone(),
+                    source,
+                })?;
+        }
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations in one transaction. In PostgreSQL a transaction-scoped
+    /// advisory lock makes replicas that start together take turns.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let start = |source| StoreError::Migrate { version: 0, source };
+        let mut tx = self.pool.begin().await.map_err(start)?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7979001)")
+                .execute(&mut *tx)
+                .await
+                .map_err(start)?;
+        }
+        sqlx::query("CREATE TABLE IF NOT EXISTS medic_schema (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(start)?;
+        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM medic_schema")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get::<i64, _>(0))
+            .map_err(start)?;
+        for (version, sqlite, postgres) in schema::MIGRATIONS {
+            if *version <= current {
+                continue;
+            }
+            let sql = match self.backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            let fail = |source| StoreError::Migrate {
+                version: *version,
+                source,
+            };
+            // One statement at a time: the migration texts hold no ';' inside literals.
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+            }
+            sqlx::query("INSERT INTO medic_schema (version, applied_ms) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(crate::timefmt::now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            tracing::info!(version, "state store migrated");
+        }
+        tx.commit().await.map_err(start)
+    }
+
+    /// Writes a batch of results in one transaction.
+    pub async fn insert_results(&self, rows: &[ResultRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(query_error("write"))?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut sql = String::with_capacity(100 + chunk.len() * 40);
+            sql.push_str(
+                "INSERT INTO check_results (check_name, at_ms, status, duration_seconds, message, measurements) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 6;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${},${},${},${},${},${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query
+                    .bind(row.check.clone())
+                    .bind(row.at_ms)
+                    .bind(row.status.as_str())
+                    .bind(row.duration_seconds)
+                    .bind(row.message.clone())
+                    .bind(encode_measurements(&row.measurements));
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error("write"))?;
+        }
+        tx.commit().await.map_err(query_error("write"))?;
+        Ok(())
+    }
+
+    /// Results since `since_ms`, oldest first, at most `per_check` of the newest per check.
+    pub async fn load_results(
+        &self,
+        since_ms: i64,
+        per_check: usize,
+    ) -> Result<Vec<ResultRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT check_name, at_ms, status, duration_seconds, message, measurements FROM check_results \
+             WHERE at_ms >= $1 ORDER BY check_name, at_ms",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read"))?;
+        let mut out: Vec<ResultRow> = Vec::with_capacity(rows.len());
+        let mut start_of_check = 0;
+        for row in rows {
+            let parsed = decode_result(&row).map_err(query_error("read"))?;
+            if out
+                .get(start_of_check)
+                .is_some_and(|first| first.check != parsed.check)
+            {
+                trim_front(&mut out, start_of_check, per_check);
+                start_of_check = out.len();
+            }
+            out.push(parsed);
+        }
+        trim_front(&mut out, start_of_check, per_check);
+        Ok(out)
+    }
+
+    /// Deletes results older than `before_ms`, and for every check all but the newest `keep`.
+    /// Returns how many rows went.
+    pub async fn prune(&self, before_ms: i64, keep: u64) -> Result<u64, StoreError> {
+        let checks: Vec<String> = sqlx::query("SELECT DISTINCT check_name FROM check_results")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("prune"))?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(query_error("prune"))?;
+        let mut removed = sqlx::query("DELETE FROM check_results WHERE at_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("prune"))?
+            .rows_affected();
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        for check in &checks {
+            removed += sqlx::query(
+                "DELETE FROM check_results WHERE check_name = $1 AND id <= \
+                 (SELECT id FROM check_results WHERE check_name = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            )
+            .bind(check.clone())
+            .bind(keep)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("prune"))?
+            .rows_affected();
+        }
+        Ok(removed)
+    }
+
+    /// How many results are stored for a check (tests and `medic` diagnostics).
+    pub async fn count_results(&self, check: &str) -> Result<i64, StoreError> {
+        sqlx::query("SELECT COUNT(*) FROM check_results WHERE check_name = $1")
+            .bind(check.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0))
+            .map_err(query_error("read"))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Keeps only the newest `keep` rows of `out[start..]`.
+fn trim_front(out: &mut Vec<ResultRow>, start: usize, keep: usize) {
+    let len = out.len() - start;
+    if len > keep {
+        out.drain(start..start + (len - keep));
+    }
+}
+
+fn decode_result(row: &AnyRow) -> Result<ResultRow, sqlx::Error> {
+    let status: String = row.try_get(2)?;
+    let measurements: String = row.try_get(5)?;
+    Ok(ResultRow {
+        check: row.try_get(0)?,
+        at_ms: row.try_get(1)?,
+        status: Status::parse(&status).unwrap_or(Status::Unknown),
+        duration_seconds: row.try_get(3)?,
+        message: row.try_get(4)?,
+        measurements: decode_measurements(&measurements),
+    })
+}
+
+fn encode_measurements(measurements: &[Measurement]) -> String {
+    let list: Vec<serde_json::Value> = measurements
+        .iter()
+        .filter(|m| m.name != "duration_seconds")
+        .map(|m| match &m.mountpoint {
+            Some(mp) => serde_json::json!({"name": m.name, "mountpoint": mp, "value": m.value}),
+            None => serde_json::json!({"name": m.name, "value": m.value}),
+        })
+        .collect();
+    serde_json::Value::Array(list).to_string()
+}
+
+fn decode_measurements(text: &str) -> Vec<Measurement> {
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(text)
+    else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            Some(Measurement {
+                name: item.get("name")?.as_str()?.to_string(),
+                mountpoint: item
+                    .get("mountpoint")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string),
+                value: item.get("value")?.as_f64()?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(check: &str, at_ms: i64, status: Status) -> ResultRow {
+        ResultRow {
+            check: check.into(),
+            at_ms,
+            status,
+            duration_seconds: 0.25,
+            message: format!("m{at_ms}"),
+            measurements: vec![Measurement {
+                name: "disk_utilization".into(),
+                mountpoint: Some("/".into()),
+                value: 0.5,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_round_trips_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Secret::new(format!(
+            "sqlite://{}/nested/dir/medic.db",
+            dir.path().display()
+        ));
+        let store = Store::open(&url).await.unwrap();
+        // Opening twice (a restart) must not re-run migrations.
+        let store2 = Store::open(&url).await.unwrap();
+        store2.close().await;
+        let rows: Vec<ResultRow> = (0..1200)
+            .map(|i| {
+                row(
+                    if i % 2 == 0 { "a" } else { "b" },
+                    1000 + i,
+                    Status::Healthy,
+                )
+            })
+            .collect();
+        store.insert_results(&rows).await.unwrap();
+        assert_eq!(store.count_results("a").await.unwrap(), 600);
+
+        let loaded = store.load_results(0, 10).await.unwrap();
+        assert_eq!(loaded.len(), 20);
+        assert_eq!(loaded[0].check, "a");
+        assert_eq!(loaded[9].at_ms, 1000 + 1198);
+        assert_eq!(loaded[0].measurements, rows[0].measurements);
+        assert_eq!(loaded[0].status, Status::Healthy);
+
+        let removed = store.prune(1100, 100).await.unwrap();
+        assert_eq!(removed, 1000);
+        assert_eq!(store.count_results("a").await.unwrap(), 100);
+        assert_eq!(store.count_results("b").await.unwrap(), 100);
+    }
+
+    #[test]
+    fn measurements_round_trip_and_tolerate_garbage() {
+        let m = vec![
+            Measurement::new("depth", 42.0),
+            Measurement::new("duration_seconds", 1.0),
+        ];
+        let decoded = decode_measurements(&encode_measurements(&m));
+        assert_eq!(decoded, vec![Measurement::new("depth", 42.0)]);
+        assert!(decode_measurements("not json").is_empty());
+        assert!(decode_measurements("[{\"name\": 5}]").is_empty());
+    }
+}

@@ -1,0 +1,138 @@
+//! The state store's schema as numbered migrations, one SQL text per backend. Applied in order
+//! at open, each in its own transaction; PostgreSQL replicas serialise on an advisory lock so two
+//! starting at once do not race.
+
+/// (version, SQLite statements, PostgreSQL statements). Never edit a released migration: add one.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, V1_SQLITE, V1_POSTGRES)];
+
+const V1_SQLITE: &str = r#"
+CREATE TABLE check_results (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    check_name       TEXT    NOT NULL,
+    at_ms            BIGINT  NOT NULL,
+    status           TEXT    NOT NULL,
+    duration_seconds REAL    NOT NULL,
+    message          TEXT    NOT NULL,
+    measurements     TEXT    NOT NULL DEFAULT '[]'
+);
+CREATE INDEX check_results_by_check ON check_results (check_name, at_ms);
+CREATE INDEX check_results_by_time ON check_results (at_ms);
+
+CREATE TABLE recovery_runs (
+    id             TEXT    PRIMARY KEY,
+    chain          TEXT    NOT NULL,
+    target         TEXT    NOT NULL,
+    trigger        TEXT    NOT NULL,
+    started_ms     BIGINT  NOT NULL,
+    finished_ms    BIGINT,
+    outcome        TEXT,
+    owner          TEXT    NOT NULL,
+    lease_until_ms BIGINT  NOT NULL,
+    labels         TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX recovery_runs_one_active ON recovery_runs (chain, target) WHERE finished_ms IS NULL;
+CREATE INDEX recovery_runs_recent ON recovery_runs (started_ms);
+
+CREATE TABLE recovery_attempts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id           TEXT    NOT NULL,
+    chain            TEXT    NOT NULL,
+    step             TEXT    NOT NULL,
+    target           TEXT    NOT NULL,
+    trigger          TEXT    NOT NULL,
+    started_ms       BIGINT  NOT NULL,
+    finished_ms      BIGINT,
+    result           TEXT,
+    message          TEXT    NOT NULL DEFAULT '',
+    exit_code        BIGINT,
+    output           TEXT    NOT NULL DEFAULT '',
+    duration_seconds REAL
+);
+CREATE INDEX recovery_attempts_by_chain ON recovery_attempts (chain, started_ms);
+CREATE INDEX recovery_attempts_by_step ON recovery_attempts (chain, step, target, started_ms);
+
+CREATE TABLE recovery_step_state (
+    chain           TEXT   NOT NULL,
+    step            TEXT   NOT NULL,
+    target          TEXT   NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    last_attempt_ms BIGINT,
+    last_result     TEXT,
+    PRIMARY KEY (chain, step, target)
+);
+
+CREATE TABLE recovery_effectiveness (
+    chain      TEXT   NOT NULL,
+    step       TEXT   NOT NULL,
+    value      REAL   NOT NULL,
+    samples    BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (chain, step)
+);
+"#;
+
+const V1_POSTGRES: &str = r#"
+CREATE TABLE check_results (
+    id               BIGSERIAL        PRIMARY KEY,
+    check_name       TEXT             NOT NULL,
+    at_ms            BIGINT           NOT NULL,
+    status           TEXT             NOT NULL,
+    duration_seconds DOUBLE PRECISION NOT NULL,
+    message          TEXT             NOT NULL,
+    measurements     TEXT             NOT NULL DEFAULT '[]'
+);
+CREATE INDEX check_results_by_check ON check_results (check_name, at_ms);
+CREATE INDEX check_results_by_time ON check_results (at_ms);
+
+CREATE TABLE recovery_runs (
+    id             TEXT    PRIMARY KEY,
+    chain          TEXT    NOT NULL,
+    target         TEXT    NOT NULL,
+    trigger        TEXT    NOT NULL,
+    started_ms     BIGINT  NOT NULL,
+    finished_ms    BIGINT,
+    outcome        TEXT,
+    owner          TEXT    NOT NULL,
+    lease_until_ms BIGINT  NOT NULL,
+    labels         TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX recovery_runs_one_active ON recovery_runs (chain, target) WHERE finished_ms IS NULL;
+CREATE INDEX recovery_runs_recent ON recovery_runs (started_ms);
+
+CREATE TABLE recovery_attempts (
+    id               BIGSERIAL        PRIMARY KEY,
+    run_id           TEXT             NOT NULL,
+    chain            TEXT             NOT NULL,
+    step             TEXT             NOT NULL,
+    target           TEXT             NOT NULL,
+    trigger          TEXT             NOT NULL,
+    started_ms       BIGINT           NOT NULL,
+    finished_ms      BIGINT,
+    result           TEXT,
+    message          TEXT             NOT NULL DEFAULT '',
+    exit_code        BIGINT,
+    output           TEXT             NOT NULL DEFAULT '',
+    duration_seconds DOUBLE PRECISION
+);
+CREATE INDEX recovery_attempts_by_chain ON recovery_attempts (chain, started_ms);
+CREATE INDEX recovery_attempts_by_step ON recovery_attempts (chain, step, target, started_ms);
+
+CREATE TABLE recovery_step_state (
+    chain           TEXT   NOT NULL,
+    step            TEXT   NOT NULL,
+    target          TEXT   NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    last_attempt_ms BIGINT,
+    last_result     TEXT,
+    PRIMARY KEY (chain, step, target)
+);
+
+CREATE TABLE recovery_effectiveness (
+    chain      TEXT             NOT NULL,
+    step       TEXT             NOT NULL,
+    value      DOUBLE PRECISION NOT NULL,
+    samples    BIGINT           NOT NULL,
+    updated_ms BIGINT           NOT NULL,
+    PRIMARY KEY (chain, step)
+);
+"#;
