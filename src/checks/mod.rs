@@ -2,6 +2,7 @@
 //! every result. A failed check is data: probing returns an [`Outcome`], never an error.
 
 mod command;
+mod database;
 mod http;
 mod system;
 mod tcp;
@@ -89,6 +90,7 @@ impl Outcome {
 pub struct Prober {
     http: http::Clients,
     system: Arc<system::SystemProbe>,
+    databases: database::Databases,
 }
 
 impl Prober {
@@ -96,6 +98,7 @@ impl Prober {
         Ok(Prober {
             http: http::Clients::new()?,
             system: Arc::new(system::SystemProbe::new()),
+            databases: database::Databases::default(),
         })
     }
 
@@ -133,10 +136,7 @@ impl Prober {
             ProbeSpec::Tcp(spec) => tcp::probe(spec).await,
             ProbeSpec::System(spec) => self.system.probe(spec).await,
             ProbeSpec::Command(spec) => command::probe(spec, timeout).await,
-            ProbeSpec::Database(_) => Outcome::new(
-                Status::Unknown,
-                "database checks are not available in this build",
-            ),
+            ProbeSpec::Database(spec) => self.databases.probe(spec, timeout).await,
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Integration tests: every one starts the real `medic` binary against real servers, scripts
 //! and files. One test binary, one module per area.
 
+mod pg;
 mod support;
 
 mod api;
 mod checks;
 mod cli;
 mod config_table;
+mod database;
 mod secrets;
+mod store;

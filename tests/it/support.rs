@@ -46,6 +46,7 @@ pub fn free_port() -> u16 {
 /// A running medic process with its own temp dir; killed on drop.
 pub struct Medic {
     pub child: Option<Child>,
+    pub state_url: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
@@ -60,13 +61,24 @@ impl Medic {
     }
 
     pub async fn start_with(config: &str, extra_args: &[&str]) -> Medic {
+        let mut medic = Self::spawn_unready(config, extra_args, None);
+        medic.wait_ready().await;
+        medic
+    }
+
+    /// Starts medic without waiting for `/-/ready`; `state_url` defaults to a SQLite file in
+    /// the temp dir.
+    pub fn spawn_unready(config: &str, extra_args: &[&str], state_url: Option<String>) -> Medic {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let config_path = dir.path().join("medic.yml");
         std::fs::write(&config_path, config.replace("{{port}}", &port.to_string()))
             .expect("write config");
+        let state_url =
+            state_url.unwrap_or_else(|| format!("sqlite://{}/medic.db", dir.path().display()));
         let mut medic = Medic {
             child: None,
+            state_url,
             port,
             log_path: dir.path().join("medic.log"),
             dir,
@@ -77,8 +89,18 @@ impl Medic {
                 .expect("client"),
         };
         medic.spawn(extra_args);
-        medic.wait_ready().await;
         medic
+    }
+
+    /// Waits until medic answers on its port (ready or not).
+    pub async fn wait_up(&mut self) {
+        let url = self.url("/-/healthy");
+        let client = self.client.clone();
+        wait_for("medic to answer", Duration::from_secs(30), || async {
+            let r = client.get(&url).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
     }
 
     pub fn spawn(&mut self, extra_args: &[&str]) {
@@ -93,7 +115,7 @@ impl Medic {
             .arg("--web.listen-address")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--state.url")
-            .arg(format!("sqlite://{}/medic.db", self.dir.path().display()))
+            .arg(&self.state_url)
             .args(extra_args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
