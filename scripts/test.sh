@@ -4,9 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests use: promtool (prometheus).
+# Debian packages the integration tests use: promtool (prometheus), a PostgreSQL server the
+# tests start themselves (postgresql), MariaDB for mysql:// checks (mariadb-server).
 packages=()
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
+command -v mariadb-install-db >/dev/null 2>&1 || packages+=(mariadb-server)
 if ((${#packages[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${packages[*]}"

@@ -51,6 +51,7 @@ impl Scheduler {
         redactor: Redactor,
     ) -> Vec<(Arc<CheckSpec>, u64)> {
         self.redactor.send_replace(redactor);
+        self.prober.retain(checks);
         let window = spread_window(checks.len());
         let mut next = BTreeMap::new();
         let mut applied = Vec::with_capacity(checks.len());

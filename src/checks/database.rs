@@ -47,8 +47,11 @@ impl Databases {
         let rows = match result {
             Ok(rows) => rows,
             Err((phase, e)) => {
-                return Outcome::new(Status::Critical, format!("{phase} failed: {}", describe(&e)))
-                    .with("driver", db.pool.driver())
+                return Outcome::new(
+                    Status::Critical,
+                    format!("{phase} failed: {}", describe(&e)),
+                )
+                .with("driver", db.pool.driver())
             }
         };
         if db.server_version.get().is_none() {
@@ -58,7 +61,10 @@ impl Databases {
         }
         let mut outcome = Outcome::new(
             Status::Healthy,
-            format!("query returned {rows} row(s) in {}", format_seconds(elapsed)),
+            format!(
+                "query returned {rows} row(s) in {}",
+                format_seconds(elapsed)
+            ),
         )
         .warn_if_slow(elapsed, spec.warn_after)
         .with("driver", db.pool.driver())
@@ -68,6 +74,12 @@ impl Databases {
             outcome = outcome.with("server_version", version.clone());
         }
         outcome
+    }
+
+    /// Drops the pools of databases no check uses any more (after a reload).
+    pub fn retain(&self, urls: &[&str]) {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.retain(|url, _| urls.contains(&url.as_str()));
     }
 
     fn database(&self, spec: &DatabaseSpec, timeout: Duration) -> Result<Arc<Database>, String> {
@@ -116,7 +128,9 @@ fn connect_lazy(url: &str, timeout: Duration) -> Result<Pool, String> {
     #[cfg(feature = "postgres")]
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(bad)?;
-        return Ok(Pool::Postgres(options!(sqlx::Postgres).connect_lazy_with(opts)));
+        return Ok(Pool::Postgres(
+            options!(sqlx::Postgres).connect_lazy_with(opts),
+        ));
     }
     #[cfg(feature = "mysql")]
     if url.starts_with("mysql://") || url.starts_with("mariadb://") {
@@ -128,7 +142,9 @@ fn connect_lazy(url: &str, timeout: Duration) -> Result<Pool, String> {
     if url.starts_with("sqlite:") {
         // A check must never create the database it is checking.
         let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().map_err(bad)?;
-        return Ok(Pool::Sqlite(options!(sqlx::Sqlite).connect_lazy_with(opts.create_if_missing(false))));
+        return Ok(Pool::Sqlite(
+            options!(sqlx::Sqlite).connect_lazy_with(opts.create_if_missing(false)),
+        ));
     }
     let _ = bad;
     Err("this medic was built without the driver for this database URL".to_string())
@@ -163,7 +179,11 @@ async fn server_version(pool: &Pool) -> Result<String, sqlx::Error> {
         #[cfg(feature = "mysql")]
         Pool::MySql(p) => sqlx::query_scalar("SELECT VERSION()").fetch_one(p).await,
         #[cfg(feature = "sqlite")]
-        Pool::Sqlite(p) => sqlx::query_scalar("SELECT sqlite_version()").fetch_one(p).await,
+        Pool::Sqlite(p) => {
+            sqlx::query_scalar("SELECT sqlite_version()")
+                .fetch_one(p)
+                .await
+        }
     }
 }
 

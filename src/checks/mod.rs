@@ -102,6 +102,18 @@ impl Prober {
         })
     }
 
+    /// Forgets resources (database pools) that none of `checks` uses.
+    pub fn retain(&self, checks: &[CheckSpec]) {
+        let urls: Vec<&str> = checks
+            .iter()
+            .filter_map(|c| match &c.probe {
+                ProbeSpec::Database(db) => Some(db.url.expose()),
+                _ => None,
+            })
+            .collect();
+        self.databases.retain(&urls);
+    }
+
     /// Runs one probe of `check`, bounded by its timeout, with secrets scrubbed from the result.
     pub async fn probe(&self, check: &CheckSpec, redactor: &Redactor) -> Outcome {
         let started = Instant::now();

@@ -26,10 +26,14 @@ checks:
     let v = medic.wait_status("db", "healthy").await;
     assert_eq!(v["metadata"]["rows"], 1, "{v}");
     assert_eq!(v["metadata"]["driver"], "postgres");
-    wait_for("server_version in metadata", Duration::from_secs(10), || async {
-        let v = medic.json("/api/v1/checks/db").await;
-        v["metadata"]["server_version"].as_str().map(str::to_string)
-    })
+    wait_for(
+        "server_version in metadata",
+        Duration::from_secs(10),
+        || async {
+            let v = medic.json("/api/v1/checks/db").await;
+            v["metadata"]["server_version"].as_str().map(str::to_string)
+        },
+    )
     .await;
     let v = crate::support::wait_for("slow to be probed", Duration::from_secs(20), || async {
         let v = medic.json("/api/v1/checks/slow").await;
@@ -40,18 +44,28 @@ checks:
     assert!(v["message"].as_str().unwrap().contains("slow"), "{v}");
     let v = medic.wait_status("badpw", "critical").await;
     assert!(
-        v["message"].as_str().unwrap().contains("password authentication failed"),
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("password authentication failed"),
         "{v}"
     );
 
     // Stopped mid-run: critical; back: healthy again, through the same pool.
     pg.stop_server();
     let v = medic.wait_status("db", "critical").await;
-    assert!(v["message"].as_str().unwrap().contains("connect failed"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("connect failed"),
+        "{v}"
+    );
     pg.start_server();
     medic.wait_status("db", "healthy").await;
 
-    let mut outputs = vec![medic.metrics().await, medic.get("/api/v1/health").await.1, medic.get("/").await.1];
+    let mut outputs = vec![
+        medic.metrics().await,
+        medic.get("/api/v1/health").await.1,
+        medic.get("/").await.1,
+    ];
     for check in ["db", "slow", "badpw"] {
         outputs.push(medic.get(&format!("/api/v1/checks/{check}")).await.1);
     }
@@ -66,9 +80,17 @@ checks:
 async fn sqlite_checks_read_existing_files_and_never_create_them() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", db.display())).await.unwrap();
-    sqlx::query("CREATE TABLE jobs (id INTEGER)").execute(&pool).await.unwrap();
-    sqlx::query("INSERT INTO jobs VALUES (1), (2), (3)").execute(&pool).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE jobs (id INTEGER)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO jobs VALUES (1), (2), (3)")
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     let missing = dir.path().join("missing.db");
     let medic = Medic::start(&format!(
@@ -81,8 +103,14 @@ async fn sqlite_checks_read_existing_files_and_never_create_them() {
     let v = medic.wait_status("jobs", "healthy").await;
     assert_eq!(v["metadata"]["rows"], 3);
     let v = medic.wait_status("missing", "critical").await;
-    assert!(v["message"].as_str().unwrap().starts_with("connect failed"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().starts_with("connect failed"),
+        "{v}"
+    );
     assert!(!missing.exists(), "a check created the database it checks");
     let v = medic.wait_status("badsql", "critical").await;
-    assert!(v["message"].as_str().unwrap().contains("no such table"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("no such table"),
+        "{v}"
+    );
 }

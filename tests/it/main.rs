@@ -9,5 +9,6 @@ mod checks;
 mod cli;
 mod config_table;
 mod database;
+mod mariadb;
 mod secrets;
 mod store;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::free_port;
+use crate::support::{free_port, is_root};
 
 pub struct PgCluster {
     pub dir: tempfile::TempDir,
@@ -17,21 +17,24 @@ pub struct PgCluster {
 
 fn bin_dir() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL (Debian package postgresql) must be installed: scripts/test.sh installs it")
+        .expect(
+            "PostgreSQL (Debian package postgresql) must be installed: scripts/test.sh installs it",
+        )
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join("initdb").exists())
         .collect();
     versions.sort();
-    versions.pop().expect("no initdb under /usr/lib/postgresql/*/bin")
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    versions
+        .pop()
+        .expect("no initdb under /usr/lib/postgresql/*/bin")
 }
 
 impl PgCluster {
     pub fn start() -> PgCluster {
-        let dir = tempfile::Builder::new().prefix("medic-pg").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("medic-pg")
+            .tempdir()
+            .expect("temp dir");
         let password = "pg-pass-6d41".to_string();
         std::fs::write(dir.path().join("pw"), &password).unwrap();
         if is_root() {
@@ -54,11 +57,25 @@ impl PgCluster {
             .command("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", "medic", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"])
-            .arg(format!("--pwfile={}", cluster.dir.path().join("pw").display()))
+            .args([
+                "-U",
+                "medic",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ])
+            .arg(format!(
+                "--pwfile={}",
+                cluster.dir.path().join("pw").display()
+            ))
             .output()
             .expect("initdb");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         cluster.start_server();
         cluster
     }
@@ -111,11 +128,17 @@ impl PgCluster {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://medic:{}@127.0.0.1:{}/postgres", self.password, self.port)
+        format!(
+            "postgres://medic:{}@127.0.0.1:{}/postgres",
+            self.password, self.port
+        )
     }
 
     pub fn url_with_password(&self, password: &str) -> String {
-        format!("postgres://medic:{password}@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://medic:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
     }
 
     pub fn path(&self) -> &Path {

@@ -77,33 +77,57 @@ async fn store_outage_stops_neither_checks_nor_metrics_and_the_backlog_is_writte
     pg.stop_server();
     let at_stop = runs(&medic).await;
     // Checks keep running and /metrics keeps answering while writes fail.
-    wait_for("write errors to be counted", Duration::from_secs(30), || async {
-        let errors = medic.metric(r#"medic_state_store_errors_total{operation="write"}"#).await?;
-        (errors >= 1.0).then_some(())
-    })
+    wait_for(
+        "write errors to be counted",
+        Duration::from_secs(30),
+        || async {
+            let errors = medic
+                .metric(r#"medic_state_store_errors_total{operation="write"}"#)
+                .await?;
+            (errors >= 1.0).then_some(())
+        },
+    )
     .await;
-    wait_for("checks to continue during the outage", Duration::from_secs(20), || async {
-        (runs(&medic).await >= at_stop + 10.0).then_some(())
-    })
+    wait_for(
+        "checks to continue during the outage",
+        Duration::from_secs(20),
+        || async { (runs(&medic).await >= at_stop + 10.0).then_some(()) },
+    )
     .await;
-    let backlog = medic.metric("medic_state_store_backlog_results").await.unwrap();
+    let backlog = medic
+        .metric("medic_state_store_backlog_results")
+        .await
+        .unwrap();
     assert!(backlog > 0.0, "backlog {backlog}");
     assert_eq!(medic.status("web").await, "healthy");
 
     pg.start_server();
-    wait_for("the backlog to be written", Duration::from_secs(60), || async {
-        (medic.metric("medic_state_store_backlog_results").await == Some(0.0)).then_some(())
-    })
+    wait_for(
+        "the backlog to be written",
+        Duration::from_secs(60),
+        || async {
+            (medic.metric("medic_state_store_backlog_results").await == Some(0.0)).then_some(())
+        },
+    )
     .await;
     // Every probe made during the outage is in the database.
     let total = runs(&medic).await;
     let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM check_results WHERE check_name = 'web'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert!(stored as f64 >= at_stop + 10.0, "stored {stored}, probes at stop {at_stop}, now {total}");
-    assert_eq!(medic.metric("medic_state_store_dropped_results_total").await, Some(0.0));
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM check_results WHERE check_name = 'web'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        stored as f64 >= at_stop + 10.0,
+        "stored {stored}, probes at stop {at_stop}, now {total}"
+    );
+    assert_eq!(
+        medic
+            .metric("medic_state_store_dropped_results_total")
+            .await,
+        Some(0.0)
+    );
     medic.signal(Signal::SIGTERM);
     assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
 }
@@ -117,12 +141,21 @@ async fn ready_waits_for_the_store_while_checks_already_run() {
     medic.wait_up().await;
     assert_eq!(medic.get("/-/ready").await.0, 503);
     medic.wait_status("web", "healthy").await;
-    wait_for("open errors to be counted", Duration::from_secs(20), || async {
-        let e = medic.metric(r#"medic_state_store_errors_total{operation="open"}"#).await?;
-        (e >= 1.0).then_some(())
-    })
+    wait_for(
+        "open errors to be counted",
+        Duration::from_secs(20),
+        || async {
+            let e = medic
+                .metric(r#"medic_state_store_errors_total{operation="open"}"#)
+                .await?;
+            (e >= 1.0).then_some(())
+        },
+    )
     .await;
-    assert!(!medic.logs().contains(&pg.password), "the store password leaked into the log");
+    assert!(
+        !medic.logs().contains(&pg.password),
+        "the store password leaked into the log"
+    );
     pg.start_server();
     medic.wait_ready().await;
 }
