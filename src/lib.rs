@@ -16,6 +16,7 @@ pub mod forecast;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod recovery;
 pub mod process_group;
 pub mod scheduler;
 pub mod server;

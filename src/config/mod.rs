@@ -10,6 +10,9 @@ mod validate;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::recovery::template::{Template, Var};
 
 pub use builtin::builtin_yaml;
 pub use duration::{Duration, DurationError};
@@ -25,7 +28,7 @@ pub struct Config {
     pub web: WebConfig,
     pub state: StateConfig,
     pub checks: Vec<CheckSpec>,
-    pub recovery: RecoveryFile,
+    pub recovery: RecoveryConfig,
     pub predictions: Vec<PredictionFile>,
     pub history_size: usize,
     /// Scrubs every secret this config holds from outgoing text.
@@ -77,6 +80,78 @@ pub struct StateConfig {
     pub url: Secret,
     pub retention: Duration,
     pub retention_results: u64,
+}
+
+/// Recovery chains and the routes that send alerts to them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecoveryConfig {
+    pub chains: BTreeMap<String, Arc<ChainSpec>>,
+    pub routes: Vec<RouteFile>,
+}
+
+/// A recovery chain with every default filled in and every template parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainSpec {
+    pub name: String,
+    /// After a step's action, how long the check has to turn healthy.
+    pub verify_timeout: Duration,
+    /// Healthy this long and the attempt counters reset.
+    pub reset_after: Duration,
+    pub order: Order,
+    pub steps: Vec<StepSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSpec {
+    pub name: String,
+    pub action: ActionSpec,
+    pub max_attempts: u32,
+    pub cooldown: Duration,
+    pub timeout: Duration,
+    pub tier: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionSpec {
+    Exec {
+        program: Template,
+        args: Vec<Template>,
+    },
+    Http {
+        method: String,
+        url: Template,
+        headers: Vec<(String, Template)>,
+        body: Option<Template>,
+    },
+    Notify {
+        url: Template,
+        headers: Vec<(String, Template)>,
+    },
+}
+
+impl ActionSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ActionSpec::Exec { .. } => "exec",
+            ActionSpec::Http { .. } => "http",
+            ActionSpec::Notify { .. } => "notify",
+        }
+    }
+
+    /// Every placeholder the action uses.
+    pub fn vars(&self) -> Vec<&Var> {
+        let templates: Vec<&Template> = match self {
+            ActionSpec::Exec { program, args } => std::iter::once(program).chain(args).collect(),
+            ActionSpec::Http { url, headers, body, .. } => std::iter::once(url)
+                .chain(headers.iter().map(|(_, t)| t))
+                .chain(body)
+                .collect(),
+            ActionSpec::Notify { url, headers } => std::iter::once(url)
+                .chain(headers.iter().map(|(_, t)| t))
+                .collect(),
+        };
+        templates.into_iter().flat_map(|t| t.vars()).collect()
+    }
 }
 
 /// One check, with every default filled in.

@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_yaml_ng::Value;
 
 use super::duration::Duration;
 use super::file::*;
 use super::secret::{Redactor, Secret};
+use crate::recovery::template::{Template, Var};
 use super::*;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -18,6 +20,11 @@ const DEFAULT_HISTORY_SIZE: usize = 100;
 const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_RETENTION_RESULTS: u64 = 10_000;
 const MAX_NAME_LEN: usize = 128;
+const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
+const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_RESET_AFTER: Duration = Duration::from_secs(3600);
 
 pub(super) fn load_str(
     text: &str,
@@ -216,13 +223,13 @@ impl Validator {
         let state = self.state(file.state, overrides);
         let defaults = self.defaults(&file.defaults);
         let checks = self.checks(file.checks, &defaults);
-        self.recovery(&file.recovery, &checks);
+        let recovery = self.recovery(&file.recovery, &checks);
         self.predictions(&file.predictions, &checks);
         Config {
             web,
             state,
             checks,
-            recovery: file.recovery,
+            recovery,
             predictions: file.predictions,
             history_size: defaults.history_size,
             redactor: Redactor::default(),
@@ -736,18 +743,111 @@ impl Validator {
         Some(SystemSpec { cpu, memory, disk })
     }
 
-    fn recovery(&mut self, recovery: &RecoveryFile, checks: &[CheckSpec]) {
-        let check_names: BTreeSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
-        for check in checks {
-            if let Some(chain) = &check.recovery {
-                if !recovery.chains.contains_key(chain) {
-                    self.error(
-                        format!("checks {:?}", check.name),
-                        format!("recovery chain {chain:?} is not defined in recovery.chains"),
-                    );
-                }
+    fn template(&mut self, path: &str, key: &str, source: &str) -> Option<Template> {
+        match Template::parse(source) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.error(path, format!("{key}: {e}"));
+                None
             }
         }
+    }
+
+    fn headers(&mut self, path: &str, key: &str, headers: &BTreeMap<String, String>) -> Vec<(String, Template)> {
+        let mut out = Vec::new();
+        for (name, value) in headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.error(path, format!("{key}.headers: {name:?} is not a valid header name"));
+            }
+            self.secrets.push(value.clone());
+            if let Some(t) = self.template(path, &format!("{key}.headers.{name}"), value) {
+                out.push((name.clone(), t));
+            }
+        }
+        out
+    }
+
+    fn action_url(&mut self, path: &str, key: &str, url: &str) -> Option<Template> {
+        self.url_password_is_secret(url);
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            self.error(
+                path,
+                format!("{key} {:?} must be an http:// or https:// URL", super::redact_url(url)),
+            );
+            return None;
+        }
+        self.template(path, key, url)
+    }
+
+    fn step(&mut self, path: &str, step: &StepFile) -> Option<StepSpec> {
+        let actions = [step.exec.is_some(), step.http.is_some(), step.notify.is_some()]
+            .iter()
+            .filter(|a| **a)
+            .count();
+        if actions != 1 {
+            self.error(path, format!("exactly one of exec, http, notify is required (found {actions})"));
+            return None;
+        }
+        if step.max_attempts == Some(0) {
+            self.error(path, "max_attempts must be at least 1");
+        }
+        let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
+        if timeout.is_zero() {
+            self.error(path, "timeout must be greater than 0s");
+        }
+        let action = if let Some(exec) = &step.exec {
+            if exec.program.trim().is_empty() {
+                self.error(path, "exec.program must not be empty");
+                return None;
+            }
+            let program = self.template(path, "exec.program", &exec.program)?;
+            let args: Vec<Option<Template>> = exec
+                .args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| self.template(path, &format!("exec.args[{i}]"), a))
+                .collect();
+            ActionSpec::Exec {
+                program,
+                args: args.into_iter().collect::<Option<Vec<_>>>()?,
+            }
+        } else if let Some(http) = &step.http {
+            let url = self.action_url(path, "http.url", &http.url);
+            let method = http.method.clone().unwrap_or_else(|| "POST".to_string()).to_ascii_uppercase();
+            if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
+                self.error(path, format!("http.method {method:?} is not a valid HTTP method"));
+            }
+            let headers = self.headers(path, "http", &http.headers);
+            let body = match &http.body {
+                Some(b) => Some(self.template(path, "http.body", b)?),
+                None => None,
+            };
+            ActionSpec::Http {
+                method,
+                url: url?,
+                headers,
+                body,
+            }
+        } else if let Some(notify) = &step.notify {
+            let url = self.action_url(path, "notify.url", &notify.url)?;
+            let headers = self.headers(path, "notify", &notify.headers);
+            ActionSpec::Notify { url, headers }
+        } else {
+            return None;
+        };
+        Some(StepSpec {
+            name: step.name.clone(),
+            action,
+            max_attempts: step.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).max(1),
+            cooldown: step.cooldown.unwrap_or(DEFAULT_COOLDOWN),
+            timeout,
+            tier: step.tier,
+        })
+    }
+
+    fn recovery(&mut self, recovery: &RecoveryFile, checks: &[CheckSpec]) -> RecoveryConfig {
+        let check_names: BTreeSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        let mut chains = BTreeMap::new();
         for (name, chain) in &recovery.chains {
             let path = format!("recovery.chains.{name}");
             if let Err(message) = validate_name(name) {
@@ -757,6 +857,7 @@ impl Validator {
                 self.error(&path, "needs at least one step");
             }
             let mut step_names = BTreeSet::new();
+            let mut steps = Vec::new();
             for (i, step) in chain.steps.iter().enumerate() {
                 let step_path = format!("{path}.steps[{i}] {:?}", step.name);
                 if let Err(message) = validate_name(&step.name) {
@@ -764,75 +865,72 @@ impl Validator {
                 } else if !step_names.insert(step.name.as_str()) {
                     self.error(&step_path, "duplicate step name");
                 }
-                let actions = [
-                    step.exec.is_some(),
-                    step.http.is_some(),
-                    step.notify.is_some(),
-                ]
-                .iter()
-                .filter(|a| **a)
-                .count();
-                if actions != 1 {
-                    self.error(
-                        &step_path,
-                        format!("exactly one of exec, http, notify is required (found {actions})"),
-                    );
+                if let Some(spec) = self.step(&step_path, step) {
+                    steps.push(spec);
                 }
-                if step.max_attempts == Some(0) {
-                    self.error(&step_path, "max_attempts must be at least 1");
-                }
-                if let Some(exec) = &step.exec {
-                    if exec.program.trim().is_empty() {
-                        self.error(&step_path, "exec.program must not be empty");
-                    }
-                }
-                for (key, url) in [
-                    ("http.url", step.http.as_ref().map(|h| &h.url)),
-                    ("notify.url", step.notify.as_ref().map(|n| &n.url)),
-                ] {
-                    let Some(url) = url else { continue };
-                    self.url_password_is_secret(url);
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+            }
+            let verify_timeout = chain.verify_timeout.unwrap_or(DEFAULT_VERIFY_TIMEOUT);
+            if verify_timeout.is_zero() {
+                self.error(&path, "verify_timeout must be greater than 0s");
+            }
+            chains.insert(
+                name.clone(),
+                Arc::new(ChainSpec {
+                    name: name.clone(),
+                    verify_timeout,
+                    reset_after: chain.reset_after.unwrap_or(DEFAULT_RESET_AFTER),
+                    order: chain.order.unwrap_or_default(),
+                    steps,
+                }),
+            );
+        }
+        for check in checks {
+            let Some(chain_name) = &check.recovery else { continue };
+            let Some(chain) = chains.get(chain_name) else {
+                self.error(
+                    format!("checks {:?}", check.name),
+                    format!("recovery chain {chain_name:?} is not defined in recovery.chains"),
+                );
+                continue;
+            };
+            // A check-triggered run renders with the check's labels: a missing one would fail
+            // every run, so it is an error now.
+            for step in &chain.steps {
+                for var in step.action.vars() {
+                    let missing = match var {
+                        Var::Label(label) => !check.labels.contains_key(label),
+                        Var::Annotation(_) => true,
+                        Var::Check | Var::Chain => false,
+                    };
+                    if missing {
                         self.error(
-                            &step_path,
+                            format!("checks {:?}", check.name),
                             format!(
-                                "{key} {:?} must be an http:// or https:// URL",
-                                super::redact_url(url)
+                                "recovery chain {chain_name:?} step {:?} uses {{{{ {var} }}}}, which the check does not provide (set it in labels:)",
+                                step.name
                             ),
                         );
                     }
                 }
-                for headers in [
-                    step.http.as_ref().map(|h| &h.headers),
-                    step.notify.as_ref().map(|n| &n.headers),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    self.secrets.extend(headers.values().cloned());
-                }
             }
         }
+        let mut routes = Vec::new();
         for (i, route) in recovery.routes.iter().enumerate() {
             let path = format!("recovery.routes[{i}]");
-            if !recovery.chains.contains_key(&route.chain) {
-                self.error(
-                    &path,
-                    format!("chain {:?} is not defined in recovery.chains", route.chain),
-                );
+            if !chains.contains_key(&route.chain) {
+                self.error(&path, format!("chain {:?} is not defined in recovery.chains", route.chain));
             }
             if let Some(check) = &route.verify_check {
                 if !check_names.contains(check.as_str()) {
-                    self.error(
-                        &path,
-                        format!("verify_check {check:?} is not a configured check"),
-                    );
+                    self.error(&path, format!("verify_check {check:?} is not a configured check"));
                 }
             }
             if route.matchers.is_empty() {
                 self.error(&path, "needs at least one matcher");
             }
+            routes.push(route.clone());
         }
+        RecoveryConfig { chains, routes }
     }
 
     fn predictions(&mut self, predictions: &[PredictionFile], checks: &[CheckSpec]) {
