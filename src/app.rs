@@ -13,6 +13,11 @@ use tokio::sync::{mpsc, watch};
 use crate::checks::Prober;
 use crate::config::{self, Config, ConfigErrors, Overrides, StateConfig};
 use crate::metrics::Metrics;
+use crate::recovery::{
+    self,
+    action::Actions,
+    engine::{Engine, RecoveryHandle, Verifier},
+};
 use crate::scheduler::Scheduler;
 use crate::server::{self, ReloadRequest, Shared};
 use crate::state::{self, StateHandle};
@@ -71,9 +76,27 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
     // when PostgreSQL is down; /-/ready waits for it.
     let (store_tx, store_rx) = watch::channel::<Option<Store>>(None);
     let (writer, writer_task) = store::spawn_writer(store_rx.clone(), metrics.clone());
-    let (state, state_task) = state::spawn(metrics.clone(), Some(writer));
+    let (recovery, recovery_rx) = RecoveryHandle::channel();
+    let (state, state_task) = state::spawn(metrics.clone(), Some(writer), Some(recovery.clone()));
     let prober = Arc::new(Prober::new().context("building the HTTP client")?);
     let mut scheduler = Scheduler::new(prober, state.sender());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let engine = Arc::new(Engine {
+        actions: Actions::new().context("building the HTTP client for recovery")?,
+        metrics: metrics.clone(),
+        verifier: Verifier::Live {
+            state: state.clone(),
+            probes: scheduler.probe_handle(),
+        },
+        owner: owner_name(&local.to_string()),
+    });
+    let manager_task = recovery::engine::spawn_manager(
+        engine,
+        config.recovery.clone(),
+        store_rx.clone(),
+        recovery_rx,
+        shutdown_rx.clone(),
+    );
     let applied = scheduler.apply(&config.checks, config.redactor.clone());
     state.apply(applied, config.history_size).await;
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
@@ -84,8 +107,8 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         metrics: metrics.clone(),
         reload: reload_tx,
         ready: Default::default(),
+        store: store_rx.clone(),
     });
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let server_task = tokio::spawn(server::serve(listener, shared.clone(), shutdown_rx.clone()));
     let opener_task = tokio::spawn(open_store(
         config.state.clone(),
@@ -116,6 +139,7 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         scheduler,
         state,
         metrics,
+        recovery,
     };
     loop {
         tokio::select! {
@@ -131,8 +155,10 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         }
     }
 
-    running.scheduler.stop();
+    // Runs cancel first (recording it), while checks can still verify; then probes stop.
     let _ = shutdown_tx.send(true);
+    let _ = manager_task.await;
+    running.scheduler.stop();
     let _ = server_task.await;
     let _ = opener_task.await;
     drop(running);
@@ -156,6 +182,7 @@ struct Running {
     scheduler: Scheduler,
     state: StateHandle,
     metrics: Arc<Metrics>,
+    recovery: RecoveryHandle,
 }
 
 impl Running {
@@ -176,6 +203,7 @@ impl Running {
                 }
                 let applied = self.scheduler.apply(&new.checks, new.redactor.clone());
                 self.state.apply(applied, new.history_size).await;
+                self.recovery.apply(new.recovery.clone()).await;
                 tracing::info!(checks = new.checks.len(), "config reloaded");
                 self.config = new;
                 self.metrics.config_reloaded(true, now);
@@ -255,6 +283,15 @@ async fn open_store(
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
+
+/// Who holds a run in the store: this host and address, stable across restarts so a restarted
+/// medic recognises the runs its previous life left unfinished.
+pub fn owner_name(listen: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!("{host}/{listen}")
+}
 
 fn describe(location: &ConfigLocation) -> String {
     match location {

@@ -1,4 +1,4 @@
-//! The one-shot subcommands: `check-config`, `probe` and `detect`.
+//! The one-shot subcommands: `check-config`, `probe`, `recover` and `detect`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -124,6 +124,226 @@ pub fn detect(input: Option<&Path>, output: Option<&Path>, horizon: usize) -> i3
         }
         Err(e) => {
             eprintln!("medic detect: {e}");
+            1
+        }
+    }
+}
+
+/// What `medic recover` was asked to do.
+pub struct RecoverRequest {
+    pub chain: Option<String>,
+    pub labels: Vec<String>,
+    pub dry_run: bool,
+    pub verify_check: Option<String>,
+    pub stats: bool,
+}
+
+/// `medic recover`: runs a chain by hand (or prints statistics). Exit 0 when the run
+/// recovered (or a dry run / stats printed), 1 when it did not, 2 for usage and config errors.
+pub async fn recover(
+    request: RecoverRequest,
+    location: ConfigLocation,
+    overrides: &Overrides,
+) -> i32 {
+    use crate::recovery::engine::{
+        Engine, Resolved, RunControl, RunEnd, RunOutcome, StepReport, Trigger, TriggerKind,
+        Verifier,
+    };
+    use crate::recovery::template::Values;
+
+    let config = match location.load(overrides) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("invalid config: {errors}");
+            return 2;
+        }
+    };
+    let store = match crate::store::Store::open(&config.state.url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("medic recover: {}", config.redactor.redact(&e.to_string()));
+            return 1;
+        }
+    };
+    if request.stats {
+        return match store.step_stats().await {
+            Ok(steps) => {
+                let steps: Vec<_> = steps
+                    .into_iter()
+                    .filter(|s| request.chain.as_ref().is_none_or(|c| *c == s.chain))
+                    .collect();
+                println!(
+                    "{:<20} {:<20} {:>8} {:>9} {:>7} {:>11} {:>13}",
+                    "chain", "step", "attempts", "successes", "ratio", "mean_secs", "effectiveness"
+                );
+                for s in steps {
+                    println!(
+                        "{:<20} {:<20} {:>8} {:>9} {:>7.3} {:>11} {:>13}",
+                        s.chain,
+                        s.step,
+                        s.attempts,
+                        s.successes,
+                        s.success_ratio,
+                        s.mean_duration_seconds
+                            .map(|d| format!("{d:.3}"))
+                            .unwrap_or_else(|| "-".into()),
+                        s.effectiveness
+                            .map(|e| format!("{e:.3}"))
+                            .unwrap_or_else(|| "-".into()),
+                    );
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("medic recover: {e}");
+                1
+            }
+        };
+    }
+    let Some(chain_name) = request.chain else {
+        eprintln!("medic recover: name a chain");
+        return 2;
+    };
+    let Some(chain) = config.recovery.chains.get(&chain_name).cloned() else {
+        let names: Vec<&String> = config.recovery.chains.keys().collect();
+        eprintln!("no recovery chain named {chain_name:?}; configured chains: {names:?}");
+        return 2;
+    };
+    let mut labels = std::collections::BTreeMap::new();
+    for pair in &request.labels {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                labels.insert(k.to_string(), v.to_string());
+            }
+            _ => {
+                eprintln!("--label takes NAME=VALUE, got {pair:?}");
+                return 2;
+            }
+        }
+    }
+    if let Some(check) = &request.verify_check {
+        if !config.checks.iter().any(|c| &c.name == check) {
+            eprintln!("no check named {check:?} to verify with");
+            return 2;
+        }
+    }
+    let subject = if labels.is_empty() {
+        "manual".to_string()
+    } else {
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("manual:{}", pairs.join(","))
+    };
+    let trigger = Trigger {
+        kind: TriggerKind::Manual,
+        chain: chain_name.clone(),
+        target: subject.clone(),
+        subject,
+        values: Values {
+            check: request.verify_check.clone(),
+            chain: chain_name.clone(),
+            labels,
+            annotations: Default::default(),
+        },
+        verify_check: request.verify_check.clone(),
+        message: "run by hand".to_string(),
+    };
+    let prober = match Prober::new() {
+        Ok(p) => std::sync::Arc::new(p),
+        Err(e) => {
+            eprintln!("cannot set up probing: {e:#}");
+            return 1;
+        }
+    };
+    let actions = match crate::recovery::action::Actions::new() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cannot set up recovery actions: {e:#}");
+            return 1;
+        }
+    };
+    let engine = Engine {
+        actions,
+        metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+        verifier: Verifier::Direct {
+            prober,
+            checks: config
+                .checks
+                .iter()
+                .map(|c| (c.name.clone(), c.clone()))
+                .collect(),
+            redactor: config.redactor.clone(),
+        },
+        owner: crate::app::owner_name(&format!("recover-{}", std::process::id())),
+    };
+    println!(
+        "chain {chain_name}: {} run, target {}{}",
+        trigger.kind.as_str(),
+        trigger.target,
+        if request.dry_run {
+            " (dry run: nothing runs)"
+        } else {
+            ""
+        }
+    );
+    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+    // Ctrl-C cancels the running step (its process group is killed) and records it.
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = cancel_tx.send(true);
+        }
+    });
+    let redactor = config.redactor.clone();
+    let mut report = |r: StepReport| match r {
+        StepReport::Skipped { step, reason } => println!("  {step}: skipped ({})", reason.as_str()),
+        StepReport::WouldRun { step, action } => {
+            println!("  {step}: would run {}", redactor.redact(&action))
+        }
+        StepReport::Ran {
+            step,
+            action,
+            result,
+            message,
+            seconds,
+        } => println!(
+            "  {step}: ran {} -> {} ({}) in {seconds:.3}s",
+            redactor.redact(&action),
+            result.as_str(),
+            redactor.redact(&message)
+        ),
+    };
+    let current = std::sync::Mutex::new(String::new());
+    let resolved = Resolved::default();
+    let mut control = RunControl {
+        dry_run: request.dry_run,
+        resolved: &resolved,
+        current_step: &current,
+        cancel,
+    };
+    let end = engine
+        .run(&store, &chain, &trigger, &mut control, &mut report)
+        .await;
+    ctrl_c.abort();
+    store.close().await;
+    match end {
+        RunEnd::Finished { outcome } if request.dry_run => {
+            let _ = outcome;
+            println!("dry run: nothing was run or recorded");
+            0
+        }
+        RunEnd::Finished { outcome } => {
+            println!("outcome: {}", outcome.as_str());
+            i32::from(outcome != RunOutcome::Recovered)
+        }
+        RunEnd::NothingToRun { .. } => {
+            println!("outcome: nothing to run (every step is in cooldown or at max_attempts)");
+            1
+        }
+        RunEnd::AlreadyRunning => {
+            println!("outcome: a run for this target is already in progress");
+            1
+        }
+        RunEnd::NoStore => {
+            println!("outcome: not run: the state store is unavailable");
             1
         }
     }

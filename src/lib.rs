@@ -16,11 +16,18 @@ pub mod forecast;
 pub mod health;
 pub mod logging;
 pub mod metrics;
-pub mod recovery;
 pub mod process_group;
+pub mod recovery;
 pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod status;
 pub mod store;
 pub mod timefmt;
+
+/// When this process started (unix ms): runs it finds in the store from before then, under its
+/// own owner name, were left by its previous life.
+pub fn process_start_ms() -> i64 {
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *START.get_or_init(timefmt::now_ms)
+}

@@ -35,12 +35,10 @@ impl LogLevel {
     }
 }
 
-/// Installs the global subscriber. Dependencies log only warnings and above, except at debug.
+/// Installs the global subscriber. Dependencies log only warnings and above.
 pub fn init(level: LogLevel, format: LogFormat) {
-    let directive = match level {
-        LogLevel::Debug => "debug".to_string(),
-        other => format!("warn,medic={}", other.directive()),
-    };
+    // Dependencies (sqlx logs every query at debug) stay at warn; medic logs at the level asked.
+    let directive = format!("warn,medic={}", level.directive());
     let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

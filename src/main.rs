@@ -53,6 +53,24 @@ enum Command {
         /// The check's name in the config
         name: String,
     },
+    /// Run a recovery chain by hand, printing each step and its outcome
+    Recover {
+        /// The chain's name in the config (optional with --stats)
+        #[arg(required_unless_present = "stats")]
+        chain: Option<String>,
+        /// A template value for the run, NAME=VALUE (repeatable)
+        #[arg(long = "label", value_name = "NAME=VALUE")]
+        labels: Vec<String>,
+        /// Show what would run, run nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Verify each step with this check (probed directly)
+        #[arg(long = "verify-check", value_name = "CHECK")]
+        verify_check: Option<String>,
+        /// Print per-step totals from the state store instead of running anything
+        #[arg(long)]
+        stats: bool,
+    },
     /// Score a `timestamp,value` CSV for anomalies and forecast it (the live predictor's code)
     Detect {
         /// Input CSV [default: stdin]
@@ -102,6 +120,23 @@ fn main() -> ExitCode {
         Command::Probe { name } => {
             let location = ConfigLocation::resolve(cli.config_file);
             runtime.block_on(medic::commands::probe(&name, location, &overrides))
+        }
+        Command::Recover {
+            chain,
+            labels,
+            dry_run,
+            verify_check,
+            stats,
+        } => {
+            let location = ConfigLocation::resolve(cli.config_file);
+            let request = medic::commands::RecoverRequest {
+                chain,
+                labels,
+                dry_run,
+                verify_check,
+                stats,
+            };
+            runtime.block_on(medic::commands::recover(request, location, &overrides))
         }
         Command::Detect {
             input,

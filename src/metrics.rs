@@ -34,6 +34,33 @@ struct DiskLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    chain: String,
+    step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepResultLabels {
+    chain: String,
+    step: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepSkipLabels {
+    chain: String,
+    step: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    chain: String,
+    trigger: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: String,
 }
@@ -55,6 +82,13 @@ fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+/// Step duration buckets: from a quick HTTP call to a slow restart.
+const STEP_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+fn step_histogram() -> Histogram {
+    Histogram::new(STEP_BUCKETS)
+}
+
 pub struct Metrics {
     registry: Registry,
     check_success: Family<CheckLabels, Gauge>,
@@ -68,6 +102,11 @@ pub struct Metrics {
     system_disk: Family<DiskLabels, FloatGauge>,
     config_reload_ok: Gauge,
     config_reload_time: FloatGauge,
+    recovery_attempts: Family<StepResultLabels, Counter>,
+    recovery_skipped: Family<StepSkipLabels, Counter>,
+    recovery_runs: Family<RunLabels, Counter>,
+    recovery_step_duration: Family<StepLabels, Histogram, fn() -> Histogram>,
+    recovery_effectiveness: Family<StepLabels, FloatGauge>,
     store_errors: Family<OperationLabels, Counter>,
     store_dropped: Counter,
     store_backlog: Gauge,
@@ -184,6 +223,40 @@ impl Metrics {
             Unit::Seconds,
             config_reload_time.clone(),
         );
+        let recovery_attempts = Family::<StepResultLabels, Counter>::default();
+        registry.register(
+            "medic_recovery_attempts",
+            "Recovery step attempts by result (success means the fix was verified)",
+            recovery_attempts.clone(),
+        );
+        let recovery_skipped = Family::<StepSkipLabels, Counter>::default();
+        registry.register(
+            "medic_recovery_skipped",
+            "Recovery steps not run, by reason",
+            recovery_skipped.clone(),
+        );
+        let recovery_runs = Family::<RunLabels, Counter>::default();
+        registry.register(
+            "medic_recovery_runs",
+            "Recovery chain runs by trigger and outcome",
+            recovery_runs.clone(),
+        );
+        let recovery_step_duration =
+            Family::<StepLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                step_histogram,
+            );
+        registry.register_with_unit(
+            "medic_recovery_step_duration",
+            "Duration of recovery step attempts, verification included",
+            Unit::Seconds,
+            recovery_step_duration.clone(),
+        );
+        let recovery_effectiveness = Family::<StepLabels, FloatGauge>::default();
+        registry.register(
+            "medic_recovery_step_effectiveness",
+            "Learned success ratio of a recovery step, 0 to 1 (0.5 before any attempt)",
+            recovery_effectiveness.clone(),
+        );
         let store_errors = Family::<OperationLabels, Counter>::default();
         registry.register(
             "medic_state_store_errors",
@@ -234,6 +307,11 @@ impl Metrics {
             system_disk,
             config_reload_ok,
             config_reload_time,
+            recovery_attempts,
+            recovery_skipped,
+            recovery_runs,
+            recovery_step_duration,
+            recovery_effectiveness,
             store_errors,
             store_dropped,
             store_backlog,
@@ -347,6 +425,59 @@ impl Metrics {
         if success {
             self.config_reload_time.set(at_unix_seconds);
         }
+    }
+
+    pub fn recovery_attempt(&self, chain: &str, step: &str, result: &str, duration_seconds: f64) {
+        self.recovery_attempts
+            .get_or_create(&StepResultLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        self.recovery_step_duration
+            .get_or_create(&StepLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+            })
+            .observe(duration_seconds);
+    }
+
+    pub fn recovery_skipped(&self, chain: &str, step: &str, reason: &str) {
+        self.recovery_skipped
+            .get_or_create(&StepSkipLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn recovery_run(&self, chain: &str, trigger: &str, outcome: &str) {
+        self.recovery_runs
+            .get_or_create(&RunLabels {
+                chain: chain.to_string(),
+                trigger: trigger.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn recovery_effectiveness(&self, chain: &str, step: &str, value: f64) {
+        self.recovery_effectiveness
+            .get_or_create(&StepLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+            })
+            .set(value);
+    }
+
+    /// Drops the effectiveness series of steps that are no longer configured.
+    pub fn forget_step(&self, chain: &str, step: &str) {
+        self.recovery_effectiveness.remove(&StepLabels {
+            chain: chain.to_string(),
+            step: step.to_string(),
+        });
     }
 
     pub fn store_error(&self, operation: &str) {

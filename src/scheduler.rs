@@ -23,8 +23,29 @@ struct Running {
     task: Option<JoinHandle<()>>,
 }
 
+/// Lets others (recovery verification) ask for a probe right away.
+#[derive(Clone, Default)]
+pub struct ProbeHandle {
+    notifiers: Arc<std::sync::RwLock<BTreeMap<String, Arc<Notify>>>>,
+}
+
+impl ProbeHandle {
+    /// Asks for a probe of `check` now; false if it is not running (unknown or disabled).
+    pub fn probe_now(&self, check: &str) -> bool {
+        let notifiers = self.notifiers.read().unwrap_or_else(|p| p.into_inner());
+        match notifiers.get(check) {
+            Some(n) => {
+                n.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 pub struct Scheduler {
     prober: Arc<Prober>,
+    probes: ProbeHandle,
     events: mpsc::Sender<Command>,
     redactor: watch::Sender<Redactor>,
     running: BTreeMap<String, Running>,
@@ -37,6 +58,7 @@ impl Scheduler {
             prober,
             events,
             redactor: watch::channel(Redactor::default()).0,
+            probes: ProbeHandle::default(),
             running: BTreeMap::new(),
             next_generation: 1,
         }
@@ -86,18 +108,22 @@ impl Scheduler {
             }
         }
         self.running = next;
+        let notifiers = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.task.is_some())
+            .map(|(name, r)| (name.clone(), r.probe_now.clone()))
+            .collect();
+        *self
+            .probes
+            .notifiers
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = notifiers;
         applied
     }
 
-    /// Asks for a probe of `check` right away (recovery verification); false if not running.
-    pub fn probe_now(&self, check: &str) -> bool {
-        match self.running.get(check) {
-            Some(r) if r.task.is_some() => {
-                r.probe_now.notify_one();
-                true
-            }
-            _ => false,
-        }
+    pub fn probe_handle(&self) -> ProbeHandle {
+        self.probes.clone()
     }
 
     /// Stops every check task; in-flight probes are dropped (their child processes killed).

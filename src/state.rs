@@ -13,6 +13,8 @@ use crate::checks::Outcome;
 use crate::config::CheckSpec;
 use crate::health::{HealthState, History, Samples, StatusCounts, Thresholds, Trend};
 use crate::metrics::Metrics;
+use crate::recovery::engine::{Event, RecoveryHandle, Trigger, TriggerKind};
+use crate::recovery::template::Values;
 use crate::status::Status;
 use crate::store::{ResultRow, WriterHandle};
 use crate::timefmt::{rfc3339_ms, unix_ms};
@@ -43,6 +45,11 @@ pub enum Command {
     Check {
         name: String,
         reply: oneshot::Sender<Option<CheckDetail>>,
+    },
+    /// A check's status after thresholds and the time of its latest probe (for verification).
+    Status {
+        name: String,
+        reply: oneshot::Sender<Option<(Status, Option<i64>)>>,
     },
 }
 
@@ -175,6 +182,18 @@ impl StateHandle {
         answer.await.ok()
     }
 
+    pub async fn status(&self, name: &str) -> Option<(Status, Option<i64>)> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Status {
+                name: name.to_string(),
+                reply,
+            })
+            .await
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+
     pub async fn check(&self, name: &str) -> Option<CheckDetail> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -188,10 +207,12 @@ impl StateHandle {
     }
 }
 
-/// Starts the state task. It ends when every sender is gone. Results go to `writer`, if any.
+/// Starts the state task. It ends when every sender is gone. Results go to `writer`, if any;
+/// checks with `recovery:` trigger runs through `recovery`, if any.
 pub fn spawn(
     metrics: Arc<Metrics>,
     writer: Option<WriterHandle>,
+    recovery: Option<RecoveryHandle>,
 ) -> (StateHandle, tokio::task::JoinHandle<()>) {
     // Bounded: a flood of outcomes slows the probes down rather than growing memory.
     let (tx, rx) = mpsc::channel(4096);
@@ -199,6 +220,7 @@ pub fn spawn(
         checks: BTreeMap::new(),
         metrics,
         writer,
+        recovery,
     };
     let handle = tokio::spawn(task.run(rx));
     (StateHandle { tx }, handle)
@@ -208,6 +230,7 @@ struct StateTask {
     checks: BTreeMap<Arc<str>, CheckRecord>,
     metrics: Arc<Metrics>,
     writer: Option<WriterHandle>,
+    recovery: Option<RecoveryHandle>,
 }
 
 impl StateTask {
@@ -240,6 +263,13 @@ impl StateTask {
             Command::Check { name, reply } => {
                 let _ = reply.send(self.detail(&name));
             }
+            Command::Status { name, reply } => {
+                let answer = self
+                    .checks
+                    .get(name.as_str())
+                    .map(|r| (r.health.status, r.last.as_ref().map(|l| l.at_ms)));
+                let _ = reply.send(answer);
+            }
         }
     }
 
@@ -267,6 +297,32 @@ impl StateTask {
             .observe_probe(check, &outcome, &record.health, at_ms as f64 / 1000.0);
         if let Some(t) = transition {
             tracing::info!(check, from = %t.from, to = %t.to, result = %outcome.message, "check status changed");
+        }
+        if let (Some(recovery), Some(chain)) = (&self.recovery, &record.spec.recovery) {
+            let subject = format!("check:{check}");
+            if record.health.status == Status::Critical {
+                // Every critical probe asks; the manager coalesces and decides.
+                let _ = recovery.send(Event::Trigger(Trigger {
+                    kind: TriggerKind::Check,
+                    chain: chain.clone(),
+                    target: subject.clone(),
+                    subject,
+                    values: Values {
+                        check: Some(check.to_string()),
+                        chain: chain.clone(),
+                        labels: record.spec.labels.clone(),
+                        annotations: BTreeMap::new(),
+                    },
+                    verify_check: Some(check.to_string()),
+                    message: outcome.message.clone(),
+                }));
+            } else if transition.is_some_and(|t| t.to == Status::Healthy) {
+                let _ = recovery.send(Event::Healthy {
+                    chain: chain.clone(),
+                    subject,
+                    at_ms,
+                });
+            }
         }
         if let Some(writer) = &self.writer {
             writer.submit(ResultRow {

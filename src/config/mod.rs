@@ -142,7 +142,9 @@ impl ActionSpec {
     pub fn vars(&self) -> Vec<&Var> {
         let templates: Vec<&Template> = match self {
             ActionSpec::Exec { program, args } => std::iter::once(program).chain(args).collect(),
-            ActionSpec::Http { url, headers, body, .. } => std::iter::once(url)
+            ActionSpec::Http {
+                url, headers, body, ..
+            } => std::iter::once(url)
                 .chain(headers.iter().map(|(_, t)| t))
                 .chain(body)
                 .collect(),

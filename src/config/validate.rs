@@ -10,8 +10,8 @@ use serde_yaml_ng::Value;
 use super::duration::Duration;
 use super::file::*;
 use super::secret::{Redactor, Secret};
-use crate::recovery::template::{Template, Var};
 use super::*;
+use crate::recovery::template::{Template, Var};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -753,11 +753,19 @@ impl Validator {
         }
     }
 
-    fn headers(&mut self, path: &str, key: &str, headers: &BTreeMap<String, String>) -> Vec<(String, Template)> {
+    fn headers(
+        &mut self,
+        path: &str,
+        key: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> Vec<(String, Template)> {
         let mut out = Vec::new();
         for (name, value) in headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                self.error(path, format!("{key}.headers: {name:?} is not a valid header name"));
+                self.error(
+                    path,
+                    format!("{key}.headers: {name:?} is not a valid header name"),
+                );
             }
             self.secrets.push(value.clone());
             if let Some(t) = self.template(path, &format!("{key}.headers.{name}"), value) {
@@ -772,7 +780,10 @@ impl Validator {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             self.error(
                 path,
-                format!("{key} {:?} must be an http:// or https:// URL", super::redact_url(url)),
+                format!(
+                    "{key} {:?} must be an http:// or https:// URL",
+                    super::redact_url(url)
+                ),
             );
             return None;
         }
@@ -780,12 +791,19 @@ impl Validator {
     }
 
     fn step(&mut self, path: &str, step: &StepFile) -> Option<StepSpec> {
-        let actions = [step.exec.is_some(), step.http.is_some(), step.notify.is_some()]
-            .iter()
-            .filter(|a| **a)
-            .count();
+        let actions = [
+            step.exec.is_some(),
+            step.http.is_some(),
+            step.notify.is_some(),
+        ]
+        .iter()
+        .filter(|a| **a)
+        .count();
         if actions != 1 {
-            self.error(path, format!("exactly one of exec, http, notify is required (found {actions})"));
+            self.error(
+                path,
+                format!("exactly one of exec, http, notify is required (found {actions})"),
+            );
             return None;
         }
         if step.max_attempts == Some(0) {
@@ -813,9 +831,16 @@ impl Validator {
             }
         } else if let Some(http) = &step.http {
             let url = self.action_url(path, "http.url", &http.url);
-            let method = http.method.clone().unwrap_or_else(|| "POST".to_string()).to_ascii_uppercase();
+            let method = http
+                .method
+                .clone()
+                .unwrap_or_else(|| "POST".to_string())
+                .to_ascii_uppercase();
             if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
-                self.error(path, format!("http.method {method:?} is not a valid HTTP method"));
+                self.error(
+                    path,
+                    format!("http.method {method:?} is not a valid HTTP method"),
+                );
             }
             let headers = self.headers(path, "http", &http.headers);
             let body = match &http.body {
@@ -885,7 +910,9 @@ impl Validator {
             );
         }
         for check in checks {
-            let Some(chain_name) = &check.recovery else { continue };
+            let Some(chain_name) = &check.recovery else {
+                continue;
+            };
             let Some(chain) = chains.get(chain_name) else {
                 self.error(
                     format!("checks {:?}", check.name),
@@ -918,11 +945,17 @@ impl Validator {
         for (i, route) in recovery.routes.iter().enumerate() {
             let path = format!("recovery.routes[{i}]");
             if !chains.contains_key(&route.chain) {
-                self.error(&path, format!("chain {:?} is not defined in recovery.chains", route.chain));
+                self.error(
+                    &path,
+                    format!("chain {:?} is not defined in recovery.chains", route.chain),
+                );
             }
             if let Some(check) = &route.verify_check {
                 if !check_names.contains(check.as_str()) {
-                    self.error(&path, format!("verify_check {check:?} is not a configured check"));
+                    self.error(
+                        &path,
+                        format!("verify_check {check:?} is not a configured check"),
+                    );
                 }
             }
             if route.matchers.is_empty() {

@@ -159,24 +159,49 @@ mod tests {
                 attempts,
                 last_attempt_ms: last,
             };
-            assert_eq!(skip_reason(&s, state, now), want, "attempts {attempts} last {last:?} now {now}");
+            assert_eq!(
+                skip_reason(&s, state, now),
+                want,
+                "attempts {attempts} last {last:?} now {now}"
+            );
         }
     }
 
     #[test]
     fn could_any_run_needs_one_free_step() {
-        let c = chain(Order::Fixed, vec![step("a", 1, 0, None), step("b", 3, 60, None)]);
+        let c = chain(
+            Order::Fixed,
+            vec![step("a", 1, 0, None), step("b", 3, 60, None)],
+        );
         let mut states = BTreeMap::new();
         assert!(could_any_run(&c, &states, 0));
-        states.insert("a".into(), StepState { attempts: 1, last_attempt_ms: Some(0) });
-        states.insert("b".into(), StepState { attempts: 1, last_attempt_ms: Some(0) });
-        assert!(!could_any_run(&c, &states, 30_000), "a is used up and b is cooling down");
+        states.insert(
+            "a".into(),
+            StepState {
+                attempts: 1,
+                last_attempt_ms: Some(0),
+            },
+        );
+        states.insert(
+            "b".into(),
+            StepState {
+                attempts: 1,
+                last_attempt_ms: Some(0),
+            },
+        );
+        assert!(
+            !could_any_run(&c, &states, 30_000),
+            "a is used up and b is cooling down"
+        );
         assert!(could_any_run(&c, &states, 60_000), "b's cooldown expired");
     }
 
     #[test]
     fn fixed_order_is_as_written() {
-        let c = chain(Order::Fixed, vec![step("a", 1, 0, Some(1)), step("b", 1, 0, Some(1))]);
+        let c = chain(
+            Order::Fixed,
+            vec![step("a", 1, 0, Some(1)), step("b", 1, 0, Some(1))],
+        );
         let eff = [("b".to_string(), 0.9)].into_iter().collect();
         assert_eq!(step_order(&c, &eff), vec![0, 1]);
     }
@@ -194,10 +219,19 @@ mod tests {
             ],
         );
         let untried = BTreeMap::new();
-        assert_eq!(step_order(&c, &untried), vec![0, 1, 2, 3, 4], "ties keep the written order");
-        let eff: BTreeMap<String, f64> = [("restart_b".to_string(), 0.8), ("restart_a".to_string(), 0.2), ("scale".to_string(), 1.0), ("escalate".to_string(), 1.0)]
-            .into_iter()
-            .collect();
+        assert_eq!(
+            step_order(&c, &untried),
+            vec![0, 1, 2, 3, 4],
+            "ties keep the written order"
+        );
+        let eff: BTreeMap<String, f64> = [
+            ("restart_b".to_string(), 0.8),
+            ("restart_a".to_string(), 0.2),
+            ("scale".to_string(), 1.0),
+            ("escalate".to_string(), 1.0),
+        ]
+        .into_iter()
+        .collect();
         // scale is the most effective of all, but its tier stays after tier 1.
         assert_eq!(step_order(&c, &eff), vec![0, 2, 1, 3, 4]);
     }
@@ -206,7 +240,11 @@ mod tests {
     fn tiers_interleaved_with_untiered_steps_keep_their_slots() {
         let c = chain(
             Order::Adaptive,
-            vec![step("a", 1, 0, Some(1)), step("x", 1, 0, None), step("b", 1, 0, Some(1))],
+            vec![
+                step("a", 1, 0, Some(1)),
+                step("x", 1, 0, None),
+                step("b", 1, 0, Some(1)),
+            ],
         );
         let eff = [("b".to_string(), 0.9)].into_iter().collect();
         assert_eq!(step_order(&c, &eff), vec![2, 1, 0]);
@@ -233,9 +271,19 @@ mod tests {
 
     #[test]
     fn later_steps_reset_after_a_success() {
-        let c = chain(Order::Fixed, vec![step("a", 1, 0, None), step("b", 1, 0, None), step("c", 1, 0, None)]);
+        let c = chain(
+            Order::Fixed,
+            vec![
+                step("a", 1, 0, None),
+                step("b", 1, 0, None),
+                step("c", 1, 0, None),
+            ],
+        );
         assert_eq!(steps_to_reset(&c, &[0, 1, 2], 1), vec!["c".to_string()]);
-        assert_eq!(steps_to_reset(&c, &[2, 0, 1], 2), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            steps_to_reset(&c, &[2, 0, 1], 2),
+            vec!["a".to_string(), "b".to_string()]
+        );
         assert!(steps_to_reset(&c, &[0, 1, 2], 2).is_empty());
     }
 }

@@ -1,4 +1,6 @@
 //! Recovery: graduated chains that run when a check turns critical, an alert fires, or by hand.
 
+pub mod action;
 pub mod chain;
+pub mod engine;
 pub mod template;

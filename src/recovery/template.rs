@@ -54,7 +54,11 @@ pub enum Escape {
 }
 
 /// Characters left alone in URL values: RFC 3986 unreserved.
-const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The values a run renders templates with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,7 +73,9 @@ pub struct Values {
 pub enum TemplateError {
     #[error("unterminated placeholder in {0:?}")]
     Unterminated(String),
-    #[error("unknown placeholder {{{{ {0} }}}} (use check, chain, labels.NAME or annotations.NAME)")]
+    #[error(
+        "unknown placeholder {{{{ {0} }}}} (use check, chain, labels.NAME or annotations.NAME)"
+    )]
     Unknown(String),
     #[error("the trigger has no value for {{{{ {0} }}}}")]
     Missing(Var),
@@ -164,18 +170,27 @@ mod tests {
             chain: "restart".into(),
             labels: [
                 ("service".to_string(), "web".to_string()),
-                ("evil".to_string(), "$(touch /tmp/x); rm -rf ~ \"q\" &a=b/../c?d#e".to_string()),
+                (
+                    "evil".to_string(),
+                    "$(touch /tmp/x); rm -rf ~ \"q\" &a=b/../c?d#e".to_string(),
+                ),
             ]
             .into_iter()
             .collect(),
-            annotations: [("summary".to_string(), "line1\nline2".to_string())].into_iter().collect(),
+            annotations: [("summary".to_string(), "line1\nline2".to_string())]
+                .into_iter()
+                .collect(),
         }
     }
 
     #[test]
     fn renders_each_placeholder() {
-        let t = Template::parse("restart {{ labels.service }} for {{check}} in {{ chain }}").unwrap();
-        assert_eq!(t.render(&values(), Escape::None).unwrap(), "restart web for web in restart");
+        let t =
+            Template::parse("restart {{ labels.service }} for {{check}} in {{ chain }}").unwrap();
+        assert_eq!(
+            t.render(&values(), Escape::None).unwrap(),
+            "restart web for web in restart"
+        );
     }
 
     #[test]
@@ -192,10 +207,16 @@ mod tests {
             .unwrap_or_else(|| panic!("{rendered}"));
         assert_eq!(encoded.0, encoded.1);
         assert!(
-            encoded.0.chars().all(|c| c.is_ascii_alphanumeric() || "%-._~".contains(c)),
+            encoded
+                .0
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "%-._~".contains(c)),
             "{rendered}"
         );
-        let json = Template::parse(r#"{"summary": "{{ annotations.summary }}", "x": "{{ labels.evil }}"}"#).unwrap();
+        let json = Template::parse(
+            r#"{"summary": "{{ annotations.summary }}", "x": "{{ labels.evil }}"}"#,
+        )
+        .unwrap();
         let body = json.render(&v, Escape::Json).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["summary"], "line1\nline2");
@@ -217,9 +238,19 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed_placeholders_are_rejected() {
-        for bad in ["{{ nope }}", "{{ labels. }}", "{{ labels.a-b }}", "{{ env.HOME }}", "{{ labels.x", "{{}}"] {
+        for bad in [
+            "{{ nope }}",
+            "{{ labels. }}",
+            "{{ labels.a-b }}",
+            "{{ env.HOME }}",
+            "{{ labels.x",
+            "{{}}",
+        ] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(Template::parse("plain $HOME {not}").unwrap().vars().count(), 0);
+        assert_eq!(
+            Template::parse("plain $HOME {not}").unwrap().vars().count(),
+            0
+        );
     }
 }

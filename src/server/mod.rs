@@ -28,6 +28,8 @@ pub struct Shared {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Set once config and state store are loaded.
     pub ready: AtomicBool,
+    /// The state store, once open.
+    pub store: watch::Receiver<Option<crate::store::Store>>,
 }
 
 /// How long a client may take to send its request headers (no slow-loris).

@@ -8,6 +8,8 @@
 //! | `POST /-/reload` | reloads the config: 200, or 500 with the error (old config stays) |
 //! | `GET /api/v1/health` | overall and per-check health; 503 when critical or unknown |
 //! | `GET /api/v1/checks/{name}` | one check with metadata, trend and history; 404 if unknown |
+//! | `GET /api/v1/recoveries?chain=&limit=` | recovery attempts from the store, newest first |
+//! | `GET /api/v1/recoveries/stats` | per-step totals: attempts, successes, ratio, mean duration |
 //! | `GET /` | the status page |
 
 use std::convert::Infallible;
@@ -49,12 +51,18 @@ pub async fn handle(
         "/-/reload" if method == Method::POST || method == Method::PUT => reload(&shared).await,
         "/api/v1/health" if get => health(&shared).await,
         "/" if get => status_page(&shared).await,
+        "/api/v1/recoveries" if get => recoveries(&shared, req.uri().query()).await,
+        "/api/v1/recoveries/stats" if get => recovery_stats(&shared).await,
         p if get && p.starts_with("/api/v1/checks/") => {
             check(&shared, &p["/api/v1/checks/".len()..]).await
         }
-        "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/health" | "/" => {
-            method_not_allowed("GET, HEAD")
-        }
+        "/metrics"
+        | "/-/healthy"
+        | "/-/ready"
+        | "/api/v1/health"
+        | "/"
+        | "/api/v1/recoveries"
+        | "/api/v1/recoveries/stats" => method_not_allowed("GET, HEAD"),
         "/-/reload" => method_not_allowed("POST, PUT"),
         p if p.starts_with("/api/v1/checks/") => method_not_allowed("GET, HEAD"),
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
@@ -128,6 +136,74 @@ async fn status_page(shared: &Shared) -> Response<Body> {
         }
         None => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
     }
+}
+
+/// Default and largest page of `/api/v1/recoveries`.
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+async fn recoveries(shared: &Shared, query: Option<&str>) -> Response<Body> {
+    let params = parse_query(query.unwrap_or(""));
+    let chain = params.get("chain").filter(|c| !c.is_empty()).cloned();
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if n > 0 => n.min(MAX_LIMIT),
+            _ => return json_error(StatusCode::BAD_REQUEST, "limit must be a positive integer"),
+        },
+    };
+    let Some(store) = shared.store.borrow().clone() else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the state store is not open yet",
+        );
+    };
+    match store.recent_attempts(chain.as_deref(), limit).await {
+        Ok(attempts) => json(StatusCode::OK, &serde_json::json!({ "attempts": attempts })),
+        Err(e) => {
+            shared.metrics.store_error(e.operation());
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("state store: {e}"),
+            )
+        }
+    }
+}
+
+async fn recovery_stats(shared: &Shared) -> Response<Body> {
+    let Some(store) = shared.store.borrow().clone() else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the state store is not open yet",
+        );
+    };
+    match store.step_stats().await {
+        Ok(steps) => json(StatusCode::OK, &serde_json::json!({ "steps": steps })),
+        Err(e) => {
+            shared.metrics.store_error(e.operation());
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("state store: {e}"),
+            )
+        }
+    }
+}
+
+/// `a=1&b=x%20y` to a map; later keys win.
+fn parse_query(query: &str) -> std::collections::HashMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 pub fn text(code: StatusCode, body: &str) -> Response<Body> {

@@ -4,6 +4,7 @@
 //! Nothing here assumes this process is the only writer: rows carry their own keys, and
 //! migrations serialise on an advisory lock in PostgreSQL.
 
+mod recovery;
 mod schema;
 mod writer;
 
@@ -17,6 +18,7 @@ use crate::checks::Measurement;
 use crate::config::{redact_url, Secret};
 use crate::status::Status;
 
+pub use recovery::{AttemptEnd, AttemptRecord, AttemptStart, RunStart, StepStats};
 pub use writer::{spawn_writer, WriterHandle, MAX_BACKLOG};
 
 #[derive(Debug, thiserror::Error)]
@@ -443,5 +445,134 @@ mod tests {
         assert_eq!(decoded, vec![Measurement::new("depth", 42.0)]);
         assert!(decode_measurements("not json").is_empty());
         assert!(decode_measurements("[{\"name\": 5}]").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn recovery_records_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Secret::new(format!(
+            "sqlite://{}/m.db",
+            dir.path().display()
+        )))
+        .await
+        .unwrap();
+        // Parameters used out of order and twice must bind by number.
+        let v = store.learn("c", "s", true, 100).await.unwrap();
+        assert!((v - 0.65).abs() < 1e-9, "{v}");
+        let v = store.learn("c", "s", false, 200).await.unwrap();
+        assert!((v - 0.455).abs() < 1e-9, "{v}");
+
+        let start = AttemptStart {
+            run_id: "r1",
+            chain: "c",
+            step: "s",
+            subject: "check:web",
+            target: "check:web",
+            trigger: "check",
+            started_ms: 1000,
+        };
+        let id = store.begin_attempt(&start).await.unwrap();
+        let later = AttemptStart {
+            started_ms: 2000,
+            ..start
+        };
+        store.begin_attempt(&later).await.unwrap();
+        let states = store.step_states("c", "check:web").await.unwrap();
+        assert_eq!(states["s"].attempts, 2);
+        assert_eq!(states["s"].last_attempt_ms, Some(2000));
+        store
+            .end_attempt(
+                id,
+                &AttemptEnd {
+                    finished_ms: 1500,
+                    result: "success",
+                    message: "ok".into(),
+                    exit_code: Some(0),
+                    output: String::new(),
+                    duration_seconds: 0.5,
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .reset_counters("c", "check:web", Some(&["s".to_string()]))
+            .await
+            .unwrap();
+        let states = store.step_states("c", "check:web").await.unwrap();
+        assert_eq!(states["s"].attempts, 0);
+        assert_eq!(
+            states["s"].last_attempt_ms,
+            Some(2000),
+            "cooldowns survive a counter reset"
+        );
+
+        let run = RunStart {
+            id: "r1",
+            chain: "c",
+            target: "check:web",
+            trigger: "check",
+            started_ms: 1000,
+            owner: "me",
+            lease_until_ms: 5000,
+            labels_json: "{}".into(),
+        };
+        assert!(store.begin_run(&run).await.unwrap());
+        let again = RunStart {
+            id: "r2",
+            ..run.clone()
+        };
+        assert!(
+            !store.begin_run(&again).await.unwrap(),
+            "one active run per (chain, target)"
+        );
+        assert!(store
+            .end_abandoned_runs(4000, "other")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.end_abandoned_runs(6000, "other").await.unwrap(),
+            vec![("c".to_string(), "check".to_string())]
+        );
+        assert!(
+            store.begin_run(&again).await.unwrap(),
+            "a cancelled run frees its target"
+        );
+
+        store
+            .set_healthy_since("c", "check:web", Some(10))
+            .await
+            .unwrap();
+        store
+            .set_healthy_since("c", "check:web", Some(20))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.healthy_since("c", "check:web").await.unwrap(),
+            Some(10)
+        );
+        store
+            .set_healthy_since("c", "check:web", None)
+            .await
+            .unwrap();
+        assert_eq!(store.healthy_since("c", "check:web").await.unwrap(), None);
+
+        let attempts = store.recent_attempts(Some("c"), 10).await.unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[1].result.as_deref(), Some("success"));
+        assert_eq!(
+            attempts[0].result.as_deref(),
+            Some("failure"),
+            "interrupted by the abandoned run"
+        );
+        let stats = store.step_stats().await.unwrap();
+        assert_eq!(stats[0].attempts, 2);
+        assert_eq!(stats[0].successes, 1);
+        assert!(stats[0].effectiveness.is_some());
     }
 }

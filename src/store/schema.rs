@@ -3,7 +3,17 @@
 //! starting at once do not race.
 
 /// (version, SQLite statements, PostgreSQL statements). Never edit a released migration: add one.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, V1_SQLITE, V1_POSTGRES)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, V1_SQLITE, V1_POSTGRES), (2, V2, V2)];
+
+/// When each recovery subject was last seen healthy, for `reset_after`.
+const V2: &str = r#"
+CREATE TABLE recovery_subjects (
+    chain            TEXT   NOT NULL,
+    subject          TEXT   NOT NULL,
+    healthy_since_ms BIGINT,
+    PRIMARY KEY (chain, subject)
+);
+"#;
 
 const V1_SQLITE: &str = r#"
 CREATE TABLE check_results (

@@ -10,5 +10,6 @@ mod cli;
 mod config_table;
 mod database;
 mod mariadb;
+mod recovery;
 mod secrets;
 mod store;

@@ -303,10 +303,35 @@ impl Target {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let (m, h) = (m.clone(), h.clone());
                         async move {
-                            h.lock()
-                                .unwrap()
-                                .push(format!("{} {}", req.method(), req.uri()));
-                            let mode = m.lock().unwrap().clone();
+                            use http_body_util::BodyExt;
+                            let line = format!("{} {}", req.method(), req.uri());
+                            let path = req.uri().path().to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let hit = format!("{line} {}", String::from_utf8_lossy(&body));
+                            h.lock().unwrap().push(hit.trim_end().to_string());
+                            // Control paths, as a recovery action would use them.
+                            let control = Mode {
+                                status: 200,
+                                body: "done".into(),
+                                delay: Duration::ZERO,
+                            };
+                            let mode = match path.as_str() {
+                                "/fix" => {
+                                    *m.lock().unwrap() = Mode {
+                                        status: 200,
+                                        body: "ok".into(),
+                                        delay: Duration::ZERO,
+                                    };
+                                    control
+                                }
+                                "/noop" => control,
+                                _ => m.lock().unwrap().clone(),
+                            };
                             if !mode.delay.is_zero() {
                                 tokio::time::sleep(mode.delay).await;
                             }

@@ -1,0 +1,430 @@
+//! The only IO of recovery: running a step's action. `exec` runs a program (no shell, its own
+//! process group, killed with its children at the timeout); `http` makes a request (2xx is
+//! success); `notify` POSTs a JSON account of the run to people.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::template::{Escape, TemplateError, Values};
+use crate::config::{redact_url, ActionSpec, StepSpec};
+use crate::process_group::GroupGuard;
+
+/// How an attempt's action (and its verification) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptResult {
+    Success,
+    Failure,
+    Timeout,
+}
+
+impl AttemptResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptResult::Success => "success",
+            AttemptResult::Failure => "failure",
+            AttemptResult::Timeout => "timeout",
+        }
+    }
+}
+
+/// What an action did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionOutcome {
+    pub result: AttemptResult,
+    pub message: String,
+    pub exit_code: Option<i64>,
+    /// The tail of the program's output or the response body.
+    pub output: String,
+}
+
+impl ActionOutcome {
+    fn failure(message: impl Into<String>) -> Self {
+        ActionOutcome {
+            result: AttemptResult::Failure,
+            message: message.into(),
+            exit_code: None,
+            output: String::new(),
+        }
+    }
+}
+
+/// A step already tried in this run, for the `notify` account.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TriedStep {
+    pub step: String,
+    pub result: String,
+    pub message: String,
+}
+
+/// Everything an action may use besides its own spec.
+pub struct ActionContext<'a> {
+    pub values: &'a Values,
+    pub trigger: &'a str,
+    pub target: &'a str,
+    /// The check's last message or the alert's summary.
+    pub message: &'a str,
+    pub tried: &'a [TriedStep],
+}
+
+/// An action with its templates rendered: what will run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendered {
+    Exec {
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    Http {
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Option<String>,
+    },
+    Notify {
+        url: String,
+        headers: Vec<(String, String)>,
+        body: serde_json::Value,
+    },
+}
+
+/// Output kept per attempt.
+const OUTPUT_TAIL: usize = 4096;
+
+impl fmt::Display for Rendered {
+    /// For people (dry runs, logs): header values are never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rendered::Exec { program, args, .. } => {
+                write!(f, "exec {program:?}")?;
+                for a in args {
+                    write!(f, " {a:?}")?;
+                }
+                Ok(())
+            }
+            Rendered::Http { method, url, .. } => write!(f, "http {method} {}", redact_url(url)),
+            Rendered::Notify { url, .. } => write!(f, "notify POST {}", redact_url(url)),
+        }
+    }
+}
+
+/// Renders a step's templates for this trigger; a value the trigger lacks fails the step.
+pub fn render(
+    step: &StepSpec,
+    chain: &str,
+    ctx: &ActionContext<'_>,
+) -> Result<Rendered, TemplateError> {
+    let v = ctx.values;
+    let headers = |list: &[(String, crate::recovery::template::Template)]| -> Result<Vec<(String, String)>, TemplateError> {
+        list.iter()
+            .map(|(name, t)| Ok((name.clone(), t.render(v, Escape::None)?)))
+            .collect()
+    };
+    Ok(match &step.action {
+        ActionSpec::Exec { program, args } => {
+            let mut env = vec![
+                ("MEDIC_CHAIN".to_string(), chain.to_string()),
+                ("MEDIC_STEP".to_string(), step.name.clone()),
+                ("MEDIC_TRIGGER".to_string(), ctx.trigger.to_string()),
+                ("MEDIC_TARGET".to_string(), ctx.target.to_string()),
+            ];
+            if let Some(check) = &v.check {
+                env.push(("MEDIC_CHECK".to_string(), check.clone()));
+            }
+            for (name, value) in &v.labels {
+                env.push((format!("MEDIC_LABEL_{}", env_name(name)), value.clone()));
+            }
+            Rendered::Exec {
+                program: program.render(v, Escape::None)?,
+                args: args
+                    .iter()
+                    .map(|a| a.render(v, Escape::None))
+                    .collect::<Result<_, _>>()?,
+                env,
+            }
+        }
+        ActionSpec::Http {
+            method,
+            url,
+            headers: hs,
+            body,
+        } => Rendered::Http {
+            method: method.clone(),
+            url: url.render(v, Escape::Url)?,
+            headers: headers(hs)?,
+            body: body
+                .as_ref()
+                .map(|b| b.render(v, Escape::Json))
+                .transpose()?,
+        },
+        ActionSpec::Notify { url, headers: hs } => {
+            let subject = v.check.clone().unwrap_or_else(|| ctx.target.to_string());
+            let tried: Vec<String> = ctx
+                .tried
+                .iter()
+                .map(|t| format!("{} ({})", t.step, t.result))
+                .collect();
+            let text = format!(
+                "medic: chain {chain} could not fix {subject}: {}. Tried: {}.",
+                ctx.message,
+                if tried.is_empty() {
+                    "nothing yet".to_string()
+                } else {
+                    tried.join(", ")
+                }
+            );
+            Rendered::Notify {
+                url: url.render(v, Escape::Url)?,
+                headers: headers(hs)?,
+                body: serde_json::json!({
+                    "text": text,
+                    "chain": chain,
+                    "step": step.name,
+                    "trigger": ctx.trigger,
+                    "target": ctx.target,
+                    "check": v.check,
+                    "labels": v.labels,
+                    "annotations": v.annotations,
+                    "message": ctx.message,
+                    "tried": ctx.tried,
+                }),
+            }
+        }
+    })
+}
+
+/// `MEDIC_LABEL_<NAME>`: upper-cased, anything but letters and digits as `_`.
+fn env_name(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Runs rendered actions; holds the HTTP client they share.
+pub struct Actions {
+    client: reqwest::Client,
+}
+
+impl Actions {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Actions {
+            client: reqwest::Client::builder()
+                .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::limited(5))
+                .build()?,
+        })
+    }
+
+    /// Runs the action, bounded by `timeout`.
+    pub async fn run(&self, rendered: &Rendered, timeout: Duration) -> ActionOutcome {
+        match rendered {
+            Rendered::Exec { program, args, env } => exec(program, args, env, timeout).await,
+            Rendered::Http {
+                method,
+                url,
+                headers,
+                body,
+            } => {
+                let Ok(method) = reqwest::Method::from_bytes(method.as_bytes()) else {
+                    return ActionOutcome::failure(format!("invalid method {method}"));
+                };
+                self.request(method, url, headers, body.clone(), timeout)
+                    .await
+            }
+            Rendered::Notify { url, headers, body } => {
+                let mut headers = headers.clone();
+                headers.push(("Content-Type".into(), "application/json".into()));
+                self.request(
+                    reqwest::Method::POST,
+                    url,
+                    &headers,
+                    Some(body.to_string()),
+                    timeout,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<String>,
+        timeout: Duration,
+    ) -> ActionOutcome {
+        let mut request = self.client.request(method, url).timeout(timeout);
+        for (name, value) in headers {
+            // A rendered value with a line break would smuggle in another header.
+            let Ok(value) = reqwest::header::HeaderValue::from_str(value) else {
+                return ActionOutcome::failure(format!("header {name} has an invalid value"));
+            };
+            request = request.header(name.as_str(), value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let code = response.status();
+                let text = response.text().await.unwrap_or_default();
+                let output = tail(&text, OUTPUT_TAIL);
+                if code.is_success() {
+                    ActionOutcome {
+                        result: AttemptResult::Success,
+                        message: format!("HTTP {}", code.as_u16()),
+                        exit_code: None,
+                        output,
+                    }
+                } else {
+                    ActionOutcome {
+                        result: AttemptResult::Failure,
+                        message: format!("HTTP {}", code.as_u16()),
+                        exit_code: None,
+                        output,
+                    }
+                }
+            }
+            Err(e) if e.is_timeout() => ActionOutcome {
+                result: AttemptResult::Timeout,
+                message: format!("no answer within {}s", timeout.as_secs_f64()),
+                exit_code: None,
+                output: String::new(),
+            },
+            Err(e) => {
+                ActionOutcome::failure(format!("request failed: {}", crate::checks::root_cause(&e)))
+            }
+        }
+    }
+}
+
+async fn exec(
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> ActionOutcome {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => return ActionOutcome::failure(format!("cannot run {program}: {e}")),
+    };
+    let guard = GroupGuard::new(child.id());
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let run = async {
+        let (out, err, status) = tokio::join!(read_tail(stdout), read_tail(stderr), child.wait());
+        (out, err, status)
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Err(_) => {
+            guard.kill();
+            ActionOutcome {
+                result: AttemptResult::Timeout,
+                message: format!(
+                    "still running after {}s: killed with its process group",
+                    timeout.as_secs_f64()
+                ),
+                exit_code: None,
+                output: String::new(),
+            }
+        }
+        Ok((out, err, status)) => {
+            guard.kill();
+            let output = tail(&format!("{out}{err}"), OUTPUT_TAIL);
+            match status {
+                Ok(s) if s.success() => ActionOutcome {
+                    result: AttemptResult::Success,
+                    message: "exit code 0".into(),
+                    exit_code: Some(0),
+                    output,
+                },
+                Ok(s) => ActionOutcome {
+                    result: AttemptResult::Failure,
+                    message: match s.code() {
+                        Some(code) => format!("exit code {code}"),
+                        None => "killed by a signal".into(),
+                    },
+                    exit_code: s.code().map(i64::from),
+                    output,
+                },
+                Err(e) => ActionOutcome::failure(format!("waiting for {program} failed: {e}")),
+            }
+        }
+    }
+}
+
+/// Reads everything, keeping only the last `OUTPUT_TAIL` bytes.
+async fn read_tail<R: AsyncRead + Unpin>(reader: Option<R>) -> String {
+    let Some(mut reader) = reader else {
+        return String::new();
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > 2 * OUTPUT_TAIL {
+                    kept.drain(..kept.len() - OUTPUT_TAIL);
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
+}
+
+/// Labels as the JSON object the store keeps with a run.
+pub fn labels_json(labels: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(labels).unwrap_or_else(|_| "{}".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_are_shell_safe() {
+        assert_eq!(env_name("service"), "SERVICE");
+        assert_eq!(env_name("k8s.pod-name"), "K8S_POD_NAME");
+    }
+
+    #[test]
+    fn tails_respect_char_boundaries() {
+        assert_eq!(tail("héllo", 4), "llo");
+        assert_eq!(tail("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,848 @@
+//! Running chains: one run per (chain, target) at a time, steps in order (or learned order),
+//! each attempt recorded before its action, verified by re-probing the check, with escalation
+//! to the next step on failure. The manager task owns the set of active runs; each run is a
+//! task of its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::Instrument;
+
+use super::action::{
+    self, ActionContext, ActionOutcome, Actions, AttemptResult, Rendered, TriedStep,
+};
+use super::chain::{self, SkipReason, StepState};
+use super::template::Values;
+use crate::checks::Prober;
+use crate::config::{ChainSpec, CheckSpec, RecoveryConfig, Redactor};
+use crate::metrics::Metrics;
+use crate::scheduler::ProbeHandle;
+use crate::state::StateHandle;
+use crate::status::Status;
+use crate::store::{AttemptEnd, AttemptStart, RunStart, Store};
+use crate::timefmt::now_ms;
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerKind {
+    Check,
+    Alert,
+    Manual,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Check => "check",
+            TriggerKind::Alert => "alert",
+            TriggerKind::Manual => "manual",
+        }
+    }
+}
+
+/// A request to heal something.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub kind: TriggerKind,
+    pub chain: String,
+    /// Whose counters and cooldowns apply: `check:NAME`, `alert:FINGERPRINT`, `manual:LABELS`.
+    pub subject: String,
+    /// Which run this is: the subject, plus `@startsAt` for alerts.
+    pub target: String,
+    pub values: Values,
+    /// The check that says whether a step fixed it.
+    pub verify_check: Option<String>,
+    /// The check's last message, or the alert's summary.
+    pub message: String,
+}
+
+/// How a run ended, if it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Recovered,
+    Exhausted,
+    Cancelled,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Recovered => "recovered",
+            RunOutcome::Exhausted => "exhausted",
+            RunOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// No step could run (all in cooldown or at max attempts); nothing was started.
+    NothingToRun {
+        next_possible_ms: Option<i64>,
+    },
+    /// Another run for the same target is active (in this process or another replica).
+    AlreadyRunning,
+    /// The state store is unavailable: nothing runs that cannot be recorded.
+    NoStore,
+    Finished {
+        outcome: RunOutcome,
+    },
+}
+
+/// One line of a run's account, for `medic recover` and logs.
+#[derive(Debug, Clone)]
+pub enum StepReport {
+    Skipped {
+        step: String,
+        reason: SkipReason,
+    },
+    WouldRun {
+        step: String,
+        action: String,
+    },
+    Ran {
+        step: String,
+        action: String,
+        result: AttemptResult,
+        message: String,
+        seconds: f64,
+    },
+}
+
+/// How a step's fix is checked.
+pub enum Verifier {
+    /// In `medic run`: ask the scheduler for prompt probes and read the state task's status.
+    Live {
+        state: StateHandle,
+        probes: ProbeHandle,
+    },
+    /// In `medic recover`: probe directly (raw status; no thresholds).
+    Direct {
+        prober: Arc<Prober>,
+        checks: BTreeMap<String, CheckSpec>,
+        redactor: Redactor,
+    },
+}
+
+/// Pause between verification probes: prompt, without hammering the target.
+const VERIFY_PAUSE: Duration = Duration::from_millis(200);
+
+impl Verifier {
+    /// Ok once `check` is healthy, probing promptly; Err with the last status when
+    /// `timeout` passes.
+    async fn verify(&self, check: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        match self {
+            Verifier::Live { state, probes } => {
+                let mut seen_after = now_ms();
+                loop {
+                    if !probes.probe_now(check) {
+                        return Err(format!("check {check} is not running"));
+                    }
+                    // Wait for a probe that finished after the action.
+                    let status = loop {
+                        match state.status(check).await {
+                            Some((status, Some(at))) if at > seen_after => {
+                                seen_after = at;
+                                break status;
+                            }
+                            Some(_) => {}
+                            None => return Err(format!("check {check} is not configured")),
+                        }
+                        if Instant::now() >= deadline {
+                            return Err(format!("check {check} not probed within verify_timeout"));
+                        }
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    };
+                    if status == Status::Healthy {
+                        return Ok(());
+                    }
+                    if Instant::now() + VERIFY_PAUSE >= deadline {
+                        return Err(format!("check {check} still {status} after verify_timeout"));
+                    }
+                    tokio::time::sleep(VERIFY_PAUSE).await;
+                }
+            }
+            Verifier::Direct {
+                prober,
+                checks,
+                redactor,
+            } => {
+                let spec = checks
+                    .get(check)
+                    .ok_or_else(|| format!("check {check} is not configured"))?;
+                loop {
+                    let outcome = prober.probe(spec, redactor).await;
+                    if outcome.status == Status::Healthy {
+                        return Ok(());
+                    }
+                    if Instant::now() + VERIFY_PAUSE >= deadline {
+                        return Err(format!(
+                            "check {check} still {}: {}",
+                            outcome.status, outcome.message
+                        ));
+                    }
+                    tokio::time::sleep(VERIFY_PAUSE).await;
+                }
+            }
+        }
+    }
+}
+
+/// Set when the alert that started a run resolves: a waiting run then ends recovered.
+#[derive(Default)]
+pub struct Resolved {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Resolved {
+    pub fn resolve(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+/// How a run is steered from outside.
+pub struct RunControl<'a> {
+    /// Decide and show, run and record nothing.
+    pub dry_run: bool,
+    /// Set when the triggering alert resolves.
+    pub resolved: &'a Resolved,
+    /// The step running now, for `in_progress` skip counts.
+    pub current_step: &'a Mutex<String>,
+    /// Turns true at shutdown (or Ctrl-C in `medic recover`).
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// What every run shares.
+pub struct Engine {
+    pub actions: Actions,
+    pub metrics: Arc<Metrics>,
+    pub verifier: Verifier,
+    /// This process, as the owner of the runs it holds in the store.
+    pub owner: String,
+}
+
+/// Extra time a run's lease covers beyond its current step.
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
+
+impl Engine {
+    /// Runs `chain` for `trigger` to its end. `report` hears about every step.
+    pub async fn run(
+        &self,
+        store: &Store,
+        chain: &ChainSpec,
+        trigger: &Trigger,
+        control: &mut RunControl<'_>,
+        report: &mut (dyn FnMut(StepReport) + Send),
+    ) -> RunEnd {
+        let RunControl {
+            dry_run,
+            resolved,
+            current_step,
+            cancel,
+        } = control;
+        let (dry_run, resolved, current_step) = (*dry_run, *resolved, *current_step);
+        let name = &chain.name;
+        let now = now_ms();
+        // Counters reset after a healthy period of reset_after; the subject is unhealthy now.
+        if !dry_run {
+            match store.healthy_since(name, &trigger.subject).await {
+                Ok(since) => {
+                    let reset_ms = chain.reset_after.std().as_millis() as i64;
+                    if chain::counters_reset_due(since, reset_ms, now) {
+                        if let Err(e) = store.reset_counters(name, &trigger.subject, None).await {
+                            self.metrics.store_error(e.operation());
+                        }
+                    }
+                    if since.is_some() {
+                        if let Err(e) = store.set_healthy_since(name, &trigger.subject, None).await
+                        {
+                            self.metrics.store_error(e.operation());
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.metrics.store_error(e.operation());
+                    return RunEnd::NoStore;
+                }
+            }
+        }
+        let mut states = match store.step_states(name, &trigger.subject).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.store_error(e.operation());
+                return RunEnd::NoStore;
+            }
+        };
+        if !chain::could_any_run(chain, &states, now) {
+            return RunEnd::NothingToRun {
+                next_possible_ms: next_possible(chain, &states),
+            };
+        }
+        let effectiveness: BTreeMap<String, f64> = store
+            .effectiveness()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|((c, _), _)| c == name)
+            .map(|((_, step), v)| (step, v))
+            .collect();
+        let order = chain::step_order(chain, &effectiveness);
+
+        let run_id = new_run_id();
+        if !dry_run {
+            let started = RunStart {
+                id: &run_id,
+                chain: name,
+                target: &trigger.target,
+                trigger: trigger.kind.as_str(),
+                started_ms: now,
+                owner: &self.owner,
+                lease_until_ms: now + lease_for(chain, &order),
+                labels_json: action::labels_json(&trigger.values.labels),
+            };
+            match store.begin_run(&started).await {
+                Ok(true) => {}
+                Ok(false) => return RunEnd::AlreadyRunning,
+                Err(e) => {
+                    self.metrics.store_error(e.operation());
+                    return RunEnd::NoStore;
+                }
+            }
+            tracing::info!(run = %run_id, target = %trigger.target, trigger = trigger.kind.as_str(), "recovery run started");
+        }
+
+        let mut tried: Vec<TriedStep> = Vec::new();
+        let mut outcome = RunOutcome::Exhausted;
+        for &index in &order {
+            let step = &chain.steps[index];
+            if resolved.is_set() {
+                outcome = RunOutcome::Recovered;
+                break;
+            }
+            if *cancel.borrow() {
+                outcome = RunOutcome::Cancelled;
+                break;
+            }
+            let state = states.get(&step.name).copied().unwrap_or_default();
+            if let Some(reason) = chain::skip_reason(step, state, now_ms()) {
+                self.metrics
+                    .recovery_skipped(name, &step.name, reason.as_str());
+                report(StepReport::Skipped {
+                    step: step.name.clone(),
+                    reason,
+                });
+                continue;
+            }
+            *current_step.lock().unwrap_or_else(|p| p.into_inner()) = step.name.clone();
+            let ctx = ActionContext {
+                values: &trigger.values,
+                trigger: trigger.kind.as_str(),
+                target: &trigger.target,
+                message: &trigger.message,
+                tried: &tried,
+            };
+            let rendered = action::render(step, name, &ctx);
+            if dry_run {
+                self.metrics
+                    .recovery_skipped(name, &step.name, SkipReason::DryRun.as_str());
+                report(StepReport::WouldRun {
+                    step: step.name.clone(),
+                    action: match &rendered {
+                        Ok(r) => r.to_string(),
+                        Err(e) => format!("would fail: {e}"),
+                    },
+                });
+                continue;
+            }
+
+            let started_ms = now_ms();
+            let _ = store
+                .renew_run(&run_id, started_ms + lease_for(chain, &order))
+                .await;
+            let start = AttemptStart {
+                run_id: &run_id,
+                chain: name,
+                step: &step.name,
+                subject: &trigger.subject,
+                target: &trigger.target,
+                trigger: trigger.kind.as_str(),
+                started_ms,
+            };
+            let attempt_id = match store.begin_attempt(&start).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    self.metrics.store_error(e.operation());
+                    None
+                }
+            };
+            states.insert(
+                step.name.clone(),
+                StepState {
+                    attempts: state.attempts.saturating_add(1),
+                    last_attempt_ms: Some(started_ms),
+                },
+            );
+            let started = Instant::now();
+            let span = tracing::info_span!("step", step = %step.name);
+            let (result, rendered_text) = async {
+                match (&rendered, attempt_id) {
+                    (Err(e), _) => (
+                        ActionOutcome {
+                            result: AttemptResult::Failure,
+                            message: format!("not run: {e}"),
+                            exit_code: None,
+                            output: String::new(),
+                        },
+                        step.action.kind().to_string(),
+                    ),
+                    // Nothing runs that could not be recorded: after a crash its cooldown
+                    // would be unknown.
+                    (Ok(r), None) => (
+                        ActionOutcome {
+                            result: AttemptResult::Failure,
+                            message: "not run: the state store could not record the attempt".into(),
+                            exit_code: None,
+                            output: String::new(),
+                        },
+                        r.to_string(),
+                    ),
+                    (Ok(r), Some(_)) => (
+                        self.attempt(r, step.timeout.std(), chain, trigger, resolved, cancel)
+                            .await,
+                        r.to_string(),
+                    ),
+                }
+            }
+            .instrument(span)
+            .await;
+            let seconds = started.elapsed().as_secs_f64();
+            let cancelled = *cancel.borrow() && result.result != AttemptResult::Success;
+            if let Some(id) = attempt_id {
+                let end = AttemptEnd {
+                    finished_ms: now_ms(),
+                    result: result.result.as_str(),
+                    message: result.message.clone(),
+                    exit_code: result.exit_code,
+                    output: result.output.clone(),
+                    duration_seconds: seconds,
+                };
+                if let Err(e) = store.end_attempt(id, &end).await {
+                    self.metrics.store_error(e.operation());
+                }
+            }
+            self.metrics
+                .recovery_attempt(name, &step.name, result.result.as_str(), seconds);
+            tracing::info!(
+                step = %step.name,
+                action = %rendered_text,
+                result = result.result.as_str(),
+                detail = %result.message,
+                seconds,
+                "recovery step finished"
+            );
+            let is_notify = matches!(step.action, crate::config::ActionSpec::Notify { .. });
+            // A notification fixes nothing: it is not learned from and never ends a run.
+            if !cancelled && !is_notify && rendered.is_ok() && attempt_id.is_some() {
+                match store
+                    .learn(
+                        name,
+                        &step.name,
+                        result.result == AttemptResult::Success,
+                        now_ms(),
+                    )
+                    .await
+                {
+                    Ok(v) => self.metrics.recovery_effectiveness(name, &step.name, v),
+                    Err(e) => self.metrics.store_error(e.operation()),
+                }
+            }
+            report(StepReport::Ran {
+                step: step.name.clone(),
+                action: rendered_text,
+                result: result.result,
+                message: result.message.clone(),
+                seconds,
+            });
+            tried.push(TriedStep {
+                step: step.name.clone(),
+                result: result.result.as_str().to_string(),
+                message: result.message.clone(),
+            });
+            if cancelled {
+                outcome = RunOutcome::Cancelled;
+                break;
+            }
+            let fixed = result.result == AttemptResult::Success && !is_notify;
+            if fixed || resolved.is_set() {
+                if fixed {
+                    let later = chain::steps_to_reset(chain, &order, index);
+                    if !later.is_empty() {
+                        if let Err(e) = store
+                            .reset_counters(name, &trigger.subject, Some(&later))
+                            .await
+                        {
+                            self.metrics.store_error(e.operation());
+                        }
+                    }
+                }
+                outcome = RunOutcome::Recovered;
+                break;
+            }
+        }
+
+        if dry_run {
+            return RunEnd::Finished { outcome };
+        }
+        let end_ms = now_ms();
+        if let Err(e) = store.end_run(&run_id, end_ms, outcome.as_str()).await {
+            self.metrics.store_error(e.operation());
+        }
+        if outcome == RunOutcome::Recovered {
+            if let Err(e) = store
+                .set_healthy_since(name, &trigger.subject, Some(end_ms))
+                .await
+            {
+                self.metrics.store_error(e.operation());
+            }
+        }
+        self.metrics
+            .recovery_run(name, trigger.kind.as_str(), outcome.as_str());
+        tracing::info!(run = %run_id, outcome = outcome.as_str(), "recovery run ended");
+        RunEnd::Finished { outcome }
+    }
+
+    /// Runs one action and, when it worked and there is a check to ask, verifies the fix.
+    async fn attempt(
+        &self,
+        rendered: &Rendered,
+        timeout: Duration,
+        chain: &ChainSpec,
+        trigger: &Trigger,
+        resolved: &Resolved,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> ActionOutcome {
+        let work = async {
+            let mut outcome = self.actions.run(rendered, timeout).await;
+            if outcome.result != AttemptResult::Success {
+                return outcome;
+            }
+            // A notification reached people; there is nothing to verify.
+            if matches!(rendered, Rendered::Notify { .. }) {
+                return outcome;
+            }
+            if let Some(check) = &trigger.verify_check {
+                tokio::select! {
+                    verdict = self.verifier.verify(check, chain.verify_timeout.std()) => {
+                        match verdict {
+                            Ok(()) => outcome.message = format!("{}; verified: {check} healthy", outcome.message),
+                            Err(why) => {
+                                outcome.result = AttemptResult::Failure;
+                                outcome.message = format!("{}; not verified: {why}", outcome.message);
+                            }
+                        }
+                    }
+                    _ = resolved.notify.notified() => {
+                        outcome.message = format!("{}; the alert resolved", outcome.message);
+                    }
+                }
+            }
+            outcome
+        };
+        tokio::select! {
+            outcome = work => outcome,
+            _ = cancel.wait_for(|c| *c) => ActionOutcome {
+                result: AttemptResult::Failure,
+                message: "cancelled: medic is shutting down".into(),
+                exit_code: None,
+                output: String::new(),
+            },
+        }
+    }
+}
+
+/// How long a run's lease must last to cover its longest step and verification.
+fn lease_for(chain: &ChainSpec, order: &[usize]) -> i64 {
+    let longest = order
+        .iter()
+        .map(|i| chain.steps[*i].timeout.std())
+        .max()
+        .unwrap_or_default();
+    (longest + chain.verify_timeout.std() + LEASE_MARGIN).as_millis() as i64
+}
+
+/// The earliest time some step could run again, if any ever can without a reset.
+fn next_possible(chain: &ChainSpec, states: &BTreeMap<String, StepState>) -> Option<i64> {
+    chain
+        .steps
+        .iter()
+        .filter_map(|step| {
+            let state = states.get(&step.name).copied().unwrap_or_default();
+            if state.attempts >= step.max_attempts {
+                return None;
+            }
+            Some(state.last_attempt_ms.unwrap_or(0) + step.cooldown.std().as_millis() as i64)
+        })
+        .min()
+}
+
+/// Unique enough for run ids: time plus a per-process random sequence.
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(SEQUENCE.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    format!("{:x}-{:016x}", now_ms(), h.finish())
+}
+
+/// Events for the manager.
+#[derive(Debug)]
+pub enum Event {
+    Trigger(Trigger),
+    /// The subject is healthy again (a check turned healthy, an alert resolved).
+    Healthy {
+        chain: String,
+        subject: String,
+        at_ms: i64,
+    },
+    /// The alert that started the run for `target` resolved.
+    Resolved {
+        chain: String,
+        target: String,
+    },
+    Apply(RecoveryConfig),
+}
+
+/// The handle triggers come in through; never blocks.
+#[derive(Clone)]
+pub struct RecoveryHandle {
+    tx: mpsc::Sender<Event>,
+}
+
+/// What the caller learns about a trigger it queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Queued,
+    /// The queue is full; the sender should retry later.
+    Full,
+}
+
+impl RecoveryHandle {
+    /// A handle and the receiver the manager will be started with.
+    pub fn channel() -> (RecoveryHandle, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (RecoveryHandle { tx }, rx)
+    }
+
+    /// Hands a reloaded config to the manager (waits for queue room).
+    pub async fn apply(&self, config: RecoveryConfig) {
+        let _ = self.tx.send(Event::Apply(config)).await;
+    }
+
+    pub fn send(&self, event: Event) -> Queued {
+        match self.tx.try_send(event) {
+            Ok(()) => Queued::Queued,
+            Err(_) => Queued::Full,
+        }
+    }
+}
+
+struct Active {
+    current_step: Arc<Mutex<String>>,
+    resolved: Arc<Resolved>,
+}
+
+struct Finished {
+    chain: String,
+    target: String,
+    subject: String,
+    end: RunEnd,
+}
+
+/// Bounded: a flood of triggers is refused (and retried by its sender) rather than queued forever.
+const QUEUE: usize = 10_000;
+/// How often runs abandoned by a crashed process are looked for.
+const ABANDONED_SWEEP: Duration = Duration::from_secs(30);
+/// How long shutdown waits for runs to record their cancellation.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Starts the manager, the one owner of active runs, on the receiver from
+/// [`RecoveryHandle::channel`].
+pub fn spawn_manager(
+    engine: Arc<Engine>,
+    config: RecoveryConfig,
+    store: watch::Receiver<Option<Store>>,
+    events: mpsc::Receiver<Event>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(manage(engine, config, store, events, shutdown))
+}
+
+async fn manage(
+    engine: Arc<Engine>,
+    mut config: RecoveryConfig,
+    mut store: watch::Receiver<Option<Store>>,
+    mut events: mpsc::Receiver<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(1024);
+    let mut active: HashMap<(String, String), Active> = HashMap::new();
+    let mut blocked_until: HashMap<(String, String), i64> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut sweep = tokio::time::interval(ABANDONED_SWEEP);
+    let initial = store.borrow().clone();
+    set_effectiveness_gauges(&engine, &config, initial.as_ref()).await;
+    loop {
+        tokio::select! {
+            Some(event) = events.recv() => match event {
+                Event::Trigger(trigger) => {
+                    let Some(chain) = config.chains.get(&trigger.chain).cloned() else {
+                        tracing::warn!(chain = %trigger.chain, "trigger for an unknown chain ignored");
+                        continue;
+                    };
+                    let key = (trigger.chain.clone(), trigger.target.clone());
+                    if let Some(run) = active.get(&key) {
+                        let step = run.current_step.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        engine.metrics.recovery_skipped(&trigger.chain, &step, SkipReason::InProgress.as_str());
+                        continue;
+                    }
+                    let subject_key = (trigger.chain.clone(), trigger.subject.clone());
+                    if blocked_until.get(&subject_key).is_some_and(|until| now_ms() < *until) {
+                        continue;
+                    }
+                    let Some(current_store) = store.borrow().clone() else {
+                        tracing::warn!(chain = %trigger.chain, target = %trigger.target, "state store not open yet: recovery waits for it");
+                        continue;
+                    };
+                    let run = Active {
+                        current_step: Arc::new(Mutex::new(chain.steps.first().map(|s| s.name.clone()).unwrap_or_default())),
+                        resolved: Arc::new(Resolved::default()),
+                    };
+                    let (current_step, resolved) = (run.current_step.clone(), run.resolved.clone());
+                    active.insert(key, run);
+                    let (engine, done_tx, cancel) = (engine.clone(), done_tx.clone(), shutdown.clone());
+                    let span = tracing::info_span!("recovery", chain = %trigger.chain, target = %trigger.target);
+                    tasks.spawn(async move {
+                        let mut control = RunControl { dry_run: false, resolved: &resolved, current_step: &current_step, cancel };
+                        let end = engine
+                            .run(&current_store, &chain, &trigger, &mut control, &mut |_| {})
+                            .await;
+                        let _ = done_tx
+                            .send(Finished { chain: trigger.chain, target: trigger.target, subject: trigger.subject, end })
+                            .await;
+                    }.instrument(span));
+                }
+                Event::Healthy { chain, subject, at_ms } => {
+                    blocked_until.remove(&(chain.clone(), subject.clone()));
+                    let current = store.borrow().clone();
+                    if let Some(s) = current {
+                        if let Err(e) = s.set_healthy_since(&chain, &subject, Some(at_ms)).await {
+                            engine.metrics.store_error(e.operation());
+                        }
+                    }
+                }
+                Event::Resolved { chain, target } => {
+                    if let Some(run) = active.get(&(chain, target)) {
+                        run.resolved.resolve();
+                    }
+                }
+                Event::Apply(new) => {
+                    for (name, old) in &config.chains {
+                        for step in &old.steps {
+                            let kept = new.chains.get(name).is_some_and(|c| c.steps.iter().any(|s| s.name == step.name));
+                            if !kept {
+                                engine.metrics.forget_step(name, &step.name);
+                            }
+                        }
+                    }
+                    config = new;
+                    blocked_until.clear();
+                    let current = store.borrow().clone();
+                    set_effectiveness_gauges(&engine, &config, current.as_ref()).await;
+                }
+            },
+            Some(done) = done_rx.recv() => {
+                active.remove(&(done.chain.clone(), done.target.clone()));
+                let key = (done.chain, done.subject);
+                match done.end {
+                    RunEnd::NothingToRun { next_possible_ms } => {
+                        blocked_until.insert(key, next_possible_ms.unwrap_or(i64::MAX));
+                    }
+                    RunEnd::Finished { outcome: RunOutcome::Exhausted } => {
+                        // The next trigger decides from the store; no cache.
+                        blocked_until.remove(&key);
+                    }
+                    _ => {}
+                }
+            }
+            changed = store.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let current = store.borrow().clone();
+                if let Some(s) = current {
+                    end_abandoned(&engine, &s).await;
+                    set_effectiveness_gauges(&engine, &config, Some(&s)).await;
+                }
+            }
+            _ = sweep.tick() => {
+                let current = store.borrow().clone();
+                if let Some(s) = current {
+                    end_abandoned(&engine, &s).await;
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Runs see the shutdown too: they cancel their action and record it.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn end_abandoned(engine: &Engine, store: &Store) {
+    match store.end_abandoned_runs(now_ms(), &engine.owner).await {
+        Ok(ended) => {
+            for (chain, trigger) in ended {
+                tracing::warn!(
+                    chain,
+                    "a run abandoned by a stopped medic was ended as cancelled"
+                );
+                engine
+                    .metrics
+                    .recovery_run(&chain, &trigger, RunOutcome::Cancelled.as_str());
+            }
+        }
+        Err(e) => engine.metrics.store_error(e.operation()),
+    }
+}
+
+async fn set_effectiveness_gauges(engine: &Engine, config: &RecoveryConfig, store: Option<&Store>) {
+    let learned = match store {
+        Some(s) => s.effectiveness().await.unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    for (name, chain) in &config.chains {
+        for step in &chain.steps {
+            let value = learned
+                .get(&(name.clone(), step.name.clone()))
+                .copied()
+                .unwrap_or(chain::UNTRIED_EFFECTIVENESS);
+            engine
+                .metrics
+                .recovery_effectiveness(name, &step.name, value);
+        }
+    }
+}

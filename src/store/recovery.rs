@@ -1,0 +1,479 @@
+//! Recovery records: runs, attempts, per-step counters and cooldowns, learned effectiveness.
+//! Every attempt is written before its action starts, so a crash still leaves the record that
+//! keeps its cooldown.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{query_error, Store, StoreError};
+use crate::recovery::chain::{learn, StepState};
+use crate::timefmt::rfc3339_ms;
+
+/// One attempt as `/api/v1/recoveries` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AttemptRecord {
+    pub id: i64,
+    pub run_id: String,
+    pub chain: String,
+    pub step: String,
+    pub target: String,
+    pub trigger: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// `success`, `failure`, `timeout`; null while running.
+    pub result: Option<String>,
+    pub message: String,
+    pub exit_code: Option<i64>,
+    pub duration_seconds: Option<f64>,
+}
+
+/// Per-step totals for `/api/v1/recoveries/stats` and `medic recover --stats`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepStats {
+    pub chain: String,
+    pub step: String,
+    pub attempts: i64,
+    pub successes: i64,
+    pub success_ratio: f64,
+    pub mean_duration_seconds: Option<f64>,
+    pub effectiveness: Option<f64>,
+}
+
+/// How an attempt ended, for the store.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub finished_ms: i64,
+    pub result: &'static str,
+    pub message: String,
+    pub exit_code: Option<i64>,
+    pub output: String,
+    pub duration_seconds: f64,
+}
+
+/// An attempt about to start.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptStart<'a> {
+    pub run_id: &'a str,
+    pub chain: &'a str,
+    pub step: &'a str,
+    /// Whose counters it counts against.
+    pub subject: &'a str,
+    pub target: &'a str,
+    pub trigger: &'a str,
+    pub started_ms: i64,
+}
+
+/// A run the store holds as started, for starting one.
+#[derive(Debug, Clone)]
+pub struct RunStart<'a> {
+    pub id: &'a str,
+    pub chain: &'a str,
+    pub target: &'a str,
+    pub trigger: &'a str,
+    pub started_ms: i64,
+    pub owner: &'a str,
+    pub lease_until_ms: i64,
+    pub labels_json: String,
+}
+
+impl Store {
+    pub async fn step_states(
+        &self,
+        chain: &str,
+        subject: &str,
+    ) -> Result<BTreeMap<String, StepState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT step, attempts, last_attempt_ms FROM recovery_step_state WHERE chain = $1 AND target = $2",
+        )
+        .bind(chain.to_string())
+        .bind(subject.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read"))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let step: String = row.try_get(0).map_err(query_error("read"))?;
+            let attempts: i64 = row.try_get(1).map_err(query_error("read"))?;
+            let last: Option<i64> = row.try_get(2).map_err(query_error("read"))?;
+            out.insert(
+                step,
+                StepState {
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    last_attempt_ms: last,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Counts the attempt and writes its record, in one transaction, before the action runs.
+    pub async fn begin_attempt(&self, a: &AttemptStart<'_>) -> Result<i64, StoreError> {
+        let AttemptStart {
+            run_id,
+            chain,
+            step,
+            subject,
+            target,
+            trigger,
+            started_ms,
+        } = *a;
+        let mut tx = self.pool.begin().await.map_err(query_error("write"))?;
+        sqlx::query(
+            "INSERT INTO recovery_step_state (chain, step, target, attempts, last_attempt_ms) VALUES ($1, $2, $3, 1, $4) \
+             ON CONFLICT (chain, step, target) DO UPDATE SET attempts = recovery_step_state.attempts + 1, last_attempt_ms = $4",
+        )
+        .bind(chain.to_string())
+        .bind(step.to_string())
+        .bind(subject.to_string())
+        .bind(started_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("write"))?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO recovery_attempts (run_id, chain, step, target, trigger, started_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(run_id.to_string())
+        .bind(chain.to_string())
+        .bind(step.to_string())
+        .bind(target.to_string())
+        .bind(trigger.to_string())
+        .bind(started_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| r.try_get::<i64, _>(0))
+        .map_err(query_error("write"))?;
+        tx.commit().await.map_err(query_error("write"))?;
+        Ok(id)
+    }
+
+    pub async fn end_attempt(&self, id: i64, end: &AttemptEnd) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE recovery_attempts SET finished_ms = $1, result = $2, message = $3, exit_code = $4, output = $5, duration_seconds = $6 WHERE id = $7",
+        )
+        .bind(end.finished_ms)
+        .bind(end.result)
+        .bind(end.message.clone())
+        .bind(end.exit_code)
+        .bind(end.output.clone())
+        .bind(end.duration_seconds)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("write"))?;
+        Ok(())
+    }
+
+    /// Resets attempt counters of `steps` (all steps when `None`) for a subject. Cooldowns stay:
+    /// the time of the last attempt is kept.
+    pub async fn reset_counters(
+        &self,
+        chain: &str,
+        subject: &str,
+        steps: Option<&[String]>,
+    ) -> Result<(), StoreError> {
+        match steps {
+            None => {
+                sqlx::query(
+                    "UPDATE recovery_step_state SET attempts = 0 WHERE chain = $1 AND target = $2",
+                )
+                .bind(chain.to_string())
+                .bind(subject.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(query_error("write"))?;
+            }
+            Some(steps) => {
+                for step in steps {
+                    sqlx::query(
+                        "UPDATE recovery_step_state SET attempts = 0 WHERE chain = $1 AND target = $2 AND step = $3",
+                    )
+                    .bind(chain.to_string())
+                    .bind(subject.to_string())
+                    .bind(step.clone())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(query_error("write"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn healthy_since(
+        &self,
+        chain: &str,
+        subject: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT healthy_since_ms FROM recovery_subjects WHERE chain = $1 AND subject = $2",
+        )
+        .bind(chain.to_string())
+        .bind(subject.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("read"))?;
+        match row {
+            Some(row) => row
+                .try_get::<Option<i64>, _>(0)
+                .map_err(query_error("read")),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks a subject healthy since `since_ms` (kept if already healthy), or not healthy.
+    pub async fn set_healthy_since(
+        &self,
+        chain: &str,
+        subject: &str,
+        since_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let sql = match since_ms {
+            Some(_) => {
+                "INSERT INTO recovery_subjects (chain, subject, healthy_since_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (chain, subject) DO UPDATE SET healthy_since_ms = COALESCE(recovery_subjects.healthy_since_ms, $3)"
+            }
+            None => {
+                "INSERT INTO recovery_subjects (chain, subject, healthy_since_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (chain, subject) DO UPDATE SET healthy_since_ms = NULL"
+            }
+        };
+        sqlx::query(sql)
+            .bind(chain.to_string())
+            .bind(subject.to_string())
+            .bind(since_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("write"))?;
+        Ok(())
+    }
+
+    /// Records a run as started. `false` when another run for the same (chain, target) is
+    /// still active (in this process or another replica).
+    pub async fn begin_run(&self, run: &RunStart<'_>) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO recovery_runs (id, chain, target, trigger, started_ms, owner, lease_until_ms, labels) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(run.id.to_string())
+        .bind(run.chain.to_string())
+        .bind(run.target.to_string())
+        .bind(run.trigger.to_string())
+        .bind(run.started_ms)
+        .bind(run.owner.to_string())
+        .bind(run.lease_until_ms)
+        .bind(run.labels_json.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("write"))?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn renew_run(&self, id: &str, lease_until_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE recovery_runs SET lease_until_ms = $1 WHERE id = $2 AND finished_ms IS NULL",
+        )
+        .bind(lease_until_ms)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("write"))?;
+        Ok(())
+    }
+
+    pub async fn end_run(
+        &self,
+        id: &str,
+        finished_ms: i64,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE recovery_runs SET finished_ms = $1, outcome = $2 WHERE id = $3")
+            .bind(finished_ms)
+            .bind(outcome.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("write"))?;
+        Ok(())
+    }
+
+    /// Ends runs whose owner stopped renewing their lease (it crashed or was killed), and runs
+    /// of `restarted_owner` (this process's previous life): the run is `cancelled` and its
+    /// unfinished attempt a `failure`. Returns (chain, trigger) of each.
+    pub async fn end_abandoned_runs(
+        &self,
+        now_ms: i64,
+        restarted_owner: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, chain, trigger FROM recovery_runs WHERE finished_ms IS NULL AND (lease_until_ms < $1 OR (owner = $2 AND started_ms < $3))",
+        )
+        .bind(now_ms)
+        .bind(restarted_owner.to_string())
+        .bind(crate::process_start_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read"))?;
+        let mut ended = Vec::new();
+        for row in rows {
+            let id: String = row.try_get(0).map_err(query_error("read"))?;
+            let chain: String = row.try_get(1).map_err(query_error("read"))?;
+            let trigger: String = row.try_get(2).map_err(query_error("read"))?;
+            sqlx::query(
+                "UPDATE recovery_attempts SET finished_ms = $1, result = 'failure', message = 'interrupted: medic stopped during this attempt' \
+                 WHERE run_id = $2 AND result IS NULL",
+            )
+            .bind(now_ms)
+            .bind(id.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("write"))?;
+            let updated = sqlx::query(
+                "UPDATE recovery_runs SET finished_ms = $1, outcome = 'cancelled' WHERE id = $2 AND finished_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("write"))?;
+            if updated.rows_affected() == 1 {
+                ended.push((chain, trigger));
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Learned effectiveness of every step that has any.
+    pub async fn effectiveness(&self) -> Result<BTreeMap<(String, String), f64>, StoreError> {
+        let rows = sqlx::query("SELECT chain, step, value FROM recovery_effectiveness")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("read"))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let chain: String = row.try_get(0).map_err(query_error("read"))?;
+            let step: String = row.try_get(1).map_err(query_error("read"))?;
+            let value: f64 = row.try_get(2).map_err(query_error("read"))?;
+            out.insert((chain, step), value);
+        }
+        Ok(out)
+    }
+
+    /// Folds one verified outcome into a step's effectiveness, atomically (replicas may learn
+    /// at the same time). Returns the new value.
+    pub async fn learn(
+        &self,
+        chain: &str,
+        step: &str,
+        success: bool,
+        now_ms: i64,
+    ) -> Result<f64, StoreError> {
+        let first = learn(None, success);
+        let outcome = if success { 1.0 } else { 0.0 };
+        sqlx::query(
+            "INSERT INTO recovery_effectiveness (chain, step, value, samples, updated_ms) VALUES ($1, $2, $3, 1, $5) \
+             ON CONFLICT (chain, step) DO UPDATE SET value = 0.7 * recovery_effectiveness.value + 0.3 * $4, \
+             samples = recovery_effectiveness.samples + 1, updated_ms = $5",
+        )
+        .bind(chain.to_string())
+        .bind(step.to_string())
+        .bind(first)
+        .bind(outcome)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("write"))?;
+        let value: f64 =
+            sqlx::query("SELECT value FROM recovery_effectiveness WHERE chain = $1 AND step = $2")
+                .bind(chain.to_string())
+                .bind(step.to_string())
+                .fetch_one(&self.pool)
+                .await
+                .and_then(|r| r.try_get::<f64, _>(0))
+                .map_err(query_error("read"))?;
+        Ok(value)
+    }
+
+    /// Attempts, newest first.
+    pub async fn recent_attempts(
+        &self,
+        chain: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let base = "SELECT id, run_id, chain, step, target, trigger, started_ms, finished_ms, result, message, exit_code, duration_seconds FROM recovery_attempts";
+        let rows = match chain {
+            Some(chain) => {
+                sqlx::query(&format!(
+                    "{base} WHERE chain = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(chain.to_string())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(&format!("{base} ORDER BY id DESC LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(query_error("read"))?;
+        rows.iter()
+            .map(|row| {
+                let started: i64 = row.try_get(6)?;
+                let finished: Option<i64> = row.try_get(7)?;
+                Ok(AttemptRecord {
+                    id: row.try_get(0)?,
+                    run_id: row.try_get(1)?,
+                    chain: row.try_get(2)?,
+                    step: row.try_get(3)?,
+                    target: row.try_get(4)?,
+                    trigger: row.try_get(5)?,
+                    started_at: rfc3339_ms(started),
+                    finished_at: finished.map(rfc3339_ms),
+                    result: row.try_get(8)?,
+                    message: row.try_get(9)?,
+                    exit_code: row.try_get(10)?,
+                    duration_seconds: row.try_get(11)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(query_error("read"))
+    }
+
+    /// Totals per (chain, step) over every finished attempt kept.
+    pub async fn step_stats(&self) -> Result<Vec<StepStats>, StoreError> {
+        let effectiveness = self.effectiveness().await?;
+        let rows = sqlx::query(
+            "SELECT chain, step, COUNT(*), SUM(CASE WHEN result = 'success' THEN 1 ELSE 0 END), AVG(duration_seconds) \
+             FROM recovery_attempts WHERE result IS NOT NULL GROUP BY chain, step ORDER BY chain, step",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read"))?;
+        rows.iter()
+            .map(|row| {
+                let chain: String = row.try_get(0)?;
+                let step: String = row.try_get(1)?;
+                let attempts: i64 = row.try_get(2)?;
+                let successes: i64 = row.try_get::<Option<i64>, _>(3)?.unwrap_or(0);
+                Ok(StepStats {
+                    effectiveness: effectiveness.get(&(chain.clone(), step.clone())).copied(),
+                    chain,
+                    step,
+                    attempts,
+                    successes,
+                    success_ratio: if attempts > 0 {
+                        successes as f64 / attempts as f64
+                    } else {
+                        0.0
+                    },
+                    mean_duration_seconds: row.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(query_error("read"))
+    }
+}
