@@ -102,12 +102,15 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
+    let (webhook_tx, webhook_rx) = watch::channel(Arc::new(config.web.webhook.clone()));
     let shared = Arc::new(Shared {
         state: state.clone(),
         metrics: metrics.clone(),
         reload: reload_tx,
         ready: Default::default(),
         store: store_rx.clone(),
+        webhook: webhook_rx,
+        recovery: recovery.clone(),
     });
     let server_task = tokio::spawn(server::serve(listener, shared.clone(), shutdown_rx.clone()));
     let opener_task = tokio::spawn(open_store(
@@ -140,6 +143,7 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         state,
         metrics,
         recovery,
+        webhook: webhook_tx,
     };
     loop {
         tokio::select! {
@@ -183,6 +187,7 @@ struct Running {
     state: StateHandle,
     metrics: Arc<Metrics>,
     recovery: RecoveryHandle,
+    webhook: watch::Sender<Arc<crate::config::WebhookConfig>>,
 }
 
 impl Running {
@@ -204,6 +209,7 @@ impl Running {
                 let applied = self.scheduler.apply(&new.checks, new.redactor.clone());
                 self.state.apply(applied, new.history_size).await;
                 self.recovery.apply(new.recovery.clone()).await;
+                self.webhook.send_replace(Arc::new(new.web.webhook.clone()));
                 tracing::info!(checks = new.checks.len(), "config reloaded");
                 self.config = new;
                 self.metrics.config_reloaded(true, now);

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alertmanager;
 pub mod app;
 pub mod checks;
 pub mod commands;

@@ -61,6 +61,17 @@ struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    status: String,
+    routed: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: String,
 }
@@ -107,6 +118,8 @@ pub struct Metrics {
     recovery_runs: Family<RunLabels, Counter>,
     recovery_step_duration: Family<StepLabels, Histogram, fn() -> Histogram>,
     recovery_effectiveness: Family<StepLabels, FloatGauge>,
+    webhook_notifications: Family<CodeLabels, Counter>,
+    webhook_alerts: Family<AlertLabels, Counter>,
     store_errors: Family<OperationLabels, Counter>,
     store_dropped: Counter,
     store_backlog: Gauge,
@@ -257,6 +270,18 @@ impl Metrics {
             "Learned success ratio of a recovery step, 0 to 1 (0.5 before any attempt)",
             recovery_effectiveness.clone(),
         );
+        let webhook_notifications = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "medic_webhook_notifications",
+            "Alertmanager webhook requests by HTTP status code of the answer",
+            webhook_notifications.clone(),
+        );
+        let webhook_alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "medic_webhook_alerts",
+            "Alerts received from Alertmanager, by status and whether a route matched",
+            webhook_alerts.clone(),
+        );
         let store_errors = Family::<OperationLabels, Counter>::default();
         registry.register(
             "medic_state_store_errors",
@@ -312,6 +337,8 @@ impl Metrics {
             recovery_runs,
             recovery_step_duration,
             recovery_effectiveness,
+            webhook_notifications,
+            webhook_alerts,
             store_errors,
             store_dropped,
             store_backlog,
@@ -478,6 +505,23 @@ impl Metrics {
             chain: chain.to_string(),
             step: step.to_string(),
         });
+    }
+
+    pub fn webhook_notification(&self, code: u16) {
+        self.webhook_notifications
+            .get_or_create(&CodeLabels {
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn webhook_alert(&self, status: &str, routed: bool) {
+        self.webhook_alerts
+            .get_or_create(&AlertLabels {
+                status: status.to_string(),
+                routed: routed.to_string(),
+            })
+            .inc();
     }
 
     pub fn store_error(&self, operation: &str) {

@@ -86,7 +86,24 @@ pub struct StateConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecoveryConfig {
     pub chains: BTreeMap<String, Arc<ChainSpec>>,
-    pub routes: Vec<RouteFile>,
+    pub routes: Vec<RouteSpec>,
+}
+
+/// Alerts whose labels satisfy every matcher run `chain`; the first matching route wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSpec {
+    pub matchers: Vec<crate::alertmanager::Matcher>,
+    pub chain: String,
+    pub verify_check: Option<String>,
+}
+
+impl RecoveryConfig {
+    /// The first route whose matchers all match these labels.
+    pub fn route(&self, labels: &BTreeMap<String, String>) -> Option<&RouteSpec> {
+        self.routes
+            .iter()
+            .find(|r| r.matchers.iter().all(|m| m.matches(labels)))
+    }
 }
 
 /// A recovery chain with every default filled in and every template parsed.

@@ -961,7 +961,18 @@ impl Validator {
             if route.matchers.is_empty() {
                 self.error(&path, "needs at least one matcher");
             }
-            routes.push(route.clone());
+            let mut matchers = Vec::new();
+            for (j, text) in route.matchers.iter().enumerate() {
+                match crate::alertmanager::Matcher::parse(text) {
+                    Ok(m) => matchers.push(m),
+                    Err(e) => self.error(format!("{path}.matchers[{j}]"), e.to_string()),
+                }
+            }
+            routes.push(RouteSpec {
+                matchers,
+                chain: route.chain.clone(),
+                verify_check: route.verify_check.clone(),
+            });
         }
         RecoveryConfig { chains, routes }
     }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch, Notify};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::Instrument;
 
 use super::action::{
@@ -16,6 +17,7 @@ use super::action::{
 };
 use super::chain::{self, SkipReason, StepState};
 use super::template::Values;
+use crate::alertmanager::ReceivedAlert;
 use crate::checks::Prober;
 use crate::config::{ChainSpec, CheckSpec, RecoveryConfig, Redactor};
 use crate::metrics::Metrics;
@@ -610,18 +612,50 @@ fn new_run_id() -> String {
 #[derive(Debug)]
 pub enum Event {
     Trigger(Trigger),
-    /// The subject is healthy again (a check turned healthy, an alert resolved).
+    /// The subject is healthy again (a check turned healthy).
     Healthy {
         chain: String,
         subject: String,
         at_ms: i64,
     },
-    /// The alert that started the run for `target` resolved.
-    Resolved {
-        chain: String,
-        target: String,
+    /// An Alertmanager notification: route every alert, answer what became of each.
+    Notification {
+        alerts: Vec<ReceivedAlert>,
+        reply: oneshot::Sender<WebhookSummary>,
     },
     Apply(RecoveryConfig),
+}
+
+/// What became of a trigger the manager accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handed to a run (which may still find every step in cooldown).
+    Started,
+    /// A run for the same target is in progress.
+    Coalesced,
+    /// No step can run again yet (cooldowns, max attempts).
+    Blocked,
+    /// The state store is not open: nothing runs unrecorded.
+    NoStore,
+    UnknownChain,
+}
+
+/// The webhook's answer: what was started, coalesced or unrouted.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct WebhookSummary {
+    pub received: usize,
+    pub started: Vec<AlertRef>,
+    pub coalesced: Vec<AlertRef>,
+    pub blocked: Vec<AlertRef>,
+    pub resolved: Vec<AlertRef>,
+    pub unrouted: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertRef {
+    pub chain: String,
+    pub fingerprint: String,
+    pub alertname: String,
 }
 
 /// The handle triggers come in through; never blocks.
@@ -630,7 +664,7 @@ pub struct RecoveryHandle {
     tx: mpsc::Sender<Event>,
 }
 
-/// What the caller learns about a trigger it queued.
+/// What the caller learns about an event it queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
     Queued,
@@ -655,6 +689,16 @@ impl RecoveryHandle {
             Ok(()) => Queued::Queued,
             Err(_) => Queued::Full,
         }
+    }
+
+    /// Routes a notification's alerts; `None` when the queue is full (answer 503, Alertmanager
+    /// retries) or medic is stopping.
+    pub async fn notify(&self, alerts: Vec<ReceivedAlert>) -> Option<WebhookSummary> {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Event::Notification { alerts, reply }) == Queued::Full {
+            return None;
+        }
+        answer.await.ok()
     }
 }
 
@@ -686,130 +730,275 @@ pub fn spawn_manager(
     events: mpsc::Receiver<Event>,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(manage(engine, config, store, events, shutdown))
+    let (done_tx, done_rx) = mpsc::channel(1024);
+    let manager = Manager {
+        engine,
+        config,
+        store,
+        shutdown,
+        active: HashMap::new(),
+        blocked_until: HashMap::new(),
+        tasks: tokio::task::JoinSet::new(),
+        done_tx,
+    };
+    tokio::spawn(manager.run(events, done_rx))
 }
 
-async fn manage(
+struct Manager {
     engine: Arc<Engine>,
-    mut config: RecoveryConfig,
-    mut store: watch::Receiver<Option<Store>>,
-    mut events: mpsc::Receiver<Event>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(1024);
-    let mut active: HashMap<(String, String), Active> = HashMap::new();
-    let mut blocked_until: HashMap<(String, String), i64> = HashMap::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut sweep = tokio::time::interval(ABANDONED_SWEEP);
-    let initial = store.borrow().clone();
-    set_effectiveness_gauges(&engine, &config, initial.as_ref()).await;
-    loop {
-        tokio::select! {
-            Some(event) = events.recv() => match event {
-                Event::Trigger(trigger) => {
-                    let Some(chain) = config.chains.get(&trigger.chain).cloned() else {
-                        tracing::warn!(chain = %trigger.chain, "trigger for an unknown chain ignored");
-                        continue;
-                    };
-                    let key = (trigger.chain.clone(), trigger.target.clone());
-                    if let Some(run) = active.get(&key) {
-                        let step = run.current_step.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                        engine.metrics.recovery_skipped(&trigger.chain, &step, SkipReason::InProgress.as_str());
-                        continue;
+    config: RecoveryConfig,
+    store: watch::Receiver<Option<Store>>,
+    shutdown: watch::Receiver<bool>,
+    /// Runs in progress, by (chain, target).
+    active: HashMap<(String, String), Active>,
+    /// By (chain, subject): no step can run before this time (from the last run's decision).
+    blocked_until: HashMap<(String, String), i64>,
+    tasks: tokio::task::JoinSet<()>,
+    done_tx: mpsc::Sender<Finished>,
+}
+
+impl Manager {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut done_rx: mpsc::Receiver<Finished>,
+    ) {
+        let mut sweep = tokio::time::interval(ABANDONED_SWEEP);
+        let initial = self.store.borrow().clone();
+        set_effectiveness_gauges(&self.engine, &self.config, initial.as_ref()).await;
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                Some(event) = events.recv() => self.handle(event).await,
+                Some(done) = done_rx.recv() => self.finished(done),
+                changed = self.store.changed() => {
+                    if changed.is_err() {
+                        break;
                     }
-                    let subject_key = (trigger.chain.clone(), trigger.subject.clone());
-                    if blocked_until.get(&subject_key).is_some_and(|until| now_ms() < *until) {
-                        continue;
-                    }
-                    let Some(current_store) = store.borrow().clone() else {
-                        tracing::warn!(chain = %trigger.chain, target = %trigger.target, "state store not open yet: recovery waits for it");
-                        continue;
-                    };
-                    let run = Active {
-                        current_step: Arc::new(Mutex::new(chain.steps.first().map(|s| s.name.clone()).unwrap_or_default())),
-                        resolved: Arc::new(Resolved::default()),
-                    };
-                    let (current_step, resolved) = (run.current_step.clone(), run.resolved.clone());
-                    active.insert(key, run);
-                    let (engine, done_tx, cancel) = (engine.clone(), done_tx.clone(), shutdown.clone());
-                    let span = tracing::info_span!("recovery", chain = %trigger.chain, target = %trigger.target);
-                    tasks.spawn(async move {
-                        let mut control = RunControl { dry_run: false, resolved: &resolved, current_step: &current_step, cancel };
-                        let end = engine
-                            .run(&current_store, &chain, &trigger, &mut control, &mut |_| {})
-                            .await;
-                        let _ = done_tx
-                            .send(Finished { chain: trigger.chain, target: trigger.target, subject: trigger.subject, end })
-                            .await;
-                    }.instrument(span));
-                }
-                Event::Healthy { chain, subject, at_ms } => {
-                    blocked_until.remove(&(chain.clone(), subject.clone()));
-                    let current = store.borrow().clone();
+                    let current = self.store.borrow().clone();
                     if let Some(s) = current {
-                        if let Err(e) = s.set_healthy_since(&chain, &subject, Some(at_ms)).await {
-                            engine.metrics.store_error(e.operation());
+                        end_abandoned(&self.engine, &s).await;
+                        set_effectiveness_gauges(&self.engine, &self.config, Some(&s)).await;
+                    }
+                }
+                _ = sweep.tick() => {
+                    let current = self.store.borrow().clone();
+                    if let Some(s) = current {
+                        end_abandoned(&self.engine, &s).await;
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        // Runs see the shutdown too: they cancel their action and record it.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Trigger(trigger) => {
+                self.accept(trigger);
+            }
+            Event::Healthy {
+                chain,
+                subject,
+                at_ms,
+            } => self.healthy(chain, subject, at_ms).await,
+            Event::Notification { alerts, reply } => {
+                let summary = self.route(alerts).await;
+                let _ = reply.send(summary);
+            }
+            Event::Apply(new) => {
+                for (name, old) in &self.config.chains {
+                    for step in &old.steps {
+                        let kept = new
+                            .chains
+                            .get(name)
+                            .is_some_and(|c| c.steps.iter().any(|s| s.name == step.name));
+                        if !kept {
+                            self.engine.metrics.forget_step(name, &step.name);
                         }
                     }
                 }
-                Event::Resolved { chain, target } => {
-                    if let Some(run) = active.get(&(chain, target)) {
-                        run.resolved.resolve();
-                    }
-                }
-                Event::Apply(new) => {
-                    for (name, old) in &config.chains {
-                        for step in &old.steps {
-                            let kept = new.chains.get(name).is_some_and(|c| c.steps.iter().any(|s| s.name == step.name));
-                            if !kept {
-                                engine.metrics.forget_step(name, &step.name);
-                            }
-                        }
-                    }
-                    config = new;
-                    blocked_until.clear();
-                    let current = store.borrow().clone();
-                    set_effectiveness_gauges(&engine, &config, current.as_ref()).await;
-                }
-            },
-            Some(done) = done_rx.recv() => {
-                active.remove(&(done.chain.clone(), done.target.clone()));
-                let key = (done.chain, done.subject);
-                match done.end {
-                    RunEnd::NothingToRun { next_possible_ms } => {
-                        blocked_until.insert(key, next_possible_ms.unwrap_or(i64::MAX));
-                    }
-                    RunEnd::Finished { outcome: RunOutcome::Exhausted } => {
-                        // The next trigger decides from the store; no cache.
-                        blocked_until.remove(&key);
-                    }
-                    _ => {}
-                }
+                self.config = new;
+                self.blocked_until.clear();
+                let current = self.store.borrow().clone();
+                set_effectiveness_gauges(&self.engine, &self.config, current.as_ref()).await;
             }
-            changed = store.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let current = store.borrow().clone();
-                if let Some(s) = current {
-                    end_abandoned(&engine, &s).await;
-                    set_effectiveness_gauges(&engine, &config, Some(&s)).await;
-                }
-            }
-            _ = sweep.tick() => {
-                let current = store.borrow().clone();
-                if let Some(s) = current {
-                    end_abandoned(&engine, &s).await;
-                }
-            }
-            _ = shutdown.changed() => break,
         }
     }
-    // Runs see the shutdown too: they cancel their action and record it.
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+
+    /// Starts a run for the trigger unless one is in progress or nothing could run.
+    fn accept(&mut self, trigger: Trigger) -> Disposition {
+        let Some(chain) = self.config.chains.get(&trigger.chain).cloned() else {
+            tracing::warn!(chain = %trigger.chain, "trigger for an unknown chain ignored");
+            return Disposition::UnknownChain;
+        };
+        let key = (trigger.chain.clone(), trigger.target.clone());
+        if let Some(run) = self.active.get(&key) {
+            let step = run
+                .current_step
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            self.engine.metrics.recovery_skipped(
+                &trigger.chain,
+                &step,
+                SkipReason::InProgress.as_str(),
+            );
+            return Disposition::Coalesced;
+        }
+        let subject_key = (trigger.chain.clone(), trigger.subject.clone());
+        if self
+            .blocked_until
+            .get(&subject_key)
+            .is_some_and(|until| now_ms() < *until)
+        {
+            return Disposition::Blocked;
+        }
+        let Some(store) = self.store.borrow().clone() else {
+            tracing::warn!(chain = %trigger.chain, target = %trigger.target, "state store not open yet: recovery waits for it");
+            return Disposition::NoStore;
+        };
+        let run = Active {
+            current_step: Arc::new(Mutex::new(
+                chain
+                    .steps
+                    .first()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+            )),
+            resolved: Arc::new(Resolved::default()),
+        };
+        let (current_step, resolved) = (run.current_step.clone(), run.resolved.clone());
+        self.active.insert(key, run);
+        let (engine, done_tx, cancel) = (
+            self.engine.clone(),
+            self.done_tx.clone(),
+            self.shutdown.clone(),
+        );
+        let span =
+            tracing::info_span!("recovery", chain = %trigger.chain, target = %trigger.target);
+        self.tasks.spawn(
+            async move {
+                let mut control = RunControl {
+                    dry_run: false,
+                    resolved: &resolved,
+                    current_step: &current_step,
+                    cancel,
+                };
+                let end = engine
+                    .run(&store, &chain, &trigger, &mut control, &mut |_| {})
+                    .await;
+                let _ = done_tx
+                    .send(Finished {
+                        chain: trigger.chain,
+                        target: trigger.target,
+                        subject: trigger.subject,
+                        end,
+                    })
+                    .await;
+            }
+            .instrument(span),
+        );
+        Disposition::Started
+    }
+
+    async fn healthy(&mut self, chain: String, subject: String, at_ms: i64) {
+        self.blocked_until.remove(&(chain.clone(), subject.clone()));
+        let current = self.store.borrow().clone();
+        if let Some(s) = current {
+            if let Err(e) = s.set_healthy_since(&chain, &subject, Some(at_ms)).await {
+                self.engine.metrics.store_error(e.operation());
+            }
+        }
+    }
+
+    /// Routes each alert on its own labels and status; first matching route wins.
+    async fn route(&mut self, alerts: Vec<ReceivedAlert>) -> WebhookSummary {
+        let mut summary = WebhookSummary {
+            received: alerts.len(),
+            ..Default::default()
+        };
+        for alert in alerts {
+            let status = if alert.firing { "firing" } else { "resolved" };
+            let Some(route) = self.config.route(&alert.labels).cloned() else {
+                self.engine.metrics.webhook_alert(status, false);
+                summary.unrouted += 1;
+                continue;
+            };
+            self.engine.metrics.webhook_alert(status, true);
+            let subject = format!("alert:{}", alert.fingerprint);
+            let target = format!("{subject}@{}", alert.starts_at);
+            let reference = AlertRef {
+                chain: route.chain.clone(),
+                fingerprint: alert.fingerprint.clone(),
+                alertname: alert.labels.get("alertname").cloned().unwrap_or_default(),
+            };
+            if !alert.firing {
+                tracing::info!(chain = %route.chain, fingerprint = %alert.fingerprint, "alert resolved");
+                if let Some(run) = self.active.get(&(route.chain.clone(), target.clone())) {
+                    run.resolved.resolve();
+                }
+                self.healthy(route.chain.clone(), subject, now_ms()).await;
+                summary.resolved.push(reference);
+                continue;
+            }
+            let message = alert
+                .annotations
+                .get("summary")
+                .or_else(|| alert.annotations.get("description"))
+                .cloned()
+                .unwrap_or_else(|| format!("alert {} firing", reference.alertname));
+            let trigger = Trigger {
+                kind: TriggerKind::Alert,
+                chain: route.chain.clone(),
+                subject,
+                target,
+                values: Values {
+                    check: route
+                        .verify_check
+                        .clone()
+                        .or_else(|| alert.labels.get("check").cloned()),
+                    chain: route.chain.clone(),
+                    labels: alert.labels,
+                    annotations: alert.annotations,
+                },
+                verify_check: route.verify_check.clone(),
+                message,
+            };
+            match self.accept(trigger) {
+                Disposition::Started => summary.started.push(reference),
+                Disposition::Coalesced => summary.coalesced.push(reference),
+                Disposition::Blocked | Disposition::NoStore | Disposition::UnknownChain => {
+                    summary.blocked.push(reference)
+                }
+            }
+        }
+        summary
+    }
+
+    fn finished(&mut self, done: Finished) {
+        self.active
+            .remove(&(done.chain.clone(), done.target.clone()));
+        let key = (done.chain, done.subject);
+        match done.end {
+            RunEnd::NothingToRun { next_possible_ms } => {
+                self.blocked_until
+                    .insert(key, next_possible_ms.unwrap_or(i64::MAX));
+            }
+            RunEnd::Finished {
+                outcome: RunOutcome::Exhausted,
+            } => {
+                // The next trigger decides from the store; no cache.
+                self.blocked_until.remove(&key);
+            }
+            _ => {}
+        }
+    }
 }
 
 async fn end_abandoned(engine: &Engine, store: &Store) {

@@ -3,6 +3,7 @@
 
 mod page;
 mod routes;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -30,6 +31,10 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// The state store, once open.
     pub store: watch::Receiver<Option<crate::store::Store>>,
+    /// Webhook credentials and limits; replaced on reload.
+    pub webhook: watch::Receiver<Arc<crate::config::WebhookConfig>>,
+    /// Where alerts go.
+    pub recovery: crate::recovery::engine::RecoveryHandle,
 }
 
 /// How long a client may take to send its request headers (no slow-loris).

@@ -10,6 +10,7 @@
 //! | `GET /api/v1/checks/{name}` | one check with metadata, trend and history; 404 if unknown |
 //! | `GET /api/v1/recoveries?chain=&limit=` | recovery attempts from the store, newest first |
 //! | `GET /api/v1/recoveries/stats` | per-step totals: attempts, successes, ratio, mean duration |
+//! | `POST /api/v1/alerts` | the Alertmanager webhook receiver ([`super::webhook`]) |
 //! | `GET /` | the status page |
 
 use std::convert::Infallible;
@@ -32,9 +33,19 @@ pub type Body = Full<Bytes>;
 
 pub async fn handle(
     shared: Arc<Shared>,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/api/v1/alerts" {
+        let response = if req.method() == Method::POST {
+            super::webhook::receive(&shared, peer, req).await
+        } else {
+            let r = method_not_allowed("POST");
+            shared.metrics.webhook_notification(r.status().as_u16());
+            r
+        };
+        return Ok(response);
+    }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let get = method == Method::GET || method == Method::HEAD;

@@ -13,3 +13,4 @@ mod mariadb;
 mod recovery;
 mod secrets;
 mod store;
+mod webhook;

@@ -127,8 +127,22 @@ recovery:
         assert!((got - want).abs() < 1e-9, "{series} = {got}, want {want}");
     }
     // Probes kept coming while nudge was being verified: coalesced into the running run.
-    assert!(counter(&medic, r#"medic_recovery_skipped_total{chain="fix",step="nudge",reason="in_progress"}"#).await >= 1.0);
-    assert_eq!(counter(&medic, r#"medic_recovery_runs_total{chain="fix",trigger="check",outcome="exhausted"}"#).await, 0.0);
+    assert!(
+        counter(
+            &medic,
+            r#"medic_recovery_skipped_total{chain="fix",step="nudge",reason="in_progress"}"#
+        )
+        .await
+            >= 1.0
+    );
+    assert_eq!(
+        counter(
+            &medic,
+            r#"medic_recovery_runs_total{chain="fix",trigger="check",outcome="exhausted"}"#
+        )
+        .await,
+        0.0
+    );
     let stats = medic.json("/api/v1/recoveries/stats").await;
     let restart = stats["steps"]
         .as_array()
@@ -522,14 +536,21 @@ async fn shutdown_cancels_a_running_step_and_records_it() {
     target.set(503, "down", Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
     let started = dir.path().join("started");
-    let slow = script(dir.path(), "slow", &format!("touch {}\nsleep 60", started.display()));
+    let slow = script(
+        dir.path(),
+        "slow",
+        &format!("touch {}\nsleep 60", started.display()),
+    );
     let mut medic = Medic::start(&format!(
         "checks:\n  - name: web\n    interval: 200ms\n    recovery: fix\n    http: {{url: '{}'}}\nrecovery:\n  chains:\n    fix:\n      steps:\n        - name: slow\n          exec: {{program: '{}'}}\n          timeout: 2m\n",
         target.url("/health"),
         slow.display()
     ))
     .await;
-    wait_for("the step to start", Duration::from_secs(20), || async { started.exists().then_some(()) }).await;
+    wait_for("the step to start", Duration::from_secs(20), || async {
+        started.exists().then_some(())
+    })
+    .await;
     medic.signal(Signal::SIGTERM);
     assert_eq!(medic.wait_exit(Duration::from_secs(20)).await, Some(0));
     // Restart on the same store: the attempt was recorded as cancelled, not left running.
@@ -538,5 +559,8 @@ async fn shutdown_cancels_a_running_step_and_records_it() {
     let v = medic.json("/api/v1/recoveries?chain=fix").await;
     let first = v["attempts"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(first["result"], "failure", "{v}");
-    assert!(first["message"].as_str().unwrap().contains("cancelled"), "{v}");
+    assert!(
+        first["message"].as_str().unwrap().contains("cancelled"),
+        "{v}"
+    );
 }

@@ -1,0 +1,216 @@
+//! `POST /api/v1/alerts`: the Alertmanager webhook receiver. Thin: authenticate, limit, decode,
+//! hand the alerts to the recovery manager, answer. Never waits for a step to run.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Request, Response, StatusCode};
+
+use super::routes::{json, json_error, Body};
+use super::{is_loopback, Shared};
+use crate::alertmanager::parse_notification;
+use crate::config::WebhookAuth;
+
+/// How long a client may take to send the body (no slow-loris).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn receive(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let response = handle(shared, peer, req).await;
+    shared
+        .metrics
+        .webhook_notification(response.status().as_u16());
+    response
+}
+
+async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let config = shared.webhook.borrow().clone();
+    if let Some(denied) = authenticate(&config.auth, peer, req.headers().get(AUTHORIZATION)) {
+        return denied;
+    }
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        );
+    }
+    let max = config.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return too_large(max);
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let body: Bytes =
+        match tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), limit).collect())
+            .await
+        {
+            Err(_) => {
+                return json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body did not arrive in time",
+                )
+            }
+            Ok(Err(e)) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    return too_large(max);
+                }
+                return json_error(StatusCode::BAD_REQUEST, "reading the body failed");
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+    let notification = match parse_notification(&body) {
+        Ok(n) => n,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    if notification.truncated_alerts > 0 {
+        tracing::warn!(
+            truncated = notification.truncated_alerts,
+            receiver = %notification.receiver,
+            "Alertmanager left alerts out of this notification (max_alerts); they are not routed"
+        );
+    }
+    let truncated = notification.truncated_alerts;
+    match shared.recovery.notify(notification.alerts).await {
+        Some(summary) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "status": "success",
+                "received": summary.received,
+                "started": summary.started,
+                "coalesced": summary.coalesced,
+                "blocked": summary.blocked,
+                "resolved": summary.resolved,
+                "unrouted": summary.unrouted,
+                "truncated_alerts": truncated,
+            }),
+        ),
+        None => {
+            let mut r = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the recovery queue is full; retry later",
+            );
+            r.headers_mut()
+                .insert("Retry-After", HeaderValue::from_static("5"));
+            r
+        }
+    }
+}
+
+fn too_large(max: u64) -> Response<Body> {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the body is larger than max_body_bytes ({max})"),
+    )
+}
+
+/// `None` when the request may proceed, else the answer.
+fn authenticate(
+    auth: &WebhookAuth,
+    peer: SocketAddr,
+    header: Option<&HeaderValue>,
+) -> Option<Response<Body>> {
+    let presented = header.map(|h| h.as_bytes()).unwrap_or_default();
+    let (expected, scheme) = match auth {
+        WebhookAuth::LoopbackOnly => {
+            if is_loopback(&peer) {
+                return None;
+            }
+            return Some(json_error(
+                StatusCode::FORBIDDEN,
+                "no webhook credential is configured, so only loopback clients are accepted",
+            ));
+        }
+        WebhookAuth::Bearer(token) => (format!("Bearer {}", token.expose()), "Bearer"),
+        WebhookAuth::Basic { username, password } => (
+            format!(
+                "Basic {}",
+                base64(format!("{username}:{}", password.expose()).as_bytes())
+            ),
+            "Basic",
+        ),
+    };
+    if constant_time_eq(presented, expected.as_bytes()) {
+        return None;
+    }
+    let mut r = json_error(StatusCode::UNAUTHORIZED, "missing or wrong credential");
+    if let Ok(v) = HeaderValue::from_str(&format!("{scheme} realm=\"medic\"")) {
+        r.headers_mut().insert(WWW_AUTHENTICATE, v);
+    }
+    Some(r)
+}
+
+/// Compares without an early exit, so the time taken says nothing about where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// Standard base64 with padding, for the Basic credential medic expects.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+            ("am:s3cr3t", "YW06czNjcjN0"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want);
+        }
+    }
+
+    #[test]
+    fn constant_time_eq_compares_fully() {
+        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}
