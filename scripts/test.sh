@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests use: promtool (prometheus), a PostgreSQL server the
+# Debian packages the integration tests use: promtool and Prometheus (prometheus), Alertmanager
+# (prometheus-alertmanager) for the end-to-end test, a PostgreSQL server the
 # tests start themselves (postgresql), MariaDB for mysql:// checks (mariadb-server).
 packages=()
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || packages+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 command -v mariadb-install-db >/dev/null 2>&1 || packages+=(mariadb-server)
 if ((${#packages[@]})); then

@@ -9,6 +9,7 @@ mod checks;
 mod cli;
 mod config_table;
 mod database;
+mod e2e;
 mod mariadb;
 mod recovery;
 mod secrets;

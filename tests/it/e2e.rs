@@ -1,0 +1,189 @@
+//! The whole loop with the real programs: a target breaks, medic's check turns critical,
+//! Prometheus (scraping medic every second) fires an alert, Alertmanager posts it to medic's
+//! webhook, medic runs the routed chain, the target is fixed, and the resolved notification
+//! comes back. Debian's `prometheus` and `prometheus-alertmanager`, on free loopback ports.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{free_port, wait_for, Medic, Target};
+
+const TOKEN: &str = "e2e-token-51c7";
+
+/// A child process killed on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(program: &str, args: &[String], log: &Path) -> Daemon {
+    let log = std::fs::File::create(log).unwrap();
+    Daemon(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} (Debian packages prometheus, prometheus-alertmanager; scripts/test.sh installs them): {e}")),
+    )
+}
+
+#[tokio::test]
+async fn a_broken_target_is_fixed_through_prometheus_and_alertmanager() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await;
+    let medic = Medic::start(&format!(
+        r#"web:
+  webhook:
+    bearer_token: {TOKEN}
+checks:
+  - name: web
+    interval: 500ms
+    http: {{url: '{health}'}}
+recovery:
+  chains:
+    fix:
+      verify_timeout: 10s
+      steps:
+        - name: restart
+          http: {{url: '{fix}', method: POST, body: '{{"check": "{{{{ labels.check }}}}"}}'}}
+          max_attempts: 3
+          cooldown: 1h
+  routes:
+    - matchers: ['alertname="MedicCheckCritical"', 'check="web"']
+      chain: fix
+      verify_check: web
+"#,
+        health = target.url("/health"),
+        fix = target.url("/fix"),
+    ))
+    .await;
+    medic.wait_status("web", "healthy").await;
+
+    let am_port = free_port();
+    let prom_port = free_port();
+    std::fs::write(
+        dir.path().join("alertmanager.yml"),
+        format!(
+            r#"route:
+  receiver: medic
+  group_by: [alertname, check]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: medic
+    webhook_configs:
+      - url: http://127.0.0.1:{medic}/api/v1/alerts
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials: {TOKEN}
+"#,
+            medic = medic.port
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        r#"groups:
+  - name: medic
+    rules:
+      - alert: MedicCheckCritical
+        expr: medic_check_status{status="critical"} == 1
+        labels: {severity: critical}
+        annotations:
+          summary: 'medic check {{ $labels.check }} is critical'
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            r#"global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: [rules.yml]
+alerting:
+  alertmanagers:
+    - static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]
+scrape_configs:
+  - job_name: medic
+    static_configs: [{{targets: ['127.0.0.1:{medic}']}}]
+"#,
+            medic = medic.port
+        ),
+    )
+    .unwrap();
+    let d = dir.path().display();
+    let _alertmanager = start(
+        "prometheus-alertmanager",
+        &[
+            format!("--config.file={d}/alertmanager.yml"),
+            format!("--storage.path={d}/am"),
+            format!("--web.listen-address=127.0.0.1:{am_port}"),
+            "--cluster.listen-address=".into(),
+        ],
+        &dir.path().join("alertmanager.log"),
+    );
+    let _prometheus = start(
+        "prometheus",
+        &[
+            format!("--config.file={d}/prometheus.yml"),
+            format!("--storage.tsdb.path={d}/prom"),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        &dir.path().join("prometheus.log"),
+    );
+    let client = medic.client.clone();
+    let up = format!("http://127.0.0.1:{prom_port}/api/v1/query?query=up%7Bjob%3D%22medic%22%7D");
+    wait_for("Prometheus to scrape medic", Duration::from_secs(60), || async {
+        let body = client.get(&up).send().await.ok()?.text().await.ok()?;
+        body.contains(r#""value":["#).then_some(()).filter(|_| body.contains(r#","1"]"#))
+    })
+    .await;
+    let am_ready = format!("http://127.0.0.1:{am_port}/-/ready");
+    wait_for("Alertmanager to be ready", Duration::from_secs(60), || async {
+        (client.get(&am_ready).send().await.ok()?.status() == 200).then_some(())
+    })
+    .await;
+
+    let broken_at = Instant::now();
+    target.set(503, "down", Duration::ZERO);
+    let fixed_after = wait_for("the routed chain to fix the target", Duration::from_secs(90), || async {
+        target
+            .hits()
+            .iter()
+            .any(|h| h.starts_with("POST /fix"))
+            .then(|| broken_at.elapsed())
+    })
+    .await;
+    eprintln!("e2e: failure to fix through Prometheus and Alertmanager took {:.1}s", fixed_after.as_secs_f64());
+    medic.wait_status("web", "healthy").await;
+    wait_for("the run to be counted as recovered", Duration::from_secs(30), || async {
+        let n = medic
+            .metric(r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#)
+            .await?;
+        (n >= 1.0).then_some(())
+    })
+    .await;
+    wait_for("the resolved notification", Duration::from_secs(90), || async {
+        let n = medic.metric(r#"medic_webhook_alerts_total{status="resolved",routed="true"}"#).await?;
+        (n >= 1.0).then_some(())
+    })
+    .await;
+    let fixes: Vec<String> = target.hits().into_iter().filter(|h| h.starts_with("POST /fix")).collect();
+    assert_eq!(fixes, vec![r#"POST /fix {"check": "web"}"#.to_string()], "exactly one execution");
+    assert_eq!(
+        medic.metric(r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#).await,
+        Some(1.0)
+    );
+    let v = medic.json("/api/v1/recoveries?chain=fix").await;
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["attempts"][0]["trigger"], "alert");
+    assert_eq!(v["attempts"][0]["result"], "success");
+}
