@@ -141,45 +141,82 @@ scrape_configs:
     );
     let client = medic.client.clone();
     let up = format!("http://127.0.0.1:{prom_port}/api/v1/query?query=up%7Bjob%3D%22medic%22%7D");
-    wait_for("Prometheus to scrape medic", Duration::from_secs(60), || async {
-        let body = client.get(&up).send().await.ok()?.text().await.ok()?;
-        body.contains(r#""value":["#).then_some(()).filter(|_| body.contains(r#","1"]"#))
-    })
+    wait_for(
+        "Prometheus to scrape medic",
+        Duration::from_secs(60),
+        || async {
+            let body = client.get(&up).send().await.ok()?.text().await.ok()?;
+            body.contains(r#""value":["#)
+                .then_some(())
+                .filter(|_| body.contains(r#","1"]"#))
+        },
+    )
     .await;
     let am_ready = format!("http://127.0.0.1:{am_port}/-/ready");
-    wait_for("Alertmanager to be ready", Duration::from_secs(60), || async {
-        (client.get(&am_ready).send().await.ok()?.status() == 200).then_some(())
-    })
+    wait_for(
+        "Alertmanager to be ready",
+        Duration::from_secs(60),
+        || async { (client.get(&am_ready).send().await.ok()?.status() == 200).then_some(()) },
+    )
     .await;
 
     let broken_at = Instant::now();
     target.set(503, "down", Duration::ZERO);
-    let fixed_after = wait_for("the routed chain to fix the target", Duration::from_secs(90), || async {
-        target
-            .hits()
-            .iter()
-            .any(|h| h.starts_with("POST /fix"))
-            .then(|| broken_at.elapsed())
-    })
+    let fixed_after = wait_for(
+        "the routed chain to fix the target",
+        Duration::from_secs(90),
+        || async {
+            target
+                .hits()
+                .iter()
+                .any(|h| h.starts_with("POST /fix"))
+                .then(|| broken_at.elapsed())
+        },
+    )
     .await;
-    eprintln!("e2e: failure to fix through Prometheus and Alertmanager took {:.1}s", fixed_after.as_secs_f64());
+    eprintln!(
+        "e2e: failure to fix through Prometheus and Alertmanager took {:.1}s",
+        fixed_after.as_secs_f64()
+    );
     medic.wait_status("web", "healthy").await;
-    wait_for("the run to be counted as recovered", Duration::from_secs(30), || async {
-        let n = medic
-            .metric(r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#)
-            .await?;
-        (n >= 1.0).then_some(())
-    })
+    wait_for(
+        "the run to be counted as recovered",
+        Duration::from_secs(30),
+        || async {
+            let n = medic
+                .metric(
+                    r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#,
+                )
+                .await?;
+            (n >= 1.0).then_some(())
+        },
+    )
     .await;
-    wait_for("the resolved notification", Duration::from_secs(90), || async {
-        let n = medic.metric(r#"medic_webhook_alerts_total{status="resolved",routed="true"}"#).await?;
-        (n >= 1.0).then_some(())
-    })
+    wait_for(
+        "the resolved notification",
+        Duration::from_secs(90),
+        || async {
+            let n = medic
+                .metric(r#"medic_webhook_alerts_total{status="resolved",routed="true"}"#)
+                .await?;
+            (n >= 1.0).then_some(())
+        },
+    )
     .await;
-    let fixes: Vec<String> = target.hits().into_iter().filter(|h| h.starts_with("POST /fix")).collect();
-    assert_eq!(fixes, vec![r#"POST /fix {"check": "web"}"#.to_string()], "exactly one execution");
+    let fixes: Vec<String> = target
+        .hits()
+        .into_iter()
+        .filter(|h| h.starts_with("POST /fix"))
+        .collect();
     assert_eq!(
-        medic.metric(r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#).await,
+        fixes,
+        vec![r#"POST /fix {"check": "web"}"#.to_string()],
+        "exactly one execution"
+    );
+    assert_eq!(
+        medic
+            .metric(r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#)
+            .await,
         Some(1.0)
     );
     let v = medic.json("/api/v1/recoveries?chain=fix").await;

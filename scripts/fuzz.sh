@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for a bounded time (default 60 s each) and prints what it found.
+# Installs cargo-fuzz when missing. Stable Rust runs libFuzzer through RUSTC_BOOTSTRAP=1.
+# Usage: scripts/fuzz.sh [seconds per target] [target…]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+shift || true
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+targets=("$@")
+if ((${#targets[@]} == 0)); then
+  mapfile -t targets < <(cd fuzz && cargo fuzz list)
+fi
+export RUSTC_BOOTSTRAP=1
+# Seed the webhook corpus with the real Alertmanager payloads.
+shared=${SHARED_DIR:-$(cd .. && pwd)/shared}
+mkdir -p fuzz/corpus/webhook_payload fuzz/corpus/matcher
+cp "$shared"/fixtures/alertmanager/*.raw.json fuzz/corpus/webhook_payload/ 2>/dev/null || true
+printf 'alertname=~"Predicted.*"\nPredictedDiskFull' > fuzz/corpus/matcher/seed
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "fuzz/corpus/$t"
+  echo "==> $t for ${seconds}s"
+  if cargo fuzz run "$t" --fuzz-dir fuzz -- -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 2>&1 | tail -n 3; then
+    echo "$t: no crash"
+  else
+    echo "$t: CRASH (see fuzz/artifacts/$t)"; status=1
+  fi
+done
+exit $status
