@@ -21,10 +21,11 @@ status=0
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   echo "==> $t for ${seconds}s"
-  if cargo fuzz run "$t" --fuzz-dir fuzz -- -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 2>&1 | tail -n 3; then
-    echo "$t: no crash"
+  log="fuzz/$t.log"
+  if cargo fuzz run "$t" --fuzz-dir fuzz -- -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 > "$log" 2>&1; then
+    echo "$t: no crash; $(grep -E '^Done [0-9]+ runs' "$log" | tail -n 1)"
   else
-    echo "$t: CRASH (see fuzz/artifacts/$t)"; status=1
+    echo "$t: CRASH (input in fuzz/artifacts/$t):"; grep -E "panicked|ERROR|SUMMARY|error\[" "$log" | head -n 10; status=1
   fi
 done
 exit $status

@@ -47,6 +47,7 @@ done
 curl -fsS "http://127.0.0.1:$port/metrics" > "$workdir/metrics.txt"
 promtool check metrics < "$workdir/metrics.txt"
 grep -q '^medic_system_cpu_utilization_ratio{check="host"}' "$workdir/metrics.txt"
+grep -q '^medic_predicted_breach_seconds{prediction="root_disk"}' "$workdir/metrics.txt"
 echo "promtool: $(wc -l < "$workdir/metrics.txt") lines, clean"
 
 # One closing line for the whole run.

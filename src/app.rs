@@ -98,7 +98,9 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         shutdown_rx.clone(),
     );
     let applied = scheduler.apply(&config.checks, config.redactor.clone());
-    state.apply(applied, config.history_size).await;
+    state
+        .apply(applied, config.predictions.clone(), config.history_size)
+        .await;
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
@@ -113,7 +115,14 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         recovery: recovery.clone(),
     });
     let server_task = tokio::spawn(server::serve(listener, shared.clone(), shutdown_rx.clone()));
+    // Enough history for the trend (an hour) and for every prediction's window.
+    let history_ms = config
+        .predictions
+        .iter()
+        .map(|p| p.window.std().as_millis() as i64)
+        .fold(crate::health::TREND_WINDOW_MS, i64::max);
     let opener_task = tokio::spawn(open_store(
+        history_ms,
         config.state.clone(),
         config.redactor.clone(),
         config.history_size,
@@ -207,7 +216,9 @@ impl Running {
                     );
                 }
                 let applied = self.scheduler.apply(&new.checks, new.redactor.clone());
-                self.state.apply(applied, new.history_size).await;
+                self.state
+                    .apply(applied, new.predictions.clone(), new.history_size)
+                    .await;
                 self.recovery.apply(new.recovery.clone()).await;
                 self.webhook.send_replace(Arc::new(new.web.webhook.clone()));
                 tracing::info!(checks = new.checks.len(), "config reloaded");
@@ -228,6 +239,7 @@ impl Running {
 /// the store to the writer, marks medic ready, then prunes old results every few minutes.
 #[allow(clippy::too_many_arguments)]
 async fn open_store(
+    history_ms: i64,
     state_config: StateConfig,
     redactor: crate::config::Redactor,
     history_size: usize,
@@ -252,9 +264,10 @@ async fn open_store(
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     };
-    // An hour of results feeds the trend; the history ring needs at most `history_size`.
-    let since = now_ms() - crate::health::TREND_WINDOW_MS;
-    match store.load_results(since, history_size.max(3600)).await {
+    // An hour of results feeds the trend, predictions their window; the history ring needs at
+    // most `history_size`.
+    let since = now_ms() - history_ms;
+    match store.load_results(since, history_size.max(4096)).await {
         Ok(rows) => {
             tracing::info!(
                 results = rows.len(),

@@ -13,6 +13,7 @@ pub mod checks;
 pub mod commands;
 pub mod config;
 pub mod detect;
+pub mod predict;
 pub mod forecast;
 pub mod health;
 pub mod logging;

@@ -61,6 +61,17 @@ struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PredictionLabels {
+    prediction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HorizonLabels {
+    prediction: String,
+    horizon: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: String,
 }
@@ -118,6 +129,9 @@ pub struct Metrics {
     recovery_runs: Family<RunLabels, Counter>,
     recovery_step_duration: Family<StepLabels, Histogram, fn() -> Histogram>,
     recovery_effectiveness: Family<StepLabels, FloatGauge>,
+    predicted_value: Family<HorizonLabels, FloatGauge>,
+    predicted_breach: Family<PredictionLabels, FloatGauge>,
+    anomaly_score: Family<PredictionLabels, FloatGauge>,
     webhook_notifications: Family<CodeLabels, Counter>,
     webhook_alerts: Family<AlertLabels, Counter>,
     store_errors: Family<OperationLabels, Counter>,
@@ -270,6 +284,25 @@ impl Metrics {
             "Learned success ratio of a recovery step, 0 to 1 (0.5 before any attempt)",
             recovery_effectiveness.clone(),
         );
+        let predicted_value = Family::<HorizonLabels, FloatGauge>::default();
+        registry.register(
+            "medic_predicted_value",
+            "Forecast of the prediction's series `horizon` ahead",
+            predicted_value.clone(),
+        );
+        let predicted_breach = Family::<PredictionLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "medic_predicted_breach",
+            "Seconds until the forecast crosses the prediction's threshold; +Inf when not within max_horizon",
+            Unit::Seconds,
+            predicted_breach.clone(),
+        );
+        let anomaly_score = Family::<PredictionLabels, FloatGauge>::default();
+        registry.register(
+            "medic_anomaly_score",
+            "How unusual the latest value of the prediction's series is, 0 to 1",
+            anomaly_score.clone(),
+        );
         let webhook_notifications = Family::<CodeLabels, Counter>::default();
         registry.register(
             "medic_webhook_notifications",
@@ -337,6 +370,9 @@ impl Metrics {
             recovery_runs,
             recovery_step_duration,
             recovery_effectiveness,
+            predicted_value,
+            predicted_breach,
+            anomaly_score,
             webhook_notifications,
             webhook_alerts,
             store_errors,
@@ -505,6 +541,41 @@ impl Metrics {
             chain: chain.to_string(),
             step: step.to_string(),
         });
+    }
+
+    pub fn prediction(&self, p: &crate::predict::Prediction) {
+        let labels = PredictionLabels {
+            prediction: p.name.clone(),
+        };
+        self.anomaly_score.get_or_create(&labels).set(p.anomaly_score);
+        if let Some(seconds) = p.breach_seconds {
+            self.predicted_breach.get_or_create(&labels).set(seconds);
+        }
+        for (horizon, value) in &p.forecasts {
+            if let Some(v) = value {
+                self.predicted_value
+                    .get_or_create(&HorizonLabels {
+                        prediction: p.name.clone(),
+                        horizon: horizon.clone(),
+                    })
+                    .set(*v);
+            }
+        }
+    }
+
+    /// Drops every series of a prediction that is gone or changed.
+    pub fn forget_prediction(&self, spec: &crate::config::PredictionSpec) {
+        let labels = PredictionLabels {
+            prediction: spec.name.clone(),
+        };
+        self.anomaly_score.remove(&labels);
+        self.predicted_breach.remove(&labels);
+        for (horizon, _) in &spec.horizons {
+            self.predicted_value.remove(&HorizonLabels {
+                prediction: spec.name.clone(),
+                horizon: horizon.clone(),
+            });
+        }
     }
 
     pub fn webhook_notification(&self, code: u16) {

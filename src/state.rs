@@ -10,7 +10,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checks::Outcome;
-use crate::config::CheckSpec;
+use crate::config::{CheckSpec, PredictionSpec};
+use crate::predict::{Prediction, Predictor};
 use crate::health::{HealthState, History, Samples, StatusCounts, Thresholds, Trend};
 use crate::metrics::Metrics;
 use crate::recovery::engine::{Event, RecoveryHandle, Trigger, TriggerKind};
@@ -31,11 +32,16 @@ pub enum Command {
         at: SystemTime,
         outcome: Outcome,
     },
-    /// Replaces the set of checks; checks whose spec did not change keep their history.
+    /// Replaces the set of checks and predictions; unchanged ones keep their history.
     Apply {
         checks: Vec<(Arc<CheckSpec>, u64)>,
+        predictions: Vec<PredictionSpec>,
         history_size: usize,
         done: oneshot::Sender<()>,
+    },
+    /// Every prediction's latest result.
+    Predictions {
+        reply: oneshot::Sender<Vec<Prediction>>,
     },
     /// Results from before this process started, oldest first (from the state store).
     LoadHistory { rows: Vec<ResultRow> },
@@ -156,12 +162,18 @@ impl StateHandle {
         self.tx.clone()
     }
 
-    pub async fn apply(&self, checks: Vec<(Arc<CheckSpec>, u64)>, history_size: usize) {
+    pub async fn apply(
+        &self,
+        checks: Vec<(Arc<CheckSpec>, u64)>,
+        predictions: Vec<PredictionSpec>,
+        history_size: usize,
+    ) {
         let (done, wait) = oneshot::channel();
         if self
             .tx
             .send(Command::Apply {
                 checks,
+                predictions,
                 history_size,
                 done,
             })
@@ -179,6 +191,12 @@ impl StateHandle {
     pub async fn health(&self) -> Option<HealthReport> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Command::Health { reply }).await.ok()?;
+        answer.await.ok()
+    }
+
+    pub async fn predictions(&self) -> Option<Vec<Prediction>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Command::Predictions { reply }).await.ok()?;
         answer.await.ok()
     }
 
@@ -221,6 +239,7 @@ pub fn spawn(
         metrics,
         writer,
         recovery,
+        predictors: BTreeMap::new(),
     };
     let handle = tokio::spawn(task.run(rx));
     (StateHandle { tx }, handle)
@@ -231,6 +250,8 @@ struct StateTask {
     metrics: Arc<Metrics>,
     writer: Option<WriterHandle>,
     recovery: Option<RecoveryHandle>,
+    /// By prediction name.
+    predictors: BTreeMap<String, Predictor>,
 }
 
 impl StateTask {
@@ -250,11 +271,16 @@ impl StateTask {
             } => self.record(&check, generation, at, outcome),
             Command::Apply {
                 checks,
+                predictions,
                 history_size,
                 done,
             } => {
                 self.apply(checks, history_size);
+                self.apply_predictions(predictions);
                 let _ = done.send(());
+            }
+            Command::Predictions { reply } => {
+                let _ = reply.send(self.predictors.values().filter_map(|p| p.last().cloned()).collect());
             }
             Command::LoadHistory { rows } => self.load_history(rows),
             Command::Health { reply } => {
@@ -341,6 +367,7 @@ impl StateTask {
             message: outcome.message,
             metadata: outcome.metadata,
         });
+        self.predict(check, at_ms, &outcome.measurements);
     }
 
     fn apply(&mut self, checks: Vec<(Arc<CheckSpec>, u64)>, history_size: usize) {
@@ -375,6 +402,25 @@ impl StateTask {
             by_check.entry(row.check.clone()).or_default().push(row);
         }
         for (name, rows) in by_check {
+            // Predictions that have seen nothing live yet rebuild their models from the past.
+            let mut rebuilt = Vec::new();
+            for predictor in self
+                .predictors
+                .values_mut()
+                .filter(|p| p.spec.check == name && p.last().is_none())
+            {
+                for r in &rows {
+                    let mut measurements = r.measurements.clone();
+                    measurements.push(crate::checks::Measurement::new("duration_seconds", r.duration_seconds));
+                    if let Some(v) = predictor.pick(&measurements) {
+                        predictor.observe(r.at_ms as f64 / 1000.0, v);
+                    }
+                }
+                rebuilt.extend(predictor.last().cloned());
+            }
+            for prediction in &rebuilt {
+                self.metrics.prediction(prediction);
+            }
             let Some(record) = self.checks.get_mut(name.as_str()) else {
                 continue;
             };
@@ -405,6 +451,36 @@ impl StateTask {
                     .map(|r| (r.at_ms, r.status, r.duration_seconds, r.message)),
             );
         }
+    }
+
+    /// Feeds a check's measurements to the predictions that follow them.
+    fn predict(&mut self, check: &str, at_ms: i64, measurements: &[crate::checks::Measurement]) {
+        for predictor in self.predictors.values_mut().filter(|p| p.spec.check == check) {
+            if let Some(value) = predictor.pick(measurements) {
+                let prediction = predictor.observe(at_ms as f64 / 1000.0, value);
+                self.metrics.prediction(prediction);
+            }
+        }
+    }
+
+    fn apply_predictions(&mut self, specs: Vec<PredictionSpec>) {
+        let mut next = BTreeMap::new();
+        for spec in specs {
+            let predictor = match self.predictors.remove(&spec.name) {
+                Some(old) if *old.spec == spec => old,
+                old => {
+                    if let Some(old) = old {
+                        self.metrics.forget_prediction(&old.spec);
+                    }
+                    Predictor::new(Arc::new(spec))
+                }
+            };
+            next.insert(predictor.spec.name.clone(), predictor);
+        }
+        for old in self.predictors.values() {
+            self.metrics.forget_prediction(&old.spec);
+        }
+        self.predictors = next;
     }
 
     fn health(&self) -> HealthReport {

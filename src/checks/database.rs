@@ -10,6 +10,10 @@ use super::{format_seconds, Outcome};
 use crate::config::DatabaseSpec;
 use crate::status::Status;
 
+// The state store itself needs SQLite or PostgreSQL.
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("medic needs at least one of the features sqlite, postgres for its state store");
+
 /// Connections per database: probes of one check never overlap, two allow a slow one to finish.
 const POOL_SIZE: u32 = 2;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);

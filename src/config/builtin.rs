@@ -1,5 +1,5 @@
-//! The config medic runs without a file: it watches this host and itself, so a first
-//! `medic` shows real metrics at once.
+//! The config medic runs without a file: it watches this host and itself, and forecasts when
+//! the root disk fills up, so a first `medic` shows real metrics at once.
 
 /// The built-in config's YAML, with medic's own address filled in for the self-check.
 pub fn builtin_yaml(listen_address: &str) -> String {
@@ -23,6 +23,15 @@ checks:
     http:
       url: http://{target}/-/healthy
       expect_status: [200]
+predictions:
+  - name: root_disk
+    check: host
+    measurement: disk_utilization
+    mountpoint: /
+    window: 6h
+    horizons: [1h, 24h]
+    breach_above: 0.98
+    max_horizon: 7d
 "#
     )
 }

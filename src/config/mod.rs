@@ -29,7 +29,7 @@ pub struct Config {
     pub state: StateConfig,
     pub checks: Vec<CheckSpec>,
     pub recovery: RecoveryConfig,
-    pub predictions: Vec<PredictionFile>,
+    pub predictions: Vec<PredictionSpec>,
     pub history_size: usize,
     /// Scrubs every secret this config holds from outgoing text.
     pub redactor: Redactor,
@@ -171,6 +171,28 @@ impl ActionSpec {
         };
         templates.into_iter().flat_map(|t| t.vars()).collect()
     }
+}
+
+/// A forecast of one measurement of one check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionSpec {
+    pub name: String,
+    pub check: String,
+    pub measurement: String,
+    pub mountpoint: Option<String>,
+    /// History the model fits on.
+    pub window: Duration,
+    /// (as written in the config, for the `horizon` label; parsed).
+    pub horizons: Vec<(String, Duration)>,
+    pub breach: Option<Breach>,
+    /// Breaches further away than this are reported as +Inf.
+    pub max_horizon: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Breach {
+    Above(f64),
+    Below(f64),
 }
 
 /// One check, with every default filled in.

@@ -25,6 +25,8 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
 const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RESET_AFTER: Duration = Duration::from_secs(3600);
+const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
+const DEFAULT_MAX_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub(super) fn load_str(
     text: &str,
@@ -224,13 +226,13 @@ impl Validator {
         let defaults = self.defaults(&file.defaults);
         let checks = self.checks(file.checks, &defaults);
         let recovery = self.recovery(&file.recovery, &checks);
-        self.predictions(&file.predictions, &checks);
+        let predictions = self.predictions(&file.predictions, &checks);
         Config {
             web,
             state,
             checks,
             recovery,
-            predictions: file.predictions,
+            predictions,
             history_size: defaults.history_size,
             redactor: Redactor::default(),
             source,
@@ -977,7 +979,8 @@ impl Validator {
         RecoveryConfig { chains, routes }
     }
 
-    fn predictions(&mut self, predictions: &[PredictionFile], checks: &[CheckSpec]) {
+    fn predictions(&mut self, predictions: &[PredictionFile], checks: &[CheckSpec]) -> Vec<PredictionSpec> {
+        let mut specs = Vec::new();
         let mut seen = BTreeSet::new();
         let by_name: BTreeMap<&str, &CheckSpec> =
             checks.iter().map(|c| (c.name.as_str(), c)).collect();
@@ -1045,7 +1048,44 @@ impl Validator {
             if p.window.is_some_and(|w| w.is_zero()) {
                 self.error(&path, "window must be greater than 0s");
             }
+            let max_horizon = p.max_horizon.unwrap_or(DEFAULT_MAX_HORIZON);
+            if max_horizon.is_zero() {
+                self.error(&path, "max_horizon must be greater than 0s");
+            }
+            // A disk prediction names its mountpoint, unless the check watches only one.
+            let mut mountpoint = p.mountpoint.clone();
+            if p.measurement == "disk_utilization" && mountpoint.is_none() {
+                let only = by_name.get(p.check.as_str()).and_then(|c| match &c.probe {
+                    ProbeSpec::System(SystemSpec { disk: Some(d), .. }) if d.mountpoints.len() == 1 => {
+                        Some(d.mountpoints[0].clone())
+                    }
+                    _ => None,
+                });
+                match only {
+                    Some(m) => mountpoint = Some(m),
+                    None => self.error(&path, "disk_utilization needs a mountpoint"),
+                }
+            }
+            specs.push(PredictionSpec {
+                name: p.name.clone(),
+                check: p.check.clone(),
+                measurement: p.measurement.clone(),
+                mountpoint,
+                window: p.window.unwrap_or(DEFAULT_WINDOW),
+                horizons: p
+                    .horizons
+                    .iter()
+                    .filter_map(|h| h.parse::<Duration>().ok().map(|d| (h.clone(), d)))
+                    .collect(),
+                breach: match (p.breach_above, p.breach_below) {
+                    (Some(v), None) => Some(Breach::Above(v)),
+                    (None, Some(v)) => Some(Breach::Below(v)),
+                    _ => None,
+                },
+                max_horizon,
+            });
         }
+        specs
     }
 }
 

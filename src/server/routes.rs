@@ -9,6 +9,7 @@
 //! | `GET /api/v1/health` | overall and per-check health; 503 when critical or unknown |
 //! | `GET /api/v1/checks/{name}` | one check with metadata, trend and history; 404 if unknown |
 //! | `GET /api/v1/recoveries?chain=&limit=` | recovery attempts from the store, newest first |
+//! | `GET /api/v1/predictions` | every prediction's latest value, forecasts, time to breach and anomaly score |
 //! | `GET /api/v1/recoveries/stats` | per-step totals: attempts, successes, ratio, mean duration |
 //! | `POST /api/v1/alerts` | the Alertmanager webhook receiver ([`super::webhook`]) |
 //! | `GET /` | the status page |
@@ -64,6 +65,10 @@ pub async fn handle(
         "/" if get => status_page(&shared).await,
         "/api/v1/recoveries" if get => recoveries(&shared, req.uri().query()).await,
         "/api/v1/recoveries/stats" if get => recovery_stats(&shared).await,
+        "/api/v1/predictions" if get => match shared.state.predictions().await {
+            Some(p) => json(StatusCode::OK, &serde_json::json!({ "predictions": p })),
+            None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        },
         p if get && p.starts_with("/api/v1/checks/") => {
             check(&shared, &p["/api/v1/checks/".len()..]).await
         }

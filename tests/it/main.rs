@@ -11,6 +11,7 @@ mod config_table;
 mod database;
 mod e2e;
 mod mariadb;
+mod predictions;
 mod recovery;
 mod secrets;
 mod store;

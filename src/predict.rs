@@ -1,0 +1,182 @@
+//! Live predictions: each configured prediction follows one measurement of one check through
+//! the forecaster and the anomaly detector (the same code `medic detect` runs). Pure: sample
+//! times are arguments.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::checks::Measurement;
+use crate::config::{Breach, PredictionSpec};
+use crate::forecast::{AnomalyDetector, Direction, Forecaster};
+
+/// What a prediction says after its latest sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub name: String,
+    pub check: String,
+    pub measurement: String,
+    /// Unix seconds of the latest sample.
+    pub at: f64,
+    pub value: f64,
+    pub anomaly_score: f64,
+    /// (horizon as written, forecast of the value that far ahead), when the model is ready.
+    pub forecasts: Vec<(String, Option<f64>)>,
+    /// Seconds until the forecast crosses the threshold: 0 when already past it, +Inf when not
+    /// within `max_horizon`; `None` without a threshold.
+    #[serde(serialize_with = "serialize_breach")]
+    pub breach_seconds: Option<f64>,
+    pub threshold: Option<f64>,
+}
+
+fn serialize_breach<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        // JSON has no infinity; "never within max_horizon" reads as null in the API.
+        Some(x) if x.is_finite() => s.serialize_some(x),
+        _ => s.serialize_none(),
+    }
+}
+
+pub struct Predictor {
+    pub spec: Arc<PredictionSpec>,
+    forecaster: Forecaster,
+    detector: AnomalyDetector,
+    last: Option<Prediction>,
+}
+
+impl Predictor {
+    pub fn new(spec: Arc<PredictionSpec>) -> Self {
+        Predictor {
+            forecaster: Forecaster::new(spec.window.as_secs_f64()),
+            detector: AnomalyDetector::new(),
+            spec,
+            last: None,
+        }
+    }
+
+    /// The value this prediction follows among a probe's measurements.
+    pub fn pick(&self, measurements: &[Measurement]) -> Option<f64> {
+        measurements
+            .iter()
+            .find(|m| {
+                m.name == self.spec.measurement
+                    && (self.spec.mountpoint.is_none() || m.mountpoint == self.spec.mountpoint)
+            })
+            .map(|m| m.value)
+            .filter(|v| v.is_finite())
+    }
+
+    /// Feeds one sample taken at `t` (unix seconds).
+    pub fn observe(&mut self, t: f64, value: f64) -> &Prediction {
+        self.forecaster.observe(t, value);
+        let score = self.detector.observe(t, value);
+        let score = if score.is_finite() { score.clamp(0.0, 1.0) } else { 0.0 };
+        let forecasts = self
+            .spec
+            .horizons
+            .iter()
+            .map(|(label, h)| {
+                let f = self.forecaster.forecast(t + h.as_secs_f64()).filter(|v| v.is_finite());
+                (label.clone(), f)
+            })
+            .collect();
+        let (threshold, breach_seconds) = match self.spec.breach {
+            None => (None, None),
+            Some(b) => {
+                let (threshold, direction) = match b {
+                    Breach::Above(v) => (v, Direction::Above),
+                    Breach::Below(v) => (v, Direction::Below),
+                };
+                let max = self.spec.max_horizon.as_secs_f64();
+                let seconds = self.forecaster.time_to_breach(t, threshold, direction, max);
+                let seconds = if seconds.is_nan() || seconds > max { f64::INFINITY } else { seconds.max(0.0) };
+                (Some(threshold), Some(seconds))
+            }
+        };
+        self.last.insert(Prediction {
+            name: self.spec.name.clone(),
+            check: self.spec.check.clone(),
+            measurement: self.spec.measurement.clone(),
+            at: t,
+            value,
+            anomaly_score: score,
+            forecasts,
+            breach_seconds,
+            threshold,
+        })
+    }
+
+    pub fn last(&self) -> Option<&Prediction> {
+        self.last.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Duration;
+
+    fn spec(breach: Option<Breach>) -> Arc<PredictionSpec> {
+        Arc::new(PredictionSpec {
+            name: "p".into(),
+            check: "c".into(),
+            measurement: "used".into(),
+            mountpoint: None,
+            window: Duration::from_secs(3600),
+            horizons: vec![("10m".into(), Duration::from_secs(600))],
+            breach,
+            max_horizon: Duration::from_secs(24 * 3600),
+        })
+    }
+
+    #[test]
+    fn linear_growth_gives_exact_forecasts_and_breach_times() {
+        let mut p = Predictor::new(spec(Some(Breach::Above(100.0))));
+        // 1 unit per 10 s, irregular spacing.
+        let mut t = 1_000_000.0;
+        let mut last = None;
+        for i in 0..60 {
+            t += if i % 3 == 0 { 7.0 } else { 11.5 };
+            let v = (t - 1_000_000.0) / 10.0;
+            last = Some((t, v, p.observe(t, v).clone()));
+        }
+        let (t, v, pred) = last.unwrap();
+        let f = pred.forecasts[0].1.unwrap();
+        assert!((f - (v + 60.0)).abs() < 1e-6, "forecast {f} for value {v}");
+        let want = (100.0 - v) * 10.0;
+        let got = pred.breach_seconds.unwrap();
+        assert!((got - want).abs() < 1e-3, "breach in {got}s, want {want}s at t={t}");
+    }
+
+    #[test]
+    fn falling_series_breaches_below_and_flat_never_breaches() {
+        let mut p = Predictor::new(spec(Some(Breach::Below(0.0))));
+        for i in 0..50 {
+            p.observe(f64::from(i) * 10.0, 100.0 - f64::from(i));
+        }
+        let b = p.last().unwrap().breach_seconds.unwrap();
+        assert!((b - 510.0).abs() < 1e-3, "{b}");
+        let mut flat = Predictor::new(spec(Some(Breach::Above(10.0))));
+        for i in 0..50 {
+            flat.observe(f64::from(i) * 10.0, 5.0);
+        }
+        let last = flat.last().unwrap();
+        assert_eq!(last.breach_seconds, Some(f64::INFINITY));
+        assert!(last.anomaly_score < 0.5);
+        assert!(!last.anomaly_score.is_nan());
+    }
+
+    #[test]
+    fn picks_by_name_and_mountpoint() {
+        let mut s = (*spec(None)).clone();
+        s.measurement = "disk_utilization".into();
+        s.mountpoint = Some("/data".into());
+        let p = Predictor::new(Arc::new(s));
+        let ms = vec![
+            Measurement { name: "disk_utilization".into(), mountpoint: Some("/".into()), value: 0.1 },
+            Measurement { name: "disk_utilization".into(), mountpoint: Some("/data".into()), value: 0.7 },
+        ];
+        assert_eq!(p.pick(&ms), Some(0.7));
+        assert_eq!(p.pick(&[Measurement::new("x", f64::NAN)]), None);
+    }
+}
