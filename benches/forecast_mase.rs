@@ -19,9 +19,18 @@ fn load(path: &std::path::Path) -> Vec<(f64, f64)> {
 
 fn main() {
     // `cargo bench` adds `--bench`; only plain arguments are ours.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let data = args.first().cloned().unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/nab/data").into());
-    let window: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(6.0 * 3600.0);
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let data = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/nab/data").into());
+    let window: f64 = args
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6.0 * 3600.0);
     let mut files = Vec::new();
     for cat in std::fs::read_dir(&data).expect("data dir") {
         for f in std::fs::read_dir(cat.expect("entry").path()).expect("cat dir") {
@@ -38,7 +47,10 @@ fn main() {
         ("blend 0.05/0.5".into(), ModelChoice::Blend, 0.05, 0.5),
     ];
     println!("window {window} s, {} series, MASE = mean abs error / in-sample mean abs 1-step naive change, averaged over series", files.len());
-    println!("{:<18} {:>9} {:>9} {:>9} {:>9}", "model", "h=1", "h=12", "vs LS h1", "vs LS h12");
+    println!(
+        "{:<18} {:>9} {:>9} {:>9} {:>9}",
+        "model", "h=1", "h=12", "vs LS h1", "vs LS h12"
+    );
     let horizons = [1usize, 12];
     let mut naive = [0.0f64; 2];
     let mut rows: Vec<(String, [f64; 2])> = Vec::new();
@@ -91,7 +103,18 @@ fn main() {
     rows.insert(0, ("naive last value".into(), naive));
     let ls = rows[1].1;
     for (name, m) in &rows {
-        println!("{:<18} {:>9.3} {:>9.3} {:>9.3} {:>9.3}", name, m[0], m[1], m[0] / ls[0], m[1] / ls[1]);
+        println!(
+            "{:<18} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            name,
+            m[0],
+            m[1],
+            m[0] / ls[0],
+            m[1] / ls[1]
+        );
     }
-    eprintln!("{samples} observe+forecast steps in {:?} ({:.0} ns/step)", start.elapsed(), start.elapsed().as_nanos() as f64 / samples as f64);
+    eprintln!(
+        "{samples} observe+forecast steps in {:?} ({:.0} ns/step)",
+        start.elapsed(),
+        start.elapsed().as_nanos() as f64 / samples as f64
+    );
 }

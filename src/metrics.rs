@@ -547,7 +547,9 @@ impl Metrics {
         let labels = PredictionLabels {
             prediction: p.name.clone(),
         };
-        self.anomaly_score.get_or_create(&labels).set(p.anomaly_score);
+        self.anomaly_score
+            .get_or_create(&labels)
+            .set(p.anomaly_score);
         if let Some(seconds) = p.breach_seconds {
             self.predicted_breach.get_or_create(&labels).set(seconds);
         }

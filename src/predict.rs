@@ -70,13 +70,20 @@ impl Predictor {
     pub fn observe(&mut self, t: f64, value: f64) -> &Prediction {
         self.forecaster.observe(t, value);
         let score = self.detector.observe(t, value);
-        let score = if score.is_finite() { score.clamp(0.0, 1.0) } else { 0.0 };
+        let score = if score.is_finite() {
+            score.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let forecasts = self
             .spec
             .horizons
             .iter()
             .map(|(label, h)| {
-                let f = self.forecaster.forecast(t + h.as_secs_f64()).filter(|v| v.is_finite());
+                let f = self
+                    .forecaster
+                    .forecast(t + h.as_secs_f64())
+                    .filter(|v| v.is_finite());
                 (label.clone(), f)
             })
             .collect();
@@ -89,7 +96,11 @@ impl Predictor {
                 };
                 let max = self.spec.max_horizon.as_secs_f64();
                 let seconds = self.forecaster.time_to_breach(t, threshold, direction, max);
-                let seconds = if seconds.is_nan() || seconds > max { f64::INFINITY } else { seconds.max(0.0) };
+                let seconds = if seconds.is_nan() || seconds > max {
+                    f64::INFINITY
+                } else {
+                    seconds.max(0.0)
+                };
                 (Some(threshold), Some(seconds))
             }
         };
@@ -145,7 +156,10 @@ mod tests {
         assert!((f - (v + 60.0)).abs() < 1e-6, "forecast {f} for value {v}");
         let want = (100.0 - v) * 10.0;
         let got = pred.breach_seconds.unwrap();
-        assert!((got - want).abs() < 1e-3, "breach in {got}s, want {want}s at t={t}");
+        assert!(
+            (got - want).abs() < 1e-3,
+            "breach in {got}s, want {want}s at t={t}"
+        );
     }
 
     #[test]
@@ -173,8 +187,16 @@ mod tests {
         s.mountpoint = Some("/data".into());
         let p = Predictor::new(Arc::new(s));
         let ms = vec![
-            Measurement { name: "disk_utilization".into(), mountpoint: Some("/".into()), value: 0.1 },
-            Measurement { name: "disk_utilization".into(), mountpoint: Some("/data".into()), value: 0.7 },
+            Measurement {
+                name: "disk_utilization".into(),
+                mountpoint: Some("/".into()),
+                value: 0.1,
+            },
+            Measurement {
+                name: "disk_utilization".into(),
+                mountpoint: Some("/data".into()),
+                value: 0.7,
+            },
         ];
         assert_eq!(p.pick(&ms), Some(0.7));
         assert_eq!(p.pick(&[Measurement::new("x", f64::NAN)]), None);

@@ -11,9 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::checks::Outcome;
 use crate::config::{CheckSpec, PredictionSpec};
-use crate::predict::{Prediction, Predictor};
 use crate::health::{HealthState, History, Samples, StatusCounts, Thresholds, Trend};
 use crate::metrics::Metrics;
+use crate::predict::{Prediction, Predictor};
 use crate::recovery::engine::{Event, RecoveryHandle, Trigger, TriggerKind};
 use crate::recovery::template::Values;
 use crate::status::Status;
@@ -280,7 +280,12 @@ impl StateTask {
                 let _ = done.send(());
             }
             Command::Predictions { reply } => {
-                let _ = reply.send(self.predictors.values().filter_map(|p| p.last().cloned()).collect());
+                let _ = reply.send(
+                    self.predictors
+                        .values()
+                        .filter_map(|p| p.last().cloned())
+                        .collect(),
+                );
             }
             Command::LoadHistory { rows } => self.load_history(rows),
             Command::Health { reply } => {
@@ -411,7 +416,10 @@ impl StateTask {
             {
                 for r in &rows {
                     let mut measurements = r.measurements.clone();
-                    measurements.push(crate::checks::Measurement::new("duration_seconds", r.duration_seconds));
+                    measurements.push(crate::checks::Measurement::new(
+                        "duration_seconds",
+                        r.duration_seconds,
+                    ));
                     if let Some(v) = predictor.pick(&measurements) {
                         predictor.observe(r.at_ms as f64 / 1000.0, v);
                     }
@@ -455,7 +463,11 @@ impl StateTask {
 
     /// Feeds a check's measurements to the predictions that follow them.
     fn predict(&mut self, check: &str, at_ms: i64, measurements: &[crate::checks::Measurement]) {
-        for predictor in self.predictors.values_mut().filter(|p| p.spec.check == check) {
+        for predictor in self
+            .predictors
+            .values_mut()
+            .filter(|p| p.spec.check == check)
+        {
             if let Some(value) = predictor.pick(measurements) {
                 let prediction = predictor.observe(at_ms as f64 / 1000.0, value);
                 self.metrics.prediction(prediction);

@@ -979,7 +979,11 @@ impl Validator {
         RecoveryConfig { chains, routes }
     }
 
-    fn predictions(&mut self, predictions: &[PredictionFile], checks: &[CheckSpec]) -> Vec<PredictionSpec> {
+    fn predictions(
+        &mut self,
+        predictions: &[PredictionFile],
+        checks: &[CheckSpec],
+    ) -> Vec<PredictionSpec> {
         let mut specs = Vec::new();
         let mut seen = BTreeSet::new();
         let by_name: BTreeMap<&str, &CheckSpec> =
@@ -1056,7 +1060,9 @@ impl Validator {
             let mut mountpoint = p.mountpoint.clone();
             if p.measurement == "disk_utilization" && mountpoint.is_none() {
                 let only = by_name.get(p.check.as_str()).and_then(|c| match &c.probe {
-                    ProbeSpec::System(SystemSpec { disk: Some(d), .. }) if d.mountpoints.len() == 1 => {
+                    ProbeSpec::System(SystemSpec { disk: Some(d), .. })
+                        if d.mountpoints.len() == 1 =>
+                    {
                         Some(d.mountpoints[0].clone())
                     }
                     _ => None,

@@ -42,20 +42,44 @@ predictions:
     .await;
     let text = wait_for("30 samples", Duration::from_secs(30), || async {
         let m = medic.metrics().await;
-        let runs = metric_value(&m, r#"medic_check_runs_total{check="grow",status="healthy"}"#)?;
+        let runs = metric_value(
+            &m,
+            r#"medic_check_runs_total{check="grow",status="healthy"}"#,
+        )?;
         (runs >= 30.0).then_some(m)
     })
     .await;
-    let in_10m = metric_value(&text, r#"medic_predicted_value{prediction="used_up",horizon="10m"}"#).expect(&text);
-    let in_1h = metric_value(&text, r#"medic_predicted_value{prediction="used_up",horizon="1h"}"#).expect(&text);
+    let in_10m = metric_value(
+        &text,
+        r#"medic_predicted_value{prediction="used_up",horizon="10m"}"#,
+    )
+    .expect(&text);
+    let in_1h = metric_value(
+        &text,
+        r#"medic_predicted_value{prediction="used_up",horizon="1h"}"#,
+    )
+    .expect(&text);
     // The series rises 10/s: 1h ahead is 50 minutes (30,000) beyond 10 minutes ahead.
-    assert!((in_1h - in_10m - 30_000.0).abs() < 300.0, "10m {in_10m}, 1h {in_1h}");
+    assert!(
+        (in_1h - in_10m - 30_000.0).abs() < 300.0,
+        "10m {in_10m}, 1h {in_1h}"
+    );
     let now_value = in_10m - 6000.0;
-    let breach = metric_value(&text, r#"medic_predicted_breach_seconds{prediction="used_up"}"#).expect(&text);
+    let breach = metric_value(
+        &text,
+        r#"medic_predicted_breach_seconds{prediction="used_up"}"#,
+    )
+    .expect(&text);
     let want = (100_000.0 - now_value) / 10.0;
-    assert!((breach - want).abs() < want * 0.01, "breach in {breach}s, want {want}s");
+    assert!(
+        (breach - want).abs() < want * 0.01,
+        "breach in {breach}s, want {want}s"
+    );
     // Rising: it never goes below -5 within max_horizon.
-    assert!(text.contains("medic_predicted_breach_seconds{prediction=\"never_low\"} +Inf"), "{text}");
+    assert!(
+        text.contains("medic_predicted_breach_seconds{prediction=\"never_low\"} +Inf"),
+        "{text}"
+    );
     let score = metric_value(&text, r#"medic_anomaly_score{prediction="used_up"}"#).expect(&text);
     assert!((0.0..=1.0).contains(&score));
     let v = medic.json("/api/v1/predictions").await;
