@@ -1,10 +1,14 @@
-//! Child processes run in their own process group so that a timeout or shutdown kills the
-//! program together with everything it forked.
+//! Child processes (command checks, exec steps) run directly, never through a shell, with
+//! stdin closed, in their own process group, so that a timeout, a cancellation or shutdown
+//! kills the program together with everything it forked.
 
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Kills a process group with SIGKILL when told to, or when dropped before that (a cancelled
 /// probe or step must not leave its children running).
@@ -37,4 +41,103 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Which part of a long output to keep.
+#[derive(Debug, Clone, Copy)]
+pub enum Keep {
+    /// The first n bytes (a plugin's message is at the top).
+    Head(usize),
+    /// The last n bytes (a failing script says why at the end).
+    Tail(usize),
+}
+
+/// A program that ran to its end.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("still running after {}s, killed with its process group", .0.as_secs_f64())]
+    Timeout(Duration),
+    #[error("waiting for {program} failed: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// Runs `program` to its end or `timeout`, keeping part of its output. Whatever the program
+/// left running in its group is killed when it exits, times out, or this future is dropped.
+pub async fn run(
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+    keep: Keep,
+) -> Result<Exited, RunError> {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|source| RunError::Spawn {
+        program: program.to_string(),
+        source,
+    })?;
+    let guard = GroupGuard::new(child.id());
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let all = async { tokio::join!(read(stdout, keep), read(stderr, keep), child.wait()) };
+    let result = tokio::time::timeout(timeout, all).await;
+    guard.kill();
+    let (stdout, stderr, status) = result.map_err(|_| RunError::Timeout(timeout))?;
+    let status = status.map_err(|source| RunError::Wait {
+        program: program.to_string(),
+        source,
+    })?;
+    Ok(Exited {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Reads to the end (so the program never blocks on a full pipe), keeping what `keep` says.
+async fn read<R: AsyncRead + Unpin>(reader: Option<R>, keep: Keep) -> String {
+    let Some(mut reader) = reader else {
+        return String::new();
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => match keep {
+                Keep::Head(max) => {
+                    let room = max.saturating_sub(kept.len());
+                    kept.extend_from_slice(&chunk[..n.min(room)]);
+                }
+                Keep::Tail(max) => {
+                    kept.extend_from_slice(&chunk[..n]);
+                    if kept.len() > 2 * max {
+                        kept.drain(..kept.len() - max);
+                    }
+                }
+            },
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
 }

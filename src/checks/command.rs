@@ -3,70 +3,38 @@
 //! The program runs directly (never through a shell) in its own process group, and the whole
 //! group is killed when the probe is cancelled or times out.
 
-use std::process::Stdio;
 use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Measurement, Outcome};
 use crate::config::CommandSpec;
-use crate::process_group::GroupGuard;
+use crate::process_group::{self, Keep, RunError};
 use crate::status::Status;
 
 /// Output beyond this is not read: a plugin's message is one line.
 const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
 pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
-    let mut command = tokio::process::Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+    let exited = match process_group::run(
+        &spec.program,
+        &spec.args,
+        &[],
+        timeout,
+        Keep::Head(MAX_OUTPUT_BYTES),
+    )
+    .await
+    {
+        Ok(e) => e,
+        Err(e @ RunError::Timeout(_)) => {
+            return Outcome::new(Status::Critical, format!("timeout: {} {e}", spec.program))
+                .with("program", spec.program.clone())
+        }
+        // Nagios: a plugin that cannot run is UNKNOWN.
         Err(e) => {
-            return Outcome::new(Status::Unknown, format!("cannot run {}: {e}", spec.program))
+            return Outcome::new(Status::Unknown, e.to_string())
                 .with("program", spec.program.clone())
         }
     };
-    // Killing the group, not just the child, takes any grandchildren with it.
-    let guard = GroupGuard::new(child.id());
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let run = async {
-        let (out, err, status) =
-            tokio::join!(read_capped(stdout), read_capped(stderr), child.wait());
-        (out, err, status)
-    };
-    let (stdout, stderr, status) = match tokio::time::timeout(timeout, run).await {
-        Ok(result) => result,
-        Err(_) => {
-            guard.kill();
-            return Outcome::new(
-                Status::Critical,
-                format!(
-                    "timeout: {} still running after {}s, killed",
-                    spec.program,
-                    timeout.as_secs_f64()
-                ),
-            )
-            .with("program", spec.program.clone());
-        }
-    };
-    // The plugin exited; anything it left behind in its group goes too.
-    guard.kill();
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => {
-            return Outcome::new(
-                Status::Unknown,
-                format!("waiting for {} failed: {e}", spec.program),
-            )
-        }
-    };
+    let (stdout, stderr, status) = (exited.stdout, exited.stderr, exited.status);
     let parsed = parse_plugin_output(&stdout);
     let (raw, code_text) = match status.code() {
         Some(code) => (
@@ -99,25 +67,6 @@ pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
         .map(|p| Measurement::new(p.label, p.value))
         .collect();
     outcome
-}
-
-async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>) -> String {
-    let Some(mut reader) = reader else {
-        return String::new();
-    };
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = MAX_OUTPUT_BYTES.saturating_sub(buf.len());
-                buf.extend_from_slice(&chunk[..n.min(room)]);
-                // Keep draining past the cap so the plugin never blocks on a full pipe.
-            }
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// A plugin's output, split into the human part and the numbers.

@@ -4,15 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::template::{Escape, TemplateError, Values};
 use crate::config::{redact_url, ActionSpec, StepSpec};
-use crate::process_group::GroupGuard;
+use crate::process_group::{self, Keep, RunError};
 
 /// How an attempt's action (and its verification) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -318,82 +316,32 @@ async fn exec(
     env: &[(String, String)],
     timeout: Duration,
 ) -> ActionOutcome {
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(c) => c,
-        Err(e) => return ActionOutcome::failure(format!("cannot run {program}: {e}")),
-    };
-    let guard = GroupGuard::new(child.id());
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let run = async {
-        let (out, err, status) = tokio::join!(read_tail(stdout), read_tail(stderr), child.wait());
-        (out, err, status)
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Err(_) => {
-            guard.kill();
+    match process_group::run(program, args, env, timeout, Keep::Tail(OUTPUT_TAIL)).await {
+        Err(e @ RunError::Timeout(_)) => ActionOutcome {
+            result: AttemptResult::Timeout,
+            message: e.to_string(),
+            exit_code: None,
+            output: String::new(),
+        },
+        Err(e) => ActionOutcome::failure(e.to_string()),
+        Ok(exited) => {
+            let output = tail(&format!("{}{}", exited.stdout, exited.stderr), OUTPUT_TAIL);
+            let code = exited.status.code();
             ActionOutcome {
-                result: AttemptResult::Timeout,
-                message: format!(
-                    "still running after {}s: killed with its process group",
-                    timeout.as_secs_f64()
-                ),
-                exit_code: None,
-                output: String::new(),
-            }
-        }
-        Ok((out, err, status)) => {
-            guard.kill();
-            let output = tail(&format!("{out}{err}"), OUTPUT_TAIL);
-            match status {
-                Ok(s) if s.success() => ActionOutcome {
-                    result: AttemptResult::Success,
-                    message: "exit code 0".into(),
-                    exit_code: Some(0),
-                    output,
+                result: if exited.status.success() {
+                    AttemptResult::Success
+                } else {
+                    AttemptResult::Failure
                 },
-                Ok(s) => ActionOutcome {
-                    result: AttemptResult::Failure,
-                    message: match s.code() {
-                        Some(code) => format!("exit code {code}"),
-                        None => "killed by a signal".into(),
-                    },
-                    exit_code: s.code().map(i64::from),
-                    output,
+                message: match code {
+                    Some(code) => format!("exit code {code}"),
+                    None => "killed by a signal".into(),
                 },
-                Err(e) => ActionOutcome::failure(format!("waiting for {program} failed: {e}")),
+                exit_code: code.map(i64::from),
+                output,
             }
         }
     }
-}
-
-/// Reads everything, keeping only the last `OUTPUT_TAIL` bytes.
-async fn read_tail<R: AsyncRead + Unpin>(reader: Option<R>) -> String {
-    let Some(mut reader) = reader else {
-        return String::new();
-    };
-    let mut kept: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                kept.extend_from_slice(&chunk[..n]);
-                if kept.len() > 2 * OUTPUT_TAIL {
-                    kept.drain(..kept.len() - OUTPUT_TAIL);
-                }
-            }
-        }
-    }
-    String::from_utf8_lossy(&kept).into_owned()
 }
 
 fn tail(text: &str, max: usize) -> String {
