@@ -33,6 +33,10 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "==> cargo test"
 cargo test --quiet 2>&1 | tee "${TMPDIR:-/tmp}/medic-test-output.txt"
 
+echo "==> promtool check rules and test rules"
+promtool check rules alerting-rules/medic.rules.yml
+(cd alerting-rules/tests && promtool test rules medic.rules.test.yml)
+
 echo "==> promtool check metrics on a live scrape of the built-in config"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 workdir=$(mktemp -d)
