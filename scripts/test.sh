@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests use: promtool and Prometheus (prometheus), Alertmanager
 # (prometheus-alertmanager) for the end-to-end test, a PostgreSQL server the
-# tests start themselves (postgresql), MariaDB for mysql:// checks (mariadb-server).
+# tests start themselves (postgresql), MariaDB for mysql:// checks (mariadb-server), headless
+# Chromium for the status page (chromium).
 packages=()
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || packages+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 command -v mariadb-install-db >/dev/null 2>&1 || packages+=(mariadb-server)
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 if ((${#packages[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${packages[*]}"

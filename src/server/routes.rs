@@ -141,17 +141,29 @@ async fn check(shared: &Shared, raw_name: &str) -> Response<Body> {
 }
 
 async fn status_page(shared: &Shared) -> Response<Body> {
-    match shared.state.health().await {
-        Some(report) => {
-            let mut response = Response::new(Body::from(page::render(&report)));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            response
-        }
-        None => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-    }
+    let (Some(report), Some(predictions)) = (
+        shared.state.health().await,
+        shared.state.predictions().await,
+    ) else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    };
+    let store = shared.store.borrow().clone();
+    let attempts = match store {
+        Some(store) => store.recent_attempts(None, 10).await.ok(),
+        None => None,
+    };
+    let mut response = Response::new(Body::from(page::render(
+        &report,
+        &predictions,
+        attempts.as_deref(),
+    )));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Default and largest page of `/api/v1/recoveries`.
