@@ -14,6 +14,10 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || packages+=(prometheus-aler
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 command -v mariadb-install-db >/dev/null 2>&1 || packages+=(mariadb-server)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+# No Docker engine runs here; Debian's docker-compose still validates the compose file.
+if ! docker compose version >/dev/null 2>&1; then
+  command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
+fi
 if ((${#packages[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${packages[*]}"
@@ -34,6 +38,13 @@ echo "==> cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "==> cargo test"
 cargo test --quiet 2>&1 | tee "${TMPDIR:-/tmp}/medic-test-output.txt"
+
+echo "==> shipped configs: examples/medic.yml, alertmanager.yml, docker-compose.yml"
+target/debug/medic check-config examples/medic.yml
+amtool check-config examples/alertmanager.yml
+if docker compose version >/dev/null 2>&1; then docker compose config -q; else docker-compose config -q; fi
+echo "docker-compose.yml: valid"
+for dashboard in dashboards/*.json; do python3 -m json.tool "$dashboard" > /dev/null; done
 
 echo "==> promtool check rules and test rules"
 promtool check rules alerting-rules/medic.rules.yml

@@ -9,7 +9,20 @@ use std::time::{Duration, Instant};
 
 use crate::support::{free_port, wait_for, Medic, Target};
 
-const TOKEN: &str = "e2e-token-51c7";
+/// The token in examples/webhook-token, which the shipped configs use.
+const TOKEN: &str = "change-me-demo-token";
+
+/// Copies a shipped config with each replacement applied once; a replacement that no longer
+/// applies fails the test, so the shipped files cannot drift from what is tested.
+fn write_rewritten(shipped: &str, to: &Path, replacements: &[(&str, String)]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(shipped);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (from, with) in replacements {
+        assert!(text.contains(from), "{shipped} no longer contains {from:?}");
+        text = text.replacen(from, with, 1);
+    }
+    std::fs::write(to, text).unwrap();
+}
 
 /// A child process killed on drop.
 struct Daemon(Child);
@@ -68,58 +81,37 @@ recovery:
 
     let am_port = free_port();
     let prom_port = free_port();
-    std::fs::write(
-        dir.path().join("alertmanager.yml"),
-        format!(
-            r#"route:
-  receiver: medic
-  group_by: [alertname, check]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: medic
-    webhook_configs:
-      - url: http://127.0.0.1:{medic}/api/v1/alerts
-        send_resolved: true
-        http_config:
-          authorization:
-            credentials: {TOKEN}
-"#,
-            medic = medic.port
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("rules.yml"),
-        r#"groups:
-  - name: medic
-    rules:
-      - alert: MedicCheckCritical
-        expr: medic_check_status{status="critical"} == 1
-        labels: {severity: critical}
-        annotations:
-          summary: 'medic check {{ $labels.check }} is critical'
-"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
-            r#"global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-rule_files: [rules.yml]
-alerting:
-  alertmanagers:
-    - static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]
-scrape_configs:
-  - job_name: medic
-    static_configs: [{{targets: ['127.0.0.1:{medic}']}}]
-"#,
-            medic = medic.port
-        ),
-    )
-    .unwrap();
-    let d = dir.path().display();
+    // The very files docker-compose.yml ships, with addresses and timings made test-sized.
+    let medic_addr = format!("127.0.0.1:{}", medic.port);
+    let d = dir.path().display().to_string();
+    std::fs::write(dir.path().join("webhook-token"), TOKEN).unwrap();
+    write_rewritten(
+        "examples/alertmanager.yml",
+        &dir.path().join("alertmanager.yml"),
+        &[
+            ("group_wait: 10s", "group_wait: 1s".to_string()),
+            ("group_interval: 1m", "group_interval: 1s".to_string()),
+            ("medic:7979", medic_addr.clone()),
+            ("/etc/alertmanager/webhook-token", format!("{d}/webhook-token")),
+        ],
+    );
+    write_rewritten(
+        "alerting-rules/medic.rules.yml",
+        &dir.path().join("rules.yml"),
+        // MedicCheckCritical's `for: 1m` is the first one in the file.
+        &[("for: 1m", "for: 0s".to_string())],
+    );
+    write_rewritten(
+        "examples/prometheus.yml",
+        &dir.path().join("prometheus.yml"),
+        &[
+            ("scrape_interval: 15s", "scrape_interval: 1s".to_string()),
+            ("evaluation_interval: 15s", "evaluation_interval: 1s".to_string()),
+            ("alertmanager:9093", format!("127.0.0.1:{am_port}")),
+            ("medic:7979", medic_addr.clone()),
+            ("/etc/prometheus/rules/medic.rules.yml", format!("{d}/rules.yml")),
+        ],
+    );
     let _alertmanager = start(
         "prometheus-alertmanager",
         &[
