@@ -16,7 +16,8 @@ const TOKEN: &str = "change-me-demo-token";
 /// applies fails the test, so the shipped files cannot drift from what is tested.
 fn write_rewritten(shipped: &str, to: &Path, replacements: &[(&str, String)]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(shipped);
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for (from, with) in replacements {
         assert!(text.contains(from), "{shipped} no longer contains {from:?}");
         text = text.replacen(from, with, 1);
@@ -92,7 +93,10 @@ recovery:
             ("group_wait: 10s", "group_wait: 1s".to_string()),
             ("group_interval: 1m", "group_interval: 1s".to_string()),
             ("medic:7979", medic_addr.clone()),
-            ("/etc/alertmanager/webhook-token", format!("{d}/webhook-token")),
+            (
+                "/etc/alertmanager/webhook-token",
+                format!("{d}/webhook-token"),
+            ),
         ],
     );
     write_rewritten(
@@ -106,10 +110,16 @@ recovery:
         &dir.path().join("prometheus.yml"),
         &[
             ("scrape_interval: 15s", "scrape_interval: 1s".to_string()),
-            ("evaluation_interval: 15s", "evaluation_interval: 1s".to_string()),
+            (
+                "evaluation_interval: 15s",
+                "evaluation_interval: 1s".to_string(),
+            ),
             ("alertmanager:9093", format!("127.0.0.1:{am_port}")),
             ("medic:7979", medic_addr.clone()),
-            ("/etc/prometheus/rules/medic.rules.yml", format!("{d}/rules.yml")),
+            (
+                "/etc/prometheus/rules/medic.rules.yml",
+                format!("{d}/rules.yml"),
+            ),
         ],
     );
     let _alertmanager = start(

@@ -9,6 +9,7 @@ mod api;
 mod checks;
 mod cli;
 mod config_table;
+mod dashboards;
 mod database;
 mod e2e;
 mod mariadb;

@@ -1,0 +1,199 @@
+//! Every panel query of every shipped Grafana dashboard runs against a real Prometheus that
+//! scrapes a real medic with checks, a recovery that ran and a prediction. A query error fails
+//! the test; only a few queries may come back empty (nothing exhausted, say).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{free_port, wait_for, Medic, Target};
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every `expr` in a dashboard, with Grafana's variables replaced as Grafana would.
+fn queries(dashboard: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if k == "expr" {
+                        if let Some(e) = v.as_str() {
+                            out.push(e.to_string());
+                        }
+                    } else {
+                        walk(v, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut panels = Vec::new();
+    walk(&dashboard["panels"], &mut panels);
+    panels
+        .into_iter()
+        .map(|e| {
+            let mut q = e;
+            for (var, value) in [
+                ("${__rate_interval}", "1m"),
+                ("$__rate_interval", "1m"),
+                ("${__range}", "5m"),
+                ("$__range", "5m"),
+                ("${__interval}", "15s"),
+                ("$__interval", "15s"),
+            ] {
+                q = q.replace(var, value);
+            }
+            for var in ["check", "instance", "chain", "prediction", "step", "job"] {
+                q = q
+                    .replace(&format!("${{{var}}}"), ".*")
+                    .replace(&format!("${var}"), ".*");
+            }
+            q
+        })
+        .collect()
+}
+
+fn query_url(api: &str, q: &str) -> String {
+    format!(
+        "{api}?query={}",
+        percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
+#[tokio::test]
+async fn every_panel_query_runs_against_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await;
+    target.set(503, "down", Duration::ZERO);
+    let medic = Medic::start(&format!(
+        r#"checks:
+  - name: web
+    interval: 300ms
+    recovery: fix
+    http: {{url: '{health}'}}
+  - name: host
+    interval: 1s
+    system: {{cpu: {{critical: 1.0}}, memory: {{critical: 1.0}}, disk: {{critical: 1.0, mountpoints: [/]}}}}
+recovery:
+  chains:
+    fix:
+      verify_timeout: 2s
+      steps:
+        - name: nudge
+          http: {{url: '{noop}', method: POST}}
+        - name: restart
+          http: {{url: '{fix}', method: POST}}
+predictions:
+  - name: web_latency
+    check: web
+    measurement: duration_seconds
+    horizons: [10m]
+    breach_above: 5
+"#,
+        health = target.url("/health"),
+        noop = target.url("/noop"),
+        fix = target.url("/fix"),
+    ))
+    .await;
+    medic.wait_status("web", "healthy").await;
+    // One webhook request, so its families exist.
+    medic.post("/api/v1/alerts").await;
+
+    let prom_port = free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: medic\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+            medic.port
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let _prometheus = Daemon(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}/prometheus.yml",
+                dir.path().display()
+            ))
+            .arg(format!("--storage.tsdb.path={}/data", dir.path().display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian package prometheus) must be installed"),
+    );
+    let client = medic.client.clone();
+    let api = format!("http://127.0.0.1:{prom_port}/api/v1/query");
+    // Enough scrapes for rate() over a minute to have two points.
+    wait_for("five scrapes of medic", Duration::from_secs(60), || async {
+        let body = client
+            .get(query_url(&api, "count_over_time(up{job=\"medic\"}[1m])"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let n: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+        (n >= 5.0).then_some(())
+    })
+    .await;
+
+    let dashboards = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let mut total = 0;
+    let mut empty = Vec::new();
+    for entry in std::fs::read_dir(&dashboards).expect("dashboards/") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = dashboard.to_string();
+        assert!(
+            !text.contains("\"uid\":\"prometheus\"") && text.contains("${datasource}"),
+            "{name}: panels must use the datasource variable"
+        );
+        let qs = queries(&dashboard);
+        assert!(!qs.is_empty(), "{name} has no queries");
+        for q in qs {
+            total += 1;
+            let r = client.get(query_url(&api, &q)).send().await.unwrap();
+            let code = r.status();
+            let body = r.text().await.unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&body).unwrap_or_else(|_| panic!("{name}: {q}: {body}"));
+            assert!(
+                code.is_success() && v["status"] == "success",
+                "{name}: query failed: {q}\n{v}"
+            );
+            if v["data"]["result"].as_array().is_some_and(|a| a.is_empty()) {
+                empty.push(format!("{name}: {q}"));
+            }
+        }
+    }
+    eprintln!(
+        "dashboards: {total} queries, {} empty:\n{}",
+        empty.len(),
+        empty.join("\n")
+    );
+    assert!(total >= 20, "only {total} panel queries");
+    assert!(
+        empty.len() * 3 <= total,
+        "too many empty queries:\n{}",
+        empty.join("\n")
+    );
+}
