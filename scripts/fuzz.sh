@@ -13,9 +13,8 @@ if ((${#targets[@]} == 0)); then
 fi
 export RUSTC_BOOTSTRAP=1
 # Seed the webhook corpus with the real Alertmanager payloads.
-shared=${SHARED_DIR:-$(cd .. && pwd)/shared}
 mkdir -p fuzz/corpus/webhook_payload fuzz/corpus/matcher
-cp "$shared"/fixtures/alertmanager/*.raw.json fuzz/corpus/webhook_payload/ 2>/dev/null || true
+cp tests/testdata/alertmanager/*.raw.json fuzz/corpus/webhook_payload/
 printf 'alertname=~"Predicted.*"\nPredictedDiskFull' > fuzz/corpus/matcher/seed
 status=0
 for t in "${targets[@]}"; do

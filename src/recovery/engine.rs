@@ -320,6 +320,22 @@ impl Engine {
                     return RunEnd::NoStore;
                 }
             }
+            // Holding the run now, read the counters again: another process (a replica) may
+            // have run and finished the same steps between the first read and here.
+            match store.step_states(name, &trigger.subject).await {
+                Ok(fresh) => states = fresh,
+                Err(e) => {
+                    self.metrics.store_error(e.operation());
+                    let _ = store.discard_run(&run_id).await;
+                    return RunEnd::NoStore;
+                }
+            }
+            if !chain::could_any_run(chain, &states, now_ms()) {
+                let _ = store.discard_run(&run_id).await;
+                return RunEnd::NothingToRun {
+                    next_possible_ms: next_possible(chain, &states),
+                };
+            }
             tracing::info!(run = %run_id, target = %trigger.target, trigger = trigger.kind.as_str(), "recovery run started");
         }
 

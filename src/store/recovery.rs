@@ -270,6 +270,16 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Forgets a run that turned out to have nothing to do.
+    pub async fn discard_run(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM recovery_runs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM recovery_attempts WHERE run_id = $1)")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("write"))?;
+        Ok(())
+    }
+
     pub async fn renew_run(&self, id: &str, lease_until_ms: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE recovery_runs SET lease_until_ms = $1 WHERE id = $2 AND finished_ms IS NULL",

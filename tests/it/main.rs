@@ -15,6 +15,7 @@ mod e2e;
 mod mariadb;
 mod predictions;
 mod recovery;
+mod replicas;
 mod secrets;
 mod store;
 mod webhook;

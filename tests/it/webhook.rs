@@ -8,7 +8,7 @@ use crate::support::{script, wait_for, Medic};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/alertmanager")
+        .join("tests/testdata/alertmanager")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

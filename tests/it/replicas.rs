@@ -1,0 +1,105 @@
+//! Two medic replicas on one PostgreSQL behave as one for recovery: the same alert delivered to
+//! both, several times at once, runs its step exactly once.
+
+use std::time::Duration;
+
+use crate::pg::PgCluster;
+use crate::support::{script, wait_for, Medic};
+
+const TOKEN: &str = "replica-token-2b9d";
+
+async fn runs(m: &Medic) -> f64 {
+    m.metric(r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#)
+        .await
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_same_alert_to_two_replicas_runs_the_step_once() {
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let step = script(
+        dir.path(),
+        "step",
+        &format!("echo \"$MEDIC_LABEL_INSTANCE\" >> {}", ran.display()),
+    );
+    let config = format!(
+        r#"web:
+  webhook:
+    bearer_token: {TOKEN}
+recovery:
+  chains:
+    fix:
+      steps:
+        - name: step
+          exec: {{program: '{}'}}
+          max_attempts: 5
+          cooldown: 1h
+  routes:
+    - matchers: ['alertname="TargetDown"']
+      chain: fix
+"#,
+        step.display()
+    );
+    let mut a = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    let mut b = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let body = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/testdata/alertmanager/alertmanager-0.25-firing.raw.json"),
+    )
+    .unwrap();
+    // An HA pair of Alertmanagers, retries and resends: five copies to each replica at once.
+    let mut sends = Vec::new();
+    for medic in [&a, &b, &a, &b, &a, &b, &a, &b, &a, &b] {
+        let request = medic
+            .client
+            .post(medic.url("/api/v1/alerts"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .header("Content-Type", "application/json")
+            .body(body.clone());
+        sends.push(tokio::spawn(async move {
+            request.send().await.map(|r| r.status().as_u16())
+        }));
+    }
+    for send in sends {
+        assert_eq!(send.await.unwrap().unwrap(), 200);
+    }
+    wait_for("the step to run", Duration::from_secs(20), || async {
+        std::fs::read_to_string(&ran).ok().filter(|s| !s.is_empty())
+    })
+    .await;
+    wait_for("the run to end", Duration::from_secs(20), || async {
+        (runs(&a).await + runs(&b).await >= 1.0).then_some(())
+    })
+    .await;
+    // And again, now that the step is in its cooldown on the shared store.
+    for medic in [&a, &b] {
+        let (code, _) = {
+            let r = medic
+                .client
+                .post(medic.url("/api/v1/alerts"))
+                .header("Authorization", format!("Bearer {TOKEN}"))
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), ())
+        };
+        assert_eq!(code, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // a wrongly started second run would have written by now
+    assert_eq!(
+        std::fs::read_to_string(&ran).unwrap().lines().count(),
+        1,
+        "the step ran more than once"
+    );
+    assert_eq!(runs(&a).await + runs(&b).await, 1.0);
+    let v = a.json("/api/v1/recoveries?chain=fix").await;
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v}");
+    drop(b);
+    drop(a);
+}
