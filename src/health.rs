@@ -155,17 +155,33 @@ impl History {
 }
 
 /// Compact probe samples covering the trend window; bounded by count as well as time.
+///
+/// Eight bytes a sample: with 10,000 checks an hour of samples each is what dominates memory.
 #[derive(Debug, Clone)]
 pub struct Samples {
     capacity: usize,
+    /// Sample times are stored as milliseconds after this.
+    base_ms: i64,
     samples: VecDeque<Sample>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Sample {
-    at_ms: i64,
-    duration_micros: u32,
-    status: Status,
+    offset_ms: u32,
+    /// Status in the top two bits, duration in microseconds (up to 1073 s) below.
+    packed: u32,
+}
+
+const MICROS_MASK: u32 = (1 << 30) - 1;
+
+impl Sample {
+    fn status(self) -> Status {
+        Status::ALL[(self.packed >> 30) as usize]
+    }
+
+    fn duration_micros(self) -> u32 {
+        self.packed & MICROS_MASK
+    }
 }
 
 /// The window the API's trend covers.
@@ -209,35 +225,79 @@ impl Samples {
         let per_hour = (TREND_WINDOW_MS as u64).div_ceil(interval_ms.max(1)) + 1;
         Samples {
             capacity: per_hour.clamp(64, 3600) as usize,
+            base_ms: 0,
             samples: VecDeque::new(),
         }
     }
 
+    fn at_ms(&self, s: Sample) -> i64 {
+        self.base_ms + i64::from(s.offset_ms)
+    }
+
     pub fn push(&mut self, at_ms: i64, status: Status, duration_seconds: f64) {
+        if self.samples.is_empty() {
+            self.samples.reserve_exact(self.capacity);
+            self.base_ms = at_ms;
+        }
         if self.samples.len() == self.capacity {
             self.samples.pop_front();
         }
-        let micros = (duration_seconds.max(0.0) * 1e6).min(u32::MAX as f64) as u32;
+        // Keep every offset in range: move the base when a sample falls before it or too far
+        // after it (the ring then spans at most its capacity of intervals).
+        let too_far = at_ms.saturating_sub(self.base_ms) > i64::from(u32::MAX);
+        if at_ms < self.base_ms || too_far {
+            // Samples 49 days older than this one say nothing about the last hour: drop them.
+            let oldest_kept = at_ms.saturating_sub(i64::from(u32::MAX));
+            let times: Vec<(i64, u32)> = self
+                .samples
+                .iter()
+                .map(|s| (self.at_ms(*s), s.packed))
+                .filter(|(t, _)| *t >= oldest_kept)
+                .collect();
+            let new_base = times
+                .iter()
+                .map(|(t, _)| *t)
+                .min()
+                .unwrap_or(at_ms)
+                .min(at_ms);
+            self.samples = times
+                .into_iter()
+                .map(|(t, packed)| Sample {
+                    offset_ms: u32::try_from(t - new_base).unwrap_or(u32::MAX),
+                    packed,
+                })
+                .collect();
+            self.samples
+                .reserve_exact(self.capacity.saturating_sub(self.samples.len()));
+            self.base_ms = new_base;
+        }
+        let micros = (duration_seconds.max(0.0) * 1e6).min(f64::from(MICROS_MASK)) as u32;
         self.samples.push_back(Sample {
-            at_ms,
-            duration_micros: micros,
-            status,
+            offset_ms: u32::try_from(at_ms - self.base_ms).unwrap_or(u32::MAX),
+            packed: ((status.index() as u32) << 30) | micros,
         });
     }
 
     /// Adds samples from before the oldest one, keeping the newest `capacity` overall. `older`
     /// must be oldest first.
     pub fn merge_older(&mut self, older: impl IntoIterator<Item = (i64, Status, f64)>) {
-        let first_ms = self.samples.front().map_or(i64::MAX, |s| s.at_ms);
-        let existing = std::mem::take(&mut self.samples);
-        for (at_ms, status, duration) in older.into_iter().filter(|e| e.0 < first_ms) {
+        let existing: Vec<(i64, Status, f64)> = self
+            .samples
+            .iter()
+            .map(|s| {
+                (
+                    self.at_ms(*s),
+                    s.status(),
+                    f64::from(s.duration_micros()) / 1e6,
+                )
+            })
+            .collect();
+        let first_ms = existing.first().map_or(i64::MAX, |e| e.0);
+        self.samples.clear();
+        for (at_ms, status, duration) in
+            older.into_iter().filter(|e| e.0 < first_ms).chain(existing)
+        {
             self.push(at_ms, status, duration);
-        }
-        for sample in existing {
-            if self.samples.len() == self.capacity {
-                self.samples.pop_front();
-            }
-            self.samples.push_back(sample);
         }
     }
 
@@ -250,16 +310,15 @@ impl Samples {
             hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
         let mut runs = 0u64;
         let mut max_micros = 0u32;
-        for s in self
-            .samples
-            .iter()
-            .filter(|s| s.at_ms > since && s.at_ms <= now_ms)
-        {
+        for s in self.samples.iter().filter(|s| {
+            let at = self.at_ms(**s);
+            at > since && at <= now_ms
+        }) {
             runs += 1;
-            counts.add(s.status);
-            max_micros = max_micros.max(s.duration_micros);
+            counts.add(s.status());
+            max_micros = max_micros.max(s.duration_micros());
             if let Some(h) = histogram.as_mut() {
-                h.saturating_record(u64::from(s.duration_micros.max(1)));
+                h.saturating_record(u64::from(s.duration_micros().max(1)));
             }
         }
         let quantile = |q: f64| -> Option<f64> {
@@ -464,6 +523,39 @@ mod tests {
         assert_eq!(t.runs, 0);
         assert_eq!(t.success_ratio, None);
         assert_eq!(t.latency_p50_seconds, None);
+    }
+
+    #[test]
+    fn samples_keep_status_duration_and_time_through_rebasing() {
+        let mut s = Samples::for_interval(1000);
+        s.push(5_000_000, Warning, 1.5);
+        s.push(4_000_000, Critical, 2000.0); // earlier than the base; duration clamps
+        s.push(5_000_000 + i64::from(u32::MAX) - 10, Unknown, 0.0); // beyond u32 offsets from the base
+        let times: Vec<(i64, Status, u32)> = s
+            .samples
+            .iter()
+            .map(|x| (s.at_ms(*x), x.status(), x.duration_micros()))
+            .collect();
+        // The 4,000,000 sample is more than 49 days before the last one: dropped.
+        assert_eq!(times[0], (5_000_000, Warning, 1_500_000));
+        assert_eq!(times[1], (5_000_000 + i64::from(u32::MAX) - 10, Unknown, 0));
+        assert_eq!(times.len(), 2);
+        let mut t = Samples::for_interval(1000);
+        t.push(5_000_000, Warning, 1.5);
+        t.push(4_000_000, Critical, 2000.0);
+        let times: Vec<(i64, Status, u32)> = t
+            .samples
+            .iter()
+            .map(|x| (t.at_ms(*x), x.status(), x.duration_micros()))
+            .collect();
+        assert_eq!(
+            times,
+            vec![
+                (5_000_000, Warning, 1_500_000),
+                (4_000_000, Critical, MICROS_MASK)
+            ]
+        );
+        assert_eq!(std::mem::size_of::<Sample>(), 8);
     }
 
     #[test]

@@ -159,7 +159,9 @@ impl Scheduler {
                     }
                     let at = SystemTime::now();
                     let current_redactor = redactor.borrow().clone();
-                    let outcome = prober.probe(&spec, &current_redactor).await;
+                    // Boxed: the probe future is large, and inline it would sit in every idle
+                    // task between probes (tens of kilobytes times thousands of checks).
+                    let outcome = Box::pin(prober.probe(&spec, &current_redactor)).await;
                     tracing::debug!(status = %outcome.status, duration = outcome.duration.as_secs_f64(), result = %outcome.message, "probe finished");
                     let event = Command::Outcome {
                         check: name.clone(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{format_seconds, Outcome};
+use super::Outcome;
 use crate::config::DatabaseSpec;
 use crate::status::Status;
 
@@ -65,10 +65,9 @@ impl Databases {
         }
         let mut outcome = Outcome::new(
             Status::Healthy,
-            format!(
-                "query returned {rows} row(s) in {}",
-                format_seconds(elapsed)
-            ),
+            // No timing in the message: it is in duration_seconds, and a steady message is
+            // stored once for the whole history.
+            format!("query returned {rows} row(s)"),
         )
         .warn_if_slow(elapsed, spec.warn_after)
         .with("driver", db.pool.driver())

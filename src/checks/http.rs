@@ -139,7 +139,9 @@ impl Clients {
             } else {
                 Outcome::new(
                     Status::Healthy,
-                    format!("HTTP {code} in {}", format_seconds(elapsed)),
+                    // No timing in the message: it is in duration_seconds, and a steady
+                    // message is stored once for the whole history.
+                    format!("HTTP {code}"),
                 )
                 .warn_if_slow(elapsed, spec.warn_after)
             }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{format_seconds, Outcome};
+use super::Outcome;
 use crate::config::TcpSpec;
 use crate::status::Status;
 
@@ -18,11 +18,9 @@ pub async fn probe(spec: &TcpSpec) -> Outcome {
             drop(stream);
             Outcome::new(
                 Status::Healthy,
-                format!(
-                    "connected to {} in {}",
-                    spec.address,
-                    format_seconds(elapsed)
-                ),
+                // No timing in the message: it is in duration_seconds, and a steady message
+                // is stored once for the whole history.
+                format!("connected to {}", spec.address),
             )
             .warn_if_slow(elapsed, spec.warn_after)
             .with("address", spec.address.clone())

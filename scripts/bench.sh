@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# medic against Prometheus' blackbox_exporter on the same machine, target and run: CPU per HTTP
+# and TCP probe, probes per second, RSS; then medic at scale. Prints a table; asserts nothing.
+# Installs (as root, from Debian) nginx-light, prometheus-blackbox-exporter and wrk if missing.
+# Usage: scripts/bench.sh [seconds per phase, default 20] [checks, default 1000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-20}
+checks=${2:-1000}
+
+need=()
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-blackbox-exporter)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if ((${#need[@]})); then
+  if [ "$(id -u)" != 0 ]; then echo "missing: ${need[*]} (apt-get install them)" >&2; exit 1; fi
+  apt-get update -q
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+  rm -f /usr/sbin/policy-rc.d
+fi
+cargo build --release --quiet
+medic_bin=$PWD/target/release/medic
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+clk=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+wait_http() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  server { listen 127.0.0.1:$nginx_port backlog=4096; location / { return 200 "ok\n"; } }
+}
+NGINX
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" & pids+=($!)
+
+results=()
+# name, probes, cpu ticks, seconds, rss kB
+record() { results+=("$1|$2|$3|$4|$5"); }
+
+# medic with $checks checks of one kind at 1s, scraped every second like Prometheus does.
+medic_phase() { # name, check YAML body (uses $i)
+  local name=$1 body=$2 port
+  port=$(free_port)
+  {
+    echo "defaults: {interval: 1s, timeout: 900ms}"
+    echo "checks:"
+    for i in $(seq 1 "$checks"); do eval "echo \"  - {name: c$i, $body}\""; done
+  } > "$work/$name.yml"
+  "$medic_bin" --config.file "$work/$name.yml" --web.listen-address "127.0.0.1:$port" \
+    --state.url "sqlite://$work/$name.db" --log.level warn & local pid=$!; pids+=($pid)
+  wait_http "http://127.0.0.1:$port/-/ready"
+  sleep 3
+  local runs0 runs1 c0 c1 t0 t1
+  runs_total() { curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^medic_check_runs_total/ {s += $2} END {printf "%d\n", s}'; }
+  t0=$(date +%s.%N); c0=$(cpu_ticks "$pid"); runs0=$(runs_total)
+  local end=$(( $(date +%s) + duration ))
+  while [ "$(date +%s)" -lt "$end" ]; do curl -fsS -o /dev/null "http://127.0.0.1:$port/metrics"; sleep 1; done
+  t1=$(date +%s.%N); c1=$(cpu_ticks "$pid"); runs1=$(runs_total)
+  record "$name" "$((runs1 - runs0))" "$(echo "$c1 - $c0" | bc)" "$(echo "$t1 - $t0" | bc)" "$(rss_kb "$pid")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+# blackbox_exporter doing probes through /probe, driven by wrk at a rate close to medic's.
+blackbox_phase() { # name, module, target
+  local name=$1 module=$2 target=$3 port
+  port=$(free_port)
+  cat > "$work/blackbox.yml" <<BB
+modules:
+  http_2xx: {prober: http, timeout: 900ms, http: {preferred_ip_protocol: ip4}}
+  tcp_connect: {prober: tcp, timeout: 900ms, tcp: {preferred_ip_protocol: ip4}}
+BB
+  prometheus-blackbox-exporter --config.file="$work/blackbox.yml" --web.listen-address="127.0.0.1:$port" \
+    --log.level=warn & local pid=$!; pids+=($pid)
+  wait_http "http://127.0.0.1:$port/-/healthy"
+  local c0 c1 t0 t1 out requests
+  t0=$(date +%s.%N); c0=$(cpu_ticks "$pid")
+  # Two connections keep about a thousand probes a second in flight on this machine.
+  out=$(wrk -t1 -c2 -d"${duration}s" "http://127.0.0.1:$port/probe?module=$module&target=$target")
+  t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  record "$name" "$requests" "$(echo "$c1 - $c0" | bc)" "$(echo "$t1 - $t0" | bc)" "$(rss_kb "$pid")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+echo "medic $(git describe --always --dirty 2>/dev/null || echo unknown) vs blackbox_exporter $(prometheus-blackbox-exporter --version 2>&1 | awk 'NR==1 {print $3}'), $(nproc) cores, ${duration}s per phase, $checks checks"
+medic_phase medic_http "http: {url: 'http://127.0.0.1:$nginx_port/c/\$i'}"
+medic_phase medic_http_keepalive "http: {url: 'http://127.0.0.1:$nginx_port/c/\$i', keep_alive: true}"
+medic_phase medic_tcp "tcp: {address: '127.0.0.1:$nginx_port'}"
+blackbox_phase blackbox_http http_2xx "http://127.0.0.1:$nginx_port/"
+blackbox_phase blackbox_tcp tcp_connect "127.0.0.1:$nginx_port"
+
+python3 - "$clk" "${results[@]}" <<'PY'
+import sys
+clk = float(sys.argv[1])
+rows = {}
+print(f"{'run':<22} {'probes/s':>9} {'CPU ms/probe':>13} {'RSS MB':>7}")
+for r in sys.argv[2:]:
+    name, probes, ticks, secs, rss = r.split("|")
+    probes, ticks, secs, rss = float(probes), float(ticks), float(secs), float(rss)
+    ms = ticks * 1000 / clk / max(probes, 1)
+    rows[name] = ms
+    print(f"{name:<22} {probes / secs:9.0f} {ms:13.3f} {rss / 1024:7.1f}")
+for kind in ("http", "tcp"):
+    m, b = rows.get(f"medic_{kind}"), rows.get(f"blackbox_{kind}")
+    if m and b:
+        print(f"CPU per {kind.upper()} probe, medic / blackbox_exporter: {m / b:.2f}x")
+PY
