@@ -7,16 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-30}
 
-if ! command -v nginx >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -q
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light
-    rm -f /usr/sbin/policy-rc.d
-  else
-    echo "nginx missing: apt-get install nginx-light" >&2; exit 1
-  fi
-fi
+source scripts/lib/nginx.sh
+command -v nginx >/dev/null 2>&1 || install_debian nginx-light
 cargo build --release --quiet
 medic_bin=$PWD/target/release/medic
 
@@ -24,32 +16,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<NGINX
-daemon off;
-master_process off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  server {
-    listen 127.0.0.1:$nginx_port backlog=4096;
-    location / { return 200 "ok\n"; }
-  }
-}
-NGINX
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
-
+start_nginx
 clk=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 runs_total() { curl -fsS "http://$1/metrics" | awk '/^medic_check_runs_total/ {s += $2} END {printf "%d\n", s}'; }
 
 gen_config() { # count interval

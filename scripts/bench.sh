@@ -8,17 +8,12 @@ cd "$(dirname "$0")/.."
 duration=${1:-20}
 checks=${2:-1000}
 
+source scripts/lib/nginx.sh
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-blackbox-exporter)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
-if ((${#need[@]})); then
-  if [ "$(id -u)" != 0 ]; then echo "missing: ${need[*]} (apt-get install them)" >&2; exit 1; fi
-  apt-get update -q
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
-  rm -f /usr/sbin/policy-rc.d
-fi
+install_debian "${need[@]}"
 cargo build --release --quiet
 medic_bin=$PWD/target/release/medic
 
@@ -26,28 +21,10 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 clk=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 wait_http() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
-nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<NGINX
-daemon off;
-master_process off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  server { listen 127.0.0.1:$nginx_port backlog=4096; location / { return 200 "ok\n"; } }
-}
-NGINX
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" & pids+=($!)
+start_nginx
 
 results=()
 # name, probes, cpu ticks, seconds, rss kB

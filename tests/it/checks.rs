@@ -173,17 +173,7 @@ async fn command_timeout_kills_the_whole_process_group() {
         std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
     })
     .await;
-    wait_for(
-        "the grandchild to be killed",
-        Duration::from_secs(5),
-        || async {
-            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.contains(") Z "))
-                .unwrap_or(false);
-            (!alive).then_some(())
-        },
-    )
-    .await;
+    crate::support::wait_process_gone(pid, "the grandchild to be killed").await;
 }
 
 #[tokio::test]

@@ -375,17 +375,7 @@ recovery:
         .trim()
         .parse()
         .unwrap();
-    wait_for(
-        "the forked child to be gone",
-        Duration::from_secs(5),
-        || async {
-            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.contains(") Z "))
-                .unwrap_or(false);
-            (!alive).then_some(())
-        },
-    )
-    .await;
+    crate::support::wait_process_gone(pid, "the forked child to be gone").await;
 }
 
 fn recover(config: &std::path::Path, state: &str, args: &[&str]) -> (i32, String) {

@@ -389,3 +389,14 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     path
 }
+
+/// Waits until the process `pid` is gone (or a zombie nobody reaped): killed, not just orphaned.
+pub async fn wait_process_gone(pid: i32, what: &str) {
+    wait_for(what, Duration::from_secs(5), || async {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false);
+        (!alive).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,37 @@
+# Shared by the benchmarks: install what is missing, free ports, and a local nginx answering 200.
+# Expects $work (a temp dir) and the array pids (processes to kill at exit) to exist.
+
+# install_debian PACKAGE…: apt-get install without starting any daemon (root only).
+install_debian() {
+  (($# == 0)) && return 0
+  if [ "$(id -u)" != 0 ]; then echo "missing: $* (apt-get install them)" >&2; exit 1; fi
+  apt-get update -q
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+  rm -f /usr/sbin/policy-rc.d
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# start_nginx: sets nginx_port; one worker answering 200 "ok" to everything, no access log.
+start_nginx() {
+  nginx_port=$(free_port)
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  server { listen 127.0.0.1:$nginx_port backlog=4096; location / { return 200 "ok\n"; } }
+}
+NGINX
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+  pids+=($!)
+}
