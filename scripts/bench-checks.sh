@@ -7,17 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-30}
 
-source scripts/lib/nginx.sh
+source scripts/lib/bench.sh
 command -v nginx >/dev/null 2>&1 || install_debian nginx-light
-cargo build --release --quiet
-medic_bin=$PWD/target/release/medic
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+bench_setup
 start_nginx
-clk=$(getconf CLK_TCK)
 runs_total() { curl -fsS "http://$1/metrics" | awk '/^medic_check_runs_total/ {s += $2} END {printf "%d\n", s}'; }
 
 gen_config() { # count interval

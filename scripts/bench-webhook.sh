@@ -8,15 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
-source scripts/lib/nginx.sh
+source scripts/lib/bench.sh
 command -v wrk >/dev/null 2>&1 || install_debian wrk
-cargo build --release --quiet
-medic_bin=$PWD/target/release/medic
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-wait_http() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+bench_setup
 
 # 1. Webhook throughput.
 port=$(free_port)

@@ -8,21 +8,13 @@ cd "$(dirname "$0")/.."
 duration=${1:-20}
 checks=${2:-1000}
 
-source scripts/lib/nginx.sh
+source scripts/lib/bench.sh
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-blackbox-exporter)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 install_debian "${need[@]}"
-cargo build --release --quiet
-medic_bin=$PWD/target/release/medic
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-clk=$(getconf CLK_TCK)
-wait_http() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+bench_setup
 
 start_nginx
 

@@ -1,5 +1,5 @@
-# Shared by the benchmarks: install what is missing, free ports, and a local nginx answering 200.
-# Expects $work (a temp dir) and the array pids (processes to kill at exit) to exist.
+# Shared by the benchmarks: installs, a release build, a temp dir whose processes are killed at
+# exit, free ports, /proc readings, and a local nginx answering 200.
 
 # install_debian PACKAGE…: apt-get install without starting any daemon (root only).
 install_debian() {
@@ -34,4 +34,22 @@ http {
 NGINX
   nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
   pids+=($!)
+}
+
+# bench_setup: builds medic (sets medic_bin), makes $work and the pids array (killed, and $work
+# removed, at exit), and sets clk (clock ticks per second).
+bench_setup() {
+  cargo build --release --quiet
+  medic_bin=$PWD/target/release/medic
+  work=$(mktemp -d)
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+  clk=$(getconf CLK_TCK)
+}
+
+# wait_http URL: until it answers 2xx, at most 20 s.
+wait_http() {
+  for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "no answer from $1" >&2
+  return 1
 }
