@@ -3,19 +3,9 @@
 //! the test; only a few queries may come back empty (nothing exhausted, say).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{free_port, wait_for, Medic, Target};
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{free_port, wait_for, Daemon, Medic, Target};
 
 /// Every `expr` in a dashboard, with Grafana's variables replaced as Grafana would.
 fn queries(dashboard: &serde_json::Value) -> Vec<String> {
@@ -117,20 +107,15 @@ predictions:
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _prometheus = Daemon(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}/prometheus.yml",
-                dir.path().display()
-            ))
-            .arg(format!("--storage.tsdb.path={}/data", dir.path().display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus (Debian package prometheus) must be installed"),
+    let d = dir.path().display();
+    let _prometheus = Daemon::start(
+        "prometheus",
+        &[
+            format!("--config.file={d}/prometheus.yml"),
+            format!("--storage.tsdb.path={d}/data"),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        &dir.path().join("prometheus.log"),
     );
     let client = medic.client.clone();
     let api = format!("http://127.0.0.1:{prom_port}/api/v1/query");

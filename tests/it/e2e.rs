@@ -4,10 +4,9 @@
 //! comes back. Debian's `prometheus` and `prometheus-alertmanager`, on free loopback ports.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, wait_for, Medic, Target};
+use crate::support::{free_port, wait_for, Daemon, Medic, Target};
 
 /// The token in examples/webhook-token, which the shipped configs use.
 const TOKEN: &str = "change-me-demo-token";
@@ -23,29 +22,6 @@ fn write_rewritten(shipped: &str, to: &Path, replacements: &[(&str, String)]) {
         text = text.replacen(from, with, 1);
     }
     std::fs::write(to, text).unwrap();
-}
-
-/// A child process killed on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(program: &str, args: &[String], log: &Path) -> Daemon {
-    let log = std::fs::File::create(log).unwrap();
-    Daemon(
-        Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program} (Debian packages prometheus, prometheus-alertmanager; scripts/test.sh installs them): {e}")),
-    )
 }
 
 #[tokio::test]
@@ -122,7 +98,7 @@ recovery:
             ),
         ],
     );
-    let _alertmanager = start(
+    let _alertmanager = Daemon::start(
         "prometheus-alertmanager",
         &[
             format!("--config.file={d}/alertmanager.yml"),
@@ -132,7 +108,7 @@ recovery:
         ],
         &dir.path().join("alertmanager.log"),
     );
-    let _prometheus = start(
+    let _prometheus = Daemon::start(
         "prometheus",
         &[
             format!("--config.file={d}/prometheus.yml"),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::pg::PgCluster;
-use crate::support::{script, wait_for, Medic};
+use crate::support::{alert_post, script, testdata, wait_for, Medic};
 
 const TOKEN: &str = "replica-token-2b9d";
 
@@ -46,20 +46,11 @@ recovery:
     let mut b = Medic::spawn_unready(&config, &[], Some(pg.url()));
     a.wait_ready().await;
     b.wait_ready().await;
-    let body = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/testdata/alertmanager/alertmanager-0.25-firing.raw.json"),
-    )
-    .unwrap();
+    let body = testdata("alertmanager/alertmanager-0.25-firing.raw.json");
     // An HA pair of Alertmanagers, retries and resends: five copies to each replica at once.
     let mut sends = Vec::new();
     for medic in [&a, &b, &a, &b, &a, &b, &a, &b, &a, &b] {
-        let request = medic
-            .client
-            .post(medic.url("/api/v1/alerts"))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .header("Content-Type", "application/json")
-            .body(body.clone());
+        let request = alert_post(medic, TOKEN, body.clone());
         sends.push(tokio::spawn(async move {
             request.send().await.map(|r| r.status().as_u16())
         }));
@@ -77,19 +68,8 @@ recovery:
     .await;
     // And again, now that the step is in its cooldown on the shared store.
     for medic in [&a, &b] {
-        let (code, _) = {
-            let r = medic
-                .client
-                .post(medic.url("/api/v1/alerts"))
-                .header("Authorization", format!("Bearer {TOKEN}"))
-                .header("Content-Type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), ())
-        };
-        assert_eq!(code, 200);
+        let r = alert_post(medic, TOKEN, body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 200);
     }
     tokio::time::sleep(Duration::from_millis(500)).await; // a wrongly started second run would have written by now
     assert_eq!(

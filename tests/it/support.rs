@@ -400,3 +400,49 @@ pub async fn wait_process_gone(pid: i32, what: &str) {
     })
     .await;
 }
+
+/// A file from tests/testdata.
+pub fn testdata(path: &str) -> Vec<u8> {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata")
+        .join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+/// An authorized Alertmanager notification to medic's webhook, ready to send.
+pub fn alert_post(medic: &Medic, token: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    medic
+        .client
+        .post(medic.url("/api/v1/alerts"))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .body(body)
+}
+
+/// A program the test started (Prometheus, Alertmanager), killed when dropped.
+pub struct Daemon(Child);
+
+impl Daemon {
+    /// Starts `program` with its output in `log`.
+    pub fn start(program: &str, args: &[String], log: &Path) -> Daemon {
+        let log = std::fs::File::create(log).expect("daemon log");
+        Daemon(
+            Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log clone"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("{program} (Debian packages prometheus, prometheus-alertmanager; scripts/test.sh installs them): {e}")
+                }),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

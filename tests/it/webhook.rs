@@ -4,13 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{script, wait_for, Medic};
+use crate::support::{alert_post, script, testdata, wait_for, Medic};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/testdata/alertmanager")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    testdata(&format!("alertmanager/{name}"))
 }
 
 const TOKEN: &str = "hook-token-8f2a";
@@ -170,12 +167,7 @@ async fn duplicates_never_start_a_second_run_and_resolved_is_recorded() {
     // Retries, HA peers and repeat_interval: the same alert, many times, at once.
     let mut sends = Vec::new();
     for _ in 0..8 {
-        let request = medic
-            .client
-            .post(medic.url("/api/v1/alerts"))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .header("Content-Type", "application/json")
-            .body(firing.clone());
+        let request = alert_post(&medic, TOKEN, firing.clone());
         sends.push(tokio::spawn(async move {
             let r = request.send().await.expect("request");
             (r.status().as_u16(), r.text().await.unwrap_or_default())
