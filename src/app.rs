@@ -33,6 +33,15 @@ pub enum ConfigLocation {
     Builtin,
 }
 
+impl std::fmt::Display for ConfigLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigLocation::File(path) => write!(f, "{}", path.display()),
+            ConfigLocation::Builtin => f.write_str("built-in default config"),
+        }
+    }
+}
+
 impl ConfigLocation {
     /// `--config.file` wins; without it `medic.yml` is used when present, else the built-in.
     pub fn resolve(explicit: Option<PathBuf>) -> Self {
@@ -57,7 +66,7 @@ impl ConfigLocation {
 pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
     let config = location
         .load(&overrides)
-        .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", describe(&location)))?;
+        .map_err(|e| anyhow::anyhow!("invalid config {location}: {e}"))?;
     if matches!(location, ConfigLocation::Builtin) {
         tracing::info!(
             "no config file given and no medic.yml here: running the built-in default config"
@@ -310,11 +319,4 @@ pub fn owner_name(listen: &str) -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string());
     format!("{host}/{listen}")
-}
-
-fn describe(location: &ConfigLocation) -> String {
-    match location {
-        ConfigLocation::File(path) => path.display().to_string(),
-        ConfigLocation::Builtin => "(built-in)".to_string(),
-    }
 }

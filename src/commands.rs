@@ -11,10 +11,7 @@ use crate::status::Status;
 /// `medic check-config [FILE]`: prints every error with its YAML path; exit 0 valid, 1 invalid.
 pub fn check_config(file: Option<PathBuf>, overrides: &Overrides) -> i32 {
     let location = ConfigLocation::resolve(file);
-    let shown = match &location {
-        ConfigLocation::File(p) => p.display().to_string(),
-        ConfigLocation::Builtin => "built-in default config".to_string(),
-    };
+    let shown = location.to_string();
     match location.load(overrides) {
         Ok(config) => {
             println!(

@@ -132,8 +132,10 @@ async fn run(
 async fn flush(store: &Store, backlog: &mut VecDeque<ResultRow>) -> Result<(), super::StoreError> {
     while !backlog.is_empty() {
         let n = backlog.len().min(BATCH);
-        let batch: Vec<ResultRow> = backlog.iter().take(n).cloned().collect();
-        store.insert_results(&batch).await?;
+        // Written straight from the ring: rows leave it only once the transaction committed.
+        store
+            .insert_results(&backlog.make_contiguous()[..n])
+            .await?;
         backlog.drain(..n);
     }
     Ok(())
