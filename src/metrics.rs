@@ -383,11 +383,14 @@ impl Metrics {
     }
 
     /// Records one probe: its raw result, and the check's status after thresholds.
+    /// The status state set is only rewritten when `status_changed`: four series per probe
+    /// would otherwise be set to the values they already hold.
     pub fn observe_probe(
         &self,
         check: &str,
         outcome: &Outcome,
         health: &HealthState,
+        status_changed: bool,
         at_unix_seconds: f64,
     ) {
         let labels = CheckLabels {
@@ -411,7 +414,9 @@ impl Metrics {
         self.check_last_run
             .get_or_create(&labels)
             .set(at_unix_seconds);
-        self.set_status(check, health.status);
+        if status_changed {
+            self.set_status(check, health.status);
+        }
         for m in &outcome.measurements {
             match (m.name.as_str(), &m.mountpoint) {
                 ("cpu_utilization", None) => {
@@ -653,7 +658,7 @@ mod tests {
             consecutive_failures: 2,
             consecutive_successes: 0,
         };
-        m.observe_probe("web", &outcome, &health, 1_700_000_000.0);
+        m.observe_probe("web", &outcome, &health, true, 1_700_000_000.0);
         let text = m.encode(Format::PrometheusText);
         for line in [
             "medic_check_success{check=\"web\"} 0",

@@ -324,8 +324,13 @@ impl StateTask {
             .history
             .push(at_ms, outcome.status, duration, &outcome.message);
         record.samples.push(at_ms, outcome.status, duration);
-        self.metrics
-            .observe_probe(check, &outcome, &record.health, at_ms as f64 / 1000.0);
+        self.metrics.observe_probe(
+            check,
+            &outcome,
+            &record.health,
+            transition.is_some(),
+            at_ms as f64 / 1000.0,
+        );
         if let Some(t) = transition {
             tracing::info!(check, from = %t.from, to = %t.to, result = %outcome.message, "check status changed");
         }
