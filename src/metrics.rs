@@ -118,6 +118,7 @@ pub struct Metrics {
     check_duration: Family<CheckLabels, Histogram, fn() -> Histogram>,
     check_runs: Family<CheckStatusLabels, Counter>,
     check_consecutive_failures: Family<CheckLabels, Gauge>,
+    check_flapping: Family<CheckLabels, Gauge>,
     check_last_run: Family<CheckLabels, FloatGauge>,
     system_cpu: Family<CheckLabels, FloatGauge>,
     system_memory: Family<CheckLabels, FloatGauge>,
@@ -207,6 +208,12 @@ impl Metrics {
             "medic_check_consecutive_failures",
             "Current run of critical probes",
             check_consecutive_failures.clone(),
+        );
+        let check_flapping = Family::<CheckLabels, Gauge>::default();
+        registry.register(
+            "medic_check_flapping",
+            "1 while the check is critical because of flap detection, else 0",
+            check_flapping.clone(),
         );
         let check_last_run = Family::<CheckLabels, FloatGauge>::default();
         registry.register_with_unit(
@@ -359,6 +366,7 @@ impl Metrics {
             check_duration,
             check_runs,
             check_consecutive_failures,
+            check_flapping,
             check_last_run,
             system_cpu,
             system_memory,
@@ -383,8 +391,8 @@ impl Metrics {
     }
 
     /// Records one probe: its raw result, and the check's status after thresholds.
-    /// The status state set is only rewritten when `status_changed`: four series per probe
-    /// would otherwise be set to the values they already hold.
+    /// The status state set and the flapping gauge are only rewritten when `status_changed`:
+    /// five series per probe would otherwise be set to the values they already hold.
     pub fn observe_probe(
         &self,
         check: &str,
@@ -415,7 +423,7 @@ impl Metrics {
             .get_or_create(&labels)
             .set(at_unix_seconds);
         if status_changed {
-            self.set_status(check, health.status);
+            self.set_status(check, health.status, health.flapping);
         }
         for m in &outcome.measurements {
             match (m.name.as_str(), &m.mountpoint) {
@@ -443,8 +451,14 @@ impl Metrics {
         }
     }
 
-    /// Sets the check's status state set: 1 for `status`, 0 for the other three.
-    pub fn set_status(&self, check: &str, status: Status) {
+    /// Sets the check's status state set (1 for `status`, 0 for the other three) and whether
+    /// it is flapping.
+    pub fn set_status(&self, check: &str, status: Status, flapping: bool) {
+        self.check_flapping
+            .get_or_create(&CheckLabels {
+                check: check.to_string(),
+            })
+            .set(i64::from(flapping));
         for s in Status::ALL {
             self.check_status
                 .get_or_create(&CheckStatusLabels {
@@ -463,6 +477,7 @@ impl Metrics {
         self.check_success.remove(&labels);
         self.check_duration.remove(&labels);
         self.check_consecutive_failures.remove(&labels);
+        self.check_flapping.remove(&labels);
         self.check_last_run.remove(&labels);
         self.system_cpu.remove(&labels);
         self.system_memory.remove(&labels);
@@ -653,11 +668,17 @@ mod tests {
             mountpoint: Some("/".into()),
             value: 0.5,
         });
-        let health = HealthState {
-            status: Status::Critical,
-            consecutive_failures: 2,
-            consecutive_successes: 0,
-        };
+        let mut health = HealthState::default();
+        for raw in [Status::Critical, Status::Critical] {
+            health.observe(
+                raw,
+                crate::health::Thresholds {
+                    failures_before_critical: 1,
+                    successes_before_healthy: 1,
+                    flapping: None,
+                },
+            );
+        }
         m.observe_probe("web", &outcome, &health, true, 1_700_000_000.0);
         let text = m.encode(Format::PrometheusText);
         for line in [
@@ -666,6 +687,7 @@ mod tests {
             "medic_check_status{check=\"web\",status=\"healthy\"} 0",
             "medic_check_runs_total{check=\"web\",status=\"critical\"} 1",
             "medic_check_consecutive_failures{check=\"web\"} 2",
+            "medic_check_flapping{check=\"web\"} 0",
             "medic_check_duration_seconds_count{check=\"web\"} 1",
             "medic_system_disk_utilization_ratio{check=\"web\",mountpoint=\"/\"} 0.5",
             "# TYPE medic_check_runs_total counter",

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::checks::Outcome;
 use crate::config::{CheckSpec, PredictionSpec};
-use crate::health::{HealthState, History, Samples, StatusCounts, Thresholds, Trend};
+use crate::health::{HealthState, History, Samples, StatusCounts, Trend};
 use crate::metrics::Metrics;
 use crate::predict::{Prediction, Predictor};
 use crate::recovery::engine::{Event, RecoveryHandle, Trigger, TriggerKind};
@@ -76,6 +76,9 @@ pub struct CheckSummary {
     pub duration_seconds: Option<f64>,
     pub last_run: Option<String>,
     pub consecutive_failures: u32,
+    /// Why the status differs from what the probes alone say: `flapping` when flap detection
+    /// made the check critical; null otherwise.
+    pub reason: Option<&'static str>,
 }
 
 /// `/api/v1/checks/{name}`.
@@ -147,6 +150,7 @@ impl CheckRecord {
             duration_seconds: self.last.as_ref().map(|l| l.duration_seconds),
             last_run: self.last.as_ref().map(|l| rfc3339_ms(l.at_ms)),
             consecutive_failures: self.health.consecutive_failures,
+            reason: (self.spec.enabled && self.health.flapping).then_some("flapping"),
         }
     }
 }
@@ -314,11 +318,11 @@ impl StateTask {
             return;
         }
         let at_ms = unix_ms(at);
-        let thresholds = Thresholds {
-            failures_before_critical: record.spec.failures_before_critical,
-            successes_before_healthy: record.spec.successes_before_healthy,
-        };
-        let transition = record.health.observe(outcome.status, thresholds);
+        let was_flapping = record.health.flapping;
+        let transition = record
+            .health
+            .observe(outcome.status, record.spec.thresholds());
+        let flapping_changed = was_flapping != record.health.flapping;
         let duration = outcome.duration.as_secs_f64();
         record
             .history
@@ -328,11 +332,17 @@ impl StateTask {
             check,
             &outcome,
             &record.health,
-            transition.is_some(),
+            transition.is_some() || flapping_changed,
             at_ms as f64 / 1000.0,
         );
-        if let Some(t) = transition {
-            tracing::info!(check, from = %t.from, to = %t.to, result = %outcome.message, "check status changed");
+        if transition.is_some() || flapping_changed {
+            let from = transition.map_or(record.health.status, |t| t.from);
+            let reason = if record.health.flapping {
+                "flapping"
+            } else {
+                ""
+            };
+            tracing::info!(check, %from, to = %record.health.status, reason, result = %outcome.message, "check status changed");
         }
         if let (Some(recovery), Some(chain)) = (&self.recovery, &record.spec.recovery) {
             let subject = format!("check:{check}");
@@ -392,7 +402,7 @@ impl StateTask {
                 }
                 _ => {
                     self.metrics.forget_check(&name);
-                    self.metrics.set_status(&name, Status::Unknown);
+                    self.metrics.set_status(&name, Status::Unknown, false);
                     CheckRecord::new(spec, generation, history_size)
                 }
             };
@@ -441,10 +451,7 @@ impl StateTask {
                 .samples
                 .merge_older(rows.iter().map(|r| (r.at_ms, r.status, r.duration_seconds)));
             if record.last.is_none() && record.spec.enabled {
-                let thresholds = Thresholds {
-                    failures_before_critical: record.spec.failures_before_critical,
-                    successes_before_healthy: record.spec.successes_before_healthy,
-                };
+                let thresholds = record.spec.thresholds();
                 for r in &rows {
                     record.health.observe(r.status, thresholds);
                 }
@@ -457,7 +464,8 @@ impl StateTask {
                         metadata: BTreeMap::new(),
                     });
                 }
-                self.metrics.set_status(&name, record.health.status);
+                self.metrics
+                    .set_status(&name, record.health.status, record.health.flapping);
             }
             record.history.merge_older(
                 rows.into_iter()

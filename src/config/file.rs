@@ -70,8 +70,17 @@ pub struct DefaultsFile {
     pub timeout: Option<Duration>,
     pub failures_before_critical: Option<u32>,
     pub successes_before_healthy: Option<u32>,
+    pub flapping: Option<FlappingFile>,
     /// Results kept in memory per check for the API's `history`.
     pub history_size: Option<usize>,
+}
+
+/// Monit-style flap detection: `failures` critical probes within the latest `within`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlappingFile {
+    pub failures: u32,
+    pub within: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +92,7 @@ pub struct CheckFile {
     pub enabled: Option<bool>,
     pub failures_before_critical: Option<u32>,
     pub successes_before_healthy: Option<u32>,
+    pub flapping: Option<FlappingFile>,
     pub recovery: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

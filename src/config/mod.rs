@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::health::Flapping;
 use crate::recovery::template::{Template, Var};
 
 pub use builtin::builtin_yaml;
@@ -204,9 +205,21 @@ pub struct CheckSpec {
     pub enabled: bool,
     pub failures_before_critical: u32,
     pub successes_before_healthy: u32,
+    /// Flap detection, when configured (for this check or in `defaults`).
+    pub flapping: Option<Flapping>,
     pub recovery: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub probe: ProbeSpec,
+}
+
+impl CheckSpec {
+    pub fn thresholds(&self) -> crate::health::Thresholds {
+        crate::health::Thresholds {
+            failures_before_critical: self.failures_before_critical,
+            successes_before_healthy: self.successes_before_healthy,
+            flapping: self.flapping,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -376,6 +376,9 @@ impl Validator {
                 self.error(format!("defaults.{key}"), "must be at least 1");
             }
         }
+        let flapping = d
+            .flapping
+            .and_then(|f| self.flapping("defaults.flapping", f));
         let history_size = d.history_size.unwrap_or(DEFAULT_HISTORY_SIZE);
         if !(1..=10_000).contains(&history_size) {
             self.error("defaults.history_size", "must be between 1 and 10000");
@@ -385,8 +388,30 @@ impl Validator {
             timeout: d.timeout,
             failures_before_critical: d.failures_before_critical.unwrap_or(1).max(1),
             successes_before_healthy: d.successes_before_healthy.unwrap_or(1).max(1),
+            flapping,
             history_size,
         }
+    }
+
+    fn flapping(&mut self, path: &str, f: FlappingFile) -> Option<Flapping> {
+        let max = Flapping::MAX_WINDOW;
+        let mut ok = true;
+        if f.failures < 2 {
+            // One failure "within" any window is just failures_before_critical: 1.
+            self.error(path, "failures must be at least 2");
+            ok = false;
+        }
+        if f.within < f.failures || f.within > max {
+            self.error(
+                path,
+                format!("within must be between failures ({}) and {max}", f.failures),
+            );
+            ok = false;
+        }
+        ok.then_some(Flapping {
+            failures: f.failures,
+            within: f.within,
+        })
     }
 
     fn checks(&mut self, checks: Vec<CheckFile>, defaults: &Defaults) -> Vec<CheckSpec> {
@@ -436,6 +461,10 @@ impl Validator {
                 self.error(path, format!("{key} must be at least 1"));
             }
         }
+        let flapping = match c.flapping {
+            Some(f) => self.flapping(&format!("{path}.flapping"), f),
+            None => d.flapping,
+        };
         for key in c.labels.keys() {
             if validate_label_name(key).is_err() {
                 self.error(
@@ -494,6 +523,7 @@ impl Validator {
                 .successes_before_healthy
                 .unwrap_or(d.successes_before_healthy)
                 .max(1),
+            flapping,
             recovery: c.recovery,
             labels: c.labels,
             probe,
@@ -1100,6 +1130,7 @@ struct Defaults {
     timeout: Option<Duration>,
     failures_before_critical: u32,
     successes_before_healthy: u32,
+    flapping: Option<Flapping>,
     history_size: usize,
 }
 

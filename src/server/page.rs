@@ -93,7 +93,7 @@ nav{{display:flex;flex-wrap:wrap;gap:.3rem 1rem}}
     for (name, check) in &report.checks {
         let _ = writeln!(
             html,
-            r#"<tr><td><a href="/api/v1/checks/{link}">{name}</a></td><td class="s" style="color:{c}">{status}</td><td class="msg">{message}</td><td>{last}</td><td>{latency}</td></tr>"#,
+            r#"<tr><td><a href="/api/v1/checks/{link}">{name}</a></td><td class="s" style="color:{c}">{status}{reason}</td><td class="msg">{message}</td><td>{last}</td><td>{latency}</td></tr>"#,
             link = escape(
                 &percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
                     .to_string()
@@ -101,6 +101,7 @@ nav{{display:flex;flex-wrap:wrap;gap:.3rem 1rem}}
             name = escape(name),
             c = color(check.status),
             status = check.status,
+            reason = check.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
             message = escape(&check.message),
             last = escape(check.last_run.as_deref().unwrap_or("never")),
             latency = check

@@ -48,6 +48,52 @@ async fn http_check_moves_through_thresholds() {
 }
 
 #[tokio::test]
+async fn flapping_target_turns_critical_with_reason_flapping() {
+    let (target, other) = (Target::start().await, Target::start().await);
+    // Down on every other probe: never three failures in a row, but three within six probes.
+    let medic = Medic::start(&format!(
+        "checks:\n  - name: flappy\n    interval: 100ms\n    failures_before_critical: 3\n    flapping: {{failures: 3, within: 6}}\n    http: {{url: '{}'}}\n  - name: steady\n    interval: 100ms\n    failures_before_critical: 3\n    http: {{url: '{}'}}\n",
+        target.url("/flap"),
+        other.url("/flap"),
+    ))
+    .await;
+    let v = medic.wait_status("flappy", "critical").await;
+    assert_eq!(v["reason"], "flapping", "{v}");
+    assert!(v["consecutive_failures"].as_u64().unwrap() < 3, "{v}");
+    assert_eq!(
+        medic
+            .metric(r#"medic_check_flapping{check="flappy"}"#)
+            .await,
+        Some(1.0)
+    );
+    let health = medic.json("/api/v1/health").await;
+    assert_eq!(health["checks"]["flappy"]["reason"], "flapping", "{health}");
+    // Without flap detection the same target never reaches its threshold.
+    let steady = &health["checks"]["steady"];
+    assert_ne!(steady["status"], "critical", "{health}");
+    assert!(steady["reason"].is_null(), "{health}");
+    assert_eq!(
+        medic
+            .metric(r#"medic_check_flapping{check="steady"}"#)
+            .await,
+        Some(0.0)
+    );
+
+    // Once the window holds fewer than three failures the check is healthy again.
+    target.stop_flapping();
+    let v = medic.wait_status("flappy", "healthy").await;
+    assert!(v["reason"].is_null(), "{v}");
+    let history = v["history"].as_array().unwrap();
+    let window_failures = history
+        .iter()
+        .take(6)
+        .filter(|h| h["status"] == "critical")
+        .count();
+    assert!(window_failures < 3, "healthy too soon: {history:?}");
+    assert!(medic.logs().contains("reason=flapping"), "{}", medic.logs());
+}
+
+#[tokio::test]
 async fn missing_body_and_slow_answers_are_warnings() {
     let target = Target::start().await;
     let medic = Medic::start(&format!(

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -277,6 +278,8 @@ pub struct Target {
     pub addr: SocketAddr,
     mode: Arc<Mutex<Mode>>,
     hits: Arc<Mutex<Vec<String>>>,
+    /// Whether `/flap` alternates; otherwise it answers like any other path.
+    flapping: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -292,16 +295,19 @@ impl Target {
             delay: Duration::ZERO,
         }));
         let hits = Arc::new(Mutex::new(Vec::new()));
+        let flaps = Arc::new(AtomicU64::new(0));
+        let flapping = Arc::new(AtomicBool::new(true));
+        let flapping_on = flapping.clone();
         let (m, h) = (mode.clone(), hits.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (m, h) = (m.clone(), h.clone());
+                let (m, h, f, on) = (m.clone(), h.clone(), flaps.clone(), flapping_on.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (m, h) = (m.clone(), h.clone());
+                        let (m, h, f, on) = (m.clone(), h.clone(), f.clone(), on.clone());
                         async move {
                             use http_body_util::BodyExt;
                             let line = format!("{} {}", req.method(), req.uri());
@@ -330,6 +336,15 @@ impl Target {
                                     control
                                 }
                                 "/noop" => control,
+                                // A flapping service: down on every other request.
+                                "/flap" if on.load(Ordering::SeqCst) => Mode {
+                                    status: if f.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                                        500
+                                    } else {
+                                        200
+                                    },
+                                    ..control
+                                },
                                 _ => m.lock().unwrap().clone(),
                             };
                             if !mode.delay.is_zero() {
@@ -350,6 +365,7 @@ impl Target {
             addr,
             mode,
             hits,
+            flapping,
             task,
         }
     }
@@ -364,6 +380,10 @@ impl Target {
             body: body.into(),
             delay,
         };
+    }
+
+    pub fn stop_flapping(&self) {
+        self.flapping.store(false, Ordering::SeqCst);
     }
 
     pub fn healthy(&self) {
