@@ -500,7 +500,9 @@ mod tests {
 
     #[test]
     fn flap_detection_table() {
-        let cases: &[(&[Status], u32, u32, u32, u32, &str)] = &[
+        // raws, failures_before_critical, successes_before_healthy, failures, within, statuses
+        type Case<'a> = (&'a [Status], u32, u32, u32, u32, &'a str);
+        let cases: &[Case] = &[
             // Alternating failures never reach three in a row, but three in five is flapping.
             (
                 &[
