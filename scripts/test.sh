@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the integration tests use: promtool and Prometheus (prometheus), Alertmanager
 # (prometheus-alertmanager) for the end-to-end test, a PostgreSQL server the
 # tests start themselves (postgresql), MariaDB for mysql:// checks (mariadb-server), headless
-# Chromium for the status page (chromium).
+# Chromium for the status page (chromium), openssl to make the TLS tests' certificates.
 packages=()
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || packages+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)

@@ -19,6 +19,7 @@ use crate::recovery::{
     engine::{Engine, RecoveryHandle, Verifier},
 };
 use crate::scheduler::Scheduler;
+use crate::server::web_config::{WebConfigError, WebSecurity};
 use crate::server::{self, ReloadRequest, Shared};
 use crate::state::{self, StateHandle};
 use crate::store::{self, Store};
@@ -62,11 +63,16 @@ impl ConfigLocation {
     }
 }
 
-/// Runs medic until SIGINT or SIGTERM.
-pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
+/// Runs medic until SIGINT or SIGTERM. `web_config` is `--web.config.file`.
+pub async fn run(
+    location: ConfigLocation,
+    overrides: Overrides,
+    web_config: Option<PathBuf>,
+) -> Result<()> {
     let config = location
         .load(&overrides)
         .map_err(|e| anyhow::anyhow!("invalid config {location}: {e}"))?;
+    let web = load_web_config(web_config.as_deref())?;
     if matches!(location, ConfigLocation::Builtin) {
         tracing::info!(
             "no config file given and no medic.yml here: running the built-in default config"
@@ -114,6 +120,9 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
     let (webhook_tx, webhook_rx) = watch::channel(Arc::new(config.web.webhook.clone()));
+    let tls = web.tls.is_some();
+    let auth = web.requires_auth();
+    let (web_tx, web_rx) = watch::channel(Arc::new(web));
     let shared = Arc::new(Shared {
         state: state.clone(),
         metrics: metrics.clone(),
@@ -122,6 +131,7 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         store: store_rx.clone(),
         webhook: webhook_rx,
         recovery: recovery.clone(),
+        web: web_rx,
     });
     let server_task = tokio::spawn(server::serve(listener, shared.clone(), shutdown_rx.clone()));
     // Enough history for the trend (an hour) and for every prediction's window.
@@ -145,6 +155,8 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         address = %local,
         config = %config.source,
         checks = config.checks.len(),
+        tls,
+        basic_auth = auth,
         version = env!("CARGO_PKG_VERSION"),
         "medic started"
     );
@@ -162,6 +174,8 @@ pub async fn run(location: ConfigLocation, overrides: Overrides) -> Result<()> {
         metrics,
         recovery,
         webhook: webhook_tx,
+        web_config,
+        web: web_tx,
     };
     loop {
         tokio::select! {
@@ -206,12 +220,23 @@ struct Running {
     metrics: Arc<Metrics>,
     recovery: RecoveryHandle,
     webhook: watch::Sender<Arc<crate::config::WebhookConfig>>,
+    web_config: Option<PathBuf>,
+    web: watch::Sender<Arc<WebSecurity>>,
 }
 
 impl Running {
     /// Loads the config again; a bad one changes nothing.
     async fn reload(&mut self) -> Result<(), String> {
         let now = now_ms() as f64 / 1000.0;
+        // Both files apply together or not at all.
+        let web = match load_web_config(self.web_config.as_deref()) {
+            Ok(web) => web,
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; keeping the old config");
+                self.metrics.config_reloaded(false, now);
+                return Err(e.to_string());
+            }
+        };
         match self.location.load(&self.overrides) {
             Ok(new) => {
                 if new.state != self.config.state {
@@ -230,6 +255,8 @@ impl Running {
                     .await;
                 self.recovery.apply(new.recovery.clone()).await;
                 self.webhook.send_replace(Arc::new(new.web.webhook.clone()));
+                // New certificates and users take effect for the next connection and request.
+                self.web.send_replace(Arc::new(web));
                 tracing::info!(checks = new.checks.len(), "config reloaded");
                 self.config = new;
                 self.metrics.config_reloaded(true, now);
@@ -242,6 +269,11 @@ impl Running {
             }
         }
     }
+}
+
+/// `--web.config.file`, or plain HTTP without auth when there is none.
+fn load_web_config(path: Option<&Path>) -> Result<WebSecurity, WebConfigError> {
+    path.map_or_else(|| Ok(WebSecurity::default()), WebSecurity::load)
 }
 
 /// Opens the state store (retrying with backoff), reloads history into the state task, hands

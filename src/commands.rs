@@ -9,10 +9,34 @@ use crate::config::Overrides;
 use crate::status::Status;
 
 /// `medic check-config [FILE]`: prints every error with its YAML path; exit 0 valid, 1 invalid.
-pub fn check_config(file: Option<PathBuf>, overrides: &Overrides) -> i32 {
+/// With `--web.config.file`, that file is checked too (as `promtool check web-config` does).
+pub fn check_config(
+    file: Option<PathBuf>,
+    web_config: Option<&Path>,
+    overrides: &Overrides,
+) -> i32 {
+    let web_code = match web_config.map(crate::server::web_config::WebSecurity::load) {
+        None => 0,
+        Some(Ok(web)) => {
+            println!(
+                "{}: valid (TLS {}, {} basic auth user(s))",
+                web_config
+                    .map(Path::display)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                if web.tls.is_some() { "on" } else { "off" },
+                web.user_count()
+            );
+            0
+        }
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            1
+        }
+    };
     let location = ConfigLocation::resolve(file);
     let shown = location.to_string();
-    match location.load(overrides) {
+    let code = match location.load(overrides) {
         Ok(config) => {
             println!(
                 "{shown}: valid ({} checks, {} recovery chains, {} routes, {} predictions)",
@@ -31,7 +55,8 @@ pub fn check_config(file: Option<PathBuf>, overrides: &Overrides) -> i32 {
             }
             1
         }
-    }
+    };
+    code.max(web_code)
 }
 
 /// `medic probe NAME`: one probe, printed; the exit code is the Nagios one for its status.

@@ -23,6 +23,9 @@ struct Cli {
     /// Address for /metrics, the API and the webhook [default: 127.0.0.1:7979]
     #[arg(long = "web.listen-address", value_name = "ADDRESS", global = true)]
     listen_address: Option<String>,
+    /// TLS and basic auth for every endpoint, in Prometheus' web config format [default: none]
+    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
+    web_config_file: Option<PathBuf>,
     /// State store URL [default: sqlite://data/medic.db]
     #[arg(long = "state.url", value_name = "URL", global = true)]
     state_url: Option<String>,
@@ -105,7 +108,7 @@ fn main() -> ExitCode {
     let code = match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             let location = ConfigLocation::resolve(cli.config_file);
-            match runtime.block_on(app::run(location, overrides)) {
+            match runtime.block_on(app::run(location, overrides, cli.web_config_file)) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "medic failed");
@@ -114,9 +117,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { file } => {
-            medic::commands::check_config(file.or(cli.config_file), &overrides)
-        }
+        Command::CheckConfig { file } => medic::commands::check_config(
+            file.or(cli.config_file),
+            cli.web_config_file.as_deref(),
+            &overrides,
+        ),
         Command::Probe { name } => {
             let location = ConfigLocation::resolve(cli.config_file);
             runtime.block_on(medic::commands::probe(&name, location, &overrides))

@@ -1,8 +1,10 @@
 //! The HTTP server: a hyper accept loop with header-read timeouts and graceful shutdown.
 //! Routes live in [`routes`]; the status page in [`page`].
 
+mod auth;
 mod page;
 mod routes;
+pub mod web_config;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -12,6 +14,8 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
@@ -35,10 +39,14 @@ pub struct Shared {
     pub webhook: watch::Receiver<Arc<crate::config::WebhookConfig>>,
     /// Where alerts go.
     pub recovery: crate::recovery::engine::RecoveryHandle,
+    /// TLS and basic auth from `--web.config.file`; replaced on reload.
+    pub web: watch::Receiver<Arc<web_config::WebSecurity>>,
 }
 
 /// How long a client may take to send its request headers (no slow-loris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -48,7 +56,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -62,16 +70,22 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                let service = service_fn(move |req| routes::handle(shared.clone(), peer, req));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                // The TLS setting in force when the connection arrives decides how it is spoken.
+                let tls = shared.web.borrow().tls.clone();
+                let (shared, watcher) = (shared.clone(), graceful.watcher());
                 tokio::spawn(
                     async move {
-                        let _ = conn.await;
+                        match tls {
+                            None => serve_connection(stream, peer, shared, watcher).await,
+                            Some(tls) => {
+                                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => serve_connection(stream, peer, shared, watcher).await,
+                                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                                }
+                            }
+                        }
                     }
                     .instrument(tracing::debug_span!("http", peer = %peer)),
                 );
@@ -86,6 +100,19 @@ pub async fn serve(
             tracing::warn!("open HTTP connections did not finish in time");
         }
     }
+}
+
+/// Serves HTTP/1.1 on one accepted connection, plain or TLS, until it closes or shutdown ends it.
+async fn serve_connection<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, watcher: Watcher)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| routes::handle(shared.clone(), peer, req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = watcher.watch(conn).await;
 }
 
 /// Whether a client address is on this machine.

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
@@ -46,6 +48,26 @@ pub async fn handle(
             r
         };
         return Ok(response);
+    }
+    // The webhook has its own credential (`web.webhook`); everything else is behind the web
+    // config's users, when there are any.
+    let web = shared.web.borrow().clone();
+    if web.requires_auth() {
+        let header = req
+            .headers()
+            .get(AUTHORIZATION)
+            .map(|h| h.as_bytes().to_vec());
+        let allowed = tokio::task::spawn_blocking(move || web.authorize(header.as_deref()))
+            .await
+            .unwrap_or(false);
+        if !allowed {
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"medic\""),
+            );
+            return Ok(r);
+        }
     }
     let path = req.uri().path().to_string();
     let method = req.method().clone();

@@ -10,6 +10,10 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use super::auth::constant_time_eq;
 use super::routes::{json, json_error, Body};
 use super::{is_loopback, Shared};
 use crate::alertmanager::parse_notification;
@@ -139,7 +143,7 @@ fn authenticate(
         WebhookAuth::Basic { username, password } => (
             format!(
                 "Basic {}",
-                base64(format!("{username}:{}", password.expose()).as_bytes())
+                STANDARD.encode(format!("{username}:{}", password.expose()))
             ),
             "Basic",
         ),
@@ -152,65 +156,4 @@ fn authenticate(
         r.headers_mut().insert(WWW_AUTHENTICATE, v);
     }
     Some(r)
-}
-
-/// Compares without an early exit, so the time taken says nothing about where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= x ^ y;
-    }
-    diff == 0
-}
-
-/// Standard base64 with padding, for the Basic credential medic expects.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-            ("am:s3cr3t", "YW06czNjcjN0"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), want);
-        }
-    }
-
-    #[test]
-    fn constant_time_eq_compares_fully() {
-        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
-        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
-        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

@@ -18,4 +18,5 @@ mod recovery;
 mod replicas;
 mod secrets;
 mod store;
+mod web;
 mod webhook;
