@@ -233,8 +233,36 @@ pub struct Engine {
     pub owner: String,
 }
 
-/// Extra time a run's lease covers beyond its current step.
-const LEASE_MARGIN: Duration = Duration::from_secs(60);
+/// A run's lease: renewed every [`HEARTBEAT`] while its process lives. When a replica dies
+/// mid-step, the others take the run over (end it `cancelled`) at most this long after its last
+/// renewal, plus one [`ABANDONED_SWEEP`].
+const LEASE: Duration = Duration::from_secs(15);
+/// How often a live run renews its lease: three chances before it expires.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Renews a run's lease until dropped, independently of how long its current step takes.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(store: Store, run_id: String, metrics: Arc<Metrics>) -> Heartbeat {
+        Heartbeat(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                let until = now_ms() + LEASE.as_millis() as i64;
+                if let Err(e) = store.renew_run(&run_id, until).await {
+                    metrics.store_error(e.operation());
+                    tracing::warn!(run = %run_id, error = %e, "cannot renew the run's lease");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 impl Engine {
     /// Runs `chain` for `trigger` to its end. `report` hears about every step.
@@ -309,7 +337,7 @@ impl Engine {
                 trigger: trigger.kind.as_str(),
                 started_ms: now,
                 owner: &self.owner,
-                lease_until_ms: now + lease_for(chain, &order),
+                lease_until_ms: now + LEASE.as_millis() as i64,
                 labels_json: action::labels_json(&trigger.values.labels),
             };
             match store.begin_run(&started).await {
@@ -338,6 +366,8 @@ impl Engine {
             }
             tracing::info!(run = %run_id, target = %trigger.target, trigger = trigger.kind.as_str(), "recovery run started");
         }
+        let _heartbeat = (!dry_run)
+            .then(|| Heartbeat::start(store.clone(), run_id.clone(), self.metrics.clone()));
 
         let mut tried: Vec<TriedStep> = Vec::new();
         let mut outcome = RunOutcome::Exhausted;
@@ -384,9 +414,6 @@ impl Engine {
             }
 
             let started_ms = now_ms();
-            let _ = store
-                .renew_run(&run_id, started_ms + lease_for(chain, &order))
-                .await;
             let start = AttemptStart {
                 run_id: &run_id,
                 chain: name,
@@ -588,16 +615,6 @@ impl Engine {
     }
 }
 
-/// How long a run's lease must last to cover its longest step and verification.
-fn lease_for(chain: &ChainSpec, order: &[usize]) -> i64 {
-    let longest = order
-        .iter()
-        .map(|i| chain.steps[*i].timeout.std())
-        .max()
-        .unwrap_or_default();
-    (longest + chain.verify_timeout.std() + LEASE_MARGIN).as_millis() as i64
-}
-
 /// The earliest time some step could run again, if any ever can without a reset.
 fn next_possible(chain: &ChainSpec, states: &BTreeMap<String, StepState>) -> Option<i64> {
     chain
@@ -732,8 +749,8 @@ struct Finished {
 
 /// Bounded: a flood of triggers is refused (and retried by its sender) rather than queued forever.
 const QUEUE: usize = 10_000;
-/// How often runs abandoned by a crashed process are looked for.
-const ABANDONED_SWEEP: Duration = Duration::from_secs(30);
+/// How often runs abandoned by a crashed process (an expired lease) are looked for.
+const ABANDONED_SWEEP: Duration = Duration::from_secs(5);
 /// How long shutdown waits for runs to record their cancellation.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 

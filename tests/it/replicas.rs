@@ -83,3 +83,121 @@ recovery:
     drop(b);
     drop(a);
 }
+
+#[tokio::test]
+async fn a_replica_killed_mid_step_leaves_a_record_the_other_honours() {
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let slow_pid = dir.path().join("slow.pid");
+    // The first step hangs (its replica dies under it); the second fixes.
+    let slow = script(
+        dir.path(),
+        "slow",
+        &format!(
+            "echo slow >> {}\necho $$ > {}\nexec sleep 600",
+            ran.display(),
+            slow_pid.display()
+        ),
+    );
+    let fast = script(
+        dir.path(),
+        "fast",
+        &format!("echo fast >> {}", ran.display()),
+    );
+    let config = format!(
+        r#"web:
+  webhook:
+    bearer_token: {TOKEN}
+recovery:
+  chains:
+    fix:
+      steps:
+        - name: slow
+          exec: {{program: '{}'}}
+          timeout: 10m
+          cooldown: 1h
+        - name: fast
+          exec: {{program: '{}'}}
+          cooldown: 1h
+  routes:
+    - matchers: ['alertname="TargetDown"']
+      chain: fix
+"#,
+        slow.display(),
+        fast.display()
+    );
+    let mut a = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    let mut b = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let body = testdata("alertmanager/alertmanager-0.25-firing.raw.json");
+    let r = alert_post(&a, TOKEN, body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let pid = wait_for(
+        "the slow step to start on A",
+        Duration::from_secs(20),
+        || async {
+            std::fs::read_to_string(&slow_pid)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+        },
+    )
+    .await;
+    a.signal(nix::sys::signal::Signal::SIGKILL);
+    a.wait_exit(Duration::from_secs(10)).await;
+    // The orphaned step is no one's now; end it so it cannot confuse what follows.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+
+    // Alertmanager keeps resending to B. While A's lease holds, B starts nothing; once it
+    // lapses B ends A's run, skips the step A attempted (its cooldown is in the store) and
+    // escalates to the next.
+    wait_for(
+        "B to take over and run the next step",
+        Duration::from_secs(60),
+        || async {
+            let _ = alert_post(&b, TOKEN, body.clone()).send().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let ran = std::fs::read_to_string(&ran).unwrap_or_default();
+            ran.contains("fast").then_some(())
+        },
+    )
+    .await;
+    let lines: Vec<String> = std::fs::read_to_string(&ran)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines, ["slow", "fast"], "each step ran exactly once");
+    let cancelled = b
+        .metric(r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="cancelled"}"#)
+        .await;
+    assert_eq!(cancelled, Some(1.0), "B ended A's abandoned run");
+    wait_for(
+        "B's run to end recovered",
+        Duration::from_secs(20),
+        || async { (runs(&b).await >= 1.0).then_some(()) },
+    )
+    .await;
+    let v = b.json("/api/v1/recoveries?chain=fix").await;
+    let attempts = v["attempts"].as_array().unwrap();
+    let slow_attempt = attempts
+        .iter()
+        .find(|x| x["step"] == "slow")
+        .expect("slow attempt");
+    assert_eq!(slow_attempt["result"], "failure", "{v}");
+    assert!(
+        slow_attempt["message"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{v}"
+    );
+    let skipped = b
+        .metric(r#"medic_recovery_skipped_total{chain="fix",step="slow",reason="cooldown"}"#)
+        .await;
+    assert!(skipped >= Some(1.0), "B skipped the step A had attempted");
+}
