@@ -554,3 +554,81 @@ async fn shutdown_cancels_a_running_step_and_records_it() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn reloads_racing_a_run_neither_disturb_it_nor_start_a_second() {
+    let target = Target::start().await;
+    target.set(503, "down", Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let slow = script(
+        dir.path(),
+        "slow",
+        &format!("echo start >> {0}\nsleep 2\necho end >> {0}", ran.display()),
+    );
+    let config = |interval: &str, cooldown: &str, step: &str| {
+        format!(
+            "checks:\n  - name: web\n    interval: {interval}\n    recovery: fix\n    http: {{url: '{}'}}\nrecovery:\n  chains:\n    fix:\n      verify_timeout: 1s\n      steps:\n{step}          cooldown: {cooldown}\n",
+            target.url("/health"),
+        )
+    };
+    let slow_step = format!(
+        "        - name: slow\n          exec: {{program: '{}'}}\n",
+        slow.display()
+    );
+    let medic = Medic::start(&config("200ms", "1h", &slow_step)).await;
+    wait_for("the step to start", Duration::from_secs(20), || async {
+        ran.exists().then_some(())
+    })
+    .await;
+    // While it runs: reloads that keep, change and break the config, as fast as they go.
+    let variants = [
+        config("200ms", "1h", &slow_step),
+        config("300ms", "30m", &slow_step),
+        "checks: [{name: web, tcp: {address: nowhere}}]\n".to_string(),
+    ];
+    let mut codes = Vec::new();
+    for i in 0..30 {
+        medic.write_config(&variants[i % variants.len()]);
+        codes.push(medic.post("/-/reload").await.0);
+    }
+    assert!(codes.contains(&200) && codes.contains(&500), "{codes:?}");
+    medic.write_config(&variants[1]);
+    assert_eq!(medic.post("/-/reload").await.0, 200);
+
+    wait_attempts(&medic, "fix", &["slow:failure"]).await;
+    wait_for(
+        "the run to end exhausted",
+        Duration::from_secs(20),
+        || async {
+            let n = counter(
+                &medic,
+                r#"medic_recovery_runs_total{chain="fix",trigger="check",outcome="exhausted"}"#,
+            )
+            .await;
+            (n >= 1.0).then_some(n)
+        },
+    )
+    .await;
+    // The check stays critical and is probed on: the step, in its cooldown, never runs again.
+    let probes = r#"medic_check_runs_total{check="web",status="critical"}"#;
+    let before = counter(&medic, probes).await;
+    wait_for(
+        "three more critical probes",
+        Duration::from_secs(10),
+        || async { (counter(&medic, probes).await >= before + 3.0).then_some(()) },
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "start\nend\n");
+    assert_eq!(attempts(&medic, "fix").await, ["slow:failure"]);
+
+    // A reload that brings a new step: the next run uses it and fixes the target.
+    let fix_step = format!(
+        "        - name: fix\n          http: {{url: '{}'}}\n",
+        target.url("/fix")
+    );
+    medic.write_config(&config("300ms", "30m", &fix_step));
+    assert_eq!(medic.post("/-/reload").await.0, 200);
+    wait_attempts(&medic, "fix", &["slow:failure", "fix:success"]).await;
+    medic.wait_status("web", "healthy").await;
+}

@@ -64,10 +64,16 @@ async fn history_survives_kill_9_on_postgres() {
 }
 
 #[tokio::test]
-async fn store_outage_stops_neither_checks_nor_metrics_and_the_backlog_is_written() {
+async fn store_outage_stops_neither_checks_nor_metrics_and_the_backlog_is_written_and_runs_resume()
+{
     let pg = PgCluster::start();
     let target = Target::start().await;
-    let mut medic = Medic::spawn_unready(&web_config(&target), &[], Some(pg.url()));
+    let config = format!(
+        "{}    recovery: fix\nrecovery:\n  chains:\n    fix:\n      steps:\n        - name: fix\n          http: {{url: '{}'}}\n",
+        web_config(&target),
+        target.url("/fix")
+    );
+    let mut medic = Medic::spawn_unready(&config, &[], Some(pg.url()));
     medic.wait_ready().await;
     wait_for("probes written", Duration::from_secs(20), || async {
         (runs(&medic).await >= 3.0).then_some(())
@@ -101,7 +107,24 @@ async fn store_outage_stops_neither_checks_nor_metrics_and_the_backlog_is_writte
     assert!(backlog > 0.0, "backlog {backlog}");
     assert_eq!(medic.status("web").await, "healthy");
 
+    // The target breaks during the outage: nothing runs that could not be recorded...
+    target.set(503, "down", Duration::ZERO);
+    medic.wait_status("web", "critical").await;
+    let critical = r#"medic_check_runs_total{check="web",status="critical"}"#;
+    wait_for("more critical probes", Duration::from_secs(10), || async {
+        (medic.metric(critical).await? >= 5.0).then_some(())
+    })
+    .await;
+    assert!(
+        !target.hits().iter().any(|h| h.contains("/fix")),
+        "a step ran without a store to record it"
+    );
+
     pg.start_server();
+    // ...and once the store is back, the run does, and is recorded.
+    medic.wait_status("web", "healthy").await;
+    let fixes = target.hits().iter().filter(|h| h.contains("/fix")).count();
+    assert_eq!(fixes, 1);
     wait_for(
         "the backlog to be written",
         Duration::from_secs(60),
@@ -128,6 +151,12 @@ async fn store_outage_stops_neither_checks_nor_metrics_and_the_backlog_is_writte
             .await,
         Some(0.0)
     );
+    let attempts: Vec<(String, String)> =
+        sqlx::query_as("SELECT step, result FROM recovery_attempts WHERE chain = 'fix'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, [("fix".to_string(), "success".to_string())]);
     medic.signal(Signal::SIGTERM);
     assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
 }
