@@ -13,8 +13,10 @@ if ((${#targets[@]} == 0)); then
 fi
 export RUSTC_BOOTSTRAP=1
 # Seed the webhook corpus with the real Alertmanager payloads.
-mkdir -p fuzz/corpus/webhook_payload fuzz/corpus/matcher
+mkdir -p fuzz/corpus/webhook_payload fuzz/corpus/matcher fuzz/corpus/config
 cp tests/testdata/alertmanager/*.raw.json fuzz/corpus/webhook_payload/
+# ...and the config corpus with every valid and invalid config the tests know.
+cp tests/testdata/*.yml examples/medic.yml fuzz/corpus/config/
 printf 'alertname=~"Predicted.*"\nPredictedDiskFull' > fuzz/corpus/matcher/seed
 status=0
 for t in "${targets[@]}"; do

@@ -85,7 +85,7 @@ pub enum RunEnd {
     NothingToRun {
         next_possible_ms: Option<i64>,
     },
-    /// Another run for the same target is active (in this process or another replica).
+    /// Another run for the same subject is active (in this process or another replica).
     AlreadyRunning,
     /// The state store is unavailable: nothing runs that cannot be recorded.
     NoStore,
@@ -334,6 +334,7 @@ impl Engine {
                 id: &run_id,
                 chain: name,
                 target: &trigger.target,
+                subject: &trigger.subject,
                 trigger: trigger.kind.as_str(),
                 started_ms: now,
                 owner: &self.owner,
@@ -736,13 +737,14 @@ impl RecoveryHandle {
 }
 
 struct Active {
+    /// What started it: a `resolved` notification ends only the run its alert started.
+    target: String,
     current_step: Arc<Mutex<String>>,
     resolved: Arc<Resolved>,
 }
 
 struct Finished {
     chain: String,
-    target: String,
     subject: String,
     end: RunEnd,
 }
@@ -870,7 +872,9 @@ impl Manager {
             tracing::warn!(chain = %trigger.chain, "trigger for an unknown chain ignored");
             return Disposition::UnknownChain;
         };
-        let key = (trigger.chain.clone(), trigger.target.clone());
+        // One run per subject: duplicates of the alert, and an alert about a check whose own
+        // run is under way, are coalesced.
+        let key = (trigger.chain.clone(), trigger.subject.clone());
         if let Some(run) = self.active.get(&key) {
             let step = run
                 .current_step
@@ -884,10 +888,9 @@ impl Manager {
             );
             return Disposition::Coalesced;
         }
-        let subject_key = (trigger.chain.clone(), trigger.subject.clone());
         if self
             .blocked_until
-            .get(&subject_key)
+            .get(&key)
             .is_some_and(|until| now_ms() < *until)
         {
             return Disposition::Blocked;
@@ -897,6 +900,7 @@ impl Manager {
             return Disposition::NoStore;
         };
         let run = Active {
+            target: trigger.target.clone(),
             current_step: Arc::new(Mutex::new(
                 chain
                     .steps
@@ -929,7 +933,6 @@ impl Manager {
                 let _ = done_tx
                     .send(Finished {
                         chain: trigger.chain,
-                        target: trigger.target,
                         subject: trigger.subject,
                         end,
                     })
@@ -964,8 +967,13 @@ impl Manager {
                 continue;
             };
             self.engine.metrics.webhook_alert(status, true);
-            let subject = format!("alert:{}", alert.fingerprint);
-            let target = format!("{subject}@{}", alert.starts_at);
+            // An alert routed with verify_check is about that check: it shares the check's
+            // counters, cooldowns and single active run, whichever replica's series fired it.
+            let subject = match &route.verify_check {
+                Some(check) => format!("check:{check}"),
+                None => format!("alert:{}", alert.fingerprint),
+            };
+            let target = format!("alert:{}@{}", alert.fingerprint, alert.starts_at);
             let reference = AlertRef {
                 chain: route.chain.clone(),
                 fingerprint: alert.fingerprint.clone(),
@@ -973,7 +981,11 @@ impl Manager {
             };
             if !alert.firing {
                 tracing::info!(chain = %route.chain, fingerprint = %alert.fingerprint, "alert resolved");
-                if let Some(run) = self.active.get(&(route.chain.clone(), target.clone())) {
+                if let Some(run) = self
+                    .active
+                    .get(&(route.chain.clone(), subject.clone()))
+                    .filter(|run| run.target == target)
+                {
                     run.resolved.resolve();
                 }
                 self.healthy(route.chain.clone(), subject, now_ms()).await;
@@ -1016,7 +1028,7 @@ impl Manager {
 
     fn finished(&mut self, done: Finished) {
         self.active
-            .remove(&(done.chain.clone(), done.target.clone()));
+            .remove(&(done.chain.clone(), done.subject.clone()));
         let key = (done.chain, done.subject);
         match done.end {
             RunEnd::NothingToRun { next_possible_ms } => {

@@ -515,6 +515,7 @@ mod recovery_tests {
             id: "r1",
             chain: "c",
             target: "check:web",
+            subject: "check:web",
             trigger: "check",
             started_ms: 1000,
             owner: "me",
@@ -528,7 +529,17 @@ mod recovery_tests {
         };
         assert!(
             !store.begin_run(&again).await.unwrap(),
-            "one active run per (chain, target)"
+            "one active run per (chain, subject)"
+        );
+        let same_subject = RunStart {
+            id: "r3",
+            target: "alert:ab12@2026-11-28T00:00:00Z",
+            trigger: "alert",
+            ..run.clone()
+        };
+        assert!(
+            !store.begin_run(&same_subject).await.unwrap(),
+            "an alert about the check waits for the check's run"
         );
         assert!(store
             .end_abandoned_runs(4000, "other")

@@ -71,6 +71,8 @@ pub struct RunStart<'a> {
     pub id: &'a str,
     pub chain: &'a str,
     pub target: &'a str,
+    /// What the run heals: at most one active run per (chain, subject).
+    pub subject: &'a str,
     pub trigger: &'a str,
     pub started_ms: i64,
     pub owner: &'a str,
@@ -249,16 +251,17 @@ impl Store {
         Ok(())
     }
 
-    /// Records a run as started. `false` when another run for the same (chain, target) is
+    /// Records a run as started. `false` when another run for the same (chain, subject) is
     /// still active (in this process or another replica).
     pub async fn begin_run(&self, run: &RunStart<'_>) -> Result<bool, StoreError> {
         let result = sqlx::query(
-            "INSERT INTO recovery_runs (id, chain, target, trigger, started_ms, owner, lease_until_ms, labels) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            "INSERT INTO recovery_runs (id, chain, target, subject, trigger, started_ms, owner, lease_until_ms, labels) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
         )
         .bind(run.id.to_string())
         .bind(run.chain.to_string())
         .bind(run.target.to_string())
+        .bind(run.subject.to_string())
         .bind(run.trigger.to_string())
         .bind(run.started_ms)
         .bind(run.owner.to_string())

@@ -3,7 +3,18 @@
 //! starting at once do not race.
 
 /// (version, SQLite statements, PostgreSQL statements). Never edit a released migration: add one.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, V1_SQLITE, V1_POSTGRES), (2, V2, V2)];
+pub const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, V1_SQLITE, V1_POSTGRES), (2, V2, V2), (3, V3, V3)];
+
+/// One active run per (chain, subject) rather than per (chain, target): an alert about a check
+/// and the check itself heal the same thing, and must not run the chain twice at once. Runs from
+/// before keep their target as subject, so the new unique index holds for them.
+const V3: &str = r#"
+ALTER TABLE recovery_runs ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+UPDATE recovery_runs SET subject = target;
+DROP INDEX recovery_runs_one_active;
+CREATE UNIQUE INDEX recovery_runs_one_per_subject ON recovery_runs (chain, subject) WHERE finished_ms IS NULL;
+"#;
 
 /// When each recovery subject was last seen healthy, for `reset_after`.
 const V2: &str = r#"

@@ -325,3 +325,140 @@ async fn corrupted_payloads_never_panic_nor_run_anything() {
     assert!(codes.get(&400).copied().unwrap_or(0) > 100, "{codes:?}");
     assert!(codes.contains_key(&200), "{codes:?}");
 }
+
+/// A MedicCheckCritical notification as Alertmanager sends it, from one medic `instance`.
+fn check_critical(check: &str, instance: &str, fingerprint: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "receiver": "medic", "status": "firing", "version": "4", "groupKey": "{}",
+        "truncatedAlerts": 0, "externalURL": "http://am", "groupLabels": {},
+        "commonLabels": {}, "commonAnnotations": {},
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "MedicCheckCritical", "check": check, "instance": instance},
+            "annotations": {"summary": format!("medic check {check} is critical")},
+            "startsAt": "2026-11-28T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint,
+        }],
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_alert_about_a_check_joins_the_checks_own_run_instead_of_starting_another() {
+    let target = crate::support::Target::start().await;
+    target.set(503, "down", Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let started = dir.path().join("started");
+    // The first step takes a while and fixes nothing; the second fixes the target.
+    let slow = script(
+        dir.path(),
+        "slow",
+        &format!(
+            "echo slow >> {}\ntouch {}\nsleep 2",
+            ran.display(),
+            started.display()
+        ),
+    );
+    // The SPEC's own example: the check has a chain, and its alert is routed to the same chain.
+    let medic = Medic::start(&format!(
+        r#"web:
+  webhook:
+    bearer_token: {TOKEN}
+checks:
+  - name: web
+    interval: 200ms
+    recovery: web
+    http: {{url: '{}'}}
+recovery:
+  chains:
+    web:
+      verify_timeout: 1s
+      steps:
+        - name: slow
+          exec: {{program: '{}'}}
+          cooldown: 1h
+        - name: fix
+          http: {{url: '{}'}}
+          cooldown: 1h
+  routes:
+    - matchers: ['alertname="MedicCheckCritical"', 'check="web"']
+      chain: web
+      verify_check: web
+"#,
+        target.url("/health"),
+        slow.display(),
+        target.url("/fix"),
+    ))
+    .await;
+    wait_for(
+        "the check's run to start",
+        Duration::from_secs(20),
+        || async { started.exists().then_some(()) },
+    )
+    .await;
+    // Both replicas' series fire the alert (two fingerprints), while the check's run is busy.
+    for (instance, fingerprint) in [
+        ("medic-a:7979", "aaaa000000000001"),
+        ("medic-b:7979", "bbbb000000000002"),
+    ] {
+        let (code, body) = post(
+            &medic,
+            check_critical("web", instance, fingerprint),
+            Some(TOKEN),
+            Some("application/json"),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["coalesced"].as_array().unwrap().len(), 1, "{body}");
+    }
+    medic.wait_status("web", "healthy").await;
+    wait_for(
+        "the run to end recovered",
+        Duration::from_secs(20),
+        || async {
+            let runs = medic
+                .metric(
+                    r#"medic_recovery_runs_total{chain="web",trigger="check",outcome="recovered"}"#,
+                )
+                .await?;
+            (runs >= 1.0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "slow\n");
+    let fixes = target.hits().iter().filter(|h| h.contains("/fix")).count();
+    assert_eq!(fixes, 1);
+    // Late resends of the alert find the check's steps in their cooldowns: the first is decided
+    // by a run that finds nothing to do, the next ones are answered `blocked` at once.
+    wait_for(
+        "a resend to be blocked",
+        Duration::from_secs(10),
+        || async {
+            let (code, body) = post(
+                &medic,
+                check_critical("web", "medic-a:7979", "aaaa000000000001"),
+                Some(TOKEN),
+                Some("application/json"),
+            )
+            .await;
+            assert_eq!(code, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (v["blocked"].as_array()?.len() == 1).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "slow\n");
+    assert_eq!(
+        target.hits().iter().filter(|h| h.contains("/fix")).count(),
+        1
+    );
+    assert_eq!(
+        medic
+            .metric(r#"medic_recovery_runs_total{chain="web",trigger="alert",outcome="recovered"}"#)
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
+}
