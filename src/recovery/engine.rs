@@ -806,6 +806,9 @@ impl Manager {
             tokio::select! {
                 Some(event) = events.recv() => self.handle(event).await,
                 Some(done) = done_rx.recv() => self.finished(done),
+                // A JoinSet keeps every finished task until it is joined: reap them as they
+                // end, or each run ever started stays in memory.
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
                 changed = self.store.changed() => {
                     if changed.is_err() {
                         break;
