@@ -1,5 +1,6 @@
 //! Two medic replicas on one PostgreSQL behave as one for recovery: the same alert delivered to
-//! both, several times at once, runs its step exactly once.
+//! both, several times at once, runs its step exactly once; a check both see critical is healed
+//! once; a replica killed mid-step leaves a run the other takes over.
 
 use std::time::Duration;
 
@@ -200,4 +201,65 @@ recovery:
         .metric(r#"medic_recovery_skipped_total{chain="fix",step="slow",reason="cooldown"}"#)
         .await;
     assert!(skipped >= Some(1.0), "B skipped the step A had attempted");
+}
+
+#[tokio::test]
+async fn a_critical_check_seen_by_two_replicas_is_healed_once() {
+    let pg = PgCluster::start();
+    let target = crate::support::Target::start().await;
+    let config = format!(
+        r#"checks:
+  - name: web
+    interval: 100ms
+    recovery: fix
+    http: {{url: '{}'}}
+recovery:
+  chains:
+    fix:
+      steps:
+        - name: fix
+          http: {{url: '{}'}}
+          cooldown: 1h
+"#,
+        target.url("/health"),
+        target.url("/fix")
+    );
+    let mut a = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    let mut b = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    a.wait_ready().await;
+    b.wait_ready().await;
+    a.wait_status("web", "healthy").await;
+    b.wait_status("web", "healthy").await;
+    // Both replicas probe the target ten times a second and both see it fail.
+    target.set(503, "down", Duration::ZERO);
+    wait_for("the fix", Duration::from_secs(20), || async {
+        target
+            .hits()
+            .iter()
+            .any(|h| h.contains("/fix"))
+            .then_some(())
+    })
+    .await;
+    a.wait_status("web", "healthy").await;
+    b.wait_status("web", "healthy").await;
+    wait_for("the run to be counted", Duration::from_secs(20), || async {
+        (check_runs(&a).await + check_runs(&b).await >= 1.0).then_some(())
+    })
+    .await;
+    let hits = target.hits();
+    assert_eq!(
+        hits.iter().filter(|h| h.contains("/fix")).count(),
+        1,
+        "one fix across both replicas: {:?}",
+        hits.iter()
+            .filter(|h| !h.contains("/health"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(check_runs(&a).await + check_runs(&b).await, 1.0);
+}
+
+async fn check_runs(m: &Medic) -> f64 {
+    m.metric(r#"medic_recovery_runs_total{chain="fix",trigger="check",outcome="recovered"}"#)
+        .await
+        .unwrap_or(0.0)
 }
