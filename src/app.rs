@@ -11,12 +11,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::checks::Prober;
-use crate::config::{self, Config, ConfigErrors, Overrides, StateConfig};
+use crate::cluster::Shard;
+use crate::config::{
+    self, CheckSpec, Config, ConfigErrors, Overrides, PredictionSpec, StateConfig,
+};
 use crate::metrics::Metrics;
 use crate::recovery::{
     self,
     action::Actions,
-    engine::{Engine, RecoveryHandle, Verifier},
+    engine::{DirectChecks, Engine, RecoveryHandle, Verifier},
 };
 use crate::scheduler::Scheduler;
 use crate::server::web_config::{WebConfigError, WebSecurity};
@@ -63,12 +66,53 @@ impl ConfigLocation {
     }
 }
 
-/// Runs medic until SIGINT or SIGTERM. `web_config` is `--web.config.file`.
+/// What `medic run` takes from the command line beyond the config overrides.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--web.config.file`.
+    pub web_config: Option<PathBuf>,
+    /// `--cluster.shard`.
+    pub shard: Shard,
+}
+
+/// The part of a config this replica probes, and the checks it verifies directly.
+struct ShardPart {
+    checks: Vec<CheckSpec>,
+    predictions: Vec<PredictionSpec>,
+    others: DirectChecks,
+}
+
+fn shard_part(config: &Config, shard: Shard, prober: &Arc<Prober>) -> ShardPart {
+    let (checks, others): (Vec<CheckSpec>, Vec<CheckSpec>) = config
+        .checks
+        .iter()
+        .cloned()
+        .partition(|c| shard.owns(&c.name));
+    // A prediction follows its check's measurements, so it lives where the check is probed.
+    let predictions = config
+        .predictions
+        .iter()
+        .filter(|p| shard.owns(&p.check))
+        .cloned()
+        .collect();
+    ShardPart {
+        checks,
+        predictions,
+        others: DirectChecks {
+            prober: prober.clone(),
+            checks: others.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            redactor: config.redactor.clone(),
+        },
+    }
+}
+
+/// Runs medic until SIGINT or SIGTERM.
 pub async fn run(
     location: ConfigLocation,
     overrides: Overrides,
-    web_config: Option<PathBuf>,
+    options: RunOptions,
 ) -> Result<()> {
+    let RunOptions { web_config, shard } = options;
     let config = location
         .load(&overrides)
         .map_err(|e| anyhow::anyhow!("invalid config {location}: {e}"))?;
@@ -94,7 +138,9 @@ pub async fn run(
     let (recovery, recovery_rx) = RecoveryHandle::channel();
     let (state, state_task) = state::spawn(metrics.clone(), Some(writer), Some(recovery.clone()));
     let prober = Arc::new(Prober::new().context("building the HTTP client")?);
-    let mut scheduler = Scheduler::new(prober, state.sender());
+    let part = shard_part(&config, shard, &prober);
+    let (others_tx, others_rx) = watch::channel(Arc::new(part.others));
+    let mut scheduler = Scheduler::new(prober.clone(), state.sender());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let engine = Arc::new(Engine {
         actions: Actions::new().context("building the HTTP client for recovery")?,
@@ -102,6 +148,7 @@ pub async fn run(
         verifier: Verifier::Live {
             state: state.clone(),
             probes: scheduler.probe_handle(),
+            others: others_rx,
         },
         owner: owner_name(&local.to_string()),
     });
@@ -112,9 +159,10 @@ pub async fn run(
         recovery_rx,
         shutdown_rx.clone(),
     );
-    let applied = scheduler.apply(&config.checks, config.redactor.clone());
+    let applied = scheduler.apply(&part.checks, config.redactor.clone());
+    let probed = part.checks.len();
     state
-        .apply(applied, config.predictions.clone(), config.history_size)
+        .apply(applied, part.predictions, config.history_size)
         .await;
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
 
@@ -155,6 +203,8 @@ pub async fn run(
         address = %local,
         config = %config.source,
         checks = config.checks.len(),
+        probed,
+        shard = %shard,
         tls,
         basic_auth = auth,
         version = env!("CARGO_PKG_VERSION"),
@@ -176,6 +226,9 @@ pub async fn run(
         webhook: webhook_tx,
         web_config,
         web: web_tx,
+        shard,
+        prober,
+        others: others_tx,
     };
     loop {
         tokio::select! {
@@ -222,6 +275,9 @@ struct Running {
     webhook: watch::Sender<Arc<crate::config::WebhookConfig>>,
     web_config: Option<PathBuf>,
     web: watch::Sender<Arc<WebSecurity>>,
+    shard: Shard,
+    prober: Arc<Prober>,
+    others: watch::Sender<Arc<DirectChecks>>,
 }
 
 impl Running {
@@ -249,10 +305,12 @@ impl Running {
                         "web.listen_address changes need a restart; keeping the old address"
                     );
                 }
-                let applied = self.scheduler.apply(&new.checks, new.redactor.clone());
+                let part = shard_part(&new, self.shard, &self.prober);
+                let applied = self.scheduler.apply(&part.checks, new.redactor.clone());
                 self.state
-                    .apply(applied, new.predictions.clone(), new.history_size)
+                    .apply(applied, part.predictions, new.history_size)
                     .await;
+                self.others.send_replace(Arc::new(part.others));
                 self.recovery.apply(new.recovery.clone()).await;
                 self.webhook.send_replace(Arc::new(new.web.webhook.clone()));
                 // New certificates and users take effect for the next connection and request.

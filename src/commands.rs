@@ -168,8 +168,8 @@ pub async fn recover(
     overrides: &Overrides,
 ) -> i32 {
     use crate::recovery::engine::{
-        Engine, Resolved, RunControl, RunEnd, RunOutcome, StepReport, Trigger, TriggerKind,
-        Verifier,
+        DirectChecks, Engine, Resolved, RunControl, RunEnd, RunOutcome, StepReport, Trigger,
+        TriggerKind, Verifier,
     };
     use crate::recovery::template::Values;
 
@@ -286,7 +286,7 @@ pub async fn recover(
     let engine = Engine {
         actions,
         metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
-        verifier: Verifier::Direct {
+        verifier: Verifier::Direct(DirectChecks {
             prober,
             checks: config
                 .checks
@@ -294,7 +294,7 @@ pub async fn recover(
                 .map(|c| (c.name.clone(), c.clone()))
                 .collect(),
             redactor: config.redactor.clone(),
-        },
+        }),
         owner: crate::app::owner_name(&format!("recover-{}", std::process::id())),
     };
     println!(

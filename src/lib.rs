@@ -10,6 +10,7 @@
 pub mod alertmanager;
 pub mod app;
 pub mod checks;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod detect;

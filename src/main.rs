@@ -26,6 +26,9 @@ struct Cli {
     /// TLS and basic auth for every endpoint, in Prometheus' web config format [default: none]
     #[arg(long = "web.config.file", value_name = "FILE", global = true)]
     web_config_file: Option<PathBuf>,
+    /// Probe only this share of the checks: INDEX/COUNT, e.g. 0/2 [default: all]
+    #[arg(long = "cluster.shard", value_name = "INDEX/COUNT", global = true)]
+    cluster_shard: Option<medic::cluster::Shard>,
     /// State store URL [default: sqlite://data/medic.db]
     #[arg(long = "state.url", value_name = "URL", global = true)]
     state_url: Option<String>,
@@ -108,7 +111,11 @@ fn main() -> ExitCode {
     let code = match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             let location = ConfigLocation::resolve(cli.config_file);
-            match runtime.block_on(app::run(location, overrides, cli.web_config_file)) {
+            let options = app::RunOptions {
+                web_config: cli.web_config_file,
+                shard: cli.cluster_shard.unwrap_or_default(),
+            };
+            match runtime.block_on(app::run(location, overrides, options)) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "medic failed");

@@ -120,13 +120,41 @@ pub enum Verifier {
     Live {
         state: StateHandle,
         probes: ProbeHandle,
+        /// Checks this replica does not schedule (another shard's, with `--cluster.shard`):
+        /// verified by probing them directly. Replaced on reload.
+        others: watch::Receiver<Arc<DirectChecks>>,
     },
     /// In `medic recover`: probe directly (raw status; no thresholds).
-    Direct {
-        prober: Arc<Prober>,
-        checks: BTreeMap<String, CheckSpec>,
-        redactor: Redactor,
-    },
+    Direct(DirectChecks),
+}
+
+/// Checks probed directly, outside the scheduler: raw status, no thresholds.
+pub struct DirectChecks {
+    pub prober: Arc<Prober>,
+    pub checks: BTreeMap<String, CheckSpec>,
+    pub redactor: Redactor,
+}
+
+impl DirectChecks {
+    async fn verify(&self, check: &str, deadline: Instant) -> Result<(), String> {
+        let spec = self
+            .checks
+            .get(check)
+            .ok_or_else(|| format!("check {check} is not configured"))?;
+        loop {
+            let outcome = self.prober.probe(spec, &self.redactor).await;
+            if outcome.status == Status::Healthy {
+                return Ok(());
+            }
+            if Instant::now() + VERIFY_PAUSE >= deadline {
+                return Err(format!(
+                    "check {check} still {}: {}",
+                    outcome.status, outcome.message
+                ));
+            }
+            tokio::time::sleep(VERIFY_PAUSE).await;
+        }
+    }
 }
 
 /// Pause between verification probes: prompt, without hammering the target.
@@ -138,10 +166,18 @@ impl Verifier {
     async fn verify(&self, check: &str, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         match self {
-            Verifier::Live { state, probes } => {
+            Verifier::Live {
+                state,
+                probes,
+                others,
+            } => {
                 let mut seen_after = now_ms();
                 loop {
                     if !probes.probe_now(check) {
+                        let others = others.borrow().clone();
+                        if others.checks.contains_key(check) {
+                            return others.verify(check, deadline).await;
+                        }
                         return Err(format!("check {check} is not running"));
                     }
                     // Wait for a probe that finished after the action.
@@ -168,28 +204,7 @@ impl Verifier {
                     tokio::time::sleep(VERIFY_PAUSE).await;
                 }
             }
-            Verifier::Direct {
-                prober,
-                checks,
-                redactor,
-            } => {
-                let spec = checks
-                    .get(check)
-                    .ok_or_else(|| format!("check {check} is not configured"))?;
-                loop {
-                    let outcome = prober.probe(spec, redactor).await;
-                    if outcome.status == Status::Healthy {
-                        return Ok(());
-                    }
-                    if Instant::now() + VERIFY_PAUSE >= deadline {
-                        return Err(format!(
-                            "check {check} still {}: {}",
-                            outcome.status, outcome.message
-                        ));
-                    }
-                    tokio::time::sleep(VERIFY_PAUSE).await;
-                }
-            }
+            Verifier::Direct(direct) => direct.verify(check, deadline).await,
         }
     }
 }

@@ -263,3 +263,85 @@ async fn check_runs(m: &Medic) -> f64 {
         .await
         .unwrap_or(0.0)
 }
+
+#[tokio::test]
+async fn shards_split_the_checks_and_verify_the_others_directly() {
+    let pg = PgCluster::start();
+    let target = crate::support::Target::start().await;
+    let mut config = format!(
+        r#"web:
+  webhook:
+    bearer_token: {TOKEN}
+recovery:
+  chains:
+    fix:
+      steps:
+        - name: fix
+          http: {{url: '{}'}}
+  routes:
+    - matchers: ['alertname="TargetDown"']
+      chain: fix
+      verify_check: c0
+checks:
+"#,
+        target.url("/fix")
+    );
+    for i in 0..12 {
+        config.push_str(&format!(
+            "  - {{name: c{i}, interval: 200ms, http: {{url: '{}'}}}}\n",
+            target.url("/health")
+        ));
+    }
+    let mut a = Medic::spawn_unready(&config, &["--cluster.shard", "0/2"], Some(pg.url()));
+    let mut b = Medic::spawn_unready(&config, &["--cluster.shard", "1/2"], Some(pg.url()));
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v["checks"].as_object().unwrap().keys().cloned().collect()
+    };
+    let (mine_a, mine_b) = (
+        names(a.json("/api/v1/health").await),
+        names(b.json("/api/v1/health").await),
+    );
+    let mut all: Vec<String> = mine_a.iter().chain(&mine_b).cloned().collect();
+    all.sort_by_key(|n| n[1..].parse::<u32>().unwrap());
+    let want: Vec<String> = (0..12).map(|i| format!("c{i}")).collect();
+    assert_eq!(
+        all, want,
+        "each check on exactly one shard: {mine_a:?} {mine_b:?}"
+    );
+    assert!(!mine_a.is_empty() && !mine_b.is_empty());
+    let metrics_b = b.metrics().await;
+    for name in &mine_a {
+        assert!(
+            !metrics_b.contains(&format!("check=\"{name}\"")),
+            "{name} is A's, yet B exports it"
+        );
+    }
+
+    // The alert's route verifies with c0: whichever replica receives it, the fix is verified,
+    // by its own probes or, for the other shard's check, by probing c0 directly.
+    let (owner, other) = if mine_a.contains(&"c0".to_string()) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    target.set(503, "down", Duration::ZERO);
+    owner.wait_status("c0", "critical").await;
+    let r = alert_post(
+        other,
+        TOKEN,
+        testdata("alertmanager/alertmanager-0.25-firing.raw.json"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for(
+        "the run on the other shard to end recovered",
+        Duration::from_secs(20),
+        || async { (runs(other).await >= 1.0).then_some(()) },
+    )
+    .await;
+    owner.wait_status("c0", "healthy").await;
+}
