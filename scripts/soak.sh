@@ -89,14 +89,15 @@ metric_sum() { # sum of a metric family's samples matching a regex
 }
 fds() { ls "/proc/$pid/fd" | wc -l; }
 sample() { # elapsed seconds
-  printf '%8s %8.1f %6d %12d %10d %10d\n' "$1" "$(echo "$(rss_kb "$pid") / 1024" | bc -l)" "$(fds)" \
-    "$(metric_sum '^medic_check_runs_total')" "$(metric_sum '^medic_webhook_notifications_total')" \
-    "$(metric_sum '^medic_recovery_runs_total')"
+  printf '%8s %8.1f %6d %12d %10d %10d %8d %8d\n' "$1" "$(echo "$(rss_kb "$pid") / 1024" | bc -l)" \
+    "$(fds)" "$(metric_sum '^medic_check_runs_total')" \
+    "$(metric_sum '^medic_webhook_notifications_total')" "$(metric_sum '^medic_recovery_runs_total')" \
+    "$(metric_sum '^medic_state_store_backlog_results')" "$(metric_sum '^medic_state_store_errors_total')"
 }
 
 echo "== soak: 1000 HTTP checks at 1 s, /metrics every 1 s, 20 webhook posts/s; warm-up ${warmup}s, then ${duration}s"
 sleep "$warmup"
-printf '%8s %8s %6s %12s %10s %10s\n' seconds "RSS MB" fds probes webhooks runs
+printf '%8s %8s %6s %12s %10s %10s %8s %8s\n' seconds "RSS MB" fds probes webhooks runs backlog "store errors"
 rss0=$(rss_kb "$pid"); fd0=$(fds); c0=$(cpu_ticks "$pid"); probes0=$(metric_sum '^medic_check_runs_total')
 sample 0
 elapsed=0
@@ -114,6 +115,10 @@ webhook_failed=$(tail -n 1 "$work/webhook.txt" | awk '{print $2}')
 errors=$(grep -c -E 'level=(error|warn)' "$work/medic.log" || true)
 printf 'probes/s %d, CPU %.1f%% of one core, webhook failures %s, warnings+errors in the log %s\n' \
   "$rate" "$cpu" "${webhook_failed:-?}" "$errors"
+if ((errors > 0)); then
+  echo "the log's warnings and errors (first 10):"
+  grep -E 'level=(error|warn)' "$work/medic.log" | head -n 10
+fi
 growth=$(echo "($rss1 - $rss0) * 100 / $rss0" | bc -l)
 # The trend window's designed growth: 8 bytes for each probe while the process is under an hour old.
 trend_kb=$(( (probes1 - probes0) * 8 / 1024 ))

@@ -282,22 +282,41 @@ impl Store {
     /// Deletes results older than `before_ms`, and for every check all but the newest `keep`.
     /// Returns how many rows went.
     pub async fn prune(&self, before_ms: i64, keep: u64) -> Result<u64, StoreError> {
-        let checks: Vec<String> = sqlx::query("SELECT DISTINCT check_name FROM check_results")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_error("prune"))?
-            .iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(query_error("prune"))?;
-        let mut removed = sqlx::query("DELETE FROM check_results WHERE at_ms < $1")
+        // Deletes go in small batches with a pause between them: one statement removing
+        // hundreds of thousands of rows holds SQLite's write lock for seconds, and the result
+        // writer, locked out, would pile its batches up in memory.
+        let mut removed = 0;
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM check_results WHERE id IN \
+                 (SELECT id FROM check_results WHERE at_ms < $1 ORDER BY at_ms LIMIT $2)",
+            )
             .bind(before_ms)
+            .bind(PRUNE_BATCH)
             .execute(&self.pool)
             .await
             .map_err(query_error("prune"))?
             .rows_affected();
+            removed += n;
+            if n < PRUNE_BATCH as u64 {
+                break;
+            }
+            tokio::time::sleep(PRUNE_PAUSE).await;
+        }
+        // Only checks over their count are touched (a read, which does not block the writer).
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        for check in &checks {
+        let over: Vec<String> = sqlx::query(
+            "SELECT check_name FROM check_results GROUP BY check_name HAVING COUNT(*) > $1",
+        )
+        .bind(keep)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("prune"))?
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()
+        .map_err(query_error("prune"))?;
+        for check in &over {
             removed += sqlx::query(
                 "DELETE FROM check_results WHERE check_name = $1 AND id <= \
                  (SELECT id FROM check_results WHERE check_name = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
@@ -308,6 +327,7 @@ impl Store {
             .await
             .map_err(query_error("prune"))?
             .rows_affected();
+            tokio::time::sleep(PRUNE_PAUSE).await;
         }
         Ok(removed)
     }
@@ -326,6 +346,10 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// Rows deleted per statement when pruning, and the pause between statements.
+const PRUNE_BATCH: i64 = 5_000;
+const PRUNE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Keeps only the newest `keep` rows of `out[start..]`.
 fn trim_front(out: &mut Vec<ResultRow>, start: usize, keep: usize) {
@@ -433,6 +457,17 @@ mod tests {
         assert_eq!(removed, 1000);
         assert_eq!(store.count_results("a").await.unwrap(), 100);
         assert_eq!(store.count_results("b").await.unwrap(), 100);
+
+        // More old rows than one delete batch takes: pruning goes on until none is left.
+        let old: Vec<ResultRow> = (0..12_000)
+            .map(|i| row("c", 10 + i, Status::Healthy))
+            .collect();
+        for chunk in old.chunks(1000) {
+            store.insert_results(chunk).await.unwrap();
+        }
+        let removed = store.prune(50_000, 1_000_000).await.unwrap();
+        assert_eq!(removed, 12_000 + 200);
+        assert_eq!(store.count_results("c").await.unwrap(), 0);
     }
 
     #[test]
