@@ -2,8 +2,11 @@
 //! prometheus-client; call sites say `metrics.observe_probe(..)`, never touch families.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::ops::Bound;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
@@ -98,7 +101,7 @@ const DURATION_BUCKETS: [f64; 11] = [
 
 /// The per-check series (`medic_check_success`, `_status`, `_duration_seconds`, `_runs_total`,
 /// `_consecutive_failures`, `_last_run_timestamp_seconds`): one small record per check, encoded
-/// by [`CheckCollector`] through prometheus-client's own encoders, so the exposition is what
+/// a slice at a time by [`Slice`] through prometheus-client's own encoders, so the exposition is what
 /// six `Family`s gave. Those families cost 13 MB at 10,000 checks (a hash map entry, a label
 /// string and a boxed metric per series) and made every probe hash and allocate labels six
 /// times; a record is about 200 bytes and a probe updates it under one uncontended lock.
@@ -106,7 +109,7 @@ const DURATION_BUCKETS: [f64; 11] = [
 struct CheckTable(RwLock<BTreeMap<Arc<str>, Mutex<CheckSeries>>>);
 
 /// What one check exports. A series exists from the moment it is first set, as with families.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct CheckSeries {
     /// The status state set: 1 for this status, 0 for the other three.
     status: Option<Status>,
@@ -184,109 +187,94 @@ impl CheckTable {
     }
 }
 
-/// Encodes the [`CheckTable`] on every scrape, family by family, checks in name order.
-#[derive(Debug)]
-struct CheckCollector(Arc<CheckTable>);
-
-type Checks = BTreeMap<Arc<str>, Mutex<CheckSeries>>;
-
-/// Encodes one family: its descriptor and a series set for each check `has` one, unless no check
-/// has (an empty family is left out, as the registry does). Help texts end in the full stop the
-/// registry would add.
-fn encode_family(
-    encoder: &mut DescriptorEncoder,
-    checks: &Checks,
-    (name, help, unit, metric_type): (&str, &str, Option<&Unit>, MetricType),
-    has: impl Fn(&CheckSeries) -> bool,
-    mut encode: impl FnMut(&str, &CheckSeries, &mut MetricEncoder) -> Result<(), std::fmt::Error>,
-) -> Result<(), std::fmt::Error> {
-    if !checks.values().any(|series| has(&lock(series))) {
-        return Ok(());
-    }
-    let mut family = encoder.encode_descriptor(name, help, unit, metric_type)?;
-    for (check, series) in checks {
-        let series = lock(series);
-        if has(&series) {
-            encode(check, &series, &mut family)?;
-        }
-    }
-    Ok(())
+/// The per-check families, in the order they are exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckFamily {
+    Success,
+    Status,
+    Duration,
+    Runs,
+    ConsecutiveFailures,
+    LastRun,
 }
 
-impl Collector for CheckCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let checks = self.0 .0.read().unwrap_or_else(|p| p.into_inner());
-        let seconds = Unit::Seconds;
-        let probed = |s: &CheckSeries| s.latest.is_some();
-        encode_family(
-            &mut encoder,
-            &checks,
-            (
+const CHECK_FAMILIES: [CheckFamily; 6] = [
+    CheckFamily::Success,
+    CheckFamily::Status,
+    CheckFamily::Duration,
+    CheckFamily::Runs,
+    CheckFamily::ConsecutiveFailures,
+    CheckFamily::LastRun,
+];
+
+static SECONDS: Unit = Unit::Seconds;
+
+impl CheckFamily {
+    /// Name, help (ending in the full stop the registry adds to registered metrics), unit, type.
+    fn descriptor(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        Option<&'static Unit>,
+        MetricType,
+    ) {
+        match self {
+            CheckFamily::Success => (
                 "medic_check_success",
                 "1 if the latest probe was healthy or warning, else 0.",
                 None,
                 MetricType::Gauge,
             ),
-            probed,
-            |check, s, family| match s.latest {
-                Some(l) => family
-                    .encode_family(&[("check", check)])?
-                    .encode_gauge(&i64::from(l.success)),
-                None => Ok(()),
-            },
-        )?;
-        encode_family(
-            &mut encoder,
-            &checks,
-            (
+            CheckFamily::Status => (
                 "medic_check_status",
                 "The check's current status after thresholds: 1 for the current status, 0 for the others.",
                 None,
                 MetricType::Gauge,
             ),
-            |s| s.status.is_some(),
-            |check, s, family| {
+            CheckFamily::Duration => (
+                "medic_check_duration",
+                "Probe durations.",
+                Some(&SECONDS),
+                MetricType::Histogram,
+            ),
+            CheckFamily::Runs => ("medic_check_runs", "Probes by raw status.", None, MetricType::Counter),
+            CheckFamily::ConsecutiveFailures => (
+                "medic_check_consecutive_failures",
+                "Current run of critical probes.",
+                None,
+                MetricType::Gauge,
+            ),
+            CheckFamily::LastRun => (
+                "medic_check_last_run_timestamp",
+                "Unix time of the latest probe.",
+                Some(&SECONDS),
+                MetricType::Gauge,
+            ),
+        }
+    }
+
+    /// Whether the check has this family's series yet.
+    fn has(self, s: &CheckSeries) -> bool {
+        match self {
+            CheckFamily::Status => s.status.is_some(),
+            CheckFamily::Runs => s.runs.iter().any(Option::is_some),
+            _ => s.latest.is_some(),
+        }
+    }
+
+    fn encode(self, check: &str, s: &CheckSeries, family: &mut MetricEncoder) -> std::fmt::Result {
+        let labels = [("check", check)];
+        match (self, s.latest) {
+            (CheckFamily::Status, _) => {
                 for status in Status::ALL {
                     family
                         .encode_family(&[("check", check), ("status", status.as_str())])?
                         .encode_gauge(&i64::from(s.status == Some(status)))?;
                 }
                 Ok(())
-            },
-        )?;
-        encode_family(
-            &mut encoder,
-            &checks,
-            (
-                "medic_check_duration",
-                "Probe durations.",
-                Some(&seconds),
-                MetricType::Histogram,
-            ),
-            probed,
-            |check, s, family| match s.latest {
-                Some(l) => family
-                    .encode_family(&[("check", check)])?
-                    .encode_histogram::<NoLabelSet>(
-                        l.duration.sum,
-                        l.duration.count,
-                        &l.duration.bounded(),
-                        None,
-                    ),
-                None => Ok(()),
-            },
-        )?;
-        encode_family(
-            &mut encoder,
-            &checks,
-            (
-                "medic_check_runs",
-                "Probes by raw status.",
-                None,
-                MetricType::Counter,
-            ),
-            |s| s.runs.iter().any(Option::is_some),
-            |check, s, family| {
+            }
+            (CheckFamily::Runs, _) => {
                 for status in Status::ALL {
                     if let Some(runs) = s.runs[status.index()] {
                         family
@@ -295,42 +283,99 @@ impl Collector for CheckCollector {
                     }
                 }
                 Ok(())
-            },
-        )?;
-        encode_family(
-            &mut encoder,
-            &checks,
-            (
-                "medic_check_consecutive_failures",
-                "Current run of critical probes.",
-                None,
-                MetricType::Gauge,
-            ),
-            probed,
-            |check, s, family| match s.latest {
-                Some(l) => family
-                    .encode_family(&[("check", check)])?
-                    .encode_gauge(&i64::from(l.consecutive_failures)),
-                None => Ok(()),
-            },
-        )?;
-        encode_family(
-            &mut encoder,
-            &checks,
-            (
-                "medic_check_last_run_timestamp",
-                "Unix time of the latest probe.",
-                Some(&seconds),
-                MetricType::Gauge,
-            ),
-            probed,
-            |check, s, family| match s.latest {
-                Some(l) => family
-                    .encode_family(&[("check", check)])?
-                    .encode_gauge(&l.last_run),
-                None => Ok(()),
-            },
-        )
+            }
+            (CheckFamily::Success, Some(l)) => family
+                .encode_family(&labels)?
+                .encode_gauge(&i64::from(l.success)),
+            (CheckFamily::Duration, Some(l)) => family
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    l.duration.sum,
+                    l.duration.count,
+                    &l.duration.bounded(),
+                    None,
+                ),
+            (CheckFamily::ConsecutiveFailures, Some(l)) => family
+                .encode_family(&labels)?
+                .encode_gauge(&i64::from(l.consecutive_failures)),
+            (CheckFamily::LastRun, Some(l)) => {
+                family.encode_family(&labels)?.encode_gauge(&l.last_run)
+            }
+            (_, None) => Ok(()),
+        }
+    }
+}
+
+/// How many checks one slice of a per-check family covers: a slice of the histogram family is
+/// then about 150 KB of text.
+const CHECKS_PER_SLICE: usize = 128;
+
+/// Encodes one slice of a per-check family: the next [`CHECKS_PER_SLICE`] checks after `after`
+/// (in name order) that have its series, with the family's descriptor, or nothing when no
+/// check is left. The values are copied out first, so no check's lock is held while writing.
+#[derive(Debug)]
+struct Slice {
+    table: Arc<CheckTable>,
+    family: CheckFamily,
+    after: Option<Arc<str>>,
+    /// The last check encoded, where the next slice starts.
+    last: Mutex<Option<Arc<str>>>,
+}
+
+impl Collector for Slice {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let rows: Vec<(Arc<str>, CheckSeries)> = {
+            let checks = self.table.0.read().unwrap_or_else(|p| p.into_inner());
+            let start = match &self.after {
+                Some(after) => Bound::Excluded(&**after),
+                None => Bound::Unbounded,
+            };
+            checks
+                .range::<str, _>((start, Bound::Unbounded))
+                .map(|(check, series)| (check, *lock(series)))
+                .filter(|(_, series)| self.family.has(series))
+                .take(CHECKS_PER_SLICE)
+                .map(|(check, series)| (check.clone(), series))
+                .collect()
+        };
+        let Some((last, _)) = rows.last() else {
+            return Ok(());
+        };
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(last.clone());
+        let (name, help, unit, metric_type) = self.family.descriptor();
+        let mut family = encoder.encode_descriptor(name, help, unit, metric_type)?;
+        for (check, series) in &rows {
+            self.family.encode(check, series, &mut family)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a rendering of `/metrics` is: which per-check family, after which check; then the
+/// registry's other families; then done.
+#[derive(Debug, Default)]
+pub struct RenderState {
+    family: usize,
+    after: Option<Arc<str>>,
+    done: bool,
+}
+
+/// `/metrics` rendered a slice at a time as the response is written. Rendered whole, the text
+/// (13 MB at 10,000 checks) was allocated every scrape and glibc kept the freed buffers
+/// resident: 28 MB of RSS. A slice at a time, a scrape needs a few hundred kilobytes.
+pub struct Rendering {
+    metrics: Arc<Metrics>,
+    format: Format,
+    state: RenderState,
+}
+
+impl Iterator for Rendering {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        self.metrics
+            .render_next(self.format, &mut self.state)
+            .map(Bytes::from)
     }
 }
 
@@ -342,11 +387,9 @@ fn step_histogram() -> Histogram {
 }
 
 pub struct Metrics {
+    /// Every family but the per-check ones, which `checks` holds.
     registry: Registry,
     checks: Arc<CheckTable>,
-    /// Length of the latest rendering: the next one starts with room for it, rather than
-    /// copying megabytes through a dozen doublings.
-    rendered_len: AtomicUsize,
     system_cpu: Family<CheckLabels, FloatGauge>,
     system_memory: Family<CheckLabels, FloatGauge>,
     system_disk: Family<DiskLabels, FloatGauge>,
@@ -401,13 +444,8 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut root = Registry::default();
+        let mut registry = Registry::default();
         let checks = Arc::new(CheckTable::default());
-        root.register_collector(Box::new(CheckCollector(checks.clone())));
-        // Every other family lives in a sub-registry (no prefix, no labels): a registry encodes
-        // its collectors after its own families and before its sub-registries, so the per-check
-        // families stay first, where they have always been.
-        let registry = root.sub_registry_with_labels(std::iter::empty());
         let ratio = || Unit::Other("ratio".to_string());
         let system_cpu = Family::<CheckLabels, FloatGauge>::default();
         registry.register_with_unit(
@@ -546,9 +584,8 @@ impl Metrics {
             })
             .set(1);
         Metrics {
-            registry: root,
+            registry,
             checks,
-            rendered_len: AtomicUsize::new(0),
             system_cpu,
             system_memory,
             system_disk,
@@ -787,10 +824,76 @@ impl Metrics {
             .set(i64::try_from(len).unwrap_or(i64::MAX));
     }
 
-    /// Renders every metric in the asked-for format.
+    /// Renders every metric in the asked-for format, whole.
     pub fn encode(&self, format: Format) -> String {
-        let previous = self.rendered_len.load(Ordering::Relaxed);
-        let mut out = String::with_capacity((previous + previous / 16).max(64 * 1024));
+        let mut state = RenderState::default();
+        let mut out = String::new();
+        while let Some(chunk) = self.render_next(format, &mut state) {
+            out.push_str(&chunk);
+        }
+        out
+    }
+
+    /// Renders every metric in the asked-for format, a slice at a time.
+    pub fn render(self: Arc<Self>, format: Format) -> Rendering {
+        Rendering {
+            metrics: self,
+            format,
+            state: RenderState::default(),
+        }
+    }
+
+    /// The next piece of the exposition: a slice of a per-check family (each family's
+    /// descriptor only once, before its first series), then the registry's families, then
+    /// `None`. Slices go through prometheus-client's encoder, as every family does.
+    fn render_next(&self, format: Format, state: &mut RenderState) -> Option<String> {
+        if state.done {
+            return None;
+        }
+        while let Some(family) = CHECK_FAMILIES.get(state.family).copied() {
+            let slice = Arc::new(Slice {
+                table: self.checks.clone(),
+                family,
+                after: state.after.clone(),
+                last: Mutex::new(None),
+            });
+            let mut registry = Registry::default();
+            registry.register_collector(Box::new(slice.clone()));
+            let mut out = String::with_capacity(16 * 1024);
+            // OpenMetrics' `# EOF` comes once, after the registry's families.
+            let result = match format {
+                Format::PrometheusText => {
+                    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+                }
+                Format::OpenMetrics => {
+                    prometheus_client::encoding::text::encode_registry(&mut out, &registry)
+                }
+            };
+            log_encoding_error(result);
+            let last = slice.last.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match last {
+                None => {
+                    state.family += 1;
+                    state.after = None;
+                }
+                Some(last) => {
+                    let continued = state.after.replace(last).is_some();
+                    if continued {
+                        // The encoder writes the descriptor with every slice; a family has it
+                        // once. Descriptor lines start with '#', series lines never do.
+                        let series_start = out
+                            .split_inclusive('\n')
+                            .take_while(|line| line.starts_with('#'))
+                            .map(str::len)
+                            .sum::<usize>();
+                        out.drain(..series_start);
+                    }
+                    return Some(out);
+                }
+            }
+        }
+        state.done = true;
+        let mut out = String::with_capacity(16 * 1024);
         let result = match format {
             Format::PrometheusText => {
                 prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
@@ -799,12 +902,15 @@ impl Metrics {
                 prometheus_client::encoding::text::encode(&mut out, &self.registry)
             }
         };
-        // Writing into a String cannot fail; an encoder error would be a bug in a label type.
-        if let Err(e) = result {
-            tracing::error!(error = %e, "encoding metrics failed");
-        }
-        self.rendered_len.store(out.len(), Ordering::Relaxed);
-        out
+        log_encoding_error(result);
+        Some(out)
+    }
+}
+
+/// Writing into a String cannot fail; an encoder error would be a bug in a label type.
+fn log_encoding_error(result: std::fmt::Result) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "encoding metrics failed");
     }
 }
 
@@ -938,7 +1044,6 @@ mod tests {
         let lines = text.lines().filter(|l| l.contains("medic_check_"));
         let (mut descriptors, mut series): (Vec<&str>, Vec<&str>) =
             lines.partition(|l| l.starts_with('#'));
-        descriptors.dedup();
         series.sort_unstable();
         (descriptors, series)
     }
@@ -972,6 +1077,28 @@ mod tests {
             let at = 1_700_000_000.25 + i as f64;
             m.observe_probe(check, &outcome, &health, changed, at);
             r.observe(check, &outcome, &health, changed, at);
+        }
+        // Enough checks for several slices per family, some never probed, some only critical.
+        for i in 0..(3 * CHECKS_PER_SLICE + 7) {
+            let check = format!("c{i:04}");
+            m.set_status(&check, Status::Unknown);
+            r.set_status(&check, Status::Unknown);
+            if i % 3 != 0 {
+                let status = if i % 3 == 1 {
+                    Status::Healthy
+                } else {
+                    Status::Critical
+                };
+                let mut outcome = Outcome::new(status, "x");
+                outcome.duration = Duration::from_micros(i as u64 * 997);
+                let health = HealthState {
+                    status,
+                    consecutive_failures: u32::from(status == Status::Critical),
+                    consecutive_successes: 0,
+                };
+                m.observe_probe(&check, &outcome, &health, true, 1e9 + i as f64 / 7.0);
+                r.observe(&check, &outcome, &health, true, 1e9 + i as f64 / 7.0);
+            }
         }
         m.forget_check("gone");
         r.success.remove(&CheckLabels {
