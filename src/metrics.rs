@@ -1042,7 +1042,7 @@ mod tests {
     /// carries no meaning (the families' came from a hash map).
     fn families(text: &str) -> (Vec<&str>, Vec<&str>) {
         let lines = text.lines().filter(|l| l.contains("medic_check_"));
-        let (mut descriptors, mut series): (Vec<&str>, Vec<&str>) =
+        let (descriptors, mut series): (Vec<&str>, Vec<&str>) =
             lines.partition(|l| l.starts_with('#'));
         series.sort_unstable();
         (descriptors, series)
