@@ -218,7 +218,8 @@ pub async fn run(
     let mut running = Running {
         location,
         overrides,
-        config,
+        state_config: config.state.clone(),
+        listen_address: config.web.listen_address.clone(),
         scheduler,
         state,
         metrics,
@@ -230,6 +231,8 @@ pub async fn run(
         prober,
         others: others_tx,
     };
+    // Its checks live on in the scheduler; what a reload compares was copied into `running`.
+    drop(config);
     loop {
         tokio::select! {
             Some(reply) = reload_rx.recv() => {
@@ -263,11 +266,14 @@ pub async fn run(
     Ok(())
 }
 
-/// What a reload needs: the config in force and whom to tell about a new one.
+/// What a reload needs: the settings a reload cannot change and whom to tell about a new config.
+/// Not the whole config: its checks live on in the scheduler, and a second copy of 10,000 of
+/// them would be megabytes kept only to be dropped at the next reload.
 struct Running {
     location: ConfigLocation,
     overrides: Overrides,
-    config: Config,
+    state_config: StateConfig,
+    listen_address: String,
     scheduler: Scheduler,
     state: StateHandle,
     metrics: Arc<Metrics>,
@@ -295,12 +301,12 @@ impl Running {
         };
         match self.location.load(&self.overrides) {
             Ok(new) => {
-                if new.state != self.config.state {
+                if new.state != self.state_config {
                     tracing::warn!("state changes need a restart; keeping the open state store");
                 }
-                if new.web.listen_address != self.config.web.listen_address {
+                if new.web.listen_address != self.listen_address {
                     tracing::warn!(
-                        old = %self.config.web.listen_address,
+                        old = %self.listen_address,
                         new = %new.web.listen_address,
                         "web.listen_address changes need a restart; keeping the old address"
                     );
@@ -316,7 +322,8 @@ impl Running {
                 // New certificates and users take effect for the next connection and request.
                 self.web.send_replace(Arc::new(web));
                 tracing::info!(checks = new.checks.len(), "config reloaded");
-                self.config = new;
+                self.state_config = new.state;
+                self.listen_address = new.web.listen_address;
                 self.metrics.config_reloaded(true, now);
                 Ok(())
             }

@@ -117,7 +117,7 @@ impl HealthState {
     }
 }
 
-/// One probe result as kept in memory.
+/// One probe result, as the history hands it out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
     /// Unix time in milliseconds.
@@ -125,15 +125,54 @@ pub struct HistoryEntry {
     /// The probe's own (raw) status.
     pub status: Status,
     pub duration_seconds: f64,
-    /// Shared with the previous entry when identical, so a steady check costs one string.
+    /// Shared with the neighbouring entries when identical, so a steady check costs one string.
     pub message: Arc<str>,
 }
 
 /// A bounded ring of recent results, newest last.
+///
+/// Kept compact because every check holds `history_size` (100 by default) of these for as long
+/// as medic runs: 16 bytes an entry, with messages run-length encoded beside them. Entries of
+/// 40 bytes in a ring that doubled its buffer cost 5 KB a check, 51 MB for 10,000 checks.
 #[derive(Debug, Clone)]
 pub struct History {
     capacity: usize,
-    entries: VecDeque<HistoryEntry>,
+    entries: VecDeque<PackedEntry>,
+    /// The entries' messages oldest first, each with how many consecutive entries carry it; the
+    /// counts add up to `entries.len()`.
+    messages: VecDeque<MessageRun>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PackedEntry {
+    /// `at_ms << 2 | status index`; times are clamped to ±2^61 ms (73 million years).
+    at_status: i64,
+    duration_seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+struct MessageRun {
+    message: Arc<str>,
+    count: u32,
+}
+
+const MAX_AT_MS: i64 = i64::MAX >> 2;
+
+impl PackedEntry {
+    fn new(at_ms: i64, status: Status, duration_seconds: f64) -> Self {
+        PackedEntry {
+            at_status: (at_ms.clamp(-MAX_AT_MS, MAX_AT_MS) << 2) | status.index() as i64,
+            duration_seconds,
+        }
+    }
+
+    fn at_ms(self) -> i64 {
+        self.at_status >> 2
+    }
+
+    fn status(self) -> Status {
+        Status::ALL[(self.at_status & 3) as usize]
+    }
 }
 
 impl History {
@@ -141,23 +180,57 @@ impl History {
         History {
             capacity: capacity.max(1),
             entries: VecDeque::new(),
+            messages: VecDeque::new(),
         }
     }
 
     pub fn push(&mut self, at_ms: i64, status: Status, duration_seconds: f64, message: &str) {
-        let message = match self.entries.back() {
-            Some(last) if &*last.message == message => last.message.clone(),
-            _ => Arc::from(message),
-        };
+        self.push_entry(
+            PackedEntry::new(at_ms, status, duration_seconds),
+            |last| match last {
+                Some(last) if &**last == message => None,
+                _ => Some(Arc::from(message)),
+            },
+        );
+    }
+
+    /// Appends an entry; `new_message` gets the newest run's message and returns `None` when
+    /// the entry carries that same message, or the entry's own otherwise.
+    fn push_entry(
+        &mut self,
+        entry: PackedEntry,
+        new_message: impl FnOnce(Option<&Arc<str>>) -> Option<Arc<str>>,
+    ) {
         if self.entries.len() == self.capacity {
-            self.entries.pop_front();
+            self.pop_oldest();
         }
-        self.entries.push_back(HistoryEntry {
-            at_ms,
-            status,
-            duration_seconds,
-            message,
-        });
+        // Grow by doubling as VecDeque would, but never past the capacity: a full ring then
+        // holds exactly `capacity` entries' worth of memory.
+        if self.entries.len() == self.entries.capacity() {
+            let target = (self.entries.len() * 2).max(4).min(self.capacity);
+            self.entries.reserve_exact(target - self.entries.len());
+        }
+        self.entries.push_back(entry);
+        match new_message(self.messages.back().map(|run| &run.message)) {
+            None => {
+                if let Some(run) = self.messages.back_mut() {
+                    run.count += 1;
+                }
+            }
+            Some(message) => self.messages.push_back(MessageRun { message, count: 1 }),
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if self.entries.pop_front().is_none() {
+            return;
+        }
+        if let Some(run) = self.messages.front_mut() {
+            run.count -= 1;
+            if run.count == 0 {
+                self.messages.pop_front();
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -167,16 +240,20 @@ impl History {
     /// Adds results from before the oldest entry (history reloaded from the store), keeping the
     /// newest `capacity` overall. `older` must be oldest first.
     pub fn merge_older(&mut self, older: impl IntoIterator<Item = (i64, Status, f64, String)>) {
-        let first_ms = self.entries.front().map_or(i64::MAX, |e| e.at_ms);
+        let first_ms = self.entries.front().map_or(i64::MAX, |e| e.at_ms());
         let mut merged = History::new(self.capacity);
         for (at_ms, status, duration, message) in older.into_iter().filter(|e| e.0 < first_ms) {
             merged.push(at_ms, status, duration, &message);
         }
-        for entry in self.entries.drain(..) {
-            if merged.entries.len() == merged.capacity {
-                merged.entries.pop_front();
-            }
-            merged.entries.push_back(entry);
+        let runs = self
+            .messages
+            .iter()
+            .flat_map(|run| std::iter::repeat_n(&run.message, run.count as usize));
+        for (entry, message) in self.entries.iter().zip(runs) {
+            merged.push_entry(*entry, |last| match last {
+                Some(last) if **last == **message => None,
+                _ => Some(message.clone()),
+            });
         }
         *self = merged;
     }
@@ -186,15 +263,31 @@ impl History {
     }
 
     /// Newest first, at most `limit`.
-    pub fn recent(&self, limit: usize) -> impl Iterator<Item = &HistoryEntry> {
-        self.entries.iter().rev().take(limit)
+    pub fn recent(&self, limit: usize) -> impl Iterator<Item = HistoryEntry> + '_ {
+        let runs = self
+            .messages
+            .iter()
+            .rev()
+            .flat_map(|run| std::iter::repeat_n(&run.message, run.count as usize));
+        self.entries
+            .iter()
+            .rev()
+            .zip(runs)
+            .take(limit)
+            .map(|(entry, message)| HistoryEntry {
+                at_ms: entry.at_ms(),
+                status: entry.status(),
+                duration_seconds: entry.duration_seconds,
+                message: message.clone(),
+            })
     }
 
     pub fn resize(&mut self, capacity: usize) {
         self.capacity = capacity.max(1);
         while self.entries.len() > self.capacity {
-            self.entries.pop_front();
+            self.pop_oldest();
         }
+        self.entries.shrink_to(self.capacity);
     }
 }
 
@@ -624,8 +717,49 @@ mod tests {
         assert_eq!(h.len(), 3);
         let recent: Vec<i64> = h.recent(10).map(|e| e.at_ms).collect();
         assert_eq!(recent, vec![4, 3, 2]);
-        let entries: Vec<&HistoryEntry> = h.recent(2).collect();
+        let entries: Vec<HistoryEntry> = h.recent(2).collect();
         assert!(Arc::ptr_eq(&entries[0].message, &entries[1].message));
+        assert_eq!(h.messages.len(), 1);
+    }
+
+    #[test]
+    fn history_keeps_each_entry_with_its_own_message_status_and_duration() {
+        let mut h = History::new(4);
+        let pushed = [
+            (-5, Critical, 0.5, "a"),
+            (1, Healthy, 0.25, "a"),
+            (2, Warning, 1e-9, "b"),
+            (3, Unknown, 3.0, "a"),
+            (4, Healthy, 0.1, "a"),
+            (1_700_000_000_123, Critical, 7.5, "c"),
+        ];
+        for (i, (at, status, duration, message)) in pushed.iter().enumerate() {
+            h.push(*at, *status, *duration, message);
+            let want: Vec<HistoryEntry> = pushed[..=i]
+                .iter()
+                .rev()
+                .take(4)
+                .map(|(at, status, duration, message)| HistoryEntry {
+                    at_ms: *at,
+                    status: *status,
+                    duration_seconds: *duration,
+                    message: Arc::from(*message),
+                })
+                .collect();
+            assert_eq!(h.recent(10).collect::<Vec<_>>(), want, "after {i}");
+            let counted: u32 = h.messages.iter().map(|r| r.count).sum();
+            assert_eq!(counted as usize, h.len());
+        }
+        // "b", "a" (twice), "c": three runs for four entries, and no more room than needed.
+        assert_eq!(h.messages.len(), 3);
+        assert_eq!(h.entries.capacity(), 4);
+        h.resize(2);
+        let kept: Vec<(i64, Arc<str>)> = h.recent(10).map(|e| (e.at_ms, e.message)).collect();
+        assert_eq!(
+            kept,
+            vec![(1_700_000_000_123, Arc::from("c")), (4, Arc::from("a"))]
+        );
+        assert_eq!(h.messages.len(), 2);
     }
 
     #[test]

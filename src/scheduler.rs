@@ -169,8 +169,17 @@ impl Scheduler {
                         at,
                         outcome,
                     };
-                    if events.send(event).await.is_err() {
-                        return;
+                    // The queue almost always has room. Waiting for room is boxed for the
+                    // same reason as the probe: inline, the command and the send future would
+                    // take a few hundred bytes in every idle task.
+                    match events.try_send(event) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(event)) => {
+                            if Box::pin(events.send(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                     // Missed ticks are skipped, not made up in a burst.
                     let now = Instant::now();

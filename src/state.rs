@@ -117,7 +117,9 @@ struct LastProbe {
     status: Status,
     duration_seconds: f64,
     message: String,
-    metadata: BTreeMap<String, Value>,
+    /// In key order, as the outcome's map had them. A slice rather than the map: every check
+    /// keeps one, and a map's node takes room for eleven entries where a probe has about four.
+    metadata: Box<[(String, Value)]>,
 }
 
 impl CheckRecord {
@@ -385,7 +387,7 @@ impl StateTask {
             status: outcome.status,
             duration_seconds: duration,
             message: outcome.message,
-            metadata: outcome.metadata,
+            metadata: outcome.metadata.into_iter().collect(),
         });
         self.predict(check, at_ms, &outcome.measurements);
     }
@@ -461,7 +463,7 @@ impl StateTask {
                         status: newest.status,
                         duration_seconds: newest.duration_seconds,
                         message: newest.message.clone(),
-                        metadata: BTreeMap::new(),
+                        metadata: Box::default(),
                     });
                 }
                 self.metrics
@@ -540,7 +542,7 @@ impl StateTask {
             metadata: record
                 .last
                 .as_ref()
-                .map(|l| l.metadata.clone())
+                .map(|l| l.metadata.iter().cloned().collect())
                 .unwrap_or_default(),
             trend: record.samples.trend(now_ms),
             history: record

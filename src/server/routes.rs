@@ -16,12 +16,14 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{
     HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
 };
@@ -29,10 +31,56 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
 use super::{page, Shared};
-use crate::metrics::Format;
+use crate::metrics::{Format, Rendering};
 use crate::status::Status;
 
-pub type Body = Full<Bytes>;
+/// Every response body: bytes in hand, or `/metrics` rendered a slice at a time as hyper asks
+/// for more (sent chunked).
+pub enum Body {
+    Full(Full<Bytes>),
+    Metrics(Rendering),
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Full(Full::default())
+    }
+}
+
+impl<T: Into<Bytes>> From<T> for Body {
+    fn from(bytes: T) -> Self {
+        Body::Full(Full::new(bytes.into()))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(full) => Pin::new(full).poll_frame(cx),
+            Body::Metrics(rendering) => Poll::Ready(rendering.next().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(full) => full.is_end_stream(),
+            Body::Metrics(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(full) => full.size_hint(),
+            Body::Metrics(_) => SizeHint::default(),
+        }
+    }
+}
 
 pub async fn handle(
     shared: Arc<Shared>,
@@ -116,8 +164,7 @@ pub async fn handle(
 fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
     let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::from_accept(accept);
-    let body = shared.metrics.encode(format);
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::Metrics(shared.metrics.clone().render(format)));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),

@@ -95,6 +95,16 @@ recovery:
         target.hits()
     );
 
+    // The run's end is counted last, after the attempt records the API shows.
+    wait_for("the run to be counted", Duration::from_secs(10), || async {
+        let runs = counter(
+            &medic,
+            r#"medic_recovery_runs_total{chain="fix",trigger="check",outcome="recovered"}"#,
+        )
+        .await;
+        (runs >= 1.0).then_some(())
+    })
+    .await;
     let m = medic.metrics().await;
     for (series, want) in [
         (
