@@ -54,8 +54,11 @@ checks:
     // Stopped mid-run: critical; back: healthy again, through the same pool.
     pg.stop_server();
     let v = medic.wait_status("db", "critical").await;
+    // Refused at once, or (on a loaded machine, while the server shuts down) no answer within
+    // the check's 200 ms timeout.
+    let message = v["message"].as_str().unwrap();
     assert!(
-        v["message"].as_str().unwrap().contains("connect failed"),
+        message.contains("connect failed") || message.starts_with("timeout"),
         "{v}"
     );
     pg.start_server();
