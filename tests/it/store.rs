@@ -151,12 +151,21 @@ async fn store_outage_stops_neither_checks_nor_metrics_and_the_backlog_is_writte
             .await,
         Some(0.0)
     );
-    let attempts: Vec<(String, String)> =
-        sqlx::query_as("SELECT step, result FROM recovery_attempts WHERE chain = 'fix'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(attempts, [("fix".to_string(), "success".to_string())]);
+    // The attempt's end is written after its verification saw the check healthy.
+    let attempts: Vec<(String, Option<String>)> = wait_for(
+        "the attempt to be recorded",
+        Duration::from_secs(10),
+        || async {
+            let rows: Vec<(String, Option<String>)> =
+                sqlx::query_as("SELECT step, result FROM recovery_attempts WHERE chain = 'fix'")
+                    .fetch_all(&pool)
+                    .await
+                    .ok()?;
+            rows.iter().all(|r| r.1.is_some()).then_some(rows)
+        },
+    )
+    .await;
+    assert_eq!(attempts, [("fix".to_string(), Some("success".to_string()))]);
     medic.signal(Signal::SIGTERM);
     assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
 }
