@@ -100,9 +100,9 @@ const DURATION_BUCKETS: [f64; 11] = [
 ];
 
 /// The per-check series (`medic_check_success`, `_status`, `_duration_seconds`, `_runs_total`,
-/// `_consecutive_failures`, `_last_run_timestamp_seconds`): one small record per check, encoded
-/// a slice at a time by [`Slice`] through prometheus-client's own encoders, so the exposition is what
-/// six `Family`s gave. Those families cost 13 MB at 10,000 checks (a hash map entry, a label
+/// `_consecutive_failures`, `_flapping`, `_last_run_timestamp_seconds`): one small record per
+/// check, encoded a slice at a time by [`Slice`] through prometheus-client's own encoders, so the
+/// exposition is what one `Family` per series gave (the test below compares them). Those families cost 13 MB at 10,000 checks (a hash map entry, a label
 /// string and a boxed metric per series) and made every probe hash and allocate labels six
 /// times; a record is about 200 bytes and a probe updates it under one uncontended lock.
 #[derive(Debug, Default)]
