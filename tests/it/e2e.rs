@@ -157,30 +157,20 @@ recovery:
         fixed_after.as_secs_f64()
     );
     medic.wait_status("web", "healthy").await;
-    wait_for(
-        "the run to be counted as recovered",
-        Duration::from_secs(30),
-        || async {
-            let n = medic
-                .metric(
-                    r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#,
-                )
-                .await?;
-            (n >= 1.0).then_some(())
-        },
-    )
-    .await;
-    wait_for(
-        "the resolved notification",
-        Duration::from_secs(90),
-        || async {
-            let n = medic
-                .metric(r#"medic_webhook_alerts_total{status="resolved",routed="true"}"#)
-                .await?;
-            (n >= 1.0).then_some(())
-        },
-    )
-    .await;
+    medic
+        .wait_metric(
+            r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#,
+            1.0,
+            Duration::from_secs(30),
+        )
+        .await;
+    medic
+        .wait_metric(
+            r#"medic_webhook_alerts_total{status="resolved",routed="true"}"#,
+            1.0,
+            Duration::from_secs(90),
+        )
+        .await;
     let fixes: Vec<String> = target
         .hits()
         .into_iter()

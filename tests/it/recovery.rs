@@ -96,15 +96,13 @@ recovery:
     );
 
     // The run's end is counted last, after the attempt records the API shows.
-    wait_for("the run to be counted", Duration::from_secs(10), || async {
-        let runs = counter(
-            &medic,
+    medic
+        .wait_metric(
             r#"medic_recovery_runs_total{chain="fix",trigger="check",outcome="recovered"}"#,
+            1.0,
+            Duration::from_secs(10),
         )
         .await;
-        (runs >= 1.0).then_some(())
-    })
-    .await;
     let m = medic.metrics().await;
     for (series, want) in [
         (
@@ -201,15 +199,13 @@ recovery:
 
     // Broken again within the hour: restart is cooling down, so the humans hear about it.
     target.set(503, "down again", Duration::ZERO);
-    wait_for("an exhausted run", Duration::from_secs(30), || async {
-        let n = counter(
-            &medic,
+    medic
+        .wait_metric(
             r#"medic_recovery_runs_total{chain="fix",trigger="check",outcome="exhausted"}"#,
+            1.0,
+            Duration::from_secs(30),
         )
         .await;
-        (n >= 1.0).then_some(())
-    })
-    .await;
     let got = attempts(&medic, "fix").await;
     assert_eq!(
         &got[..2],
@@ -607,28 +603,19 @@ async fn reloads_racing_a_run_neither_disturb_it_nor_start_a_second() {
     assert_eq!(medic.post("/-/reload").await.0, 200);
 
     wait_attempts(&medic, "fix", &["slow:failure"]).await;
-    wait_for(
-        "the run to end exhausted",
-        Duration::from_secs(20),
-        || async {
-            let n = counter(
-                &medic,
-                r#"medic_recovery_runs_total{chain="fix",trigger="check",outcome="exhausted"}"#,
-            )
-            .await;
-            (n >= 1.0).then_some(n)
-        },
-    )
-    .await;
+    medic
+        .wait_metric(
+            r#"medic_recovery_runs_total{chain="fix",trigger="check",outcome="exhausted"}"#,
+            1.0,
+            Duration::from_secs(20),
+        )
+        .await;
     // The check stays critical and is probed on: the step, in its cooldown, never runs again.
     let probes = r#"medic_check_runs_total{check="web",status="critical"}"#;
     let before = counter(&medic, probes).await;
-    wait_for(
-        "three more critical probes",
-        Duration::from_secs(10),
-        || async { (counter(&medic, probes).await >= before + 3.0).then_some(()) },
-    )
-    .await;
+    medic
+        .wait_metric(probes, before + 3.0, Duration::from_secs(10))
+        .await;
     assert_eq!(std::fs::read_to_string(&ran).unwrap(), "start\nend\n");
     assert_eq!(attempts(&medic, "fix").await, ["slow:failure"]);
 

@@ -245,6 +245,14 @@ impl Medic {
     pub async fn metric(&self, series: &str) -> Option<f64> {
         metric_value(&self.metrics().await, series)
     }
+
+    /// Waits (at most `timeout`) until `series` is at least `min`, and returns its value.
+    pub async fn wait_metric(&self, series: &str, min: f64, timeout: Duration) -> f64 {
+        wait_for(&format!("{series} >= {min}"), timeout, || async {
+            self.metric(series).await.filter(|v| *v >= min)
+        })
+        .await
+    }
 }
 
 impl Drop for Medic {
@@ -388,6 +396,11 @@ impl Target {
 
     pub fn healthy(&self) {
         self.set(200, "ok", Duration::ZERO);
+    }
+
+    /// How many requests went to a path that contains `path`.
+    pub fn hit_count(&self, path: &str) -> usize {
+        self.hits().iter().filter(|h| h.contains(path)).count()
     }
 
     pub fn hits(&self) -> Vec<String> {

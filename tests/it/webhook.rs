@@ -182,13 +182,13 @@ async fn duplicates_never_start_a_second_run_and_resolved_is_recorded() {
         std::fs::read_to_string(&ran).ok().filter(|s| !s.is_empty())
     })
     .await;
-    wait_for("the run to end", Duration::from_secs(20), || async {
-        let runs = medic
-            .metric(r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#)
-            .await?;
-        (runs >= 1.0).then_some(())
-    })
-    .await;
+    medic
+        .wait_metric(
+            r#"medic_recovery_runs_total{chain="fix",trigger="alert",outcome="recovered"}"#,
+            1.0,
+            Duration::from_secs(20),
+        )
+        .await;
     // A resend after the run: the step is in its cooldown, nothing runs again.
     let (code, body) = post(&medic, firing, Some(TOKEN), Some("application/json")).await;
     assert_eq!(code, 200, "{body}");
@@ -414,22 +414,15 @@ recovery:
         assert_eq!(v["coalesced"].as_array().unwrap().len(), 1, "{body}");
     }
     medic.wait_status("web", "healthy").await;
-    wait_for(
-        "the run to end recovered",
-        Duration::from_secs(20),
-        || async {
-            let runs = medic
-                .metric(
-                    r#"medic_recovery_runs_total{chain="web",trigger="check",outcome="recovered"}"#,
-                )
-                .await?;
-            (runs >= 1.0).then_some(())
-        },
-    )
-    .await;
+    medic
+        .wait_metric(
+            r#"medic_recovery_runs_total{chain="web",trigger="check",outcome="recovered"}"#,
+            1.0,
+            Duration::from_secs(20),
+        )
+        .await;
     assert_eq!(std::fs::read_to_string(&ran).unwrap(), "slow\n");
-    let fixes = target.hits().iter().filter(|h| h.contains("/fix")).count();
-    assert_eq!(fixes, 1);
+    assert_eq!(target.hit_count("/fix"), 1);
     // Late resends of the alert find the check's steps in their cooldowns: the first is decided
     // by a run that finds nothing to do, the next ones are answered `blocked` at once.
     wait_for(
@@ -450,10 +443,7 @@ recovery:
     )
     .await;
     assert_eq!(std::fs::read_to_string(&ran).unwrap(), "slow\n");
-    assert_eq!(
-        target.hits().iter().filter(|h| h.contains("/fix")).count(),
-        1
-    );
+    assert_eq!(target.hit_count("/fix"), 1);
     assert_eq!(
         medic
             .metric(r#"medic_recovery_runs_total{chain="web",trigger="alert",outcome="recovered"}"#)
