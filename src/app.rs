@@ -1,6 +1,8 @@
 //! Wiring for `medic run`: load the config, start the state task, scheduler and HTTP server,
 //! reload on SIGHUP or `POST /-/reload`, drain on SIGINT/SIGTERM.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,9 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::checks::Prober;
 use crate::cluster::Shard;
-use crate::config::{
-    self, CheckSpec, Config, ConfigErrors, Overrides, PredictionSpec, StateConfig,
-};
+use crate::config::{self, CheckSpec, Config, ConfigErrors, Overrides, StateConfig};
 use crate::metrics::Metrics;
 use crate::recovery::{
     self,
@@ -75,35 +75,48 @@ pub struct RunOptions {
     pub shard: Shard,
 }
 
-/// The part of a config this replica probes, and the checks it verifies directly.
-struct ShardPart {
-    checks: Vec<CheckSpec>,
-    predictions: Vec<PredictionSpec>,
-    others: DirectChecks,
-}
-
-fn shard_part(config: &Config, shard: Shard, prober: &Arc<Prober>) -> ShardPart {
-    let (checks, others): (Vec<CheckSpec>, Vec<CheckSpec>) = config
-        .checks
-        .iter()
-        .cloned()
-        .partition(|c| shard.owns(&c.name));
-    // A prediction follows its check's measurements, so it lives where the check is probed.
+/// Hands the scheduler and the state task the checks and predictions of this replica's shard
+/// (a prediction lives where its check is probed), and `others` the checks it verifies by
+/// probing directly. Returns how many checks it probes. Without sharding nothing is copied: the
+/// scheduler keeps the only long-lived copy of the checks.
+async fn apply_config(
+    config: &Config,
+    shard: Shard,
+    scheduler: &mut Scheduler,
+    state: &StateHandle,
+    others: &watch::Sender<Arc<DirectChecks>>,
+) -> usize {
+    let checks: Cow<'_, [CheckSpec]> = if shard.is_whole() {
+        Cow::Borrowed(&config.checks)
+    } else {
+        Cow::Owned(
+            config
+                .checks
+                .iter()
+                .filter(|c| shard.owns(&c.name))
+                .cloned()
+                .collect(),
+        )
+    };
     let predictions = config
         .predictions
         .iter()
         .filter(|p| shard.owns(&p.check))
         .cloned()
         .collect();
-    ShardPart {
-        checks,
-        predictions,
-        others: DirectChecks {
-            prober: prober.clone(),
-            checks: others.into_iter().map(|c| (c.name.clone(), c)).collect(),
-            redactor: config.redactor.clone(),
-        },
-    }
+    let applied = scheduler.apply(&checks, config.redactor.clone());
+    state.apply(applied, predictions, config.history_size).await;
+    others.send_replace(Arc::new(DirectChecks {
+        prober: scheduler.prober(),
+        checks: config
+            .checks
+            .iter()
+            .filter(|c| !shard.owns(&c.name))
+            .map(|c| (c.name.clone(), c.clone()))
+            .collect(),
+        redactor: config.redactor.clone(),
+    }));
+    checks.len()
 }
 
 /// Runs medic until SIGINT or SIGTERM.
@@ -138,9 +151,13 @@ pub async fn run(
     let (recovery, recovery_rx) = RecoveryHandle::channel();
     let (state, state_task) = state::spawn(metrics.clone(), Some(writer), Some(recovery.clone()));
     let prober = Arc::new(Prober::new().context("building the HTTP client")?);
-    let part = shard_part(&config, shard, &prober);
-    let (others_tx, others_rx) = watch::channel(Arc::new(part.others));
-    let mut scheduler = Scheduler::new(prober.clone(), state.sender());
+    // Filled by apply_config below, before any run can start.
+    let (others_tx, others_rx) = watch::channel(Arc::new(DirectChecks {
+        prober: prober.clone(),
+        checks: BTreeMap::new(),
+        redactor: config.redactor.clone(),
+    }));
+    let mut scheduler = Scheduler::new(prober, state.sender());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let engine = Arc::new(Engine {
         actions: Actions::new().context("building the HTTP client for recovery")?,
@@ -159,11 +176,7 @@ pub async fn run(
         recovery_rx,
         shutdown_rx.clone(),
     );
-    let applied = scheduler.apply(&part.checks, config.redactor.clone());
-    let probed = part.checks.len();
-    state
-        .apply(applied, part.predictions, config.history_size)
-        .await;
+    let probed = apply_config(&config, shard, &mut scheduler, &state, &others_tx).await;
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
@@ -228,7 +241,6 @@ pub async fn run(
         web_config,
         web: web_tx,
         shard,
-        prober,
         others: others_tx,
     };
     // Its checks live on in the scheduler; what a reload compares was copied into `running`.
@@ -282,7 +294,6 @@ struct Running {
     web_config: Option<PathBuf>,
     web: watch::Sender<Arc<WebSecurity>>,
     shard: Shard,
-    prober: Arc<Prober>,
     others: watch::Sender<Arc<DirectChecks>>,
 }
 
@@ -311,12 +322,14 @@ impl Running {
                         "web.listen_address changes need a restart; keeping the old address"
                     );
                 }
-                let part = shard_part(&new, self.shard, &self.prober);
-                let applied = self.scheduler.apply(&part.checks, new.redactor.clone());
-                self.state
-                    .apply(applied, part.predictions, new.history_size)
-                    .await;
-                self.others.send_replace(Arc::new(part.others));
+                apply_config(
+                    &new,
+                    self.shard,
+                    &mut self.scheduler,
+                    &self.state,
+                    &self.others,
+                )
+                .await;
                 self.recovery.apply(new.recovery.clone()).await;
                 self.webhook.send_replace(Arc::new(new.web.webhook.clone()));
                 // New certificates and users take effect for the next connection and request.

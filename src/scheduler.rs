@@ -67,6 +67,11 @@ impl Scheduler {
     /// Brings the running set in line with `checks`: unchanged checks keep running undisturbed,
     /// changed ones restart, removed ones stop. Returns each check with its generation, which
     /// tags its outcomes so stale ones from a replaced task can be told apart.
+    /// The prober its checks use, shared with whoever probes outside the schedule.
+    pub fn prober(&self) -> Arc<Prober> {
+        self.prober.clone()
+    }
+
     pub fn apply(
         &mut self,
         checks: &[CheckSpec],
