@@ -124,182 +124,32 @@ pub struct HistoryEntry {
     pub at_ms: i64,
     /// The probe's own (raw) status.
     pub status: Status,
+    /// Microsecond precision, at most [`MAX_DURATION_SECONDS`].
     pub duration_seconds: f64,
     /// Shared with the neighbouring entries when identical, so a steady check costs one string.
     pub message: Arc<str>,
 }
 
-/// A bounded ring of recent results, newest last.
+/// One check's recent probe results: the API's history and the samples of the hour its trend
+/// covers, in one ring.
 ///
-/// Kept compact because every check holds `history_size` (100 by default) of these for as long
-/// as medic runs: 16 bytes an entry, with messages run-length encoded beside them. Entries of
-/// 40 bytes in a ring that doubled its buffer cost 5 KB a check, 51 MB for 10,000 checks.
+/// Every check holds this for as long as medic runs, so it is what dominates memory with
+/// thousands of checks: 8 bytes a result, with messages (only the history shows them) run-length
+/// encoded beside the newest `history_size`. Separate rings for the history (16-byte entries)
+/// and the trend (8-byte samples) held the same results twice: 45 MB for 10,000 checks at 10 s,
+/// 29 MB as one.
 #[derive(Debug, Clone)]
-pub struct History {
-    capacity: usize,
-    entries: VecDeque<PackedEntry>,
-    /// The entries' messages oldest first, each with how many consecutive entries carry it; the
-    /// counts add up to `entries.len()`.
-    messages: VecDeque<MessageRun>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct PackedEntry {
-    /// `at_ms << 2 | status index`; times are clamped to ±2^61 ms (73 million years).
-    at_status: i64,
-    duration_seconds: f64,
-}
-
-#[derive(Debug, Clone)]
-struct MessageRun {
-    message: Arc<str>,
-    count: u32,
-}
-
-const MAX_AT_MS: i64 = i64::MAX >> 2;
-
-impl PackedEntry {
-    fn new(at_ms: i64, status: Status, duration_seconds: f64) -> Self {
-        PackedEntry {
-            at_status: (at_ms.clamp(-MAX_AT_MS, MAX_AT_MS) << 2) | status.index() as i64,
-            duration_seconds,
-        }
-    }
-
-    fn at_ms(self) -> i64 {
-        self.at_status >> 2
-    }
-
-    fn status(self) -> Status {
-        Status::ALL[(self.at_status & 3) as usize]
-    }
-}
-
-impl History {
-    pub fn new(capacity: usize) -> Self {
-        History {
-            capacity: capacity.max(1),
-            entries: VecDeque::new(),
-            messages: VecDeque::new(),
-        }
-    }
-
-    pub fn push(&mut self, at_ms: i64, status: Status, duration_seconds: f64, message: &str) {
-        self.push_entry(
-            PackedEntry::new(at_ms, status, duration_seconds),
-            |last| match last {
-                Some(last) if &**last == message => None,
-                _ => Some(Arc::from(message)),
-            },
-        );
-    }
-
-    /// Appends an entry; `new_message` gets the newest run's message and returns `None` when
-    /// the entry carries that same message, or the entry's own otherwise.
-    fn push_entry(
-        &mut self,
-        entry: PackedEntry,
-        new_message: impl FnOnce(Option<&Arc<str>>) -> Option<Arc<str>>,
-    ) {
-        if self.entries.len() == self.capacity {
-            self.pop_oldest();
-        }
-        // Grow by doubling as VecDeque would, but never past the capacity: a full ring then
-        // holds exactly `capacity` entries' worth of memory.
-        if self.entries.len() == self.entries.capacity() {
-            let target = (self.entries.len() * 2).max(4).min(self.capacity);
-            self.entries.reserve_exact(target - self.entries.len());
-        }
-        self.entries.push_back(entry);
-        match new_message(self.messages.back().map(|run| &run.message)) {
-            None => {
-                if let Some(run) = self.messages.back_mut() {
-                    run.count += 1;
-                }
-            }
-            Some(message) => self.messages.push_back(MessageRun { message, count: 1 }),
-        }
-    }
-
-    fn pop_oldest(&mut self) {
-        if self.entries.pop_front().is_none() {
-            return;
-        }
-        if let Some(run) = self.messages.front_mut() {
-            run.count -= 1;
-            if run.count == 0 {
-                self.messages.pop_front();
-            }
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Adds results from before the oldest entry (history reloaded from the store), keeping the
-    /// newest `capacity` overall. `older` must be oldest first.
-    pub fn merge_older(&mut self, older: impl IntoIterator<Item = (i64, Status, f64, String)>) {
-        let first_ms = self.entries.front().map_or(i64::MAX, |e| e.at_ms());
-        let mut merged = History::new(self.capacity);
-        for (at_ms, status, duration, message) in older.into_iter().filter(|e| e.0 < first_ms) {
-            merged.push(at_ms, status, duration, &message);
-        }
-        let runs = self
-            .messages
-            .iter()
-            .flat_map(|run| std::iter::repeat_n(&run.message, run.count as usize));
-        for (entry, message) in self.entries.iter().zip(runs) {
-            merged.push_entry(*entry, |last| match last {
-                Some(last) if **last == **message => None,
-                _ => Some(message.clone()),
-            });
-        }
-        *self = merged;
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Newest first, at most `limit`.
-    pub fn recent(&self, limit: usize) -> impl Iterator<Item = HistoryEntry> + '_ {
-        let runs = self
-            .messages
-            .iter()
-            .rev()
-            .flat_map(|run| std::iter::repeat_n(&run.message, run.count as usize));
-        self.entries
-            .iter()
-            .rev()
-            .zip(runs)
-            .take(limit)
-            .map(|(entry, message)| HistoryEntry {
-                at_ms: entry.at_ms(),
-                status: entry.status(),
-                duration_seconds: entry.duration_seconds,
-                message: message.clone(),
-            })
-    }
-
-    pub fn resize(&mut self, capacity: usize) {
-        self.capacity = capacity.max(1);
-        while self.entries.len() > self.capacity {
-            self.pop_oldest();
-        }
-        self.entries.shrink_to(self.capacity);
-    }
-}
-
-/// Compact probe samples covering the trend window; bounded by count as well as time.
-///
-/// Eight bytes a sample: with 10,000 checks an hour of samples each is what dominates memory.
-#[derive(Debug, Clone)]
-pub struct Samples {
-    capacity: usize,
-    /// Sample times are stored as milliseconds after this.
+pub struct Results {
+    /// How many of the newest results keep their message (the history's length).
+    history_size: u32,
+    /// An hour of probes at the check's interval, within [64, 3600].
+    hour_capacity: u32,
+    /// Result times are stored as milliseconds after this.
     base_ms: i64,
     samples: VecDeque<Sample>,
+    /// Messages of the newest results, oldest first, each with how many consecutive results
+    /// carry it; the counts add up to at most `history_size`.
+    messages: VecDeque<MessageRun>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -309,7 +159,22 @@ struct Sample {
     packed: u32,
 }
 
+#[derive(Debug, Clone)]
+struct MessageRun {
+    message: Arc<str>,
+    count: u32,
+}
+
 const MICROS_MASK: u32 = (1 << 30) - 1;
+
+/// The longest duration a result records; longer ones are clamped (probe timeouts are far
+/// shorter).
+pub const MAX_DURATION_SECONDS: f64 = MICROS_MASK as f64 / 1e6;
+
+/// A duration as the results keep it: whole microseconds, clamped to [0, 1073 s].
+pub fn duration_micros(duration_seconds: f64) -> u32 {
+    (duration_seconds.max(0.0) * 1e6).round().min(f64::from(MICROS_MASK)) as u32
+}
 
 impl Sample {
     fn status(self) -> Status {
@@ -356,85 +221,200 @@ impl StatusCounts {
     }
 }
 
-impl Samples {
-    /// Enough room for an hour of probes at `interval_ms`, within [64, 3600].
-    pub fn for_interval(interval_ms: u64) -> Self {
+impl Results {
+    /// Room for the newest `history_size` results and an hour of probes at `interval_ms`.
+    pub fn new(history_size: usize, interval_ms: u64) -> Self {
         let per_hour = (TREND_WINDOW_MS as u64).div_ceil(interval_ms.max(1)) + 1;
-        Samples {
-            capacity: per_hour.clamp(64, 3600) as usize,
+        Results {
+            history_size: clamp_u32(history_size.max(1)),
+            hour_capacity: per_hour.clamp(64, 3600) as u32,
             base_ms: 0,
             samples: VecDeque::new(),
+            messages: VecDeque::new(),
         }
+    }
+
+    fn capacity(&self) -> usize {
+        self.history_size.max(self.hour_capacity) as usize
     }
 
     fn at_ms(&self, s: Sample) -> i64 {
         self.base_ms + i64::from(s.offset_ms)
     }
 
-    pub fn push(&mut self, at_ms: i64, status: Status, duration_seconds: f64) {
-        if self.samples.is_empty() {
-            self.samples.reserve_exact(self.capacity);
-            self.base_ms = at_ms;
-        }
-        if self.samples.len() == self.capacity {
-            self.samples.pop_front();
-        }
-        // Keep every offset in range: move the base when a sample falls before it or too far
-        // after it (the ring then spans at most its capacity of intervals).
-        let too_far = at_ms.saturating_sub(self.base_ms) > i64::from(u32::MAX);
-        if at_ms < self.base_ms || too_far {
-            // Samples 49 days older than this one say nothing about the last hour: drop them.
-            let oldest_kept = at_ms.saturating_sub(i64::from(u32::MAX));
-            let times: Vec<(i64, u32)> = self
-                .samples
-                .iter()
-                .map(|s| (self.at_ms(*s), s.packed))
-                .filter(|(t, _)| *t >= oldest_kept)
-                .collect();
-            let new_base = times
-                .iter()
-                .map(|(t, _)| *t)
-                .min()
-                .unwrap_or(at_ms)
-                .min(at_ms);
-            self.samples = times
-                .into_iter()
-                .map(|(t, packed)| Sample {
-                    offset_ms: u32::try_from(t - new_base).unwrap_or(u32::MAX),
-                    packed,
-                })
-                .collect();
-            self.samples
-                .reserve_exact(self.capacity.saturating_sub(self.samples.len()));
-            self.base_ms = new_base;
-        }
-        let micros = (duration_seconds.max(0.0) * 1e6).min(f64::from(MICROS_MASK)) as u32;
-        self.samples.push_back(Sample {
-            offset_ms: u32::try_from(at_ms - self.base_ms).unwrap_or(u32::MAX),
-            packed: ((status.index() as u32) << 30) | micros,
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    fn covered(&self) -> usize {
+        self.messages.iter().map(|r| r.count as usize).sum()
+    }
+
+    pub fn push(&mut self, at_ms: i64, status: Status, duration_seconds: f64, message: &str) {
+        self.push_with(at_ms, status, duration_micros(duration_seconds), |last| {
+            match last {
+                Some(last) if &**last == message => None,
+                _ => Some(Arc::from(message)),
+            }
         });
     }
 
-    /// Adds samples from before the oldest one, keeping the newest `capacity` overall. `older`
-    /// must be oldest first.
-    pub fn merge_older(&mut self, older: impl IntoIterator<Item = (i64, Status, f64)>) {
-        let existing: Vec<(i64, Status, f64)> = self
+    /// Appends a result; `new_message` gets the newest run's message and returns `None` when
+    /// the result carries that same message, or the result's own otherwise.
+    fn push_with(
+        &mut self,
+        at_ms: i64,
+        status: Status,
+        micros: u32,
+        new_message: impl FnOnce(Option<&Arc<str>>) -> Option<Arc<str>>,
+    ) {
+        if self.samples.is_empty() {
+            // The ring fills within the hour at the check's interval: take its room at once,
+            // exactly, rather than doubling past it.
+            self.samples.reserve_exact(self.capacity());
+            self.base_ms = at_ms;
+        }
+        if self.samples.len() >= self.capacity() {
+            self.samples.pop_front();
+        }
+        self.rebase_for(at_ms);
+        self.samples.push_back(Sample {
+            offset_ms: u32::try_from(at_ms - self.base_ms).unwrap_or(u32::MAX),
+            packed: ((status.index() as u32) << 30) | micros.min(MICROS_MASK),
+        });
+        match new_message(self.messages.back().map(|run| &run.message)) {
+            None => {
+                if let Some(run) = self.messages.back_mut() {
+                    run.count += 1;
+                }
+            }
+            Some(message) => self.messages.push_back(MessageRun { message, count: 1 }),
+        }
+        if self.covered() > self.history_size as usize {
+            self.uncover_oldest();
+        }
+    }
+
+    /// Keeps every offset in range: moves the base when a result falls before it or too far
+    /// after it. Results 49 days older than this one say nothing about the last hour, and a
+    /// history that long (thousands of results at a slow interval) keeps its newest 49 days.
+    fn rebase_for(&mut self, at_ms: i64) {
+        let too_far = at_ms.saturating_sub(self.base_ms) > i64::from(u32::MAX);
+        if at_ms >= self.base_ms && !too_far {
+            return;
+        }
+        // Results are in the order they came, almost always the order of time; after a clock
+        // jump, everything up to the last result that is too old goes, so the messages (kept
+        // by position) stay with their results.
+        let oldest_kept = at_ms.saturating_sub(i64::from(u32::MAX));
+        let dropped = self
             .samples
             .iter()
-            .map(|s| {
-                (
-                    self.at_ms(*s),
-                    s.status(),
-                    f64::from(s.duration_micros()) / 1e6,
-                )
+            .rposition(|s| self.at_ms(*s) < oldest_kept)
+            .map_or(0, |last| last + 1);
+        for _ in 0..dropped {
+            self.samples.pop_front();
+        }
+        // Results that kept their message are the newest; never more than remain.
+        while self.covered() > self.samples.len() {
+            self.uncover_oldest();
+        }
+        let new_base = self
+            .samples
+            .iter()
+            .map(|s| self.at_ms(*s))
+            .min()
+            .unwrap_or(at_ms)
+            .min(at_ms);
+        let shift = self.base_ms - new_base;
+        for s in self.samples.iter_mut() {
+            let at = i64::from(s.offset_ms) + shift;
+            s.offset_ms = u32::try_from(at).unwrap_or(u32::MAX);
+        }
+        self.base_ms = new_base;
+    }
+
+    /// The oldest result that still has its message loses it.
+    fn uncover_oldest(&mut self) {
+        if let Some(run) = self.messages.front_mut() {
+            run.count -= 1;
+            if run.count == 0 {
+                self.messages.pop_front();
+            }
+        }
+    }
+
+    /// Adds results from before the oldest one (reloaded from the store), keeping the newest
+    /// overall. `older` must be oldest first.
+    pub fn merge_older(&mut self, older: impl IntoIterator<Item = (i64, Status, f64, String)>) {
+        let first_ms = self.samples.front().map_or(i64::MAX, |s| self.at_ms(*s));
+        let mut merged = Results {
+            history_size: self.history_size,
+            hour_capacity: self.hour_capacity,
+            base_ms: 0,
+            samples: VecDeque::new(),
+            messages: VecDeque::new(),
+        };
+        for (at_ms, status, duration, message) in older.into_iter().filter(|e| e.0 < first_ms) {
+            merged.push(at_ms, status, duration, &message);
+        }
+        // Only the newest results have messages, and they stay the newest: the older ones
+        // (the store's) come first. The rest take a placeholder that is uncovered again before
+        // they could show.
+        let uncovered = self.samples.len() - self.covered();
+        let placeholder: Arc<str> = Arc::from("");
+        let messages = std::iter::repeat_n(&placeholder, uncovered).chain(
+            self.messages
+                .iter()
+                .flat_map(|run| std::iter::repeat_n(&run.message, run.count as usize)),
+        );
+        for (s, message) in self.samples.iter().zip(messages) {
+            merged.push_with(self.at_ms(*s), s.status(), s.duration_micros(), |last| {
+                match last {
+                    Some(last) if **last == **message => None,
+                    _ => Some(message.clone()),
+                }
+            });
+        }
+        *self = merged;
+    }
+
+    /// The history: newest first, at most `limit` and never more than `history_size`.
+    pub fn recent(&self, limit: usize) -> impl Iterator<Item = HistoryEntry> + '_ {
+        let runs = self
+            .messages
+            .iter()
+            .rev()
+            .flat_map(|run| std::iter::repeat_n(&run.message, run.count as usize));
+        self.samples
+            .iter()
+            .rev()
+            .zip(runs)
+            .take(limit)
+            .map(|(s, message)| HistoryEntry {
+                at_ms: self.at_ms(*s),
+                status: s.status(),
+                duration_seconds: f64::from(s.duration_micros()) / 1e6,
+                message: message.clone(),
             })
-            .collect();
-        let first_ms = existing.first().map_or(i64::MAX, |e| e.0);
-        self.samples.clear();
-        for (at_ms, status, duration) in
-            older.into_iter().filter(|e| e.0 < first_ms).chain(existing)
-        {
-            self.push(at_ms, status, duration);
+    }
+
+    /// A reload changed `history_size`: keeps what fits. Results pushed from now on keep their
+    /// message up to the new size.
+    pub fn resize(&mut self, history_size: usize) {
+        self.history_size = clamp_u32(history_size.max(1));
+        while self.samples.len() > self.capacity() {
+            self.samples.pop_front();
+        }
+        while self.covered() > self.history_size as usize {
+            self.uncover_oldest();
+        }
+        if !self.samples.is_empty() {
+            self.samples.shrink_to(self.capacity());
         }
     }
 
@@ -479,6 +459,10 @@ impl Samples {
             latency_max_seconds: (runs > 0).then(|| f64::from(max_micros) / 1e6),
         }
     }
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -710,28 +694,30 @@ mod tests {
 
     #[test]
     fn history_is_bounded_and_shares_repeated_messages() {
-        let mut h = History::new(3);
+        let mut h = Results::new(3, 1000);
         for i in 0..5 {
             h.push(i, Healthy, 0.1, "HTTP 200");
         }
-        assert_eq!(h.len(), 3);
+        // Every result stays for the trend; the history shows the newest three.
+        assert_eq!(h.len(), 5);
         let recent: Vec<i64> = h.recent(10).map(|e| e.at_ms).collect();
         assert_eq!(recent, vec![4, 3, 2]);
         let entries: Vec<HistoryEntry> = h.recent(2).collect();
         assert!(Arc::ptr_eq(&entries[0].message, &entries[1].message));
         assert_eq!(h.messages.len(), 1);
+        assert_eq!(h.covered(), 3);
     }
 
     #[test]
     fn history_keeps_each_entry_with_its_own_message_status_and_duration() {
-        let mut h = History::new(4);
+        let mut h = Results::new(4, 3_600_000);
         let pushed = [
             (-5, Critical, 0.5, "a"),
             (1, Healthy, 0.25, "a"),
-            (2, Warning, 1e-9, "b"),
+            (2, Warning, 1e-6, "b"),
             (3, Unknown, 3.0, "a"),
             (4, Healthy, 0.1, "a"),
-            (1_700_000_000_123, Critical, 7.5, "c"),
+            (1_000_000_123, Critical, 7.5, "c"),
         ];
         for (i, (at, status, duration, message)) in pushed.iter().enumerate() {
             h.push(*at, *status, *duration, message);
@@ -747,29 +733,51 @@ mod tests {
                 })
                 .collect();
             assert_eq!(h.recent(10).collect::<Vec<_>>(), want, "after {i}");
-            let counted: u32 = h.messages.iter().map(|r| r.count).sum();
-            assert_eq!(counted as usize, h.len());
+            assert_eq!(h.covered(), h.len().min(4));
         }
-        // "b", "a" (twice), "c": three runs for four entries, and no more room than needed.
+        // "b", "a" (twice), "c": three runs for four entries, and the ring took its room once.
         assert_eq!(h.messages.len(), 3);
-        assert_eq!(h.entries.capacity(), 4);
+        assert_eq!(h.samples.capacity(), 64);
         h.resize(2);
         let kept: Vec<(i64, Arc<str>)> = h.recent(10).map(|e| (e.at_ms, e.message)).collect();
         assert_eq!(
             kept,
-            vec![(1_700_000_000_123, Arc::from("c")), (4, Arc::from("a"))]
+            vec![(1_000_000_123, Arc::from("c")), (4, Arc::from("a"))]
         );
         assert_eq!(h.messages.len(), 2);
     }
 
     #[test]
+    fn a_history_longer_than_the_hour_sets_the_capacity() {
+        let mut h = Results::new(200, 60_000);
+        for i in 0..300 {
+            h.push(i * 60_000, Healthy, 0.1, &format!("m{}", i % 2));
+        }
+        assert_eq!(h.len(), 200);
+        assert_eq!(h.recent(1000).count(), 200);
+        assert_eq!(h.messages.len(), 200);
+        // The hour's trend still sees only the hour.
+        assert_eq!(h.trend(299 * 60_000).runs, 60);
+    }
+
+    #[test]
+    fn durations_keep_microseconds_and_clamp() {
+        let mut h = Results::new(10, 1000);
+        h.push(0, Healthy, 0.123_456_789, "");
+        h.push(1, Healthy, -1.0, "");
+        h.push(2, Healthy, 5_000.0, "");
+        let d: Vec<f64> = h.recent(3).map(|e| e.duration_seconds).collect();
+        assert_eq!(d, vec![MAX_DURATION_SECONDS, 0.0, 0.123_457]);
+    }
+
+    #[test]
     fn trend_covers_only_the_last_hour() {
-        let mut s = Samples::for_interval(1000);
+        let mut s = Results::new(100, 1000);
         let now = 10 * TREND_WINDOW_MS;
-        s.push(now - TREND_WINDOW_MS - 1, Critical, 9.0); // too old
+        s.push(now - TREND_WINDOW_MS - 1, Critical, 9.0, "old"); // too old
         for i in 0..100 {
             let status = if i < 90 { Healthy } else { Critical };
-            s.push(now - 1000 * (100 - i), status, (i + 1) as f64 / 1000.0);
+            s.push(now - 1000 * (100 - i), status, (i + 1) as f64 / 1000.0, "");
         }
         let t = s.trend(now);
         assert_eq!(t.runs, 100);
@@ -785,23 +793,47 @@ mod tests {
 
     #[test]
     fn merging_older_history_keeps_order_and_bounds() {
-        let mut h = History::new(4);
+        let mut h = Results::new(4, 3_600_000);
         h.push(100, Healthy, 0.1, "live");
         h.push(101, Critical, 0.1, "live2");
         h.merge_older((97..102).map(|t| (t, Warning, 0.2, format!("old{t}"))));
-        let times: Vec<i64> = h.recent(10).map(|e| e.at_ms).collect();
-        assert_eq!(times, vec![101, 100, 99, 98]);
-        let mut s = Samples::for_interval(60_000);
-        s.push(200, Healthy, 0.1);
-        s.merge_older((0..150).map(|t| (t, Critical, 0.1)));
+        let got: Vec<(i64, Arc<str>)> = h.recent(10).map(|e| (e.at_ms, e.message)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (101, Arc::from("live2")),
+                (100, Arc::from("live")),
+                (99, Arc::from("old99")),
+                (98, Arc::from("old98"))
+            ]
+        );
+        assert_eq!(h.len(), 5);
+        let mut s = Results::new(10, 60_000);
+        s.push(200, Healthy, 0.1, "live");
+        s.merge_older((0..150).map(|t| (t, Critical, 0.1, String::new())));
         let t = s.trend(200);
         assert_eq!(t.runs, 64);
         assert_eq!(t.status_distribution.healthy, 1);
+        assert_eq!(s.recent(100).count(), 10);
+        assert_eq!(s.recent(1).next().map(|e| e.message), Some(Arc::from("live")));
+    }
+
+    #[test]
+    fn merging_keeps_the_messages_of_a_ring_longer_than_its_history() {
+        let mut h = Results::new(3, 1000);
+        for t in 10..20 {
+            h.push(t, Healthy, 0.1, &format!("m{t}"));
+        }
+        h.merge_older((0..5).map(|t| (t, Warning, 0.2, format!("old{t}"))));
+        assert_eq!(h.len(), 15);
+        let got: Vec<String> = h.recent(10).map(|e| e.message.to_string()).collect();
+        assert_eq!(got, vec!["m19", "m18", "m17"]);
+        assert_eq!(h.covered(), 3);
     }
 
     #[test]
     fn empty_trend_has_no_numbers() {
-        let t = Samples::for_interval(1000).trend(0);
+        let t = Results::new(100, 1000).trend(0);
         assert_eq!(t.runs, 0);
         assert_eq!(t.success_ratio, None);
         assert_eq!(t.latency_p50_seconds, None);
@@ -809,22 +841,26 @@ mod tests {
 
     #[test]
     fn samples_keep_status_duration_and_time_through_rebasing() {
-        let mut s = Samples::for_interval(1000);
-        s.push(5_000_000, Warning, 1.5);
-        s.push(4_000_000, Critical, 2000.0); // earlier than the base; duration clamps
-        s.push(5_000_000 + i64::from(u32::MAX) - 10, Unknown, 0.0); // beyond u32 offsets from the base
+        let mut s = Results::new(100, 1000);
+        s.push(5_000_000, Warning, 1.5, "a");
+        s.push(4_000_000, Critical, 2000.0, "b"); // earlier than the base; duration clamps
+        s.push(5_000_000 + i64::from(u32::MAX) - 10, Unknown, 0.0, "c"); // beyond u32 offsets
         let times: Vec<(i64, Status, u32)> = s
             .samples
             .iter()
             .map(|x| (s.at_ms(*x), x.status(), x.duration_micros()))
             .collect();
-        // The 4,000,000 sample is more than 49 days before the last one: dropped.
-        assert_eq!(times[0], (5_000_000, Warning, 1_500_000));
-        assert_eq!(times[1], (5_000_000 + i64::from(u32::MAX) - 10, Unknown, 0));
-        assert_eq!(times.len(), 2);
-        let mut t = Samples::for_interval(1000);
-        t.push(5_000_000, Warning, 1.5);
-        t.push(4_000_000, Critical, 2000.0);
+        // The 4,000,000 sample is more than 49 days before the last one: it goes, and so does
+        // what came before it.
+        assert_eq!(
+            times,
+            vec![(5_000_000 + i64::from(u32::MAX) - 10, Unknown, 0)]
+        );
+        let messages: Vec<Arc<str>> = s.recent(10).map(|e| e.message).collect();
+        assert_eq!(messages, vec![Arc::from("c")]);
+        let mut t = Results::new(100, 1000);
+        t.push(5_000_000, Warning, 1.5, "a");
+        t.push(4_000_000, Critical, 2000.0, "b");
         let times: Vec<(i64, Status, u32)> = t
             .samples
             .iter()
@@ -842,10 +878,12 @@ mod tests {
 
     #[test]
     fn samples_are_bounded() {
-        let mut s = Samples::for_interval(1);
+        let mut s = Results::new(100, 1);
         for i in 0..10_000 {
-            s.push(i, Healthy, 0.0);
+            s.push(i, Healthy, 0.0, "same");
         }
         assert_eq!(s.trend(10_000).runs, 3600);
+        assert_eq!(s.recent(1000).count(), 100);
+        assert_eq!(s.messages.len(), 1);
     }
 }

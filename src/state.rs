@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::checks::Outcome;
 use crate::config::{CheckSpec, PredictionSpec};
-use crate::health::{HealthState, History, Samples, StatusCounts, Trend};
+use crate::health::{duration_micros, HealthState, Results, StatusCounts, Trend};
 use crate::metrics::Metrics;
 use crate::predict::{Prediction, Predictor};
 use crate::recovery::engine::{Event, RecoveryHandle, Trigger, TriggerKind};
@@ -107,8 +107,8 @@ struct CheckRecord {
     spec: Arc<CheckSpec>,
     generation: u64,
     health: HealthState,
-    history: History,
-    samples: Samples,
+    /// The history and the trend's samples.
+    results: Results,
     last: Option<LastProbe>,
 }
 
@@ -124,13 +124,12 @@ struct LastProbe {
 
 impl CheckRecord {
     fn new(spec: Arc<CheckSpec>, generation: u64, history_size: usize) -> Self {
-        let samples = Samples::for_interval(spec.interval.std().as_millis() as u64);
+        let results = Results::new(history_size, spec.interval.std().as_millis() as u64);
         CheckRecord {
             spec,
             generation,
             health: HealthState::default(),
-            history: History::new(history_size),
-            samples,
+            results,
             last: None,
         }
     }
@@ -325,11 +324,11 @@ impl StateTask {
             .health
             .observe(outcome.status, record.spec.thresholds());
         let flapping_changed = was_flapping != record.health.flapping;
-        let duration = outcome.duration.as_secs_f64();
+        // At the results' precision, so the summary and the history's newest entry agree.
+        let duration = f64::from(duration_micros(outcome.duration.as_secs_f64())) / 1e6;
         record
-            .history
+            .results
             .push(at_ms, outcome.status, duration, &outcome.message);
-        record.samples.push(at_ms, outcome.status, duration);
         self.metrics.observe_probe(
             check,
             &outcome,
@@ -399,7 +398,7 @@ impl StateTask {
             let record = match self.checks.remove(&name) {
                 Some(mut old) if *old.spec == *spec => {
                     old.generation = generation;
-                    old.history.resize(history_size);
+                    old.results.resize(history_size);
                     old
                 }
                 _ => {
@@ -449,9 +448,6 @@ impl StateTask {
             let Some(record) = self.checks.get_mut(name.as_str()) else {
                 continue;
             };
-            record
-                .samples
-                .merge_older(rows.iter().map(|r| (r.at_ms, r.status, r.duration_seconds)));
             if record.last.is_none() && record.spec.enabled {
                 let thresholds = record.spec.thresholds();
                 for r in &rows {
@@ -469,7 +465,7 @@ impl StateTask {
                 self.metrics
                     .set_status(&name, record.health.status, record.health.flapping);
             }
-            record.history.merge_older(
+            record.results.merge_older(
                 rows.into_iter()
                     .map(|r| (r.at_ms, r.status, r.duration_seconds, r.message)),
             );
@@ -544,9 +540,9 @@ impl StateTask {
                 .as_ref()
                 .map(|l| l.metadata.iter().cloned().collect())
                 .unwrap_or_default(),
-            trend: record.samples.trend(now_ms),
+            trend: record.results.trend(now_ms),
             history: record
-                .history
+                .results
                 .recent(HISTORY_IN_API)
                 .map(|e| HistoryItem {
                     time: rfc3339_ms(e.at_ms),
