@@ -1,14 +1,18 @@
-//! Runs every enabled check on its own interval, each in its own task, so a slow or hanging
-//! probe never delays another. Start times are spread by a hash of the name so thousands of
-//! checks never fire in the same millisecond.
+//! Runs every enabled check on its own interval. One timer task keeps a queue of when each
+//! check is next due and starts each probe as a task of its own, so a slow or hanging probe
+//! never delays another, and an idle check costs a queue entry rather than a task and a timer.
+//! Start times are spread by a hash of the name so thousands of checks never fire in the same
+//! millisecond.
 
-use std::collections::{hash_map::DefaultHasher, BTreeMap};
+use std::cmp::Reverse;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch, Notify};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -16,185 +20,366 @@ use crate::checks::Prober;
 use crate::config::{CheckSpec, Redactor};
 use crate::state::Command;
 
-struct Running {
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    timer: JoinHandle<()>,
+}
+
+/// What the timer task, the probes and `apply` share. Locked briefly and never across an await.
+struct Shared {
+    table: Mutex<Table>,
+    /// Wakes the timer task when the earliest due time may have moved.
+    wake: Notify,
+    prober: Arc<Prober>,
+    events: mpsc::Sender<Command>,
+    redactor: watch::Sender<Redactor>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Every configured check, enabled or not, with the generation its outcomes carry.
+    checks: HashMap<Arc<str>, Known>,
+    /// The enabled checks; indexes are reused, so queue entries name a slot's generation too.
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    queue: BinaryHeap<Reverse<Due>>,
+    next_generation: u64,
+}
+
+struct Known {
     spec: Arc<CheckSpec>,
     generation: u64,
-    probe_now: Arc<Notify>,
-    task: Option<JoinHandle<()>>,
+    slot: Option<u32>,
+}
+
+struct Slot {
+    spec: Arc<CheckSpec>,
+    name: Arc<str>,
+    generation: u64,
+    /// The next tick of the check's own schedule.
+    next: Instant,
+    /// The probe running now, if any: a check never has two at once.
+    in_flight: Option<AbortHandle>,
+    /// Someone asked for a probe while one was running: its result may predate what they wait
+    /// for, so another follows at once.
+    probe_again: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at: Instant,
+    slot: u32,
+    generation: u64,
+    /// A probe asked for out of schedule; the check's ticks go on as before.
+    extra: bool,
 }
 
 /// Lets others (recovery verification) ask for a probe right away.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ProbeHandle {
-    notifiers: Arc<std::sync::RwLock<BTreeMap<String, Arc<Notify>>>>,
+    shared: Arc<Shared>,
 }
 
 impl ProbeHandle {
     /// Asks for a probe of `check` now; false if it is not running (unknown or disabled).
     pub fn probe_now(&self, check: &str) -> bool {
-        let notifiers = self.notifiers.read().unwrap_or_else(|p| p.into_inner());
-        match notifiers.get(check) {
-            Some(n) => {
-                n.notify_one();
-                true
+        let mut table = self.shared.lock();
+        let Some(index) = table.checks.get(check).and_then(|k| k.slot) else {
+            return false;
+        };
+        let Some(slot) = table.slots[index as usize].as_mut() else {
+            return false;
+        };
+        if slot.in_flight.is_some() {
+            slot.probe_again = true;
+        } else {
+            let due = Due {
+                at: Instant::now(),
+                slot: index,
+                generation: slot.generation,
+                extra: true,
+            };
+            table.queue.push(Reverse(due));
+            self.shared.wake.notify_one();
+        }
+        true
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts every probe that is due, and returns when the next one is.
+    fn start_due(self: &Arc<Self>) -> Option<Instant> {
+        let now = Instant::now();
+        let mut table = self.lock();
+        while let Some(Reverse(due)) = table.queue.peek().copied() {
+            if due.at > now {
+                return Some(due.at);
             }
-            None => false,
+            table.queue.pop();
+            let Some(slot) = table.slots[due.slot as usize]
+                .as_mut()
+                .filter(|s| s.generation == due.generation)
+            else {
+                continue; // the check was removed or replaced
+            };
+            if !due.extra {
+                // Missed ticks are skipped, not made up in a burst.
+                let interval = slot.spec.interval.std().max(Duration::from_millis(1));
+                while slot.next <= now {
+                    slot.next += interval;
+                }
+                let next = Due {
+                    at: slot.next,
+                    ..due
+                };
+                table.queue.push(Reverse(next));
+            }
+            self.start_probe(&mut table, due.slot);
+        }
+        None
+    }
+
+    fn start_probe(self: &Arc<Self>, table: &mut Table, index: u32) {
+        let Some(slot) = table.slots[index as usize].as_mut() else {
+            return;
+        };
+        if slot.in_flight.is_some() {
+            // Still probing from an earlier tick: this tick is skipped, as a check's probes
+            // never overlap.
+            return;
+        }
+        let shared = self.clone();
+        let spec = slot.spec.clone();
+        let name = slot.name.clone();
+        let generation = slot.generation;
+        let span = tracing::info_span!("check", check = %name);
+        let task = tokio::spawn(
+            async move {
+                // Marks the check idle however the probe ends, a panic included, so one bad
+                // probe never stops the check's schedule.
+                let _idle = Idle {
+                    shared: shared.clone(),
+                    index,
+                    generation,
+                };
+                let at = SystemTime::now();
+                let redactor = shared.redactor.borrow().clone();
+                let outcome = shared.prober.probe(&spec, &redactor).await;
+                tracing::debug!(status = %outcome.status, duration = outcome.duration.as_secs_f64(), result = %outcome.message, "probe finished");
+                let event = Command::Outcome {
+                    check: name,
+                    generation,
+                    at,
+                    outcome,
+                };
+                // Waiting for room in a full queue keeps the check busy, so its ticks are
+                // skipped until the state task catches up.
+                let _ = shared.events.send(event).await;
+            }
+            .instrument(span),
+        );
+        slot.in_flight = Some(task.abort_handle());
+    }
+
+    fn finished(self: &Arc<Self>, index: u32, generation: u64) {
+        let mut table = self.lock();
+        let Some(slot) = table.slots[index as usize]
+            .as_mut()
+            .filter(|s| s.generation == generation)
+        else {
+            return;
+        };
+        slot.in_flight = None;
+        if std::mem::take(&mut slot.probe_again) {
+            self.start_probe(&mut table, index);
         }
     }
 }
 
-pub struct Scheduler {
-    prober: Arc<Prober>,
-    probes: ProbeHandle,
-    events: mpsc::Sender<Command>,
-    redactor: watch::Sender<Redactor>,
-    running: BTreeMap<String, Running>,
-    next_generation: u64,
+/// Runs [`Shared::finished`] when a probe's task ends. Never dropped while the table is locked:
+/// a probe's task ends on its own worker, and an abort takes effect there too.
+struct Idle {
+    shared: Arc<Shared>,
+    index: u32,
+    generation: u64,
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        self.shared.finished(self.index, self.generation);
+    }
 }
 
 impl Scheduler {
+    /// Starts the timer task; checks come with [`Scheduler::apply`].
     pub fn new(prober: Arc<Prober>, events: mpsc::Sender<Command>) -> Self {
-        Scheduler {
+        let shared = Arc::new(Shared {
+            table: Mutex::new(Table {
+                next_generation: 1,
+                ..Table::default()
+            }),
+            wake: Notify::new(),
             prober,
             events,
             redactor: watch::channel(Redactor::default()).0,
-            probes: ProbeHandle::default(),
-            running: BTreeMap::new(),
-            next_generation: 1,
-        }
+        });
+        let timer = tokio::spawn(run_timer(shared.clone()));
+        Scheduler { shared, timer }
+    }
+
+    /// The prober its checks use, shared with whoever probes outside the schedule.
+    pub fn prober(&self) -> Arc<Prober> {
+        self.shared.prober.clone()
     }
 
     /// Brings the running set in line with `checks`: unchanged checks keep running undisturbed,
     /// changed ones restart, removed ones stop. Returns each check with its generation, which
-    /// tags its outcomes so stale ones from a replaced task can be told apart.
-    /// The prober its checks use, shared with whoever probes outside the schedule.
-    pub fn prober(&self) -> Arc<Prober> {
-        self.prober.clone()
-    }
-
+    /// tags its outcomes so stale ones from a replaced probe can be told apart.
     pub fn apply(
         &mut self,
         checks: &[CheckSpec],
         redactor: Redactor,
     ) -> Vec<(Arc<CheckSpec>, u64)> {
-        self.redactor.send_replace(redactor);
-        self.prober.retain(checks);
+        self.shared.redactor.send_replace(redactor);
+        self.shared.prober.retain(checks);
         let window = spread_window(checks.len());
-        let mut next = BTreeMap::new();
+        let now = Instant::now();
+        let mut table = self.shared.lock();
+        let mut old = std::mem::take(&mut table.checks);
         let mut applied = Vec::with_capacity(checks.len());
         for spec in checks {
-            let running = match self.running.remove(&spec.name) {
-                Some(old) if *old.spec == *spec => old,
-                old => {
-                    if let Some(task) = old.and_then(|o| o.task) {
-                        task.abort();
+            let known = match old.remove_entry(spec.name.as_str()) {
+                Some((name, known)) if *known.spec == *spec => (name, known),
+                previous => {
+                    if let Some(index) = previous.and_then(|(_, k)| k.slot) {
+                        table.release(index);
                     }
-                    let generation = self.next_generation;
-                    self.next_generation += 1;
+                    let generation = table.next_generation;
+                    table.next_generation += 1;
                     let spec = Arc::new(spec.clone());
-                    let probe_now = Arc::new(Notify::new());
-                    let task = spec
-                        .enabled
-                        .then(|| self.start(spec.clone(), generation, probe_now.clone(), window));
-                    Running {
-                        spec,
-                        generation,
-                        probe_now,
-                        task,
-                    }
+                    let name: Arc<str> = Arc::from(spec.name.as_str());
+                    let slot = spec.enabled.then(|| {
+                        let interval = spec.interval.std().max(Duration::from_millis(1));
+                        let first = now + phase(&spec.name, window.min(interval));
+                        table.insert(Slot {
+                            spec: spec.clone(),
+                            name: name.clone(),
+                            generation,
+                            next: first,
+                            in_flight: None,
+                            probe_again: false,
+                        })
+                    });
+                    (
+                        name,
+                        Known {
+                            spec,
+                            generation,
+                            slot,
+                        },
+                    )
                 }
             };
-            applied.push((running.spec.clone(), running.generation));
-            next.insert(spec.name.clone(), running);
+            applied.push((known.1.spec.clone(), known.1.generation));
+            table.checks.insert(known.0, known.1);
         }
-        for (_, old) in std::mem::take(&mut self.running) {
-            if let Some(task) = old.task {
-                task.abort();
+        for (_, removed) in old {
+            if let Some(index) = removed.slot {
+                table.release(index);
             }
         }
-        self.running = next;
-        let notifiers = self
-            .running
-            .iter()
-            .filter(|(_, r)| r.task.is_some())
-            .map(|(name, r)| (name.clone(), r.probe_now.clone()))
-            .collect();
-        *self
-            .probes
-            .notifiers
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = notifiers;
+        // The queue keeps entries of released slots until they come due; rebuild it when
+        // they would outnumber the live ones (after a reload replaced most checks).
+        if table.queue.len() > 2 * table.slots.len().max(64) {
+            table.rebuild_queue();
+        }
+        table.slots.shrink_to_fit();
+        table.checks.shrink_to_fit();
+        drop(table);
+        self.shared.wake.notify_one();
         applied
     }
 
     pub fn probe_handle(&self) -> ProbeHandle {
-        self.probes.clone()
-    }
-
-    /// Stops every check task; in-flight probes are dropped (their child processes killed).
-    pub fn stop(&mut self) {
-        for (_, r) in std::mem::take(&mut self.running) {
-            if let Some(task) = r.task {
-                task.abort();
-            }
+        ProbeHandle {
+            shared: self.shared.clone(),
         }
     }
 
-    fn start(
-        &self,
-        spec: Arc<CheckSpec>,
-        generation: u64,
-        probe_now: Arc<Notify>,
-        window: Duration,
-    ) -> JoinHandle<()> {
-        let prober = self.prober.clone();
-        let events = self.events.clone();
-        let redactor = self.redactor.subscribe();
-        let interval = spec.interval.std().max(Duration::from_millis(1));
-        let offset = phase(&spec.name, window.min(interval));
-        let span = tracing::info_span!("check", check = %spec.name);
-        let name: Arc<str> = Arc::from(spec.name.as_str());
-        tokio::spawn(
-            async move {
-                let mut next = Instant::now() + offset;
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(next) => {}
-                        _ = probe_now.notified() => {}
-                    }
-                    let at = SystemTime::now();
-                    let current_redactor = redactor.borrow().clone();
-                    // Boxed: the probe future is large, and inline it would sit in every idle
-                    // task between probes (tens of kilobytes times thousands of checks).
-                    let outcome = Box::pin(prober.probe(&spec, &current_redactor)).await;
-                    tracing::debug!(status = %outcome.status, duration = outcome.duration.as_secs_f64(), result = %outcome.message, "probe finished");
-                    let event = Command::Outcome {
-                        check: name.clone(),
-                        generation,
-                        at,
-                        outcome,
-                    };
-                    // The queue almost always has room. Waiting for room is boxed for the
-                    // same reason as the probe: inline, the command and the send future would
-                    // take a few hundred bytes in every idle task.
-                    match events.try_send(event) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(event)) => {
-                            if Box::pin(events.send(event)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    }
-                    // Missed ticks are skipped, not made up in a burst.
-                    let now = Instant::now();
-                    while next <= now {
-                        next += interval;
-                    }
-                }
+    /// Stops the timer and every probe; in-flight probes are dropped (their child processes
+    /// killed).
+    pub fn stop(&mut self) {
+        self.timer.abort();
+        let mut table = self.shared.lock();
+        for index in 0..table.slots.len() as u32 {
+            table.release(index);
+        }
+        table.checks.clear();
+    }
+}
+
+impl Table {
+    fn insert(&mut self, slot: Slot) -> u32 {
+        let due = Due {
+            at: slot.next,
+            slot: 0,
+            generation: slot.generation,
+            extra: false,
+        };
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.slots[index as usize] = Some(slot);
+                index
             }
-            .instrument(span),
-        )
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.queue.push(Reverse(Due { slot: index, ..due }));
+        index
+    }
+
+    /// Stops a slot's probe and frees it; its queue entries are skipped when they come due.
+    fn release(&mut self, index: u32) {
+        if let Some(slot) = self.slots.get_mut(index as usize).and_then(Option::take) {
+            if let Some(task) = slot.in_flight {
+                task.abort();
+            }
+            self.free.push(index);
+        }
+    }
+
+    fn rebuild_queue(&mut self) {
+        let live: Vec<Reverse<Due>> = self
+            .queue
+            .drain()
+            .filter(|Reverse(due)| {
+                self.slots[due.slot as usize]
+                    .as_ref()
+                    .is_some_and(|s| s.generation == due.generation)
+            })
+            .collect();
+        self.queue = live.into();
+    }
+}
+
+async fn run_timer(shared: Arc<Shared>) {
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        let next = shared.start_due();
+        // Far enough to mean "nothing queued", near enough to stay a valid Instant.
+        let deadline = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        sleep.as_mut().reset(deadline);
+        tokio::select! {
+            _ = &mut sleep => {}
+            _ = shared.wake.notified() => {}
+        }
     }
 }
 
@@ -228,6 +413,124 @@ mod tests {
             buckets[(p.as_secs_f64() / 1.0) as usize] += 1;
         }
         assert!(buckets.iter().all(|b| *b < 200), "{buckets:?}");
+    }
+
+    fn config(text: &str) -> crate::config::Config {
+        crate::config::load_str(text, std::path::Path::new("."), &Default::default())
+            .expect("valid config")
+    }
+
+    /// The next outcome, within a deadline far shorter than any scheduled tick in these tests.
+    async fn next_outcome(rx: &mut mpsc::Receiver<Command>) -> (Arc<str>, u64, String) {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Some(Command::Outcome {
+                check,
+                generation,
+                outcome,
+                ..
+            })) => (check, generation, outcome.message),
+            other => panic!("no outcome: {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probes_first_on_its_phase_then_on_demand_and_after_changes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+        let text = |interval: &str| {
+            format!(
+                "checks:\n  - {{name: hourly, interval: {interval}, tcp: {{address: '{addr}'}}}}\n  \
+                 - {{name: off, enabled: false, interval: 1s, tcp: {{address: '{addr}'}}}}\n"
+            )
+        };
+        let cfg = config(&text("1h"));
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut scheduler = Scheduler::new(Arc::new(Prober::new().unwrap()), tx);
+        let probes = scheduler.probe_handle();
+        let applied = scheduler.apply(&cfg.checks, cfg.redactor.clone());
+        assert_eq!(applied.len(), 2);
+        // The first probe comes within the spread window (a second for two checks).
+        let (check, generation, _) = next_outcome(&mut rx).await;
+        assert_eq!((&*check, generation), ("hourly", applied[0].1));
+        // The next tick is an hour away: asked for, a probe comes at once.
+        assert!(probes.probe_now("hourly"));
+        let (check, generation, _) = next_outcome(&mut rx).await;
+        assert_eq!((&*check, generation), ("hourly", applied[0].1));
+        assert!(!probes.probe_now("off"), "a disabled check is not running");
+        assert!(!probes.probe_now("unknown"));
+
+        // The same config keeps the generation; a changed check gets a new one and a new
+        // first probe.
+        let same = scheduler.apply(&cfg.checks, cfg.redactor.clone());
+        assert_eq!(same[0].1, applied[0].1);
+        let changed_cfg = config(&text("2h"));
+        let changed = scheduler.apply(&changed_cfg.checks, changed_cfg.redactor.clone());
+        assert_ne!(changed[0].1, applied[0].1);
+        assert_eq!(
+            changed[1].1, applied[1].1,
+            "the disabled check did not change"
+        );
+        let (check, generation, _) = next_outcome(&mut rx).await;
+        assert_eq!((&*check, generation), ("hourly", changed[0].1));
+
+        // Removed, the check is not running any more.
+        scheduler.apply(&[], Redactor::default());
+        assert!(!probes.probe_now("hourly"));
+        scheduler.stop();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_probe_asked_for_during_one_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = dir.path().join("gate");
+        // Each probe waits for the gate file and removes it: one probe per gate opened.
+        let script = format!(
+            "while [ ! -e {g} ]; do sleep 0.02; done; rm {g}; echo opened",
+            g = gate.display()
+        );
+        let cfg = config(&format!(
+            "checks:\n  - name: gated\n    interval: 1h\n    timeout: 30s\n    \
+             command: {{program: /bin/sh, args: ['-c', {script:?}]}}\n"
+        ));
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut scheduler = Scheduler::new(Arc::new(Prober::new().unwrap()), tx);
+        let probes = scheduler.probe_handle();
+        scheduler.apply(&cfg.checks, cfg.redactor.clone());
+        // Wait until the first probe is running (its shell is polling), then ask for another.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while scheduler.shared.lock().slots[0]
+            .as_ref()
+            .is_none_or(|s| s.in_flight.is_none())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "first probe never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(probes.probe_now("gated"));
+        assert!(
+            probes.probe_now("gated"),
+            "asking twice still means one more probe"
+        );
+        std::fs::write(&gate, "").unwrap();
+        assert_eq!(next_outcome(&mut rx).await.2, "opened");
+        std::fs::write(&gate, "").unwrap();
+        assert_eq!(next_outcome(&mut rx).await.2, "opened");
+        // No third probe: it would wait for a gate that stays closed, keeping the check busy.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while scheduler.shared.lock().slots[0]
+            .as_ref()
+            .is_none_or(|s| s.in_flight.is_some())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a third probe started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        scheduler.stop();
     }
 
     #[test]
