@@ -383,8 +383,8 @@ async fn open_store(
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     };
-    // An hour of results feeds the trend, predictions their window; the history ring needs at
-    // most `history_size`.
+    // An hour of results feeds the trend, predictions their window; the history shows at most
+    // `history_size`.
     let since = now_ms() - history_ms;
     match store.load_results(since, history_size.max(4096)).await {
         Ok(rows) => {

@@ -173,7 +173,9 @@ pub const MAX_DURATION_SECONDS: f64 = MICROS_MASK as f64 / 1e6;
 
 /// A duration as the results keep it: whole microseconds, clamped to [0, 1073 s].
 pub fn duration_micros(duration_seconds: f64) -> u32 {
-    (duration_seconds.max(0.0) * 1e6).round().min(f64::from(MICROS_MASK)) as u32
+    (duration_seconds.max(0.0) * 1e6)
+        .round()
+        .min(f64::from(MICROS_MASK)) as u32
 }
 
 impl Sample {
@@ -255,12 +257,15 @@ impl Results {
     }
 
     pub fn push(&mut self, at_ms: i64, status: Status, duration_seconds: f64, message: &str) {
-        self.push_with(at_ms, status, duration_micros(duration_seconds), |last| {
-            match last {
+        self.push_with(
+            at_ms,
+            status,
+            duration_micros(duration_seconds),
+            |last| match last {
                 Some(last) if &**last == message => None,
                 _ => Some(Arc::from(message)),
-            }
-        });
+            },
+        );
     }
 
     /// Appends a result; `new_message` gets the newest run's message and returns `None` when
@@ -373,12 +378,15 @@ impl Results {
                 .flat_map(|run| std::iter::repeat_n(&run.message, run.count as usize)),
         );
         for (s, message) in self.samples.iter().zip(messages) {
-            merged.push_with(self.at_ms(*s), s.status(), s.duration_micros(), |last| {
-                match last {
+            merged.push_with(
+                self.at_ms(*s),
+                s.status(),
+                s.duration_micros(),
+                |last| match last {
                     Some(last) if **last == **message => None,
                     _ => Some(message.clone()),
-                }
-            });
+                },
+            );
         }
         *self = merged;
     }
@@ -815,7 +823,10 @@ mod tests {
         assert_eq!(t.runs, 64);
         assert_eq!(t.status_distribution.healthy, 1);
         assert_eq!(s.recent(100).count(), 10);
-        assert_eq!(s.recent(1).next().map(|e| e.message), Some(Arc::from("live")));
+        assert_eq!(
+            s.recent(1).next().map(|e| e.message),
+            Some(Arc::from("live"))
+        );
     }
 
     #[test]

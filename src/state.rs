@@ -20,9 +20,6 @@ use crate::status::Status;
 use crate::store::{ResultRow, WriterHandle};
 use crate::timefmt::{rfc3339_ms, unix_ms};
 
-/// How many history entries `/api/v1/checks/{name}` shows.
-const HISTORY_IN_API: usize = 20;
-
 /// Everything the state task can be told or asked.
 #[derive(Debug)]
 pub enum Command {
@@ -543,7 +540,7 @@ impl StateTask {
             trend: record.results.trend(now_ms),
             history: record
                 .results
-                .recent(HISTORY_IN_API)
+                .recent(usize::MAX)
                 .map(|e| HistoryItem {
                     time: rfc3339_ms(e.at_ms),
                     status: e.status,

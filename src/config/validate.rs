@@ -16,7 +16,8 @@ use crate::recovery::template::{Template, Var};
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
-const DEFAULT_HISTORY_SIZE: usize = 100;
+/// What `/api/v1/checks/{name}` shows of a check's newest results.
+const DEFAULT_HISTORY_SIZE: usize = 20;
 const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_RETENTION_RESULTS: u64 = 10_000;
 const MAX_NAME_LEN: usize = 128;

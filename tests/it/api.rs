@@ -48,6 +48,35 @@ async fn health_is_503_when_critical_and_unknown_checks_are_404() {
 }
 
 #[tokio::test]
+async fn history_shows_history_size_newest_results_and_the_trend_counts_them_all() {
+    let target = Target::start().await;
+    let medic = Medic::start(&format!(
+        "defaults: {{interval: 50ms, history_size: 3}}\nchecks:\n  - name: web\n    http: {{url: '{}'}}\n",
+        target.url("/")
+    ))
+    .await;
+    let v = wait_for("six probes", Duration::from_secs(20), || async {
+        let v = medic.json("/api/v1/checks/web").await;
+        (v["trend"]["runs"].as_u64().unwrap_or(0) >= 6).then_some(v)
+    })
+    .await;
+    let history = v["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "{v}");
+    let times: Vec<&str> = history
+        .iter()
+        .map(|h| h["time"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {times:?}"
+    );
+    // The newest entry is the latest probe, as the summary tells it.
+    assert_eq!(history[0]["time"], v["last_run"], "{v}");
+    assert_eq!(history[0]["duration_seconds"], v["duration_seconds"], "{v}");
+    assert_eq!(history[0]["message"], v["message"], "{v}");
+}
+
+#[tokio::test]
 async fn health_is_503_while_a_check_has_not_finished_its_first_probe() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = crate::support::script(dir.path(), "slow", "sleep 30");
