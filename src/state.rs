@@ -119,6 +119,43 @@ struct LastProbe {
     metadata: Box<[(String, Value)]>,
 }
 
+impl LastProbe {
+    /// Takes a newer probe's details, keeping the strings it already holds where they did not
+    /// change. The probe's own allocations are short-lived; keeping them instead would leave
+    /// thousands of small blocks, replaced every interval, scattered through the heap among
+    /// the probes' buffers, and the allocator could hand little of it back.
+    fn refresh(
+        &mut self,
+        at_ms: i64,
+        status: Status,
+        duration_seconds: f64,
+        message: String,
+        metadata: BTreeMap<String, Value>,
+    ) {
+        self.at_ms = at_ms;
+        self.status = status;
+        self.duration_seconds = duration_seconds;
+        if self.message != message {
+            self.message = message;
+        }
+        let same_keys = self.metadata.len() == metadata.len()
+            && self
+                .metadata
+                .iter()
+                .zip(&metadata)
+                .all(|((a, _), (b, _))| a == b);
+        if same_keys {
+            for ((_, old), (_, new)) in self.metadata.iter_mut().zip(metadata) {
+                if *old != new {
+                    *old = new;
+                }
+            }
+        } else {
+            self.metadata = metadata.into_iter().collect();
+        }
+    }
+}
+
 impl CheckRecord {
     fn new(spec: Arc<CheckSpec>, generation: u64, history_size: usize) -> Self {
         let results = Results::new(history_size, spec.interval.std().as_millis() as u64);
@@ -378,13 +415,24 @@ impl StateTask {
                 measurements: outcome.measurements.clone(),
             });
         }
-        record.last = Some(LastProbe {
-            at_ms,
-            status: outcome.status,
-            duration_seconds: duration,
-            message: outcome.message,
-            metadata: outcome.metadata.into_iter().collect(),
-        });
+        match &mut record.last {
+            Some(last) => last.refresh(
+                at_ms,
+                outcome.status,
+                duration,
+                outcome.message,
+                outcome.metadata,
+            ),
+            None => {
+                record.last = Some(LastProbe {
+                    at_ms,
+                    status: outcome.status,
+                    duration_seconds: duration,
+                    message: outcome.message,
+                    metadata: outcome.metadata.into_iter().collect(),
+                })
+            }
+        }
         self.predict(check, at_ms, &outcome.measurements);
     }
 
