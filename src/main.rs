@@ -10,6 +10,11 @@ use medic::app::{self, ConfigLocation};
 use medic::config::Overrides;
 use medic::logging::{self, LogFormat, LogLevel};
 
+/// mimalloc hands freed memory back to the system where glibc's allocator kept the churn of
+/// thousands of probes a second resident (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "medic",
