@@ -402,12 +402,17 @@ impl Results {
             return;
         }
         if self.older.is_empty() {
-            // The trend's hour fills at the check's interval: its room at once, exactly.
-            self.older.reserve_exact(capacity);
             self.base_s = at_s;
         }
         if self.older.len() >= capacity {
             self.older.pop_front();
+        }
+        // Grow by doubling as VecDeque would, but never past the capacity: a full ring then
+        // holds exactly its capacity, and a young one (an hour of 1 s probes takes 14 KB) only
+        // what it has filled.
+        if self.older.len() == self.older.capacity() {
+            let target = (self.older.len() * 2).max(16).min(capacity);
+            self.older.reserve_exact(target - self.older.len());
         }
         if at_s < self.base_s || at_s - self.base_s > COMPACT_MAX_OFFSET_S {
             self.rebase_older(at_s);
