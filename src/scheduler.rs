@@ -126,6 +126,12 @@ impl Shared {
             else {
                 continue; // the check was removed or replaced
             };
+            if due.extra && slot.in_flight.is_some() {
+                // A tick started a probe between the request and now; one more follows it, as
+                // when the request finds a probe running.
+                slot.probe_again = true;
+                continue;
+            }
             if !due.extra {
                 // Missed ticks are skipped, not made up in a burst.
                 let interval = slot.spec.interval.std().max(Duration::from_millis(1));
