@@ -6,9 +6,10 @@
 #     each alert routed to a chain whose exec step runs a real child process every 10 s.
 # After a warm-up (history rings fill), RSS, fds and counters are sampled every minute; the last
 # lines compare the end with the start. One structure grows by design for the first hour: each
-# check's trend window (the API's `trend` covers the last hour) keeps 8 bytes a probe, about
-# 0.5 MB a minute at 1,000 probes/s, until it holds an hour. Exit 1 when fds grew by more than
-# 10, or RSS grew by more than that window's share plus 10%.
+# check's trend window (the API's `trend` covers the last hour) keeps 4 bytes a probe, in a
+# ring that doubles as it fills, until it holds an hour; the allowance is 8 bytes a probe, about
+# 0.5 MB a minute at 1,000 probes/s. Exit 1 when fds grew by more than 10, or RSS grew by more
+# than that allowance plus 10%.
 # Installs nginx-light as root if missing.
 # Results are kept 2 minutes and pruned every 5, so the table is at its steady size from the
 # second pruning on (10 minutes after start); the warm-up (11 minutes by default) covers it, as
@@ -121,7 +122,8 @@ if ((errors > 0)); then
   grep -E 'level=(error|warn)' "$work/medic.log" | head -n 10
 fi
 growth=$(echo "($rss1 - $rss0) * 100 / $rss0" | bc -l)
-# The trend window's designed growth: 8 bytes for each probe while the process is under an hour old.
+# The trend window's designed growth: 4 bytes a probe in a ring that doubles, so 8 at most, while
+# the process is under an hour old.
 trend_kb=$(( (probes1 - probes0) * 8 / 1024 ))
 uptime_s=$(( $(date +%s) - $(stat -c %Y "/proc/$pid") ))
 ((uptime_s > 3600)) && trend_kb=0
