@@ -284,21 +284,16 @@ impl Results {
     /// Room for the newest `history_size` results and an hour of probes at `interval_ms`.
     pub fn new(history_size: usize, interval_ms: u64) -> Self {
         let per_hour = (TREND_WINDOW_MS as u64).div_ceil(interval_ms.max(1)) + 1;
-        Results {
-            history_size: clamp_u32(history_size.max(1)),
-            hour_capacity: per_hour.clamp(64, 3600) as u32,
-            base_ms: 0,
-            recent: VecDeque::new(),
-            messages: VecDeque::new(),
-            base_s: 0,
-            older: VecDeque::new(),
-        }
+        Results::empty(
+            clamp_u32(history_size.max(1)),
+            per_hour.clamp(64, 3600) as u32,
+        )
     }
 
-    fn empty_like(&self) -> Self {
+    fn empty(history_size: u32, hour_capacity: u32) -> Self {
         Results {
-            history_size: self.history_size,
-            hour_capacity: self.hour_capacity,
+            history_size,
+            hour_capacity,
             base_ms: 0,
             recent: VecDeque::new(),
             messages: VecDeque::new(),
@@ -487,7 +482,7 @@ impl Results {
             (None, Some(s)) => self.at_ms(*s),
             (None, None) => i64::MAX,
         };
-        let mut merged = self.empty_like();
+        let mut merged = Results::empty(self.history_size, self.hour_capacity);
         for (at_ms, status, duration, message) in older.into_iter().filter(|e| e.0 < first_ms) {
             merged.push(at_ms, status, duration, &message);
         }

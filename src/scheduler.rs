@@ -87,21 +87,16 @@ impl ProbeHandle {
         let Some(index) = table.checks.get(check).and_then(|k| k.slot) else {
             return false;
         };
-        let Some(slot) = table.slots[index as usize].as_mut() else {
+        let Some(generation) = table.slots[index as usize].as_ref().map(|s| s.generation) else {
             return false;
         };
-        if slot.in_flight.is_some() {
-            slot.probe_again = true;
-        } else {
-            let due = Due {
-                at: Instant::now(),
-                slot: index,
-                generation: slot.generation,
-                extra: true,
-            };
-            table.queue.push(Reverse(due));
-            self.shared.wake.notify_one();
-        }
+        table.queue.push(Reverse(Due {
+            at: Instant::now(),
+            slot: index,
+            generation,
+            extra: true,
+        }));
+        self.shared.wake.notify_one();
         true
     }
 }
@@ -126,15 +121,9 @@ impl Shared {
             else {
                 continue; // the check was removed or replaced
             };
-            if due.extra && slot.in_flight.is_some() {
-                // A tick started a probe between the request and now; one more follows it, as
-                // when the request finds a probe running.
-                slot.probe_again = true;
-                continue;
-            }
             if !due.extra {
                 // Missed ticks are skipped, not made up in a burst.
-                let interval = slot.spec.interval.std().max(Duration::from_millis(1));
+                let interval = tick_interval(&slot.spec);
                 while slot.next <= now {
                     slot.next += interval;
                 }
@@ -144,18 +133,20 @@ impl Shared {
                 };
                 table.queue.push(Reverse(next));
             }
-            self.start_probe(&mut table, due.slot);
+            self.start_probe(&mut table, due.slot, due.extra);
         }
         None
     }
 
-    fn start_probe(self: &Arc<Self>, table: &mut Table, index: u32) {
+    /// Starts a probe of the slot unless one is running. A tick that finds one running is
+    /// skipped, as a check's probes never overlap; a request (`asked`) is kept for when it
+    /// ends, since the running probe's result may predate what the asker waits for.
+    fn start_probe(self: &Arc<Self>, table: &mut Table, index: u32, asked: bool) {
         let Some(slot) = table.slots[index as usize].as_mut() else {
             return;
         };
         if slot.in_flight.is_some() {
-            // Still probing from an earlier tick: this tick is skipped, as a check's probes
-            // never overlap.
+            slot.probe_again |= asked;
             return;
         }
         let shared = self.clone();
@@ -201,7 +192,7 @@ impl Shared {
         };
         slot.in_flight = None;
         if std::mem::take(&mut slot.probe_again) {
-            self.start_probe(&mut table, index);
+            self.start_probe(&mut table, index, true);
         }
     }
 }
@@ -269,8 +260,7 @@ impl Scheduler {
                     let spec = Arc::new(spec.clone());
                     let name: Arc<str> = Arc::from(spec.name.as_str());
                     let slot = spec.enabled.then(|| {
-                        let interval = spec.interval.std().max(Duration::from_millis(1));
-                        let first = now + phase(&spec.name, window.min(interval));
+                        let first = now + phase(&spec.name, window.min(tick_interval(&spec)));
                         table.insert(Slot {
                             spec: spec.clone(),
                             name: name.clone(),
@@ -329,13 +319,9 @@ impl Scheduler {
 }
 
 impl Table {
+    /// Takes a free slot for the check and queues its first tick.
     fn insert(&mut self, slot: Slot) -> u32 {
-        let due = Due {
-            at: slot.next,
-            slot: 0,
-            generation: slot.generation,
-            extra: false,
-        };
+        let (at, generation) = (slot.next, slot.generation);
         let index = match self.free.pop() {
             Some(index) => {
                 self.slots[index as usize] = Some(slot);
@@ -346,7 +332,12 @@ impl Table {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.queue.push(Reverse(Due { slot: index, ..due }));
+        self.queue.push(Reverse(Due {
+            at,
+            slot: index,
+            generation,
+            extra: false,
+        }));
         index
     }
 
@@ -387,6 +378,11 @@ async fn run_timer(shared: Arc<Shared>) {
             _ = shared.wake.notified() => {}
         }
     }
+}
+
+/// A check's interval as its ticks use it; never zero, so a tick always moves forward.
+fn tick_interval(spec: &CheckSpec) -> Duration {
+    spec.interval.std().max(Duration::from_millis(1))
 }
 
 /// First runs spread over up to a second for small configs (results come quickly), and over
@@ -486,6 +482,18 @@ mod tests {
         scheduler.stop();
     }
 
+    /// Waits, at most 10 s, until the first slot's check is probing (`busy`) or idle.
+    async fn wait_busy(scheduler: &Scheduler, busy: bool, failure: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while scheduler.shared.lock().slots[0]
+            .as_ref()
+            .is_none_or(|s| s.in_flight.is_some() != busy)
+        {
+            assert!(std::time::Instant::now() < deadline, "{failure}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_probe_asked_for_during_one_follows_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -504,17 +512,7 @@ mod tests {
         let probes = scheduler.probe_handle();
         scheduler.apply(&cfg.checks, cfg.redactor.clone());
         // Wait until the first probe is running (its shell is polling), then ask for another.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while scheduler.shared.lock().slots[0]
-            .as_ref()
-            .is_none_or(|s| s.in_flight.is_none())
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "first probe never started"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_busy(&scheduler, true, "first probe never started").await;
         assert!(probes.probe_now("gated"));
         assert!(
             probes.probe_now("gated"),
@@ -525,17 +523,7 @@ mod tests {
         std::fs::write(&gate, "").unwrap();
         assert_eq!(next_outcome(&mut rx).await.2, "opened");
         // No third probe: it would wait for a gate that stays closed, keeping the check busy.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while scheduler.shared.lock().slots[0]
-            .as_ref()
-            .is_none_or(|s| s.in_flight.is_some())
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "a third probe started"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_busy(&scheduler, false, "a third probe started").await;
         scheduler.stop();
     }
 
