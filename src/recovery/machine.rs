@@ -547,7 +547,8 @@ mod tests {
     #[test]
     fn a_run_opens_only_when_some_step_could_run() {
         let c = three();
-        let cases: Vec<(BTreeMap<String, StepState>, i64, Result<(), Option<i64>>)> = vec![
+        type Case = (BTreeMap<String, StepState>, i64, Result<(), Option<i64>>);
+        let cases: Vec<Case> = vec![
             (states(&[]), 0, Ok(())),
             (
                 states(&[("a", 2, Some(0)), ("b", 2, Some(0)), ("c", 1, Some(0))]),
