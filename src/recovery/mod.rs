@@ -3,5 +3,7 @@
 pub mod action;
 pub mod chain;
 pub mod engine;
+pub mod held;
+pub mod hold;
 pub mod machine;
 pub mod template;
