@@ -17,6 +17,7 @@ pub mod detect;
 pub mod forecast;
 pub mod health;
 pub mod logging;
+pub mod maintenance;
 pub mod metrics;
 pub mod predict;
 pub mod process_group;
