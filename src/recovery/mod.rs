@@ -6,4 +6,5 @@ pub mod engine;
 pub mod held;
 pub mod hold;
 pub mod machine;
+pub mod pause;
 pub mod template;
