@@ -67,12 +67,24 @@ impl ConfigLocation {
 }
 
 /// What `medic run` takes from the command line beyond the config overrides.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// `--web.config.file`.
     pub web_config: Option<PathBuf>,
     /// `--cluster.shard`.
     pub shard: Shard,
+    /// `--web.max-connections`.
+    pub max_connections: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            web_config: None,
+            shard: Shard::default(),
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// Hands the scheduler and the state task the checks and predictions of this replica's shard
@@ -125,7 +137,11 @@ pub async fn run(
     overrides: Overrides,
     options: RunOptions,
 ) -> Result<()> {
-    let RunOptions { web_config, shard } = options;
+    let RunOptions {
+        web_config,
+        shard,
+        max_connections,
+    } = options;
     let config = location
         .load(&overrides)
         .map_err(|e| anyhow::anyhow!("invalid config {location}: {e}"))?;
@@ -137,7 +153,7 @@ pub async fn run(
     }
 
     let metrics = Arc::new(Metrics::new());
-    let listener = tokio::net::TcpListener::bind(&config.web.listen_address)
+    let listener = server::listen(&config.web.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", config.web.listen_address))?;
     let local = listener
@@ -194,7 +210,12 @@ pub async fn run(
         recovery: recovery.clone(),
         web: web_rx,
     });
-    let server_task = tokio::spawn(server::serve(listener, shared.clone(), shutdown_rx.clone()));
+    let server_task = tokio::spawn(server::serve(
+        listener,
+        max_connections,
+        shared.clone(),
+        shutdown_rx.clone(),
+    ));
     // Enough history for the trend (an hour) and for every prediction's window.
     let history_ms = config
         .predictions

@@ -16,6 +16,7 @@ pub mod config;
 pub mod detect;
 pub mod forecast;
 pub mod health;
+pub mod limits;
 pub mod logging;
 pub mod maintenance;
 pub mod metrics;

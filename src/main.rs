@@ -31,6 +31,13 @@ struct Cli {
     /// TLS and basic auth for every endpoint, in Prometheus' web config format [default: none]
     #[arg(long = "web.config.file", value_name = "FILE", global = true)]
     web_config_file: Option<PathBuf>,
+    /// Connections the server keeps open at once; more wait unaccepted [default: 512]
+    #[arg(long = "web.max-connections", value_name = "N", global = true, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Child processes (command checks and exec steps together) running at once; more wait
+    /// for a slot within their timeout [default: 64]
+    #[arg(long = "process.max-children", value_name = "N", global = true, default_value_t = medic::limits::DEFAULT_MAX_CHILDREN, value_parser = parse_positive)]
+    max_children: usize,
     /// Probe only this share of the checks: INDEX/COUNT, e.g. 0/2 [default: all]
     #[arg(long = "cluster.shard", value_name = "INDEX/COUNT", global = true)]
     cluster_shard: Option<medic::cluster::Shard>,
@@ -96,9 +103,27 @@ enum Command {
     },
 }
 
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive whole number")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
+    // Idle clients and probes share the fd table; the soft limit services start with (1,024
+    // under systemd) is far below what the kernel allows.
+    match medic::limits::raise_fd_limit() {
+        Ok((old, new)) => tracing::debug!(
+            old,
+            new,
+            "raised the soft open-files limit to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+    medic::limits::set_max_children(cli.max_children);
     let overrides = Overrides {
         listen_address: cli.listen_address.clone(),
         state_url: cli.state_url.clone(),
@@ -119,6 +144,7 @@ fn main() -> ExitCode {
             let options = app::RunOptions {
                 web_config: cli.web_config_file,
                 shard: cli.cluster_shard.unwrap_or_default(),
+                max_connections: cli.max_connections as usize,
             };
             match runtime.block_on(app::run(location, overrides, options)) {
                 Ok(()) => 0,

@@ -87,6 +87,11 @@ struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     revision: String,
@@ -425,6 +430,8 @@ pub struct Metrics {
     store_errors: Family<OperationLabels, Counter>,
     store_dropped: Counter,
     store_backlog: Gauge,
+    /// Probes that failed because medic itself ran out of fds, processes or memory.
+    probe_errors: Family<ReasonLabels, Counter>,
     /// Which mountpoints each check has exported, so a removed check takes its series along.
     disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
@@ -586,6 +593,35 @@ impl Metrics {
             "Check results waiting to be written to the state store",
             store_backlog.clone(),
         );
+        let probe_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "medic_probe_errors",
+            "Probes that failed because medic itself ran out of a resource (reason: fds, processes, memory); their result is unknown",
+            probe_errors.clone(),
+        );
+        for resource in crate::limits::Resource::ALL {
+            let _ = probe_errors.get_or_create(&ReasonLabels {
+                reason: resource.as_str().to_string(),
+            });
+        }
+        // The cap is process-wide (one per process, like the fds it guards); these share its
+        // values.
+        let (children, child_waits, child_refusals) = crate::limits::children().metrics();
+        registry.register(
+            "medic_child_processes",
+            "Child processes (command checks and exec steps) running now, under --process.max-children",
+            children,
+        );
+        registry.register(
+            "medic_child_process_waits",
+            "Child processes that had to wait for a slot under --process.max-children",
+            child_waits,
+        );
+        registry.register(
+            "medic_child_process_refusals",
+            "Child processes never started: no slot within the caller's timeout, or the wait queue was full",
+            child_refusals,
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "medic_build_info",
@@ -621,6 +657,7 @@ impl Metrics {
             store_errors,
             store_dropped,
             store_backlog,
+            probe_errors,
             disk_series: Mutex::new(BTreeMap::new()),
         }
     }
@@ -654,6 +691,13 @@ impl Metrics {
                 series.flapping = Some(health.flapping);
             }
         });
+        if let Some(crate::checks::FailureReason::Medic(resource)) = outcome.reason {
+            self.probe_errors
+                .get_or_create(&ReasonLabels {
+                    reason: resource.as_str().to_string(),
+                })
+                .inc();
+        }
         let labels = || CheckLabels {
             check: check.to_string(),
         };

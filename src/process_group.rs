@@ -69,6 +69,9 @@ pub enum RunError {
     },
     #[error("still running after {}s, killed with its process group", .0.as_secs_f64())]
     Timeout(Duration),
+    /// No child process slot under `--process.max-children`: nothing was forked.
+    #[error("not started: {0}")]
+    NoSlot(#[from] crate::limits::SlotError),
     #[error("waiting for {program} failed: {source}")]
     Wait {
         program: String,
@@ -85,6 +88,11 @@ pub async fn run(
     timeout: Duration,
     keep: Keep,
 ) -> Result<Exited, RunError> {
+    // Every child goes through medic's cap (`--process.max-children`): past it the caller
+    // waits, for no longer than its own timeout, which the wait uses up. Held until the group
+    // is killed below.
+    let slot = crate::limits::children().acquire(timeout).await?;
+    let timeout = timeout.saturating_sub(slot.waited);
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
@@ -103,6 +111,7 @@ pub async fn run(
     let all = async { tokio::join!(read(stdout, keep), read(stderr, keep), child.wait()) };
     let result = tokio::time::timeout(timeout, all).await;
     guard.kill();
+    drop(slot);
     let (stdout, stderr, status) = result.map_err(|_| RunError::Timeout(timeout))?;
     let status = status.map_err(|source| RunError::Wait {
         program: program.to_string(),

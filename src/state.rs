@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checks::Outcome;
+use crate::checks::{FailureReason, Outcome};
 use crate::config::{CheckSpec, PredictionSpec};
 use crate::health::{duration_micros, HealthState, Results, StatusCounts, Trend};
 use crate::metrics::Metrics;
@@ -73,8 +73,9 @@ pub struct CheckSummary {
     pub duration_seconds: Option<f64>,
     pub last_run: Option<String>,
     pub consecutive_failures: u32,
-    /// Why the status differs from what the probes alone say: `flapping` when flap detection
-    /// made the check critical; null otherwise.
+    /// `flapping` when flap detection made the check critical; else, while the check is not
+    /// healthy, why its latest probe failed (`medic`: medic itself was out of fds, processes
+    /// or memory); null otherwise.
     pub reason: Option<&'static str>,
 }
 
@@ -114,6 +115,8 @@ struct LastProbe {
     status: Status,
     duration_seconds: f64,
     message: String,
+    /// Why it failed, when the probe could tell.
+    reason: Option<FailureReason>,
     /// In key order, as the outcome's map had them. A slice rather than the map: every check
     /// keeps one, and a map's node takes room for eleven entries where a probe has about four.
     metadata: Box<[(String, Value)]>,
@@ -185,8 +188,24 @@ impl CheckRecord {
             duration_seconds: self.last.as_ref().map(|l| l.duration_seconds),
             last_run: self.last.as_ref().map(|l| rfc3339_ms(l.at_ms)),
             consecutive_failures: self.health.consecutive_failures,
-            reason: (self.spec.enabled && self.health.flapping).then_some("flapping"),
+            reason: self.reason(),
         }
+    }
+}
+
+impl CheckRecord {
+    /// `flapping` when flap detection holds the check critical; else, while the check is not
+    /// healthy, why its latest probe failed (`medic` when medic itself was short of something).
+    fn reason(&self) -> Option<&'static str> {
+        if !self.spec.enabled {
+            return None;
+        }
+        if self.health.flapping {
+            return Some("flapping");
+        }
+        let last = self.last.as_ref()?;
+        (self.health.status != Status::Healthy && last.status != Status::Healthy)
+            .then_some(last.reason?.as_str())
     }
 }
 
@@ -353,6 +372,7 @@ impl StateTask {
             return;
         }
         let at_ms = unix_ms(at);
+        let reason = outcome.reason;
         let was_flapping = record.health.flapping;
         let transition = record
             .health
@@ -381,7 +401,9 @@ impl StateTask {
         }
         if let (Some(recovery), Some(chain)) = (&self.recovery, &record.spec.recovery) {
             let subject = format!("check:{check}");
-            if record.health.status == Status::Critical {
+            // An unknown probe knows nothing of the target (medic may be the one in trouble):
+            // it never asks for a run, even while the check is still critical.
+            if record.health.status == Status::Critical && outcome.status != Status::Unknown {
                 // Every critical probe asks; the manager coalesces and decides.
                 let _ = recovery.send(Event::Trigger(Trigger {
                     kind: TriggerKind::Check,
@@ -429,9 +451,13 @@ impl StateTask {
                     status: outcome.status,
                     duration_seconds: duration,
                     message: outcome.message,
+                    reason,
                     metadata: outcome.metadata.into_iter().collect(),
                 })
             }
+        }
+        if let Some(last) = &mut record.last {
+            last.reason = reason;
         }
         self.predict(check, at_ms, &outcome.measurements);
     }
@@ -504,6 +530,7 @@ impl StateTask {
                         status: newest.status,
                         duration_seconds: newest.duration_seconds,
                         message: newest.message.clone(),
+                        reason: None,
                         metadata: Box::default(),
                     });
                 }

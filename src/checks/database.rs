@@ -51,11 +51,15 @@ impl Databases {
         let rows = match result {
             Ok(rows) => rows,
             Err((phase, e)) => {
-                return Outcome::new(
+                let reason =
+                    matches!(e, sqlx::Error::PoolTimedOut).then_some(super::FailureReason::Timeout);
+                return Outcome::failed(
+                    &e,
                     Status::Critical,
+                    reason,
                     format!("{phase} failed: {}", describe(&e)),
                 )
-                .with("driver", db.pool.driver())
+                .with("driver", db.pool.driver());
             }
         };
         if db.server_version.get().is_none() {

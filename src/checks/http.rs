@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::redirect::Policy;
 
-use super::{format_seconds, root_cause, Outcome};
+use super::{format_seconds, root_cause, FailureReason, Outcome};
 use crate::config::{redact_url, HttpSpec};
 use crate::status::Status;
 
@@ -161,6 +161,13 @@ impl Clients {
 fn request_failed(e: &reqwest::Error, timeout: Duration) -> Outcome {
     // reqwest quotes the URL in its messages; the URL may hold a password.
     let cause = root_cause(e);
+    let reason = if e.is_timeout() {
+        FailureReason::Timeout
+    } else if connection_refused(e) {
+        FailureReason::ConnectionRefused
+    } else {
+        FailureReason::Other
+    };
     let message = if e.is_timeout() {
         format!("timeout: no answer within {}", format_seconds(timeout))
     } else if e.is_redirect() {
@@ -172,5 +179,20 @@ fn request_failed(e: &reqwest::Error, timeout: Duration) -> Outcome {
     } else {
         format!("request failed: {cause}")
     };
-    Outcome::new(Status::Critical, message)
+    Outcome::failed(e, Status::Critical, Some(reason), message)
+}
+
+/// Whether an `io::Error` down `e`'s source chain says the connection was refused.
+fn connection_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::config::{CheckSpec, ProbeSpec, Redactor};
+use crate::limits::Resource;
 use crate::status::Status;
 
 pub use command::{parse_plugin_output, PerfData, PluginOutput};
@@ -28,6 +29,47 @@ pub struct Outcome {
     pub metadata: BTreeMap<String, Value>,
     /// Numbers the predictor can follow over time.
     pub measurements: Vec<Measurement>,
+    /// Why the probe failed, when it did and the kind could tell.
+    pub reason: Option<FailureReason>,
+}
+
+/// Why a probe failed: the SPEC's closed set, shown as `reason` in the JSON API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    Timeout,
+    ConnectionRefused,
+    Dns,
+    Tls,
+    Status,
+    Body,
+    Query,
+    Auth,
+    ExitCode,
+    Threshold,
+    MissedHeartbeat,
+    /// medic itself ran out of this resource: the result is `unknown` and heals nothing.
+    Medic(Resource),
+    Other,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::ConnectionRefused => "connection_refused",
+            FailureReason::Dns => "dns",
+            FailureReason::Tls => "tls",
+            FailureReason::Status => "status",
+            FailureReason::Body => "body",
+            FailureReason::Query => "query",
+            FailureReason::Auth => "auth",
+            FailureReason::ExitCode => "exit_code",
+            FailureReason::Threshold => "threshold",
+            FailureReason::MissedHeartbeat => "missed_heartbeat",
+            FailureReason::Medic(_) => "medic",
+            FailureReason::Other => "other",
+        }
+    }
 }
 
 /// One number a probe measured.
@@ -58,7 +100,42 @@ impl Outcome {
             message: message.into(),
             metadata: BTreeMap::new(),
             measurements: Vec::new(),
+            reason: None,
         }
+    }
+
+    /// A probe that failed because medic itself ran out of `resource`: `unknown`, never
+    /// `critical`, so that medic's trouble starts no recovery of the target.
+    pub fn medic(resource: Resource, message: impl Into<String>) -> Self {
+        let mut outcome = Outcome::new(
+            Status::Unknown,
+            format!("medic is out of {}: {}", resource.as_str(), message.into()),
+        );
+        outcome.reason = Some(FailureReason::Medic(resource));
+        outcome.with("medic_resource", resource.as_str())
+    }
+
+    /// The outcome for a probe that failed with `err`: [`Outcome::medic`] when the error says
+    /// medic ran out of something, else `status` with `reason`.
+    pub fn failed(
+        err: &(dyn std::error::Error + 'static),
+        status: Status,
+        reason: Option<FailureReason>,
+        message: impl Into<String>,
+    ) -> Self {
+        match crate::limits::exhausted(err, false) {
+            Some(resource) => Outcome::medic(resource, message),
+            None => {
+                let mut outcome = Outcome::new(status, message);
+                outcome.reason = reason;
+                outcome
+            }
+        }
+    }
+
+    pub fn with_reason(mut self, reason: FailureReason) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -118,13 +195,20 @@ impl Prober {
     pub async fn probe(&self, check: &CheckSpec, redactor: &Redactor) -> Outcome {
         let started = Instant::now();
         let timeout = check.timeout.std();
-        let result = tokio::time::timeout(timeout, self.dispatch(check, timeout)).await;
+        // A command bounds itself, its wait for a child process slot included, and says which
+        // of the two ran out; the margin lets its answer win the race against this bound.
+        let bound = match check.probe {
+            ProbeSpec::Command(_) => timeout + COMMAND_MARGIN,
+            _ => timeout,
+        };
+        let result = tokio::time::timeout(bound, self.dispatch(check, timeout)).await;
         let mut outcome = match result {
             Ok(outcome) => outcome,
             Err(_) => Outcome::new(
                 Status::Critical,
                 format!("timeout: no answer within {}", check.timeout),
-            ),
+            )
+            .with_reason(FailureReason::Timeout),
         };
         outcome.duration = started.elapsed();
         if !redactor.is_empty() {
@@ -152,6 +236,9 @@ impl Prober {
         }
     }
 }
+
+/// How much longer than its timeout a command probe may take to say why it stopped.
+const COMMAND_MARGIN: Duration = Duration::from_millis(250);
 
 /// `0.012s`, `1.500s`: durations in messages, in seconds like everything else.
 pub fn format_seconds(d: Duration) -> String {

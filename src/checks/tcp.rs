@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::Outcome;
+use super::{FailureReason, Outcome};
 use crate::config::TcpSpec;
 use crate::status::Status;
 
@@ -27,10 +27,19 @@ pub async fn probe(spec: &TcpSpec) -> Outcome {
             .with("peer", peer)
             .with("connect_seconds", elapsed.as_secs_f64())
         }
-        Err(e) => Outcome::new(
-            Status::Critical,
-            format!("connect to {} failed: {e}", spec.address),
-        )
-        .with("address", spec.address.clone()),
+        Err(e) => {
+            let reason = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => FailureReason::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => FailureReason::Timeout,
+                _ => FailureReason::Other,
+            };
+            Outcome::failed(
+                &e,
+                Status::Critical,
+                Some(reason),
+                format!("connect to {} failed: {e}", spec.address),
+            )
+            .with("address", spec.address.clone())
+        }
     }
 }

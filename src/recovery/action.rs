@@ -325,7 +325,7 @@ async fn exec(
         },
         Err(e) => ActionOutcome::failure(e.to_string()),
         Ok(exited) => {
-            let output = tail(&format!("{}{}", exited.stdout, exited.stderr), OUTPUT_TAIL);
+            let output = join_output(&exited.stdout, &exited.stderr, OUTPUT_TAIL);
             let code = exited.status.code();
             ActionOutcome {
                 result: if exited.status.success() {
@@ -342,6 +342,22 @@ async fn exec(
             }
         }
     }
+}
+
+/// stdout's tail then stderr's, in at most `max` bytes. Each gets half the room, and one
+/// that needs less leaves the rest to the other: a large stderr never pushes out the last line
+/// of stdout, where a script says what it did.
+fn join_output(stdout: &str, stderr: &str, max: usize) -> String {
+    let half = max / 2;
+    let out_room = if stderr.len() < half {
+        max - stderr.len()
+    } else {
+        half
+    };
+    let mut joined = tail(stdout, out_room);
+    let err_room = max - joined.len();
+    joined.push_str(&tail(stderr, err_room));
+    joined
 }
 
 fn tail(text: &str, max: usize) -> String {
@@ -368,6 +384,23 @@ mod tests {
     fn env_names_are_shell_safe() {
         assert_eq!(env_name("service"), "SERVICE");
         assert_eq!(env_name("k8s.pod-name"), "K8S_POD_NAME");
+    }
+
+    #[test]
+    fn a_large_stderr_keeps_the_last_line_of_stdout() {
+        let stdout = format!("{}\nrestarted web\n", "x".repeat(3000));
+        let stderr = format!("{}\nlast warning\n", "e".repeat(10_000));
+        let joined = join_output(&stdout, &stderr, 4096);
+        assert!(joined.len() <= 4096, "{}", joined.len());
+        assert!(joined.contains("restarted web\n"), "{joined}");
+        assert!(joined.ends_with("last warning\n"), "{joined}");
+        // Small outputs are kept whole, stdout first.
+        assert_eq!(join_output("out\n", "err\n", 4096), "out\nerr\n");
+        // Either one may use the room the other leaves.
+        let big = "o".repeat(5000);
+        assert_eq!(join_output(&big, "err\n", 4096).len(), 4096);
+        assert!(join_output(&big, "err\n", 4096).ends_with("oerr\n"));
+        assert_eq!(join_output("", &big, 4096).len(), 4096);
     }
 
     #[test]
