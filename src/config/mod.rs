@@ -21,7 +21,7 @@ pub use file::{
     ChainFile, ExecFile, HttpActionFile, NotifyFile, Order, PredictionFile, RecoveryFile,
     RouteFile, StepFile,
 };
-pub use secret::{redact_url, Redactor, Secret, REDACTED};
+pub use secret::{known_secrets, redact_url, Redactor, Secret, REDACTED};
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]

@@ -46,12 +46,16 @@ pub(super) fn load_str(
         value = Value::Mapping(Default::default());
     }
 
-    let mut secrets = Vec::new();
+    let mut expansions = Vec::new();
     let mut errors = Vec::new();
-    expand_env(&mut value, &mut String::new(), &mut secrets, &mut errors);
+    expand_env(&mut value, &mut String::new(), &mut expansions, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let secrets: Vec<String> = expansions
+        .iter()
+        .flat_map(|e| e.vars.iter().map(|(_, value)| value.clone()))
+        .collect();
 
     let file: FileConfig = match serde_path_to_error::deserialize(&value) {
         Ok(file) => file,
@@ -65,11 +69,17 @@ pub(super) fn load_str(
             .err()
             .and_then(|e| e.inner().location())
             .map(|l| (l.line(), l.column()));
-            return Err(ConfigErrors(vec![ConfigError {
-                path: if path == "." { String::new() } else { path },
-                message,
-                location,
-            }]));
+            let redactor = Redactor::new(secrets);
+            super::secret::remember_secrets(&redactor);
+            return Err(ConfigErrors(scrub_errors(
+                vec![ConfigError {
+                    path: if path == "." { String::new() } else { path },
+                    message,
+                    location,
+                }],
+                &expansions,
+                &redactor,
+            )));
         }
     };
 
@@ -77,15 +87,80 @@ pub(super) fn load_str(
         base_dir: base_dir.to_path_buf(),
         errors: Vec::new(),
         secrets,
+        expansions,
     };
-    let config = v.config(file, overrides, source);
+    let mut config = v.config(file, overrides, source);
+    let redactor = Redactor::new(v.secrets);
+    // A rejected config's secrets are secrets too: its errors are logged and answered.
+    super::secret::remember_secrets(&redactor);
     if v.errors.is_empty() {
-        let mut config = config;
-        config.redactor = Redactor::new(v.secrets);
+        config.redactor = redactor;
         Ok(config)
     } else {
-        Err(ConfigErrors(v.errors))
+        Err(ConfigErrors(scrub_errors(
+            v.errors,
+            &v.expansions,
+            &redactor,
+        )))
     }
+}
+
+/// One string that `${ENV}` expansion changed: as written, as expanded, and the variables it
+/// used with their values, so that an error can show what was written instead of the value.
+#[derive(Debug)]
+struct Expansion {
+    template: String,
+    expanded: String,
+    vars: Vec<(String, String)>,
+}
+
+/// Errors name the key and the variable, never a secret value: a quoted expanded string is
+/// shown as written (`"${DEPLOY_TIMEOUT}"`), any other copy of a variable's value as
+/// `${NAME}`, and what else is secret (file contents, header values, URL passwords and query
+/// values) as `<secret>`.
+fn scrub_errors(
+    errors: Vec<ConfigError>,
+    expansions: &[Expansion],
+    redactor: &Redactor,
+) -> Vec<ConfigError> {
+    let mut whole: Vec<&Expansion> = expansions.iter().collect();
+    whole.sort_by_key(|e| std::cmp::Reverse(e.expanded.len()));
+    let mut vars: Vec<(&str, &str)> = expansions
+        .iter()
+        .flat_map(|e| e.vars.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        .filter(|(_, v)| v.len() >= super::secret::MIN_REDACTED_LEN)
+        .collect();
+    vars.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    vars.dedup();
+    let scrub = |text: &str| -> String {
+        let mut out = text.to_string();
+        for e in &whole {
+            let quoted = format!("{:?}", e.expanded);
+            if out.contains(&quoted) {
+                out = out.replace(&quoted, &format!("{:?}", e.template));
+            }
+            if e.expanded.len() >= super::secret::MIN_REDACTED_LEN && out.contains(&e.expanded) {
+                out = out.replace(&e.expanded, &e.template);
+            }
+        }
+        for (name, value) in &vars {
+            let reference = format!("${{{name}}}");
+            for form in [value.to_string(), value.escape_debug().to_string()] {
+                if out.contains(&form) {
+                    out = out.replace(&form, &reference);
+                }
+            }
+        }
+        redactor.redact(&out)
+    };
+    errors
+        .into_iter()
+        .map(|e| ConfigError {
+            path: scrub(&e.path),
+            message: scrub(&e.message),
+            location: e.location,
+        })
+        .collect()
 }
 
 /// serde_yaml appends " at line L column C"; the location is reported on its own.
@@ -101,14 +176,20 @@ fn strip_location(message: &str) -> String {
 fn expand_env(
     value: &mut Value,
     path: &mut String,
-    secrets: &mut Vec<String>,
+    expansions: &mut Vec<Expansion>,
     errors: &mut Vec<ConfigError>,
 ) {
     match value {
         Value::String(s) if s.contains("${") => match expand_string(s) {
-            Ok((expanded, used)) => {
-                secrets.extend(used);
-                *s = expanded;
+            Ok((expanded, vars)) => {
+                let template = std::mem::replace(s, expanded.clone());
+                if !vars.is_empty() {
+                    expansions.push(Expansion {
+                        template,
+                        expanded,
+                        vars,
+                    });
+                }
             }
             Err(message) => errors.push(ConfigError {
                 path: path.clone(),
@@ -120,7 +201,7 @@ fn expand_env(
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                expand_env(item, path, secrets, errors);
+                expand_env(item, path, expansions, errors);
                 path.truncate(len);
             }
         }
@@ -131,16 +212,17 @@ fn expand_env(
                     path.push('.');
                 }
                 path.push_str(key.as_str().unwrap_or("?"));
-                expand_env(item, path, secrets, errors);
+                expand_env(item, path, expansions, errors);
                 path.truncate(len);
             }
         }
-        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, secrets, errors),
+        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, expansions, errors),
         _ => {}
     }
 }
 
-fn expand_string(s: &str) -> Result<(String, Vec<String>), String> {
+/// The expanded string, and each variable used with its value.
+fn expand_string(s: &str) -> Result<(String, Vec<(String, String)>), String> {
     let mut out = String::with_capacity(s.len());
     let mut used = Vec::new();
     let mut rest = s;
@@ -164,7 +246,7 @@ fn expand_string(s: &str) -> Result<(String, Vec<String>), String> {
             let value = std::env::var(name)
                 .map_err(|_| format!("environment variable {name:?} is not set"))?;
             out.push_str(&value);
-            used.push(value);
+            used.push((name.to_string(), value));
             rest = &body[end + 1..];
         } else {
             out.push('$');
@@ -179,6 +261,7 @@ struct Validator {
     base_dir: PathBuf,
     errors: Vec<ConfigError>,
     secrets: Vec<String>,
+    expansions: Vec<Expansion>,
 }
 
 impl Validator {
@@ -210,14 +293,22 @@ impl Validator {
         }
     }
 
+    /// A URL for an error message: as written when it came whole from `${ENV}` (a webhook URL
+    /// is the credential), else without its password and query values.
+    fn show_url(&self, url: &str) -> String {
+        match self.expansions.iter().find(|e| e.expanded == url) {
+            Some(e) => super::redact_url(&e.template),
+            None => super::redact_url(url),
+        }
+    }
+
+    /// A URL's password and query values are secrets.
     fn url_password_is_secret(&mut self, url: &str) {
+        self.secrets.extend(super::secret::url_secrets(url));
         if let Ok(parsed) = reqwest::Url::parse(url) {
-            if let Some(password) = parsed.password() {
-                self.secrets.push(password.to_string());
-                if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
-                    self.secrets.push(decoded.into_owned());
-                }
-            }
+            // As the parser normalised them: that is what a library's error quotes.
+            self.secrets
+                .extend(super::secret::url_secrets(parsed.as_str()));
         }
     }
 
@@ -319,6 +410,7 @@ impl Validator {
     }
 
     fn state(&mut self, state: StateFile, overrides: &Overrides) -> StateConfig {
+        let from_file = state.url_file.clone();
         let url = match (&overrides.state_url, state.url, state.url_file) {
             (Some(url), _, _) => Secret::new(url.clone()),
             (None, Some(url), None) => Secret::new(url),
@@ -336,12 +428,14 @@ impl Validator {
             .iter()
             .any(|p| url.expose().starts_with(p));
         if !scheme_ok {
+            // A URL read from a file is secret whole: the message names the file instead.
+            let (key, shown) = match (&overrides.state_url, &from_file) {
+                (None, Some(file)) => ("state.url_file", format!("the URL in {}", file.display())),
+                _ => ("state.url", self.show_url(url.expose())),
+            };
             self.error(
-                "state.url",
-                format!(
-                    "{} must start with sqlite: or postgres://",
-                    super::redact_url(url.expose())
-                ),
+                key,
+                format!("{shown} must start with sqlite: or postgres://"),
             );
         }
         let retention = state.retention.unwrap_or(DEFAULT_RETENTION);
@@ -558,7 +652,7 @@ impl Validator {
                     path,
                     format!(
                         "http.url {:?} must be an http:// or https:// URL with a host",
-                        super::redact_url(&h.url)
+                        self.show_url(&h.url)
                     ),
                 );
                 ok = false;
@@ -568,7 +662,7 @@ impl Validator {
                     path,
                     format!(
                         "http.url {:?} is not a valid URL: {e}",
-                        super::redact_url(&h.url)
+                        self.show_url(&h.url)
                     ),
                 );
                 ok = false;
@@ -576,12 +670,17 @@ impl Validator {
         }
         let method = h
             .method
+            .clone()
             .unwrap_or_else(|| "GET".to_string())
             .to_ascii_uppercase();
         if reqwest::Method::from_bytes(method.as_bytes()).is_err() || method.is_empty() {
             self.error(
                 path,
-                format!("http.method {method:?} is not a valid HTTP method"),
+                // As written: an upper-cased `${ENV}` value would not be recognised as one.
+                format!(
+                    "http.method {:?} is not a valid HTTP method",
+                    h.method.as_deref().unwrap_or_default()
+                ),
             );
             ok = false;
         }
@@ -671,6 +770,7 @@ impl Validator {
         db: DatabaseFile,
         timeout: Duration,
     ) -> Option<DatabaseSpec> {
+        let from_file = db.url_file.clone();
         let url = match (db.url, db.url_file) {
             (Some(url), None) => Secret::new(url),
             (None, Some(file)) => {
@@ -695,10 +795,17 @@ impl Validator {
         if !supported.iter().any(|p| url.expose().starts_with(p)) {
             self.error(
                 path,
-                format!(
-                    "database.url {:?} must start with postgres://, mysql:// or sqlite:",
-                    super::redact_url(url.expose())
-                ),
+                match &from_file {
+                    // Secret whole: name the file, not the URL.
+                    Some(file) => format!(
+                        "database.url_file: the URL in {} must start with postgres://, mysql:// or sqlite:",
+                        file.display()
+                    ),
+                    None => format!(
+                        "database.url {:?} must start with postgres://, mysql:// or sqlite:",
+                        self.show_url(url.expose())
+                    ),
+                },
             );
             return None;
         }
@@ -815,7 +922,7 @@ impl Validator {
                 path,
                 format!(
                     "{key} {:?} must be an http:// or https:// URL",
-                    super::redact_url(url)
+                    self.show_url(url)
                 ),
             );
             return None;
@@ -872,7 +979,10 @@ impl Validator {
             if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
                 self.error(
                     path,
-                    format!("http.method {method:?} is not a valid HTTP method"),
+                    format!(
+                        "http.method {:?} is not a valid HTTP method",
+                        http.method.as_deref().unwrap_or_default()
+                    ),
                 );
             }
             let headers = self.headers(path, "http", &http.headers);
@@ -1279,6 +1389,79 @@ mod tests {
             ProbeSpec::Http(h) => assert_eq!(h.url.expose(), "http://127.0.0.1:9000/-/healthy"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn errors_name_the_variable_never_its_value() {
+        std::env::set_var("MEDIC_T_IVAL", "s3cr3t-ival");
+        std::env::set_var("MEDIC_T_ADDR", "s3cr3t\"addr");
+        std::env::set_var("MEDIC_T_HOOK", "hooks.example/s3cr3t-hook?sig=s3cr3t-sig");
+        std::env::set_var("MEDIC_T_DB", "mysq://u:s3cr3t-pw@db/x");
+        std::env::set_var("MEDIC_T_ARG", "s3cr3t-arg");
+        std::env::set_var("MEDIC_T_METHOD", "s3cr3t meth");
+        // (config, the text the error must name)
+        let cases = [
+            (
+                "checks:\n- name: a\n  interval: ${MEDIC_T_IVAL}\n  tcp: {address: 'x:1'}\n",
+                r#"checks[0].interval: invalid duration "${MEDIC_T_IVAL}""#,
+            ),
+            (
+                "checks:\n- name: a\n  tcp: {address: 'pre-${MEDIC_T_ADDR}'}\n",
+                r#"tcp.address "pre-${MEDIC_T_ADDR}" is not host:port"#,
+            ),
+            (
+                "recovery:\n  chains:\n    c:\n      steps:\n      - name: n\n        notify: {url: '${MEDIC_T_HOOK}'}\n",
+                r#"notify.url "${MEDIC_T_HOOK}" must be"#,
+            ),
+            (
+                "state: {url: '${MEDIC_T_DB}'}\n",
+                "state.url: ${MEDIC_T_DB} must start with",
+            ),
+            (
+                "recovery:\n  chains:\n    c:\n      steps:\n      - name: n\n        exec: {program: x, args: ['--t=${MEDIC_T_ARG} {{ bad']}\n",
+                r#"exec.args[0]: unterminated placeholder in "--t=${MEDIC_T_ARG} {{ bad""#,
+            ),
+            (
+                "recovery:\n  chains:\n    c:\n      steps:\n      - name: n\n        http: {url: 'http://h/', method: 'x${MEDIC_T_METHOD}'}\n",
+                "${MEDIC_T_METHOD}",
+            ),
+        ];
+        for (config, want) in cases {
+            let e = errors(config).join("\n");
+            assert!(!e.contains("s3cr3t"), "a value leaked:\n{e}");
+            assert!(e.contains(want), "want {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn a_url_from_a_file_is_named_by_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("u"),
+            "mysq://medic:s3cr3t-pw@db.internal/x\n",
+        )
+        .unwrap();
+        for config in [
+            "state: {url_file: u}\n",
+            "checks:\n- name: d\n  database: {url_file: u}\n",
+        ] {
+            let e = load_str(
+                config,
+                dir.path(),
+                &Overrides::default(),
+                ConfigSource::Builtin,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(!e.contains("s3cr3t") && !e.contains("db.internal"), "{e}");
+            assert!(e.contains("url_file: the URL in u must start"), "{e}");
+        }
+    }
+
+    #[test]
+    fn url_query_values_and_headers_are_secret() {
+        let c = load("checks:\n- name: a\n  http:\n    url: 'http://h/?token=s3cr3t-q'\n    headers: {X-Key: s3cr3t-h}\n").unwrap();
+        assert_eq!(c.redactor.redact("s3cr3t-q s3cr3t-h"), "<secret> <secret>");
     }
 
     #[test]

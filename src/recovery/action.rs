@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::template::{Escape, TemplateError, Values};
-use crate::config::{redact_url, ActionSpec, StepSpec};
+use crate::config::{known_secrets, redact_url, ActionSpec, Redactor, StepSpec};
 use crate::process_group::{self, Keep, RunError};
 
 /// How an attempt's action (and its verification) ended.
@@ -94,20 +94,35 @@ pub enum Rendered {
 /// Output kept per attempt.
 const OUTPUT_TAIL: usize = 4096;
 
-impl fmt::Display for Rendered {
-    /// For people (dry runs, logs): header values are never shown.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+impl Rendered {
+    /// For people (dry runs, logs, `medic recover`): header values and bodies are never shown,
+    /// a URL's password and query values are `<secret>`, and so is any secret of the config
+    /// in a program, an argument or a URL (an `${ENV}` value, a file's contents).
+    pub fn shown(&self, secrets: &Redactor) -> String {
+        let text = match self {
             Rendered::Exec { program, args, .. } => {
-                write!(f, "exec {program:?}")?;
+                let mut text = format!("exec {program:?}");
                 for a in args {
-                    write!(f, " {a:?}")?;
+                    text.push_str(&format!(" {a:?}"));
                 }
-                Ok(())
+                text
             }
-            Rendered::Http { method, url, .. } => write!(f, "http {method} {}", redact_url(url)),
-            Rendered::Notify { url, .. } => write!(f, "notify POST {}", redact_url(url)),
-        }
+            // Whole secrets first: a URL that is one (a webhook's) goes before it is cut up.
+            Rendered::Http { method, url, .. } => {
+                format!("http {method} {}", redact_url(&secrets.redact(url)))
+            }
+            Rendered::Notify { url, .. } => {
+                format!("notify POST {}", redact_url(&secrets.redact(url)))
+            }
+        };
+        secrets.redact(&text)
+    }
+}
+
+impl fmt::Display for Rendered {
+    /// [`Rendered::shown`] with every secret medic knows of.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown(&known_secrets()))
     }
 }
 
@@ -226,8 +241,25 @@ impl Actions {
         })
     }
 
-    /// Runs the action, bounded by `timeout`.
+    /// Runs the action, bounded by `timeout`. What it says (a library's error quoting the URL,
+    /// a program echoing its arguments) is scrubbed of secrets before anyone stores or logs it.
     pub async fn run(&self, rendered: &Rendered, timeout: Duration) -> ActionOutcome {
+        let mut outcome = self.run_unscrubbed(rendered, timeout).await;
+        let secrets = known_secrets();
+        if !secrets.is_empty() {
+            outcome.message = secrets.redact(&outcome.message);
+            outcome.output = secrets.redact(&outcome.output);
+        }
+        if let Rendered::Http { url, .. } | Rendered::Notify { url, .. } = rendered {
+            let shown = redact_url(url);
+            if shown != *url {
+                outcome.message = outcome.message.replace(url.as_str(), &shown);
+            }
+        }
+        outcome
+    }
+
+    async fn run_unscrubbed(&self, rendered: &Rendered, timeout: Duration) -> ActionOutcome {
         match rendered {
             Rendered::Exec { program, args, env } => exec(program, args, env, timeout).await,
             Rendered::Http {
@@ -401,6 +433,39 @@ mod tests {
         assert_eq!(join_output(&big, "err\n", 4096).len(), 4096);
         assert!(join_output(&big, "err\n", 4096).ends_with("oerr\n"));
         assert_eq!(join_output("", &big, 4096).len(), 4096);
+    }
+
+    #[test]
+    fn shown_actions_hide_secrets_in_args_and_urls() {
+        let secrets = Redactor::new([
+            "s3cr3t\"arg".to_string(),
+            "https://hooks.example/s3cr3t-path".to_string(),
+        ]);
+        let exec = Rendered::Exec {
+            program: "/bin/deploy".into(),
+            args: vec!["--token=s3cr3t\"arg".into(), "plain".into()],
+            env: vec![],
+        };
+        assert_eq!(
+            exec.shown(&secrets),
+            r#"exec "/bin/deploy" "--token=<secret>" "plain""#
+        );
+        let notify = Rendered::Notify {
+            url: "https://hooks.example/s3cr3t-path".into(),
+            headers: vec![("Authorization".into(), "Bearer s3cr3t-header".into())],
+            body: serde_json::json!({}),
+        };
+        assert_eq!(notify.shown(&secrets), "notify POST <secret>");
+        let http = Rendered::Http {
+            method: "POST".into(),
+            url: "https://u:s3cr3t-pw@h/x?sig=s3cr3t-sig".into(),
+            headers: vec![],
+            body: None,
+        };
+        assert_eq!(
+            http.shown(&secrets),
+            "http POST https://u:<secret>@h/x?sig=<secret>"
+        );
     }
 
     #[test]
