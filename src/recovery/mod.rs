@@ -3,4 +3,5 @@
 pub mod action;
 pub mod chain;
 pub mod engine;
+pub mod lease;
 pub mod template;
