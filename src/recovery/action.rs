@@ -68,6 +68,26 @@ pub struct ActionContext<'a> {
     /// The check's last message or the alert's summary.
     pub message: &'a str,
     pub tried: &'a [TriedStep],
+    /// The run's fencing token, when the store issued one (not in dry runs).
+    pub fencing_token: Option<i64>,
+}
+
+/// The environment variable an exec step finds its run's fencing token in.
+pub const FENCING_ENV: &str = "MEDIC_FENCING_TOKEN";
+/// The header http and notify steps send their run's fencing token in.
+pub const FENCING_HEADER: &str = "X-Medic-Fencing-Token";
+
+/// Adds the fencing token header, replacing any configured header of that name: a target that
+/// refuses stale actors must see the token medic issued, not a template's.
+fn with_fencing_header(
+    mut headers: Vec<(String, String)>,
+    token: Option<i64>,
+) -> Vec<(String, String)> {
+    if let Some(token) = token {
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case(FENCING_HEADER));
+        headers.push((FENCING_HEADER.to_string(), token.to_string()));
+    }
+    headers
 }
 
 /// An action with its templates rendered: what will run.
@@ -152,6 +172,9 @@ pub fn render(
             for (name, value) in &v.labels {
                 env.push((format!("MEDIC_LABEL_{}", env_name(name)), value.clone()));
             }
+            if let Some(token) = ctx.fencing_token {
+                env.push((FENCING_ENV.to_string(), token.to_string()));
+            }
             Rendered::Exec {
                 program: program.render(v, Escape::None)?,
                 args: args
@@ -169,7 +192,7 @@ pub fn render(
         } => Rendered::Http {
             method: method.clone(),
             url: url.render(v, Escape::Url)?,
-            headers: headers(hs)?,
+            headers: with_fencing_header(headers(hs)?, ctx.fencing_token),
             body: body
                 .as_ref()
                 .map(|b| b.render(v, Escape::Json))
@@ -193,7 +216,7 @@ pub fn render(
             );
             Rendered::Notify {
                 url: url.render(v, Escape::Url)?,
-                headers: headers(hs)?,
+                headers: with_fencing_header(headers(hs)?, ctx.fencing_token),
                 body: serde_json::json!({
                     "text": text,
                     "chain": chain,
@@ -466,6 +489,22 @@ mod tests {
             http.shown(&secrets),
             "http POST https://u:<secret>@h/x?sig=<secret>"
         );
+    }
+
+    #[test]
+    fn the_fencing_token_replaces_a_configured_header_of_its_name() {
+        let configured = vec![
+            ("x-medic-fencing-token".to_string(), "999".to_string()),
+            ("Authorization".to_string(), "Bearer t".to_string()),
+        ];
+        assert_eq!(
+            with_fencing_header(configured.clone(), Some(7)),
+            vec![
+                ("Authorization".to_string(), "Bearer t".to_string()),
+                (FENCING_HEADER.to_string(), "7".to_string()),
+            ]
+        );
+        assert_eq!(with_fencing_header(configured.clone(), None), configured);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::action::{
     self, ActionContext, ActionOutcome, Actions, AttemptResult, Rendered, TriedStep,
 };
 use super::chain::{self, SkipReason, StepState};
+use super::lease::{self, Fenced, Heartbeat, LEASE};
 use super::template::Values;
 use crate::alertmanager::ReceivedAlert;
 use crate::checks::Prober;
@@ -248,37 +249,6 @@ pub struct Engine {
     pub owner: String,
 }
 
-/// A run's lease: renewed every [`HEARTBEAT`] while its process lives. When a replica dies
-/// mid-step, the others take the run over (end it `cancelled`) at most this long after its last
-/// renewal, plus one [`ABANDONED_SWEEP`].
-const LEASE: Duration = Duration::from_secs(15);
-/// How often a live run renews its lease: three chances before it expires.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-
-/// Renews a run's lease until dropped, independently of how long its current step takes.
-struct Heartbeat(tokio::task::JoinHandle<()>);
-
-impl Heartbeat {
-    fn start(store: Store, run_id: String, metrics: Arc<Metrics>) -> Heartbeat {
-        Heartbeat(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(HEARTBEAT).await;
-                let until = now_ms() + LEASE.as_millis() as i64;
-                if let Err(e) = store.renew_run(&run_id, until).await {
-                    metrics.store_error(e.operation());
-                    tracing::warn!(run = %run_id, error = %e, "cannot renew the run's lease");
-                }
-            }
-        }))
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl Engine {
     /// Runs `chain` for `trigger` to its end. `report` hears about every step.
     pub async fn run(
@@ -344,7 +314,19 @@ impl Engine {
         let order = chain::step_order(chain, &effectiveness);
 
         let run_id = new_run_id();
+        let mut fencing_token = None;
+        // Taken before the lease is: the holder's count of its lease starts no later than the
+        // store's (see recovery::lease).
+        let leased_at = tokio::time::Instant::now();
         if !dry_run {
+            // The lease is in the store's clock, the one every replica compares it with.
+            let store_now = match store.clock_ms().await {
+                Ok(t) => t,
+                Err(e) => {
+                    self.metrics.store_error(e.operation());
+                    return RunEnd::NoStore;
+                }
+            };
             let started = RunStart {
                 id: &run_id,
                 chain: name,
@@ -353,12 +335,12 @@ impl Engine {
                 trigger: trigger.kind.as_str(),
                 started_ms: now,
                 owner: &self.owner,
-                lease_until_ms: now + LEASE.as_millis() as i64,
+                lease_until_ms: store_now + LEASE.as_millis() as i64,
                 labels_json: action::labels_json(&trigger.values.labels),
             };
             match store.begin_run(&started).await {
-                Ok(true) => {}
-                Ok(false) => return RunEnd::AlreadyRunning,
+                Ok(Some(token)) => fencing_token = Some(token),
+                Ok(None) => return RunEnd::AlreadyRunning,
                 Err(e) => {
                     self.metrics.store_error(e.operation());
                     return RunEnd::NoStore;
@@ -382,8 +364,16 @@ impl Engine {
             }
             tracing::info!(run = %run_id, target = %trigger.target, trigger = trigger.kind.as_str(), "recovery run started");
         }
-        let _heartbeat = (!dry_run)
-            .then(|| Heartbeat::start(store.clone(), run_id.clone(), self.metrics.clone()));
+        let heartbeat = (!dry_run).then(|| {
+            Heartbeat::start(
+                store.clone(),
+                run_id.clone(),
+                leased_at,
+                self.metrics.clone(),
+            )
+        });
+        // Set once the run could not renew its lease: it stops acting at once.
+        let mut fenced: Option<Fenced> = None;
 
         let mut tried: Vec<TriedStep> = Vec::new();
         let mut outcome = RunOutcome::Exhausted;
@@ -394,6 +384,11 @@ impl Engine {
                 break;
             }
             if *cancel.borrow() {
+                outcome = RunOutcome::Cancelled;
+                break;
+            }
+            if let Some(f) = heartbeat.as_ref().and_then(Heartbeat::fenced_now) {
+                fenced = Some(f);
                 outcome = RunOutcome::Cancelled;
                 break;
             }
@@ -414,6 +409,7 @@ impl Engine {
                 target: &trigger.target,
                 message: &trigger.message,
                 tried: &tried,
+                fencing_token,
             };
             let rendered = action::render(step, name, &ctx);
             if dry_run {
@@ -477,17 +473,32 @@ impl Engine {
                         },
                         r.to_string(),
                     ),
-                    (Ok(r), Some(_)) => (
-                        self.attempt(r, step.timeout.std(), chain, trigger, resolved, cancel)
-                            .await,
-                        r.to_string(),
-                    ),
+                    (Ok(r), Some(_)) => {
+                        let work =
+                            self.attempt(r, step.timeout.std(), chain, trigger, resolved, cancel);
+                        let outcome = match &heartbeat {
+                            // Fenced: the step's future is dropped inside guard, which kills
+                            // its process group before anything else happens.
+                            Some(hb) => hb.guard(work).await.unwrap_or_else(|f| {
+                                fenced = Some(f);
+                                ActionOutcome {
+                                    result: AttemptResult::Failure,
+                                    message: f.message(),
+                                    exit_code: None,
+                                    output: String::new(),
+                                }
+                            }),
+                            None => work.await,
+                        };
+                        (outcome, r.to_string())
+                    }
                 }
             }
             .instrument(span)
             .await;
             let seconds = started.elapsed().as_secs_f64();
-            let cancelled = *cancel.borrow() && result.result != AttemptResult::Success;
+            let cancelled =
+                (*cancel.borrow() && result.result != AttemptResult::Success) || fenced.is_some();
             if let Some(id) = attempt_id {
                 let end = AttemptEnd {
                     finished_ms: now_ms(),
@@ -497,7 +508,12 @@ impl Engine {
                     output: result.output.clone(),
                     duration_seconds: seconds,
                 };
-                if let Err(e) = store.end_attempt(id, &end).await {
+                if fenced.is_some() {
+                    // The store is what was lost: wait for it, so that the record says what
+                    // happened (it overrides "interrupted" from a replica that took over).
+                    lease::when_store_back("the fenced attempt", || store.end_attempt(id, &end))
+                        .await;
+                } else if let Err(e) = store.end_attempt(id, &end).await {
                     self.metrics.store_error(e.operation());
                 }
             }
@@ -564,8 +580,15 @@ impl Engine {
         if dry_run {
             return RunEnd::Finished { outcome };
         }
+        // No more renewals: the run is over, one way or the other.
+        drop(heartbeat);
         let end_ms = now_ms();
-        if let Err(e) = store.end_run(&run_id, end_ms, outcome.as_str()).await {
+        if fenced.is_some() {
+            lease::when_store_back("the fenced run's end", || {
+                store.end_run(&run_id, end_ms, outcome.as_str())
+            })
+            .await;
+        } else if let Err(e) = store.end_run(&run_id, end_ms, outcome.as_str()).await {
             self.metrics.store_error(e.operation());
         }
         if outcome == RunOutcome::Recovered {
@@ -1065,7 +1088,17 @@ impl Manager {
 }
 
 async fn end_abandoned(engine: &Engine, store: &Store) {
-    match store.end_abandoned_runs(now_ms(), &engine.owner).await {
+    // Lapsed by the store's clock, and a margin past that: the holder, if it lives, fenced
+    // itself well before (recovery::lease).
+    let now = match store.clock_ms().await {
+        Ok(now) => now,
+        Err(e) => return engine.metrics.store_error(e.operation()),
+    };
+    let margin_ms = lease::TAKEOVER_MARGIN.as_millis() as i64;
+    match store
+        .end_abandoned_runs(now, &engine.owner, margin_ms)
+        .await
+    {
         Ok(ended) => {
             for (chain, trigger) in ended {
                 tracing::warn!(

@@ -612,13 +612,13 @@ mod recovery_tests {
             lease_until_ms: 5000,
             labels_json: "{}".into(),
         };
-        assert!(store.begin_run(&run).await.unwrap());
+        assert!(store.begin_run(&run).await.unwrap().is_some());
         let again = RunStart {
             id: "r2",
             ..run.clone()
         };
         assert!(
-            !store.begin_run(&again).await.unwrap(),
+            store.begin_run(&again).await.unwrap().is_none(),
             "one active run per (chain, subject)"
         );
         let same_subject = RunStart {
@@ -628,20 +628,20 @@ mod recovery_tests {
             ..run.clone()
         };
         assert!(
-            !store.begin_run(&same_subject).await.unwrap(),
+            store.begin_run(&same_subject).await.unwrap().is_none(),
             "an alert about the check waits for the check's run"
         );
         assert!(store
-            .end_abandoned_runs(4000, "other")
+            .end_abandoned_runs(4000, "other", 0)
             .await
             .unwrap()
             .is_empty());
         assert_eq!(
-            store.end_abandoned_runs(6000, "other").await.unwrap(),
+            store.end_abandoned_runs(6000, "other", 0).await.unwrap(),
             vec![("c".to_string(), "check".to_string())]
         );
         assert!(
-            store.begin_run(&again).await.unwrap(),
+            store.begin_run(&again).await.unwrap().is_some(),
             "a cancelled run frees its target"
         );
 

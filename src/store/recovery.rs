@@ -27,6 +27,9 @@ pub struct AttemptRecord {
     pub message: String,
     pub exit_code: Option<i64>,
     pub duration_seconds: Option<f64>,
+    /// The fencing token of the attempt's run (what its action was given); null for runs
+    /// recorded before tokens existed.
+    pub fencing_token: Option<i64>,
 }
 
 /// Per-step totals for `/api/v1/recoveries/stats` and `medic recover --stats`.
@@ -251,9 +254,11 @@ impl Store {
         Ok(())
     }
 
-    /// Records a run as started. `false` when another run for the same (chain, subject) is
-    /// still active (in this process or another replica).
-    pub async fn begin_run(&self, run: &RunStart<'_>) -> Result<bool, StoreError> {
+    /// Records a run as started and issues its fencing token, in one transaction. `None` when
+    /// another run for the same (chain, subject) is still active (in this process or another
+    /// replica); otherwise the token: larger than that of every run begun before.
+    pub async fn begin_run(&self, run: &RunStart<'_>) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(query_error("write"))?;
         let result = sqlx::query(
             "INSERT INTO recovery_runs (id, chain, target, subject, trigger, started_ms, owner, lease_until_ms, labels) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
@@ -267,10 +272,29 @@ impl Store {
         .bind(run.owner.to_string())
         .bind(run.lease_until_ms)
         .bind(run.labels_json.clone())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(query_error("write"))?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() != 1 {
+            // Dropping the transaction rolls it back; nothing was written.
+            return Ok(None);
+        }
+        // The counter row is locked until commit: runs beginning at once take turns here, so
+        // tokens are issued in the order the runs are recorded.
+        let token: i64 =
+            sqlx::query("UPDATE medic_fencing SET token = token + 1 WHERE id = 1 RETURNING token")
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get::<i64, _>(0))
+                .map_err(query_error("write"))?;
+        sqlx::query("UPDATE recovery_runs SET fencing_token = $1 WHERE id = $2")
+            .bind(token)
+            .bind(run.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("write"))?;
+        tx.commit().await.map_err(query_error("write"))?;
+        Ok(Some(token))
     }
 
     /// Forgets a run that turned out to have nothing to do.
@@ -283,16 +307,44 @@ impl Store {
         Ok(())
     }
 
-    pub async fn renew_run(&self, id: &str, lease_until_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE recovery_runs SET lease_until_ms = $1 WHERE id = $2 AND finished_ms IS NULL",
-        )
-        .bind(lease_until_ms)
+    /// The store's own clock, in ms since the epoch. Leases are written and compared in this
+    /// time only, so replicas whose wall clocks disagree still agree on when a lease lapses.
+    pub async fn clock_ms(&self) -> Result<i64, StoreError> {
+        sqlx::query(&format!("SELECT {}", self.now_sql()))
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0))
+            .map_err(query_error("read"))
+    }
+
+    /// The store's current time in ms as an SQL expression (the time of the statement, not of
+    /// its transaction).
+    fn now_sql(&self) -> &'static str {
+        match self.backend {
+            super::Backend::Postgres => {
+                "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+            }
+            super::Backend::Sqlite => {
+                "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+            }
+        }
+    }
+
+    /// Extends a run's lease to `lease_ms` past the store's now. `false` when the lease is no
+    /// longer this run's to renew: it lapsed (by the store's clock) or the run was ended, maybe
+    /// by a replica that took it over. A lapsed lease is never revived.
+    pub async fn renew_lease(&self, id: &str, lease_ms: i64) -> Result<bool, StoreError> {
+        let now = self.now_sql();
+        let result = sqlx::query(&format!(
+            "UPDATE recovery_runs SET lease_until_ms = {now} + $1 \
+             WHERE id = $2 AND finished_ms IS NULL AND lease_until_ms >= {now}"
+        ))
+        .bind(lease_ms)
         .bind(id.to_string())
         .execute(&self.pool)
         .await
         .map_err(query_error("write"))?;
-        Ok(())
+        Ok(result.rows_affected() == 1)
     }
 
     pub async fn end_run(
@@ -301,7 +353,8 @@ impl Store {
         finished_ms: i64,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE recovery_runs SET finished_ms = $1, outcome = $2 WHERE id = $3")
+        // A run a replica already ended as abandoned keeps that end.
+        sqlx::query("UPDATE recovery_runs SET finished_ms = $1, outcome = $2 WHERE id = $3 AND finished_ms IS NULL")
             .bind(finished_ms)
             .bind(outcome.to_string())
             .bind(id.to_string())
@@ -311,18 +364,22 @@ impl Store {
         Ok(())
     }
 
-    /// Ends runs whose owner stopped renewing their lease (it crashed or was killed), and runs
-    /// of `restarted_owner` (this process's previous life): the run is `cancelled` and its
-    /// unfinished attempt a `failure`. Returns (chain, trigger) of each.
+    /// Ends runs whose owner stopped renewing their lease (it crashed, was killed or lost the
+    /// store) more than `margin_ms` ago, and runs of `restarted_owner` (this process's previous
+    /// life): the run is `cancelled` and its unfinished attempt a `failure`. `now_ms` is the
+    /// store's clock ([`Store::clock_ms`]), the clock leases are written in. The margin is the
+    /// time a fenced owner has to kill its step after it stopped acting. Returns (chain,
+    /// trigger) of each.
     pub async fn end_abandoned_runs(
         &self,
         now_ms: i64,
         restarted_owner: &str,
+        margin_ms: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, chain, trigger FROM recovery_runs WHERE finished_ms IS NULL AND (lease_until_ms < $1 OR (owner = $2 AND started_ms < $3))",
         )
-        .bind(now_ms)
+        .bind(now_ms.saturating_sub(margin_ms))
         .bind(restarted_owner.to_string())
         .bind(crate::process_start_ms())
         .fetch_all(&self.pool)
@@ -414,7 +471,8 @@ impl Store {
         chain: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let base = "SELECT id, run_id, chain, step, target, trigger, started_ms, finished_ms, result, message, exit_code, duration_seconds FROM recovery_attempts";
+        let base = "SELECT id, run_id, chain, step, target, trigger, started_ms, finished_ms, result, message, exit_code, duration_seconds, \
+                    (SELECT r.fencing_token FROM recovery_runs r WHERE r.id = recovery_attempts.run_id) FROM recovery_attempts";
         let rows = match chain {
             Some(chain) => {
                 sqlx::query(&format!(
@@ -450,6 +508,7 @@ impl Store {
                     message: row.try_get(9)?,
                     exit_code: row.try_get(10)?,
                     duration_seconds: row.try_get(11)?,
+                    fencing_token: row.try_get(12)?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -488,5 +547,122 @@ impl Store {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(query_error("read"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        Store::open(&Secret::new(format!(
+            "sqlite://{}/m.db",
+            dir.path().display()
+        )))
+        .await
+        .unwrap()
+    }
+
+    fn run<'a>(id: &'a str, subject: &'a str, lease_until_ms: i64) -> RunStart<'a> {
+        RunStart {
+            id,
+            chain: "c",
+            target: subject,
+            subject,
+            trigger: "check",
+            started_ms: 1000,
+            owner: "me",
+            lease_until_ms,
+            labels_json: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn fencing_tokens_grow_with_every_run_begun_and_show_in_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let first = store.begin_run(&run("r1", "check:a", 0)).await.unwrap();
+        let refused = store.begin_run(&run("r2", "check:a", 0)).await.unwrap();
+        let other = store.begin_run(&run("r3", "check:b", 0)).await.unwrap();
+        assert_eq!(refused, None, "one active run per subject");
+        assert!(first.is_some() && other > first, "{first:?} {other:?}");
+        store.end_run("r1", 2000, "recovered").await.unwrap();
+        let again = store.begin_run(&run("r4", "check:a", 0)).await.unwrap();
+        assert!(again > other, "a refused begin takes no token: {again:?}");
+
+        let start = AttemptStart {
+            run_id: "r4",
+            chain: "c",
+            step: "s",
+            subject: "check:a",
+            target: "check:a",
+            trigger: "check",
+            started_ms: 3000,
+        };
+        store.begin_attempt(&start).await.unwrap();
+        let attempts = store.recent_attempts(Some("c"), 10).await.unwrap();
+        assert_eq!(attempts[0].fencing_token, again);
+    }
+
+    #[tokio::test]
+    async fn a_lease_renews_in_the_stores_clock_and_a_lapsed_one_never_revives() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let now = store.clock_ms().await.unwrap();
+        let wall = crate::timefmt::now_ms();
+        assert!((now - wall).abs() < 2000, "{now} {wall}");
+        store
+            .begin_run(&run("live", "check:a", now + 15_000))
+            .await
+            .unwrap();
+        store
+            .begin_run(&run("lapsed", "check:b", now - 1))
+            .await
+            .unwrap();
+        assert!(store.renew_lease("live", 15_000).await.unwrap());
+        assert!(!store.renew_lease("lapsed", 15_000).await.unwrap());
+        assert!(!store.renew_lease("unknown", 15_000).await.unwrap());
+        store.end_run("live", now, "recovered").await.unwrap();
+        assert!(
+            !store.renew_lease("live", 15_000).await.unwrap(),
+            "an ended run holds no lease"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_lease_is_taken_over_only_past_the_margin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        store
+            .begin_run(&run("r1", "check:a", 10_000))
+            .await
+            .unwrap();
+        let margin = 5_000;
+        assert!(store
+            .end_abandoned_runs(10_001, "other", margin)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .end_abandoned_runs(15_000, "other", margin)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .end_abandoned_runs(15_001, "other", margin)
+                .await
+                .unwrap(),
+            vec![("c".to_string(), "check".to_string())]
+        );
+        // The fenced owner's later end does not overwrite the takeover's.
+        store.end_run("r1", 99_999, "exhausted").await.unwrap();
+        let outcome: (i64, String) =
+            sqlx::query_as("SELECT finished_ms, outcome FROM recovery_runs WHERE id = 'r1'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(outcome, (15_001, "cancelled".to_string()));
     }
 }

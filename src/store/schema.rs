@@ -3,8 +3,21 @@
 //! starting at once do not race.
 
 /// (version, SQLite statements, PostgreSQL statements). Never edit a released migration: add one.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, V1_SQLITE, V1_POSTGRES), (2, V2, V2), (3, V3, V3)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, V1_SQLITE, V1_POSTGRES),
+    (2, V2, V2),
+    (3, V3, V3),
+    (5, V5, V5),
+];
+
+/// Fencing tokens: one counter for the whole store, taken by every run as it begins, so a run
+/// that began later always holds a larger token (in particular a later run of the same subject).
+/// Runs from before have none.
+const V5: &str = r#"
+ALTER TABLE recovery_runs ADD COLUMN fencing_token BIGINT;
+CREATE TABLE medic_fencing (id BIGINT PRIMARY KEY, token BIGINT NOT NULL);
+INSERT INTO medic_fencing (id, token) VALUES (1, 0);
+"#;
 
 /// One active run per (chain, subject) rather than per (chain, target): an alert about a check
 /// and the check itself heal the same thing, and must not run the chain twice at once. Runs from

@@ -12,6 +12,7 @@ mod config_table;
 mod dashboards;
 mod database;
 mod e2e;
+mod fencing;
 mod limits;
 mod mariadb;
 mod predictions;
