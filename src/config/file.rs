@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub recovery: RecoveryFile,
     #[serde(default)]
     pub predictions: Vec<PredictionFile>,
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceFile>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -169,10 +171,67 @@ pub struct CommandFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryFile {
+    pub mode: Option<RecoveryMode>,
+    #[serde(default)]
+    pub limits: LimitsFile,
     #[serde(default)]
     pub chains: BTreeMap<String, ChainFile>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+}
+
+/// Whether recovery acts, or only decides and records (`shadow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RecoveryMode {
+    #[default]
+    Active,
+    Shadow,
+}
+
+/// `recovery.limits`: the fleet-wide brakes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_concurrent_runs: Option<u32>,
+    pub max_runs: Option<MaxRunsFile>,
+    pub max_unhealthy: Option<ShareOrCount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxRunsFile {
+    pub count: u32,
+    pub within: Duration,
+}
+
+/// `50%` (YAML reads it as a string) or `20` (a number).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ShareOrCount {
+    Count(u64),
+    Text(String),
+}
+
+/// One maintenance window as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceFile {
+    pub name: String,
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    pub schedule: Option<ScheduleFile>,
+    pub between: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    /// None: every day.
+    pub days: Option<Vec<String>>,
+    pub start: String,
+    pub duration: Duration,
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -186,6 +245,8 @@ pub enum Order {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainFile {
+    pub mode: Option<RecoveryMode>,
+    pub max_concurrent_runs: Option<u32>,
     pub verify_timeout: Option<Duration>,
     pub reset_after: Option<Duration>,
     pub order: Option<Order>,

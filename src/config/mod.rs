@@ -19,7 +19,7 @@ pub use builtin::builtin_yaml;
 pub use duration::{Duration, DurationError};
 pub use file::{
     ChainFile, ExecFile, HttpActionFile, NotifyFile, Order, PredictionFile, RecoveryFile,
-    RouteFile, StepFile,
+    RecoveryMode, RouteFile, StepFile,
 };
 pub use secret::{known_secrets, redact_url, Redactor, Secret, REDACTED};
 
@@ -88,6 +88,10 @@ pub struct StateConfig {
 pub struct RecoveryConfig {
     pub chains: BTreeMap<String, Arc<ChainSpec>>,
     pub routes: Vec<RouteSpec>,
+    /// The fleet-wide brakes: concurrency, rate, circuit breaker.
+    pub limits: crate::recovery::hold::RecoveryLimits,
+    /// Planned work: while a window is open, nothing it matches is healed.
+    pub maintenance: Vec<crate::maintenance::Window>,
 }
 
 /// Alerts whose labels satisfy every matcher run `chain`; the first matching route wins.
@@ -117,6 +121,8 @@ pub struct ChainSpec {
     pub reset_after: Duration,
     pub order: Order,
     pub steps: Vec<StepSpec>,
+    /// `shadow`: decide and record, run nothing (the chain's own `mode:`, else recovery's).
+    pub mode: RecoveryMode,
 }
 
 #[derive(Debug, Clone, PartialEq)]

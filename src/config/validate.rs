@@ -11,6 +11,8 @@ use super::duration::Duration;
 use super::file::*;
 use super::secret::{Redactor, Secret};
 use super::*;
+use crate::maintenance::{self, When, Window};
+use crate::recovery::hold::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
 use crate::recovery::template::{Template, Var};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -317,7 +319,8 @@ impl Validator {
         let state = self.state(file.state, overrides);
         let defaults = self.defaults(&file.defaults);
         let checks = self.checks(file.checks, &defaults);
-        let recovery = self.recovery(&file.recovery, &checks);
+        let mut recovery = self.recovery(&file.recovery, &checks);
+        recovery.maintenance = self.maintenance(&file.maintenance);
         let predictions = self.predictions(&file.predictions, &checks);
         Config {
             web,
@@ -1016,6 +1019,7 @@ impl Validator {
     fn recovery(&mut self, recovery: &RecoveryFile, checks: &[CheckSpec]) -> RecoveryConfig {
         let check_names: BTreeSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         let mut chains = BTreeMap::new();
+        let mut per_chain = BTreeMap::new();
         for (name, chain) in &recovery.chains {
             let path = format!("recovery.chains.{name}");
             if let Err(message) = validate_name(name) {
@@ -1041,6 +1045,13 @@ impl Validator {
             if verify_timeout.is_zero() {
                 self.error(&path, "verify_timeout must be greater than 0s");
             }
+            if let Some(max) = chain.max_concurrent_runs {
+                if max == 0 {
+                    self.error(&path, "max_concurrent_runs must be at least 1");
+                } else {
+                    per_chain.insert(name.clone(), max);
+                }
+            }
             chains.insert(
                 name.clone(),
                 Arc::new(ChainSpec {
@@ -1049,6 +1060,7 @@ impl Validator {
                     reset_after: chain.reset_after.unwrap_or(DEFAULT_RESET_AFTER),
                     order: chain.order.unwrap_or_default(),
                     steps,
+                    mode: chain.mode.or(recovery.mode).unwrap_or_default(),
                 }),
             );
         }
@@ -1117,7 +1129,170 @@ impl Validator {
                 verify_check: route.verify_check.clone(),
             });
         }
-        RecoveryConfig { chains, routes }
+        let mut limits = self.recovery_limits(&recovery.limits);
+        limits.per_chain = per_chain;
+        RecoveryConfig {
+            chains,
+            routes,
+            limits,
+            maintenance: Vec::new(),
+        }
+    }
+
+    fn recovery_limits(&mut self, file: &LimitsFile) -> RecoveryLimits {
+        let path = "recovery.limits";
+        let max_concurrent_runs = file
+            .max_concurrent_runs
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS);
+        if max_concurrent_runs == 0 {
+            self.error(path, "max_concurrent_runs must be at least 1");
+        }
+        let max_runs = file.max_runs.as_ref().and_then(|rate| {
+            if rate.count == 0 {
+                self.error(format!("{path}.max_runs"), "count must be at least 1");
+            }
+            if rate.within.is_zero() {
+                self.error(format!("{path}.max_runs"), "within must be greater than 0s");
+            }
+            (rate.count > 0 && !rate.within.is_zero()).then(|| RateLimit {
+                count: rate.count,
+                within_ms: i64::try_from(rate.within.std().as_millis()).unwrap_or(i64::MAX),
+            })
+        });
+        let max_unhealthy = match &file.max_unhealthy {
+            None => MaxUnhealthy::default(),
+            Some(ShareOrCount::Count(n)) => {
+                MaxUnhealthy::Count(u32::try_from(*n).unwrap_or(u32::MAX))
+            }
+            Some(ShareOrCount::Text(text)) => match parse_share_or_count(text) {
+                Ok(m) => m,
+                Err(why) => {
+                    self.error(format!("{path}.max_unhealthy"), why);
+                    MaxUnhealthy::default()
+                }
+            },
+        };
+        RecoveryLimits {
+            max_concurrent_runs: Some(max_concurrent_runs.max(1)),
+            max_runs,
+            max_unhealthy,
+            per_chain: BTreeMap::new(),
+        }
+    }
+
+    fn maintenance(&mut self, windows: &[MaintenanceFile]) -> Vec<Window> {
+        let mut names = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, file) in windows.iter().enumerate() {
+            let path = format!("maintenance[{i}]");
+            let mut ok = true;
+            if let Err(message) = validate_name(&file.name) {
+                self.error(&path, format!("name {message}"));
+                ok = false;
+            } else if !names.insert(file.name.as_str()) {
+                self.error(&path, format!("duplicate window name {:?}", file.name));
+                ok = false;
+            }
+            let mut matchers = Vec::new();
+            for (j, text) in file.matchers.iter().enumerate() {
+                match crate::alertmanager::Matcher::parse(text) {
+                    Ok(m) => matchers.push(m),
+                    Err(e) => {
+                        self.error(format!("{path}.matchers[{j}]"), e.to_string());
+                        ok = false;
+                    }
+                }
+            }
+            let when = match (&file.schedule, &file.between) {
+                (Some(_), Some(_)) => {
+                    self.error(&path, "has both schedule and between; give one");
+                    None
+                }
+                (None, None) => {
+                    self.error(&path, "needs a schedule or between");
+                    None
+                }
+                (Some(schedule), None) => self.schedule(&format!("{path}.schedule"), schedule),
+                (None, Some(between)) => self.between(&format!("{path}.between"), between),
+            };
+            if let (true, Some(when)) = (ok, when) {
+                out.push(Window {
+                    name: file.name.clone(),
+                    matchers,
+                    when,
+                });
+            }
+        }
+        out
+    }
+
+    fn schedule(&mut self, path: &str, file: &ScheduleFile) -> Option<When> {
+        let mut ok = true;
+        let days = match &file.days {
+            None => ALL_DAYS.to_vec(),
+            Some(days) if days.is_empty() => {
+                self.error(path, "days is empty: leave it out for every day");
+                ok = false;
+                Vec::new()
+            }
+            Some(days) => days
+                .iter()
+                .enumerate()
+                .filter_map(|(k, d)| match maintenance::parse_weekday(d) {
+                    Ok(day) => Some(day),
+                    Err(why) => {
+                        self.error(format!("{path}.days[{k}]"), why);
+                        ok = false;
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let start = maintenance::parse_clock(&file.start)
+            .map_err(|why| self.error(format!("{path}.start"), why))
+            .ok();
+        if file.duration.is_zero() {
+            self.error(format!("{path}.duration"), "must be greater than 0s");
+            ok = false;
+        } else if file.duration.std() > maintenance::MAX_DURATION {
+            self.error(
+                format!("{path}.duration"),
+                format!("{} is longer than a week", file.duration),
+            );
+            ok = false;
+        }
+        let zone_name = file.time_zone.as_deref().unwrap_or("UTC");
+        let time_zone = maintenance::parse_time_zone(zone_name)
+            .map_err(|why| self.error(format!("{path}.time_zone"), why))
+            .ok();
+        match (ok, start, time_zone) {
+            (true, Some(start), Some(time_zone)) => Some(When::Weekly {
+                days,
+                start,
+                duration: file.duration.std(),
+                time_zone,
+            }),
+            _ => None,
+        }
+    }
+
+    fn between(&mut self, path: &str, between: &[String]) -> Option<When> {
+        let [start, end] = between else {
+            self.error(path, "needs two instants: [start, end]");
+            return None;
+        };
+        let start_ms = maintenance::parse_instant(start)
+            .map_err(|why| self.error(format!("{path}[0]"), why))
+            .ok();
+        let end_ms = maintenance::parse_instant(end)
+            .map_err(|why| self.error(format!("{path}[1]"), why))
+            .ok();
+        let (start_ms, end_ms) = (start_ms?, end_ms?);
+        if end_ms <= start_ms {
+            self.error(path, "the end must be after the start");
+            return None;
+        }
+        Some(When::Between { start_ms, end_ms })
     }
 
     fn predictions(
@@ -1246,6 +1421,37 @@ struct Defaults {
 }
 
 /// Names become label values and URL path segments: keep them plain.
+/// `50%` (a share of the enabled checks) or `20` (a number of them).
+fn parse_share_or_count(text: &str) -> Result<MaxUnhealthy, String> {
+    let bad = || {
+        format!(
+            "invalid value {text:?} (want a share of the enabled checks such as \"50%\" or a number of them such as 20)"
+        )
+    };
+    let text_trimmed = text.trim();
+    if let Some(percent) = text_trimmed.strip_suffix('%') {
+        let value: f64 = percent.trim().parse().map_err(|_| bad())?;
+        if !(0.0..=100.0).contains(&value) {
+            return Err(format!("{text:?} is not a share between 0% and 100%"));
+        }
+        return Ok(MaxUnhealthy::Share(value / 100.0));
+    }
+    text_trimmed
+        .parse::<u32>()
+        .map(MaxUnhealthy::Count)
+        .map_err(|_| bad())
+}
+
+const ALL_DAYS: [jiff::civil::Weekday; 7] = [
+    jiff::civil::Weekday::Monday,
+    jiff::civil::Weekday::Tuesday,
+    jiff::civil::Weekday::Wednesday,
+    jiff::civil::Weekday::Thursday,
+    jiff::civil::Weekday::Friday,
+    jiff::civil::Weekday::Saturday,
+    jiff::civil::Weekday::Sunday,
+];
+
 fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
@@ -1468,5 +1674,76 @@ mod tests {
     fn url_passwords_never_reach_error_messages() {
         let e = errors("checks:\n- name: db\n  database: {url: 'oracle://u:hunter22@h/x'}\n");
         assert!(!e[0].contains("hunter22"), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+mod safe_healing_tests {
+    use super::*;
+
+    fn load(text: &str) -> Config {
+        crate::config::load_str(text, Path::new("."), &Overrides::default()).expect("valid")
+    }
+
+    #[test]
+    fn share_or_count_table() {
+        let cases = [
+            ("50%", Ok(MaxUnhealthy::Share(0.5))),
+            ("12.5 %", Ok(MaxUnhealthy::Share(0.125))),
+            ("0%", Ok(MaxUnhealthy::Share(0.0))),
+            ("100%", Ok(MaxUnhealthy::Share(1.0))),
+            ("20", Ok(MaxUnhealthy::Count(20))),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_share_or_count(text), want, "{text}");
+        }
+        for bad in ["120%", "-1%", "lots", "0.5", "%", ""] {
+            assert!(parse_share_or_count(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn limits_and_modes_get_their_defaults() {
+        let config = load(
+            "recovery:\n  chains:\n    web:\n      steps:\n        - {name: s, exec: {program: /bin/true}}\n",
+        );
+        let limits = &config.recovery.limits;
+        assert_eq!(
+            limits.max_concurrent_runs,
+            Some(DEFAULT_MAX_CONCURRENT_RUNS)
+        );
+        assert_eq!(limits.max_runs, None);
+        assert_eq!(limits.max_unhealthy, MaxUnhealthy::Share(0.5));
+        assert!(limits.per_chain.is_empty());
+        assert_eq!(config.recovery.chains["web"].mode, RecoveryMode::Active);
+        assert!(config.recovery.maintenance.is_empty());
+    }
+
+    #[test]
+    fn a_chains_mode_overrides_recoverys() {
+        let config = load(concat!(
+            "recovery:\n  mode: shadow\n  limits: {max_unhealthy: 20, max_runs: {count: 3, within: 10m}}\n",
+            "  chains:\n",
+            "    a:\n      steps: [{name: s, exec: {program: /bin/true}}]\n",
+            "    b:\n      mode: active\n      max_concurrent_runs: 2\n      steps: [{name: s, exec: {program: /bin/true}}]\n",
+            "maintenance:\n  - {name: w, schedule: {start: \"02:00\", duration: 1h}}\n",
+        ));
+        let r = &config.recovery;
+        assert_eq!(r.chains["a"].mode, RecoveryMode::Shadow);
+        assert_eq!(r.chains["b"].mode, RecoveryMode::Active);
+        assert_eq!(r.limits.per_chain.get("b"), Some(&2));
+        assert_eq!(r.limits.max_unhealthy, MaxUnhealthy::Count(20));
+        assert_eq!(
+            r.limits.max_runs,
+            Some(RateLimit {
+                count: 3,
+                within_ms: 600_000
+            })
+        );
+        assert_eq!(r.maintenance.len(), 1);
+        match &r.maintenance[0].when {
+            When::Weekly { days, .. } => assert_eq!(days.len(), 7, "no days: every day"),
+            other => panic!("want a weekly window, got {other:?}"),
+        }
     }
 }

@@ -94,7 +94,7 @@ pub fn rate_exceeded(limit: RateLimit, starts_ms: &[i64], now_ms: i64) -> bool {
 
 /// The fleet-wide limits with every default filled in.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Limits {
+pub struct RecoveryLimits {
     /// Runs in progress at once across all chains (`None`: no limit).
     pub max_concurrent_runs: Option<u32>,
     pub max_runs: Option<RateLimit>,
@@ -134,7 +134,7 @@ pub enum Origin {
 /// What holds a trigger of `chain` back now, if anything. Operator holds come first (they
 /// say why most plainly), then the circuit, the rate and the concurrency limits.
 pub fn hold_reason(
-    limits: &Limits,
+    limits: &RecoveryLimits,
     chain: &str,
     operator: OperatorHolds,
     load: Load,
@@ -177,8 +177,8 @@ pub fn hold_reason(
 mod tests {
     use super::*;
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> RecoveryLimits {
+        RecoveryLimits {
             max_concurrent_runs: Some(3),
             max_runs: Some(RateLimit {
                 count: 5,
@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn no_limits_hold_nothing_but_the_circuit() {
-        let l = Limits::default();
+        let l = RecoveryLimits::default();
         assert_eq!(
             hold_reason(
                 &l,
