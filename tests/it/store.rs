@@ -195,3 +195,252 @@ async fn ready_waits_for_the_store_while_checks_already_run() {
     pg.start_server();
     medic.wait_ready().await;
 }
+
+/// A small tmpfs mounted on a fresh directory for the length of a test, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (and a note why) when not root: mounting needs it.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        if !crate::support::is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount tmpfs: {status}");
+        Some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes `name` until the file system is full (ENOSPC); returns its path.
+    fn fill(&self, name: &str) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("open filler");
+        let chunk = vec![0u8; 4096];
+        loop {
+            match file.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: medic may still hold files open if the test failed half-way.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+async fn sqlite_count(path: &std::path::Path, sql: &str) -> Option<i64> {
+    let url = format!("sqlite://{}?mode=ro", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.ok()?;
+    let n = sqlx::query_scalar(sql).fetch_one(&pool).await.ok();
+    pool.close().await;
+    n
+}
+
+async fn metric0(medic: &Medic, series: &str) -> f64 {
+    medic.metric(series).await.unwrap_or(0.0)
+}
+
+const WRITE_ERRORS: &str = r#"medic_state_store_errors_total{operation="write"}"#;
+const BACKLOG: &str = "medic_state_store_backlog_results";
+const DROPPED: &str = "medic_state_store_dropped_results_total";
+const RECOVERED: &str = "state store writes recovered";
+
+#[tokio::test]
+async fn a_full_disk_heals_without_a_restart_and_attempts_and_cooldowns_survive_it() {
+    let Some(disk) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let db = disk.path().join("medic.db");
+    let target = Target::start().await;
+    let pager = Target::start().await;
+    let config = format!(
+        r#"checks:
+  - name: web
+    interval: 100ms
+    recovery: fix
+    http: {{url: '{health}'}}
+recovery:
+  chains:
+    fix:
+      verify_timeout: 2s
+      steps:
+        - name: restart
+          http: {{url: '{fix}', method: POST}}
+          max_attempts: 5
+          cooldown: 1h
+        - name: escalate
+          notify: {{url: '{page}'}}
+          max_attempts: 5
+          cooldown: 0s
+"#,
+        health = target.url("/health"),
+        fix = target.url("/fix"),
+        page = pager.url("/hook"),
+    );
+    let mut medic =
+        Medic::spawn_unready(&config, &[], Some(format!("sqlite://{}", db.display())));
+    medic.wait_ready().await;
+    wait_for("results written", Duration::from_secs(20), || async {
+        (runs(&medic).await >= 5.0 && medic.metric(BACKLOG).await == Some(0.0)).then_some(())
+    })
+    .await;
+
+    // The disk fills: writes fail, results wait in the backlog, nothing claims recovery.
+    let mark = medic.logs().len();
+    let filler = disk.fill("filler");
+    let errors = wait_for("write errors", Duration::from_secs(30), || async {
+        let e = medic.metric(WRITE_ERRORS).await?;
+        (e >= 1.0).then_some(e)
+    })
+    .await;
+    // Full for a while, as `dd` would keep it: whatever medic freed meanwhile is taken too.
+    let full_until = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < full_until {
+        disk.fill("filler2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metric0(&medic, WRITE_ERRORS).await >= errors + 3.0);
+    assert!(metric0(&medic, BACKLOG).await > 0.0);
+    assert!(
+        !medic.logs()[mark..].contains(RECOVERED),
+        "claimed recovery while the disk is full:\n{}",
+        &medic.logs()[mark..]
+    );
+
+    // Space comes back: the backlog reaches the file without a restart.
+    let made_while_full = runs(&medic).await;
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(disk.path().join("filler2")).unwrap();
+    let freed = std::time::Instant::now();
+    wait_for("the backlog to be written", Duration::from_secs(60), || async {
+        (medic.metric(BACKLOG).await == Some(0.0) && medic.logs()[mark..].contains(RECOVERED))
+            .then_some(())
+    })
+    .await;
+    eprintln!("backlog written {:?} after space was freed", freed.elapsed());
+    let dropped = metric0(&medic, DROPPED).await;
+    let stored = sqlite_count(&db, "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'")
+        .await
+        .expect("count stored results");
+    eprintln!("{made_while_full} results made by the time space was freed, {stored} stored, {dropped} dropped");
+    assert!(
+        stored as f64 + dropped >= made_while_full,
+        "results lost uncounted: made {made_while_full}, stored {stored}, dropped {dropped}"
+    );
+    assert_eq!(dropped, 0.0, "the backlog bound was never reached");
+    // And what comes later is written too.
+    let later = runs(&medic).await + 10.0;
+    wait_for("new results to reach the file", Duration::from_secs(30), || async {
+        let n = sqlite_count(&db, "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'")
+            .await?;
+        (n as f64 >= later).then_some(())
+    })
+    .await;
+
+    // A step after the disk recovered runs and is recorded...
+    target.set(503, "down", Duration::ZERO);
+    wait_for("the attempt to be recorded", Duration::from_secs(30), || async {
+        let n = sqlite_count(
+            &db,
+            "SELECT COUNT(*) FROM recovery_attempts WHERE step = 'restart' AND result = 'success'",
+        )
+        .await?;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert_eq!(target.hit_count("/fix"), 1);
+    medic.wait_status("web", "healthy").await;
+
+    // ...so after a restart its cooldown holds: the humans hear about it instead.
+    medic.signal(Signal::SIGTERM);
+    assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
+    medic.spawn(&[]);
+    medic.wait_ready().await;
+    target.set(503, "down again", Duration::ZERO);
+    wait_for("the escalation", Duration::from_secs(30), || async {
+        pager
+            .hits()
+            .iter()
+            .any(|h| h.starts_with("POST /hook"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(target.hit_count("/fix"), 1, "the restart step ran inside its cooldown");
+    assert!(
+        metric0(
+            &medic,
+            r#"medic_recovery_skipped_total{chain="fix",step="restart",reason="cooldown"}"#
+        )
+        .await
+            >= 1.0
+    );
+    medic.signal(Signal::SIGTERM);
+    assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
+}
+
+#[tokio::test]
+async fn a_deleted_database_file_is_noticed_recreated_and_written_again() {
+    let target = Target::start().await;
+    let mut medic = Medic::spawn_unready(&web_config(&target), &[], None);
+    medic.wait_ready().await;
+    let db = medic.dir.path().join("medic.db");
+    wait_for("results written", Duration::from_secs(20), || async {
+        (runs(&medic).await >= 5.0 && medic.metric(BACKLOG).await == Some(0.0)).then_some(())
+    })
+    .await;
+
+    let mark = medic.logs().len();
+    std::fs::remove_file(&db).unwrap();
+    let deleted = std::time::Instant::now();
+    let body = wait_for("ready to turn 503", Duration::from_secs(10), || async {
+        let (status, body) = medic.get("/-/ready").await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    eprintln!("not ready {:?} after the file was deleted: {body}", deleted.elapsed());
+    assert!(body.contains("deleted or replaced"), "{body}");
+    assert!(
+        medic.logs()[mark..].contains("state store file was deleted or replaced"),
+        "{}",
+        &medic.logs()[mark..]
+    );
+    medic.wait_ready().await;
+    eprintln!("ready again {:?} after the file was deleted", deleted.elapsed());
+    assert!(
+        metric0(&medic, r#"medic_state_store_errors_total{operation="replaced"}"#).await >= 1.0
+    );
+    // The new file is migrated and gets the results.
+    wait_for("results in the new file", Duration::from_secs(30), || async {
+        let n = sqlite_count(&db, "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'")
+            .await?;
+        (n >= 10).then_some(())
+    })
+    .await;
+    let migrations = sqlite_count(&db, "SELECT COUNT(*) FROM medic_schema").await;
+    assert!(migrations >= Some(3), "{migrations:?}");
+}
