@@ -302,8 +302,7 @@ recovery:
         fix = target.url("/fix"),
         page = pager.url("/hook"),
     );
-    let mut medic =
-        Medic::spawn_unready(&config, &[], Some(format!("sqlite://{}", db.display())));
+    let mut medic = Medic::spawn_unready(&config, &[], Some(format!("sqlite://{}", db.display())));
     medic.wait_ready().await;
     wait_for("results written", Duration::from_secs(20), || async {
         (runs(&medic).await >= 5.0 && medic.metric(BACKLOG).await == Some(0.0)).then_some(())
@@ -337,16 +336,26 @@ recovery:
     std::fs::remove_file(&filler).unwrap();
     std::fs::remove_file(disk.path().join("filler2")).unwrap();
     let freed = std::time::Instant::now();
-    wait_for("the backlog to be written", Duration::from_secs(60), || async {
-        (medic.metric(BACKLOG).await == Some(0.0) && medic.logs()[mark..].contains(RECOVERED))
-            .then_some(())
-    })
+    wait_for(
+        "the backlog to be written",
+        Duration::from_secs(60),
+        || async {
+            (medic.metric(BACKLOG).await == Some(0.0) && medic.logs()[mark..].contains(RECOVERED))
+                .then_some(())
+        },
+    )
     .await;
-    eprintln!("backlog written {:?} after space was freed", freed.elapsed());
+    eprintln!(
+        "backlog written {:?} after space was freed",
+        freed.elapsed()
+    );
     let dropped = metric0(&medic, DROPPED).await;
-    let stored = sqlite_count(&db, "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'")
-        .await
-        .expect("count stored results");
+    let stored = sqlite_count(
+        &db,
+        "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'",
+    )
+    .await
+    .expect("count stored results");
     eprintln!("{made_while_full} results made by the time space was freed, {stored} stored, {dropped} dropped");
     assert!(
         stored as f64 + dropped >= made_while_full,
@@ -355,23 +364,34 @@ recovery:
     assert_eq!(dropped, 0.0, "the backlog bound was never reached");
     // And what comes later is written too.
     let later = runs(&medic).await + 10.0;
-    wait_for("new results to reach the file", Duration::from_secs(30), || async {
-        let n = sqlite_count(&db, "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'")
+    wait_for(
+        "new results to reach the file",
+        Duration::from_secs(30),
+        || async {
+            let n = sqlite_count(
+                &db,
+                "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'",
+            )
             .await?;
-        (n as f64 >= later).then_some(())
-    })
+            (n as f64 >= later).then_some(())
+        },
+    )
     .await;
 
     // A step after the disk recovered runs and is recorded...
     target.set(503, "down", Duration::ZERO);
-    wait_for("the attempt to be recorded", Duration::from_secs(30), || async {
-        let n = sqlite_count(
+    wait_for(
+        "the attempt to be recorded",
+        Duration::from_secs(30),
+        || async {
+            let n = sqlite_count(
             &db,
             "SELECT COUNT(*) FROM recovery_attempts WHERE step = 'restart' AND result = 'success'",
         )
         .await?;
-        (n == 1).then_some(())
-    })
+            (n == 1).then_some(())
+        },
+    )
     .await;
     assert_eq!(target.hit_count("/fix"), 1);
     medic.wait_status("web", "healthy").await;
@@ -390,7 +410,11 @@ recovery:
             .then_some(())
     })
     .await;
-    assert_eq!(target.hit_count("/fix"), 1, "the restart step ran inside its cooldown");
+    assert_eq!(
+        target.hit_count("/fix"),
+        1,
+        "the restart step ran inside its cooldown"
+    );
     assert!(
         metric0(
             &medic,
@@ -406,41 +430,106 @@ recovery:
 #[tokio::test]
 async fn a_deleted_database_file_is_noticed_recreated_and_written_again() {
     let target = Target::start().await;
-    let mut medic = Medic::spawn_unready(&web_config(&target), &[], None);
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("state");
+    let db = dir.join("medic.db");
+    let mut medic = Medic::spawn_unready(
+        &web_config(&target),
+        &[],
+        Some(format!("sqlite://{}", db.display())),
+    );
     medic.wait_ready().await;
-    let db = medic.dir.path().join("medic.db");
     wait_for("results written", Duration::from_secs(20), || async {
         (runs(&medic).await >= 5.0 && medic.metric(BACKLOG).await == Some(0.0)).then_some(())
     })
     .await;
+    let count = "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'";
+    let noticed = r#"medic_state_store_errors_total{operation="replaced"}"#;
 
+    // Deleted: noticed within seconds, logged, counted, recreated, migrated and written again.
     let mark = medic.logs().len();
+    let at_first_delete = runs(&medic).await;
     std::fs::remove_file(&db).unwrap();
     let deleted = std::time::Instant::now();
-    let body = wait_for("ready to turn 503", Duration::from_secs(10), || async {
-        let (status, body) = medic.get("/-/ready").await;
-        (status == 503).then_some(body)
-    })
+    wait_for(
+        "the deletion to be noticed",
+        Duration::from_secs(10),
+        || async { (metric0(&medic, noticed).await >= 1.0).then_some(()) },
+    )
     .await;
-    eprintln!("not ready {:?} after the file was deleted: {body}", deleted.elapsed());
-    assert!(body.contains("deleted or replaced"), "{body}");
+    eprintln!("deletion noticed {:?} after it", deleted.elapsed());
     assert!(
         medic.logs()[mark..].contains("state store file was deleted or replaced"),
         "{}",
         &medic.logs()[mark..]
     );
     medic.wait_ready().await;
-    eprintln!("ready again {:?} after the file was deleted", deleted.elapsed());
-    assert!(
-        metric0(&medic, r#"medic_state_store_errors_total{operation="replaced"}"#).await >= 1.0
-    );
-    // The new file is migrated and gets the results.
-    wait_for("results in the new file", Duration::from_secs(30), || async {
-        let n = sqlite_count(&db, "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'")
-            .await?;
-        (n >= 10).then_some(())
-    })
+    eprintln!("ready again {:?} after the deletion", deleted.elapsed());
+    wait_for(
+        "results in the new file",
+        Duration::from_secs(30),
+        || async { (sqlite_count(&db, count).await? >= 10).then_some(()) },
+    )
     .await;
     let migrations = sqlite_count(&db, "SELECT COUNT(*) FROM medic_schema").await;
     assert!(migrations >= Some(3), "{migrations:?}");
+    wait_for("the backlog written", Duration::from_secs(10), || async {
+        (medic.metric(BACKLOG).await == Some(0.0)).then_some(())
+    })
+    .await;
+    let rows_before_move = sqlite_count(&db, count).await.unwrap();
+    let at_move = runs(&medic).await;
+    eprintln!(
+        "{} results since the deletion went with the unlinked file",
+        at_move - at_first_delete - rows_before_move as f64
+    );
+
+    // Gone with its directory, and the path blocked so that it cannot be recreated yet:
+    // not ready, with the reason, for as long as it lasts.
+    let moved = state.path().join("moved");
+    std::fs::rename(&dir, &moved).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let body = wait_for("ready to turn 503", Duration::from_secs(10), || async {
+        let (status, body) = medic.get("/-/ready").await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(body.contains("deleted or replaced"), "{body}");
+    wait_for(
+        "the reopen to be retried",
+        Duration::from_secs(10),
+        || async {
+            (metric0(
+                &medic,
+                r#"medic_state_store_errors_total{operation="open"}"#,
+            )
+            .await
+                >= 2.0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(medic.get("/-/ready").await.0, 503);
+    assert_eq!(medic.status("web").await, "healthy", "checks keep running");
+
+    // Unblocked: reopened on a fresh file that gets the results, including those of the gap.
+    let in_old_file = sqlite_count(&moved.join("medic.db"), count).await.unwrap();
+    let before_unblock = runs(&medic).await;
+    std::fs::remove_file(&dir).unwrap();
+    medic.wait_ready().await;
+    // Every result since the move: in the moved file (still open until the move was noticed)
+    // or, from the backlog, in the new one.
+    let in_moved_since = (in_old_file - rows_before_move) as f64;
+    wait_for(
+        "the gap's results in the new file",
+        Duration::from_secs(30),
+        || async {
+            let n = sqlite_count(&db, count).await? as f64;
+            (n + in_moved_since >= before_unblock - at_move).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(metric0(&medic, DROPPED).await, 0.0);
+    medic.signal(Signal::SIGTERM);
+    assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
 }
