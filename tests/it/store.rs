@@ -261,6 +261,19 @@ async fn sqlite_count(path: &std::path::Path, sql: &str) -> Option<i64> {
     n
 }
 
+/// Probes of `web` made so far, whatever their status.
+async fn all_runs(medic: &Medic) -> f64 {
+    let mut total = 0.0;
+    for status in ["healthy", "warning", "critical", "unknown"] {
+        total += metric0(
+            medic,
+            &format!(r#"medic_check_runs_total{{check="web",status="{status}"}}"#),
+        )
+        .await;
+    }
+    total
+}
+
 async fn metric0(medic: &Medic, series: &str) -> f64 {
     medic.metric(series).await.unwrap_or(0.0)
 }
@@ -310,6 +323,7 @@ recovery:
     .await;
 
     // The disk fills: writes fail, results wait in the backlog, nothing claims recovery.
+    medic.wait_status("web", "healthy").await;
     let mark = medic.logs().len();
     let filler = disk.fill("filler");
     let errors = wait_for("write errors", Duration::from_secs(30), || async {
@@ -318,12 +332,24 @@ recovery:
     })
     .await;
     // Full for a while, as `dd` would keep it: whatever medic freed meanwhile is taken too.
+    // The target breaks meanwhile: its step cannot be recorded, so it must not run.
     let full_until = std::time::Instant::now() + Duration::from_secs(15);
+    let mut broken = false;
     while std::time::Instant::now() < full_until {
         disk.fill("filler2");
+        if !broken && full_until - std::time::Instant::now() < Duration::from_secs(8) {
+            target.set(503, "down", Duration::ZERO);
+            broken = true;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(metric0(&medic, WRITE_ERRORS).await >= errors + 3.0);
+    assert_eq!(medic.status("web").await, "critical");
+    assert_eq!(
+        target.hit_count("/fix"),
+        0,
+        "a step ran while its attempt could not be recorded"
+    );
     assert!(metric0(&medic, BACKLOG).await > 0.0);
     assert!(
         !medic.logs()[mark..].contains(RECOVERED),
@@ -332,7 +358,7 @@ recovery:
     );
 
     // Space comes back: the backlog reaches the file without a restart.
-    let made_while_full = runs(&medic).await;
+    let made_while_full = all_runs(&medic).await;
     std::fs::remove_file(&filler).unwrap();
     std::fs::remove_file(disk.path().join("filler2")).unwrap();
     let freed = std::time::Instant::now();
@@ -363,7 +389,7 @@ recovery:
     );
     assert_eq!(dropped, 0.0, "the backlog bound was never reached");
     // And what comes later is written too.
-    let later = runs(&medic).await + 10.0;
+    let later = all_runs(&medic).await + 10.0;
     wait_for(
         "new results to reach the file",
         Duration::from_secs(30),
@@ -378,8 +404,7 @@ recovery:
     )
     .await;
 
-    // A step after the disk recovered runs and is recorded...
-    target.set(503, "down", Duration::ZERO);
+    // Once the disk has room the step runs, and its attempt is recorded...
     wait_for(
         "the attempt to be recorded",
         Duration::from_secs(30),
