@@ -410,6 +410,20 @@ async fn open_store(
         );
         // Results wait in the writer's backlog and recovery waits for the store meanwhile.
         let _ = store_tx.send(None);
+        if change == store::FileChange::Deleted {
+            // A replaced file is someone's deliberate choice (a restore); a deleted one is
+            // still readable through the open connections, and what it holds is kept.
+            match store.salvage_deleted().await {
+                Ok(true) => tracing::warn!("the deleted state store was copied back to its path"),
+                Ok(false) => tracing::warn!(
+                    "the deleted state store could not be read any more; starting a new one"
+                ),
+                Err(e) => {
+                    metrics.store_error(e.operation());
+                    tracing::warn!(error = %e, "cannot copy the deleted state store back; starting a new one");
+                }
+            }
+        }
         if tokio::time::timeout(Duration::from_secs(5), store.close())
             .await
             .is_err()
@@ -508,14 +522,11 @@ async fn maintain(
     }
 }
 
-/// A deleted database's `-wal` and `-shm` files belong to it, not to the empty file about to be
-/// created: SQLite would replay the old WAL's pages into the new file and corrupt it. Closing
-/// the old pool normally removes them; this covers a close that did not finish.
+/// A deleted database's `-wal` and `-shm` files belong to it, not to the file about to be
+/// opened at its path (new, or copied back by `salvage_deleted`, which leaves no WAL): SQLite
+/// would replay the old WAL's pages into it and corrupt it. Closing the old pool normally
+/// removes them; this covers a close that did not finish. Nothing has opened the path since.
 fn remove_stale_sidecars(path: &Path) {
-    if path.exists() {
-        // Someone created a new file already: its sidecars are its own.
-        return;
-    }
     for suffix in ["-wal", "-shm"] {
         let mut sidecar = path.as_os_str().to_owned();
         sidecar.push(suffix);

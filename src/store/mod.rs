@@ -267,6 +267,38 @@ impl Store {
         file::change(*opened, FileIdentity::of(path))
     }
 
+    /// For a SQLite store whose file was deleted: copies the database, still readable through
+    /// a connection open on the unlinked file, to its path (`VACUUM INTO` a temporary file,
+    /// renamed into place), so that neither results written since the deletion nor attempt
+    /// records and cooldowns are lost. `Ok(false)` when no idle connection is left to read it:
+    /// a new one would open the path, not the deleted file.
+    pub async fn salvage_deleted(&self) -> Result<bool, StoreError> {
+        let Some((path, _)) = &self.file else {
+            return Ok(false);
+        };
+        let Some(mut conn) = self.pool.try_acquire() else {
+            return Ok(false);
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".salvage");
+        let tmp = PathBuf::from(tmp);
+        let io = |e: std::io::Error| StoreError::Query {
+            operation: "replaced",
+            source: sqlx::Error::Io(e),
+        };
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(tmp.to_string_lossy().into_owned())
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error("replaced"))?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(true)
+    }
+
     /// The SQLite file's path, when the store is one.
     pub fn file_path(&self) -> Option<&Path> {
         self.file.as_ref().map(|(path, _)| path.as_path())
