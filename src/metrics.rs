@@ -576,7 +576,7 @@ impl Metrics {
             "Failed reads and writes of the state store, by operation (medic keeps running and retries)",
             store_errors.clone(),
         );
-        for operation in ["open", "migrate", "write", "read", "prune"] {
+        for operation in ["open", "migrate", "write", "read", "prune", "replaced"] {
             let _ = store_errors.get_or_create(&OperationLabels {
                 operation: operation.to_string(),
             });

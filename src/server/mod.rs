@@ -33,6 +33,9 @@ pub struct Shared {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Set once config and state store are loaded.
     pub ready: AtomicBool,
+    /// Why `ready` is false, when there is more to say than "not yet" (the state store's file
+    /// was deleted and is being reopened). Shown in the 503 body of `/-/ready`.
+    pub not_ready_reason: std::sync::Mutex<Option<&'static str>>,
     /// The state store, once open.
     pub store: watch::Receiver<Option<crate::store::Store>>,
     /// Webhook credentials and limits; replaced on reload.

@@ -127,7 +127,17 @@ pub async fn handle(
             if shared.ready.load(Ordering::SeqCst) {
                 text(StatusCode::OK, "medic is ready.\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "medic is not ready.\n")
+                let reason = *shared
+                    .not_ready_reason
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match reason {
+                    Some(reason) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("medic is not ready: {reason}.\n"),
+                    ),
+                    None => text(StatusCode::SERVICE_UNAVAILABLE, "medic is not ready.\n"),
+                }
             }
         }
         "/-/reload" if method == Method::POST || method == Method::PUT => reload(&shared).await,

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{Connection as _, Row};
 
-use super::{query_error, Store, StoreError};
+use super::{discard, query_error, Store, StoreError};
 use crate::recovery::chain::{learn, StepState};
 use crate::timefmt::rfc3339_ms;
 
@@ -124,33 +124,47 @@ impl Store {
             trigger,
             started_ms,
         } = *a;
-        let mut tx = self.pool.begin().await.map_err(query_error("write"))?;
-        sqlx::query(
-            "INSERT INTO recovery_step_state (chain, step, target, attempts, last_attempt_ms) VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (chain, step, target) DO UPDATE SET attempts = recovery_step_state.attempts + 1, last_attempt_ms = $4",
-        )
-        .bind(chain.to_string())
-        .bind(step.to_string())
-        .bind(subject.to_string())
-        .bind(started_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_error("write"))?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO recovery_attempts (run_id, chain, step, target, trigger, started_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(run_id.to_string())
-        .bind(chain.to_string())
-        .bind(step.to_string())
-        .bind(target.to_string())
-        .bind(trigger.to_string())
-        .bind(started_ms)
-        .fetch_one(&mut *tx)
-        .await
-        .and_then(|r| r.try_get::<i64, _>(0))
-        .map_err(query_error("write"))?;
-        tx.commit().await.map_err(query_error("write"))?;
-        Ok(id)
+        // A failed transaction's connection is closed, not reused (see `discard`): it may hold
+        // the write lock, and then no later attempt could be recorded.
+        let mut conn = self.pool.acquire().await.map_err(query_error("write"))?;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            sqlx::query(
+                "INSERT INTO recovery_step_state (chain, step, target, attempts, last_attempt_ms) VALUES ($1, $2, $3, 1, $4) \
+                 ON CONFLICT (chain, step, target) DO UPDATE SET attempts = recovery_step_state.attempts + 1, last_attempt_ms = $4",
+            )
+            .bind(chain.to_string())
+            .bind(step.to_string())
+            .bind(subject.to_string())
+            .bind(started_ms)
+            .execute(&mut *tx)
+            .await?;
+            let id: i64 = sqlx::query(
+                "INSERT INTO recovery_attempts (run_id, chain, step, target, trigger, started_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(run_id.to_string())
+            .bind(chain.to_string())
+            .bind(step.to_string())
+            .bind(target.to_string())
+            .bind(trigger.to_string())
+            .bind(started_ms)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0))?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(id)
+        }
+        .await;
+        match result {
+            Ok(id) => Ok(id),
+            Err(source) => {
+                discard(conn).await;
+                Err(StoreError::Query {
+                    operation: "write",
+                    source,
+                })
+            }
+        }
     }
 
     pub async fn end_attempt(&self, id: i64, end: &AttemptEnd) -> Result<(), StoreError> {
