@@ -126,6 +126,8 @@ pub async fn run(
     options: RunOptions,
 ) -> Result<()> {
     let RunOptions { web_config, shard } = options;
+    // Before any child exists: orphans of probes and steps are reparented to medic and reaped.
+    crate::reaper::start();
     let config = location
         .load(&overrides)
         .map_err(|e| anyhow::anyhow!("invalid config {location}: {e}"))?;

@@ -20,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod predict;
 pub mod process_group;
+pub mod reaper;
 pub mod recovery;
 pub mod scheduler;
 pub mod server;

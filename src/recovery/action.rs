@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::template::{Escape, TemplateError, Values};
 use crate::config::{redact_url, ActionSpec, StepSpec};
-use crate::process_group::{self, Keep, RunError};
+use crate::process_group::{self, Keep, OnSpawn, RunError};
 
 /// How an attempt's action (and its verification) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -226,10 +226,18 @@ impl Actions {
         })
     }
 
-    /// Runs the action, bounded by `timeout`.
-    pub async fn run(&self, rendered: &Rendered, timeout: Duration) -> ActionOutcome {
+    /// Runs the action, bounded by `timeout`. An `exec` action tells `on_spawn` its process
+    /// group as soon as it runs (for the attempt's record); other actions drop it.
+    pub async fn run(
+        &self,
+        rendered: &Rendered,
+        timeout: Duration,
+        on_spawn: Option<OnSpawn>,
+    ) -> ActionOutcome {
         match rendered {
-            Rendered::Exec { program, args, env } => exec(program, args, env, timeout).await,
+            Rendered::Exec { program, args, env } => {
+                exec(program, args, env, timeout, on_spawn).await
+            }
             Rendered::Http {
                 method,
                 url,
@@ -315,8 +323,18 @@ async fn exec(
     args: &[String],
     env: &[(String, String)],
     timeout: Duration,
+    on_spawn: Option<OnSpawn>,
 ) -> ActionOutcome {
-    match process_group::run(program, args, env, timeout, Keep::Tail(OUTPUT_TAIL)).await {
+    match process_group::run(
+        program,
+        args,
+        env,
+        timeout,
+        Keep::Tail(OUTPUT_TAIL),
+        on_spawn,
+    )
+    .await
+    {
         Err(e @ RunError::Timeout(_)) => ActionOutcome {
             result: AttemptResult::Timeout,
             message: e.to_string(),

@@ -3,8 +3,21 @@
 //! starting at once do not race.
 
 /// (version, SQLite statements, PostgreSQL statements). Never edit a released migration: add one.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, V1_SQLITE, V1_POSTGRES), (2, V2, V2), (3, V3, V3)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, V1_SQLITE, V1_POSTGRES),
+    (2, V2, V2),
+    (3, V3, V3),
+    (4, V4, V4),
+];
+
+/// A running step's process group, with what recognises it after a restart (a pid is reused;
+/// not with the same start time on the same boot), so a medic killed mid-step can end it.
+const V4: &str = r#"
+ALTER TABLE recovery_attempts ADD COLUMN pgid BIGINT;
+ALTER TABLE recovery_attempts ADD COLUMN boot_id TEXT;
+ALTER TABLE recovery_attempts ADD COLUMN leader_start_ticks BIGINT;
+ALTER TABLE recovery_attempts ADD COLUMN process_tag TEXT;
+"#;
 
 /// One active run per (chain, subject) rather than per (chain, target): an alert about a check
 /// and the check itself heal the same thing, and must not run the chain twice at once. Runs from
