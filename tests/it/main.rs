@@ -13,6 +13,7 @@ mod dashboards;
 mod database;
 mod e2e;
 mod mariadb;
+mod orphans;
 mod predictions;
 mod recovery;
 mod replicas;
