@@ -45,7 +45,11 @@ fn setsid_daemon(dir: &Path, name: &str, pids: &Path, last_words: &str) -> std::
 fn zombie_children(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
@@ -120,7 +124,11 @@ recovery:
     )
     .await;
     pool.close().await;
-    assert_eq!(recorded, i64::from(leader_pid), "the group is led by the step");
+    assert_eq!(
+        recorded,
+        i64::from(leader_pid),
+        "the group is led by the step"
+    );
 
     medic.signal(Signal::SIGKILL);
     medic.wait_exit(Duration::from_secs(10)).await;
@@ -134,7 +142,10 @@ recovery:
     wait_process_gone(leader_pid, "the step's leader to be killed").await;
     wait_process_gone(child_pid, "the step's child to be killed").await;
     let v = medic.json("/api/v1/recoveries?chain=fix").await;
-    let message = v["attempts"][0]["message"].as_str().unwrap_or("").to_string();
+    let message = v["attempts"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert_eq!(
         message,
         format!("interrupted: medic stopped during this attempt; its process group {leader_pid} was still running and was killed"),
@@ -236,7 +247,9 @@ async fn orphans_reparented_to_medic_are_reaped() {
         most = most.max(zombie_children(pid).len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(most <= 2, "{most} zombies of medic at once");
+    // About 20 orphans end each second and a sweep runs at most every 250 ms: a handful wait
+    // at any moment; unreaped, they would be hundreds by now.
+    assert!(most <= 12, "{most} zombies of medic at once");
 }
 
 fn read_pids_lines(path: &Path) -> usize {
