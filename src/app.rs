@@ -142,6 +142,8 @@ pub async fn run(
         shard,
         max_connections,
     } = options;
+    // Before any child exists: orphans of probes and steps are reparented to medic and reaped.
+    crate::reaper::start();
     let config = location
         .load(&overrides)
         .map_err(|e| anyhow::anyhow!("invalid config {location}: {e}"))?;

@@ -22,6 +22,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod predict;
 pub mod process_group;
+pub mod reaper;
 pub mod recovery;
 pub mod scheduler;
 pub mod server;

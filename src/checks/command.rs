@@ -21,6 +21,7 @@ pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
         &[],
         timeout,
         Keep::Head(MAX_OUTPUT_BYTES),
+        None,
     )
     .await
     {

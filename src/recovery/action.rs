@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::template::{Escape, TemplateError, Values};
 use crate::config::{known_secrets, redact_url, ActionSpec, Redactor, StepSpec};
-use crate::process_group::{self, Keep, RunError};
+use crate::process_group::{self, Keep, OnSpawn, RunError};
 
 /// How an attempt's action (and its verification) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -264,10 +264,17 @@ impl Actions {
         })
     }
 
-    /// Runs the action, bounded by `timeout`. What it says (a library's error quoting the URL,
-    /// a program echoing its arguments) is scrubbed of secrets before anyone stores or logs it.
-    pub async fn run(&self, rendered: &Rendered, timeout: Duration) -> ActionOutcome {
-        let mut outcome = self.run_unscrubbed(rendered, timeout).await;
+    /// Runs the action, bounded by `timeout`. An `exec` action tells `on_spawn` its process
+    /// group as soon as it runs (for the attempt's record); other actions drop it. What it says
+    /// (a library's error quoting the URL, a program echoing its arguments) is scrubbed of
+    /// secrets before anyone stores or logs it.
+    pub async fn run(
+        &self,
+        rendered: &Rendered,
+        timeout: Duration,
+        on_spawn: Option<OnSpawn>,
+    ) -> ActionOutcome {
+        let mut outcome = self.run_unscrubbed(rendered, timeout, on_spawn).await;
         let secrets = known_secrets();
         if !secrets.is_empty() {
             outcome.message = secrets.redact(&outcome.message);
@@ -282,9 +289,16 @@ impl Actions {
         outcome
     }
 
-    async fn run_unscrubbed(&self, rendered: &Rendered, timeout: Duration) -> ActionOutcome {
+    async fn run_unscrubbed(
+        &self,
+        rendered: &Rendered,
+        timeout: Duration,
+        on_spawn: Option<OnSpawn>,
+    ) -> ActionOutcome {
         match rendered {
-            Rendered::Exec { program, args, env } => exec(program, args, env, timeout).await,
+            Rendered::Exec { program, args, env } => {
+                exec(program, args, env, timeout, on_spawn).await
+            }
             Rendered::Http {
                 method,
                 url,
@@ -370,8 +384,18 @@ async fn exec(
     args: &[String],
     env: &[(String, String)],
     timeout: Duration,
+    on_spawn: Option<OnSpawn>,
 ) -> ActionOutcome {
-    match process_group::run(program, args, env, timeout, Keep::Tail(OUTPUT_TAIL)).await {
+    match process_group::run(
+        program,
+        args,
+        env,
+        timeout,
+        Keep::Tail(OUTPUT_TAIL),
+        on_spawn,
+    )
+    .await
+    {
         Err(e @ RunError::Timeout(_)) => ActionOutcome {
             result: AttemptResult::Timeout,
             message: e.to_string(),

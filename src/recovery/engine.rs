@@ -22,6 +22,7 @@ use crate::alertmanager::ReceivedAlert;
 use crate::checks::Prober;
 use crate::config::{ChainSpec, CheckSpec, RecoveryConfig, Redactor};
 use crate::metrics::Metrics;
+use crate::process_group;
 use crate::scheduler::ProbeHandle;
 use crate::state::StateHandle;
 use crate::status::Status;
@@ -473,9 +474,25 @@ impl Engine {
                         },
                         r.to_string(),
                     ),
-                    (Ok(r), Some(_)) => {
-                        let work =
-                            self.attempt(r, step.timeout.std(), chain, trigger, resolved, cancel);
+                    (Ok(r), Some(id)) => {
+                        // The group goes into the record while the step runs: a medic killed
+                        // mid-step ends it after its restart.
+                        let (on_spawn, spawned) = oneshot::channel();
+                        let work = async {
+                            let (outcome, ()) = tokio::join!(
+                                self.attempt(
+                                    r,
+                                    step.timeout.std(),
+                                    chain,
+                                    trigger,
+                                    resolved,
+                                    cancel,
+                                    on_spawn
+                                ),
+                                record_group(store, id, spawned, &self.metrics),
+                            );
+                            outcome
+                        };
                         let outcome = match &heartbeat {
                             // Fenced: the step's future is dropped inside guard, which kills
                             // its process group before anything else happens.
@@ -606,6 +623,8 @@ impl Engine {
     }
 
     /// Runs one action and, when it worked and there is a check to ask, verifies the fix.
+    // One more than clippy likes: `on_spawn` is threaded through to the action unchanged.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         rendered: &Rendered,
@@ -614,9 +633,10 @@ impl Engine {
         trigger: &Trigger,
         resolved: &Resolved,
         cancel: &mut watch::Receiver<bool>,
+        on_spawn: process_group::OnSpawn,
     ) -> ActionOutcome {
         let work = async {
-            let mut outcome = self.actions.run(rendered, timeout).await;
+            let mut outcome = self.actions.run(rendered, timeout, Some(on_spawn)).await;
             if outcome.result != AttemptResult::Success {
                 return outcome;
             }
@@ -1083,6 +1103,21 @@ impl Manager {
                 self.blocked_until.remove(&key);
             }
             _ => {}
+        }
+    }
+}
+
+/// Writes a step's process group into its attempt's record once it is spawned (never, for
+/// actions that spawn nothing).
+async fn record_group(
+    store: &Store,
+    attempt: i64,
+    spawned: oneshot::Receiver<process_group::GroupIdentity>,
+    metrics: &Metrics,
+) {
+    if let Ok(group) = spawned.await {
+        if let Err(e) = store.set_attempt_group(attempt, &group).await {
+            metrics.store_error(e.operation());
         }
     }
 }

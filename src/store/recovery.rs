@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::{Connection as _, Row};
 
 use super::{discard, query_error, Store, StoreError};
+use crate::process_group::{self, Fate, GroupIdentity};
 use crate::recovery::chain::{learn, StepState};
 use crate::timefmt::rfc3339_ms;
 
@@ -81,6 +82,26 @@ pub struct RunStart<'a> {
     pub owner: &'a str,
     pub lease_until_ms: i64,
     pub labels_json: String,
+}
+
+/// The record of an attempt medic stopped during, saying what became of its process group.
+fn interrupted_message(pgid: Option<i32>, fate: Option<Fate>) -> String {
+    const BASE: &str = "interrupted: medic stopped during this attempt";
+    match (pgid, fate) {
+        (Some(pgid), Some(Fate::Killed)) => {
+            format!("{BASE}; its process group {pgid} was still running and was killed")
+        }
+        (Some(pgid), Some(Fate::Ended { stragglers: 0 })) => {
+            format!("{BASE}; its process group {pgid} had already ended")
+        }
+        (Some(pgid), Some(Fate::Ended { stragglers })) => format!(
+            "{BASE}; its process group {pgid} had ended, but {stragglers} of its processes were still running and were killed"
+        ),
+        (Some(pgid), Some(Fate::Elsewhere)) => {
+            format!("{BASE}; its process group {pgid} ran on another host or boot and was left alone")
+        }
+        _ => BASE.to_string(),
+    }
 }
 
 impl Store {
@@ -177,6 +198,26 @@ impl Store {
         .bind(end.exit_code)
         .bind(end.output.clone())
         .bind(end.duration_seconds)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("write"))?;
+        Ok(())
+    }
+
+    /// Records the process group of a running attempt, once it is spawned.
+    pub async fn set_attempt_group(
+        &self,
+        id: i64,
+        group: &GroupIdentity,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE recovery_attempts SET pgid = $1, boot_id = $2, leader_start_ticks = $3, process_tag = $4 WHERE id = $5",
+        )
+        .bind(i64::from(group.pgid))
+        .bind(group.boot_id.clone())
+        .bind(i64::try_from(group.leader_start_ticks).unwrap_or(i64::MAX))
+        .bind(group.tag.clone())
         .bind(id)
         .execute(&self.pool)
         .await
@@ -404,15 +445,7 @@ impl Store {
             let id: String = row.try_get(0).map_err(query_error("read"))?;
             let chain: String = row.try_get(1).map_err(query_error("read"))?;
             let trigger: String = row.try_get(2).map_err(query_error("read"))?;
-            sqlx::query(
-                "UPDATE recovery_attempts SET finished_ms = $1, result = 'failure', message = 'interrupted: medic stopped during this attempt' \
-                 WHERE run_id = $2 AND result IS NULL",
-            )
-            .bind(now_ms)
-            .bind(id.clone())
-            .execute(&self.pool)
-            .await
-            .map_err(query_error("write"))?;
+            self.interrupt_attempts(&id, now_ms).await?;
             let updated = sqlx::query(
                 "UPDATE recovery_runs SET finished_ms = $1, outcome = 'cancelled' WHERE id = $2 AND finished_ms IS NULL",
             )
@@ -426,6 +459,55 @@ impl Store {
             }
         }
         Ok(ended)
+    }
+
+    /// Marks a run's unfinished attempts interrupted, each after ending its process group if
+    /// it still runs on this host (the record says so): no step outlives its record.
+    async fn interrupt_attempts(&self, run_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, pgid, boot_id, leader_start_ticks, process_tag FROM recovery_attempts WHERE run_id = $1 AND result IS NULL",
+        )
+        .bind(run_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read"))?;
+        for row in rows {
+            let id: i64 = row.try_get(0).map_err(query_error("read"))?;
+            let pgid: Option<i64> = row.try_get(1).map_err(query_error("read"))?;
+            let boot_id: Option<String> = row.try_get(2).map_err(query_error("read"))?;
+            let start: Option<i64> = row.try_get(3).map_err(query_error("read"))?;
+            let tag: Option<String> = row.try_get(4).map_err(query_error("read"))?;
+            let group = match (pgid, boot_id, start) {
+                (Some(pgid), Some(boot_id), Some(start)) => Some(GroupIdentity {
+                    pgid: i32::try_from(pgid).unwrap_or(0),
+                    boot_id,
+                    leader_start_ticks: u64::try_from(start).unwrap_or(0),
+                    tag: tag.unwrap_or_default(),
+                }),
+                _ => None,
+            };
+            let fate = group.as_ref().map(|g| {
+                let fate = process_group::end_recorded(g);
+                if fate == Fate::Killed {
+                    tracing::warn!(
+                        pgid = g.pgid,
+                        "killed the process group of a step a stopped medic left running"
+                    );
+                }
+                fate
+            });
+            let message = interrupted_message(group.as_ref().map(|g| g.pgid), fate);
+            sqlx::query(
+                "UPDATE recovery_attempts SET finished_ms = $1, result = 'failure', message = $2 WHERE id = $3 AND result IS NULL",
+            )
+            .bind(now_ms)
+            .bind(message)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("write"))?;
+        }
+        Ok(())
     }
 
     /// Learned effectiveness of every step that has any.
@@ -678,5 +760,26 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(outcome, (15_001, "cancelled".to_string()));
+    }
+
+    #[test]
+    fn the_interrupted_record_says_what_became_of_the_group() {
+        assert_eq!(
+            interrupted_message(Some(1234), Some(Fate::Killed)),
+            "interrupted: medic stopped during this attempt; its process group 1234 was still running and was killed"
+        );
+        assert!(
+            interrupted_message(Some(7), Some(Fate::Ended { stragglers: 0 }))
+                .ends_with("had already ended")
+        );
+        assert!(
+            interrupted_message(Some(7), Some(Fate::Ended { stragglers: 2 }))
+                .contains("2 of its processes")
+        );
+        assert!(interrupted_message(Some(7), Some(Fate::Elsewhere)).contains("left alone"));
+        assert_eq!(
+            interrupted_message(None, None),
+            "interrupted: medic stopped during this attempt"
+        );
     }
 }

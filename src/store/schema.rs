@@ -7,8 +7,18 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, V1_SQLITE, V1_POSTGRES),
     (2, V2, V2),
     (3, V3, V3),
+    (4, V4, V4),
     (5, V5, V5),
 ];
+
+/// A running step's process group, with what recognises it after a restart (a pid is reused;
+/// not with the same start time on the same boot), so a medic killed mid-step can end it.
+const V4: &str = r#"
+ALTER TABLE recovery_attempts ADD COLUMN pgid BIGINT;
+ALTER TABLE recovery_attempts ADD COLUMN boot_id TEXT;
+ALTER TABLE recovery_attempts ADD COLUMN leader_start_ticks BIGINT;
+ALTER TABLE recovery_attempts ADD COLUMN process_tag TEXT;
+"#;
 
 /// Fencing tokens: one counter for the whole store, taken by every run as it begins, so a run
 /// that began later always holds a larger token (in particular a later run of the same subject).

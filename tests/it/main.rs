@@ -15,6 +15,7 @@ mod e2e;
 mod fencing;
 mod limits;
 mod mariadb;
+mod orphans;
 mod predictions;
 mod recovery;
 mod replicas;
