@@ -15,12 +15,13 @@ use tracing::Instrument;
 use super::action::{
     self, ActionContext, ActionOutcome, Actions, AttemptResult, Rendered, TriedStep,
 };
-use super::chain::{self, SkipReason, StepState};
+use super::chain::{self, SkipReason};
 use super::lease::{self, Fenced, Heartbeat, LEASE};
+use super::machine::{self, ActionResult, Decision, Mode, Signals, Verification};
 use super::template::Values;
 use crate::alertmanager::ReceivedAlert;
 use crate::checks::Prober;
-use crate::config::{ChainSpec, CheckSpec, RecoveryConfig, Redactor};
+use crate::config::{ChainSpec, CheckSpec, RecoveryConfig, Redactor, StepSpec};
 use crate::metrics::Metrics;
 use crate::process_group;
 use crate::scheduler::ProbeHandle;
@@ -63,23 +64,7 @@ pub struct Trigger {
     pub message: String,
 }
 
-/// How a run ended, if it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunOutcome {
-    Recovered,
-    Exhausted,
-    Cancelled,
-}
-
-impl RunOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Recovered => "recovered",
-            RunOutcome::Exhausted => "exhausted",
-            RunOutcome::Cancelled => "cancelled",
-        }
-    }
-}
+pub use super::machine::RunOutcome;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunEnd {
@@ -252,6 +237,9 @@ pub struct Engine {
 
 impl Engine {
     /// Runs `chain` for `trigger` to its end. `report` hears about every step.
+    ///
+    /// The engine only carries out what [`machine::Run`] decides: it reads the store, asks the
+    /// machine, records before acting, runs the action, verifies, and feeds each result back.
     pub async fn run(
         &self,
         store: &Store,
@@ -260,50 +248,85 @@ impl Engine {
         control: &mut RunControl<'_>,
         report: &mut (dyn FnMut(StepReport) + Send),
     ) -> RunEnd {
-        let RunControl {
-            dry_run,
-            resolved,
-            current_step,
-            cancel,
-        } = control;
-        let (dry_run, resolved, current_step) = (*dry_run, *resolved, *current_step);
-        let name = &chain.name;
-        let now = now_ms();
-        // Counters reset after a healthy period of reset_after; the subject is unhealthy now.
-        if !dry_run {
-            match store.healthy_since(name, &trigger.subject).await {
-                Ok(since) => {
-                    let reset_ms = chain.reset_after.std().as_millis() as i64;
-                    if chain::counters_reset_due(since, reset_ms, now) {
-                        if let Err(e) = store.reset_counters(name, &trigger.subject, None).await {
-                            self.metrics.store_error(e.operation());
-                        }
-                    }
-                    if since.is_some() {
-                        if let Err(e) = store.set_healthy_since(name, &trigger.subject, None).await
-                        {
-                            self.metrics.store_error(e.operation());
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.metrics.store_error(e.operation());
-                    return RunEnd::NoStore;
-                }
-            }
-        }
-        let mut states = match store.step_states(name, &trigger.subject).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.metrics.store_error(e.operation());
-                return RunEnd::NoStore;
-            }
+        let mode = if control.dry_run {
+            Mode::DryRun
+        } else {
+            Mode::Act
         };
-        if !chain::could_any_run(chain, &states, now) {
-            return RunEnd::NothingToRun {
-                next_possible_ms: next_possible(chain, &states),
-            };
+        let mut run = match self.open(store, chain, trigger, mode).await {
+            Ok(run) => run,
+            Err(end) => return end,
+        };
+        let mut holding = match self.hold(store, chain, trigger, &mut run, mode).await {
+            Ok(holding) => holding,
+            Err(end) => return end,
+        };
+        let mut carry = Carry {
+            engine: self,
+            store,
+            chain,
+            trigger,
+            control,
+            report,
+            holding: &mut holding,
+        };
+        loop {
+            let signals = carry.signals();
+            match run.next(chain, signals, clock()) {
+                Decision::Skip {
+                    index,
+                    reason,
+                    until_ms: _,
+                } => carry.skipped(index, reason),
+                Decision::WouldRun { index } => carry.would_run(index),
+                Decision::Act { index } => carry.act(&mut run, index).await,
+                // Verification follows the action inside `act`; the machine asks for it only
+                // while it waits there.
+                Decision::Verify { .. } => {}
+                Decision::End(end) => {
+                    return match mode {
+                        Mode::DryRun => RunEnd::Finished {
+                            outcome: end.outcome,
+                        },
+                        Mode::Act => self.close(store, chain, trigger, holding, end).await,
+                    }
+                }
+            }
         }
+    }
+
+    /// Before any step: counters reset after a healthy `reset_after`, the step states and the
+    /// learned order; the machine opens the run only when some step could run now.
+    async fn open(
+        &self,
+        store: &Store,
+        chain: &ChainSpec,
+        trigger: &Trigger,
+        mode: Mode,
+    ) -> Result<machine::Run, RunEnd> {
+        let name = &chain.name;
+        let now = clock();
+        if mode == Mode::Act {
+            let since = store
+                .healthy_since(name, &trigger.subject)
+                .await
+                .map_err(|e| self.no_store(e))?;
+            let preflight = machine::preflight(chain, since, now);
+            if preflight.reset_counters {
+                if let Err(e) = store.reset_counters(name, &trigger.subject, None).await {
+                    self.metrics.store_error(e.operation());
+                }
+            }
+            if preflight.clear_healthy_since {
+                if let Err(e) = store.set_healthy_since(name, &trigger.subject, None).await {
+                    self.metrics.store_error(e.operation());
+                }
+            }
+        }
+        let states = store
+            .step_states(name, &trigger.subject)
+            .await
+            .map_err(|e| self.no_store(e))?;
         let effectiveness: BTreeMap<String, f64> = store
             .effectiveness()
             .await
@@ -312,300 +335,109 @@ impl Engine {
             .filter(|((c, _), _)| c == name)
             .map(|((_, step), v)| (step, v))
             .collect();
-        let order = chain::step_order(chain, &effectiveness);
+        let verifies = trigger.verify_check.is_some();
+        machine::Run::open(chain, states, &effectiveness, mode, verifies, now).map_err(|n| {
+            RunEnd::NothingToRun {
+                next_possible_ms: n.next_possible_ms,
+            }
+        })
+    }
 
-        let run_id = new_run_id();
-        let mut fencing_token = None;
+    /// Takes the run in the store (one per subject, under a lease), then reads the counters
+    /// again: a replica may have run the same steps between the first read and here.
+    async fn hold(
+        &self,
+        store: &Store,
+        chain: &ChainSpec,
+        trigger: &Trigger,
+        run: &mut machine::Run,
+        mode: Mode,
+    ) -> Result<Holding, RunEnd> {
+        let mut holding = Holding {
+            run_id: new_run_id(),
+            fencing_token: None,
+            heartbeat: None,
+            fenced: None,
+            tried: Vec::new(),
+        };
+        if mode == Mode::DryRun {
+            return Ok(holding);
+        }
+        let name = &chain.name;
         // Taken before the lease is: the holder's count of its lease starts no later than the
-        // store's (see recovery::lease).
+        // store's (see recovery::lease). The lease is in the store's clock, the one every
+        // replica compares it with.
         let leased_at = tokio::time::Instant::now();
-        if !dry_run {
-            // The lease is in the store's clock, the one every replica compares it with.
-            let store_now = match store.clock_ms().await {
-                Ok(t) => t,
-                Err(e) => {
-                    self.metrics.store_error(e.operation());
-                    return RunEnd::NoStore;
-                }
-            };
-            let started = RunStart {
-                id: &run_id,
-                chain: name,
-                target: &trigger.target,
-                subject: &trigger.subject,
-                trigger: trigger.kind.as_str(),
-                started_ms: now,
-                owner: &self.owner,
-                lease_until_ms: store_now + LEASE.as_millis() as i64,
-                labels_json: action::labels_json(&trigger.values.labels),
-            };
-            match store.begin_run(&started).await {
-                Ok(Some(token)) => fencing_token = Some(token),
-                Ok(None) => return RunEnd::AlreadyRunning,
-                Err(e) => {
-                    self.metrics.store_error(e.operation());
-                    return RunEnd::NoStore;
-                }
-            }
-            // Holding the run now, read the counters again: another process (a replica) may
-            // have run and finished the same steps between the first read and here.
-            match store.step_states(name, &trigger.subject).await {
-                Ok(fresh) => states = fresh,
-                Err(e) => {
-                    self.metrics.store_error(e.operation());
-                    let _ = store.discard_run(&run_id).await;
-                    return RunEnd::NoStore;
-                }
-            }
-            if !chain::could_any_run(chain, &states, now_ms()) {
-                let _ = store.discard_run(&run_id).await;
-                return RunEnd::NothingToRun {
-                    next_possible_ms: next_possible(chain, &states),
-                };
-            }
-            tracing::info!(run = %run_id, target = %trigger.target, trigger = trigger.kind.as_str(), "recovery run started");
+        let store_now = store.clock_ms().await.map_err(|e| self.no_store(e))?;
+        let started = RunStart {
+            id: &holding.run_id,
+            chain: name,
+            target: &trigger.target,
+            subject: &trigger.subject,
+            trigger: trigger.kind.as_str(),
+            started_ms: clock(),
+            owner: &self.owner,
+            lease_until_ms: store_now + LEASE.as_millis() as i64,
+            labels_json: action::labels_json(&trigger.values.labels),
+        };
+        match store.begin_run(&started).await {
+            Ok(Some(token)) => holding.fencing_token = Some(token),
+            Ok(None) => return Err(RunEnd::AlreadyRunning),
+            Err(e) => return Err(self.no_store(e)),
         }
-        let heartbeat = (!dry_run).then(|| {
-            Heartbeat::start(
-                store.clone(),
-                run_id.clone(),
-                leased_at,
-                self.metrics.clone(),
-            )
-        });
-        // Set once the run could not renew its lease: it stops acting at once.
-        let mut fenced: Option<Fenced> = None;
-
-        let mut tried: Vec<TriedStep> = Vec::new();
-        let mut outcome = RunOutcome::Exhausted;
-        for &index in &order {
-            let step = &chain.steps[index];
-            if resolved.is_set() {
-                outcome = RunOutcome::Recovered;
-                break;
+        let refreshed = match store.step_states(name, &trigger.subject).await {
+            Ok(fresh) => run.refresh(chain, fresh, clock()),
+            Err(e) => {
+                let _ = store.discard_run(&holding.run_id).await;
+                return Err(self.no_store(e));
             }
-            if *cancel.borrow() {
-                outcome = RunOutcome::Cancelled;
-                break;
-            }
-            if let Some(f) = heartbeat.as_ref().and_then(Heartbeat::fenced_now) {
-                fenced = Some(f);
-                outcome = RunOutcome::Cancelled;
-                break;
-            }
-            let state = states.get(&step.name).copied().unwrap_or_default();
-            if let Some(reason) = chain::skip_reason(step, state, now_ms()) {
-                self.metrics
-                    .recovery_skipped(name, &step.name, reason.as_str());
-                report(StepReport::Skipped {
-                    step: step.name.clone(),
-                    reason,
-                });
-                continue;
-            }
-            *current_step.lock().unwrap_or_else(|p| p.into_inner()) = step.name.clone();
-            let ctx = ActionContext {
-                values: &trigger.values,
-                trigger: trigger.kind.as_str(),
-                target: &trigger.target,
-                message: &trigger.message,
-                tried: &tried,
-                fencing_token,
-            };
-            let rendered = action::render(step, name, &ctx);
-            if dry_run {
-                self.metrics
-                    .recovery_skipped(name, &step.name, SkipReason::DryRun.as_str());
-                report(StepReport::WouldRun {
-                    step: step.name.clone(),
-                    action: match &rendered {
-                        Ok(r) => r.to_string(),
-                        Err(e) => format!("would fail: {e}"),
-                    },
-                });
-                continue;
-            }
-
-            let started_ms = now_ms();
-            let start = AttemptStart {
-                run_id: &run_id,
-                chain: name,
-                step: &step.name,
-                subject: &trigger.subject,
-                target: &trigger.target,
-                trigger: trigger.kind.as_str(),
-                started_ms,
-            };
-            let attempt_id = match store.begin_attempt(&start).await {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    self.metrics.store_error(e.operation());
-                    None
-                }
-            };
-            states.insert(
-                step.name.clone(),
-                StepState {
-                    attempts: state.attempts.saturating_add(1),
-                    last_attempt_ms: Some(started_ms),
-                },
-            );
-            let started = Instant::now();
-            let span = tracing::info_span!("step", step = %step.name);
-            let (result, rendered_text) = async {
-                match (&rendered, attempt_id) {
-                    (Err(e), _) => (
-                        ActionOutcome {
-                            result: AttemptResult::Failure,
-                            message: format!("not run: {e}"),
-                            exit_code: None,
-                            output: String::new(),
-                        },
-                        step.action.kind().to_string(),
-                    ),
-                    // Nothing runs that could not be recorded: after a crash its cooldown
-                    // would be unknown.
-                    (Ok(r), None) => (
-                        ActionOutcome {
-                            result: AttemptResult::Failure,
-                            message: "not run: the state store could not record the attempt".into(),
-                            exit_code: None,
-                            output: String::new(),
-                        },
-                        r.to_string(),
-                    ),
-                    (Ok(r), Some(id)) => {
-                        // The group goes into the record while the step runs: a medic killed
-                        // mid-step ends it after its restart.
-                        let (on_spawn, spawned) = oneshot::channel();
-                        let work = async {
-                            let (outcome, ()) = tokio::join!(
-                                self.attempt(
-                                    r,
-                                    step.timeout.std(),
-                                    chain,
-                                    trigger,
-                                    resolved,
-                                    cancel,
-                                    on_spawn
-                                ),
-                                record_group(store, id, spawned, &self.metrics),
-                            );
-                            outcome
-                        };
-                        let outcome = match &heartbeat {
-                            // Fenced: the step's future is dropped inside guard, which kills
-                            // its process group before anything else happens.
-                            Some(hb) => hb.guard(work).await.unwrap_or_else(|f| {
-                                fenced = Some(f);
-                                ActionOutcome {
-                                    result: AttemptResult::Failure,
-                                    message: f.message(),
-                                    exit_code: None,
-                                    output: String::new(),
-                                }
-                            }),
-                            None => work.await,
-                        };
-                        (outcome, r.to_string())
-                    }
-                }
-            }
-            .instrument(span)
-            .await;
-            let seconds = started.elapsed().as_secs_f64();
-            let cancelled =
-                (*cancel.borrow() && result.result != AttemptResult::Success) || fenced.is_some();
-            if let Some(id) = attempt_id {
-                let end = AttemptEnd {
-                    finished_ms: now_ms(),
-                    result: result.result.as_str(),
-                    message: result.message.clone(),
-                    exit_code: result.exit_code,
-                    output: result.output.clone(),
-                    duration_seconds: seconds,
-                };
-                if fenced.is_some() {
-                    // The store is what was lost: wait for it, so that the record says what
-                    // happened (it overrides "interrupted" from a replica that took over).
-                    lease::when_store_back("the fenced attempt", || store.end_attempt(id, &end))
-                        .await;
-                } else if let Err(e) = store.end_attempt(id, &end).await {
-                    self.metrics.store_error(e.operation());
-                }
-            }
-            self.metrics
-                .recovery_attempt(name, &step.name, result.result.as_str(), seconds);
-            tracing::info!(
-                step = %step.name,
-                action = %rendered_text,
-                result = result.result.as_str(),
-                detail = %result.message,
-                seconds,
-                "recovery step finished"
-            );
-            let is_notify = matches!(step.action, crate::config::ActionSpec::Notify { .. });
-            // A notification fixes nothing: it is not learned from and never ends a run.
-            if !cancelled && !is_notify && rendered.is_ok() && attempt_id.is_some() {
-                match store
-                    .learn(
-                        name,
-                        &step.name,
-                        result.result == AttemptResult::Success,
-                        now_ms(),
-                    )
-                    .await
-                {
-                    Ok(v) => self.metrics.recovery_effectiveness(name, &step.name, v),
-                    Err(e) => self.metrics.store_error(e.operation()),
-                }
-            }
-            report(StepReport::Ran {
-                step: step.name.clone(),
-                action: rendered_text,
-                result: result.result,
-                message: result.message.clone(),
-                seconds,
+        };
+        if let Err(n) = refreshed {
+            let _ = store.discard_run(&holding.run_id).await;
+            return Err(RunEnd::NothingToRun {
+                next_possible_ms: n.next_possible_ms,
             });
-            tried.push(TriedStep {
-                step: step.name.clone(),
-                result: result.result.as_str().to_string(),
-                message: result.message.clone(),
-            });
-            if cancelled {
-                outcome = RunOutcome::Cancelled;
-                break;
-            }
-            let fixed = result.result == AttemptResult::Success && !is_notify;
-            if fixed || resolved.is_set() {
-                if fixed {
-                    let later = chain::steps_to_reset(chain, &order, index);
-                    if !later.is_empty() {
-                        if let Err(e) = store
-                            .reset_counters(name, &trigger.subject, Some(&later))
-                            .await
-                        {
-                            self.metrics.store_error(e.operation());
-                        }
-                    }
-                }
-                outcome = RunOutcome::Recovered;
-                break;
-            }
         }
+        tracing::info!(run = %holding.run_id, target = %trigger.target, trigger = trigger.kind.as_str(), "recovery run started");
+        holding.heartbeat = Some(Heartbeat::start(
+            store.clone(),
+            holding.run_id.clone(),
+            leased_at,
+            self.metrics.clone(),
+        ));
+        Ok(holding)
+    }
 
-        if dry_run {
-            return RunEnd::Finished { outcome };
-        }
+    /// Ends the run in the store, resets the counters of the steps after the one that fixed
+    /// it, and starts the subject's healthy period.
+    async fn close(
+        &self,
+        store: &Store,
+        chain: &ChainSpec,
+        trigger: &Trigger,
+        mut holding: Holding,
+        end: machine::RunEnd,
+    ) -> RunEnd {
+        let name = &chain.name;
+        let outcome = end.outcome;
         // No more renewals: the run is over, one way or the other.
-        drop(heartbeat);
-        let end_ms = now_ms();
-        if fenced.is_some() {
+        holding.heartbeat = None;
+        if !end.reset_steps.is_empty() {
+            if let Err(e) = store
+                .reset_counters(name, &trigger.subject, Some(&end.reset_steps))
+                .await
+            {
+                self.metrics.store_error(e.operation());
+            }
+        }
+        let end_ms = clock();
+        let run_id = &holding.run_id;
+        if holding.fenced.is_some() {
             lease::when_store_back("the fenced run's end", || {
-                store.end_run(&run_id, end_ms, outcome.as_str())
+                store.end_run(run_id, end_ms, outcome.as_str())
             })
             .await;
-        } else if let Err(e) = store.end_run(&run_id, end_ms, outcome.as_str()).await {
+        } else if let Err(e) = store.end_run(run_id, end_ms, outcome.as_str()).await {
             self.metrics.store_error(e.operation());
         }
         if outcome == RunOutcome::Recovered {
@@ -622,71 +454,323 @@ impl Engine {
         RunEnd::Finished { outcome }
     }
 
-    /// Runs one action and, when it worked and there is a check to ask, verifies the fix.
-    // One more than clippy likes: `on_spawn` is threaded through to the action unchanged.
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt(
-        &self,
-        rendered: &Rendered,
-        timeout: Duration,
-        chain: &ChainSpec,
-        trigger: &Trigger,
-        resolved: &Resolved,
-        cancel: &mut watch::Receiver<bool>,
-        on_spawn: process_group::OnSpawn,
-    ) -> ActionOutcome {
-        let work = async {
-            let mut outcome = self.actions.run(rendered, timeout, Some(on_spawn)).await;
-            if outcome.result != AttemptResult::Success {
-                return outcome;
-            }
-            // A notification reached people; there is nothing to verify.
-            if matches!(rendered, Rendered::Notify { .. }) {
-                return outcome;
-            }
-            if let Some(check) = &trigger.verify_check {
-                tokio::select! {
-                    verdict = self.verifier.verify(check, chain.verify_timeout.std()) => {
-                        match verdict {
-                            Ok(()) => outcome.message = format!("{}; verified: {check} healthy", outcome.message),
-                            Err(why) => {
-                                outcome.result = AttemptResult::Failure;
-                                outcome.message = format!("{}; not verified: {why}", outcome.message);
-                            }
-                        }
-                    }
-                    _ = resolved.notify.notified() => {
-                        outcome.message = format!("{}; the alert resolved", outcome.message);
-                    }
-                }
-            }
-            outcome
-        };
-        tokio::select! {
-            outcome = work => outcome,
-            _ = cancel.wait_for(|c| *c) => ActionOutcome {
-                result: AttemptResult::Failure,
-                message: "cancelled: medic is shutting down".into(),
-                exit_code: None,
-                output: String::new(),
-            },
-        }
+    fn no_store(&self, e: crate::store::StoreError) -> RunEnd {
+        self.metrics.store_error(e.operation());
+        RunEnd::NoStore
     }
 }
 
-/// The earliest time some step could run again, if any ever can without a reset.
-fn next_possible(chain: &ChainSpec, states: &BTreeMap<String, StepState>) -> Option<i64> {
-    chain
-        .steps
-        .iter()
-        .filter_map(|step| {
-            let state = states.get(&step.name).copied().unwrap_or_default();
-            if state.attempts >= step.max_attempts {
-                return None;
+/// What the engine holds while a run lasts, besides the machine's decisions.
+struct Holding {
+    run_id: String,
+    fencing_token: Option<i64>,
+    /// Renews the lease; `None` in a dry run and once the run ends.
+    heartbeat: Option<Heartbeat>,
+    /// Set once the run could not renew its lease: it stops acting at once.
+    fenced: Option<Fenced>,
+    /// What was tried so far, for notifications.
+    tried: Vec<TriedStep>,
+}
+
+/// One run being carried out: the IO side of each decision.
+struct Carry<'a, 'c, 'r> {
+    engine: &'a Engine,
+    store: &'a Store,
+    chain: &'a ChainSpec,
+    trigger: &'a Trigger,
+    control: &'a mut RunControl<'c>,
+    report: &'a mut (dyn FnMut(StepReport) + Send + 'r),
+    holding: &'a mut Holding,
+}
+
+impl Carry<'_, '_, '_> {
+    fn signals(&mut self) -> Signals {
+        if self.holding.fenced.is_none() {
+            self.holding.fenced = self
+                .holding
+                .heartbeat
+                .as_ref()
+                .and_then(Heartbeat::fenced_now);
+        }
+        Signals {
+            resolved: self.control.resolved.is_set(),
+            cancelled: *self.control.cancel.borrow(),
+            fenced: self.holding.fenced.is_some(),
+        }
+    }
+
+    fn skipped(&mut self, index: usize, reason: SkipReason) {
+        let step = &self.chain.steps[index];
+        self.engine
+            .metrics
+            .recovery_skipped(&self.chain.name, &step.name, reason.as_str());
+        (self.report)(StepReport::Skipped {
+            step: step.name.clone(),
+            reason,
+        });
+    }
+
+    fn would_run(&mut self, index: usize) {
+        let step = &self.chain.steps[index];
+        let action = match action::render(step, &self.chain.name, &self.context()) {
+            Ok(r) => r.to_string(),
+            Err(e) => format!("would fail: {e}"),
+        };
+        self.engine.metrics.recovery_skipped(
+            &self.chain.name,
+            &step.name,
+            SkipReason::DryRun.as_str(),
+        );
+        (self.report)(StepReport::WouldRun {
+            step: step.name.clone(),
+            action,
+        });
+    }
+
+    fn context(&self) -> ActionContext<'_> {
+        ActionContext {
+            values: &self.trigger.values,
+            trigger: self.trigger.kind.as_str(),
+            target: &self.trigger.target,
+            message: &self.trigger.message,
+            tried: &self.holding.tried,
+            fencing_token: self.holding.fencing_token,
+        }
+    }
+
+    /// One attempt of step `index`: record it, run its action, verify the fix, and feed each
+    /// result back to the machine. Nothing runs that could not be recorded: after a crash its
+    /// cooldown would be unknown.
+    async fn act(&mut self, run: &mut machine::Run, index: usize) {
+        let chain = self.chain;
+        let step = &chain.steps[index];
+        *self
+            .control
+            .current_step
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = step.name.clone();
+        let rendered = action::render(step, &chain.name, &self.context());
+        let start = AttemptStart {
+            run_id: &self.holding.run_id,
+            chain: &chain.name,
+            step: &step.name,
+            subject: &self.trigger.subject,
+            target: &self.trigger.target,
+            trigger: self.trigger.kind.as_str(),
+            started_ms: clock(),
+        };
+        let attempt_id = match self.store.begin_attempt(&start).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.engine.metrics.store_error(e.operation());
+                None
             }
-            Some(state.last_attempt_ms.unwrap_or(0) + step.cooldown.std().as_millis() as i64)
-        })
-        .min()
+        };
+        let started = tokio::time::Instant::now();
+        let span = tracing::info_span!("step", step = %step.name);
+        let (outcome, shown) = async {
+            match (&rendered, attempt_id) {
+                (Err(e), _) => (
+                    not_run(format!("not run: {e}")),
+                    step.action.kind().to_string(),
+                ),
+                (Ok(r), None) => (
+                    not_run("not run: the state store could not record the attempt"),
+                    r.to_string(),
+                ),
+                (Ok(r), Some(id)) => (self.run_and_verify(run, r, id, index).await, r.to_string()),
+            }
+        }
+        .instrument(span)
+        .await;
+        let ran = rendered.is_ok() && attempt_id.is_some();
+        if !ran {
+            run.action_finished(chain, ActionResult::NotRun, self.signals(), clock());
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        self.record_end(attempt_id, &outcome, seconds).await;
+        self.learn_and_report(step, outcome, shown, seconds, ran)
+            .await;
+    }
+
+    /// Runs the action (its group recorded while it runs) and, when the machine asks, the
+    /// verification; both stop at shutdown and at a lost lease.
+    async fn run_and_verify(
+        &mut self,
+        run: &mut machine::Run,
+        rendered: &Rendered,
+        attempt_id: i64,
+        index: usize,
+    ) -> ActionOutcome {
+        let chain = self.chain;
+        let step = &chain.steps[index];
+        let (on_spawn, spawned) = oneshot::channel();
+        let mut cancel = self.control.cancel.clone();
+        let action = async {
+            let (outcome, ()) = tokio::join!(
+                until_cancelled(
+                    &mut cancel,
+                    self.engine
+                        .actions
+                        .run(rendered, step.timeout.std(), Some(on_spawn))
+                ),
+                record_group(self.store, attempt_id, spawned, &self.engine.metrics),
+            );
+            outcome
+        };
+        let mut outcome = self.fenced_or(action).await;
+        let result = match outcome.result {
+            AttemptResult::Success => ActionResult::Success,
+            AttemptResult::Timeout => ActionResult::Timeout,
+            AttemptResult::Failure => ActionResult::Failure,
+        };
+        if run
+            .action_finished(chain, result, self.signals(), clock())
+            .is_some()
+        {
+            return outcome;
+        }
+        let Some(check) = self.trigger.verify_check.clone() else {
+            return outcome;
+        };
+        let resolved = self.control.resolved;
+        let verifier = &self.engine.verifier;
+        let timeout = chain.verify_timeout.std();
+        let mut cancel = self.control.cancel.clone();
+        let waiting = async {
+            tokio::select! {
+                verdict = verifier.verify(&check, timeout) => match verdict {
+                    Ok(()) => (Verification::Healthy, format!("verified: {check} healthy")),
+                    Err(why) => (Verification::NotHealthy, format!("not verified: {why}")),
+                },
+                _ = resolved.notify.notified() => (Verification::AlertResolved, "the alert resolved".to_string()),
+                _ = cancel.wait_for(|c| *c) => (Verification::Interrupted, "cancelled: medic is shutting down".to_string()),
+            }
+        };
+        let (found, note) = match self.holding.heartbeat.as_ref() {
+            Some(hb) => hb.guard(waiting).await.unwrap_or_else(|f| {
+                self.holding.fenced = Some(f);
+                (Verification::Interrupted, f.message())
+            }),
+            None => waiting.await,
+        };
+        if let Some(end) = run.verified(chain, found) {
+            outcome.result = end.result;
+        }
+        outcome.message = format!("{}; {note}", outcome.message);
+        outcome
+    }
+
+    /// Runs `work` under the lease: when the run is fenced its future is dropped, which kills
+    /// the step's process group before anything else happens.
+    async fn fenced_or(
+        &mut self,
+        work: impl std::future::Future<Output = ActionOutcome>,
+    ) -> ActionOutcome {
+        match self.holding.heartbeat.as_ref() {
+            Some(hb) => hb.guard(work).await.unwrap_or_else(|f| {
+                self.holding.fenced = Some(f);
+                not_run(f.message())
+            }),
+            None => work.await,
+        }
+    }
+
+    async fn record_end(&mut self, attempt_id: Option<i64>, outcome: &ActionOutcome, seconds: f64) {
+        let Some(id) = attempt_id else {
+            return;
+        };
+        let end = AttemptEnd {
+            finished_ms: clock(),
+            result: outcome.result.as_str(),
+            message: outcome.message.clone(),
+            exit_code: outcome.exit_code,
+            output: outcome.output.clone(),
+            duration_seconds: seconds,
+        };
+        let store = self.store;
+        if self.holding.fenced.is_some() {
+            // The store is what was lost: wait for it, so that the record says what happened
+            // (it overrides "interrupted" from a replica that took over).
+            lease::when_store_back("the fenced attempt", || store.end_attempt(id, &end)).await;
+        } else if let Err(e) = store.end_attempt(id, &end).await {
+            self.engine.metrics.store_error(e.operation());
+        }
+    }
+
+    async fn learn_and_report(
+        &mut self,
+        step: &StepSpec,
+        outcome: ActionOutcome,
+        shown: String,
+        seconds: f64,
+        ran: bool,
+    ) {
+        let name = &self.chain.name;
+        let metrics = &self.engine.metrics;
+        metrics.recovery_attempt(name, &step.name, outcome.result.as_str(), seconds);
+        tracing::info!(
+            step = %step.name,
+            action = %shown,
+            result = outcome.result.as_str(),
+            detail = %outcome.message,
+            seconds,
+            "recovery step finished"
+        );
+        let stopped = self.signals();
+        let learns = ran
+            && !is_notification(step)
+            && !(stopped.fenced || (stopped.cancelled && outcome.result != AttemptResult::Success));
+        if learns {
+            let success = outcome.result == AttemptResult::Success;
+            match self.store.learn(name, &step.name, success, clock()).await {
+                Ok(v) => metrics.recovery_effectiveness(name, &step.name, v),
+                Err(e) => metrics.store_error(e.operation()),
+            }
+        }
+        (self.report)(StepReport::Ran {
+            step: step.name.clone(),
+            action: shown,
+            result: outcome.result,
+            message: outcome.message.clone(),
+            seconds,
+        });
+        self.holding.tried.push(TriedStep {
+            step: step.name.clone(),
+            result: outcome.result.as_str().to_string(),
+            message: outcome.message,
+        });
+    }
+}
+
+/// The one clock of recovery: every decision gets `now` from here, at the edge.
+fn clock() -> i64 {
+    now_ms()
+}
+
+fn not_run(message: impl Into<String>) -> ActionOutcome {
+    ActionOutcome {
+        result: AttemptResult::Failure,
+        message: message.into(),
+        exit_code: None,
+        output: String::new(),
+    }
+}
+
+/// A notification fixes nothing: it is neither verified nor learned from.
+fn is_notification(step: &StepSpec) -> bool {
+    matches!(step.action, crate::config::ActionSpec::Notify { .. })
+}
+
+/// `work`, or a failure that says medic is shutting down.
+async fn until_cancelled(
+    cancel: &mut watch::Receiver<bool>,
+    work: impl std::future::Future<Output = ActionOutcome>,
+) -> ActionOutcome {
+    tokio::select! {
+        outcome = work => outcome,
+        _ = cancel.wait_for(|c| *c) => not_run("cancelled: medic is shutting down"),
+    }
 }
 
 /// Unique enough for run ids: time plus a per-process random sequence.
