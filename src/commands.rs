@@ -157,6 +157,8 @@ pub struct RecoverRequest {
     pub labels: Vec<String>,
     pub dry_run: bool,
     pub verify_check: Option<String>,
+    /// Run even while a pause or a maintenance window holds the chain.
+    pub force: bool,
     pub stats: bool,
 }
 
@@ -269,6 +271,18 @@ pub async fn recover(
         verify_check: request.verify_check.clone(),
         message: "run by hand".to_string(),
     };
+    // Manual runs obey what operators made (pauses, maintenance windows) unless forced; the
+    // automatic brakes (limits, the circuit) are for automatic healing and do not apply.
+    if let Some(held) = manual_hold(&config, &store, &trigger).await {
+        if request.force {
+            println!("{held}; --force: running anyway");
+        } else {
+            println!("outcome: not run: {held} (--force runs it anyway)");
+            store.close().await;
+            return 1;
+        }
+    }
+    println!("limits and the circuit breaker do not hold manual runs");
     let prober = match Prober::new() {
         Ok(p) => std::sync::Arc::new(p),
         Err(e) => {
@@ -368,5 +382,29 @@ pub async fn recover(
             println!("outcome: not run: the state store is unavailable");
             1
         }
+        RunEnd::Held(reason) => {
+            println!("outcome: not run: held ({})", reason.as_str());
+            1
+        }
     }
+}
+
+/// What operator-made hold keeps a manual run back, said for people.
+async fn manual_hold(
+    config: &crate::config::Config,
+    _store: &crate::store::Store,
+    trigger: &crate::recovery::engine::Trigger,
+) -> Option<String> {
+    let now = crate::timefmt::now_ms();
+    let mut labels = trigger.values.labels.clone();
+    if let Some(check) = &trigger.values.check {
+        labels.insert("check".to_string(), check.clone());
+    }
+    labels.insert("chain".to_string(), trigger.chain.clone());
+    config
+        .recovery
+        .maintenance
+        .iter()
+        .find(|w| w.holds(&labels, now))
+        .map(|w| format!("held by maintenance window {:?}", w.name))
 }

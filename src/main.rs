@@ -85,6 +85,9 @@ enum Command {
         /// Verify each step with this check (probed directly)
         #[arg(long = "verify-check", value_name = "CHECK")]
         verify_check: Option<String>,
+        /// Run even while a pause or a maintenance window holds the chain
+        #[arg(long)]
+        force: bool,
         /// Print per-step totals from the state store instead of running anything
         #[arg(long)]
         stats: bool,
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
             labels,
             dry_run,
             verify_check,
+            force,
             stats,
         } => {
             let location = ConfigLocation::resolve(cli.config_file);
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
                 labels,
                 dry_run,
                 verify_check,
+                force,
                 stats,
             };
             runtime.block_on(medic::commands::recover(request, location, &overrides))

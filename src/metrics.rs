@@ -92,6 +92,22 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChainLabels {
+    chain: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChainReasonLabels {
+    chain: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WindowLabels {
+    window: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     revision: String,
@@ -432,6 +448,10 @@ pub struct Metrics {
     store_backlog: Gauge,
     /// Probes that failed because medic itself ran out of fds, processes or memory.
     probe_errors: Family<ReasonLabels, Counter>,
+    recovery_held: Family<ChainReasonLabels, Counter>,
+    recovery_runs_active: Family<ChainLabels, Gauge>,
+    recovery_circuit_open: Gauge,
+    maintenance_active: Family<WindowLabels, Gauge>,
     /// Which mountpoints each check has exported, so a removed check takes its series along.
     disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
@@ -636,7 +656,35 @@ impl Metrics {
                     .to_string(),
             })
             .set(1);
+        let recovery_held = Family::<ChainReasonLabels, Counter>::default();
+        registry.register(
+            "medic_recovery_held",
+            "Recovery triggers held back by a limit, the open circuit, a maintenance window or a pause",
+            recovery_held.clone(),
+        );
+        let recovery_runs_active = Family::<ChainLabels, Gauge>::default();
+        registry.register(
+            "medic_recovery_runs_active",
+            "Recovery runs in progress in this process",
+            recovery_runs_active.clone(),
+        );
+        let recovery_circuit_open = Gauge::default();
+        registry.register(
+            "medic_recovery_circuit_open",
+            "1 while max_unhealthy holds every new recovery run",
+            recovery_circuit_open.clone(),
+        );
+        let maintenance_active = Family::<WindowLabels, Gauge>::default();
+        registry.register(
+            "medic_maintenance_active",
+            "1 while the maintenance window is open",
+            maintenance_active.clone(),
+        );
         Metrics {
+            recovery_held,
+            recovery_runs_active,
+            recovery_circuit_open,
+            maintenance_active,
             registry,
             checks,
             system_cpu,
@@ -781,6 +829,17 @@ impl Metrics {
             .observe(duration_seconds);
     }
 
+    /// A shadow run's step: counted as an attempt with result `shadow`, with no duration.
+    pub fn recovery_shadow(&self, chain: &str, step: &str) {
+        self.recovery_attempts
+            .get_or_create(&StepResultLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+                result: "shadow".to_string(),
+            })
+            .inc();
+    }
+
     pub fn recovery_skipped(&self, chain: &str, step: &str, reason: &str) {
         self.recovery_skipped
             .get_or_create(&StepSkipLabels {
@@ -799,6 +858,67 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    pub fn recovery_held(&self, chain: &str, reason: crate::recovery::hold::HoldReason) {
+        self.recovery_held
+            .get_or_create(&ChainReasonLabels {
+                chain: chain.to_string(),
+                reason: reason.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    /// Makes every chain's held and active series exist from the start, so rules see zeros.
+    pub fn recovery_chain(&self, chain: &str) {
+        for reason in crate::recovery::hold::HoldReason::ALL {
+            let _ = self.recovery_held.get_or_create(&ChainReasonLabels {
+                chain: chain.to_string(),
+                reason: reason.as_str().to_string(),
+            });
+        }
+        let _ = self.recovery_runs_active.get_or_create(&ChainLabels {
+            chain: chain.to_string(),
+        });
+    }
+
+    /// Drops a chain's held and active series when it is no longer configured.
+    pub fn forget_chain(&self, chain: &str) {
+        for reason in crate::recovery::hold::HoldReason::ALL {
+            self.recovery_held.remove(&ChainReasonLabels {
+                chain: chain.to_string(),
+                reason: reason.as_str().to_string(),
+            });
+        }
+        self.recovery_runs_active.remove(&ChainLabels {
+            chain: chain.to_string(),
+        });
+    }
+
+    pub fn recovery_runs_active(&self, chain: &str, active: usize) {
+        self.recovery_runs_active
+            .get_or_create(&ChainLabels {
+                chain: chain.to_string(),
+            })
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
+    }
+
+    pub fn recovery_circuit_open(&self, open: bool) {
+        self.recovery_circuit_open.set(i64::from(open));
+    }
+
+    pub fn maintenance_active(&self, window: &str, open: bool) {
+        self.maintenance_active
+            .get_or_create(&WindowLabels {
+                window: window.to_string(),
+            })
+            .set(i64::from(open));
+    }
+
+    pub fn forget_maintenance(&self, window: &str) {
+        self.maintenance_active.remove(&WindowLabels {
+            window: window.to_string(),
+        });
     }
 
     pub fn recovery_effectiveness(&self, chain: &str, step: &str, value: f64) {

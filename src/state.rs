@@ -345,7 +345,10 @@ impl StateTask {
                         .collect(),
                 );
             }
-            Command::LoadHistory { rows } => self.load_history(rows),
+            Command::LoadHistory { rows } => {
+                self.load_history(rows);
+                self.send_census();
+            }
             Command::Health { reply } => {
                 let _ = reply.send(self.health());
             }
@@ -398,6 +401,14 @@ impl StateTask {
                 ""
             };
             tracing::info!(check, %from, to = %record.health.status, reason, result = %outcome.message, "check status changed");
+        }
+        if let (Some(recovery), Some(t)) = (&self.recovery, transition) {
+            if (t.from == Status::Critical) != (t.to == Status::Critical) {
+                let _ = recovery.send(Event::CheckCritical {
+                    check: check.to_string(),
+                    critical: t.to == Status::Critical,
+                });
+            }
         }
         if let (Some(recovery), Some(chain)) = (&self.recovery, &record.spec.recovery) {
             let subject = format!("check:{check}");
@@ -484,6 +495,23 @@ impl StateTask {
             self.metrics.forget_check(name);
         }
         self.checks = next;
+        self.send_census();
+    }
+
+    /// Tells recovery how many checks are enabled and which are critical: the circuit breaker
+    /// and held triggers depend on it.
+    fn send_census(&self) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        let enabled = self.checks.values().filter(|r| r.spec.enabled).count();
+        let critical = self
+            .checks
+            .iter()
+            .filter(|(_, r)| r.spec.enabled && r.health.status == Status::Critical)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let _ = recovery.send(Event::Census { enabled, critical });
     }
 
     /// Merges stored results into checks' history and trend. A check that has not been probed

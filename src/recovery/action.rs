@@ -19,6 +19,8 @@ pub enum AttemptResult {
     Success,
     Failure,
     Timeout,
+    /// Shadow mode: recorded as the step that would have run; nothing ran.
+    Shadow,
 }
 
 impl AttemptResult {
@@ -27,6 +29,7 @@ impl AttemptResult {
             AttemptResult::Success => "success",
             AttemptResult::Failure => "failure",
             AttemptResult::Timeout => "timeout",
+            AttemptResult::Shadow => "shadow",
         }
     }
 }

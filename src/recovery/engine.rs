@@ -3,7 +3,7 @@
 //! to the next step on failure. The manager task owns the set of active runs; each run is a
 //! task of its own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,10 @@ use super::action::{
 };
 use super::chain::{self, SkipReason};
 use super::lease::{self, Fenced, Heartbeat, LEASE};
+use super::held::{Held, Offered};
+use super::hold::{self, HoldReason, Load, OperatorHolds, Origin};
 use super::machine::{self, ActionResult, Decision, Mode, Signals, Verification};
+use super::pause::{self, Pause};
 use super::template::Values;
 use crate::alertmanager::ReceivedAlert;
 use crate::checks::Prober;
@@ -76,6 +79,8 @@ pub enum RunEnd {
     AlreadyRunning,
     /// The state store is unavailable: nothing runs that cannot be recorded.
     NoStore,
+    /// The store held it back: a fleet-wide limit (replicas' runs count too).
+    Held(HoldReason),
     Finished {
         outcome: RunOutcome,
     },
@@ -248,10 +253,10 @@ impl Engine {
         control: &mut RunControl<'_>,
         report: &mut (dyn FnMut(StepReport) + Send),
     ) -> RunEnd {
-        let mode = if control.dry_run {
-            Mode::DryRun
-        } else {
-            Mode::Act
+        let mode = match (control.dry_run, chain.mode) {
+            (true, _) => Mode::DryRun,
+            (false, crate::config::RecoveryMode::Shadow) => Mode::Shadow,
+            (false, crate::config::RecoveryMode::Active) => Mode::Act,
         };
         let mut run = match self.open(store, chain, trigger, mode).await {
             Ok(run) => run,
@@ -279,6 +284,7 @@ impl Engine {
                     until_ms: _,
                 } => carry.skipped(index, reason),
                 Decision::WouldRun { index } => carry.would_run(index),
+                Decision::Shadow { index } => carry.shadow(index).await,
                 Decision::Act { index } => carry.act(&mut run, index).await,
                 // Verification follows the action inside `act`; the machine asks for it only
                 // while it waits there.
@@ -288,7 +294,9 @@ impl Engine {
                         Mode::DryRun => RunEnd::Finished {
                             outcome: end.outcome,
                         },
-                        Mode::Act => self.close(store, chain, trigger, holding, end).await,
+                        Mode::Act | Mode::Shadow => {
+                            self.close(store, chain, trigger, holding, end).await
+                        }
                     }
                 }
             }
@@ -527,6 +535,38 @@ impl Carry<'_, '_, '_> {
         });
     }
 
+    /// Shadow mode: the step that would run is recorded with result `shadow`; nothing runs.
+    async fn shadow(&mut self, index: usize) {
+        let chain = self.chain;
+        let step = &chain.steps[index];
+        let shown = match action::render(step, &chain.name, &self.context()) {
+            Ok(r) => r.to_string(),
+            Err(e) => format!("would fail: {e}"),
+        };
+        let message = format!("shadow: would run {shown}");
+        let start = AttemptStart {
+            run_id: &self.holding.run_id,
+            chain: &chain.name,
+            step: &step.name,
+            subject: &self.trigger.subject,
+            target: &self.trigger.target,
+            trigger: self.trigger.kind.as_str(),
+            started_ms: clock(),
+        };
+        if let Err(e) = self.store.record_shadow_attempt(&start, &message).await {
+            self.engine.metrics.store_error(e.operation());
+        }
+        self.engine.metrics.recovery_shadow(&chain.name, &step.name);
+        tracing::info!(step = %step.name, action = %shown, "shadow mode: step recorded, not run");
+        (self.report)(StepReport::Ran {
+            step: step.name.clone(),
+            action: shown,
+            result: AttemptResult::Shadow,
+            message,
+            seconds: 0.0,
+        });
+    }
+
     fn context(&self) -> ActionContext<'_> {
         ActionContext {
             values: &self.trigger.values,
@@ -622,7 +662,7 @@ impl Carry<'_, '_, '_> {
         let result = match outcome.result {
             AttemptResult::Success => ActionResult::Success,
             AttemptResult::Timeout => ActionResult::Timeout,
-            AttemptResult::Failure => ActionResult::Failure,
+            AttemptResult::Failure | AttemptResult::Shadow => ActionResult::Failure,
         };
         if run
             .action_finished(chain, result, self.signals(), clock())
@@ -743,6 +783,17 @@ impl Carry<'_, '_, '_> {
     }
 }
 
+/// The labels holds match on: the trigger's (an alert's, or a check's `labels:`), plus
+/// `check` and `chain`.
+fn run_labels(trigger: &Trigger) -> BTreeMap<String, String> {
+    let mut labels = trigger.values.labels.clone();
+    if let Some(check) = &trigger.values.check {
+        labels.insert("check".to_string(), check.clone());
+    }
+    labels.insert("chain".to_string(), trigger.chain.clone());
+    labels
+}
+
 /// The one clock of recovery: every decision gets `now` from here, at the edge.
 fn clock() -> i64 {
     now_ms()
@@ -800,6 +851,16 @@ pub enum Event {
         reply: oneshot::Sender<WebhookSummary>,
     },
     Apply(RecoveryConfig),
+    /// A check turned critical, or stopped being critical (any check: the circuit breaker
+    /// counts them all).
+    CheckCritical { check: String, critical: bool },
+    /// Every enabled check and which of them are critical, after a (re)load.
+    Census {
+        enabled: usize,
+        critical: Vec<String>,
+    },
+    /// The active pauses, whenever they change (made, ended, expired, or seen from the store).
+    Pauses(Vec<Pause>),
 }
 
 /// What became of a trigger the manager accepted.
@@ -814,6 +875,9 @@ pub enum Disposition {
     /// The state store is not open: nothing runs unrecorded.
     NoStore,
     UnknownChain,
+    /// Held back by a limit, the open circuit, a maintenance window or a pause; it starts
+    /// when the hold lifts if it still needs healing.
+    Held(HoldReason),
 }
 
 /// The webhook's answer: what was started, coalesced or unrouted.
@@ -823,6 +887,7 @@ pub struct WebhookSummary {
     pub started: Vec<AlertRef>,
     pub coalesced: Vec<AlertRef>,
     pub blocked: Vec<AlertRef>,
+    pub held: Vec<AlertRef>,
     pub resolved: Vec<AlertRef>,
     pub unrouted: usize,
 }
@@ -886,8 +951,7 @@ struct Active {
 }
 
 struct Finished {
-    chain: String,
-    subject: String,
+    trigger: Trigger,
     end: RunEnd,
 }
 
@@ -917,6 +981,13 @@ pub fn spawn_manager(
         blocked_until: HashMap::new(),
         tasks: tokio::task::JoinSet::new(),
         done_tx,
+        held: Held::new(MAX_HELD),
+        critical: HashSet::new(),
+        enabled_checks: 0,
+        starts: VecDeque::new(),
+        pauses: Vec::new(),
+        circuit_open: false,
+        windows_open: BTreeMap::new(),
     };
     tokio::spawn(manager.run(events, done_rx))
 }
@@ -932,7 +1003,23 @@ struct Manager {
     blocked_until: HashMap<(String, String), i64>,
     tasks: tokio::task::JoinSet<()>,
     done_tx: mpsc::Sender<Finished>,
+    /// Triggers a hold keeps back, one per subject, oldest first.
+    held: Held<Trigger>,
+    /// Enabled checks that are critical now, and how many checks are enabled: the circuit.
+    critical: HashSet<String>,
+    enabled_checks: usize,
+    /// When this process started its recent runs, for `max_runs` (the store decides for the
+    /// fleet).
+    starts: VecDeque<i64>,
+    pauses: Vec<Pause>,
+    circuit_open: bool,
+    windows_open: BTreeMap<String, bool>,
 }
+
+/// Held triggers kept at most; past this the oldest is dropped (and logged).
+const MAX_HELD: usize = 10_000;
+/// How often holds are looked at again: windows close, pauses end, the rate window slides.
+const REVIEW: Duration = Duration::from_secs(1);
 
 impl Manager {
     async fn run(
@@ -941,6 +1028,9 @@ impl Manager {
         mut done_rx: mpsc::Receiver<Finished>,
     ) {
         let mut sweep = tokio::time::interval(ABANDONED_SWEEP);
+        let mut review = tokio::time::interval(REVIEW);
+        review.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.register_chain_series(&BTreeMap::new());
         let initial = self.store.borrow().clone();
         set_effectiveness_gauges(&self.engine, &self.config, initial.as_ref()).await;
         let mut shutdown = self.shutdown.clone();
@@ -961,6 +1051,7 @@ impl Manager {
                         set_effectiveness_gauges(&self.engine, &self.config, Some(&s)).await;
                     }
                 }
+                _ = review.tick() => self.review(),
                 _ = sweep.tick() => {
                     let current = self.store.borrow().clone();
                     if let Some(s) = current {
@@ -991,6 +1082,23 @@ impl Manager {
                 let summary = self.route(alerts).await;
                 let _ = reply.send(summary);
             }
+            Event::CheckCritical { check, critical } => {
+                if critical {
+                    self.critical.insert(check);
+                } else {
+                    self.critical.remove(&check);
+                }
+                self.review();
+            }
+            Event::Census { enabled, critical } => {
+                self.enabled_checks = enabled;
+                self.critical = critical.into_iter().collect();
+                self.review();
+            }
+            Event::Pauses(pauses) => {
+                self.pauses = pauses;
+                self.review();
+            }
             Event::Apply(new) => {
                 for (name, old) in &self.config.chains {
                     for step in &old.steps {
@@ -1003,15 +1111,24 @@ impl Manager {
                         }
                     }
                 }
-                self.config = new;
+                let old = std::mem::replace(&mut self.config, new);
+                self.register_chain_series(&old.chains);
+                for window in &old.maintenance {
+                    if !self.config.maintenance.iter().any(|w| w.name == window.name) {
+                        self.engine.metrics.forget_maintenance(&window.name);
+                        self.windows_open.remove(&window.name);
+                    }
+                }
                 self.blocked_until.clear();
+                self.review();
                 let current = self.store.borrow().clone();
                 set_effectiveness_gauges(&self.engine, &self.config, current.as_ref()).await;
             }
         }
     }
 
-    /// Starts a run for the trigger unless one is in progress or nothing could run.
+    /// Starts a run for the trigger unless one is in progress, nothing could run, or a hold
+    /// keeps it back (then it waits, one per subject, until the hold lifts).
     fn accept(&mut self, trigger: Trigger) -> Disposition {
         let Some(chain) = self.config.chains.get(&trigger.chain).cloned() else {
             tracing::warn!(chain = %trigger.chain, "trigger for an unknown chain ignored");
@@ -1036,14 +1153,157 @@ impl Manager {
         if self
             .blocked_until
             .get(&key)
-            .is_some_and(|until| now_ms() < *until)
+            .is_some_and(|until| clock() < *until)
         {
             return Disposition::Blocked;
         }
-        let Some(store) = self.store.borrow().clone() else {
+        if self.store.borrow().is_none() {
             tracing::warn!(chain = %trigger.chain, target = %trigger.target, "state store not open yet: recovery waits for it");
             return Disposition::NoStore;
+        }
+        if let Some(reason) = self.hold_reason(&trigger, clock()) {
+            self.hold(trigger, reason);
+            return Disposition::Held(reason);
+        }
+        self.start(trigger, chain)
+    }
+
+    /// What holds `trigger` back now, if anything.
+    fn hold_reason(&self, trigger: &Trigger, now_ms: i64) -> Option<HoldReason> {
+        let labels = run_labels(trigger);
+        let operator = OperatorHolds {
+            paused: pause::paused(&self.pauses, &labels, now_ms),
+            in_maintenance: self
+                .config
+                .maintenance
+                .iter()
+                .any(|w| w.holds(&labels, now_ms)),
         };
+        let active_in_chain = self
+            .active
+            .keys()
+            .filter(|(chain, _)| *chain == trigger.chain)
+            .count();
+        let load = Load {
+            active: self.active.len(),
+            active_in_chain,
+            critical_checks: self.critical.len(),
+            enabled_checks: self.enabled_checks,
+        };
+        let starts: Vec<i64> = self.starts.iter().copied().collect();
+        hold::hold_reason(
+            &self.config.limits,
+            &trigger.chain,
+            operator,
+            load,
+            &starts,
+            Origin::Automatic,
+            now_ms,
+        )
+    }
+
+    fn hold(&mut self, trigger: Trigger, reason: HoldReason) {
+        self.engine.metrics.recovery_held(&trigger.chain, reason);
+        let (chain, subject) = (trigger.chain.clone(), trigger.subject.clone());
+        match self.held.offer(&chain, &subject, reason, trigger, clock()) {
+            Offered::Held => {
+                tracing::info!(chain = %chain, subject = %subject, reason = reason.as_str(), "recovery held")
+            }
+            Offered::Coalesced => {}
+            Offered::Evicted(old) => tracing::warn!(
+                chain = %old.chain,
+                subject = %old.subject,
+                "too many held recovery triggers: the oldest was dropped"
+            ),
+        }
+    }
+
+    /// Looks at every hold again: gauges, then held triggers oldest first. One that no
+    /// longer needs healing is dropped; one whose hold lifted starts; a shared limit (the
+    /// circuit, the rate, concurrency) lets nothing younger overtake the oldest.
+    fn review(&mut self) {
+        let now = clock();
+        let circuit = hold::circuit_open(
+            self.config.limits.max_unhealthy,
+            self.critical.len(),
+            self.enabled_checks,
+        );
+        if circuit != self.circuit_open {
+            tracing::warn!(open = circuit, critical = self.critical.len(), enabled = self.enabled_checks, "recovery circuit breaker changed");
+            self.circuit_open = circuit;
+        }
+        self.engine.metrics.recovery_circuit_open(circuit);
+        for window in &self.config.maintenance {
+            let open = window.is_open(now);
+            if self.windows_open.insert(window.name.clone(), open) != Some(open) {
+                tracing::info!(window = %window.name, open, "maintenance window");
+            }
+            self.engine.metrics.maintenance_active(&window.name, open);
+        }
+        let within = self.config.limits.max_runs.map_or(0, |r| r.within_ms);
+        while self.starts.front().is_some_and(|t| *t <= now - within) {
+            self.starts.pop_front();
+        }
+        self.release_held(now);
+    }
+
+    fn release_held(&mut self, now_ms: i64) {
+        let waiting: Vec<(String, String)> = self
+            .held
+            .iter()
+            .map(|e| (e.chain.clone(), e.subject.clone()))
+            .collect();
+        for (chain, subject) in waiting {
+            let Some(entry) = self.held.iter().find(|e| e.chain == chain && e.subject == subject)
+            else {
+                continue;
+            };
+            let trigger = &entry.item;
+            let still_needed = self.config.chains.contains_key(&chain)
+                && match (trigger.kind, &trigger.values.check) {
+                    (TriggerKind::Check, Some(check)) => self.critical.contains(check),
+                    _ => true,
+                };
+            if !still_needed {
+                self.held.remove(&chain, &subject);
+                tracing::info!(chain = %chain, subject = %subject, "held recovery dropped: no longer needed");
+                continue;
+            }
+            match self.hold_reason(trigger, now_ms) {
+                None => {
+                    if let Some(entry) = self.held.remove(&chain, &subject) {
+                        let _ = self.accept(entry.item);
+                    }
+                }
+                Some(HoldReason::Paused | HoldReason::Maintenance) => {}
+                Some(_) => break,
+            }
+        }
+    }
+
+    /// Makes every chain's held and active series exist, and drops those of removed chains.
+    fn register_chain_series(&self, old: &BTreeMap<String, Arc<ChainSpec>>) {
+        for name in old.keys() {
+            if !self.config.chains.contains_key(name) {
+                self.engine.metrics.forget_chain(name);
+            }
+        }
+        for name in self.config.chains.keys() {
+            self.engine.metrics.recovery_chain(name);
+        }
+    }
+
+    fn set_active_gauge(&self, chain: &str) {
+        let n = self.active.keys().filter(|(c, _)| c == chain).count();
+        self.engine.metrics.recovery_runs_active(chain, n);
+    }
+
+    fn start(&mut self, trigger: Trigger, chain: Arc<ChainSpec>) -> Disposition {
+        let key = (trigger.chain.clone(), trigger.subject.clone());
+        let Some(store) = self.store.borrow().clone() else {
+            return Disposition::NoStore;
+        };
+        self.starts.push_back(clock());
         let run = Active {
             target: trigger.target.clone(),
             current_step: Arc::new(Mutex::new(
@@ -1057,6 +1317,7 @@ impl Manager {
         };
         let (current_step, resolved) = (run.current_step.clone(), run.resolved.clone());
         self.active.insert(key, run);
+        self.set_active_gauge(&chain.name);
         let (engine, done_tx, cancel) = (
             self.engine.clone(),
             self.done_tx.clone(),
@@ -1075,13 +1336,7 @@ impl Manager {
                 let end = engine
                     .run(&store, &chain, &trigger, &mut control, &mut |_| {})
                     .await;
-                let _ = done_tx
-                    .send(Finished {
-                        chain: trigger.chain,
-                        subject: trigger.subject,
-                        end,
-                    })
-                    .await;
+                let _ = done_tx.send(Finished { trigger, end }).await;
             }
             .instrument(span),
         );
@@ -1090,6 +1345,9 @@ impl Manager {
 
     async fn healthy(&mut self, chain: String, subject: String, at_ms: i64) {
         self.blocked_until.remove(&(chain.clone(), subject.clone()));
+        if self.held.remove(&chain, &subject).is_some() {
+            tracing::info!(chain = %chain, subject = %subject, "held recovery dropped: healthy again");
+        }
         let current = self.store.borrow().clone();
         if let Some(s) = current {
             if let Err(e) = s.set_healthy_since(&chain, &subject, Some(at_ms)).await {
@@ -1163,6 +1421,7 @@ impl Manager {
             match self.accept(trigger) {
                 Disposition::Started => summary.started.push(reference),
                 Disposition::Coalesced => summary.coalesced.push(reference),
+                Disposition::Held(_) => summary.held.push(reference),
                 Disposition::Blocked | Disposition::NoStore | Disposition::UnknownChain => {
                     summary.blocked.push(reference)
                 }
@@ -1172,10 +1431,19 @@ impl Manager {
     }
 
     fn finished(&mut self, done: Finished) {
-        self.active
-            .remove(&(done.chain.clone(), done.subject.clone()));
-        let key = (done.chain, done.subject);
+        let key = (done.trigger.chain.clone(), done.trigger.subject.clone());
+        self.active.remove(&key);
+        self.set_active_gauge(&key.0);
         match done.end {
+            // The store held it for the fleet (another replica's runs count too).
+            RunEnd::Held(reason) => self.hold(done.trigger, reason),
+            // Nothing ran and nothing will change by trying again before the subject is
+            // healthy: one shadow run per incident.
+            RunEnd::Finished {
+                outcome: RunOutcome::Shadow,
+            } => {
+                self.blocked_until.insert(key, i64::MAX);
+            }
             RunEnd::NothingToRun { next_possible_ms } => {
                 self.blocked_until
                     .insert(key, next_possible_ms.unwrap_or(i64::MAX));
@@ -1188,6 +1456,8 @@ impl Manager {
             }
             _ => {}
         }
+        // A run slot is free: the oldest held trigger may go.
+        self.review();
     }
 }
 

@@ -17,6 +17,9 @@ pub enum Mode {
     Act,
     /// Decide and show; record and run nothing (`medic recover --dry-run`).
     DryRun,
+    /// Decide as in `Act` and record the step that would run, then end: no action runs and
+    /// no counter, cooldown or effectiveness changes (`mode: shadow`).
+    Shadow,
 }
 
 /// How a run ended.
@@ -25,6 +28,8 @@ pub enum RunOutcome {
     Recovered,
     Exhausted,
     Cancelled,
+    /// Shadow mode: the step that would have run was recorded, nothing ran.
+    Shadow,
 }
 
 impl RunOutcome {
@@ -33,6 +38,7 @@ impl RunOutcome {
             RunOutcome::Recovered => "recovered",
             RunOutcome::Exhausted => "exhausted",
             RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Shadow => "shadow",
         }
     }
 }
@@ -105,6 +111,8 @@ pub enum Decision {
     },
     /// Dry run: show what step `index` would do, run nothing.
     WouldRun { index: usize },
+    /// Shadow mode: record that step `index` would run now; the next decision ends the run.
+    Shadow { index: usize },
     /// Record an attempt of step `index`, then run its action (nothing runs unrecorded).
     Act { index: usize },
     /// The action worked; verification decides. Ask `check` (promptly) until `deadline_ms`.
@@ -290,6 +298,10 @@ impl Run {
             Mode::DryRun => {
                 self.cursor += 1;
                 Decision::WouldRun { index }
+            }
+            Mode::Shadow => {
+                self.end(chain, RunOutcome::Shadow);
+                Decision::Shadow { index }
             }
             Mode::Act => {
                 self.states.insert(
@@ -757,6 +769,42 @@ mod tests {
         assert_eq!(acted, ["would a", "would c"]);
         assert_eq!(skipped, [("b".to_string(), SkipReason::MaxAttempts)]);
         assert_eq!(end.outcome, RunOutcome::Exhausted);
+    }
+
+    #[test]
+    fn shadow_records_the_step_that_would_run_then_ends() {
+        let c = three();
+        // a is cooling down: b is the step that would run.
+        let mut run = Run::open(
+            &c,
+            states(&[("a", 1, Some(990_000))]),
+            &BTreeMap::new(),
+            Mode::Shadow,
+            true,
+            1_000_000,
+        )
+        .unwrap();
+        assert!(matches!(
+            run.next(&c, NONE, 1_000_000),
+            Decision::Skip {
+                index: 0,
+                reason: SkipReason::Cooldown,
+                ..
+            }
+        ));
+        assert_eq!(run.next(&c, NONE, 1_000_000), Decision::Shadow { index: 1 });
+        match run.next(&c, NONE, 1_000_000) {
+            Decision::End(end) => {
+                assert_eq!(end.outcome, RunOutcome::Shadow);
+                assert!(end.reset_steps.is_empty());
+            }
+            other => panic!("want the end, got {other:?}"),
+        }
+        assert_eq!(
+            run.states.get("b"),
+            None,
+            "shadow counts no attempt, even in its own bookkeeping"
+        );
     }
 
     #[test]

@@ -98,6 +98,7 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
                 "started": summary.started,
                 "coalesced": summary.coalesced,
                 "blocked": summary.blocked,
+                "held": summary.held,
                 "resolved": summary.resolved,
                 "unrouted": summary.unrouted,
                 "truncated_alerts": truncated,

@@ -188,6 +188,30 @@ impl Store {
         }
     }
 
+    /// Records the step a shadow run would have run, already ended with result `shadow`. No
+    /// counter moves: shadow mode changes no attempt count, cooldown or effectiveness.
+    pub async fn record_shadow_attempt(
+        &self,
+        a: &AttemptStart<'_>,
+        message: &str,
+    ) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO recovery_attempts (run_id, chain, step, target, trigger, started_ms, finished_ms, result, message, duration_seconds) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, 'shadow', $7, 0) RETURNING id",
+        )
+        .bind(a.run_id.to_string())
+        .bind(a.chain.to_string())
+        .bind(a.step.to_string())
+        .bind(a.target.to_string())
+        .bind(a.trigger.to_string())
+        .bind(a.started_ms)
+        .bind(message.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get::<i64, _>(0))
+        .map_err(query_error("write"))
+    }
+
     pub async fn end_attempt(&self, id: i64, end: &AttemptEnd) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE recovery_attempts SET finished_ms = $1, result = $2, message = $3, exit_code = $4, output = $5, duration_seconds = $6 WHERE id = $7",

@@ -286,10 +286,19 @@ recovery:
         .await
         .unwrap_or(0.0);
     assert!(probe_errors >= 1.0, "{probe_errors}");
-    // Every run's step succeeded: a wait within the step's timeout is no failure.
-    let runs = medic.json("/api/v1/recoveries?chain=fix").await;
+    // Every run's step succeeded: a wait within the step's timeout is no failure. A step's
+    // end is recorded just after its program exits: wait for the eighth record.
+    let runs = wait_for(
+        "all 8 attempts recorded",
+        Duration::from_secs(30),
+        || async {
+            let runs = medic.json("/api/v1/recoveries?chain=fix").await;
+            let attempts = runs["attempts"].as_array()?;
+            (attempts.len() == 8 && attempts.iter().all(|a| !a["result"].is_null())).then_some(runs)
+        },
+    )
+    .await;
     let attempts = runs["attempts"].as_array().expect("attempts");
-    assert_eq!(attempts.len(), 8, "{runs}");
     assert!(attempts.iter().all(|a| a["result"] == "success"), "{runs}");
     medic.wait_status("plugin", "healthy").await;
 }
