@@ -16,9 +16,9 @@ use super::action::{
     self, ActionContext, ActionOutcome, Actions, AttemptResult, Rendered, TriedStep,
 };
 use super::chain::{self, SkipReason};
-use super::lease::{self, Fenced, Heartbeat, LEASE};
 use super::held::{Held, Offered};
 use super::hold::{self, HoldReason, Load, OperatorHolds, Origin};
+use super::lease::{self, Fenced, Heartbeat, LEASE};
 use super::machine::{self, ActionResult, Decision, Mode, Signals, Verification};
 use super::pause::{self, Pause};
 use super::template::Values;
@@ -853,7 +853,10 @@ pub enum Event {
     Apply(RecoveryConfig),
     /// A check turned critical, or stopped being critical (any check: the circuit breaker
     /// counts them all).
-    CheckCritical { check: String, critical: bool },
+    CheckCritical {
+        check: String,
+        critical: bool,
+    },
     /// Every enabled check and which of them are critical, after a (re)load.
     Census {
         enabled: usize,
@@ -1114,7 +1117,12 @@ impl Manager {
                 let old = std::mem::replace(&mut self.config, new);
                 self.register_chain_series(&old.chains);
                 for window in &old.maintenance {
-                    if !self.config.maintenance.iter().any(|w| w.name == window.name) {
+                    if !self
+                        .config
+                        .maintenance
+                        .iter()
+                        .any(|w| w.name == window.name)
+                    {
                         self.engine.metrics.forget_maintenance(&window.name);
                         self.windows_open.remove(&window.name);
                     }
@@ -1229,7 +1237,12 @@ impl Manager {
             self.enabled_checks,
         );
         if circuit != self.circuit_open {
-            tracing::warn!(open = circuit, critical = self.critical.len(), enabled = self.enabled_checks, "recovery circuit breaker changed");
+            tracing::warn!(
+                open = circuit,
+                critical = self.critical.len(),
+                enabled = self.enabled_checks,
+                "recovery circuit breaker changed"
+            );
             self.circuit_open = circuit;
         }
         self.engine.metrics.recovery_circuit_open(circuit);
@@ -1254,7 +1267,10 @@ impl Manager {
             .map(|e| (e.chain.clone(), e.subject.clone()))
             .collect();
         for (chain, subject) in waiting {
-            let Some(entry) = self.held.iter().find(|e| e.chain == chain && e.subject == subject)
+            let Some(entry) = self
+                .held
+                .iter()
+                .find(|e| e.chain == chain && e.subject == subject)
             else {
                 continue;
             };

@@ -337,43 +337,58 @@ impl Store {
     /// another run for the same (chain, subject) is still active (in this process or another
     /// replica); otherwise the token: larger than that of every run begun before.
     pub async fn begin_run(&self, run: &RunStart<'_>) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(query_error("write"))?;
-        let result = sqlx::query(
-            "INSERT INTO recovery_runs (id, chain, target, subject, trigger, started_ms, owner, lease_until_ms, labels) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-        )
-        .bind(run.id.to_string())
-        .bind(run.chain.to_string())
-        .bind(run.target.to_string())
-        .bind(run.subject.to_string())
-        .bind(run.trigger.to_string())
-        .bind(run.started_ms)
-        .bind(run.owner.to_string())
-        .bind(run.lease_until_ms)
-        .bind(run.labels_json.clone())
-        .execute(&mut *tx)
-        .await
-        .map_err(query_error("write"))?;
-        if result.rows_affected() != 1 {
-            // Dropping the transaction rolls it back; nothing was written.
-            return Ok(None);
-        }
-        // The counter row is locked until commit: runs beginning at once take turns here, so
-        // tokens are issued in the order the runs are recorded.
-        let token: i64 =
-            sqlx::query("UPDATE medic_fencing SET token = token + 1 WHERE id = 1 RETURNING token")
-                .fetch_one(&mut *tx)
-                .await
-                .and_then(|r| r.try_get::<i64, _>(0))
-                .map_err(query_error("write"))?;
-        sqlx::query("UPDATE recovery_runs SET fencing_token = $1 WHERE id = $2")
-            .bind(token)
+        // As every transaction of the store: a failed one's connection is closed, not reused
+        // (see `discard`). After SQLITE_FULL it may still hold the write lock, and then nothing
+        // else could be written until a restart.
+        let mut conn = self.pool.acquire().await.map_err(query_error("write"))?;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO recovery_runs (id, chain, target, subject, trigger, started_ms, owner, lease_until_ms, labels) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
             .bind(run.id.to_string())
+            .bind(run.chain.to_string())
+            .bind(run.target.to_string())
+            .bind(run.subject.to_string())
+            .bind(run.trigger.to_string())
+            .bind(run.started_ms)
+            .bind(run.owner.to_string())
+            .bind(run.lease_until_ms)
+            .bind(run.labels_json.clone())
             .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            // The counter row is locked until commit: runs beginning at once take turns here,
+            // so tokens are issued in the order the runs are recorded.
+            let token: i64 = sqlx::query(
+                "UPDATE medic_fencing SET token = token + 1 WHERE id = 1 RETURNING token",
+            )
+            .fetch_one(&mut *tx)
             .await
-            .map_err(query_error("write"))?;
-        tx.commit().await.map_err(query_error("write"))?;
-        Ok(Some(token))
+            .and_then(|r| r.try_get::<i64, _>(0))?;
+            sqlx::query("UPDATE recovery_runs SET fencing_token = $1 WHERE id = $2")
+                .bind(token)
+                .bind(run.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some(token))
+        }
+        .await;
+        match result {
+            Ok(token) => Ok(token),
+            Err(source) => {
+                discard(conn).await;
+                Err(StoreError::Query {
+                    operation: "write",
+                    source,
+                })
+            }
+        }
     }
 
     /// Forgets a run that turned out to have nothing to do.

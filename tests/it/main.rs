@@ -19,6 +19,7 @@ mod orphans;
 mod predictions;
 mod recovery;
 mod replicas;
+mod safe;
 mod secrets;
 mod store;
 mod web;
