@@ -16,6 +16,7 @@ use crate::checks::Prober;
 use crate::cluster::Shard;
 use crate::config::{self, CheckSpec, Config, ConfigErrors, Overrides, StateConfig};
 use crate::metrics::Metrics;
+use crate::pause_book::PauseBook;
 use crate::recovery::{
     self,
     action::Actions,
@@ -177,6 +178,10 @@ pub async fn run(
     }));
     let mut scheduler = Scheduler::new(prober, state.sender());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The pauses in force, kept from the store (every replica's, and across restarts). The
+    // recovery manager asks it before starting a run; the API writes through it.
+    let pause_book = PauseBook::new(metrics.clone());
+    let pause_refresher = pause_book.spawn_refresher(store_rx.clone(), shutdown_rx.clone());
     let engine = Arc::new(Engine {
         actions: Actions::new().context("building the HTTP client for recovery")?,
         metrics: metrics.clone(),
@@ -211,6 +216,7 @@ pub async fn run(
         store: store_rx.clone(),
         webhook: webhook_rx,
         recovery: recovery.clone(),
+        pauses: pause_book.clone(),
         web: web_rx,
     });
     let server_task = tokio::spawn(server::serve(
@@ -289,6 +295,7 @@ pub async fn run(
     running.scheduler.stop();
     let _ = server_task.await;
     let _ = opener_task.await;
+    let _ = pause_refresher.await;
     drop(running);
     drop(shared);
     // The state task ends when its last sender is gone, dropping the writer handle; the writer
