@@ -1,5 +1,9 @@
 //! The one-shot subcommands: `check-config`, `probe`, `recover` and `detect`.
 
+mod pause;
+
+pub use pause::{pause, resume, PauseCommand, Remote};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
