@@ -83,13 +83,15 @@ pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -
     }
 }
 
-fn store(shared: &Shared) -> Result<Store, Response<Body>> {
-    shared.store.borrow().clone().ok_or_else(|| {
-        json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the state store is not open yet",
-        )
-    })
+fn store(shared: &Shared) -> Option<Store> {
+    shared.store.borrow().clone()
+}
+
+fn not_open() -> Response<Body> {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the state store is not open yet",
+    )
 }
 
 fn store_failed(shared: &Shared, e: &crate::store::StoreError) -> Response<Body> {
@@ -132,9 +134,8 @@ async fn create(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         Ok(r) => r,
         Err(errors) => return bad_request(&errors),
     };
-    let store = match store(shared) {
-        Ok(s) => s,
-        Err(answer) => return answer,
+    let Some(store) = store(shared) else {
+        return not_open();
     };
     let now = now_ms();
     // The store's count, not this replica's copy: the bound is for the fleet.
@@ -160,9 +161,8 @@ async fn create(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
 }
 
 async fn list(shared: &Shared) -> Response<Body> {
-    let store = match store(shared) {
-        Ok(s) => s,
-        Err(answer) => return answer,
+    let Some(store) = store(shared) else {
+        return not_open();
     };
     match store.active_pauses(now_ms()).await {
         Ok(pauses) => {
@@ -174,9 +174,8 @@ async fn list(shared: &Shared) -> Response<Body> {
 }
 
 async fn end(shared: &Shared, id: &str) -> Response<Body> {
-    let store = match store(shared) {
-        Ok(s) => s,
-        Err(answer) => return answer,
+    let Some(store) = store(shared) else {
+        return not_open();
     };
     let now = now_ms();
     let found = match store.active_pauses(now).await {

@@ -118,7 +118,7 @@ mod tests {
         );
         assert_eq!(
             store.active_pauses(12_000).await.unwrap(),
-            [web.clone()],
+            std::slice::from_ref(&web),
             "a pause that ran out is not active"
         );
         assert!(

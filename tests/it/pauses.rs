@@ -18,12 +18,15 @@ fn config(token: Option<&str>) -> String {
     format!("{hook}checks:\n  - name: idle\n    interval: 1h\n    command: {{program: 'true'}}\n")
 }
 
+/// A request body and its content type.
+type Body<'a> = Option<(&'a str, Vec<u8>)>;
+
 async fn send(
     medic: &Medic,
     method: reqwest::Method,
     path: &str,
     token: Option<&str>,
-    body: Option<(&str, Vec<u8>)>,
+    body: Body<'_>,
 ) -> (u16, Value) {
     let mut req = medic.client.request(method, medic.url(path));
     if let Some(t) = token {
@@ -85,7 +88,10 @@ async fn pauses_are_made_listed_and_ended_behind_the_webhook_token_and_survive_k
     let created = pause["created_at"].as_str().unwrap();
     let ends = pause["ends_at"].as_str().unwrap();
     assert!(created.ends_with('Z') && ends > created, "{pause}");
-    assert_eq!(list(&medic, Some(TOKEN)).await, [pause.clone()]);
+    assert_eq!(
+        list(&medic, Some(TOKEN)).await,
+        std::slice::from_ref(&pause)
+    );
     assert_eq!(
         medic.metric("medic_recovery_pauses_active").await,
         Some(1.0)
@@ -97,7 +103,7 @@ async fn pauses_are_made_listed_and_ended_behind_the_webhook_token_and_survive_k
     medic.wait_ready().await;
     assert_eq!(
         list(&medic, Some(TOKEN)).await,
-        [pause.clone()],
+        std::slice::from_ref(&pause),
         "the pause survives kill -9"
     );
     medic
@@ -136,7 +142,7 @@ async fn bad_pause_requests_get_the_reason_and_change_nothing() {
     assert_eq!(before.len(), 1);
 
     let json_body = |v: Value| Some(("application/json", v.to_string().into_bytes()));
-    let cases: Vec<(Option<(&str, Vec<u8>)>, u16, &str)> = vec![
+    let cases: Vec<(Body<'_>, u16, &str)> = vec![
         (
             json_body(json!({"matchers": ["chain"], "duration": "1h", "reason": "x"})),
             400,
