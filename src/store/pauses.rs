@@ -21,7 +21,7 @@ impl Store {
         .bind(pause.ends_ms)
         .execute(&self.pool)
         .await
-        .map_err(query_error("pause"))?;
+        .map_err(query_error("write"))?;
         Ok(())
     }
 
@@ -65,7 +65,7 @@ impl Store {
         .bind(now_ms)
         .execute(&self.pool)
         .await
-        .map_err(query_error("pause"))?
+        .map_err(query_error("write"))?
         .rows_affected();
         Ok(changed > 0)
     }
