@@ -292,3 +292,31 @@ async fn medic_pause_and_resume_drive_a_running_medic_with_the_configs_credentia
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_pause_made_on_one_replica_holds_on_the_other_through_postgres() {
+    let pg = crate::pg::PgCluster::start();
+    let mut a = Medic::spawn_unready(&config(None), &[], Some(pg.url()));
+    a.wait_ready().await;
+    let mut b = Medic::spawn_unready(&config(None), &[], Some(pg.url()));
+    b.wait_ready().await;
+    let (code, pause) = create(
+        &a,
+        None,
+        json!({"matchers": ["chain=\"web\""], "duration": "1h", "reason": "fleet"}),
+    )
+    .await;
+    assert_eq!(code, 201, "{pause}");
+    assert_eq!(list(&b, None).await, std::slice::from_ref(&pause));
+    // B's book learns of it from the store within its refresh period.
+    b.wait_metric("medic_recovery_pauses_active", 1.0, Duration::from_secs(5))
+        .await;
+    let path = format!("/api/v1/pauses/{}", pause["id"].as_str().unwrap());
+    let (code, _) = send(&b, reqwest::Method::DELETE, &path, None, None).await;
+    assert_eq!(code, 200);
+    wait_for("A to see the pause end", Duration::from_secs(5), || async {
+        (a.metric("medic_recovery_pauses_active").await == Some(0.0)).then_some(())
+    })
+    .await;
+    assert!(list(&a, None).await.is_empty());
+}
