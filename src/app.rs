@@ -16,6 +16,7 @@ use crate::checks::Prober;
 use crate::cluster::Shard;
 use crate::config::{self, CheckSpec, Config, ConfigErrors, Overrides, StateConfig};
 use crate::metrics::Metrics;
+use crate::pause_book::PauseBook;
 use crate::recovery::{
     self,
     action::Actions,
@@ -177,6 +178,10 @@ pub async fn run(
     }));
     let mut scheduler = Scheduler::new(prober, state.sender());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The pauses in force, kept from the store (every replica's, and across restarts). The
+    // recovery manager asks it before starting a run; the API writes through it.
+    let pause_book = PauseBook::new(metrics.clone());
+    let pause_refresher = pause_book.spawn_refresher(store_rx.clone(), shutdown_rx.clone());
     let engine = Arc::new(Engine {
         actions: Actions::new().context("building the HTTP client for recovery")?,
         metrics: metrics.clone(),
@@ -194,6 +199,32 @@ pub async fn run(
         recovery_rx,
         shutdown_rx.clone(),
     );
+    // The manager keeps its own copy of the pauses: the book tells it of every change, the
+    // first time once the store's pauses are known (until then the manager starts nothing).
+    let pause_forwarder = {
+        let (book, recovery, mut shutdown) =
+            (pause_book.clone(), recovery.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = book.wait_loaded() => {}
+                _ = shutdown.changed() => return,
+            }
+            let mut changes = book.subscribe();
+            loop {
+                let pauses = changes.borrow_and_update().as_ref().clone();
+                // A full queue is retried: a pause must never be missed.
+                while recovery.send(recovery::engine::Event::Pauses(pauses.clone()))
+                    == recovery::engine::Queued::Full
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    _ = shutdown.changed() => return,
+                }
+            }
+        })
+    };
     let probed = apply_config(&config, shard, &mut scheduler, &state, &others_tx).await;
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
 
@@ -211,6 +242,7 @@ pub async fn run(
         store: store_rx.clone(),
         webhook: webhook_rx,
         recovery: recovery.clone(),
+        pauses: pause_book.clone(),
         web: web_rx,
     });
     let server_task = tokio::spawn(server::serve(
@@ -289,6 +321,8 @@ pub async fn run(
     running.scheduler.stop();
     let _ = server_task.await;
     let _ = opener_task.await;
+    let _ = pause_refresher.await;
+    let _ = pause_forwarder.await;
     drop(running);
     drop(shared);
     // The state task ends when its last sender is gone, dropping the writer handle; the writer

@@ -1,5 +1,9 @@
 //! The one-shot subcommands: `check-config`, `probe`, `recover` and `detect`.
 
+mod pause;
+
+pub use pause::{pause, resume, PauseCommand, Remote};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -392,7 +396,7 @@ pub async fn recover(
 /// What operator-made hold keeps a manual run back, said for people.
 async fn manual_hold(
     config: &crate::config::Config,
-    _store: &crate::store::Store,
+    store: &crate::store::Store,
     trigger: &crate::recovery::engine::Trigger,
 ) -> Option<String> {
     let now = crate::timefmt::now_ms();
@@ -401,6 +405,15 @@ async fn manual_hold(
         labels.insert("check".to_string(), check.clone());
     }
     labels.insert("chain".to_string(), trigger.chain.clone());
+    match store.active_pauses(now).await {
+        Ok(pauses) => {
+            if let Some(p) = pauses.iter().find(|p| p.holds(&labels, now)) {
+                return Some(format!("held by pause {} ({})", p.id, p.reason));
+            }
+        }
+        // Unknown is not "not paused": a manual run waits for the store like any other.
+        Err(e) => return Some(format!("the pauses cannot be read ({e})")),
+    }
     config
         .recovery
         .maintenance

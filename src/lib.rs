@@ -20,6 +20,7 @@ pub mod limits;
 pub mod logging;
 pub mod maintenance;
 pub mod metrics;
+pub mod pause_book;
 pub mod predict;
 pub mod process_group;
 pub mod reaper;

@@ -92,6 +92,28 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+    /// Pause automatic and manual healing on a running medic, for a while, scoped by matchers
+    Pause {
+        /// How long, e.g. 30m or 2h (at most 30d)
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why: shown to whoever wonders why nothing heals
+        #[arg(long)]
+        reason: String,
+        /// Only runs whose labels (check, chain, alert labels) match, amtool syntax (repeatable;
+        /// none = every run)
+        #[arg(long = "matcher", value_name = "MATCHER")]
+        matchers: Vec<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// End a pause on a running medic
+    Resume {
+        /// The pause's id, as `medic pause` printed it
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Score a `timestamp,value` CSV for anomalies and forecast it (the live predictor's code)
     Detect {
         /// Input CSV [default: stdin]
@@ -104,6 +126,26 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         horizon: usize,
     },
+}
+
+/// Where `medic pause` and `medic resume` find the running medic.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// The running medic's base URL [default: http:// and the listen address]
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Present this bearer token [default: the config's web.webhook credential]
+    #[arg(long = "bearer-token-file", value_name = "FILE")]
+    bearer_token_file: Option<PathBuf>,
+}
+
+impl From<RemoteArgs> for medic::commands::Remote {
+    fn from(a: RemoteArgs) -> Self {
+        medic::commands::Remote {
+            url: a.url,
+            bearer_token_file: a.bearer_token_file,
+        }
+    }
 }
 
 fn parse_positive(s: &str) -> Result<usize, String> {
@@ -185,6 +227,30 @@ fn main() -> ExitCode {
                 stats,
             };
             runtime.block_on(medic::commands::recover(request, location, &overrides))
+        }
+        Command::Pause {
+            duration,
+            reason,
+            matchers,
+            remote,
+        } => {
+            let location = ConfigLocation::resolve(cli.config_file);
+            let command = medic::commands::PauseCommand {
+                duration,
+                reason,
+                matchers,
+                remote: remote.into(),
+            };
+            runtime.block_on(medic::commands::pause(command, location, &overrides))
+        }
+        Command::Resume { id, remote } => {
+            let location = ConfigLocation::resolve(cli.config_file);
+            runtime.block_on(medic::commands::resume(
+                &id,
+                remote.into(),
+                location,
+                &overrides,
+            ))
         }
         Command::Detect {
             input,

@@ -446,6 +446,7 @@ pub struct Metrics {
     store_errors: Family<OperationLabels, Counter>,
     store_dropped: Counter,
     store_backlog: Gauge,
+    recovery_pauses_active: Gauge,
     /// Probes that failed because medic itself ran out of fds, processes or memory.
     probe_errors: Family<ReasonLabels, Counter>,
     recovery_held: Family<ChainReasonLabels, Counter>,
@@ -613,6 +614,12 @@ impl Metrics {
             "Check results waiting to be written to the state store",
             store_backlog.clone(),
         );
+        let recovery_pauses_active = Gauge::default();
+        registry.register(
+            "medic_recovery_pauses_active",
+            "Pauses in force now (POST /api/v1/pauses, medic pause), as this replica last read them",
+            recovery_pauses_active.clone(),
+        );
         let probe_errors = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "medic_probe_errors",
@@ -705,6 +712,7 @@ impl Metrics {
             store_errors,
             store_dropped,
             store_backlog,
+            recovery_pauses_active,
             probe_errors,
             disk_series: Mutex::new(BTreeMap::new()),
         }
@@ -1002,6 +1010,11 @@ impl Metrics {
 
     pub fn store_results_dropped(&self, count: u64) {
         self.store_dropped.inc_by(count);
+    }
+
+    pub fn recovery_pauses_active(&self, count: usize) {
+        self.recovery_pauses_active
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn store_backlog(&self, len: usize) {

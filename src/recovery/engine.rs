@@ -988,7 +988,7 @@ pub fn spawn_manager(
         critical: HashSet::new(),
         enabled_checks: 0,
         starts: VecDeque::new(),
-        pauses: Vec::new(),
+        pauses: None,
         circuit_open: false,
         windows_open: BTreeMap::new(),
     };
@@ -1014,7 +1014,8 @@ struct Manager {
     /// When this process started its recent runs, for `max_runs` (the store decides for the
     /// fleet).
     starts: VecDeque<i64>,
-    pauses: Vec<Pause>,
+    /// None until the store's pauses are known: nothing starts before.
+    pauses: Option<Vec<Pause>>,
     circuit_open: bool,
     windows_open: BTreeMap<String, bool>,
 }
@@ -1099,7 +1100,7 @@ impl Manager {
                 self.review();
             }
             Event::Pauses(pauses) => {
-                self.pauses = pauses;
+                self.pauses = Some(pauses);
                 self.review();
             }
             Event::Apply(new) => {
@@ -1180,7 +1181,10 @@ impl Manager {
     fn hold_reason(&self, trigger: &Trigger, now_ms: i64) -> Option<HoldReason> {
         let labels = run_labels(trigger);
         let operator = OperatorHolds {
-            paused: pause::paused(&self.pauses, &labels, now_ms),
+            paused: self
+                .pauses
+                .as_ref()
+                .is_none_or(|p| pause::paused(p, &labels, now_ms)),
             in_maintenance: self
                 .config
                 .maintenance

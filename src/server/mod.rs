@@ -3,6 +3,7 @@
 
 mod auth;
 mod page;
+mod pauses;
 mod routes;
 pub mod web_config;
 mod webhook;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub webhook: watch::Receiver<Arc<crate::config::WebhookConfig>>,
     /// Where alerts go.
     pub recovery: crate::recovery::engine::RecoveryHandle,
+    /// The pauses in force; `/api/v1/pauses` writes through it.
+    pub pauses: crate::pause_book::PauseBook,
     /// TLS and basic auth from `--web.config.file`; replaced on reload.
     pub web: watch::Receiver<Arc<web_config::WebSecurity>>,
 }

@@ -12,6 +12,7 @@
 //! | `GET /api/v1/predictions` | every prediction's latest value, forecasts, time to breach and anomaly score |
 //! | `GET /api/v1/recoveries/stats` | per-step totals: attempts, successes, ratio, mean duration |
 //! | `POST /api/v1/alerts` | the Alertmanager webhook receiver ([`super::webhook`]) |
+//! | `POST/GET /api/v1/pauses`, `DELETE /api/v1/pauses/{id}` | pauses ([`super::pauses`]) |
 //! | `GET /` | the status page |
 
 use std::convert::Infallible;
@@ -96,6 +97,11 @@ pub async fn handle(
             r
         };
         return Ok(response);
+    }
+    // Pauses are made by automation and operators alike: they take the webhook's credential.
+    let path = req.uri().path();
+    if path == "/api/v1/pauses" || path.starts_with("/api/v1/pauses/") {
+        return Ok(super::pauses::handle(&shared, peer, req).await);
     }
     // The webhook has its own credential (`web.webhook`); everything else is behind the web
     // config's users, when there are any.
@@ -348,7 +354,7 @@ pub fn json_error(code: StatusCode, message: &str) -> Response<Body> {
     )
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
+pub(super) fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     response
         .headers_mut()

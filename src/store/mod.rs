@@ -5,6 +5,7 @@
 //! migrations serialise on an advisory lock in PostgreSQL.
 
 mod file;
+mod pauses;
 mod recovery;
 mod schema;
 mod writer;

@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, V3, V3),
     (4, V4, V4),
     (5, V5, V5),
+    (6, V6, V6),
 ];
 
 /// A running step's process group, with what recognises it after a restart (a pid is reused;
@@ -18,6 +19,21 @@ ALTER TABLE recovery_attempts ADD COLUMN pgid BIGINT;
 ALTER TABLE recovery_attempts ADD COLUMN boot_id TEXT;
 ALTER TABLE recovery_attempts ADD COLUMN leader_start_ticks BIGINT;
 ALTER TABLE recovery_attempts ADD COLUMN process_tag TEXT;
+"#;
+
+/// Pauses an operator made (`POST /api/v1/pauses`, `medic pause`): in the store so every replica
+/// and every restart honours them. `matchers` is a JSON array of matcher texts; `ended_ms` is set
+/// when one is ended early.
+const V6: &str = r#"
+CREATE TABLE recovery_pauses (
+    id         TEXT   PRIMARY KEY,
+    matchers   TEXT   NOT NULL,
+    reason     TEXT   NOT NULL,
+    created_ms BIGINT NOT NULL,
+    ends_ms    BIGINT NOT NULL,
+    ended_ms   BIGINT
+);
+CREATE INDEX recovery_pauses_by_end ON recovery_pauses (ends_ms);
 "#;
 
 /// Fencing tokens: one counter for the whole store, taken by every run as it begins, so a run

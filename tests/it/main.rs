@@ -16,6 +16,7 @@ mod fencing;
 mod limits;
 mod mariadb;
 mod orphans;
+mod pauses;
 mod predictions;
 mod recovery;
 mod replicas;
