@@ -6,6 +6,7 @@
 
 mod file;
 mod recovery;
+mod runs;
 mod schema;
 mod writer;
 
@@ -24,6 +25,7 @@ use crate::status::Status;
 
 pub use file::{FileChange, FileIdentity};
 pub use recovery::{AttemptEnd, AttemptRecord, AttemptStart, RunStart, StepStats};
+pub use runs::{AttemptView, DecisionKind, DecisionRow, DecisionView, RunRow};
 pub use writer::{spawn_writer, WriterHandle, MAX_BACKLOG};
 
 #[derive(Debug, thiserror::Error)]
