@@ -411,6 +411,7 @@ impl Engine {
                 message: &trigger.message,
                 tried: &tried,
                 fencing_token,
+                run_id: &run_id,
             };
             let rendered = action::render(step, name, &ctx);
             if dry_run {

@@ -4,6 +4,7 @@
 mod auth;
 mod page;
 mod routes;
+mod runs;
 pub mod web_config;
 mod webhook;
 
