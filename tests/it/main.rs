@@ -19,6 +19,7 @@ mod orphans;
 mod predictions;
 mod recovery;
 mod replicas;
+mod runs;
 mod secrets;
 mod store;
 mod web;
