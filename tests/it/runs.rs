@@ -289,3 +289,103 @@ recovery:
     assert_eq!(decisions[1]["step"], "escalate");
     assert_eq!(decisions[1]["result"], "success");
 }
+
+/// The audit's SQL on a real PostgreSQL: decisions numbered per run, read back in order and
+/// joined to their attempts, runs newest first.
+#[tokio::test]
+async fn the_audit_round_trips_on_postgresql() {
+    use medic::store::{AttemptEnd, AttemptStart, DecisionKind, DecisionRow, RunStart, Store};
+    let pg = crate::pg::PgCluster::start();
+    let store = Store::open(&medic::config::Secret::new(pg.url()))
+        .await
+        .expect("open the PostgreSQL store");
+    for (id, at) in [("r1", 1000), ("r2", 2000)] {
+        store
+            .begin_run(&RunStart {
+                id,
+                chain: "c",
+                target: "check:web",
+                subject: &format!("check:web-{id}"),
+                trigger: "check",
+                started_ms: at,
+                owner: "it",
+                lease_until_ms: i64::MAX,
+                labels_json: r#"{"service":"web"}"#.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let held = DecisionRow {
+        run_id: "r2",
+        at_ms: 1900,
+        step: None,
+        kind: DecisionKind::Held,
+        reason: Some("concurrency"),
+        until_ms: None,
+        attempt_id: None,
+        detail: None,
+    };
+    assert_eq!(store.record_decision(&held).await.unwrap(), 1);
+    let skipped = DecisionRow {
+        at_ms: 2000,
+        step: Some("flush"),
+        kind: DecisionKind::Skipped,
+        reason: Some("cooldown"),
+        until_ms: Some(9000),
+        ..held
+    };
+    assert_eq!(store.record_decision(&skipped).await.unwrap(), 2);
+    let attempt = store
+        .begin_attempt(&AttemptStart {
+            run_id: "r2",
+            chain: "c",
+            step: "restart",
+            subject: "check:web-r2",
+            target: "check:web",
+            trigger: "check",
+            started_ms: 2001,
+        })
+        .await
+        .unwrap();
+    store
+        .end_attempt(
+            attempt,
+            &AttemptEnd {
+                finished_ms: 2500,
+                result: "success",
+                message: "exit code 0".into(),
+                exit_code: Some(0),
+                output: String::new(),
+                duration_seconds: 0.5,
+            },
+        )
+        .await
+        .unwrap();
+    let ran = DecisionRow {
+        at_ms: 2001,
+        step: Some("restart"),
+        kind: DecisionKind::Ran,
+        reason: None,
+        until_ms: None,
+        attempt_id: Some(attempt),
+        ..held
+    };
+    assert_eq!(store.record_decision(&ran).await.unwrap(), 3);
+
+    let runs = store.runs(None, 10).await.unwrap();
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["r2", "r1"]);
+    assert_eq!(runs[0].labels["service"], "web");
+    let (run, decisions) = store.run("r2").await.unwrap().expect("r2");
+    assert_eq!(run.subject, "check:web-r2");
+    let kinds: Vec<DecisionKind> = decisions.iter().map(|d| d.kind).collect();
+    assert_eq!(
+        kinds,
+        [DecisionKind::Held, DecisionKind::Skipped, DecisionKind::Ran]
+    );
+    assert_eq!(decisions[1].until_ms, Some(9000));
+    let a = decisions[2].attempt.as_ref().expect("joined attempt");
+    assert_eq!((a.id, a.number, a.exit_code), (attempt, 1, Some(0)));
+    assert!(store.run("r9").await.unwrap().is_none());
+    store.close().await;
+}
