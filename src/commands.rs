@@ -274,6 +274,7 @@ pub async fn recover(
         },
         verify_check: request.verify_check.clone(),
         message: "run by hand".to_string(),
+        held: None,
     };
     // Manual runs obey what operators made (pauses, maintenance windows) unless forced; the
     // automatic brakes (limits, the circuit) are for automatic healing and do not apply.
@@ -315,6 +316,7 @@ pub async fn recover(
         }),
         owner: crate::app::owner_name(&format!("recover-{}", std::process::id())),
     };
+    let owner = engine.owner.clone();
     println!(
         "chain {chain_name}: {} run, target {}{}",
         trigger.kind.as_str(),
@@ -363,6 +365,11 @@ pub async fn recover(
         .run(&store, &chain, &trigger, &mut control, &mut report)
         .await;
     ctrl_c.abort();
+    if matches!(end, RunEnd::Finished { .. }) && !request.dry_run {
+        if let Some(id) = own_run_id(&store, &chain_name, &owner).await {
+            println!("run {id} (GET /api/v1/runs/{id})");
+        }
+    }
     store.close().await;
     match end {
         RunEnd::Finished { outcome } if request.dry_run => {
@@ -420,4 +427,11 @@ async fn manual_hold(
         .iter()
         .find(|w| w.holds(&labels, now))
         .map(|w| format!("held by maintenance window {:?}", w.name))
+}
+
+/// The id of the newest run of `chain` this process recorded: the owner name is this process's
+/// own, so a medic running on the same store at the same time is not mistaken for it.
+async fn own_run_id(store: &crate::store::Store, chain: &str, owner: &str) -> Option<String> {
+    let runs = store.runs(Some(chain), 20).await.ok()?;
+    runs.into_iter().find(|r| r.owner == owner).map(|r| r.id)
 }

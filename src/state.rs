@@ -429,6 +429,7 @@ impl StateTask {
                     },
                     verify_check: Some(check.to_string()),
                     message: outcome.message.clone(),
+                    held: None,
                 }));
             } else if transition.is_some_and(|t| t.to == Status::Healthy) {
                 let _ = recovery.send(Event::Healthy {

@@ -73,7 +73,12 @@ pub struct ActionContext<'a> {
     pub tried: &'a [TriedStep],
     /// The run's fencing token, when the store issued one (not in dry runs).
     pub fencing_token: Option<i64>,
+    /// The run's id: what `/api/v1/runs/{id}` shows it under.
+    pub run_id: &'a str,
 }
+
+/// The environment variable an exec step finds its run's id in.
+pub const RUN_ID_ENV: &str = "MEDIC_RUN_ID";
 
 /// The environment variable an exec step finds its run's fencing token in.
 pub const FENCING_ENV: &str = "MEDIC_FENCING_TOKEN";
@@ -168,6 +173,7 @@ pub fn render(
                 ("MEDIC_STEP".to_string(), step.name.clone()),
                 ("MEDIC_TRIGGER".to_string(), ctx.trigger.to_string()),
                 ("MEDIC_TARGET".to_string(), ctx.target.to_string()),
+                (RUN_ID_ENV.to_string(), ctx.run_id.to_string()),
             ];
             if let Some(check) = &v.check {
                 env.push(("MEDIC_CHECK".to_string(), check.clone()));
@@ -221,6 +227,7 @@ pub fn render(
                 url: url.render(v, Escape::Url)?,
                 headers: with_fencing_header(headers(hs)?, ctx.fencing_token),
                 body: serde_json::json!({
+                    "run_id": ctx.run_id,
                     "text": text,
                     "chain": chain,
                     "step": step.name,
@@ -532,6 +539,50 @@ mod tests {
             ]
         );
         assert_eq!(with_fencing_header(configured.clone(), None), configured);
+    }
+
+    #[test]
+    fn exec_and_notify_carry_the_run_id() {
+        use crate::recovery::template::Template;
+        let step = |action| StepSpec {
+            name: "s".into(),
+            action,
+            max_attempts: 1,
+            cooldown: std::time::Duration::ZERO.into(),
+            timeout: std::time::Duration::from_secs(1).into(),
+            tier: None,
+        };
+        let values = Values {
+            check: Some("web".into()),
+            chain: "c".into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        };
+        let ctx = ActionContext {
+            values: &values,
+            trigger: "check",
+            target: "check:web",
+            message: "down",
+            tried: &[],
+            fencing_token: None,
+            run_id: "18f-abc",
+        };
+        let exec = step(ActionSpec::Exec {
+            program: Template::parse("/bin/true").unwrap(),
+            args: vec![],
+        });
+        let Ok(Rendered::Exec { env, .. }) = render(&exec, "c", &ctx) else {
+            panic!("exec renders");
+        };
+        assert!(env.contains(&(RUN_ID_ENV.to_string(), "18f-abc".to_string())));
+        let notify = step(ActionSpec::Notify {
+            url: Template::parse("http://127.0.0.1/hook").unwrap(),
+            headers: vec![],
+        });
+        let Ok(Rendered::Notify { body, .. }) = render(&notify, "c", &ctx) else {
+            panic!("notify renders");
+        };
+        assert_eq!(body["run_id"], "18f-abc");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::process_group;
 use crate::scheduler::ProbeHandle;
 use crate::state::StateHandle;
 use crate::status::Status;
-use crate::store::{AttemptEnd, AttemptStart, RunStart, Store};
+use crate::store::{AttemptEnd, AttemptStart, DecisionKind, DecisionRow, RunStart, Store};
 use crate::timefmt::now_ms;
 
 /// What started a run.
@@ -65,6 +65,8 @@ pub struct Trigger {
     pub verify_check: Option<String>,
     /// The check's last message, or the alert's summary.
     pub message: String,
+    /// Why and since when it was held back before it started, for the run's audit.
+    pub held: Option<(HoldReason, i64)>,
 }
 
 pub use super::machine::RunOutcome;
@@ -281,8 +283,8 @@ impl Engine {
                 Decision::Skip {
                     index,
                     reason,
-                    until_ms: _,
-                } => carry.skipped(index, reason),
+                    until_ms,
+                } => carry.skipped(index, reason, until_ms).await,
                 Decision::WouldRun { index } => carry.would_run(index),
                 Decision::Shadow { index } => carry.shadow(index).await,
                 Decision::Act { index } => carry.act(&mut run, index).await,
@@ -407,6 +409,19 @@ impl Engine {
             });
         }
         tracing::info!(run = %holding.run_id, target = %trigger.target, trigger = trigger.kind.as_str(), "recovery run started");
+        if let Some((reason, since_ms)) = trigger.held {
+            let row = DecisionRow {
+                run_id: &holding.run_id,
+                at_ms: since_ms,
+                step: None,
+                kind: DecisionKind::Held,
+                reason: Some(reason.as_str()),
+                until_ms: None,
+                attempt_id: None,
+                detail: None,
+            };
+            record_decision(store, &self.metrics, row).await;
+        }
         holding.heartbeat = Some(Heartbeat::start(
             store.clone(),
             holding.run_id.clone(),
@@ -507,8 +522,25 @@ impl Carry<'_, '_, '_> {
         }
     }
 
-    fn skipped(&mut self, index: usize, reason: SkipReason) {
+    async fn skipped(&mut self, index: usize, reason: SkipReason, until_ms: Option<i64>) {
         let step = &self.chain.steps[index];
+        if !self.control.dry_run {
+            record_decision(
+                self.store,
+                &self.engine.metrics,
+                DecisionRow {
+                    run_id: &self.holding.run_id,
+                    at_ms: clock(),
+                    step: Some(&step.name),
+                    kind: DecisionKind::Skipped,
+                    reason: Some(reason.as_str()),
+                    until_ms,
+                    attempt_id: None,
+                    detail: None,
+                },
+            )
+            .await;
+        }
         self.engine
             .metrics
             .recovery_skipped(&self.chain.name, &step.name, reason.as_str());
@@ -553,8 +585,25 @@ impl Carry<'_, '_, '_> {
             trigger: self.trigger.kind.as_str(),
             started_ms: clock(),
         };
-        if let Err(e) = self.store.record_shadow_attempt(&start, &message).await {
-            self.engine.metrics.store_error(e.operation());
+        match self.store.record_shadow_attempt(&start, &message).await {
+            Ok(attempt_id) => {
+                record_decision(
+                    self.store,
+                    &self.engine.metrics,
+                    DecisionRow {
+                        run_id: &self.holding.run_id,
+                        at_ms: start.started_ms,
+                        step: Some(&step.name),
+                        kind: DecisionKind::Shadow,
+                        reason: None,
+                        until_ms: None,
+                        attempt_id: Some(attempt_id),
+                        detail: Some(&message),
+                    },
+                )
+                .await
+            }
+            Err(e) => self.engine.metrics.store_error(e.operation()),
         }
         self.engine.metrics.recovery_shadow(&chain.name, &step.name);
         tracing::info!(step = %step.name, action = %shown, "shadow mode: step recorded, not run");
@@ -575,6 +624,7 @@ impl Carry<'_, '_, '_> {
             message: &self.trigger.message,
             tried: &self.holding.tried,
             fencing_token: self.holding.fencing_token,
+            run_id: &self.holding.run_id,
         }
     }
 
@@ -792,6 +842,13 @@ fn run_labels(trigger: &Trigger) -> BTreeMap<String, String> {
     }
     labels.insert("chain".to_string(), trigger.chain.clone());
     labels
+}
+
+/// Writes one decision of the run's audit; a failure costs the audit line, not the run.
+async fn record_decision(store: &Store, metrics: &Metrics, row: DecisionRow<'_>) {
+    if let Err(e) = store.record_decision(&row).await {
+        metrics.store_error(e.operation());
+    }
 }
 
 /// The one clock of recovery: every decision gets `now` from here, at the edge.
@@ -1292,7 +1349,9 @@ impl Manager {
             match self.hold_reason(trigger, now_ms) {
                 None => {
                     if let Some(entry) = self.held.remove(&chain, &subject) {
-                        let _ = self.accept(entry.item);
+                        let mut trigger = entry.item;
+                        trigger.held = Some((entry.reason, entry.since_ms));
+                        let _ = self.accept(trigger);
                     }
                 }
                 Some(HoldReason::Paused | HoldReason::Maintenance) => {}
@@ -1437,6 +1496,7 @@ impl Manager {
                 },
                 verify_check: route.verify_check.clone(),
                 message,
+                held: None,
             };
             match self.accept(trigger) {
                 Disposition::Started => summary.started.push(reference),

@@ -532,6 +532,7 @@ mod tests {
                 Decision::WouldRun { index } => {
                     acted.push(format!("would {}", c.steps[index].name))
                 }
+                Decision::Shadow { index } => acted.push(format!("shadow {}", c.steps[index].name)),
                 Decision::End(end) => return (acted, skipped, end),
             }
         }

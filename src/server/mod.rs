@@ -5,6 +5,7 @@ mod auth;
 mod page;
 mod pauses;
 mod routes;
+mod runs;
 pub mod web_config;
 mod webhook;
 

@@ -11,6 +11,8 @@
 //! | `GET /api/v1/recoveries?chain=&limit=` | recovery attempts from the store, newest first |
 //! | `GET /api/v1/predictions` | every prediction's latest value, forecasts, time to breach and anomaly score |
 //! | `GET /api/v1/recoveries/stats` | per-step totals: attempts, successes, ratio, mean duration |
+//! | `GET /api/v1/runs?chain=&limit=` | recovery runs, newest first ([`super::runs`]) |
+//! | `GET /api/v1/runs/{id}` | one run and every decision it made, in order; 404 if unknown |
 //! | `POST /api/v1/alerts` | the Alertmanager webhook receiver ([`super::webhook`]) |
 //! | `POST/GET /api/v1/pauses`, `DELETE /api/v1/pauses/{id}` | pauses ([`super::pauses`]) |
 //! | `GET /` | the status page |
@@ -155,6 +157,10 @@ pub async fn handle(
             Some(p) => json(StatusCode::OK, &serde_json::json!({ "predictions": p })),
             None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
         },
+        "/api/v1/runs" if get => super::runs::list(&shared, req.uri().query()).await,
+        p if get && p.starts_with("/api/v1/runs/") => {
+            super::runs::one(&shared, &p["/api/v1/runs/".len()..]).await
+        }
         p if get && p.starts_with("/api/v1/checks/") => {
             check(&shared, &p["/api/v1/checks/".len()..]).await
         }
@@ -167,6 +173,9 @@ pub async fn handle(
         | "/api/v1/recoveries/stats" => method_not_allowed("GET, HEAD"),
         "/-/reload" => method_not_allowed("POST, PUT"),
         p if p.starts_with("/api/v1/checks/") => method_not_allowed("GET, HEAD"),
+        p if p == "/api/v1/runs" || p.starts_with("/api/v1/runs/") => {
+            method_not_allowed("GET, HEAD")
+        }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     };
     Ok(if method == Method::HEAD {
@@ -303,7 +312,7 @@ async fn recovery_stats(shared: &Shared) -> Response<Body> {
 }
 
 /// `a=1&b=x%20y` to a map; later keys win.
-fn parse_query(query: &str) -> std::collections::HashMap<String, String> {
+pub(super) fn parse_query(query: &str) -> std::collections::HashMap<String, String> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

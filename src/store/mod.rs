@@ -7,6 +7,7 @@
 mod file;
 mod pauses;
 mod recovery;
+mod runs;
 mod schema;
 mod writer;
 
@@ -25,6 +26,7 @@ use crate::status::Status;
 
 pub use file::{FileChange, FileIdentity};
 pub use recovery::{AttemptEnd, AttemptRecord, AttemptStart, RunStart, StepStats};
+pub use runs::{AttemptView, DecisionKind, DecisionRow, DecisionView, RunRow};
 pub use writer::{spawn_writer, WriterHandle, MAX_BACKLOG};
 
 #[derive(Debug, thiserror::Error)]

@@ -398,6 +398,12 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(query_error("write"))?;
+        // Its audit goes with it (a run kept for its attempts keeps its decisions too).
+        sqlx::query("DELETE FROM recovery_decisions WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM recovery_runs WHERE id = $1)")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("write"))?;
         Ok(())
     }
 

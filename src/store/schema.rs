@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, V4, V4),
     (5, V5, V5),
     (6, V6, V6),
+    (7, V7, V7),
 ];
 
 /// A running step's process group, with what recognises it after a restart (a pid is reused;
@@ -43,6 +44,26 @@ const V5: &str = r#"
 ALTER TABLE recovery_runs ADD COLUMN fencing_token BIGINT;
 CREATE TABLE medic_fencing (id BIGINT PRIMARY KEY, token BIGINT NOT NULL);
 INSERT INTO medic_fencing (id, token) VALUES (1, 0);
+"#;
+
+/// The run audit: every decision a run made, in order (`seq` within the run): a step that ran
+/// (pointing at its attempt), was skipped (why; for a cooldown, when it ends), was held back
+/// before the run started, or would have run in shadow mode. Attempts get an index by run, which
+/// the audit and the takeover of abandoned runs look them up by.
+const V7: &str = r#"
+CREATE TABLE recovery_decisions (
+    run_id     TEXT   NOT NULL,
+    seq        BIGINT NOT NULL,
+    at_ms      BIGINT NOT NULL,
+    step       TEXT,
+    kind       TEXT   NOT NULL,
+    reason     TEXT,
+    until_ms   BIGINT,
+    attempt_id BIGINT,
+    detail     TEXT,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX recovery_attempts_by_run ON recovery_attempts (run_id);
 "#;
 
 /// One active run per (chain, subject) rather than per (chain, target): an alert about a check

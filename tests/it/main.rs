@@ -20,6 +20,7 @@ mod pauses;
 mod predictions;
 mod recovery;
 mod replicas;
+mod runs;
 mod safe;
 mod secrets;
 mod store;
