@@ -275,6 +275,7 @@ pub async fn recover(
         verify_check: request.verify_check.clone(),
         message: "run by hand".to_string(),
         held: None,
+        interval_ms: 0,
     };
     // Manual runs obey what operators made (pauses, maintenance windows) unless forced; the
     // automatic brakes (limits, the circuit) are for automatic healing and do not apply.
@@ -360,6 +361,8 @@ pub async fn recover(
         resolved: &resolved,
         current_step: &current,
         cancel,
+        // Manual runs ignore the limits and the circuit (they obey pauses and maintenance).
+        limits: Default::default(),
     };
     let end = engine
         .run(&store, &chain, &trigger, &mut control, &mut report)

@@ -430,6 +430,8 @@ impl StateTask {
                     verify_check: Some(check.to_string()),
                     message: outcome.message.clone(),
                     held: None,
+                    interval_ms: i64::try_from(record.spec.interval.std().as_millis())
+                        .unwrap_or(i64::MAX),
                 }));
             } else if transition.is_some_and(|t| t.to == Status::Healthy) {
                 let _ = recovery.send(Event::Healthy {

@@ -30,7 +30,9 @@ use crate::process_group;
 use crate::scheduler::ProbeHandle;
 use crate::state::StateHandle;
 use crate::status::Status;
-use crate::store::{AttemptEnd, AttemptStart, DecisionKind, DecisionRow, RunStart, Store};
+use crate::store::{
+    AttemptEnd, AttemptStart, Begun, DecisionKind, DecisionRow, FleetLimits, RunStart, Store,
+};
 use crate::timefmt::now_ms;
 
 /// What started a run.
@@ -67,6 +69,9 @@ pub struct Trigger {
     pub message: String,
     /// Why and since when it was held back before it started, for the run's audit.
     pub held: Option<(HoldReason, i64)>,
+    /// The check's probe interval, for check triggers: a trigger settles for two of them
+    /// before it starts where the circuit breaker could open (0: no settling).
+    pub interval_ms: i64,
 }
 
 pub use super::machine::RunOutcome;
@@ -231,6 +236,8 @@ pub struct RunControl<'a> {
     pub current_step: &'a Mutex<String>,
     /// Turns true at shutdown (or Ctrl-C in `medic recover`).
     pub cancel: watch::Receiver<bool>,
+    /// What the store enforces across replicas when the run begins (none for manual runs).
+    pub limits: FleetLimits,
 }
 
 /// What every run shares.
@@ -264,7 +271,11 @@ impl Engine {
             Ok(run) => run,
             Err(end) => return end,
         };
-        let mut holding = match self.hold(store, chain, trigger, &mut run, mode).await {
+        let limits = control.limits;
+        let mut holding = match self
+            .hold(store, chain, trigger, &mut run, mode, limits)
+            .await
+        {
             Ok(holding) => holding,
             Err(end) => return end,
         };
@@ -362,6 +373,7 @@ impl Engine {
         trigger: &Trigger,
         run: &mut machine::Run,
         mode: Mode,
+        limits: FleetLimits,
     ) -> Result<Holding, RunEnd> {
         let mut holding = Holding {
             run_id: new_run_id(),
@@ -390,9 +402,10 @@ impl Engine {
             lease_until_ms: store_now + LEASE.as_millis() as i64,
             labels_json: action::labels_json(&trigger.values.labels),
         };
-        match store.begin_run(&started).await {
-            Ok(Some(token)) => holding.fencing_token = Some(token),
-            Ok(None) => return Err(RunEnd::AlreadyRunning),
+        match store.begin_run_within(&started, &limits).await {
+            Ok(Begun::Started(token)) => holding.fencing_token = Some(token),
+            Ok(Begun::AlreadyRunning) => return Err(RunEnd::AlreadyRunning),
+            Ok(Begun::Held(reason)) => return Err(RunEnd::Held(reason)),
             Err(e) => return Err(self.no_store(e)),
         }
         let refreshed = match store.step_states(name, &trigger.subject).await {
@@ -409,7 +422,7 @@ impl Engine {
             });
         }
         tracing::info!(run = %holding.run_id, target = %trigger.target, trigger = trigger.kind.as_str(), "recovery run started");
-        if let Some((reason, since_ms)) = trigger.held {
+        if let Some((reason, since_ms)) = trigger.held.filter(|(r, _)| *r != HoldReason::Settling) {
             let row = DecisionRow {
                 run_id: &holding.run_id,
                 at_ms: since_ms,
@@ -1227,6 +1240,11 @@ impl Manager {
             tracing::warn!(chain = %trigger.chain, target = %trigger.target, "state store not open yet: recovery waits for it");
             return Disposition::NoStore;
         }
+        let settle = hold::settle_ms(trigger.interval_ms, self.enabled_checks);
+        if settle > 0 && trigger.held.is_none() {
+            self.hold(trigger, HoldReason::Settling);
+            return Disposition::Held(HoldReason::Settling);
+        }
         if let Some(reason) = self.hold_reason(&trigger, clock()) {
             self.hold(trigger, reason);
             return Disposition::Held(reason);
@@ -1272,7 +1290,9 @@ impl Manager {
     }
 
     fn hold(&mut self, trigger: Trigger, reason: HoldReason) {
-        self.engine.metrics.recovery_held(&trigger.chain, reason);
+        if reason != HoldReason::Settling {
+            self.engine.metrics.recovery_held(&trigger.chain, reason);
+        }
         let (chain, subject) = (trigger.chain.clone(), trigger.subject.clone());
         match self.held.offer(&chain, &subject, reason, trigger, clock()) {
             Offered::Held => {
@@ -1346,16 +1366,31 @@ impl Manager {
                 tracing::info!(chain = %chain, subject = %subject, "held recovery dropped: no longer needed");
                 continue;
             }
+            let (held_for, since_ms) = (entry.reason, entry.since_ms);
+            if held_for == HoldReason::Settling
+                && now_ms < since_ms + hold::settle_ms(trigger.interval_ms, self.enabled_checks)
+            {
+                continue;
+            }
             match self.hold_reason(trigger, now_ms) {
                 None => {
                     if let Some(entry) = self.held.remove(&chain, &subject) {
                         let mut trigger = entry.item;
+                        // Settled and free: started as if it had just come.
                         trigger.held = Some((entry.reason, entry.since_ms));
                         let _ = self.accept(trigger);
                     }
                 }
-                Some(HoldReason::Paused | HoldReason::Maintenance) => {}
-                Some(_) => break,
+                Some(reason) => {
+                    if reason != held_for {
+                        // Settled into a real hold: counted now, as any trigger held.
+                        self.engine.metrics.recovery_held(&chain, reason);
+                        self.held.set_reason(&chain, &subject, reason);
+                    }
+                    if !matches!(reason, HoldReason::Paused | HoldReason::Maintenance) {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -1383,6 +1418,11 @@ impl Manager {
             return Disposition::NoStore;
         };
         self.starts.push_back(clock());
+        let limits = FleetLimits {
+            max_concurrent_runs: self.config.limits.max_concurrent_runs,
+            chain_max_concurrent_runs: self.config.limits.per_chain.get(&chain.name).copied(),
+            max_runs: self.config.limits.max_runs,
+        };
         let run = Active {
             target: trigger.target.clone(),
             current_step: Arc::new(Mutex::new(
@@ -1411,6 +1451,7 @@ impl Manager {
                     resolved: &resolved,
                     current_step: &current_step,
                     cancel,
+                    limits,
                 };
                 let end = engine
                     .run(&store, &chain, &trigger, &mut control, &mut |_| {})
@@ -1497,6 +1538,7 @@ impl Manager {
                 verify_check: route.verify_check.clone(),
                 message,
                 held: None,
+                interval_ms: 0,
             };
             match self.accept(trigger) {
                 Disposition::Started => summary.started.push(reference),

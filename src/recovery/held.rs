@@ -106,6 +106,15 @@ impl<T> Held<T> {
         self.by_seq.remove(&seq)
     }
 
+    /// Changes why (chain, subject) is held, keeping its place and its `since`.
+    pub fn set_reason(&mut self, chain: &str, subject: &str, reason: HoldReason) {
+        if let Some(seq) = self.by_key.get(&(chain.to_string(), subject.to_string())) {
+            if let Some(entry) = self.by_seq.get_mut(seq) {
+                entry.reason = reason;
+            }
+        }
+    }
+
     pub fn contains(&self, chain: &str, subject: &str) -> bool {
         self.by_key
             .contains_key(&(chain.to_string(), subject.to_string()))

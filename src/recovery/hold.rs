@@ -17,6 +17,10 @@ pub enum HoldReason {
     CircuitOpen,
     Maintenance,
     Paused,
+    /// Not a hold an operator sees: a check trigger waits one probe interval of its check
+    /// before it starts, so that every check sharing a failure has been probed and the circuit
+    /// breaker counts them all. Never a label value; never recorded as a hold.
+    Settling,
 }
 
 impl HoldReason {
@@ -35,6 +39,7 @@ impl HoldReason {
             HoldReason::CircuitOpen => "circuit_open",
             HoldReason::Maintenance => "maintenance",
             HoldReason::Paused => "paused",
+            HoldReason::Settling => "settling",
         }
     }
 
@@ -61,6 +66,20 @@ impl Default for MaxUnhealthy {
 
 /// Below this many critical checks the circuit never opens, so a small setup heals as before.
 pub const CIRCUIT_MIN_CRITICAL: usize = 3;
+
+/// The longest a check trigger settles before it may start.
+pub const MAX_SETTLE_MS: i64 = 60_000;
+
+/// How long a check trigger waits before it may start: two probe intervals of its check (at
+/// most [`MAX_SETTLE_MS`]), so that checks failing together have all been probed (and seen
+/// critical) before the circuit breaker decides. Only where the circuit could open at all: with
+/// fewer enabled checks than it needs critical, a small setup heals at once, as before.
+pub fn settle_ms(interval_ms: i64, enabled_checks: usize) -> i64 {
+    if enabled_checks < CIRCUIT_MIN_CRITICAL {
+        return 0;
+    }
+    interval_ms.saturating_mul(2).clamp(0, MAX_SETTLE_MS)
+}
 
 /// Whether the circuit breaker holds every new run: more than `max` of the `enabled` checks
 /// are critical (and at least [`CIRCUIT_MIN_CRITICAL`]).
@@ -419,6 +438,18 @@ mod tests {
             ),
             Some(HoldReason::CircuitOpen),
             "the default max_unhealthy is 50%"
+        );
+    }
+
+    #[test]
+    fn settling_is_two_intervals_where_the_circuit_could_open() {
+        assert_eq!(settle_ms(30_000, 2), 0, "too few checks for a circuit");
+        assert_eq!(settle_ms(30_000, 3), 60_000);
+        assert_eq!(settle_ms(500, 2000), 1_000);
+        assert_eq!(settle_ms(3_600_000, 20), MAX_SETTLE_MS);
+        assert!(
+            !HoldReason::ALL.contains(&HoldReason::Settling),
+            "never a label value"
         );
     }
 

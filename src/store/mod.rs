@@ -25,7 +25,9 @@ use crate::config::{redact_url, Secret};
 use crate::status::Status;
 
 pub use file::{FileChange, FileIdentity};
-pub use recovery::{AttemptEnd, AttemptRecord, AttemptStart, RunStart, StepStats};
+pub use recovery::{
+    AttemptEnd, AttemptRecord, AttemptStart, Begun, FleetLimits, RunStart, StepStats,
+};
 pub use runs::{AttemptView, DecisionKind, DecisionRow, DecisionView, RunRow};
 pub use writer::{spawn_writer, WriterHandle, MAX_BACKLOG};
 

@@ -69,6 +69,34 @@ pub struct AttemptStart<'a> {
     pub started_ms: i64,
 }
 
+/// The limits the store enforces across replicas when a run begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetLimits {
+    /// Runs in progress at once, every chain.
+    pub max_concurrent_runs: Option<u32>,
+    /// Runs in progress at once of the run's chain.
+    pub chain_max_concurrent_runs: Option<u32>,
+    /// Runs started within the sliding window, every chain.
+    pub max_runs: Option<crate::recovery::hold::RateLimit>,
+}
+
+impl FleetLimits {
+    fn is_empty(&self) -> bool {
+        *self == FleetLimits::default()
+    }
+}
+
+/// What became of a run the store was asked to begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begun {
+    /// Recorded, with its fencing token.
+    Started(i64),
+    /// A run for the same subject is active (here or on another replica).
+    AlreadyRunning,
+    /// A fleet-wide limit holds it.
+    Held(crate::recovery::hold::HoldReason),
+}
+
 /// A run the store holds as started, for starting one.
 #[derive(Debug, Clone)]
 pub struct RunStart<'a> {
@@ -337,12 +365,37 @@ impl Store {
     /// another run for the same (chain, subject) is still active (in this process or another
     /// replica); otherwise the token: larger than that of every run begun before.
     pub async fn begin_run(&self, run: &RunStart<'_>) -> Result<Option<i64>, StoreError> {
+        match self.begin_run_within(run, &FleetLimits::default()).await? {
+            Begun::Started(token) => Ok(Some(token)),
+            Begun::AlreadyRunning | Begun::Held(_) => Ok(None),
+        }
+    }
+
+    /// Begins a run unless one for its subject is active or a fleet-wide limit holds it: the
+    /// store decides, counting every replica's runs, under one lock (an advisory transaction
+    /// lock on PostgreSQL; SQLite has a single writer).
+    pub async fn begin_run_within(
+        &self,
+        run: &RunStart<'_>,
+        limits: &FleetLimits,
+    ) -> Result<Begun, StoreError> {
         // As every transaction of the store: a failed one's connection is closed, not reused
         // (see `discard`). After SQLITE_FULL it may still hold the write lock, and then nothing
         // else could be written until a restart.
         let mut conn = self.pool.acquire().await.map_err(query_error("write"))?;
         let result = async {
             let mut tx = conn.begin().await?;
+            if !limits.is_empty() {
+                if self.backend == super::Backend::Postgres {
+                    sqlx::query("SELECT pg_advisory_xact_lock(797901)")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(reason) = fleet_hold(&mut tx, run, limits).await? {
+                    tx.rollback().await?;
+                    return Ok(Begun::Held(reason));
+                }
+            }
             let inserted = sqlx::query(
                 "INSERT INTO recovery_runs (id, chain, target, subject, trigger, started_ms, owner, lease_until_ms, labels) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
@@ -360,7 +413,7 @@ impl Store {
             .await?;
             if inserted.rows_affected() != 1 {
                 tx.rollback().await?;
-                return Ok(None);
+                return Ok(Begun::AlreadyRunning);
             }
             // The counter row is locked until commit: runs beginning at once take turns here,
             // so tokens are issued in the order the runs are recorded.
@@ -376,7 +429,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(Some(token))
+            Ok::<_, sqlx::Error>(Begun::Started(token))
         }
         .await;
         match result {
@@ -689,6 +742,48 @@ impl Store {
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(query_error("read"))
     }
+}
+
+/// Whether the fleet's runs leave room for this one, counted inside its transaction.
+async fn fleet_hold(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run: &RunStart<'_>,
+    limits: &FleetLimits,
+) -> Result<Option<crate::recovery::hold::HoldReason>, sqlx::Error> {
+    use crate::recovery::hold::HoldReason;
+    if let Some(rate) = limits.max_runs {
+        let started: i64 = sqlx::query("SELECT COUNT(*) FROM recovery_runs WHERE started_ms > $1")
+            .bind(run.started_ms.saturating_sub(rate.within_ms))
+            .fetch_one(&mut **tx)
+            .await
+            .and_then(|r| r.try_get(0))?;
+        if started >= i64::from(rate.count) {
+            return Ok(Some(HoldReason::Rate));
+        }
+    }
+    if let Some(max) = limits.max_concurrent_runs {
+        let active: i64 =
+            sqlx::query("SELECT COUNT(*) FROM recovery_runs WHERE finished_ms IS NULL")
+                .fetch_one(&mut **tx)
+                .await
+                .and_then(|r| r.try_get(0))?;
+        if active >= i64::from(max) {
+            return Ok(Some(HoldReason::Concurrency));
+        }
+    }
+    if let Some(max) = limits.chain_max_concurrent_runs {
+        let active: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM recovery_runs WHERE finished_ms IS NULL AND chain = $1",
+        )
+        .bind(run.chain.to_string())
+        .fetch_one(&mut **tx)
+        .await
+        .and_then(|r| r.try_get(0))?;
+        if active >= i64::from(max) {
+            return Ok(Some(HoldReason::Concurrency));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
