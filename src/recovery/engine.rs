@@ -365,6 +365,14 @@ impl Engine {
             }
             tracing::info!(run = %run_id, target = %trigger.target, trigger = trigger.kind.as_str(), "recovery run started");
         }
+        // alertmanager: silence on run start (expired when the guard drops at run end)
+        let silence = (!dry_run)
+            .then(|| {
+                self.actions
+                    .alertmanager()?
+                    .run_started(&run_id, chain, trigger)
+            })
+            .flatten();
         let heartbeat = (!dry_run).then(|| {
             Heartbeat::start(
                 store.clone(),
@@ -411,6 +419,9 @@ impl Engine {
                 message: &trigger.message,
                 tried: &tried,
                 fencing_token,
+                // alertmanager: an alert step names its run and the subject it resolves with
+                run_id: &run_id,
+                subject: &trigger.subject,
             };
             let rendered = action::render(step, name, &ctx);
             if dry_run {
@@ -544,7 +555,8 @@ impl Engine {
                 seconds,
                 "recovery step finished"
             );
-            let is_notify = matches!(step.action, crate::config::ActionSpec::Notify { .. });
+            // alertmanager: an alert step, like notify, fixes nothing
+            let is_notify = step.action.fixes_nothing();
             // A notification fixes nothing: it is not learned from and never ends a run.
             if !cancelled && !is_notify && rendered.is_ok() && attempt_id.is_some() {
                 match store
@@ -608,6 +620,10 @@ impl Engine {
         } else if let Err(e) = store.end_run(&run_id, end_ms, outcome.as_str()).await {
             self.metrics.store_error(e.operation());
         }
+        // alertmanager: expire the silence at run end
+        if let Some(silence) = silence {
+            silence.run_ended();
+        }
         if outcome == RunOutcome::Recovered {
             if let Err(e) = store
                 .set_healthy_since(name, &trigger.subject, Some(end_ms))
@@ -641,7 +657,8 @@ impl Engine {
                 return outcome;
             }
             // A notification reached people; there is nothing to verify.
-            if matches!(rendered, Rendered::Notify { .. }) {
+            // alertmanager: so did an escalation
+            if matches!(rendered, Rendered::Notify { .. } | Rendered::Alert(_)) {
                 return outcome;
             }
             if let Some(check) = &trigger.verify_check {
@@ -1006,6 +1023,10 @@ impl Manager {
 
     async fn healthy(&mut self, chain: String, subject: String, at_ms: i64) {
         self.blocked_until.remove(&(chain.clone(), subject.clone()));
+        // alertmanager: resolve the subject's escalations
+        if let Some(am) = self.engine.actions.alertmanager() {
+            am.subject_healthy(&chain, &subject);
+        }
         let current = self.store.borrow().clone();
         if let Some(s) = current {
             if let Err(e) = s.set_healthy_since(&chain, &subject, Some(at_ms)).await {
