@@ -322,10 +322,10 @@ impl Validator {
         let mut recovery = self.recovery(&file.recovery, &checks);
         recovery.maintenance = self.maintenance(&file.maintenance);
         let predictions = self.predictions(&file.predictions, &checks);
-        let alertmanager = file.alertmanager.and_then(|am| self.alertmanager(am));
-        if alertmanager.is_none() {
+        if file.alertmanager.is_none() {
             self.needs_no_alertmanager(&file.recovery);
         }
+        let alertmanager = file.alertmanager.and_then(|am| self.alertmanager(am));
         Config {
             web,
             state,
@@ -1079,9 +1079,15 @@ impl Validator {
         if actions != 1 {
             self.error(
                 path,
-                format!(
-                    "exactly one of exec, http, notify is required (found {actions}), or alert"
-                ),
+                // The message predates `alert`; it names it only where it is involved, so
+                // existing tooling matching the old text keeps working.
+                if step.alert.is_some() {
+                    format!(
+                        "exactly one of exec, http, notify, alert is required (found {actions})"
+                    )
+                } else {
+                    format!("exactly one of exec, http, notify is required (found {actions})")
+                },
             );
             return None;
         }
