@@ -401,3 +401,63 @@ recovery:
         took.as_secs_f64()
     );
 }
+
+async fn count(m: &Medic, series: &str) -> f64 {
+    m.metric(series).await.unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_postgresql_make_one_escalation_and_one_silence() {
+    let pg = crate::pg::PgCluster::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let target = Target::start().await;
+    let receiver = Target::start().await;
+    let am = Am::start(dir.path(), &receiver.url("/hook")).await;
+    let slow = script(dir.path(), "slow.sh", "sleep 4; exit 0");
+    target.set(500, "down", Duration::ZERO);
+    let config = format!(
+        "{}    heal:\n      steps:\n        - name: fix\n          exec: {{program: \"{}\"}}\n  routes:\n    - matchers: ['alertname=\"HighErrorRate\"']\n      chain: heal\n      silence: true\n",
+        medic_config(am.port, &target),
+        slow.display()
+    );
+    let mut a = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    let mut b = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    a.wait_ready().await;
+    b.wait_ready().await;
+
+    // Both replicas deliver the same alert (Alertmanager HA peers do): one run, one silence.
+    send(&a, webhook("HighErrorRate", "firing")).await;
+    send(&b, webhook("HighErrorRate", "firing")).await;
+    wait_for("a silence", Duration::from_secs(20), || async {
+        silence_for(&am.medic_silences().await, "HighErrorRate", "active")
+    })
+    .await;
+    let created =
+        r#"medic_alertmanager_requests_total{operation="create_silence",result="success"}"#;
+    assert_eq!(count(&a, created).await + count(&b, created).await, 1.0);
+    assert_eq!(am.medic_silences().await.len(), 1, "one silence, not two");
+
+    // Both replicas see the check critical; one escalates, and one re-posts at a time.
+    wait_for("the escalation", Duration::from_secs(30), || async {
+        am.escalations().await.into_iter().next()
+    })
+    .await;
+    let posted = r#"medic_alertmanager_requests_total{operation="post_alert",result="success"}"#;
+    let before = count(&a, posted).await + count(&b, posted).await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let reposts = count(&a, posted).await + count(&b, posted).await - before;
+    // resend_delay 2s, claimed at most every 5/6 of it: at most ~7 in 10 s for one poster;
+    // two unclaimed posters would make twice as many.
+    let most = (started.elapsed().as_secs_f64() / (2.0 * 5.0 / 6.0)).ceil() + 1.0;
+    assert!(
+        (3.0..=most).contains(&reposts),
+        "re-posts in {:?}: {reposts} (at most {most})",
+        started.elapsed()
+    );
+    assert_eq!(am.escalations().await.len(), 1, "one escalation, not two");
+    eprintln!(
+        "am_api: two replicas re-posted {reposts} times in {:?}",
+        started.elapsed()
+    );
+}
