@@ -1868,6 +1868,37 @@ mod tests {
     }
 
     #[test]
+    fn alertmanager_credentials_are_secret() {
+        let c = load(
+            "alertmanager:\n  url: 'http://u:am-pass-1@am:9093'\n  bearer_token: am-token-1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.redactor.redact("am-pass-1 am-token-1"),
+            "<secret> <secret>"
+        );
+        let am = c.alertmanager.expect("configured");
+        assert!(!format!("{am:?}").contains("am-token-1"));
+        assert_eq!(am.resend_delay, Duration::from_secs(60));
+        let e = errors("alertmanager:\n  url: 'http://am:9093'\n  basic_auth: {username: u, password: am-pass-2}\n  bearer_token: am-token-2\n");
+        assert!(
+            e.iter()
+                .all(|e| !e.contains("am-pass-2") && !e.contains("am-token-2")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn silence_matchers_without_placeholders_are_checked_at_load() {
+        let e = errors("alertmanager: {url: 'http://am:9093'}\nrecovery:\n  chains:\n    c:\n      steps:\n      - name: n\n        exec: {program: /bin/true}\n  routes:\n  - matchers: ['a=\"b\"']\n    chain: c\n    silence: {matchers: ['not a matcher']}\n");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("recovery.routes[0].silence.matchers[0]")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn url_passwords_never_reach_error_messages() {
         let e = errors("checks:\n- name: db\n  database: {url: 'oracle://u:hunter22@h/x'}\n");
         assert!(!e[0].contains("hunter22"), "{e:?}");
