@@ -76,6 +76,8 @@ pub struct RunOptions {
     pub shard: Shard,
     /// `--web.max-connections`.
     pub max_connections: usize,
+    /// `--web.external-url`.
+    pub external_url: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -84,6 +86,7 @@ impl Default for RunOptions {
             web_config: None,
             shard: Shard::default(),
             max_connections: server::DEFAULT_MAX_CONNECTIONS,
+            external_url: None,
         }
     }
 }
@@ -142,6 +145,7 @@ pub async fn run(
         web_config,
         shard,
         max_connections,
+        external_url,
     } = options;
     // Before any child exists: orphans of probes and steps are reparented to medic and reaped.
     crate::reaper::start();
@@ -182,15 +186,32 @@ pub async fn run(
     // recovery manager asks it before starting a run; the API writes through it.
     let pause_book = PauseBook::new(metrics.clone());
     let pause_refresher = pause_book.spawn_refresher(store_rx.clone(), shutdown_rx.clone());
+    // Talking back to Alertmanager: one link per process, re-pointed on reload.
+    let owner = owner_name(&local.to_string());
+    let alertmanager = crate::am_api::Alertmanager::new(
+        store_rx.clone(),
+        metrics.clone(),
+        owner.clone(),
+        external_url.unwrap_or_else(|| {
+            crate::am_api::default_external_url(&local.to_string(), web.tls.is_some())
+        }),
+        Some(state.clone()),
+    );
+    alertmanager
+        .apply(&config)
+        .context("building the Alertmanager client")?;
+    let keeper_task = alertmanager.clone().spawn_keeper(shutdown_rx.clone());
     let engine = Arc::new(Engine {
-        actions: Actions::new().context("building the HTTP client for recovery")?,
+        actions: Actions::new()
+            .context("building the HTTP client for recovery")?
+            .with_alertmanager(alertmanager.clone()),
         metrics: metrics.clone(),
         verifier: Verifier::Live {
             state: state.clone(),
             probes: scheduler.probe_handle(),
             others: others_rx,
         },
-        owner: owner_name(&local.to_string()),
+        owner,
     });
     let manager_task = recovery::engine::spawn_manager(
         engine,
@@ -298,6 +319,7 @@ pub async fn run(
         web: web_tx,
         shard,
         others: others_tx,
+        alertmanager,
     };
     // Its checks live on in the scheduler; what a reload compares was copied into `running`.
     drop(config);
@@ -318,6 +340,7 @@ pub async fn run(
     // Runs cancel first (recording it), while checks can still verify; then probes stop.
     let _ = shutdown_tx.send(true);
     let _ = manager_task.await;
+    let _ = keeper_task.await;
     running.scheduler.stop();
     let _ = server_task.await;
     let _ = opener_task.await;
@@ -353,6 +376,7 @@ struct Running {
     web: watch::Sender<Arc<WebSecurity>>,
     shard: Shard,
     others: watch::Sender<Arc<DirectChecks>>,
+    alertmanager: Arc<crate::am_api::Alertmanager>,
 }
 
 impl Running {
@@ -389,6 +413,9 @@ impl Running {
                 )
                 .await;
                 self.recovery.apply(new.recovery.clone()).await;
+                if let Err(e) = self.alertmanager.apply(&new) {
+                    tracing::error!(error = %e, "the new alertmanager: settings do not apply; keeping the old ones");
+                }
                 self.webhook.send_replace(Arc::new(new.web.webhook.clone()));
                 // New certificates and users take effect for the next connection and request.
                 self.web.send_replace(Arc::new(web));

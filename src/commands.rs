@@ -303,9 +303,31 @@ pub async fn recover(
             return 1;
         }
     };
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let owner = crate::app::owner_name(&format!("recover-{}", std::process::id()));
+    // An alert step posts from here too; the escalation goes into the store, where a running
+    // medic keeps it alive and resolves it.
+    let actions = if config.alertmanager.is_some() {
+        // The receiver keeps the last value after its sender is gone.
+        let (_, store_rx) = tokio::sync::watch::channel(Some(store.clone()));
+        let am = crate::am_api::Alertmanager::new(
+            store_rx,
+            metrics.clone(),
+            owner.clone(),
+            crate::am_api::default_external_url(&config.web.listen_address, false),
+            None,
+        );
+        if let Err(e) = am.apply(&config) {
+            eprintln!("cannot set up the Alertmanager client: {e:#}");
+            return 1;
+        }
+        actions.with_alertmanager(am)
+    } else {
+        actions
+    };
     let engine = Engine {
         actions,
-        metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+        metrics,
         verifier: Verifier::Direct(DirectChecks {
             prober,
             checks: config
@@ -315,7 +337,7 @@ pub async fn recover(
                 .collect(),
             redactor: config.redactor.clone(),
         }),
-        owner: crate::app::owner_name(&format!("recover-{}", std::process::id())),
+        owner,
     };
     let owner = engine.owner.clone();
     println!(

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alertmanager;
+pub mod am_api;
 pub mod app;
 pub mod checks;
 pub mod cluster;

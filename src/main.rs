@@ -31,6 +31,10 @@ struct Cli {
     /// TLS and basic auth for every endpoint, in Prometheus' web config format [default: none]
     #[arg(long = "web.config.file", value_name = "FILE", global = true)]
     web_config_file: Option<PathBuf>,
+    /// The URL medic is reachable at, for links it sends out (an escalation's generatorURL)
+    /// [default: from --web.listen-address]
+    #[arg(long = "web.external-url", value_name = "URL", global = true)]
+    external_url: Option<String>,
     /// Connections the server keeps open at once; more wait unaccepted [default: 512]
     #[arg(long = "web.max-connections", value_name = "N", global = true, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -190,6 +194,7 @@ fn main() -> ExitCode {
                 web_config: cli.web_config_file,
                 shard: cli.cluster_shard.unwrap_or_default(),
                 max_connections: cli.max_connections as usize,
+                external_url: cli.external_url,
             };
             match runtime.block_on(app::run(location, overrides, options)) {
                 Ok(()) => 0,

@@ -87,6 +87,12 @@ struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationResultLabels {
+    operation: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -453,6 +459,9 @@ pub struct Metrics {
     recovery_runs_active: Family<ChainLabels, Gauge>,
     recovery_circuit_open: Gauge,
     maintenance_active: Family<WindowLabels, Gauge>,
+    /// Requests to Alertmanager's API (escalations and silences), by operation and result.
+    alertmanager_requests: Family<OperationResultLabels, Counter>,
+    alertmanager_silences: Gauge,
     /// Which mountpoints each check has exported, so a removed check takes its series along.
     disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
@@ -649,6 +658,26 @@ impl Metrics {
             "Child processes never started: no slot within the caller's timeout, or the wait queue was full",
             child_refusals,
         );
+        let alertmanager_requests = Family::<OperationResultLabels, Counter>::default();
+        registry.register(
+            "medic_alertmanager_requests",
+            "Requests to Alertmanager's API by operation (post_alert, create_silence, expire_silence) and result",
+            alertmanager_requests.clone(),
+        );
+        for operation in crate::am_api::Operation::ALL {
+            for result in ["success", "failure"] {
+                let _ = alertmanager_requests.get_or_create(&OperationResultLabels {
+                    operation: operation.as_str().to_string(),
+                    result: result.to_string(),
+                });
+            }
+        }
+        let alertmanager_silences = Gauge::default();
+        registry.register(
+            "medic_alertmanager_silences_active",
+            "Silences medic holds in Alertmanager now",
+            alertmanager_silences.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "medic_build_info",
@@ -714,6 +743,8 @@ impl Metrics {
             store_backlog,
             recovery_pauses_active,
             probe_errors,
+            alertmanager_requests,
+            alertmanager_silences,
             disk_series: Mutex::new(BTreeMap::new()),
         }
     }
@@ -1006,6 +1037,20 @@ impl Metrics {
                 operation: operation.to_string(),
             })
             .inc();
+    }
+
+    pub fn alertmanager_request(&self, operation: crate::am_api::Operation, success: bool) {
+        self.alertmanager_requests
+            .get_or_create(&OperationResultLabels {
+                operation: operation.as_str().to_string(),
+                result: if success { "success" } else { "failure" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// One more (`1`) or one fewer (`-1`) silence held in Alertmanager.
+    pub fn alertmanager_silences_add(&self, delta: i64) {
+        self.alertmanager_silences.inc_by(delta);
     }
 
     pub fn store_results_dropped(&self, count: u64) {

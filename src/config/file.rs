@@ -27,6 +27,32 @@ pub struct FileConfig {
     pub predictions: Vec<PredictionFile>,
     #[serde(default)]
     pub maintenance: Vec<MaintenanceFile>,
+    pub alertmanager: Option<AlertmanagerFile>,
+}
+
+/// `alertmanager:`: the Alertmanager medic talks back to (escalations, silences).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerFile {
+    pub url: String,
+    pub basic_auth: Option<BasicAuthFile>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub tls_config: Option<TlsConfigFile>,
+    /// How often escalations are re-posted and silences extended (Prometheus's
+    /// `--rules.alert.resend-delay`); default 1m.
+    pub resend_delay: Option<Duration>,
+}
+
+/// Client TLS, as Prometheus writes it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfigFile {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -260,6 +286,7 @@ pub struct StepFile {
     pub exec: Option<ExecFile>,
     pub http: Option<HttpActionFile>,
     pub notify: Option<NotifyFile>,
+    pub alert: Option<AlertFile>,
     pub max_attempts: Option<u32>,
     pub cooldown: Option<Duration>,
     pub timeout: Option<Duration>,
@@ -292,12 +319,37 @@ pub struct NotifyFile {
     pub headers: BTreeMap<String, String>,
 }
 
+/// An `alert` step: posts `MedicEscalation` to Alertmanager.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFile {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
     pub matchers: Vec<String>,
     pub chain: String,
     pub verify_check: Option<String>,
+    pub silence: Option<SilenceFile>,
+}
+
+/// `silence: true`, or `silence: {matchers: [...]}` with templates.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SilenceFile {
+    Enabled(bool),
+    Matchers(SilenceMatchersFile),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceMatchersFile {
+    pub matchers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -73,8 +73,11 @@ pub struct ActionContext<'a> {
     pub tried: &'a [TriedStep],
     /// The run's fencing token, when the store issued one (not in dry runs).
     pub fencing_token: Option<i64>,
-    /// The run's id: what `/api/v1/runs/{id}` shows it under.
+    /// The run, for an `alert` step's `run_id` and link.
     pub run_id: &'a str,
+    /// Whose counters apply (`check:NAME`, `alert:FINGERPRINT`): an escalation resolves when
+    /// this subject is healthy again.
+    pub subject: &'a str,
 }
 
 /// The environment variable an exec step finds its run's id in.
@@ -117,6 +120,8 @@ pub enum Rendered {
         headers: Vec<(String, String)>,
         body: serde_json::Value,
     },
+    /// `MedicEscalation`, for the configured Alertmanager.
+    Alert(crate::am_api::Escalation),
 }
 
 /// Output kept per attempt.
@@ -142,6 +147,11 @@ impl Rendered {
             Rendered::Notify { url, .. } => {
                 format!("notify POST {}", redact_url(&secrets.redact(url)))
             }
+            Rendered::Alert(e) => format!(
+                "alert {} step {} to Alertmanager",
+                crate::am_api::escalation::ALERTNAME,
+                e.step
+            ),
         };
         secrets.redact(&text)
     }
@@ -241,6 +251,37 @@ pub fn render(
                 }),
             }
         }
+        ActionSpec::Alert {
+            labels,
+            annotations,
+        } => {
+            let step_labels = headers(labels)?;
+            let mut rendered: BTreeMap<String, String> =
+                headers(annotations)?.into_iter().collect();
+            let subject = v.check.clone().unwrap_or_else(|| ctx.subject.to_string());
+            let tried =
+                crate::am_api::escalation::description(chain, &subject, ctx.message, ctx.tried);
+            let description = match rendered.remove("description") {
+                Some(own) => format!("{own}\n\n{tried}"),
+                None => tried,
+            };
+            rendered.insert("description".to_string(), description);
+            rendered.insert("run_id".to_string(), ctx.run_id.to_string());
+            Rendered::Alert(crate::am_api::Escalation {
+                chain: chain.to_string(),
+                step: step.name.clone(),
+                subject: ctx.subject.to_string(),
+                run_id: ctx.run_id.to_string(),
+                labels: crate::am_api::escalation::labels(
+                    chain,
+                    &step.name,
+                    ctx.trigger,
+                    v,
+                    &step_labels,
+                ),
+                annotations: rendered,
+            })
+        }
     })
 }
 
@@ -261,6 +302,8 @@ fn env_name(label: &str) -> String {
 /// Runs rendered actions; holds the HTTP client they share.
 pub struct Actions {
     client: reqwest::Client,
+    /// Where `alert` steps post, when this process talks to an Alertmanager.
+    alertmanager: Option<std::sync::Arc<crate::am_api::Alertmanager>>,
 }
 
 impl Actions {
@@ -271,7 +314,19 @@ impl Actions {
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::limited(5))
                 .build()?,
+            alertmanager: None,
         })
+    }
+
+    /// `alert` steps post through this Alertmanager link.
+    pub fn with_alertmanager(mut self, am: std::sync::Arc<crate::am_api::Alertmanager>) -> Self {
+        self.alertmanager = Some(am);
+        self
+    }
+
+    /// The Alertmanager link, for the run's silences and the manager's resolutions.
+    pub fn alertmanager(&self) -> Option<&std::sync::Arc<crate::am_api::Alertmanager>> {
+        self.alertmanager.as_ref()
     }
 
     /// Runs the action, bounded by `timeout`. An `exec` action tells `on_spawn` its process
@@ -320,6 +375,29 @@ impl Actions {
                 };
                 self.request(method, url, headers, body.clone(), timeout)
                     .await
+            }
+            Rendered::Alert(escalation) => {
+                let Some(am) = &self.alertmanager else {
+                    return ActionOutcome::failure("alertmanager: is not configured");
+                };
+                match tokio::time::timeout(timeout, am.escalate(escalation)).await {
+                    Ok(Ok(message)) => ActionOutcome {
+                        result: AttemptResult::Success,
+                        message,
+                        exit_code: None,
+                        output: String::new(),
+                    },
+                    Ok(Err(message)) => ActionOutcome::failure(message),
+                    Err(_) => ActionOutcome {
+                        result: AttemptResult::Timeout,
+                        message: format!(
+                            "Alertmanager did not answer within {}s",
+                            timeout.as_secs_f64()
+                        ),
+                        exit_code: None,
+                        output: String::new(),
+                    },
+                }
             }
             Rendered::Notify { url, headers, body } => {
                 let mut headers = headers.clone();
@@ -566,6 +644,7 @@ mod tests {
             tried: &[],
             fencing_token: None,
             run_id: "18f-abc",
+            subject: "check:web",
         };
         let exec = step(ActionSpec::Exec {
             program: Template::parse("/bin/true").unwrap(),

@@ -381,6 +381,7 @@ impl Engine {
             heartbeat: None,
             fenced: None,
             tried: Vec::new(),
+            silence: None,
         };
         if mode == Mode::DryRun {
             return Ok(holding);
@@ -435,6 +436,14 @@ impl Engine {
             };
             record_decision(store, &self.metrics, row).await;
         }
+        // Alertmanager: "someone is on it" while the run heals (not in shadow mode, which
+        // changes nothing anywhere).
+        if mode == Mode::Act {
+            holding.silence = self
+                .actions
+                .alertmanager()
+                .and_then(|am| am.run_started(&holding.run_id, chain, trigger));
+        }
         holding.heartbeat = Some(Heartbeat::start(
             store.clone(),
             holding.run_id.clone(),
@@ -476,6 +485,11 @@ impl Engine {
         } else if let Err(e) = store.end_run(run_id, end_ms, outcome.as_str()).await {
             self.metrics.store_error(e.operation());
         }
+        // Alertmanager: the run is over, whatever its outcome; an alert still firing reaches
+        // people at once.
+        if let Some(silence) = holding.silence.take() {
+            silence.run_ended();
+        }
         if outcome == RunOutcome::Recovered {
             if let Err(e) = store
                 .set_healthy_since(name, &trigger.subject, Some(end_ms))
@@ -506,6 +520,8 @@ struct Holding {
     fenced: Option<Fenced>,
     /// What was tried so far, for notifications.
     tried: Vec<TriedStep>,
+    /// The Alertmanager silence of an alert routed with `silence:`, while the run lasts.
+    silence: Option<crate::am_api::SilenceGuard>,
 }
 
 /// One run being carried out: the IO side of each decision.
@@ -638,6 +654,7 @@ impl Carry<'_, '_, '_> {
             tried: &self.holding.tried,
             fencing_token: self.holding.fencing_token,
             run_id: &self.holding.run_id,
+            subject: &self.trigger.subject,
         }
     }
 
@@ -878,9 +895,9 @@ fn not_run(message: impl Into<String>) -> ActionOutcome {
     }
 }
 
-/// A notification fixes nothing: it is neither verified nor learned from.
+/// A notification or an escalation fixes nothing: it is neither verified nor learned from.
 fn is_notification(step: &StepSpec) -> bool {
-    matches!(step.action, crate::config::ActionSpec::Notify { .. })
+    step.action.fixes_nothing()
 }
 
 /// `work`, or a failure that says medic is shutting down.
@@ -1467,6 +1484,10 @@ impl Manager {
         self.blocked_until.remove(&(chain.clone(), subject.clone()));
         if self.held.remove(&chain, &subject).is_some() {
             tracing::info!(chain = %chain, subject = %subject, "held recovery dropped: healthy again");
+        }
+        // Alertmanager: the subject's escalations resolve.
+        if let Some(am) = self.engine.actions.alertmanager() {
+            am.subject_healthy(&chain, &subject);
         }
         let current = self.store.borrow().clone();
         if let Some(s) = current {

@@ -423,7 +423,10 @@ impl Run {
 }
 
 fn is_notify(chain: &ChainSpec, index: usize) -> bool {
-    matches!(chain.steps[index].action, ActionSpec::Notify { .. })
+    matches!(
+        chain.steps[index].action,
+        ActionSpec::Notify { .. } | ActionSpec::Alert { .. }
+    )
 }
 
 fn duration_ms(d: std::time::Duration) -> i64 {

@@ -4,6 +4,7 @@
 //! Nothing here assumes this process is the only writer: rows carry their own keys, and
 //! migrations serialise on an advisory lock in PostgreSQL.
 
+mod alertmanager;
 mod file;
 mod pauses;
 mod recovery;
@@ -24,6 +25,7 @@ use crate::checks::Measurement;
 use crate::config::{redact_url, Secret};
 use crate::status::Status;
 
+pub use alertmanager::EscalationRow;
 pub use file::{FileChange, FileIdentity};
 pub use recovery::{
     AttemptEnd, AttemptRecord, AttemptStart, Begun, FleetLimits, RunStart, StepStats,

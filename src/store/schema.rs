@@ -11,7 +11,34 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, V5, V5),
     (6, V6, V6),
     (7, V7, V7),
+    (8, V8, V8),
 ];
+
+/// Talking back to Alertmanager: escalations re-posted while their subject stays unhealthy
+/// (by whichever replica claims the re-post), and the silences held for runs.
+const V8: &str = r#"
+CREATE TABLE escalations (
+    id               TEXT   PRIMARY KEY,
+    chain            TEXT   NOT NULL,
+    step             TEXT   NOT NULL,
+    subject          TEXT   NOT NULL,
+    labels_json      TEXT   NOT NULL,
+    annotations_json TEXT   NOT NULL,
+    generator_url    TEXT   NOT NULL,
+    started_ms       BIGINT NOT NULL,
+    resolved_ms      BIGINT,
+    owner            TEXT   NOT NULL,
+    last_posted_ms   BIGINT NOT NULL
+);
+CREATE INDEX escalations_active ON escalations (chain, subject) WHERE resolved_ms IS NULL;
+CREATE TABLE silences (
+    run_id     TEXT   PRIMARY KEY,
+    silence_id TEXT   NOT NULL,
+    owner      TEXT   NOT NULL,
+    ends_ms    BIGINT NOT NULL,
+    expired_ms BIGINT
+);
+"#;
 
 /// A running step's process group, with what recognises it after a restart (a pid is reused;
 /// not with the same start time on the same boot), so a medic killed mid-step can end it.

@@ -5,6 +5,7 @@ mod page;
 mod pg;
 mod support;
 
+mod am_api;
 mod api;
 mod checks;
 mod cli;
