@@ -458,6 +458,9 @@ pub struct Metrics {
     recovery_held: Family<ChainReasonLabels, Counter>,
     recovery_runs_active: Family<ChainLabels, Gauge>,
     recovery_circuit_open: Gauge,
+    recovery_held_triggers: Gauge,
+    recovery_held_oldest: FloatGauge,
+    pause_earliest_end: FloatGauge,
     maintenance_active: Family<WindowLabels, Gauge>,
     /// Requests to Alertmanager's API (escalations and silences), by operation and result.
     alertmanager_requests: Family<OperationResultLabels, Counter>,
@@ -710,6 +713,26 @@ impl Metrics {
             "1 while max_unhealthy holds every new recovery run",
             recovery_circuit_open.clone(),
         );
+        let recovery_held_triggers = Gauge::default();
+        registry.register(
+            "medic_recovery_held_triggers",
+            "Recovery triggers waiting now for a hold to lift",
+            recovery_held_triggers.clone(),
+        );
+        let recovery_held_oldest = FloatGauge::default();
+        registry.register_with_unit(
+            "medic_recovery_held_oldest_timestamp",
+            "Unix time the longest-waiting held trigger was first held (0: none waits)",
+            Unit::Seconds,
+            recovery_held_oldest.clone(),
+        );
+        let pause_earliest_end = FloatGauge::default();
+        registry.register_with_unit(
+            "medic_recovery_pause_earliest_end_timestamp",
+            "Unix time the first active pause ends (0: no pause)",
+            Unit::Seconds,
+            pause_earliest_end.clone(),
+        );
         let maintenance_active = Family::<WindowLabels, Gauge>::default();
         registry.register(
             "medic_maintenance_active",
@@ -720,6 +743,9 @@ impl Metrics {
             recovery_held,
             recovery_runs_active,
             recovery_circuit_open,
+            recovery_held_triggers,
+            recovery_held_oldest,
+            pause_earliest_end,
             maintenance_active,
             registry,
             checks,
@@ -940,6 +966,19 @@ impl Metrics {
                 chain: chain.to_string(),
             })
             .set(i64::try_from(active).unwrap_or(i64::MAX));
+    }
+
+    /// How many triggers wait for a hold, and since when the oldest of them waits.
+    pub fn recovery_held_now(&self, waiting: usize, oldest_since_ms: Option<i64>) {
+        self.recovery_held_triggers
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        self.recovery_held_oldest
+            .set(oldest_since_ms.map_or(0.0, |t| t as f64 / 1000.0));
+    }
+
+    pub fn pause_earliest_end(&self, ends_ms: Option<i64>) {
+        self.pause_earliest_end
+            .set(ends_ms.map_or(0.0, |t| t as f64 / 1000.0));
     }
 
     pub fn recovery_circuit_open(&self, open: bool) {

@@ -101,10 +101,12 @@ impl PauseBook {
     /// Applies `change`; subscribers hear of it only when the list is different.
     fn update(&self, change: impl FnOnce(&mut Vec<Pause>)) {
         let mut count = 0;
+        let mut earliest = None;
         self.inner.active.send_if_modified(|current| {
             let mut next = current.as_ref().clone();
             change(&mut next);
             count = next.len();
+            earliest = next.iter().map(|p| p.ends_ms).min();
             if next == **current {
                 return false;
             }
@@ -112,6 +114,7 @@ impl PauseBook {
             true
         });
         self.inner.metrics.recovery_pauses_active(count);
+        self.inner.metrics.pause_earliest_end(earliest);
     }
 
     /// Re-reads the store every [`REFRESH_EVERY`] and as soon as it (re)opens, until shutdown.

@@ -1356,6 +1356,9 @@ impl Manager {
             self.starts.pop_front();
         }
         self.release_held(now);
+        self.engine
+            .metrics
+            .recovery_held_now(self.held.len(), self.held.oldest_since_ms());
     }
 
     fn release_held(&mut self, now_ms: i64) {
