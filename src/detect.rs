@@ -1,11 +1,38 @@
 //! The `detect` filter: streams a `timestamp,value` CSV into anomaly scores and forecasts, row by row.
 
-use crate::forecast::{AnomalyDetector, Forecaster};
+use crate::forecast::{AnomalyDetector, Direction, Forecaster};
+use crate::predict::breach_seconds;
 use std::fmt;
 use std::io::{BufRead, Write};
 
 /// Forecast window used by `detect`: long enough to see a daily cycle's slope, short enough to follow it.
 const DETECT_WINDOW_SECONDS: f64 = 6.0 * 3600.0;
+
+/// Default `--max-horizon` of `detect`, the same as a prediction's default `max_horizon`.
+pub const DETECT_MAX_HORIZON_SECONDS: f64 = 7.0 * 86_400.0;
+
+/// What `run_detect_with` computes besides the anomaly score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectOptions {
+    /// Rows ahead that `forecast` predicts (at least 1).
+    pub horizon: usize,
+    /// Forecaster window in seconds.
+    pub window_seconds: f64,
+    /// With a threshold, a `breach_seconds` column (as `medic_predicted_breach_seconds`).
+    pub breach: Option<(f64, Direction)>,
+    pub max_horizon_seconds: f64,
+}
+
+impl DetectOptions {
+    pub fn new(horizon: usize) -> Self {
+        DetectOptions {
+            horizon,
+            window_seconds: DETECT_WINDOW_SECONDS,
+            breach: None,
+            max_horizon_seconds: DETECT_MAX_HORIZON_SECONDS,
+        }
+    }
+}
 
 /// What a finished `run_detect` saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,10 +108,22 @@ impl std::error::Error for DetectError {
 /// `t_i + horizon * typical_interval`; it is empty until the forecaster has two timestamps.
 /// Memory is constant in the number of rows: each row is written before the next is read.
 pub fn run_detect<R: BufRead, W: Write>(
-    mut input: R,
-    mut output: W,
+    input: R,
+    output: W,
     horizon: usize,
 ) -> Result<DetectSummary, DetectError> {
+    run_detect_with(input, output, &DetectOptions::new(horizon))
+}
+
+/// `run_detect` with every option: `forecast_lower`/`forecast_upper` are the 80 % interval of
+/// `forecast` (empty until enough of its errors were seen), and with `breach` a last column
+/// `breach_seconds` computed by the same function as the live gauge.
+pub fn run_detect_with<R: BufRead, W: Write>(
+    mut input: R,
+    mut output: W,
+    opts: &DetectOptions,
+) -> Result<DetectSummary, DetectError> {
+    let horizon = opts.horizon;
     if horizon == 0 {
         return Err(DetectError::InvalidHorizon);
     }
@@ -101,11 +140,14 @@ pub fn run_detect<R: BufRead, W: Write>(
         line_no += 1;
         have_header = !trim_eol(&buf).trim().is_empty();
     }
-    output
-        .write_all(b"timestamp,value,anomaly_score,forecast\n")
-        .map_err(io(line_no))?;
+    let header: &[u8] = if opts.breach.is_some() {
+        b"timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper,breach_seconds\n"
+    } else {
+        b"timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper\n"
+    };
+    output.write_all(header).map_err(io(line_no))?;
 
-    let mut forecaster = Forecaster::new(DETECT_WINDOW_SECONDS);
+    let mut forecaster = Forecaster::new(opts.window_seconds);
     let mut detector = AnomalyDetector::new();
     let mut summary = DetectSummary {
         rows: 0,
@@ -144,7 +186,7 @@ pub fn run_detect<R: BufRead, W: Write>(
         forecaster.observe(t, value);
         let predicted = forecaster
             .typical_interval()
-            .and_then(|dt| forecaster.forecast(t + horizon as f64 * dt));
+            .and_then(|dt| forecaster.predict(0, t + horizon as f64 * dt));
 
         summary.rows += 1;
         if score > summary.max_score {
@@ -159,13 +201,35 @@ pub fn run_detect<R: BufRead, W: Write>(
         out.push_str(&format_number(score));
         out.push(',');
         if let Some(p) = predicted {
-            out.push_str(&format_number(p));
+            out.push_str(&format_number(p.value));
+            out.push(',');
+            out.push_str(&p.lower.map(format_number).unwrap_or_default());
+            out.push(',');
+            out.push_str(&p.upper.map(format_number).unwrap_or_default());
+        } else {
+            out.push_str(",,");
+        }
+        if let Some((threshold, direction)) = opts.breach {
+            out.push(',');
+            let b = breach_seconds(&forecaster, t, threshold, direction, opts.max_horizon_seconds);
+            out.push_str(&format_breach(b));
         }
         out.push('\n');
         output.write_all(out.as_bytes()).map_err(io(line_no))?;
     }
     output.flush().map_err(io(line_no))?;
     Ok(summary)
+}
+
+/// `+Inf` for "not within max horizon" (Prometheus' spelling), else the number.
+fn format_breach(x: f64) -> String {
+    if x.is_infinite() && x > 0.0 {
+        "+Inf".to_string()
+    } else if x == 0.0 {
+        "0".to_string()
+    } else {
+        format_number(x)
+    }
 }
 
 fn trim_eol(s: &str) -> &str {

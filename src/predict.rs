@@ -22,6 +22,9 @@ pub struct Prediction {
     pub anomaly_score: f64,
     /// (horizon as written, forecast of the value that far ahead), when the model is ready.
     pub forecasts: Vec<(String, Option<f64>)>,
+    /// (horizon as written, 80 % interval (lower, upper) of that forecast), once enough of the
+    /// forecast's own errors at that horizon were seen.
+    pub intervals: Vec<(String, Option<(f64, f64)>)>,
     /// Seconds until the forecast crosses the threshold: 0 when already past it, +Inf when not
     /// within `max_horizon`; `None` without a threshold.
     #[serde(serialize_with = "serialize_breach")]
@@ -34,6 +37,24 @@ fn serialize_breach<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok
         // JSON has no infinity; "never within max_horizon" reads as null in the API.
         Some(x) if x.is_finite() => s.serialize_some(x),
         _ => s.serialize_none(),
+    }
+}
+
+/// Seconds from `now` until the forecast crosses `threshold`: 0 when already past it, +Inf when
+/// not within `max_horizon_seconds`, never NaN. The live gauge and `medic detect
+/// --breach-above/--breach-below` both call this, so they cannot disagree.
+pub fn breach_seconds(
+    forecaster: &Forecaster,
+    now: f64,
+    threshold: f64,
+    direction: Direction,
+    max_horizon_seconds: f64,
+) -> f64 {
+    let seconds = forecaster.time_to_breach(now, threshold, direction, max_horizon_seconds);
+    if seconds.is_nan() || seconds > max_horizon_seconds {
+        f64::INFINITY
+    } else {
+        seconds.max(0.0)
     }
 }
 
@@ -75,18 +96,17 @@ impl Predictor {
         } else {
             0.0
         };
-        let forecasts = self
-            .spec
-            .horizons
-            .iter()
-            .map(|(label, h)| {
-                let f = self
-                    .forecaster
-                    .forecast(t + h.as_secs_f64())
-                    .filter(|v| v.is_finite());
-                (label.clone(), f)
-            })
-            .collect();
+        let mut forecasts = Vec::with_capacity(self.spec.horizons.len());
+        let mut intervals = Vec::with_capacity(self.spec.horizons.len());
+        for (slot, (label, h)) in self.spec.horizons.iter().enumerate() {
+            let band = self
+                .forecaster
+                .predict(slot, t + h.as_secs_f64())
+                .filter(|b| b.value.is_finite());
+            forecasts.push((label.clone(), band.map(|b| b.value)));
+            let interval = band.and_then(|b| Some((b.lower?, b.upper?)));
+            intervals.push((label.clone(), interval));
+        }
         let (threshold, breach_seconds) = match self.spec.breach {
             None => (None, None),
             Some(b) => {
@@ -95,12 +115,7 @@ impl Predictor {
                     Breach::Below(v) => (v, Direction::Below),
                 };
                 let max = self.spec.max_horizon.as_secs_f64();
-                let seconds = self.forecaster.time_to_breach(t, threshold, direction, max);
-                let seconds = if seconds.is_nan() || seconds > max {
-                    f64::INFINITY
-                } else {
-                    seconds.max(0.0)
-                };
+                let seconds = breach_seconds(&self.forecaster, t, threshold, direction, max);
                 (Some(threshold), Some(seconds))
             }
         };
@@ -112,6 +127,7 @@ impl Predictor {
             value,
             anomaly_score: score,
             forecasts,
+            intervals,
             breach_seconds,
             threshold,
         })

@@ -14,8 +14,10 @@ use std::collections::VecDeque;
 const SEASON_SECONDS: f64 = 86_400.0;
 /// A lagged sample farther than this from exactly one season ago is not comparable.
 const SEASON_TOLERANCE: f64 = 0.01 * SEASON_SECONDS;
+/// Samples scored 0 while the first references fill: scores start on the 30th sample (SPEC).
+pub const WARMUP: usize = 29;
 /// Residual windows need this many entries before their p-values mean anything.
-const MIN_REFERENCE: usize = 50;
+const MIN_REFERENCE: usize = 20;
 
 /// Tests of the detector, as bits of `AnomalyParams::tests`.
 pub const TEST_VALUE: u32 = 1;
@@ -41,19 +43,26 @@ pub struct AnomalyParams {
     pub damp: f64,
     /// Which tests run (`TEST_*` bits), for ablation measurements.
     pub tests: u32,
+    /// Samples averaged into the recent surprise that the likelihood stage grades against the
+    /// series' own history of surprises (0 = no likelihood stage: the raw p-value is the score).
+    pub likelihood: usize,
+    /// Averaged surprises the likelihood stage remembers.
+    pub likelihood_history: usize,
 }
 
 impl Default for AnomalyParams {
     fn default() -> Self {
         AnomalyParams {
             history: 4000,
-            warmup: 100,
+            warmup: WARMUP,
             tail: 0.02,
             depth: 10.0,
             alarm: 0.35,
             hold: 300,
             damp: 0.5,
             tests: TEST_VALUE | TEST_JUMP | TEST_SEASONAL,
+            likelihood: 0,
+            likelihood_history: 4000,
         }
     }
 }
@@ -169,6 +178,11 @@ pub struct AnomalyDetector {
     seen: usize,
     hold_left: usize,
     hold_peak: f64,
+    /// Last `likelihood` raw surprises (-log10 p) and their sum, for the recent average.
+    recent: VecDeque<f64>,
+    recent_sum: f64,
+    /// History of averaged surprises the likelihood stage ranks the latest one in.
+    surprises: RankWindow,
 }
 
 impl Default for AnomalyDetector {
@@ -193,6 +207,9 @@ impl AnomalyDetector {
             seen: 0,
             hold_left: 0,
             hold_peak: 0.0,
+            recent: VecDeque::new(),
+            recent_sum: 0.0,
+            surprises: RankWindow::new(p.likelihood_history.max(8)),
             p: AnomalyParams { history: h, ..p },
         }
     }
@@ -263,6 +280,7 @@ impl AnomalyDetector {
         } else {
             10.0
         };
+        let p = self.likelihood(p, tail);
         let raw = (-p.max(f64::MIN_POSITIVE).log10() / depth).clamp(0.0, 1.0);
         let mut out = raw;
         if self.hold_left > 0 {
@@ -282,6 +300,43 @@ impl AnomalyDetector {
         } else {
             0.0
         }
+    }
+
+    /// The likelihood stage: how rare the recent average surprise is among this series' own
+    /// past surprises. A series whose raw p-values are often tiny (drifting, heavy-tailed) gets
+    /// its alarms discounted, a quiet one keeps them: the threshold adapts online per series.
+    fn likelihood(&mut self, p: f64, tail: f64) -> f64 {
+        let k = self.p.likelihood;
+        if k == 0 {
+            return p;
+        }
+        let surprise = (-p.max(f64::MIN_POSITIVE).log10()).clamp(0.0, 400.0);
+        self.recent.push_back(surprise);
+        self.recent_sum += surprise;
+        while self.recent.len() > k {
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_sum -= old;
+            }
+        }
+        let avg = (self.recent_sum / self.recent.len() as f64).max(0.0);
+        let ready = self.surprises.len() >= MIN_REFERENCE;
+        let q = self.surprises.p_upper(avg, tail);
+        self.surprises.push(avg);
+        if ready {
+            q
+        } else {
+            p
+        }
+    }
+
+    /// Bytes of the detector's state once its windows are full, for the memory figure.
+    pub fn memory_bytes(&self) -> usize {
+        let f = std::mem::size_of::<f64>();
+        std::mem::size_of::<Self>()
+            + 3 * 2 * self.p.history * f
+            + 2 * self.p.history * f
+            + 2 * self.p.likelihood_history.max(8) * f * usize::from(self.p.likelihood > 0)
+            + self.p.likelihood * f
     }
 
     /// |value - median of the three samples nearest one season ago|, if that moment is in memory.
@@ -338,7 +393,8 @@ mod tests {
     fn warmup_scores_zero_and_all_scores_in_range() {
         let mut n = Noise::seeded(7);
         let s = run((0..3000).map(|i| (i as f64 * 60.0, n.next() * 100.0)));
-        assert!(s[..100].iter().all(|&x| x == 0.0));
+        assert!(s[..WARMUP].iter().all(|&x| x == 0.0));
+        assert!(s[WARMUP..].iter().any(|&x| x > 0.0), "scores from the 30th sample on");
         assert!(s.iter().all(|x| (0.0..=1.0).contains(x)));
     }
 
