@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 use medic::detect::parse_timestamp;
-use medic::forecast::{AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_SEASONAL, TEST_VALUE};
+use medic::forecast::{
+    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_RECENT, TEST_SEASONAL, TEST_VALUE,
+};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -29,37 +31,40 @@ fn variants() -> Vec<(String, AnomalyParams)> {
     let d = AnomalyParams::default();
     let mut v = vec![("default".to_string(), d.clone())];
     let mut add = |name: &str, p: AnomalyParams| v.push((name.to_string(), p));
+    let all = TEST_VALUE | TEST_JUMP | TEST_SEASONAL;
     add(
-        "old-warmup100-lik0",
+        "old-warmup100",
         AnomalyParams {
             warmup: 100,
-            likelihood: 0,
             ..d.clone()
         },
     );
-    for lik in [0usize, 1, 4, 10] {
-        for hold in [0usize, 300] {
-            add(
-                &format!("lik{lik}-hold{hold}"),
-                AnomalyParams {
-                    likelihood: lik,
-                    hold,
-                    ..d.clone()
-                },
-            );
-        }
+    add(
+        "likelihood4",
+        AnomalyParams {
+            likelihood: 4,
+            ..d.clone()
+        },
+    );
+    for hold in [0usize, 150, 600] {
+        add(&format!("hold{hold}"), AnomalyParams { hold, ..d.clone() });
     }
-    for tests in [TEST_VALUE | TEST_JUMP, TEST_VALUE | TEST_SEASONAL] {
+    for damp in [0.0, 0.25] {
+        add(&format!("damp{damp}"), AnomalyParams { damp, ..d.clone() });
+    }
+    for recent in [50usize, 200, 1000] {
         add(
-            &format!("lik4-tests{tests}"),
+            &format!("recent{recent}"),
             AnomalyParams {
-                likelihood: 4,
-                tests,
+                tests: all | TEST_RECENT,
+                recent,
                 ..d.clone()
             },
         );
     }
-    let _ = TEST_JUMP | TEST_SEASONAL;
+    for tail in [0.01, 0.05] {
+        add(&format!("tail{tail}"), AnomalyParams { tail, ..d.clone() });
+    }
     v
 }
 
@@ -78,7 +83,9 @@ fn main() {
             .cloned()
             .unwrap_or_else(|| "target/nab-variants".into()),
     );
-    let only: Option<Vec<String>> = args.get(2).map(|s| s.split(',').map(String::from).collect());
+    let only: Option<Vec<String>> = args
+        .get(2)
+        .map(|s| s.split(',').map(String::from).collect());
     let mut files = Vec::new();
     for cat in std::fs::read_dir(&data).expect("data dir") {
         for f in std::fs::read_dir(cat.expect("entry").path()).expect("cat dir") {
@@ -88,10 +95,7 @@ fn main() {
     files.sort();
     let series: Vec<(PathBuf, Vec<(String, f64, f64)>)> =
         files.into_iter().map(|f| (f.clone(), load(&f))).collect();
-    println!(
-        "{:<28} {:>12} {:>14}",
-        "variant", "µs/sample", "bytes/pred"
-    );
+    println!("{:<28} {:>12} {:>14}", "variant", "µs/sample", "bytes/pred");
     for (name, params) in variants() {
         if only.as_ref().is_some_and(|o| !o.contains(&name)) {
             continue;
@@ -100,10 +104,7 @@ fn main() {
         let mut samples = 0u64;
         let mut memory = 0usize;
         for (path, rows) in &series {
-            let cat = path
-                .parent()
-                .and_then(|p| p.file_name())
-                .expect("category");
+            let cat = path.parent().and_then(|p| p.file_name()).expect("category");
             let dir = out.join(&name).join(cat);
             std::fs::create_dir_all(&dir).expect("mkdir");
             let mut d = AnomalyDetector::with_params(params.clone());
@@ -112,7 +113,8 @@ fn main() {
             elapsed += start.elapsed();
             samples += rows.len() as u64;
             memory = memory.max(d.memory_bytes());
-            let f = std::fs::File::create(dir.join(path.file_name().expect("name"))).expect("create");
+            let f =
+                std::fs::File::create(dir.join(path.file_name().expect("name"))).expect("create");
             let mut w = std::io::BufWriter::new(f);
             writeln!(w, "timestamp,anomaly_score").expect("write");
             for ((ts, _, _), s) in rows.iter().zip(scores) {

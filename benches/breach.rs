@@ -48,9 +48,7 @@ fn series(kind: &str, seed: u64) -> Vec<(f64, f64)> {
                 "steady fill" => 20.0 + 0.5 * h + 0.5 * e,
                 "fill with daily cycle" => 20.0 + 0.4 * h + 8.0 * daily + 0.5 * e,
                 "periodic cleanups" => 40.0 + 1.5 * (h % 40.0) + 0.5 * e,
-                "leak mid-way" => {
-                    50.0 + if h > 96.0 { 1.0 * (h - 96.0) } else { 0.0 } + 0.5 * e
-                }
+                "leak mid-way" => 50.0 + if h > 96.0 { 1.0 * (h - 96.0) } else { 0.0 } + 0.5 * e,
                 "accelerating growth" => 10.0 + 80.0 * (h / 144.0).powi(2) + 0.5 * e,
                 "flat noise" => 50.0 + 3.0 * e,
                 "daily peaks near threshold" => 60.0 + 25.0 * daily + 0.5 * e,
@@ -162,7 +160,13 @@ fn main() {
     );
     println!(
         "{:<28} {:>14} {:>14} {:>14} {:>9} {:>9} {:>9}",
-        "series", "medic timing", "p_l 1h timing", "p_l 6h timing", "medic FA", "p_l 1h FA", "p_l 6h FA"
+        "series",
+        "medic timing",
+        "p_l 1h timing",
+        "p_l 6h timing",
+        "medic FA",
+        "p_l 1h FA",
+        "p_l 6h FA"
     );
     for (k, kind) in kinds.iter().enumerate() {
         let s = series(kind, k as u64 + 1);

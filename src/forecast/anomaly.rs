@@ -23,6 +23,8 @@ const MIN_REFERENCE: usize = 20;
 pub const TEST_VALUE: u32 = 1;
 pub const TEST_JUMP: u32 = 2;
 pub const TEST_SEASONAL: u32 = 4;
+/// The value against only the recent `recent` samples: a second, short timescale.
+pub const TEST_RECENT: u32 = 8;
 
 /// Knobs of the anomaly detector; `Default` holds the measured choice.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +50,8 @@ pub struct AnomalyParams {
     pub likelihood: usize,
     /// Averaged surprises the likelihood stage remembers.
     pub likelihood_history: usize,
+    /// Samples of the short timescale (`TEST_RECENT`).
+    pub recent: usize,
 }
 
 impl Default for AnomalyParams {
@@ -63,6 +67,7 @@ impl Default for AnomalyParams {
             tests: TEST_VALUE | TEST_JUMP | TEST_SEASONAL,
             likelihood: 0,
             likelihood_history: 4000,
+            recent: 200,
         }
     }
 }
@@ -172,6 +177,7 @@ pub struct AnomalyDetector {
     values: RankWindow,
     jumps: RankWindow,
     seasonal: RankWindow,
+    short: RankWindow,
     /// (time, value) of about the last season, for the seasonal difference.
     past: VecDeque<(f64, f64)>,
     last: Option<f64>,
@@ -202,6 +208,7 @@ impl AnomalyDetector {
             values: RankWindow::new(h),
             jumps: RankWindow::new(h),
             seasonal: RankWindow::new(h),
+            short: RankWindow::new(p.recent.max(8)),
             past: VecDeque::new(),
             last: None,
             seen: 0,
@@ -251,6 +258,17 @@ impl AnomalyDetector {
             }
         }
         self.last = Some(value);
+        if self.p.tests & TEST_RECENT != 0 {
+            if warm && self.short.len() >= MIN_REFERENCE {
+                let two_sided = 2.0
+                    * self
+                        .short
+                        .p_upper(value, tail)
+                        .min(self.short.p_lower(value, tail));
+                p = p.min(two_sided);
+            }
+            self.short.push(value);
+        }
         if self.p.tests & TEST_SEASONAL != 0 {
             if let Some(diff) = self.seasonal_difference(t, value) {
                 if warm && self.seasonal.len() >= MIN_REFERENCE {
@@ -335,6 +353,7 @@ impl AnomalyDetector {
         std::mem::size_of::<Self>()
             + 3 * 2 * self.p.history * f
             + 2 * self.p.history * f
+            + 2 * self.p.recent.max(8) * f * usize::from(self.p.tests & TEST_RECENT != 0)
             + 2 * self.p.likelihood_history.max(8) * f * usize::from(self.p.likelihood > 0)
             + self.p.likelihood * f
     }
@@ -394,8 +413,24 @@ mod tests {
         let mut n = Noise::seeded(7);
         let s = run((0..3000).map(|i| (i as f64 * 60.0, n.next() * 100.0)));
         assert!(s[..WARMUP].iter().all(|&x| x == 0.0));
-        assert!(s[WARMUP..].iter().any(|&x| x > 0.0), "scores from the 30th sample on");
+        assert!(
+            s[WARMUP..].iter().any(|&x| x > 0.0),
+            "scores from the 30th sample on"
+        );
         assert!(s.iter().all(|x| (0.0..=1.0).contains(x)));
+    }
+
+    #[test]
+    fn spike_on_the_48th_sample_scores_high() {
+        // The live case of the issue: a 10x spike soon after a prediction starts.
+        let mut n = Noise::seeded(21);
+        let mut d = AnomalyDetector::new();
+        for i in 0..47 {
+            let s = d.observe(i as f64 * 30.0, 100.0 + 5.0 * n.next());
+            assert!(s < 0.5, "sample {i}: {s}");
+        }
+        let s = d.observe(47.0 * 30.0, 1000.0);
+        assert!(s >= 0.8, "{s}");
     }
 
     #[test]

@@ -8,7 +8,9 @@ mod horizon;
 mod seasonal;
 mod trend;
 
-pub use anomaly::{AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_SEASONAL, TEST_VALUE};
+pub use anomaly::{
+    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_RECENT, TEST_SEASONAL, TEST_VALUE,
+};
 pub use holt::Holt;
 pub use horizon::MODELS;
 pub use seasonal::DailyProfile;

@@ -102,7 +102,13 @@ mod tests {
     #[test]
     fn learns_a_daily_square_wave_after_one_day() {
         let mut p = DailyProfile::new();
-        let v = |t: f64| if (t % DAY_SECONDS) < 43_200.0 { 10.0 } else { 50.0 };
+        let v = |t: f64| {
+            if (t % DAY_SECONDS) < 43_200.0 {
+                10.0
+            } else {
+                50.0
+            }
+        };
         assert_eq!(p.at(100.0), None);
         let mut t = 0.0;
         while t < 2.0 * DAY_SECONDS {
