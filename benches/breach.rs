@@ -54,7 +54,7 @@ fn series(kind: &str, seed: u64) -> Vec<(f64, f64)> {
                 "daily peaks near threshold" => 60.0 + 25.0 * daily + 0.5 * e,
                 "short burst" => {
                     let burst = if (72.0..72.5).contains(&h) {
-                        80.0 * (1.0 - (h - 72.25).abs() * 4.0)
+                        40.0 * (1.0 - (h - 72.25).abs() * 4.0)
                     } else {
                         0.0
                     };

@@ -1,7 +1,8 @@
 //! Forecast accuracy (run by scripts/eval-forecast.sh): for each NAB category in ../shared/nab,
 //! the error of medic's served forecast (`Forecaster::predict`, the model chosen online by
 //! out-of-sample error) at 1, 12 and 60 steps ahead, against the naive last value and the
-//! seasonal naive (the value a day before the target), and the coverage of its 80 % interval.
+//! seasonal naive (the latest value seen at the target's time of day: a day before it, or whole
+//! days more beyond a day's horizon), and the coverage of its 80 % interval.
 #![forbid(unsafe_code)]
 
 use medic::detect::parse_timestamp;
@@ -86,15 +87,15 @@ fn main() {
         // seasonal naive exists and every model had a chance to learn.
         let mut acc = [Acc::default(); 3];
         let skip = (n * 15 / 100).max(1);
-        let mut j = 0usize; // index of the sample one day before the target, advanced monotonically
         for (k, &h) in HORIZONS.iter().enumerate() {
-            j = 0;
             for i in skip..n.saturating_sub(h) {
                 let (t, y) = s[i + h];
-                while j + 1 < n && s[j + 1].0 <= t - DAY {
-                    j += 1;
-                }
-                if s[j].0 > t - DAY || (t - DAY - s[j].0) > 600.0 {
+                // The seasonal naive from row i: the latest same-time-of-day value already seen
+                // (a day before the target, or whole days more when the horizon exceeds a day).
+                let days = ((t - s[i].0) / DAY).ceil().max(1.0);
+                let want = t - days * DAY;
+                let j = s.partition_point(|x| x.0 < want - 300.0);
+                if j >= n || (s[j].0 - want).abs() > 300.0 || j > i {
                     continue;
                 }
                 let Some((p, lo, hi)) = made[i][k] else {
@@ -113,7 +114,6 @@ fn main() {
                 }
             }
         }
-        let _ = j;
         by_cat.entry(cat).or_default().push(acc);
     }
     println!(

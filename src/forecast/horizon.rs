@@ -7,12 +7,12 @@
 use std::collections::VecDeque;
 
 /// Candidate models, in tie-break order (trend models first so a perfect line keeps its slope).
-pub const MODELS: usize = 6;
+pub const MODELS: usize = 7;
 /// Forecasts awaiting their target; beyond this (very long horizons at fast sampling) new ones
 /// are served but not scored until the queue drains.
 const MAX_PENDING: usize = 4096;
 /// Weight of the newest error in each model's running mean absolute error.
-const ERROR_DECAY: f64 = 1.0 / 32.0;
+const ERROR_DECAY: f64 = 1.0 / 64.0;
 /// Errors a model needs at this horizon before it may serve.
 const MIN_SCORED: u32 = 5;
 /// Recent served errors the interval is read from.

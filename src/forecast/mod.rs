@@ -26,6 +26,7 @@ pub const MODEL_NAMES: [&str; MODELS] = [
     "level",
     "daily delta",
     "daily profile",
+    "yesterday",
 ];
 /// Most horizons one forecaster tracks out-of-sample (a prediction's configured horizons).
 pub const MAX_SLOTS: usize = 16;
@@ -83,6 +84,7 @@ pub struct Forecaster {
     n_intervals: usize,
     next_interval: usize,
     daily: DailyProfile,
+    yesterday: DailyProfile,
     slots: Vec<Horizon>,
 }
 
@@ -124,6 +126,7 @@ impl Forecaster {
             n_intervals: 0,
             next_interval: 0,
             daily: DailyProfile::new(),
+            yesterday: DailyProfile::with_weight(1.0),
             slots: Vec::new(),
         }
     }
@@ -158,6 +161,7 @@ impl Forecaster {
         self.ls.push(t, value);
         self.holt.push(t, value);
         self.daily.push(t, value);
+        self.yesterday.push(t, value);
     }
 
     /// Every candidate model's forecast for time `at` (NaN where a model has none yet).
@@ -177,6 +181,7 @@ impl Forecaster {
             self.holt.line().map_or(nan, |l| l.1),
             last + (profile_at - profile_now),
             profile_at,
+            self.yesterday.at(at).unwrap_or(nan),
         ]
     }
 
@@ -216,6 +221,7 @@ impl Forecaster {
         std::mem::size_of::<Self>()
             + self.ls.len() * 2 * std::mem::size_of::<f64>()
             + self.daily.memory_bytes()
+            + self.yesterday.memory_bytes()
             + self.slots.iter().map(Horizon::memory_bytes).sum::<usize>()
     }
 

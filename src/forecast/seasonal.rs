@@ -6,8 +6,8 @@ pub const DAY_SECONDS: f64 = 86_400.0;
 /// Bins of the profile: 5 minutes each.
 const BINS: usize = 288;
 const BIN_SECONDS: f64 = DAY_SECONDS / BINS as f64;
-/// Weight of the newest day in a bin: the profile remembers about the last four days.
-const DAY_WEIGHT: f64 = 0.25;
+/// Weight of the newest day in a bin of the smoothed profile: it remembers about four days.
+pub const SMOOTH_DAY_WEIGHT: f64 = 0.25;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Bin {
@@ -23,6 +23,8 @@ struct Bin {
 #[derive(Debug, Clone)]
 pub struct DailyProfile {
     bins: Box<[Bin]>,
+    /// Weight of the newest day: 1 = exactly yesterday (the seasonal naive), less = smoothed.
+    day_weight: f64,
 }
 
 impl Default for DailyProfile {
@@ -43,7 +45,12 @@ fn locate(t: f64) -> Option<(usize, i64)> {
 
 impl DailyProfile {
     pub fn new() -> Self {
+        Self::with_weight(SMOOTH_DAY_WEIGHT)
+    }
+
+    pub fn with_weight(day_weight: f64) -> Self {
         DailyProfile {
+            day_weight: day_weight.clamp(0.01, 1.0),
             bins: vec![
                 Bin {
                     learnt: f64::NAN,
@@ -64,7 +71,7 @@ impl DailyProfile {
         if b.n > 0 && b.day != day {
             let visit = b.sum / f64::from(b.n);
             b.learnt = if b.learnt.is_finite() {
-                b.learnt + DAY_WEIGHT * (visit - b.learnt)
+                b.learnt + self.day_weight * (visit - b.learnt)
             } else {
                 visit
             };

@@ -86,3 +86,77 @@ predictions:
     assert_eq!(v["predictions"][0]["name"], "never_low", "{v}");
     assert!(v["predictions"][0]["breach_seconds"].is_null());
 }
+
+/// A prediction resumes from its stored history after a restart: the restarted medic's first
+/// few samples (far fewer than the 30 a fresh detector needs) already get an anomaly score, and
+/// the forecast is there before any new sample.
+#[tokio::test]
+async fn restart_resumes_score_and_forecast_from_stored_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mode = dir.path().join("mode");
+    // Slow, steady growth; after the restart one absurd value.
+    let plugin = script(
+        dir.path(),
+        "grow",
+        &format!(
+            "if [ -e '{}' ]; then echo 'OK | used=1000000000'; exit 0; fi\nnow=$(date +%s%3N)\necho \"OK | used=$(( (now / 100) % 100000 ))\"",
+            mode.display()
+        ),
+    );
+    let config = |interval: &str| {
+        format!(
+            r#"checks:
+  - name: grow
+    interval: {interval}
+    command: {{program: '{}'}}
+predictions:
+  - name: used
+    check: grow
+    measurement: used
+    horizons: [10m]
+"#,
+            plugin.display()
+        )
+    };
+    let mut medic = Medic::spawn_unready(&config("100ms"), &[], None);
+    medic.wait_ready().await;
+    wait_for("40 samples stored", Duration::from_secs(30), || async {
+        let runs = medic
+            .metric(r#"medic_check_runs_total{check="grow",status="healthy"}"#)
+            .await
+            .unwrap_or(0.0);
+        let written = medic.metric("medic_state_store_backlog_results").await == Some(0.0);
+        (runs >= 40.0 && written).then_some(())
+    })
+    .await;
+    medic.signal(nix::sys::signal::Signal::SIGKILL);
+    medic.wait_exit(Duration::from_secs(10)).await;
+
+    std::fs::write(&mode, "spike").unwrap();
+    medic.write_config(&config("2s"));
+    medic.spawn(&[]);
+    medic.wait_ready().await;
+    let forecast = medic
+        .metric(r#"medic_predicted_value{prediction="used",horizon="10m"}"#)
+        .await;
+    assert!(
+        forecast.is_some_and(f64::is_finite),
+        "no forecast right after the restart:\n{}",
+        medic.metrics().await
+    );
+    let (score, runs) = wait_for("the spike scored", Duration::from_secs(20), || async {
+        let m = medic.metrics().await;
+        let score = metric_value(&m, r#"medic_anomaly_score{prediction="used"}"#)?;
+        let runs = metric_value(
+            &m,
+            r#"medic_check_runs_total{check="grow",status="healthy"}"#,
+        )
+        .unwrap_or(0.0);
+        (score >= 0.8).then_some((score, runs))
+    })
+    .await;
+    assert!(
+        runs < 10.0,
+        "the score {score} came only after {runs} new samples"
+    );
+}
