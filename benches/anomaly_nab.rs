@@ -10,7 +10,10 @@ use medic::forecast::{
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-fn load(path: &Path) -> Vec<(String, f64, f64)> {
+/// (timestamp as written, unix seconds, value) per row.
+type Rows = Vec<(String, f64, f64)>;
+
+fn load(path: &Path) -> Rows {
     let r = std::io::BufReader::new(std::fs::File::open(path).expect("open"));
     r.lines()
         .skip(1)
@@ -93,8 +96,7 @@ fn main() {
         }
     }
     files.sort();
-    let series: Vec<(PathBuf, Vec<(String, f64, f64)>)> =
-        files.into_iter().map(|f| (f.clone(), load(&f))).collect();
+    let series: Vec<(PathBuf, Rows)> = files.into_iter().map(|f| (f.clone(), load(&f))).collect();
     println!("{:<28} {:>12} {:>14}", "variant", "µs/sample", "bytes/pred");
     for (name, params) in variants() {
         if only.as_ref().is_some_and(|o| !o.contains(&name)) {

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use medic::detect::parse_timestamp;
-use medic::forecast::Forecaster;
+use medic::forecast::{Band, Forecaster};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
@@ -70,15 +70,13 @@ fn main() {
         let n = s.len();
         let mut f = Forecaster::new(window);
         // Forecasts made at row i for row i+h: (medic, lower, upper), filled as rows are read.
-        let mut made: Vec<[Option<(f64, Option<f64>, Option<f64>)>; 3]> = vec![[None; 3]; n];
+        let mut made: Vec<[Option<Band>; 3]> = vec![[None; 3]; n];
         for i in 0..n {
             f.observe(s[i].0, s[i].1);
             steps += 1;
             for (k, &h) in HORIZONS.iter().enumerate() {
                 if i + h < n {
-                    made[i][k] = f
-                        .predict(k, s[i + h].0)
-                        .map(|b| (b.value, b.lower, b.upper));
+                    made[i][k] = f.predict(k, s[i + h].0);
                 }
             }
         }
@@ -98,7 +96,12 @@ fn main() {
                 if j >= n || (s[j].0 - want).abs() > 300.0 || j > i {
                     continue;
                 }
-                let Some((p, lo, hi)) = made[i][k] else {
+                let Some(Band {
+                    value: p,
+                    lower: lo,
+                    upper: hi,
+                }) = made[i][k]
+                else {
                     continue;
                 };
                 let a = &mut acc[k];

@@ -58,14 +58,16 @@ impl Horizon {
             let Some(p) = self.pending.pop_front() else {
                 break;
             };
-            for m in 0..MODELS {
-                let e = (p.preds[m] - value).abs();
+            for ((err, n), pred) in self.err.iter_mut().zip(&mut self.scored).zip(p.preds) {
+                let e = (pred - value).abs();
                 if e.is_finite() {
-                    self.err[m] += ERROR_DECAY * (e - self.err[m]);
-                    if self.scored[m] == 0 {
-                        self.err[m] = e;
-                    }
-                    self.scored[m] = self.scored[m].saturating_add(1);
+                    // The first error stands alone rather than being averaged with zero.
+                    *err = if *n == 0 {
+                        e
+                    } else {
+                        *err + ERROR_DECAY * (e - *err)
+                    };
+                    *n = n.saturating_add(1);
                 }
             }
             let r = value - p.served;
@@ -123,9 +125,9 @@ impl Horizon {
     /// Recent mean absolute error of each model at this horizon (NaN where not yet scored).
     pub fn errors(&self) -> [f64; MODELS] {
         let mut e = self.err;
-        for m in 0..MODELS {
-            if self.scored[m] == 0 {
-                e[m] = f64::NAN;
+        for (e, &n) in e.iter_mut().zip(&self.scored) {
+            if n == 0 {
+                *e = f64::NAN;
             }
         }
         e
