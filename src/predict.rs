@@ -41,7 +41,8 @@ fn serialize_breach<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok
 }
 
 /// Seconds from `now` until the forecast crosses `threshold`: 0 when already past it, +Inf when
-/// not within `max_horizon_seconds`, never NaN. The live gauge and `medic detect
+/// not within `max_horizon_seconds`, never NaN. On a noisy series "crosses" means the upper
+/// end of the 80 % band of single samples around the forecast (the lower end for `Below`). The live gauge and `medic detect
 /// --breach-above/--breach-below` both call this, so they cannot disagree.
 pub fn breach_seconds(
     forecaster: &Forecaster,
@@ -50,7 +51,19 @@ pub fn breach_seconds(
     direction: Direction,
     max_horizon_seconds: f64,
 ) -> f64 {
-    let seconds = forecaster.time_to_breach(now, threshold, direction, max_horizon_seconds);
+    // A noisy series breaches when a sample strays past the threshold, before its line does:
+    // the line is aimed at the threshold less the upper end of the samples' 80 % band.
+    let (lo, hi) = forecaster.noise_band().unwrap_or((0.0, 0.0));
+    let target = match direction {
+        Direction::Above => threshold - hi,
+        Direction::Below => threshold - lo,
+    };
+    let target = if target.is_finite() {
+        target
+    } else {
+        threshold
+    };
+    let seconds = forecaster.time_to_breach(now, target, direction, max_horizon_seconds);
     if seconds.is_nan() || seconds > max_horizon_seconds {
         f64::INFINITY
     } else {
@@ -194,6 +207,27 @@ mod tests {
         assert_eq!(last.breach_seconds, Some(f64::INFINITY));
         assert!(last.anomaly_score < 0.5);
         assert!(!last.anomaly_score.is_nan());
+    }
+
+    #[test]
+    fn noisy_growth_breaches_when_a_sample_strays_past_not_its_line() {
+        // 1 unit per minute with +-2 of alternating noise: samples reach 100 about 2 minutes
+        // before the line does, and the breach time says so.
+        let mut f = Forecaster::new(3600.0);
+        let mut clean = Forecaster::new(3600.0);
+        for i in 0..60 {
+            let t = f64::from(i) * 60.0;
+            let noise = if i % 2 == 0 { 2.0 } else { -2.0 };
+            f.observe(t, f64::from(i) + noise);
+            clean.observe(t, f64::from(i));
+        }
+        let now = 59.0 * 60.0;
+        let line = breach_seconds(&clean, now, 100.0, Direction::Above, 1e6);
+        assert!((line - 41.0 * 60.0).abs() < 1e-6, "{line}");
+        let noisy = breach_seconds(&f, now, 100.0, Direction::Above, 1e6);
+        assert!(noisy < line - 60.0 && noisy > line - 300.0, "{noisy} vs {line}");
+        let floor = breach_seconds(&f, now, 200.0, Direction::Below, 1e6);
+        assert_eq!(floor, 0.0);
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl Horizon {
         }
     }
 
-    fn push_residual(&mut self, r: f64) {
+    pub fn push_residual(&mut self, r: f64) {
         if self.order.len() >= RESIDUALS {
             if let Some(old) = self.order.pop_front() {
                 let i = self.sorted.partition_point(|y| y.total_cmp(&old).is_lt());

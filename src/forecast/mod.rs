@@ -86,6 +86,8 @@ pub struct Forecaster {
     daily: DailyProfile,
     yesterday: DailyProfile,
     slots: Vec<Horizon>,
+    /// One-step errors of the forecast line: how far the series strays from it sample to sample.
+    noise: Horizon,
 }
 
 impl Forecaster {
@@ -128,6 +130,7 @@ impl Forecaster {
             daily: DailyProfile::new(),
             yesterday: DailyProfile::with_weight(1.0),
             slots: Vec::new(),
+            noise: Horizon::default(),
         }
     }
 
@@ -142,6 +145,13 @@ impl Forecaster {
             self.n_intervals = (self.n_intervals + 1).min(INTERVAL_RING);
         }
         if t > self.last_t {
+            if let Some(r) = self
+                .forecast(t)
+                .map(|f| value - f)
+                .filter(|r| r.is_finite())
+            {
+                self.noise.push_residual(r);
+            }
             if let (Some(a), Some(b)) = (self.ls.forecast(t), self.holt.forecast(t)) {
                 let (ea, eb) = ((a - value).powi(2), (b - value).powi(2));
                 let ec = (self.last_v - value).powi(2);
@@ -216,6 +226,11 @@ impl Forecaster {
         })
     }
 
+    /// (lower, upper) offsets of the 80 % band of single samples around the forecast line.
+    pub fn noise_band(&self) -> Option<(f64, f64)> {
+        self.noise.band()
+    }
+
     /// Bytes of state held (the least-squares window dominates), for the memory figure.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
@@ -223,6 +238,7 @@ impl Forecaster {
             + self.daily.memory_bytes()
             + self.yesterday.memory_bytes()
             + self.slots.iter().map(Horizon::memory_bytes).sum::<usize>()
+            + self.noise.memory_bytes()
     }
 
     /// Recent mean absolute error of each model (`MODEL_NAMES` order) at horizon `slot`.
