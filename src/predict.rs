@@ -225,7 +225,10 @@ mod tests {
         let line = breach_seconds(&clean, now, 100.0, Direction::Above, 1e6);
         assert!((line - 41.0 * 60.0).abs() < 1e-6, "{line}");
         let noisy = breach_seconds(&f, now, 100.0, Direction::Above, 1e6);
-        assert!(noisy < line - 60.0 && noisy > line - 300.0, "{noisy} vs {line}");
+        assert!(
+            noisy < line - 60.0 && noisy > line - 300.0,
+            "{noisy} vs {line}"
+        );
         let floor = breach_seconds(&f, now, 200.0, Direction::Below, 1e6);
         assert_eq!(floor, 0.0);
     }

@@ -160,3 +160,64 @@ predictions:
         "the score {score} came only after {runs} new samples"
     );
 }
+
+/// `medic detect --breach-above` on the real binary: interval columns, then `breach_seconds`
+/// counting down to the crossing and `+Inf` beyond `--max-horizon`; bad options are refused.
+#[test]
+fn detect_cli_prints_interval_and_breach_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..50 {
+        csv.push_str(&format!("{},{}\n", 1_600_000_000 + 60 * i, i));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::support::MEDIC)
+            .arg("detect")
+            .arg("--input")
+            .arg(&input)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--breach-above",
+        "100",
+        "--window",
+        "1h",
+        "--max-horizon",
+        "1h",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        rows[0],
+        [
+            "timestamp",
+            "value",
+            "anomaly_score",
+            "forecast",
+            "forecast_lower",
+            "forecast_upper",
+            "breach_seconds"
+        ]
+    );
+    assert_eq!(rows.len(), 51);
+    // Row i (value i-1) crosses 100 after (101 - i) minutes: beyond 1 h until value 40.
+    assert_eq!(rows[10][6], "+Inf");
+    let b: f64 = rows[50][6].parse().unwrap();
+    assert!((b - 51.0 * 60.0).abs() < 1e-3, "{b}");
+    let plain = run(&[]);
+    let text = String::from_utf8(plain.stdout).unwrap();
+    assert!(
+        text.starts_with("timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper\n")
+    );
+    let bad = run(&["--breach-above", "1", "--breach-below", "0"]);
+    assert!(!bad.status.success());
+    let bad = run(&["--window", "0s"]);
+    assert!(!bad.status.success());
+    let bad = run(&["--breach-above", "nan"]);
+    assert!(!bad.status.success());
+}
