@@ -129,6 +129,18 @@ enum Command {
         /// Rows ahead that the `forecast` column predicts
         #[arg(long, default_value_t = 1)]
         horizon: usize,
+        /// Adds a `breach_seconds` column: time until the forecast rises above this value
+        #[arg(long, conflicts_with = "breach_below")]
+        breach_above: Option<f64>,
+        /// Adds a `breach_seconds` column: time until the forecast falls below this value
+        #[arg(long)]
+        breach_below: Option<f64>,
+        /// Forecaster window, as a prediction's `window` (e.g. 6h)
+        #[arg(long, default_value = "6h")]
+        window: medic::config::Duration,
+        /// Farthest breach `breach_seconds` reports, as a prediction's `max_horizon`
+        #[arg(long, default_value = "7d")]
+        max_horizon: medic::config::Duration,
     },
 }
 
@@ -261,7 +273,25 @@ fn main() -> ExitCode {
             input,
             output,
             horizon,
-        } => medic::commands::detect(input.as_deref(), output.as_deref(), horizon),
+            breach_above,
+            breach_below,
+            window,
+            max_horizon,
+        } => {
+            use medic::forecast::Direction;
+            let breach = match (breach_above, breach_below) {
+                (Some(v), _) => Some((v, Direction::Above)),
+                (None, Some(v)) => Some((v, Direction::Below)),
+                (None, None) => None,
+            };
+            let opts = medic::detect::DetectOptions {
+                horizon,
+                window_seconds: window.as_secs_f64(),
+                breach,
+                max_horizon_seconds: max_horizon.as_secs_f64(),
+            };
+            medic::commands::detect_with(input.as_deref(), output.as_deref(), &opts)
+        }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

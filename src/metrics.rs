@@ -445,6 +445,8 @@ pub struct Metrics {
     recovery_step_duration: Family<StepLabels, Histogram, fn() -> Histogram>,
     recovery_effectiveness: Family<StepLabels, FloatGauge>,
     predicted_value: Family<HorizonLabels, FloatGauge>,
+    predicted_lower: Family<HorizonLabels, FloatGauge>,
+    predicted_upper: Family<HorizonLabels, FloatGauge>,
     predicted_breach: Family<PredictionLabels, FloatGauge>,
     anomaly_score: Family<PredictionLabels, FloatGauge>,
     webhook_notifications: Family<CodeLabels, Counter>,
@@ -577,6 +579,18 @@ impl Metrics {
             "medic_predicted_value",
             "Forecast of the prediction's series `horizon` ahead",
             predicted_value.clone(),
+        );
+        let predicted_lower = Family::<HorizonLabels, FloatGauge>::default();
+        registry.register(
+            "medic_predicted_interval_lower",
+            "Lower end of the 80 % prediction interval around medic_predicted_value",
+            predicted_lower.clone(),
+        );
+        let predicted_upper = Family::<HorizonLabels, FloatGauge>::default();
+        registry.register(
+            "medic_predicted_interval_upper",
+            "Upper end of the 80 % prediction interval around medic_predicted_value",
+            predicted_upper.clone(),
         );
         let predicted_breach = Family::<PredictionLabels, FloatGauge>::default();
         registry.register_with_unit(
@@ -760,6 +774,8 @@ impl Metrics {
             recovery_step_duration,
             recovery_effectiveness,
             predicted_value,
+            predicted_lower,
+            predicted_upper,
             predicted_breach,
             anomaly_score,
             webhook_notifications,
@@ -1036,6 +1052,16 @@ impl Metrics {
                     .set(*v);
             }
         }
+        for (horizon, band) in &p.intervals {
+            if let Some((lo, hi)) = band {
+                let labels = HorizonLabels {
+                    prediction: p.name.clone(),
+                    horizon: horizon.clone(),
+                };
+                self.predicted_lower.get_or_create(&labels).set(*lo);
+                self.predicted_upper.get_or_create(&labels).set(*hi);
+            }
+        }
     }
 
     /// Drops every series of a prediction that is gone or changed.
@@ -1046,10 +1072,13 @@ impl Metrics {
         self.anomaly_score.remove(&labels);
         self.predicted_breach.remove(&labels);
         for (horizon, _) in &spec.horizons {
-            self.predicted_value.remove(&HorizonLabels {
+            let labels = HorizonLabels {
                 prediction: spec.name.clone(),
                 horizon: horizon.clone(),
-            });
+            };
+            self.predicted_value.remove(&labels);
+            self.predicted_lower.remove(&labels);
+            self.predicted_upper.remove(&labels);
         }
     }
 
