@@ -1077,6 +1077,7 @@ pub fn spawn_manager(
         starts: VecDeque::new(),
         pauses: None,
         circuit_open: false,
+        circuit_closed_ms: 0,
         windows_open: BTreeMap::new(),
     };
     tokio::spawn(manager.run(events, done_rx))
@@ -1104,6 +1105,9 @@ struct Manager {
     /// None until the store's pauses are known: nothing starts before.
     pauses: Option<Vec<Pause>>,
     circuit_open: bool,
+    /// When the circuit last closed: a check trigger waits its settling time past it, so the
+    /// checks recovering together have all been probed before anything is healed.
+    circuit_closed_ms: i64,
     windows_open: BTreeMap<String, bool>,
 }
 
@@ -1295,7 +1299,7 @@ impl Manager {
             enabled_checks: self.enabled_checks,
         };
         let starts: Vec<i64> = self.starts.iter().copied().collect();
-        hold::hold_reason(
+        let reason = hold::hold_reason(
             &self.config.limits,
             &trigger.chain,
             operator,
@@ -1303,7 +1307,16 @@ impl Manager {
             &starts,
             Origin::Automatic,
             now_ms,
-        )
+        );
+        // Just closed: still open for a trigger until its checks have settled.
+        let settle = hold::settle_ms(trigger.interval_ms, self.enabled_checks);
+        let closing = settle > 0 && now_ms < self.circuit_closed_ms.saturating_add(settle);
+        match reason {
+            None | Some(HoldReason::Rate | HoldReason::Concurrency) if closing => {
+                Some(HoldReason::CircuitOpen)
+            }
+            other => other,
+        }
     }
 
     fn hold(&mut self, trigger: Trigger, reason: HoldReason) {
@@ -1342,6 +1355,9 @@ impl Manager {
                 "recovery circuit breaker changed"
             );
             self.circuit_open = circuit;
+            if !circuit {
+                self.circuit_closed_ms = now;
+            }
         }
         self.engine.metrics.recovery_circuit_open(circuit);
         for window in &self.config.maintenance {
@@ -1367,6 +1383,9 @@ impl Manager {
             .iter()
             .map(|e| (e.chain.clone(), e.subject.clone()))
             .collect();
+        // Once the oldest is held by a shared limit, nothing younger may overtake it: the rest
+        // are only told why they wait.
+        let mut blocked: Option<HoldReason> = None;
         for (chain, subject) in waiting {
             let Some(entry) = self
                 .held
@@ -1392,25 +1411,28 @@ impl Manager {
             {
                 continue;
             }
-            match self.hold_reason(trigger, now_ms) {
-                None => {
-                    if let Some(entry) = self.held.remove(&chain, &subject) {
-                        let mut trigger = entry.item;
-                        // Settled and free: started as if it had just come.
-                        trigger.held = Some((entry.reason, entry.since_ms));
-                        let _ = self.accept(trigger);
-                    }
+            let reason = self.hold_reason(trigger, now_ms);
+            let reason = match (reason, blocked) {
+                (None, Some(shared)) => Some(shared),
+                (reason, _) => reason,
+            };
+            let Some(reason) = reason else {
+                if let Some(entry) = self.held.remove(&chain, &subject) {
+                    let mut trigger = entry.item;
+                    // Settled and free: started as if it had just come.
+                    trigger.held = Some((entry.reason, entry.since_ms));
+                    let _ = self.accept(trigger);
                 }
-                Some(reason) => {
-                    if reason != held_for {
-                        // Settled into a real hold: counted now, as any trigger held.
-                        self.engine.metrics.recovery_held(&chain, reason);
-                        self.held.set_reason(&chain, &subject, reason);
-                    }
-                    if !matches!(reason, HoldReason::Paused | HoldReason::Maintenance) {
-                        break;
-                    }
-                }
+                continue;
+            };
+            if reason != held_for {
+                // Settled into a real hold, or held for another reason now: counted, as any
+                // trigger held.
+                self.engine.metrics.recovery_held(&chain, reason);
+                self.held.set_reason(&chain, &subject, reason);
+            }
+            if !matches!(reason, HoldReason::Paused | HoldReason::Maintenance) {
+                blocked.get_or_insert(reason);
             }
         }
     }

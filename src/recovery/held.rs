@@ -68,8 +68,9 @@ impl<T> Held<T> {
         let key = (chain.to_string(), subject.to_string());
         if let Some(seq) = self.by_key.get(&key) {
             if let Some(entry) = self.by_seq.get_mut(seq) {
+                // The newer trigger's details; its place, since and reason stay (a reason
+                // changes only when the holds are looked at again: see `set_reason`).
                 entry.item = item;
-                entry.reason = reason;
                 return Offered::Coalesced;
             }
         }
@@ -204,7 +205,13 @@ mod tests {
             (first.subject.as_str(), first.item, first.since_ms),
             ("check:a", 3, 100)
         );
-        assert_eq!(first.reason, HoldReason::Paused);
+        assert_eq!(
+            first.reason,
+            HoldReason::Concurrency,
+            "counted once, as it was first held"
+        );
+        q.set_reason("c", "check:a", HoldReason::Paused);
+        assert_eq!(q.iter().next().unwrap().reason, HoldReason::Paused);
         // Another chain is another subject key.
         assert_eq!(
             q.offer("d", "check:a", HoldReason::Rate, 4, 400),

@@ -371,9 +371,9 @@ impl Store {
         }
     }
 
-    /// Begins a run unless one for its subject is active or a fleet-wide limit holds it: the
-    /// store decides, counting every replica's runs, under one lock (an advisory transaction
-    /// lock on PostgreSQL; SQLite has a single writer).
+    /// Begins a run unless one for its subject is active or a fleet-wide limit holds it: on
+    /// PostgreSQL the store decides, counting every replica's runs under an advisory
+    /// transaction lock.
     pub async fn begin_run_within(
         &self,
         run: &RunStart<'_>,
@@ -385,12 +385,13 @@ impl Store {
         let mut conn = self.pool.acquire().await.map_err(query_error("write"))?;
         let result = async {
             let mut tx = conn.begin().await?;
-            if !limits.is_empty() {
-                if self.backend == super::Backend::Postgres {
-                    sqlx::query("SELECT pg_advisory_xact_lock(797901)")
-                        .execute(&mut *tx)
-                        .await?;
-                }
+            // Only a shared PostgreSQL store has a fleet to count: with SQLite this process is
+            // the only one healing, its manager already counted, and a read before the write
+            // would make two runs beginning at once fail on SQLite's snapshot.
+            if !limits.is_empty() && self.backend == super::Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(797901)")
+                    .execute(&mut *tx)
+                    .await?;
                 if let Some(reason) = fleet_hold(&mut tx, run, limits).await? {
                     tx.rollback().await?;
                     return Ok(Begun::Held(reason));

@@ -145,6 +145,8 @@ checks:
   - name: query
     http: {{url: 'http://127.0.0.1:{closed}/x?token=s3cr3t-query-a8c3'}}
 recovery:
+  # Three of three checks fail on purpose here: the circuit breaker must not hold the run.
+  limits: {{max_unhealthy: 100%}}
   chains:
     fix:
       verify_timeout: 1s
