@@ -451,3 +451,124 @@ async fn shadow_mode_runs_nothing_changes_no_counter_and_active_then_acts_at_onc
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_pause_holds_the_matching_chain_survives_kill_9_and_ending_it_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (step, log) = logging_step(dir.path(), "0.1");
+    let web = vec!["w1".to_string()];
+    let db = vec!["d1".to_string()];
+    up(dir.path(), "w1");
+    up(dir.path(), "d1");
+    let config = format!(
+        "checks:\n{}{}recovery:\n  chains:\n{}{}",
+        checks(dir.path(), &web, "web"),
+        checks(dir.path(), &db, "db"),
+        chain("web", &step, ""),
+        chain("db", &step, ""),
+    );
+    let mut medic = Medic::start(&config).await;
+    let client = reqwest::Client::new();
+    let made: serde_json::Value = client
+        .post(medic.url("/api/v1/pauses"))
+        .json(&serde_json::json!({"matchers": ["chain=\"web\""], "duration": "1h", "reason": "deploy"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["id"].as_str().expect("a pause id").to_string();
+    medic.wait_status("w1", "healthy").await;
+    medic.wait_status("d1", "healthy").await;
+    down(dir.path(), "w1");
+    down(dir.path(), "d1");
+    // db is not paused: healed at once. web is held.
+    wait_for("d1 healed", Duration::from_secs(20), || async {
+        read(&log).contains("end d1").then_some(())
+    })
+    .await;
+    medic
+        .wait_metric(
+            r#"medic_recovery_held_total{chain="web",reason="paused"}"#,
+            1.0,
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(!read(&log).contains("w1"), "a paused chain was healed");
+
+    // kill -9 and restart on the same store: the pause still holds from the first second.
+    medic.signal(nix::sys::signal::Signal::SIGKILL);
+    medic.wait_exit(Duration::from_secs(10)).await;
+    medic.spawn(&[]);
+    medic.wait_ready().await;
+    medic
+        .wait_metric(
+            r#"medic_recovery_held_total{chain="web",reason="paused"}"#,
+            1.0,
+            Duration::from_secs(20),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!read(&log).contains("w1"), "the restart lifted the pause");
+
+    // Ending the pause lets the held check be healed.
+    let ended = client
+        .delete(medic.url(&format!("/api/v1/pauses/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(ended.status().is_success(), "{}", ended.status());
+    wait_for(
+        "w1 healed once the pause ended",
+        Duration::from_secs(20),
+        || async { read(&log).contains("end w1").then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgresql_share_the_global_limit() {
+    let pg = crate::pg::PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let all = names("svc", 6);
+    let (step, log) = logging_step(dir.path(), "1");
+    for name in &all {
+        up(dir.path(), name);
+    }
+    let config = format!(
+        "checks:\n{}recovery:\n  limits:\n    max_concurrent_runs: 2\n    max_unhealthy: 100%\n  chains:\n{}",
+        checks(dir.path(), &all, "web"),
+        chain("web", &step, "")
+    );
+    let mut a = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    let mut b = Medic::spawn_unready(&config, &[], Some(pg.url()));
+    a.wait_ready().await;
+    b.wait_ready().await;
+    for name in &all {
+        a.wait_status(name, "healthy").await;
+        b.wait_status(name, "healthy").await;
+    }
+    for name in &all {
+        down(dir.path(), name);
+    }
+    let served = wait_for("all 6 served", Duration::from_secs(90), || async {
+        let text = read(&log);
+        (text.lines().filter(|l| l.starts_with("end ")).count() == 6).then_some(text)
+    })
+    .await;
+    let most = max_in_flight(&served);
+    assert!(
+        most <= 2,
+        "{most} steps ran at once across the replicas:\n{served}"
+    );
+    assert_eq!(started(&served).len(), 6, "each subject once: {served}");
+    let held = a
+        .metric(r#"medic_recovery_held_total{chain="web",reason="concurrency"}"#)
+        .await
+        .unwrap_or(0.0)
+        + b.metric(r#"medic_recovery_held_total{chain="web",reason="concurrency"}"#)
+            .await
+            .unwrap_or(0.0);
+    assert!(held >= 2.0, "held {held}");
+}
