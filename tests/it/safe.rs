@@ -469,15 +469,20 @@ async fn a_pause_holds_the_matching_chain_survives_kill_9_and_ending_it_heals() 
     );
     let mut medic = Medic::start(&config).await;
     let client = reqwest::Client::new();
-    let made: serde_json::Value = client
+    let made = client
         .post(medic.url("/api/v1/pauses"))
-        .json(&serde_json::json!({"matchers": ["chain=\"web\""], "duration": "1h", "reason": "deploy"}))
+        .header("Content-Type", "application/json")
+        .body(
+            serde_json::json!({"matchers": ["chain=\"web\""], "duration": "1h", "reason": "deploy"})
+                .to_string(),
+        )
         .send()
         .await
         .unwrap()
-        .json()
+        .text()
         .await
         .unwrap();
+    let made: serde_json::Value = serde_json::from_str(&made).expect("the pause as JSON");
     let id = made["id"].as_str().expect("a pause id").to_string();
     medic.wait_status("w1", "healthy").await;
     medic.wait_status("d1", "healthy").await;
