@@ -464,6 +464,9 @@ pub struct Metrics {
     recovery_held_oldest: FloatGauge,
     pause_earliest_end: FloatGauge,
     maintenance_active: Family<WindowLabels, Gauge>,
+    /// The maintenance windows open now, for the status page's banner (a family cannot be
+    /// listed).
+    open_windows: Mutex<std::collections::BTreeSet<String>>,
     /// Requests to Alertmanager's API (escalations and silences), by operation and result.
     alertmanager_requests: Family<OperationResultLabels, Counter>,
     alertmanager_silences: Gauge,
@@ -761,6 +764,7 @@ impl Metrics {
             recovery_held_oldest,
             pause_earliest_end,
             maintenance_active,
+            open_windows: Mutex::default(),
             registry,
             checks,
             system_cpu,
@@ -997,11 +1001,31 @@ impl Metrics {
             .set(ends_ms.map_or(0.0, |t| t as f64 / 1000.0));
     }
 
+    /// Whether the circuit breaker is open and which maintenance windows are, as last set:
+    /// the status page's banner.
+    pub fn banner(&self) -> (bool, Vec<String>) {
+        let windows = self
+            .open_windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        (self.recovery_circuit_open.get() != 0, windows)
+    }
+
     pub fn recovery_circuit_open(&self, open: bool) {
         self.recovery_circuit_open.set(i64::from(open));
     }
 
     pub fn maintenance_active(&self, window: &str, open: bool) {
+        let mut windows = self.open_windows.lock().unwrap_or_else(|p| p.into_inner());
+        if open {
+            windows.insert(window.to_string());
+        } else {
+            windows.remove(window);
+        }
+        drop(windows);
         self.maintenance_active
             .get_or_create(&WindowLabels {
                 window: window.to_string(),
@@ -1010,6 +1034,10 @@ impl Metrics {
     }
 
     pub fn forget_maintenance(&self, window: &str) {
+        self.open_windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(window);
         self.maintenance_active.remove(&WindowLabels {
             window: window.to_string(),
         });

@@ -76,7 +76,13 @@ pub struct Predictor {
     forecaster: Forecaster,
     detector: AnomalyDetector,
     last: Option<Prediction>,
+    /// The newest samples (unix seconds, value), oldest first: what the status page draws
+    /// behind the forecast. At most [`SERIES_KEPT`], 16 bytes each.
+    series: std::collections::VecDeque<(f64, f64)>,
 }
+
+/// Samples a prediction keeps for the status page's chart.
+pub const SERIES_KEPT: usize = 120;
 
 impl Predictor {
     pub fn new(spec: Arc<PredictionSpec>) -> Self {
@@ -85,6 +91,7 @@ impl Predictor {
             detector: AnomalyDetector::new(),
             spec,
             last: None,
+            series: std::collections::VecDeque::new(),
         }
     }
 
@@ -103,6 +110,10 @@ impl Predictor {
     /// Feeds one sample taken at `t` (unix seconds).
     pub fn observe(&mut self, t: f64, value: f64) -> &Prediction {
         self.forecaster.observe(t, value);
+        if self.series.len() >= SERIES_KEPT {
+            self.series.pop_front();
+        }
+        self.series.push_back((t, value));
         let score = self.detector.observe(t, value);
         let score = if score.is_finite() {
             score.clamp(0.0, 1.0)
@@ -148,6 +159,11 @@ impl Predictor {
 
     pub fn last(&self) -> Option<&Prediction> {
         self.last.as_ref()
+    }
+
+    /// The newest samples, oldest first (see [`SERIES_KEPT`]).
+    pub fn series(&self) -> Vec<(f64, f64)> {
+        self.series.iter().copied().collect()
     }
 }
 

@@ -49,6 +49,12 @@ pub enum Command {
         name: String,
         reply: oneshot::Sender<Option<CheckDetail>>,
     },
+    /// What the status page shows: the named checks' details (unknown names left out) and
+    /// every prediction with its recent samples. One round trip for a page of checks.
+    Page {
+        names: Vec<String>,
+        reply: oneshot::Sender<PageData>,
+    },
     /// A check's status after thresholds and the time of its latest probe (for verification).
     Status {
         name: String,
@@ -77,6 +83,14 @@ pub struct CheckSummary {
     /// healthy, why its latest probe failed (`medic`: medic itself was out of fds, processes
     /// or memory); null otherwise.
     pub reason: Option<&'static str>,
+}
+
+/// The status page's answer ([`Command::Page`]).
+#[derive(Debug, Clone, Default)]
+pub struct PageData {
+    pub checks: Vec<CheckDetail>,
+    /// Each prediction's latest result and its newest samples (unix seconds, value).
+    pub predictions: Vec<(Prediction, Vec<(f64, f64)>)>,
 }
 
 /// `/api/v1/checks/{name}`.
@@ -270,6 +284,12 @@ impl StateHandle {
         answer.await.ok().flatten()
     }
 
+    pub async fn page(&self, names: Vec<String>) -> Option<PageData> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Command::Page { names, reply }).await.ok()?;
+        answer.await.ok()
+    }
+
     pub async fn check(&self, name: &str) -> Option<CheckDetail> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -354,6 +374,16 @@ impl StateTask {
             }
             Command::Check { name, reply } => {
                 let _ = reply.send(self.detail(&name));
+            }
+            Command::Page { names, reply } => {
+                let _ = reply.send(PageData {
+                    checks: names.iter().filter_map(|n| self.detail(n)).collect(),
+                    predictions: self
+                        .predictors
+                        .values()
+                        .filter_map(|p| p.last().map(|l| (l.clone(), p.series())))
+                        .collect(),
+                });
             }
             Command::Status { name, reply } => {
                 let answer = self

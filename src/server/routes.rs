@@ -15,7 +15,9 @@
 //! | `GET /api/v1/runs/{id}` | one run and every decision it made, in order; 404 if unknown |
 //! | `POST /api/v1/alerts` | the Alertmanager webhook receiver ([`super::webhook`]) |
 //! | `POST/GET /api/v1/pauses`, `DELETE /api/v1/pauses/{id}` | pauses ([`super::pauses`]) |
-//! | `GET /` | the status page |
+//! | `GET /?status=&q=&page=` | the status page ([`super::page::index`]) |
+//! | `GET /checks/{name}` | one check's page; 404 if unknown |
+//! | `GET /runs/{id}` | one run's page; 404 if unknown |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -150,7 +152,9 @@ pub async fn handle(
         }
         "/-/reload" if method == Method::POST || method == Method::PUT => reload(&shared).await,
         "/api/v1/health" if get => health(&shared).await,
-        "/" if get => status_page(&shared).await,
+        "/" if get => status_page(&shared, req.uri().query()).await,
+        p if get && p.starts_with("/checks/") => check_page(&shared, &p["/checks/".len()..]).await,
+        p if get && p.starts_with("/runs/") => run_page(&shared, &p["/runs/".len()..]).await,
         "/api/v1/recoveries" if get => recoveries(&shared, req.uri().query()).await,
         "/api/v1/recoveries/stats" if get => recovery_stats(&shared).await,
         "/api/v1/predictions" if get => match shared.state.predictions().await {
@@ -172,7 +176,12 @@ pub async fn handle(
         | "/api/v1/recoveries"
         | "/api/v1/recoveries/stats" => method_not_allowed("GET, HEAD"),
         "/-/reload" => method_not_allowed("POST, PUT"),
-        p if p.starts_with("/api/v1/checks/") => method_not_allowed("GET, HEAD"),
+        p if p.starts_with("/api/v1/checks/")
+            || p.starts_with("/checks/")
+            || p.starts_with("/runs/") =>
+        {
+            method_not_allowed("GET, HEAD")
+        }
         p if p == "/api/v1/runs" || p.starts_with("/api/v1/runs/") => {
             method_not_allowed("GET, HEAD")
         }
@@ -234,23 +243,14 @@ async fn check(shared: &Shared, raw_name: &str) -> Response<Body> {
     }
 }
 
-async fn status_page(shared: &Shared) -> Response<Body> {
-    let (Some(report), Some(predictions)) = (
-        shared.state.health().await,
-        shared.state.predictions().await,
-    ) else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
-    };
-    let store = shared.store.borrow().clone();
-    let attempts = match store {
-        Some(store) => store.recent_attempts(None, 10).await.ok(),
-        None => None,
-    };
-    let mut response = Response::new(Body::from(page::render(
-        &report,
-        &predictions,
-        attempts.as_deref(),
-    )));
+/// Runs `/` draws on its timeline.
+const PAGE_RUNS: i64 = 20;
+/// Runs a check's page lists.
+const CHECK_PAGE_RUNS: i64 = 50;
+
+fn html(code: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = code;
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
@@ -258,6 +258,135 @@ async fn status_page(shared: &Shared) -> Response<Body> {
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// A store read for a page: `None` when the store is not open or the read failed (counted).
+async fn store_read<T, F, Fut>(shared: &Shared, read: F) -> Option<T>
+where
+    F: FnOnce(crate::store::Store) -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    let store = shared.store.borrow().clone()?;
+    match read(store).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            shared.metrics.store_error(e.operation());
+            None
+        }
+    }
+}
+
+async fn status_page(shared: &Shared, query: Option<&str>) -> Response<Body> {
+    let params = parse_query(query.unwrap_or(""));
+    let (filter, notes) = page::index::Filter::parse(&params);
+    let Some(report) = shared.state.health().await else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    };
+    let selection = page::index::select(&report, &filter);
+    let Some(data) = shared.state.page(selection.names.clone()).await else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    };
+    let runs = store_read(shared, |s| async move { s.runs(None, PAGE_RUNS).await }).await;
+    let attempts = store_read(shared, |s| async move { s.recent_attempts(None, 10).await }).await;
+    let (circuit_open, windows) = shared.metrics.banner();
+    let now_ms = crate::timefmt::now_ms();
+    let banner = page::index::Banner {
+        circuit_open,
+        windows,
+        pauses: shared
+            .pauses
+            .active()
+            .into_iter()
+            .filter(|p| p.is_active(now_ms))
+            .collect(),
+    };
+    let secrets = crate::config::known_secrets();
+    html(
+        StatusCode::OK,
+        page::index::render(&page::index::Index {
+            report: &report,
+            filter: &filter,
+            notes: &notes,
+            selection: &selection,
+            details: &data.checks,
+            predictions: &data.predictions,
+            runs: runs.as_deref(),
+            attempts: attempts.as_deref(),
+            banner: &banner,
+            now_ms,
+            secrets: &secrets,
+        }),
+    )
+}
+
+async fn check_page(shared: &Shared, raw_name: &str) -> Response<Body> {
+    let name = percent_encoding::percent_decode_str(raw_name)
+        .decode_utf8_lossy()
+        .into_owned();
+    let Some(data) = shared.state.page(vec![name.clone()]).await else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    };
+    let Some(detail) = data.checks.first() else {
+        return html(
+            StatusCode::NOT_FOUND,
+            page::not_found(&format!("No check named {name:?}.")),
+        );
+    };
+    let subject = format!("check:{name}");
+    let runs = store_read(shared, |s| async move {
+        s.runs_for_subject(&subject, CHECK_PAGE_RUNS).await
+    })
+    .await;
+    let secrets = crate::config::known_secrets();
+    html(
+        StatusCode::OK,
+        page::check::render(&page::check::CheckPage {
+            detail,
+            predictions: &data.predictions,
+            runs: runs.as_deref(),
+            now_ms: crate::timefmt::now_ms(),
+            secrets: &secrets,
+        }),
+    )
+}
+
+async fn run_page(shared: &Shared, raw_id: &str) -> Response<Body> {
+    let id = percent_encoding::percent_decode_str(raw_id)
+        .decode_utf8_lossy()
+        .into_owned();
+    let not_found = || {
+        html(
+            StatusCode::NOT_FOUND,
+            page::not_found(&format!("No run with id {id:?}.")),
+        )
+    };
+    if id.is_empty() || id.len() > 128 {
+        return not_found();
+    }
+    if shared.store.borrow().is_none() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the state store is not open yet\n",
+        );
+    }
+    let key = id.clone();
+    match store_read(shared, |s| async move { s.run(&key).await }).await {
+        Some(Some((run, decisions))) => {
+            let secrets = crate::config::known_secrets();
+            html(
+                StatusCode::OK,
+                page::run::render(&page::run::RunPage {
+                    run: &run,
+                    decisions: &decisions,
+                    now_ms: crate::timefmt::now_ms(),
+                    secrets: &secrets,
+                    verification: super::runs::verification,
+                }),
+            )
+        }
+        Some(None) => not_found(),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "state store read failed\n"),
+    }
 }
 
 /// Default and largest page of `/api/v1/recoveries`.

@@ -129,7 +129,7 @@ fn decision_wire(d: &DecisionView, secrets: &Redactor) -> DecisionWire {
 /// What a step's record says about verification: the engine ends the message of an action that
 /// worked with "; verified: CHECK healthy" or "; not verified: WHY" (a decision's detail may
 /// say the same, first).
-fn verification(text: &str) -> Option<bool> {
+pub(super) fn verification(text: &str) -> Option<bool> {
     if text.starts_with("not verified") || text.contains("; not verified") {
         Some(false)
     } else if text.starts_with("verified") || text.contains("; verified") {

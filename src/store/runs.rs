@@ -182,6 +182,26 @@ impl Store {
             .map_err(query_error("read"))
     }
 
+    /// One subject's runs (`check:NAME`, an alert's fingerprint), newest first.
+    pub async fn runs_for_subject(
+        &self,
+        subject: &str,
+        limit: i64,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM recovery_runs WHERE subject = $1 ORDER BY started_ms DESC, id DESC LIMIT $2"
+        ))
+        .bind(subject.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read"))?
+        .iter()
+        .map(decode_run)
+        .collect::<Result<_, _>>()
+        .map_err(query_error("read"))
+    }
+
     /// One run and its decisions in order; `None` for an unknown id.
     pub async fn run(&self, id: &str) -> Result<Option<(RunRow, Vec<DecisionView>)>, StoreError> {
         let Some(row) = sqlx::query(&format!(
