@@ -237,6 +237,17 @@ predictions:
     })
     .await;
 
+    // The forecast moves with every probe: wait until the page itself draws a breach.
+    wait_for(
+        "the page to draw a breach",
+        Duration::from_secs(60),
+        || async {
+            let (_, body) = medic.get("/").await;
+            (body.contains(r#"class="breach""#) && body.contains(r#"class="threshold""#))
+                .then_some(())
+        },
+    )
+    .await;
     let index = dom(medic.url("/")).await;
     // The banner, then failing checks first: critical, then warning, then the rest in
     // natural order (bulk2 before bulk10).
@@ -267,7 +278,11 @@ predictions:
     // The chart: threshold line and breach marker.
     let chart_at = pos(r#"data-prediction="disk_used""#);
     let chart = &index[chart_at..];
-    assert!(chart.contains(r#"class="threshold""#) && chart.contains(r#"class="breach""#));
+    assert!(
+        chart.contains(r#"class="threshold""#) && chart.contains(r#"class="breach""#),
+        "{}",
+        &chart[..chart.len().min(4000)]
+    );
     assert!(chart.contains(r#"class="band""#) || chart.contains(r#"class="forecast""#));
     // Hostile check output and step output stay text.
     assert!(

@@ -124,10 +124,13 @@ fn horizon_seconds(label: &str) -> Option<f64> {
 /// The recent series, the forecast with its 80 % band, the threshold (`.threshold`) and the
 /// predicted breach (`.breach`). The past takes the left 45 % and the future the rest, with
 /// a line at now: a week's horizon would otherwise squash an hour of samples to a dot.
+/// One horizon of the chart: seconds ahead, the forecast, its 80 % band.
+type Horizon = (f64, Option<f64>, Option<(f64, f64)>);
+
 pub fn prediction_chart(p: &Prediction, series: &[(f64, f64)], w: f64, h: f64) -> String {
     let now = p.at;
     let past_start = series.first().map_or(now, |s| s.0).min(now);
-    let horizons: Vec<(f64, Option<f64>, Option<(f64, f64)>)> = p
+    let horizons: Vec<Horizon> = p
         .forecasts
         .iter()
         .filter_map(|(label, f)| {
