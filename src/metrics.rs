@@ -17,7 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::checks::Outcome;
+use crate::checks::{FailureReason, Outcome};
 use crate::health::HealthState;
 use crate::status::Status;
 
@@ -30,6 +30,12 @@ struct CheckLabels {
 struct DiskLabels {
     check: String,
     mountpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    check: String,
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -427,6 +433,10 @@ pub struct Metrics {
     store_backlog: Gauge,
     /// Which mountpoints each check has exported, so a removed check takes its series along.
     disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    failure_info: Family<FailureLabels, Gauge>,
+    /// The one reason each failing check exports: a check has at most one series, so the
+    /// family stays as large as the set of failing checks.
+    failure_series: Mutex<BTreeMap<String, FailureReason>>,
 }
 
 /// The exposition formats `/metrics` can answer in.
@@ -586,6 +596,12 @@ impl Metrics {
             "Check results waiting to be written to the state store",
             store_backlog.clone(),
         );
+        let failure_info = Family::<FailureLabels, Gauge>::default();
+        registry.register(
+            "medic_check_failure_info",
+            "1 for the reason the check currently fails (timeout, status, ...); no series while it passes",
+            failure_info.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "medic_build_info",
@@ -622,6 +638,33 @@ impl Metrics {
             store_dropped,
             store_backlog,
             disk_series: Mutex::new(BTreeMap::new()),
+            failure_info,
+            failure_series: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Sets the reason the check fails for, or `None` while it passes: the previous reason's
+    /// series goes, so each check has at most one.
+    pub fn set_failure_reason(&self, check: &str, reason: Option<FailureReason>) {
+        let mut series = self
+            .failure_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let old = series.get(check).copied();
+        if old == reason {
+            return;
+        }
+        let labels = |r: FailureReason| FailureLabels {
+            check: check.to_string(),
+            reason: r.as_str().to_string(),
+        };
+        if let Some(old) = old {
+            self.failure_info.remove(&labels(old));
+            series.remove(check);
+        }
+        if let Some(new) = reason {
+            self.failure_info.get_or_create(&labels(new)).set(1);
+            series.insert(check.to_string(), new);
         }
     }
 
@@ -698,6 +741,7 @@ impl Metrics {
             check: check.to_string(),
         };
         self.checks.remove(check);
+        self.set_failure_reason(check, None);
         self.system_cpu.remove(&labels);
         self.system_memory.remove(&labels);
         let mountpoints = self

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checks::Outcome;
+use crate::checks::{FailureReason, Outcome};
 use crate::config::{CheckSpec, PredictionSpec};
 use crate::health::{duration_micros, HealthState, Results, StatusCounts, Trend};
 use crate::metrics::Metrics;
@@ -73,8 +73,9 @@ pub struct CheckSummary {
     pub duration_seconds: Option<f64>,
     pub last_run: Option<String>,
     pub consecutive_failures: u32,
-    /// Why the status differs from what the probes alone say: `flapping` when flap detection
-    /// made the check critical; null otherwise.
+    /// Why the check fails: `flapping` when flap detection made it critical, else the reason
+    /// of the latest failing probe (`timeout`, `status`, ...) while it or the check fails;
+    /// null otherwise.
     pub reason: Option<&'static str>,
 }
 
@@ -107,6 +108,9 @@ struct CheckRecord {
     /// The history and the trend's samples.
     results: Results,
     last: Option<LastProbe>,
+    /// The latest failing probe's reason, while that probe is the latest or the check still
+    /// fails.
+    failure_reason: Option<FailureReason>,
 }
 
 struct LastProbe {
@@ -165,6 +169,7 @@ impl CheckRecord {
             health: HealthState::default(),
             results,
             last: None,
+            failure_reason: None,
         }
     }
 
@@ -185,7 +190,11 @@ impl CheckRecord {
             duration_seconds: self.last.as_ref().map(|l| l.duration_seconds),
             last_run: self.last.as_ref().map(|l| rfc3339_ms(l.at_ms)),
             consecutive_failures: self.health.consecutive_failures,
-            reason: (self.spec.enabled && self.health.flapping).then_some("flapping"),
+            reason: match (self.spec.enabled, self.health.flapping) {
+                (false, _) => None,
+                (true, true) => Some("flapping"),
+                (true, false) => self.failure_reason.map(FailureReason::as_str),
+            },
         }
     }
 }
@@ -358,6 +367,14 @@ impl StateTask {
             .health
             .observe(outcome.status, record.spec.thresholds());
         let flapping_changed = was_flapping != record.health.flapping;
+        let check_fails = matches!(record.health.status, Status::Critical | Status::Unknown);
+        if outcome.reason.is_some() {
+            record.failure_reason = outcome.reason;
+        } else if !check_fails {
+            record.failure_reason = None;
+        }
+        self.metrics
+            .set_failure_reason(check, record.failure_reason.filter(|_| check_fails));
         // At the results' precision, so the summary and the history's newest entry agree.
         let duration = f64::from(duration_micros(outcome.duration.as_secs_f64())) / 1e6;
         record

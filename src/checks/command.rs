@@ -25,8 +25,12 @@ pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
     {
         Ok(e) => e,
         Err(e @ RunError::Timeout(_)) => {
-            return Outcome::new(Status::Critical, format!("timeout: {} {e}", spec.program))
-                .with("program", spec.program.clone())
+            return Outcome::failed(
+                Status::Critical,
+                super::FailureReason::Timeout,
+                format!("timeout: {} {e}", spec.program),
+            )
+            .with("program", spec.program.clone())
         }
         // Nagios: a plugin that cannot run is UNKNOWN.
         Err(e) => {
@@ -53,6 +57,8 @@ pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
     let mut outcome = Outcome::new(raw, message)
         .with("program", spec.program.clone())
         .with("exit_code", code_text);
+    // Kept only when the status is a failure (the prober drops it otherwise).
+    outcome.reason = Some(super::FailureReason::ExitCode);
     if !parsed.perfdata.is_empty() {
         let perf: serde_json::Map<String, serde_json::Value> = parsed
             .perfdata

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::redirect::Policy;
 
-use super::{format_seconds, root_cause, Outcome};
+use super::{format_seconds, root_cause, FailureReason, Outcome};
 use crate::config::{redact_url, HttpSpec};
 use crate::status::Status;
 
@@ -61,7 +61,11 @@ impl Clients {
         let method = match reqwest::Method::from_bytes(spec.method.as_bytes()) {
             Ok(m) => m,
             Err(_) => {
-                return Outcome::new(Status::Unknown, format!("invalid method {}", spec.method))
+                return Outcome::failed(
+                    Status::Unknown,
+                    FailureReason::Other,
+                    format!("invalid method {}", spec.method),
+                )
             }
         };
         let mut request = self
@@ -120,8 +124,9 @@ impl Clients {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            Outcome::new(
+            Outcome::failed(
                 Status::Critical,
+                FailureReason::Status,
                 format!("HTTP {code}, expected {expected}"),
             )
         } else {
@@ -161,6 +166,7 @@ impl Clients {
 fn request_failed(e: &reqwest::Error, timeout: Duration) -> Outcome {
     // reqwest quotes the URL in its messages; the URL may hold a password.
     let cause = root_cause(e);
+    let reason = classify(e);
     let message = if e.is_timeout() {
         format!("timeout: no answer within {}", format_seconds(timeout))
     } else if e.is_redirect() {
@@ -172,5 +178,40 @@ fn request_failed(e: &reqwest::Error, timeout: Duration) -> Outcome {
     } else {
         format!("request failed: {cause}")
     };
-    Outcome::new(Status::Critical, message)
+    Outcome::failed(Status::Critical, reason, message)
+}
+
+/// Which of the closed set of reasons a failed request falls under, from the error's chain.
+fn classify(e: &reqwest::Error) -> FailureReason {
+    if e.is_timeout() {
+        return FailureReason::Timeout;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return FailureReason::Tls;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return FailureReason::Tls;
+            }
+            match FailureReason::of_io(io) {
+                FailureReason::Other => {}
+                reason => return reason,
+            }
+        }
+        // hyper-util's connector says so only in words: its resolver error is private.
+        if err.to_string().starts_with("dns error") {
+            return FailureReason::Dns;
+        }
+        cause = err.source();
+    }
+    if e.is_body() || e.is_decode() {
+        FailureReason::Body
+    } else {
+        FailureReason::Other
+    }
 }

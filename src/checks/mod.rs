@@ -28,6 +28,73 @@ pub struct Outcome {
     pub metadata: BTreeMap<String, Value>,
     /// Numbers the predictor can follow over time.
     pub measurements: Vec<Measurement>,
+    /// Why a critical or unknown probe failed; `None` for healthy and warning probes.
+    pub reason: Option<FailureReason>,
+}
+
+/// Why a probe failed: a closed set, so `medic_check_failure_info{reason}` stays bounded and
+/// an alert rule can match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureReason {
+    Timeout,
+    ConnectionRefused,
+    Dns,
+    Tls,
+    Status,
+    Body,
+    Query,
+    Auth,
+    ExitCode,
+    Threshold,
+    MissedHeartbeat,
+    Medic,
+    Other,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 13] = [
+        FailureReason::Timeout,
+        FailureReason::ConnectionRefused,
+        FailureReason::Dns,
+        FailureReason::Tls,
+        FailureReason::Status,
+        FailureReason::Body,
+        FailureReason::Query,
+        FailureReason::Auth,
+        FailureReason::ExitCode,
+        FailureReason::Threshold,
+        FailureReason::MissedHeartbeat,
+        FailureReason::Medic,
+        FailureReason::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::ConnectionRefused => "connection_refused",
+            FailureReason::Dns => "dns",
+            FailureReason::Tls => "tls",
+            FailureReason::Status => "status",
+            FailureReason::Body => "body",
+            FailureReason::Query => "query",
+            FailureReason::Auth => "auth",
+            FailureReason::ExitCode => "exit_code",
+            FailureReason::Threshold => "threshold",
+            FailureReason::MissedHeartbeat => "missed_heartbeat",
+            FailureReason::Medic => "medic",
+            FailureReason::Other => "other",
+        }
+    }
+
+    /// The reason an IO error of connecting or talking to a target gives.
+    pub fn of_io(e: &std::io::Error) -> FailureReason {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::ConnectionRefused => FailureReason::ConnectionRefused,
+            ErrorKind::TimedOut => FailureReason::Timeout,
+            _ => FailureReason::Other,
+        }
+    }
 }
 
 /// One number a probe measured.
@@ -58,7 +125,15 @@ impl Outcome {
             message: message.into(),
             metadata: BTreeMap::new(),
             measurements: Vec::new(),
+            reason: None,
         }
+    }
+
+    /// A failed probe and why it failed.
+    pub fn failed(status: Status, reason: FailureReason, message: impl Into<String>) -> Self {
+        let mut outcome = Outcome::new(status, message);
+        outcome.reason = Some(reason);
+        outcome
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -121,12 +196,14 @@ impl Prober {
         let result = tokio::time::timeout(timeout, self.dispatch(check, timeout)).await;
         let mut outcome = match result {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::new(
+            Err(_) => Outcome::failed(
                 Status::Critical,
+                FailureReason::Timeout,
                 format!("timeout: no answer within {}", check.timeout),
             ),
         };
         outcome.duration = started.elapsed();
+        outcome.reason = settle_reason(outcome.status, outcome.reason);
         if !redactor.is_empty() {
             outcome.message = redactor.redact(&outcome.message);
             for value in outcome.metadata.values_mut() {
@@ -150,6 +227,14 @@ impl Prober {
             ProbeSpec::Command(spec) => command::probe(spec, timeout).await,
             ProbeSpec::Database(spec) => self.databases.probe(spec, timeout).await,
         }
+    }
+}
+
+/// Every failing probe has a reason (a kind that did not say gets `other`); a passing one none.
+fn settle_reason(status: Status, reason: Option<FailureReason>) -> Option<FailureReason> {
+    match status {
+        Status::Critical | Status::Unknown => Some(reason.unwrap_or(FailureReason::Other)),
+        Status::Healthy | Status::Warning => None,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::Outcome;
+use super::{FailureReason, Outcome};
 use crate::config::TcpSpec;
 use crate::status::Status;
 
@@ -27,8 +27,15 @@ pub async fn probe(spec: &TcpSpec) -> Outcome {
             .with("peer", peer)
             .with("connect_seconds", elapsed.as_secs_f64())
         }
-        Err(e) => Outcome::new(
+        Err(e) => Outcome::failed(
             Status::Critical,
+            match FailureReason::of_io(&e) {
+                // Name resolution failures come back as plain IO errors of kind Other/Uncategorized.
+                FailureReason::Other if e.to_string().contains("failed to lookup address") => {
+                    FailureReason::Dns
+                }
+                reason => reason,
+            },
             format!("connect to {} failed: {e}", spec.address),
         )
         .with("address", spec.address.clone()),

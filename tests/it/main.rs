@@ -12,6 +12,7 @@ mod config_table;
 mod dashboards;
 mod database;
 mod e2e;
+mod kinds;
 mod mariadb;
 mod predictions;
 mod recovery;
