@@ -434,6 +434,7 @@ pub struct Metrics {
     /// Which mountpoints each check has exported, so a removed check takes its series along.
     disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
     failure_info: Family<FailureLabels, Gauge>,
+    tls_expiry: Family<CheckLabels, FloatGauge>,
     /// The one reason each failing check exports: a check has at most one series, so the
     /// family stays as large as the set of failing checks.
     failure_series: Mutex<BTreeMap<String, FailureReason>>,
@@ -602,6 +603,13 @@ impl Metrics {
             "1 for the reason the check currently fails (timeout, status, ...); no series while it passes",
             failure_info.clone(),
         );
+        let tls_expiry = Family::<CheckLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "medic_tls_certificate_expiry_timestamp",
+            "Unix time of the earliest notAfter in the chain the check's TLS server presented (verified or not)",
+            Unit::Seconds,
+            tls_expiry.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "medic_build_info",
@@ -639,6 +647,7 @@ impl Metrics {
             store_backlog,
             disk_series: Mutex::new(BTreeMap::new()),
             failure_info,
+            tls_expiry,
             failure_series: Mutex::new(BTreeMap::new()),
         }
     }
@@ -700,6 +709,13 @@ impl Metrics {
         let labels = || CheckLabels {
             check: check.to_string(),
         };
+        if let Some(t) = outcome
+            .metadata
+            .get(crate::checks::EXPIRY_KEY)
+            .and_then(|v| v.as_f64())
+        {
+            self.tls_expiry.get_or_create(&labels()).set(t);
+        }
         for m in &outcome.measurements {
             match (m.name.as_str(), &m.mountpoint) {
                 ("cpu_utilization", None) => {
@@ -742,6 +758,7 @@ impl Metrics {
         };
         self.checks.remove(check);
         self.set_failure_reason(check, None);
+        self.tls_expiry.remove(&labels);
         self.system_cpu.remove(&labels);
         self.system_memory.remove(&labels);
         let mountpoints = self

@@ -55,7 +55,30 @@ impl Clients {
         }
     }
 
+    /// The request, and on `https://` beside it a handshake that reads the certificate chain's
+    /// expiry (a separate connection: reqwest does not show the chain it verified).
     pub async fn probe(&self, spec: &HttpSpec, timeout: Duration) -> Outcome {
+        let https = reqwest::Url::parse(spec.url.expose())
+            .ok()
+            .filter(|u| u.scheme() == "https")
+            .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)));
+        match https {
+            None => self.request(spec, timeout).await,
+            Some((host, port)) => {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let (outcome, expiry) = tokio::join!(
+                    self.request(spec, timeout),
+                    super::tls::peek_expiry(host, port)
+                );
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                super::tls::with_expiry(outcome, expiry, now)
+            }
+        }
+    }
+
+    async fn request(&self, spec: &HttpSpec, timeout: Duration) -> Outcome {
         let started = Instant::now();
         let shown_url = redact_url(spec.url.expose());
         let method = match reqwest::Method::from_bytes(spec.method.as_bytes()) {
@@ -191,23 +214,21 @@ fn classify(e: &reqwest::Error) -> FailureReason {
         if err.downcast_ref::<rustls::Error>().is_some() {
             return FailureReason::Tls;
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return FailureReason::Tls;
-            }
-            match FailureReason::of_io(io) {
-                FailureReason::Other => {}
-                reason => return reason,
-            }
-        }
         // hyper-util's connector says so only in words: its resolver error is private.
         if err.to_string().starts_with("dns error") {
             return FailureReason::Dns;
         }
         cause = err.source();
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match FailureReason::of_io(io) {
+                FailureReason::Other => {}
+                reason => return reason,
+            }
+            // An IO error's `source()` skips the error it wraps (rustls's, for one).
+            if let Some(inner) = io.get_ref() {
+                cause = Some(inner);
+            }
+        }
     }
     if e.is_body() || e.is_decode() {
         FailureReason::Body

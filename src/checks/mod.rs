@@ -6,6 +6,7 @@ mod database;
 mod http;
 mod system;
 mod tcp;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::config::{CheckSpec, ProbeSpec, Redactor};
 use crate::status::Status;
 
 pub use command::{parse_plugin_output, PerfData, PluginOutput};
+pub use tls::EXPIRY_KEY;
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,6 +228,7 @@ impl Prober {
             ProbeSpec::System(spec) => self.system.probe(spec).await,
             ProbeSpec::Command(spec) => command::probe(spec, timeout).await,
             ProbeSpec::Database(spec) => self.databases.probe(spec, timeout).await,
+            ProbeSpec::Tls(spec) => tls::probe(spec).await,
         }
     }
 }

@@ -101,6 +101,17 @@ pub struct CheckFile {
     pub database: Option<DatabaseFile>,
     pub system: Option<SystemFile>,
     pub command: Option<CommandFile>,
+    pub tls: Option<TlsFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub address: String,
+    pub server_name: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub warn_before: Option<Duration>,
+    pub critical_before: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -229,6 +229,7 @@ pub enum ProbeSpec {
     Database(DatabaseSpec),
     System(SystemSpec),
     Command(CommandSpec),
+    Tls(TlsSpec),
 }
 
 impl ProbeSpec {
@@ -239,6 +240,7 @@ impl ProbeSpec {
             ProbeSpec::Database(_) => "database",
             ProbeSpec::System(_) => "system",
             ProbeSpec::Command(_) => "command",
+            ProbeSpec::Tls(_) => "tls",
         }
     }
 }
@@ -257,6 +259,22 @@ pub struct HttpSpec {
     pub warn_after: Option<Duration>,
     pub keep_alive: bool,
     pub follow_redirects: bool,
+}
+
+/// Trust anchors read from a `ca_file`, once at load.
+pub type CaCerts = Arc<Vec<rustls::pki_types::CertificateDer<'static>>>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSpec {
+    /// `host:port`.
+    pub address: String,
+    /// The name verified against the certificate (and sent as SNI); the address's host by
+    /// default.
+    pub server_name: String,
+    /// `None`: the system roots.
+    pub ca: Option<CaCerts>,
+    pub warn_before: Duration,
+    pub critical_before: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

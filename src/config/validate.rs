@@ -13,6 +13,8 @@ use super::secret::{Redactor, Secret};
 use super::*;
 use crate::recovery::template::{Template, Var};
 
+mod kinds;
+
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -480,18 +482,21 @@ impl Validator {
             c.database.is_some(),
             c.system.is_some(),
             c.command.is_some(),
+            c.tls.is_some(),
         ];
         let kind_count = kinds.iter().filter(|k| **k).count();
         if kind_count != 1 {
             self.error(
                 path,
                 format!(
-                    "exactly one of http, tcp, database, system, command is required (found {kind_count})"
+                    "exactly one of http, tcp, database, system, command, tls, dns, grpc, heartbeat is required (found {kind_count})"
                 ),
             );
             return None;
         }
-        let probe = if let Some(http) = c.http {
+        let probe = if let Some(tls) = c.tls {
+            ProbeSpec::Tls(self.tls(path, tls)?)
+        } else if let Some(http) = c.http {
             ProbeSpec::Http(self.http(path, http, timeout)?)
         } else if let Some(tcp) = c.tcp {
             ProbeSpec::Tcp(self.tcp(path, tcp, timeout)?)

@@ -31,6 +31,21 @@ fn promtool_check(text: &str) {
     );
 }
 
+/// Waits until the check is critical for `reason` (a first probe may still time out while
+/// the machine is busy).
+async fn wait_failure(medic: &Medic, check: &str, reason: &str) -> serde_json::Value {
+    let url = format!("/api/v1/checks/{check}");
+    wait_for(
+        &format!("{check} critical for {reason}"),
+        Duration::from_secs(20),
+        || async {
+            let v = medic.json(&url).await;
+            (v["status"] == "critical" && v["reason"] == reason).then_some(v)
+        },
+    )
+    .await
+}
+
 /// The check's status and reason once its status is `want`.
 async fn wait_reason(medic: &Medic, check: &str, want: &str) -> String {
     let v = medic.wait_status(check, want).await;
@@ -110,4 +125,256 @@ async fn every_failing_kind_carries_its_reason() {
         (!text.contains(r#"medic_check_failure_info{check="web""#)).then_some(())
     })
     .await;
+}
+
+/// Certificates made with `openssl` for one test: a CA and leaves signed by it.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let pki = Pki {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=medic test CA",
+        ]);
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "other-ca.key",
+            "-out",
+            "other-ca.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=someone else's CA",
+        ]);
+        pki
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("openssl must be installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A leaf `name`.pem/.key for `dns_name`, signed by `ca` (`ca` or `other-ca`), valid
+    /// `days` from now (negative: expired).
+    fn leaf(&self, name: &str, dns_name: &str, ca: &str, days: i32) {
+        let ext = format!("{name}.ext");
+        std::fs::write(self.path(&ext), format!("subjectAltName=DNS:{dns_name}\n")).unwrap();
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={dns_name}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-set_serial",
+            "1",
+            "-days",
+            &days.to_string(),
+            "-extfile",
+            &ext,
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+
+    /// The leaf's notAfter, Unix seconds, as openssl reads it.
+    fn not_after(&self, name: &str) -> f64 {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-in"])
+            .arg(self.path(&format!("{name}.pem")))
+            .output()
+            .expect("openssl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let date = text.trim().trim_start_matches("notAfter=");
+        let out = Command::new("date")
+            .args(["-u", "-d", date, "+%s"])
+            .output()
+            .expect("date");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a Unix time")
+    }
+}
+
+/// A TLS server on loopback presenting `name`.pem (leaf, then its CA): handshakes, then
+/// closes. Returns its address; it runs until the test ends.
+async fn tls_server(pki: &Pki, name: &str, ca: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(pki.path(&format!("{name}.pem")))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    chain.extend(
+        CertificateDer::pem_file_iter(pki.path(&format!("{ca}.pem")))
+            .unwrap()
+            .map(Result::unwrap),
+    );
+    let key = PrivateKeyDer::from_pem_file(pki.path(&format!("{name}.key"))).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(stream).await {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn tls_checks_judge_verification_and_expiry() {
+    let pki = Pki::new();
+    pki.leaf("ok30", "localhost", "ca", 30);
+    pki.leaf("two_days", "localhost", "ca", 2);
+    pki.leaf("expired", "localhost", "ca", -1);
+    pki.leaf("wrong_name", "elsewhere.test", "ca", 30);
+    pki.leaf("untrusted", "localhost", "other-ca", 30);
+    let ok30 = tls_server(&pki, "ok30", "ca").await;
+    let two_days = tls_server(&pki, "two_days", "ca").await;
+    let expired = tls_server(&pki, "expired", "ca").await;
+    let wrong_name = tls_server(&pki, "wrong_name", "ca").await;
+    let untrusted = tls_server(&pki, "untrusted", "other-ca").await;
+    let ca = pki.path("ca.pem");
+    let ca = ca.display();
+    let port = |a: &str| a.rsplit_once(':').unwrap().1.to_string();
+    let check = |name: &str, address: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    interval: 200ms\n    tls: {{address: 'localhost:{}', ca_file: '{ca}'{extra}}}\n",
+            port(address)
+        )
+    };
+    let closed = free_port();
+    let config = [
+        "checks:\n".to_string(),
+        check("ok", &ok30, ""),
+        check("ok_warn", &ok30, ", warn_before: 40d"),
+        check("soon", &two_days, ""),
+        check("soon_warn", &two_days, ", critical_before: 1d, warn_before: 3d"),
+        check("expired", &expired, ""),
+        check("wrong_name", &wrong_name, ""),
+        check("untrusted", &untrusted, ""),
+        format!("  - name: down\n    interval: 200ms\n    tls: {{address: '127.0.0.1:{closed}', server_name: localhost, ca_file: '{ca}'}}\n"),
+        // System roots do not know the test CA: the request fails, the expiry is still read.
+        format!("  - name: web\n    interval: 1s\n    http: {{url: 'https://localhost:{}/'}}\n", port(&ok30)),
+    ]
+    .concat();
+    let medic = Medic::start(&config).await;
+
+    medic.wait_status("ok", "healthy").await;
+    medic.wait_status("ok_warn", "warning").await;
+    medic.wait_status("soon_warn", "warning").await;
+    for (name, reason) in [
+        ("soon", "tls"),
+        ("expired", "tls"),
+        ("wrong_name", "tls"),
+        ("untrusted", "tls"),
+        ("down", "connection_refused"),
+        ("web", "tls"),
+    ] {
+        wait_failure(&medic, name, reason).await;
+    }
+    let v = medic.json("/api/v1/checks/wrong_name").await;
+    assert!(v["message"].as_str().unwrap().contains("handshake"), "{v}");
+    // Right to the second, and exported whether or not the chain verified.
+    for (check, leaf) in [
+        ("ok", "ok30"),
+        ("soon", "two_days"),
+        ("expired", "expired"),
+        ("wrong_name", "wrong_name"),
+        ("untrusted", "untrusted"),
+        ("web", "ok30"),
+    ] {
+        let series =
+            format!(r#"medic_tls_certificate_expiry_timestamp_seconds{{check="{check}"}}"#);
+        assert_eq!(
+            medic.metric(&series).await,
+            Some(pki.not_after(leaf)),
+            "{series}"
+        );
+    }
+    assert_eq!(
+        medic
+            .metric(r#"medic_tls_certificate_expiry_timestamp_seconds{check="down"}"#)
+            .await,
+        None
+    );
+    promtool_check(&medic.metrics().await);
 }
