@@ -151,6 +151,7 @@ pub async fn run(
     let (recovery, recovery_rx) = RecoveryHandle::channel();
     let (state, state_task) = state::spawn(metrics.clone(), Some(writer), Some(recovery.clone()));
     let prober = Arc::new(Prober::new().context("building the HTTP client")?);
+    let heartbeats = prober.heartbeats();
     // Filled by apply_config below, before any run can start.
     let (others_tx, others_rx) = watch::channel(Arc::new(DirectChecks {
         prober: prober.clone(),
@@ -193,6 +194,8 @@ pub async fn run(
         webhook: webhook_rx,
         recovery: recovery.clone(),
         web: web_rx,
+        heartbeats,
+        probes: scheduler.probe_handle(),
     });
     let server_task = tokio::spawn(server::serve(listener, shared.clone(), shutdown_rx.clone()));
     // Enough history for the trend (an hour) and for every prediction's window.
@@ -397,6 +400,13 @@ async fn open_store(
         Err(e) => {
             metrics.store_error(e.operation());
             tracing::warn!(error = %e, "cannot reload history from the state store");
+        }
+    }
+    match store.load_heartbeats().await {
+        Ok(stored) => shared.heartbeats.restore(stored),
+        Err(e) => {
+            metrics.store_error(e.operation());
+            tracing::warn!(error = %e, "cannot reload heartbeats from the state store");
         }
     }
     let _ = store_tx.send(Some(store.clone()));

@@ -435,6 +435,7 @@ pub struct Metrics {
     disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
     failure_info: Family<FailureLabels, Gauge>,
     tls_expiry: Family<CheckLabels, FloatGauge>,
+    last_heartbeat: Family<CheckLabels, FloatGauge>,
     /// The one reason each failing check exports: a check has at most one series, so the
     /// family stays as large as the set of failing checks.
     failure_series: Mutex<BTreeMap<String, FailureReason>>,
@@ -610,6 +611,13 @@ impl Metrics {
             Unit::Seconds,
             tls_expiry.clone(),
         );
+        let last_heartbeat = Family::<CheckLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "medic_check_last_heartbeat_timestamp",
+            "Unix time of the heartbeat check's latest successful ping",
+            Unit::Seconds,
+            last_heartbeat.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "medic_build_info",
@@ -648,8 +656,26 @@ impl Metrics {
             disk_series: Mutex::new(BTreeMap::new()),
             failure_info,
             tls_expiry,
+            last_heartbeat,
             failure_series: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// A heartbeat job's `/start`→success time, in `medic_check_duration_seconds`; also sets
+    /// the last heartbeat at once rather than at the next probe.
+    pub fn observe_job(&self, check: &str, seconds: Option<f64>, success_at_unix_seconds: f64) {
+        if let Some(seconds) = seconds {
+            self.checks.with(check, |series| {
+                if let Some(latest) = series.latest.as_mut() {
+                    latest.duration.observe(seconds);
+                }
+            });
+        }
+        self.last_heartbeat
+            .get_or_create(&CheckLabels {
+                check: check.to_string(),
+            })
+            .set(success_at_unix_seconds);
     }
 
     /// Sets the reason the check fails for, or `None` while it passes: the previous reason's
@@ -694,7 +720,11 @@ impl Metrics {
             let mut duration = series
                 .latest
                 .map_or_else(DurationHistogram::default, |l| l.duration);
-            duration.observe(outcome.duration.as_secs_f64());
+            // A heartbeat check's "probe" only reads the clock; its durations are its jobs',
+            // observed by `observe_job`.
+            if !outcome.metadata.contains_key("heartbeat") {
+                duration.observe(outcome.duration.as_secs_f64());
+            }
             series.latest = Some(Latest {
                 success: outcome.status.is_up(),
                 consecutive_failures: health.consecutive_failures,
@@ -709,6 +739,13 @@ impl Metrics {
         let labels = || CheckLabels {
             check: check.to_string(),
         };
+        if let Some(t) = outcome
+            .metadata
+            .get(crate::checks::LAST_HEARTBEAT_KEY)
+            .and_then(|v| v.as_f64())
+        {
+            self.last_heartbeat.get_or_create(&labels()).set(t);
+        }
         if let Some(t) = outcome
             .metadata
             .get(crate::checks::EXPIRY_KEY)
@@ -759,6 +796,7 @@ impl Metrics {
         self.checks.remove(check);
         self.set_failure_reason(check, None);
         self.tls_expiry.remove(&labels);
+        self.last_heartbeat.remove(&labels);
         self.system_cpu.remove(&labels);
         self.system_memory.remove(&labels);
         let mountpoints = self

@@ -3,6 +3,7 @@
 
 mod command;
 mod database;
+mod heartbeat;
 mod http;
 mod system;
 mod tcp;
@@ -18,6 +19,7 @@ use crate::config::{CheckSpec, ProbeSpec, Redactor};
 use crate::status::Status;
 
 pub use command::{parse_plugin_output, PerfData, PluginOutput};
+pub use heartbeat::{Heartbeats, Ping, Pings, Refused, LAST_HEARTBEAT_KEY};
 pub use tls::EXPIRY_KEY;
 
 /// What one probe found.
@@ -168,6 +170,7 @@ pub struct Prober {
     http: http::Clients,
     system: Arc<system::SystemProbe>,
     databases: database::Databases,
+    heartbeats: Heartbeats,
 }
 
 impl Prober {
@@ -176,11 +179,18 @@ impl Prober {
             http: http::Clients::new()?,
             system: Arc::new(system::SystemProbe::new()),
             databases: database::Databases::default(),
+            heartbeats: Heartbeats::default(),
         })
     }
 
-    /// Forgets resources (database pools) that none of `checks` uses.
+    /// The heartbeat checks' pings, for the HTTP handler that records them.
+    pub fn heartbeats(&self) -> Heartbeats {
+        self.heartbeats.clone()
+    }
+
+    /// Forgets resources (database pools, heartbeats) that none of `checks` uses.
     pub fn retain(&self, checks: &[CheckSpec]) {
+        self.heartbeats.configure(checks, crate::timefmt::now_ms());
         let urls: Vec<&str> = checks
             .iter()
             .filter_map(|c| match &c.probe {
@@ -229,6 +239,9 @@ impl Prober {
             ProbeSpec::Command(spec) => command::probe(spec, timeout).await,
             ProbeSpec::Database(spec) => self.databases.probe(spec, timeout).await,
             ProbeSpec::Tls(spec) => tls::probe(spec).await,
+            ProbeSpec::Heartbeat(spec) => {
+                self.heartbeats.probe(check, spec, crate::timefmt::now_ms())
+            }
         }
     }
 }

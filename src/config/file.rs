@@ -102,6 +102,14 @@ pub struct CheckFile {
     pub system: Option<SystemFile>,
     pub command: Option<CommandFile>,
     pub tls: Option<TlsFile>,
+    pub heartbeat: Option<HeartbeatFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatFile {
+    pub grace: Option<Duration>,
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

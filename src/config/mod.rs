@@ -230,6 +230,7 @@ pub enum ProbeSpec {
     System(SystemSpec),
     Command(CommandSpec),
     Tls(TlsSpec),
+    Heartbeat(HeartbeatSpec),
 }
 
 impl ProbeSpec {
@@ -241,6 +242,7 @@ impl ProbeSpec {
             ProbeSpec::System(_) => "system",
             ProbeSpec::Command(_) => "command",
             ProbeSpec::Tls(_) => "tls",
+            ProbeSpec::Heartbeat(_) => "heartbeat",
         }
     }
 }
@@ -275,6 +277,16 @@ pub struct TlsSpec {
     pub ca: Option<CaCerts>,
     pub warn_before: Duration,
     pub critical_before: Duration,
+}
+
+/// A push check: the job pings medic; the probe only judges the pings against the clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatSpec {
+    /// Slack after `interval` before a missing success counts, and how long a `/start` may
+    /// run without one.
+    pub grace: Duration,
+    /// `Authorization: Bearer` the pings must carry, from `token_file`.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

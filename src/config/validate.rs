@@ -483,6 +483,7 @@ impl Validator {
             c.system.is_some(),
             c.command.is_some(),
             c.tls.is_some(),
+            c.heartbeat.is_some(),
         ];
         let kind_count = kinds.iter().filter(|k| **k).count();
         if kind_count != 1 {
@@ -494,7 +495,9 @@ impl Validator {
             );
             return None;
         }
-        let probe = if let Some(tls) = c.tls {
+        let probe = if let Some(hb) = c.heartbeat {
+            ProbeSpec::Heartbeat(self.heartbeat(path, hb, interval)?)
+        } else if let Some(tls) = c.tls {
             ProbeSpec::Tls(self.tls(path, tls)?)
         } else if let Some(http) = c.http {
             ProbeSpec::Http(self.http(path, http, timeout)?)

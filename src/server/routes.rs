@@ -97,6 +97,11 @@ pub async fn handle(
         };
         return Ok(response);
     }
+    // Heartbeats carry their check's own token, as the webhook does: cron jobs are not web
+    // users.
+    if req.uri().path().starts_with(super::heartbeat::PREFIX) {
+        return Ok(super::heartbeat::receive(&shared, req).await);
+    }
     // The webhook has its own credential (`web.webhook`); everything else is behind the web
     // config's users, when there are any.
     let web = shared.web.borrow().clone();

@@ -4,6 +4,7 @@
 //! Nothing here assumes this process is the only writer: rows carry their own keys, and
 //! migrations serialise on an advisory lock in PostgreSQL.
 
+mod heartbeat;
 mod recovery;
 mod schema;
 mod writer;

@@ -3,8 +3,23 @@
 //! starting at once do not race.
 
 /// (version, SQLite statements, PostgreSQL statements). Never edit a released migration: add one.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, V1_SQLITE, V1_POSTGRES), (2, V2, V2), (3, V3, V3)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, V1_SQLITE, V1_POSTGRES),
+    (2, V2, V2),
+    (3, V3, V3),
+    (6, V6, V6),
+];
+
+/// The latest pings of each heartbeat check (Unix ms), so they survive a restart.
+const V6: &str = r#"
+CREATE TABLE heartbeats (
+    check_name TEXT   PRIMARY KEY,
+    success_ms BIGINT,
+    start_ms   BIGINT,
+    failure_ms BIGINT,
+    exit_code  BIGINT
+);
+"#;
 
 /// One active run per (chain, subject) rather than per (chain, target): an alert about a check
 /// and the check itself heal the same thing, and must not run the chain twice at once. Runs from

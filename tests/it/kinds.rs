@@ -378,3 +378,121 @@ async fn tls_checks_judge_verification_and_expiry() {
     );
     promtool_check(&medic.metrics().await);
 }
+
+/// POSTs a ping; the answer's status code.
+async fn ping(medic: &Medic, path: &str, token: Option<&str>) -> u16 {
+    let mut req = medic
+        .client
+        .post(medic.url(&format!("/api/v1/heartbeats/{path}")));
+    if let Some(token) = token {
+        req = req.header("Authorization", format!("Bearer {token}"));
+    }
+    req.send().await.expect("ping").status().as_u16()
+}
+
+#[tokio::test]
+async fn heartbeats_judge_pings_and_survive_kill_9() {
+    use nix::sys::signal::Signal;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret-token\n").unwrap();
+    let token_file = dir.path().join("token");
+    let mut medic = Medic::start(&format!(
+        "checks:
+  - name: backup
+    interval: 1s
+    heartbeat: {{grace: 1s, token_file: '{}'}}
+  - name: job
+    interval: 2s
+    heartbeat: {{grace: 1s}}
+",
+        token_file.display()
+    ))
+    .await;
+
+    // Wrong or missing token: 401, and nothing recorded.
+    assert_eq!(ping(&medic, "backup", Some("wrong")).await, 401);
+    assert_eq!(ping(&medic, "backup", None).await, 401);
+    assert_eq!(ping(&medic, "nosuch", None).await, 404);
+    assert_eq!(ping(&medic, "backup/stop", Some("s3cret-token")).await, 404);
+    let v = medic.json("/api/v1/checks/backup").await;
+    assert!(v["metadata"]["heartbeat"]["last_success"].is_null(), "{v}");
+    assert_eq!(
+        medic
+            .metric(r#"medic_check_last_heartbeat_timestamp_seconds{check="backup"}"#)
+            .await,
+        None
+    );
+    // Nothing arrived within interval + grace of medic starting to watch.
+    wait_failure(&medic, "backup", "missed_heartbeat").await;
+
+    // On time: healthy, and the last heartbeat is exported.
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert_eq!(ping(&medic, "backup", Some("s3cret-token")).await, 200);
+    medic.wait_status("backup", "healthy").await;
+    let last = medic
+        .metric(r#"medic_check_last_heartbeat_timestamp_seconds{check="backup"}"#)
+        .await
+        .expect("last heartbeat");
+    assert!(
+        last >= before.floor() && last < before + 5.0,
+        "{last} vs {before}"
+    );
+    // Missed: critical after interval + grace.
+    let v = wait_failure(&medic, "backup", "missed_heartbeat").await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("no heartbeat since"),
+        "{v}"
+    );
+
+    // /fail and exit codes.
+    assert_eq!(ping(&medic, "backup/fail", Some("s3cret-token")).await, 200);
+    wait_failure(&medic, "backup", "exit_code").await;
+    assert_eq!(ping(&medic, "backup/0", Some("s3cret-token")).await, 200);
+    medic.wait_status("backup", "healthy").await;
+    assert_eq!(ping(&medic, "backup/3", Some("s3cret-token")).await, 200);
+    let v = wait_failure(&medic, "backup", "exit_code").await;
+    assert!(
+        v["message"].as_str().unwrap().contains("exit code 3"),
+        "{v}"
+    );
+
+    // /start without a success: critical after grace; start → success is a job duration.
+    assert_eq!(ping(&medic, "job", None).await, 200);
+    medic.wait_status("job", "healthy").await;
+    assert_eq!(ping(&medic, "job/start", None).await, 200);
+    let v = wait_failure(&medic, "job", "missed_heartbeat").await;
+    assert!(v["message"].as_str().unwrap().contains("started at"), "{v}");
+    assert_eq!(ping(&medic, "job", None).await, 200);
+    let count = medic
+        .metric(r#"medic_check_duration_seconds_count{check="job"}"#)
+        .await
+        .unwrap_or(0.0);
+    assert!(count >= 1.0, "{count}");
+    let sum = medic
+        .metric(r#"medic_check_duration_seconds_sum{check="job"}"#)
+        .await
+        .unwrap_or(0.0);
+    assert!(sum >= 1.0, "the job ran past its grace: {sum}");
+    let stored = medic.json("/api/v1/checks/job").await["metadata"]["heartbeat"].clone();
+
+    // kill -9 and back: the pings are still known.
+    medic.signal(Signal::SIGKILL);
+    medic.wait_exit(Duration::from_secs(10)).await;
+    medic.spawn(&[]);
+    medic.wait_ready().await;
+    // The failure reported before the crash still holds, and the job's pings are as they were.
+    wait_failure(&medic, "backup", "exit_code").await;
+    let v = wait_for("job to be judged", Duration::from_secs(10), || async {
+        let v = medic.json("/api/v1/checks/job").await;
+        (v["metadata"]["heartbeat"] == stored).then_some(v)
+    })
+    .await;
+    assert!(!stored["last_success"].is_null(), "{v}");
+    promtool_check(&medic.metrics().await);
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use super::super::file::TlsFile;
-use super::super::{CaCerts, Duration, TlsSpec};
+use super::super::file::{HeartbeatFile, TlsFile};
+use super::super::{CaCerts, Duration, HeartbeatSpec, TlsSpec};
 use super::Validator;
 
 const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -97,5 +97,31 @@ impl Validator {
             warn_before,
             critical_before,
         })
+    }
+
+    pub(super) fn heartbeat(
+        &mut self,
+        path: &str,
+        h: HeartbeatFile,
+        interval: Duration,
+    ) -> Option<HeartbeatSpec> {
+        let grace = h.grace.unwrap_or(interval);
+        if grace.is_zero() {
+            self.error(path, "heartbeat.grace must be greater than 0s");
+            return None;
+        }
+        let token = match &h.token_file {
+            Some(file) => {
+                let token =
+                    self.read_secret_file(&format!("{path}: heartbeat.token_file"), file)?;
+                if token.expose().is_empty() {
+                    self.error(path, "heartbeat.token_file must not be empty");
+                    return None;
+                }
+                Some(token)
+            }
+            None => None,
+        };
+        Some(HeartbeatSpec { grace, token })
     }
 }
