@@ -3,6 +3,7 @@
 
 mod command;
 mod database;
+mod dns;
 mod heartbeat;
 mod http;
 mod system;
@@ -239,6 +240,7 @@ impl Prober {
             ProbeSpec::Command(spec) => command::probe(spec, timeout).await,
             ProbeSpec::Database(spec) => self.databases.probe(spec, timeout).await,
             ProbeSpec::Tls(spec) => tls::probe(spec).await,
+            ProbeSpec::Dns(spec) => dns::probe(spec).await,
             ProbeSpec::Heartbeat(spec) => {
                 self.heartbeats.probe(check, spec, crate::timefmt::now_ms())
             }

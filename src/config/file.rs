@@ -103,6 +103,20 @@ pub struct CheckFile {
     pub command: Option<CommandFile>,
     pub tls: Option<TlsFile>,
     pub heartbeat: Option<HeartbeatFile>,
+    pub dns: Option<DnsFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub record_type: Option<String>,
+    pub server: Option<String>,
+    pub transport: Option<String>,
+    pub expect_rcode: Option<String>,
+    pub expect_answer: Option<String>,
+    pub min_answers: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

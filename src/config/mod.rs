@@ -22,6 +22,7 @@ pub use file::{
     RouteFile, StepFile,
 };
 pub use secret::{redact_url, Redactor, Secret, REDACTED};
+pub(crate) use validate::RCODES;
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
@@ -231,6 +232,7 @@ pub enum ProbeSpec {
     Command(CommandSpec),
     Tls(TlsSpec),
     Heartbeat(HeartbeatSpec),
+    Dns(DnsSpec),
 }
 
 impl ProbeSpec {
@@ -243,6 +245,7 @@ impl ProbeSpec {
             ProbeSpec::Command(_) => "command",
             ProbeSpec::Tls(_) => "tls",
             ProbeSpec::Heartbeat(_) => "heartbeat",
+            ProbeSpec::Dns(_) => "dns",
         }
     }
 }
@@ -277,6 +280,61 @@ pub struct TlsSpec {
     pub ca: Option<CaCerts>,
     pub warn_before: Duration,
     pub critical_before: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsSpec {
+    /// The name asked for, as written (`example.com`, `_sip._tcp.example.com`).
+    pub name: String,
+    pub record_type: DnsType,
+    /// `host:port`; `None`: the first `nameserver` of /etc/resolv.conf, read at each probe.
+    pub server: Option<String>,
+    pub transport: DnsTransport,
+    /// The expected response code, as its number and its name (`NOERROR`).
+    pub expect_rcode: (u16, &'static str),
+    pub expect_answer: Option<Pattern>,
+    pub min_answers: u32,
+}
+
+/// The record types a `dns` check may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsType {
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Ns,
+    Txt,
+    Srv,
+    Soa,
+    Ptr,
+}
+
+impl DnsType {
+    pub const ALL: [(&'static str, DnsType); 9] = [
+        ("A", DnsType::A),
+        ("AAAA", DnsType::Aaaa),
+        ("CNAME", DnsType::Cname),
+        ("MX", DnsType::Mx),
+        ("NS", DnsType::Ns),
+        ("TXT", DnsType::Txt),
+        ("SRV", DnsType::Srv),
+        ("SOA", DnsType::Soa),
+        ("PTR", DnsType::Ptr),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        DnsType::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("A", |(name, _)| name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsTransport {
+    Udp,
+    Tcp,
 }
 
 /// A push check: the job pings medic; the probe only judges the pings against the clock.

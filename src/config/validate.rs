@@ -14,6 +14,7 @@ use super::*;
 use crate::recovery::template::{Template, Var};
 
 mod kinds;
+pub(crate) use kinds::RCODES;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -484,6 +485,7 @@ impl Validator {
             c.command.is_some(),
             c.tls.is_some(),
             c.heartbeat.is_some(),
+            c.dns.is_some(),
         ];
         let kind_count = kinds.iter().filter(|k| **k).count();
         if kind_count != 1 {
@@ -495,7 +497,9 @@ impl Validator {
             );
             return None;
         }
-        let probe = if let Some(hb) = c.heartbeat {
+        let probe = if let Some(dns) = c.dns {
+            ProbeSpec::Dns(self.dns(path, dns)?)
+        } else if let Some(hb) = c.heartbeat {
             ProbeSpec::Heartbeat(self.heartbeat(path, hb, interval)?)
         } else if let Some(tls) = c.tls {
             ProbeSpec::Tls(self.tls(path, tls)?)

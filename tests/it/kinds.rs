@@ -496,3 +496,99 @@ async fn heartbeats_judge_pings_and_survive_kill_9() {
     assert!(!stored["last_success"].is_null(), "{v}");
     promtool_check(&medic.metrics().await);
 }
+
+/// A UDP "DNS server" on loopback that answers every query with SERVFAIL, or (`answer: false`)
+/// never answers at all.
+async fn fake_dns(answer: bool) -> String {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            if answer && n >= 12 {
+                // The query echoed as a response (QR set) with rcode 2.
+                buf[2] |= 0x80;
+                buf[3] = (buf[3] & 0xf0) | 2;
+                let _ = socket.send_to(&buf[..n], peer).await;
+            }
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn dns_checks_against_dnsmasq() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let dnsmasq = ["/usr/sbin/dnsmasq", "dnsmasq"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("--version").output().is_ok());
+    let Some(dnsmasq) = dnsmasq else {
+        eprintln!("SKIPPED: dnsmasq (Debian package dnsmasq-base) is not installed");
+        return;
+    };
+    let _server = crate::support::Daemon::start(
+        dnsmasq,
+        &[
+            "--no-daemon".to_string(),
+            format!("--port={port}"),
+            "--listen-address=127.0.0.1".to_string(),
+            "--bind-interfaces".to_string(),
+            "--no-resolv".to_string(),
+            "--no-hosts".to_string(),
+            "--address=/ok.test/10.1.2.3".to_string(),
+            "--address=/gone.test/".to_string(),
+            "--txt-record=txt.test,v=spf1 -all".to_string(),
+        ],
+        &dir.path().join("dnsmasq.log"),
+    );
+    // Up once it answers over TCP.
+    wait_for("dnsmasq to listen", Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+    let servfail = fake_dns(true).await;
+    let silent = fake_dns(false).await;
+    let check = |name: &str, dns: &str| {
+        format!("  - name: {name}\n    interval: 300ms\n    dns: {{{dns}}}\n")
+    };
+    let s = format!("server: '127.0.0.1:{port}'");
+    let config = [
+        "checks:\n".to_string(),
+        check("ok", &format!("name: ok.test, {s}, expect_answer: '^10\\.1\\.2\\.3$'")),
+        check("wrong", &format!("name: ok.test, {s}, expect_answer: '^10\\.9\\.9\\.9$'")),
+        check("nx", &format!("name: gone.test, {s}")),
+        check("nx_expected", &format!("name: gone.test, {s}, expect_rcode: NXDOMAIN")),
+        check("txt_tcp", &format!("name: txt.test, type: TXT, {s}, transport: tcp, expect_answer: 'spf1'")),
+        check("few", &format!("name: ok.test, {s}, min_answers: 2")),
+        check("servfail", &format!("name: ok.test, server: '{servfail}'")),
+        format!("  - name: dropped\n    interval: 500ms\n    timeout: 300ms\n    dns: {{name: ok.test, server: '{silent}'}}\n"),
+    ]
+    .concat();
+    let medic = Medic::start(&config).await;
+    let v = medic.wait_status("ok", "healthy").await;
+    assert_eq!(
+        v["metadata"]["answers"],
+        serde_json::json!(["10.1.2.3"]),
+        "{v}"
+    );
+    medic.wait_status("nx_expected", "healthy").await;
+    let v = medic.wait_status("txt_tcp", "healthy").await;
+    assert!(v["message"].as_str().unwrap().contains("spf1"), "{v}");
+    for (name, reason, words) in [
+        ("wrong", "dns", "matching"),
+        ("nx", "dns", "NXDOMAIN, expected NOERROR"),
+        ("few", "dns", "expected at least 2"),
+        ("servfail", "dns", "SERVFAIL"),
+        ("dropped", "timeout", "timeout"),
+    ] {
+        let v = wait_failure(&medic, name, reason).await;
+        assert!(
+            v["message"].as_str().unwrap().contains(words),
+            "{name}: {v}"
+        );
+    }
+}

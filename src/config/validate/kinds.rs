@@ -6,8 +6,10 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use super::super::file::{HeartbeatFile, TlsFile};
-use super::super::{CaCerts, Duration, HeartbeatSpec, TlsSpec};
+use super::super::file::{DnsFile, HeartbeatFile, TlsFile};
+use super::super::{
+    CaCerts, DnsSpec, DnsTransport, DnsType, Duration, HeartbeatSpec, Pattern, TlsSpec,
+};
 use super::Validator;
 
 const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -24,7 +26,103 @@ pub(super) fn split_host_port(address: &str) -> Option<(&str, u16)> {
     (!host.is_empty()).then_some((host, port))
 }
 
+/// DNS response codes by name (RFC 1035, 2136), for `expect_rcode`.
+pub(crate) const RCODES: [(&str, u16); 11] = [
+    ("NOERROR", 0),
+    ("FORMERR", 1),
+    ("SERVFAIL", 2),
+    ("NXDOMAIN", 3),
+    ("NOTIMP", 4),
+    ("REFUSED", 5),
+    ("YXDOMAIN", 6),
+    ("YXRRSET", 7),
+    ("NXRRSET", 8),
+    ("NOTAUTH", 9),
+    ("NOTZONE", 10),
+];
+
 impl Validator {
+    pub(super) fn dns(&mut self, path: &str, d: DnsFile) -> Option<DnsSpec> {
+        let mut ok = true;
+        let name = d.name.trim().to_string();
+        if name.is_empty() || hickory_proto::rr::Name::from_ascii(&name).is_err() {
+            self.error(path, format!("dns.name {:?} is not a domain name", d.name));
+            ok = false;
+        }
+        let type_text = d.record_type.as_deref().unwrap_or("A");
+        let record_type = DnsType::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(type_text))
+            .map(|(_, t)| *t);
+        if record_type.is_none() {
+            self.error(
+                path,
+                format!("dns.type {type_text:?} is not one of A, AAAA, CNAME, MX, NS, TXT, SRV, SOA, PTR"),
+            );
+            ok = false;
+        }
+        if let Some(server) = &d.server {
+            if split_host_port(server).is_none() {
+                self.error(path, format!("dns.server {server:?} is not host:port"));
+                ok = false;
+            }
+        }
+        let transport = match d.transport.as_deref() {
+            None | Some("udp") => DnsTransport::Udp,
+            Some("tcp") => DnsTransport::Tcp,
+            Some(other) => {
+                self.error(path, format!("dns.transport {other:?} is not udp or tcp"));
+                ok = false;
+                DnsTransport::Udp
+            }
+        };
+        let rcode_text = d.expect_rcode.as_deref().unwrap_or("NOERROR");
+        let expect_rcode = RCODES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(rcode_text))
+            .map(|(n, c)| (*c, *n));
+        if expect_rcode.is_none() {
+            self.error(
+                path,
+                format!("dns.expect_rcode {rcode_text:?} is not a DNS response code (NOERROR, NXDOMAIN, SERVFAIL, ...)"),
+            );
+            ok = false;
+        }
+        let expect_answer = match &d.expect_answer {
+            Some(re) => match regex::Regex::new(re) {
+                Ok(re) => Some(Pattern(re)),
+                Err(e) => {
+                    self.error(
+                        path,
+                        format!(
+                            "dns.expect_answer {re:?} is invalid: {}",
+                            super::first_line(&e.to_string())
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+        // An expected NXDOMAIN or SERVFAIL comes without answers.
+        let min_answers = d
+            .min_answers
+            .unwrap_or(u32::from(expect_rcode.is_none_or(|(c, _)| c == 0)));
+        if !ok {
+            return None;
+        }
+        Some(DnsSpec {
+            name,
+            record_type: record_type?,
+            server: d.server,
+            transport,
+            expect_rcode: expect_rcode?,
+            expect_answer,
+            min_answers,
+        })
+    }
+
     /// Reads the PEM certificates of a `ca_file`; at least one is required.
     pub(super) fn ca_file(&mut self, path: &str, key: &str, file: &Path) -> Option<CaCerts> {
         let full = if file.is_absolute() {
