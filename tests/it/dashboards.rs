@@ -70,6 +70,9 @@ async fn every_panel_query_runs_against_real_prometheus() {
     interval: 300ms
     recovery: fix
     http: {{url: '{health}'}}
+  - name: nightly
+    interval: 300ms
+    heartbeat: {{}}
   - name: host
     interval: 1s
     system: {{cpu: {{critical: 1.0}}, memory: {{critical: 1.0}}, disk: {{critical: 1.0, mountpoints: [/]}}}}
@@ -97,6 +100,8 @@ predictions:
     medic.wait_status("web", "healthy").await;
     // One webhook request, so its families exist.
     medic.post("/api/v1/alerts").await;
+    // One heartbeat, so the last-heartbeat series exists (and then goes missing again).
+    medic.post("/api/v1/heartbeats/nightly").await;
 
     let prom_port = free_port();
     std::fs::write(
