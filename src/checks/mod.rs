@@ -4,6 +4,7 @@
 mod command;
 mod database;
 mod dns;
+mod grpc;
 mod heartbeat;
 mod http;
 mod system;
@@ -241,6 +242,7 @@ impl Prober {
             ProbeSpec::Database(spec) => self.databases.probe(spec, timeout).await,
             ProbeSpec::Tls(spec) => tls::probe(spec).await,
             ProbeSpec::Dns(spec) => dns::probe(spec).await,
+            ProbeSpec::Grpc(spec) => grpc::probe(spec).await,
             ProbeSpec::Heartbeat(spec) => {
                 self.heartbeats.probe(check, spec, crate::timefmt::now_ms())
             }

@@ -18,7 +18,7 @@ use crate::config::{CaCerts, TlsSpec};
 use crate::status::Status;
 use crate::timefmt::{days_from_civil, rfc3339_ms};
 
-fn provider() -> Arc<CryptoProvider> {
+pub(super) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
@@ -44,7 +44,7 @@ fn system_roots() -> Result<Arc<RootCertStore>, String> {
         .clone()
 }
 
-fn verifier(ca: Option<&CaCerts>) -> Result<Arc<WebPkiServerVerifier>, String> {
+pub(super) fn verifier(ca: Option<&CaCerts>) -> Result<Arc<WebPkiServerVerifier>, String> {
     let roots = match ca {
         None => system_roots()?,
         Some(certs) => {

@@ -104,6 +104,19 @@ pub struct CheckFile {
     pub tls: Option<TlsFile>,
     pub heartbeat: Option<HeartbeatFile>,
     pub dns: Option<DnsFile>,
+    pub grpc: Option<GrpcFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcFile {
+    pub address: String,
+    pub service: Option<String>,
+    pub tls: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

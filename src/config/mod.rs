@@ -233,6 +233,7 @@ pub enum ProbeSpec {
     Tls(TlsSpec),
     Heartbeat(HeartbeatSpec),
     Dns(DnsSpec),
+    Grpc(GrpcSpec),
 }
 
 impl ProbeSpec {
@@ -246,6 +247,7 @@ impl ProbeSpec {
             ProbeSpec::Tls(_) => "tls",
             ProbeSpec::Heartbeat(_) => "heartbeat",
             ProbeSpec::Dns(_) => "dns",
+            ProbeSpec::Grpc(_) => "grpc",
         }
     }
 }
@@ -280,6 +282,18 @@ pub struct TlsSpec {
     pub ca: Option<CaCerts>,
     pub warn_before: Duration,
     pub critical_before: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcSpec {
+    /// `host:port`.
+    pub address: String,
+    /// The service asked about; "" is the server as a whole.
+    pub service: String,
+    /// `Some` for `tls: true`: the name to verify and the roots (`None`: the system's).
+    pub tls: Option<(String, Option<CaCerts>)>,
+    /// Sent as request headers; values may be credentials.
+    pub metadata: Vec<(String, Secret)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

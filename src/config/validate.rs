@@ -486,6 +486,7 @@ impl Validator {
             c.tls.is_some(),
             c.heartbeat.is_some(),
             c.dns.is_some(),
+            c.grpc.is_some(),
         ];
         let kind_count = kinds.iter().filter(|k| **k).count();
         if kind_count != 1 {
@@ -497,7 +498,9 @@ impl Validator {
             );
             return None;
         }
-        let probe = if let Some(dns) = c.dns {
+        let probe = if let Some(grpc) = c.grpc {
+            ProbeSpec::Grpc(self.grpc(path, grpc)?)
+        } else if let Some(dns) = c.dns {
             ProbeSpec::Dns(self.dns(path, dns)?)
         } else if let Some(hb) = c.heartbeat {
             ProbeSpec::Heartbeat(self.heartbeat(path, hb, interval)?)

@@ -592,3 +592,96 @@ async fn dns_checks_against_dnsmasq() {
         );
     }
 }
+
+/// A grpcio health server: "" SERVING, "db" NOT_SERVING, "warming" UNKNOWN. Its port, or
+/// `None` when python3's grpcio is missing.
+fn grpc_server(dir: &std::path::Path) -> Option<(std::process::Child, u16)> {
+    let script = dir.join("health_server.py");
+    std::fs::write(
+        &script,
+        r#"
+import sys, time
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+servicer = health.HealthServicer()
+servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+servicer.set("db", health_pb2.HealthCheckResponse.NOT_SERVING)
+servicer.set("warming", health_pb2.HealthCheckResponse.UNKNOWN)
+health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    match line.trim().parse() {
+        Ok(port) => Some((child, port)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn grpc_health_checks_against_grpcio() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mut server, port)) = grpc_server(dir.path()) else {
+        eprintln!("SKIPPED: python3 with grpcio and grpcio-health-checking is needed (pip install grpcio grpcio-health-checking)");
+        return;
+    };
+    let closed = free_port();
+    let check = |name: &str, grpc: &str| {
+        format!("  - name: {name}\n    interval: 300ms\n    grpc: {{{grpc}}}\n")
+    };
+    let a = format!("address: '127.0.0.1:{port}'");
+    let config = [
+        "checks:\n".to_string(),
+        check("whole", &format!("{a}, metadata: {{x-medic-test: hello}}")),
+        check("db", &format!("{a}, service: db")),
+        check("warming", &format!("{a}, service: warming")),
+        check("nosuch", &format!("{a}, service: nosuch")),
+        check("down", &format!("address: '127.0.0.1:{closed}'")),
+    ]
+    .concat();
+    let medic = Medic::start(&config).await;
+    let v = medic.wait_status("whole", "healthy").await;
+    assert_eq!(v["message"], "SERVING", "{v}");
+    let v = medic.wait_status("warming", "unknown").await;
+    assert_eq!(v["last_status"], "unknown", "{v}");
+    wait_for("warming to be probed", Duration::from_secs(10), || async {
+        let v = medic.json("/api/v1/checks/warming").await;
+        (v["message"] == "UNKNOWN").then_some(())
+    })
+    .await;
+    for (name, reason, words) in [
+        ("db", "status", "NOT_SERVING"),
+        ("nosuch", "status", "SERVICE_UNKNOWN"),
+        ("down", "connection_refused", "failed"),
+    ] {
+        let v = wait_failure(&medic, name, reason).await;
+        assert!(
+            v["message"].as_str().unwrap().contains(words),
+            "{name}: {v}"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    // The server gone: the healthy check turns critical.
+    wait_failure(&medic, "whole", "connection_refused").await;
+}

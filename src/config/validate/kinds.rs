@@ -6,9 +6,10 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use super::super::file::{DnsFile, HeartbeatFile, TlsFile};
+use super::super::file::{DnsFile, GrpcFile, HeartbeatFile, TlsFile};
 use super::super::{
-    CaCerts, DnsSpec, DnsTransport, DnsType, Duration, HeartbeatSpec, Pattern, TlsSpec,
+    CaCerts, DnsSpec, DnsTransport, DnsType, Duration, GrpcSpec, HeartbeatSpec, Pattern, Secret,
+    TlsSpec,
 };
 use super::Validator;
 
@@ -42,6 +43,65 @@ pub(crate) const RCODES: [(&str, u16); 11] = [
 ];
 
 impl Validator {
+    pub(super) fn grpc(&mut self, path: &str, g: GrpcFile) -> Option<GrpcSpec> {
+        let Some((host, _)) = split_host_port(&g.address) else {
+            self.error(
+                path,
+                format!("grpc.address {:?} is not host:port", g.address),
+            );
+            return None;
+        };
+        let tls = if g.tls.unwrap_or(false) {
+            let name = match &g.server_name {
+                Some(name) => self.server_name(path, "grpc.server_name", name)?,
+                None => self.server_name(path, "grpc.server_name (from grpc.address)", host)?,
+            };
+            let ca = match &g.ca_file {
+                Some(file) => Some(self.ca_file(path, "grpc.ca_file", file)?),
+                None => None,
+            };
+            Some((name, ca))
+        } else {
+            if g.ca_file.is_some() || g.server_name.is_some() {
+                self.error(
+                    path,
+                    "grpc.ca_file and grpc.server_name need grpc.tls: true",
+                );
+                return None;
+            }
+            None
+        };
+        let mut metadata = Vec::new();
+        for (name, value) in g.metadata {
+            let lower = name.to_ascii_lowercase();
+            if hyper::header::HeaderName::from_bytes(lower.as_bytes()).is_err()
+                || lower.starts_with("grpc-")
+                || lower.starts_with(':')
+            {
+                self.error(
+                    path,
+                    format!("grpc.metadata: {name:?} is not a usable metadata key"),
+                );
+                return None;
+            }
+            if hyper::header::HeaderValue::from_str(&value).is_err() {
+                self.error(
+                    path,
+                    format!("grpc.metadata: value of {name:?} is not a valid header value"),
+                );
+                return None;
+            }
+            self.secrets.push(value.clone());
+            metadata.push((lower, Secret::new(value)));
+        }
+        Some(GrpcSpec {
+            address: g.address,
+            service: g.service.unwrap_or_default(),
+            tls,
+            metadata,
+        })
+    }
+
     pub(super) fn dns(&mut self, path: &str, d: DnsFile) -> Option<DnsSpec> {
         let mut ok = true;
         let name = d.name.trim().to_string();
