@@ -74,8 +74,8 @@ pub struct CheckSummary {
     pub last_run: Option<String>,
     pub consecutive_failures: u32,
     /// Why the check fails: `flapping` when flap detection made it critical, else the reason
-    /// of the latest failing probe (`timeout`, `status`, ...) while it or the check fails;
-    /// null otherwise.
+    /// of the latest failing probe (`timeout`, `status`, ...) while the check is critical or
+    /// unknown; null otherwise.
     pub reason: Option<&'static str>,
 }
 
@@ -193,7 +193,12 @@ impl CheckRecord {
             reason: match (self.spec.enabled, self.health.flapping) {
                 (false, _) => None,
                 (true, true) => Some("flapping"),
-                (true, false) => self.failure_reason.map(FailureReason::as_str),
+                // Only while the check itself fails: a single failed probe under
+                // `failures_before_critical` is not why anything is down.
+                (true, false) => self
+                    .failure_reason
+                    .filter(|_| matches!(self.health.status, Status::Critical | Status::Unknown))
+                    .map(FailureReason::as_str),
             },
         }
     }
