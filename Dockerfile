@@ -14,5 +14,8 @@ COPY --from=build /src/target/release/medic /usr/local/bin/medic
 USER medic
 WORKDIR /var/lib/medic
 EXPOSE 7979
+# Exec form, no shell: medic is PID 1. It handles SIGTERM/SIGINT itself and, as a child
+# subreaper, reaps every orphan of its probes and steps, so no tini is needed.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/medic"]
 CMD ["run", "--config.file=/etc/medic/medic.yml", "--web.listen-address=0.0.0.0:7979", "--state.url=sqlite:///var/lib/medic/data/medic.db"]

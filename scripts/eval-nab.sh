@@ -1,22 +1,19 @@
 #!/usr/bin/env bash
-# Scores `medic detect` on the Numenta Anomaly Benchmark part in ../shared/nab (fresh state per
-# file, as NAB requires) and prints the scorer's table.
-# Usage: scripts/eval-nab.sh [OUT_DIR] [nab_score.py args, e.g. --per-file]
+# Anomaly scores on the Numenta Anomaly Benchmark part in ../shared/nab, judged by
+# leave-one-category-out cross-validation: every detector variant of benches/anomaly_nab.rs is
+# run (fresh state per file, as NAB requires); for each of the four labelled categories the
+# variant and its thresholds are chosen on the other files and scored on the held-out one.
+# Prints each variant's cost per sample and memory, the in-sample scores, and the CV folds.
+# Usage: scripts/eval-nab.sh [OUT_DIR] [variant,variant,...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-nab=${NAB_DIR:-$(cd .. && pwd)/shared/nab}
-out=${1:-$(mktemp -d)}
-[ $# -gt 0 ] && shift
-cargo build --release --quiet
-rm -rf "$out"
-start=$(date +%s.%N)
-files=0
-for f in "$nab"/data/*/*.csv; do
-  category=$(basename "$(dirname "$f")")
-  mkdir -p "$out/$category"
-  target/release/medic detect --input "$f" --output "$out/$category/$(basename "$f")"
-  files=$((files + 1))
+# ../shared/nab from the main checkout, ../../shared/nab from a worktree under wt/.
+nab=${NAB_DIR:-}
+for d in ../shared/nab ../../shared/nab; do
+  [ -z "$nab" ] && [ -d "$d/data" ] && nab=$(cd "$d" && pwd)
 done
-end=$(date +%s.%N)
-python3 -c "print(f'medic detect: $files files in {$end - $start:.2f} s')"
-python3 "$nab/nab_score.py" "$out" "$@"
+[ -n "$nab" ] || { echo "NAB data not found: set NAB_DIR" >&2; exit 1; }
+out=${1:-$(mktemp -d)}
+rm -rf "$out"
+cargo bench --quiet --bench anomaly_nab -- "$nab/data" "$out" ${2:+"$2"}
+python3 scripts/lib/nab_cv.py "$out" "$nab"

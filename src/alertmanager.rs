@@ -238,6 +238,24 @@ impl Matcher {
         })
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// `=~` and `!~`, in Alertmanager's API terms.
+    pub fn is_regex(&self) -> bool {
+        matches!(self.op, MatchOp::Regex | MatchOp::NotRegex)
+    }
+
+    /// `=` and `=~`.
+    pub fn is_equal(&self) -> bool {
+        matches!(self.op, MatchOp::Equal | MatchOp::Regex)
+    }
+
     /// Whether the labels satisfy this matcher; a missing label is the empty string, as in
     /// Alertmanager.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {

@@ -16,6 +16,7 @@ use crate::checks::Prober;
 use crate::cluster::Shard;
 use crate::config::{self, CheckSpec, Config, ConfigErrors, Overrides, StateConfig};
 use crate::metrics::Metrics;
+use crate::pause_book::PauseBook;
 use crate::recovery::{
     self,
     action::Actions,
@@ -67,12 +68,27 @@ impl ConfigLocation {
 }
 
 /// What `medic run` takes from the command line beyond the config overrides.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// `--web.config.file`.
     pub web_config: Option<PathBuf>,
     /// `--cluster.shard`.
     pub shard: Shard,
+    /// `--web.max-connections`.
+    pub max_connections: usize,
+    /// `--web.external-url`.
+    pub external_url: Option<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            web_config: None,
+            shard: Shard::default(),
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
+            external_url: None,
+        }
+    }
 }
 
 /// Hands the scheduler and the state task the checks and predictions of this replica's shard
@@ -125,7 +141,14 @@ pub async fn run(
     overrides: Overrides,
     options: RunOptions,
 ) -> Result<()> {
-    let RunOptions { web_config, shard } = options;
+    let RunOptions {
+        web_config,
+        shard,
+        max_connections,
+        external_url,
+    } = options;
+    // Before any child exists: orphans of probes and steps are reparented to medic and reaped.
+    crate::reaper::start();
     let config = location
         .load(&overrides)
         .map_err(|e| anyhow::anyhow!("invalid config {location}: {e}"))?;
@@ -137,7 +160,7 @@ pub async fn run(
     }
 
     let metrics = Arc::new(Metrics::new());
-    let listener = tokio::net::TcpListener::bind(&config.web.listen_address)
+    let listener = server::listen(&config.web.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", config.web.listen_address))?;
     let local = listener
@@ -160,15 +183,36 @@ pub async fn run(
     }));
     let mut scheduler = Scheduler::new(prober, state.sender());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The pauses in force, kept from the store (every replica's, and across restarts). The
+    // recovery manager asks it before starting a run; the API writes through it.
+    let pause_book = PauseBook::new(metrics.clone());
+    let pause_refresher = pause_book.spawn_refresher(store_rx.clone(), shutdown_rx.clone());
+    // Talking back to Alertmanager: one link per process, re-pointed on reload.
+    let owner = owner_name(&local.to_string());
+    let alertmanager = crate::am_api::Alertmanager::new(
+        store_rx.clone(),
+        metrics.clone(),
+        owner.clone(),
+        external_url.unwrap_or_else(|| {
+            crate::am_api::default_external_url(&local.to_string(), web.tls.is_some())
+        }),
+        Some(state.clone()),
+    );
+    alertmanager
+        .apply(&config)
+        .context("building the Alertmanager client")?;
+    let keeper_task = alertmanager.clone().spawn_keeper(shutdown_rx.clone());
     let engine = Arc::new(Engine {
-        actions: Actions::new().context("building the HTTP client for recovery")?,
+        actions: Actions::new()
+            .context("building the HTTP client for recovery")?
+            .with_alertmanager(alertmanager.clone()),
         metrics: metrics.clone(),
         verifier: Verifier::Live {
             state: state.clone(),
             probes: scheduler.probe_handle(),
             others: others_rx,
         },
-        owner: owner_name(&local.to_string()),
+        owner,
     });
     let manager_task = recovery::engine::spawn_manager(
         engine,
@@ -177,6 +221,32 @@ pub async fn run(
         recovery_rx,
         shutdown_rx.clone(),
     );
+    // The manager keeps its own copy of the pauses: the book tells it of every change, the
+    // first time once the store's pauses are known (until then the manager starts nothing).
+    let pause_forwarder = {
+        let (book, recovery, mut shutdown) =
+            (pause_book.clone(), recovery.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = book.wait_loaded() => {}
+                _ = shutdown.changed() => return,
+            }
+            let mut changes = book.subscribe();
+            loop {
+                let pauses = changes.borrow_and_update().as_ref().clone();
+                // A full queue is retried: a pause must never be missed.
+                while recovery.send(recovery::engine::Event::Pauses(pauses.clone()))
+                    == recovery::engine::Queued::Full
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    _ = shutdown.changed() => return,
+                }
+            }
+        })
+    };
     let probed = apply_config(&config, shard, &mut scheduler, &state, &others_tx).await;
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
 
@@ -190,14 +260,21 @@ pub async fn run(
         metrics: metrics.clone(),
         reload: reload_tx,
         ready: Default::default(),
+        not_ready_reason: Default::default(),
         store: store_rx.clone(),
         webhook: webhook_rx,
         recovery: recovery.clone(),
+        pauses: pause_book.clone(),
         web: web_rx,
         heartbeats,
         probes: scheduler.probe_handle(),
     });
-    let server_task = tokio::spawn(server::serve(listener, shared.clone(), shutdown_rx.clone()));
+    let server_task = tokio::spawn(server::serve(
+        listener,
+        max_connections,
+        shared.clone(),
+        shutdown_rx.clone(),
+    ));
     // Enough history for the trend (an hour) and for every prediction's window.
     let history_ms = config
         .predictions
@@ -245,6 +322,7 @@ pub async fn run(
         web: web_tx,
         shard,
         others: others_tx,
+        alertmanager,
     };
     // Its checks live on in the scheduler; what a reload compares was copied into `running`.
     drop(config);
@@ -265,9 +343,12 @@ pub async fn run(
     // Runs cancel first (recording it), while checks can still verify; then probes stop.
     let _ = shutdown_tx.send(true);
     let _ = manager_task.await;
+    let _ = keeper_task.await;
     running.scheduler.stop();
     let _ = server_task.await;
     let _ = opener_task.await;
+    let _ = pause_refresher.await;
+    let _ = pause_forwarder.await;
     drop(running);
     drop(shared);
     // The state task ends when its last sender is gone, dropping the writer handle; the writer
@@ -298,6 +379,7 @@ struct Running {
     web: watch::Sender<Arc<WebSecurity>>,
     shard: Shard,
     others: watch::Sender<Arc<DirectChecks>>,
+    alertmanager: Arc<crate::am_api::Alertmanager>,
 }
 
 impl Running {
@@ -334,6 +416,9 @@ impl Running {
                 )
                 .await;
                 self.recovery.apply(new.recovery.clone()).await;
+                if let Err(e) = self.alertmanager.apply(&new) {
+                    tracing::error!(error = %e, "the new alertmanager: settings do not apply; keeping the old ones");
+                }
                 self.webhook.send_replace(Arc::new(new.web.webhook.clone()));
                 // New certificates and users take effect for the next connection and request.
                 self.web.send_replace(Arc::new(web));
@@ -358,7 +443,9 @@ fn load_web_config(path: Option<&Path>) -> Result<WebSecurity, WebConfigError> {
 }
 
 /// Opens the state store (retrying with backoff), reloads history into the state task, hands
-/// the store to the writer, marks medic ready, then prunes old results every few minutes.
+/// the store to the writer, marks medic ready, then prunes old results every few minutes and
+/// watches that a SQLite file is still the one opened. A file deleted or replaced under medic
+/// makes it not ready until the store is reopened on the path and migrated.
 #[allow(clippy::too_many_arguments)]
 async fn open_store(
     history_ms: i64,
@@ -371,10 +458,93 @@ async fn open_store(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut reopening = false;
+    loop {
+        let Some(store) = open_with_retry(&state_config, &redactor, &metrics, &mut shutdown).await
+        else {
+            return;
+        };
+        // The history lives on in memory across a reopen; the new file starts from now.
+        if !reopening {
+            reload_history(
+                &store,
+                history_ms,
+                history_size,
+                &state,
+                &shared.heartbeats,
+                &metrics,
+            )
+            .await;
+        }
+        let _ = store_tx.send(Some(store.clone()));
+        set_not_ready_reason(&shared, None);
+        shared.ready.store(true, Ordering::SeqCst);
+        if reopening {
+            tracing::info!(backend = ?store.backend(), "state store reopened and migrated; ready again");
+        } else {
+            tracing::info!(backend = ?store.backend(), "state store ready");
+        }
+        let Some(change) = maintain(&store, &state_config, &metrics, &mut shutdown).await else {
+            return;
+        };
+        // Writes now go to a file nobody can read: stop taking them and say so.
+        shared.ready.store(false, Ordering::SeqCst);
+        set_not_ready_reason(
+            &shared,
+            Some("the state store file was deleted or replaced; reopening it"),
+        );
+        metrics.store_error("replaced");
+        let path = store
+            .file_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        tracing::error!(
+            path = %redactor.redact(&path),
+            change = change.as_str(),
+            "state store file was deleted or replaced under medic; reopening it"
+        );
+        // Results wait in the writer's backlog and recovery waits for the store meanwhile.
+        let _ = store_tx.send(None);
+        if change == store::FileChange::Deleted {
+            // A replaced file is someone's deliberate choice (a restore); a deleted one is
+            // still readable through the open connections, and what it holds is kept.
+            match store.salvage_deleted().await {
+                Ok(true) => tracing::warn!("the deleted state store was copied back to its path"),
+                Ok(false) => tracing::warn!(
+                    "the deleted state store could not be read any more; starting a new one"
+                ),
+                Err(e) => {
+                    metrics.store_error(e.operation());
+                    tracing::warn!(error = %e, "cannot copy the deleted state store back; starting a new one");
+                }
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(5), store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("closing the old state store timed out");
+        }
+        if change == store::FileChange::Deleted {
+            if let Some(path) = store.file_path() {
+                remove_stale_sidecars(path);
+            }
+        }
+        reopening = true;
+    }
+}
+
+/// `Store::open` until it succeeds (`None` at shutdown), with backoff.
+async fn open_with_retry(
+    state_config: &StateConfig,
+    redactor: &crate::config::Redactor,
+    metrics: &Metrics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Store> {
     let mut backoff = Duration::from_millis(250);
-    let store = loop {
+    loop {
         match Store::open(&state_config.url).await {
-            Ok(store) => break store,
+            Ok(store) => return Some(store),
             Err(e) => {
                 metrics.store_error(e.operation());
                 tracing::warn!(error = %redactor.redact(&e.to_string()), retry_in = ?backoff, "cannot open the state store; checks keep running");
@@ -382,12 +552,22 @@ async fn open_store(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return None,
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
-    };
-    // An hour of results feeds the trend, predictions their window; the history shows at most
-    // `history_size`.
+    }
+}
+
+/// An hour of results feeds the trend, predictions their window; the history shows at most
+/// `history_size`.
+async fn reload_history(
+    store: &Store,
+    history_ms: i64,
+    history_size: usize,
+    state: &StateHandle,
+    heartbeats: &crate::checks::Heartbeats,
+    metrics: &Metrics,
+) {
     let since = now_ms() - history_ms;
     match store.load_results(since, history_size.max(4096)).await {
         Ok(rows) => {
@@ -403,33 +583,77 @@ async fn open_store(
         }
     }
     match store.load_heartbeats().await {
-        Ok(stored) => shared.heartbeats.restore(stored),
+        Ok(stored) => heartbeats.restore(stored),
         Err(e) => {
             metrics.store_error(e.operation());
             tracing::warn!(error = %e, "cannot reload heartbeats from the state store");
         }
     }
-    let _ = store_tx.send(Some(store.clone()));
-    shared.ready.store(true, Ordering::SeqCst);
-    tracing::info!(backend = ?store.backend(), "state store ready");
+}
 
+/// Prunes every [`PRUNE_EVERY`] and checks the SQLite file every [`FILE_CHECK_EVERY`] until the
+/// file changes (returned) or shutdown (`None`).
+async fn maintain(
+    store: &Store,
+    state_config: &StateConfig,
+    metrics: &Metrics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<store::FileChange> {
+    let mut check = tokio::time::interval(FILE_CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_prune = tokio::time::Instant::now();
     loop {
-        let before = now_ms() - state_config.retention.std().as_millis() as i64;
-        match store.prune(before, state_config.retention_results).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::debug!(removed, "pruned old check results"),
-            Err(e) => {
-                metrics.store_error(e.operation());
-                tracing::warn!(error = %e, "pruning the state store failed");
+        if let Some(change) = store.file_change() {
+            return Some(change);
+        }
+        if tokio::time::Instant::now() >= next_prune {
+            let before = now_ms() - state_config.retention.std().as_millis() as i64;
+            match store.prune(before, state_config.retention_results).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "pruned old check results"),
+                Err(e) => {
+                    metrics.store_error(e.operation());
+                    tracing::warn!(error = %e, "pruning the state store failed");
+                }
             }
+            next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
         }
         tokio::select! {
-            _ = tokio::time::sleep(PRUNE_EVERY) => {}
-            _ = shutdown.changed() => return,
+            _ = check.tick() => {}
+            _ = shutdown.changed() => return None,
         }
     }
 }
 
+/// A deleted database's `-wal` and `-shm` files belong to it, not to the file about to be
+/// opened at its path (new, or copied back by `salvage_deleted`, which leaves no WAL): SQLite
+/// would replay the old WAL's pages into it and corrupt it. Closing the old pool normally
+/// removes them; this covers a close that did not finish. Nothing has opened the path since.
+fn remove_stale_sidecars(path: &Path) {
+    for suffix in ["-wal", "-shm"] {
+        let mut sidecar = path.as_os_str().to_owned();
+        sidecar.push(suffix);
+        match std::fs::remove_file(&sidecar) {
+            Ok(()) => {
+                tracing::info!(file = %Path::new(&sidecar).display(), "removed the deleted state store's leftover file")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove the deleted state store's leftover file")
+            }
+        }
+    }
+}
+
+fn set_not_ready_reason(shared: &Shared, reason: Option<&'static str>) {
+    *shared
+        .not_ready_reason
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = reason;
+}
+
+/// How often a SQLite store's file is compared with the one opened.
+const FILE_CHECK_EVERY: Duration = Duration::from_secs(2);
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
 /// Who holds a run in the store: this host and address, stable across restarts so a restarted

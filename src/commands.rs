@@ -1,5 +1,9 @@
 //! The one-shot subcommands: `check-config`, `probe`, `recover` and `detect`.
 
+mod pause;
+
+pub use pause::{pause, resume, PauseCommand, Remote};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -114,6 +118,23 @@ pub async fn probe(name: &str, location: ConfigLocation, overrides: &Overrides) 
 
 /// `medic detect`: anomaly scores and forecasts for a CSV series, streamed row by row.
 pub fn detect(input: Option<&Path>, output: Option<&Path>, horizon: usize) -> i32 {
+    detect_with(input, output, &crate::detect::DetectOptions::new(horizon))
+}
+
+/// `medic detect` with every option (breach threshold, window, max horizon).
+pub fn detect_with(
+    input: Option<&Path>,
+    output: Option<&Path>,
+    opts: &crate::detect::DetectOptions,
+) -> i32 {
+    if !opts.window_seconds.is_finite() || opts.window_seconds <= 0.0 {
+        eprintln!("medic detect: --window must be greater than 0s");
+        return 1;
+    }
+    if opts.breach.is_some_and(|(v, _)| !v.is_finite()) {
+        eprintln!("medic detect: the breach threshold must be a finite number");
+        return 1;
+    }
     let reader: Box<dyn std::io::BufRead> = match input {
         Some(path) => match std::fs::File::open(path) {
             Ok(f) => Box::new(std::io::BufReader::new(f)),
@@ -134,7 +155,7 @@ pub fn detect(input: Option<&Path>, output: Option<&Path>, horizon: usize) -> i3
         },
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    match crate::detect::run_detect(reader, writer, horizon) {
+    match crate::detect::run_detect_with(reader, writer, opts) {
         Ok(summary) => {
             if summary.ignored_values > 0 {
                 eprintln!(
@@ -157,6 +178,8 @@ pub struct RecoverRequest {
     pub labels: Vec<String>,
     pub dry_run: bool,
     pub verify_check: Option<String>,
+    /// Run even while a pause or a maintenance window holds the chain.
+    pub force: bool,
     pub stats: bool,
 }
 
@@ -268,7 +291,21 @@ pub async fn recover(
         },
         verify_check: request.verify_check.clone(),
         message: "run by hand".to_string(),
+        held: None,
+        interval_ms: 0,
     };
+    // Manual runs obey what operators made (pauses, maintenance windows) unless forced; the
+    // automatic brakes (limits, the circuit) are for automatic healing and do not apply.
+    if let Some(held) = manual_hold(&config, &store, &trigger).await {
+        if request.force {
+            println!("{held}; --force: running anyway");
+        } else {
+            println!("outcome: not run: {held} (--force runs it anyway)");
+            store.close().await;
+            return 1;
+        }
+    }
+    println!("limits and the circuit breaker do not hold manual runs");
     let prober = match Prober::new() {
         Ok(p) => std::sync::Arc::new(p),
         Err(e) => {
@@ -283,9 +320,31 @@ pub async fn recover(
             return 1;
         }
     };
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let owner = crate::app::owner_name(&format!("recover-{}", std::process::id()));
+    // An alert step posts from here too; the escalation goes into the store, where a running
+    // medic keeps it alive and resolves it.
+    let actions = if config.alertmanager.is_some() {
+        // The receiver keeps the last value after its sender is gone.
+        let (_, store_rx) = tokio::sync::watch::channel(Some(store.clone()));
+        let am = crate::am_api::Alertmanager::new(
+            store_rx,
+            metrics.clone(),
+            owner.clone(),
+            crate::am_api::default_external_url(&config.web.listen_address, false),
+            None,
+        );
+        if let Err(e) = am.apply(&config) {
+            eprintln!("cannot set up the Alertmanager client: {e:#}");
+            return 1;
+        }
+        actions.with_alertmanager(am)
+    } else {
+        actions
+    };
     let engine = Engine {
         actions,
-        metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+        metrics,
         verifier: Verifier::Direct(DirectChecks {
             prober,
             checks: config
@@ -295,8 +354,9 @@ pub async fn recover(
                 .collect(),
             redactor: config.redactor.clone(),
         }),
-        owner: crate::app::owner_name(&format!("recover-{}", std::process::id())),
+        owner,
     };
+    let owner = engine.owner.clone();
     println!(
         "chain {chain_name}: {} run, target {}{}",
         trigger.kind.as_str(),
@@ -340,11 +400,18 @@ pub async fn recover(
         resolved: &resolved,
         current_step: &current,
         cancel,
+        // Manual runs ignore the limits and the circuit (they obey pauses and maintenance).
+        limits: Default::default(),
     };
     let end = engine
         .run(&store, &chain, &trigger, &mut control, &mut report)
         .await;
     ctrl_c.abort();
+    if matches!(end, RunEnd::Finished { .. }) && !request.dry_run {
+        if let Some(id) = own_run_id(&store, &chain_name, &owner).await {
+            println!("run {id} (GET /api/v1/runs/{id})");
+        }
+    }
     store.close().await;
     match end {
         RunEnd::Finished { outcome } if request.dry_run => {
@@ -368,5 +435,45 @@ pub async fn recover(
             println!("outcome: not run: the state store is unavailable");
             1
         }
+        RunEnd::Held(reason) => {
+            println!("outcome: not run: held ({})", reason.as_str());
+            1
+        }
     }
+}
+
+/// What operator-made hold keeps a manual run back, said for people.
+async fn manual_hold(
+    config: &crate::config::Config,
+    store: &crate::store::Store,
+    trigger: &crate::recovery::engine::Trigger,
+) -> Option<String> {
+    let now = crate::timefmt::now_ms();
+    let mut labels = trigger.values.labels.clone();
+    if let Some(check) = &trigger.values.check {
+        labels.insert("check".to_string(), check.clone());
+    }
+    labels.insert("chain".to_string(), trigger.chain.clone());
+    match store.active_pauses(now).await {
+        Ok(pauses) => {
+            if let Some(p) = pauses.iter().find(|p| p.holds(&labels, now)) {
+                return Some(format!("held by pause {} ({})", p.id, p.reason));
+            }
+        }
+        // Unknown is not "not paused": a manual run waits for the store like any other.
+        Err(e) => return Some(format!("the pauses cannot be read ({e})")),
+    }
+    config
+        .recovery
+        .maintenance
+        .iter()
+        .find(|w| w.holds(&labels, now))
+        .map(|w| format!("held by maintenance window {:?}", w.name))
+}
+
+/// The id of the newest run of `chain` this process recorded: the owner name is this process's
+/// own, so a medic running on the same store at the same time is not mistaken for it.
+async fn own_run_id(store: &crate::store::Store, chain: &str, owner: &str) -> Option<String> {
+    let runs = store.runs(Some(chain), 20).await.ok()?;
+    runs.into_iter().find(|r| r.owner == owner).map(|r| r.id)
 }

@@ -1,11 +1,38 @@
 //! The `detect` filter: streams a `timestamp,value` CSV into anomaly scores and forecasts, row by row.
 
-use crate::forecast::{AnomalyDetector, Forecaster};
+use crate::forecast::{AnomalyDetector, Direction, Forecaster};
+use crate::predict::breach_seconds;
 use std::fmt;
 use std::io::{BufRead, Write};
 
 /// Forecast window used by `detect`: long enough to see a daily cycle's slope, short enough to follow it.
 const DETECT_WINDOW_SECONDS: f64 = 6.0 * 3600.0;
+
+/// Default `--max-horizon` of `detect`, the same as a prediction's default `max_horizon`.
+pub const DETECT_MAX_HORIZON_SECONDS: f64 = 7.0 * 86_400.0;
+
+/// What `run_detect_with` computes besides the anomaly score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectOptions {
+    /// Rows ahead that `forecast` predicts (at least 1).
+    pub horizon: usize,
+    /// Forecaster window in seconds.
+    pub window_seconds: f64,
+    /// With a threshold, a `breach_seconds` column (as `medic_predicted_breach_seconds`).
+    pub breach: Option<(f64, Direction)>,
+    pub max_horizon_seconds: f64,
+}
+
+impl DetectOptions {
+    pub fn new(horizon: usize) -> Self {
+        DetectOptions {
+            horizon,
+            window_seconds: DETECT_WINDOW_SECONDS,
+            breach: None,
+            max_horizon_seconds: DETECT_MAX_HORIZON_SECONDS,
+        }
+    }
+}
 
 /// What a finished `run_detect` saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,10 +108,22 @@ impl std::error::Error for DetectError {
 /// `t_i + horizon * typical_interval`; it is empty until the forecaster has two timestamps.
 /// Memory is constant in the number of rows: each row is written before the next is read.
 pub fn run_detect<R: BufRead, W: Write>(
-    mut input: R,
-    mut output: W,
+    input: R,
+    output: W,
     horizon: usize,
 ) -> Result<DetectSummary, DetectError> {
+    run_detect_with(input, output, &DetectOptions::new(horizon))
+}
+
+/// `run_detect` with every option: `forecast_lower`/`forecast_upper` are the 80 % interval of
+/// `forecast` (empty until enough of its errors were seen), and with `breach` a last column
+/// `breach_seconds` computed by the same function as the live gauge.
+pub fn run_detect_with<R: BufRead, W: Write>(
+    mut input: R,
+    mut output: W,
+    opts: &DetectOptions,
+) -> Result<DetectSummary, DetectError> {
+    let horizon = opts.horizon;
     if horizon == 0 {
         return Err(DetectError::InvalidHorizon);
     }
@@ -101,11 +140,14 @@ pub fn run_detect<R: BufRead, W: Write>(
         line_no += 1;
         have_header = !trim_eol(&buf).trim().is_empty();
     }
-    output
-        .write_all(b"timestamp,value,anomaly_score,forecast\n")
-        .map_err(io(line_no))?;
+    let header: &[u8] = if opts.breach.is_some() {
+        b"timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper,breach_seconds\n"
+    } else {
+        b"timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper\n"
+    };
+    output.write_all(header).map_err(io(line_no))?;
 
-    let mut forecaster = Forecaster::new(DETECT_WINDOW_SECONDS);
+    let mut forecaster = Forecaster::new(opts.window_seconds);
     let mut detector = AnomalyDetector::new();
     let mut summary = DetectSummary {
         rows: 0,
@@ -144,7 +186,7 @@ pub fn run_detect<R: BufRead, W: Write>(
         forecaster.observe(t, value);
         let predicted = forecaster
             .typical_interval()
-            .and_then(|dt| forecaster.forecast(t + horizon as f64 * dt));
+            .and_then(|dt| forecaster.predict(0, t + horizon as f64 * dt));
 
         summary.rows += 1;
         if score > summary.max_score {
@@ -159,13 +201,41 @@ pub fn run_detect<R: BufRead, W: Write>(
         out.push_str(&format_number(score));
         out.push(',');
         if let Some(p) = predicted {
-            out.push_str(&format_number(p));
+            out.push_str(&format_number(p.value));
+            out.push(',');
+            out.push_str(&p.lower.map(format_number).unwrap_or_default());
+            out.push(',');
+            out.push_str(&p.upper.map(format_number).unwrap_or_default());
+        } else {
+            out.push_str(",,");
+        }
+        if let Some((threshold, direction)) = opts.breach {
+            out.push(',');
+            let b = breach_seconds(
+                &forecaster,
+                t,
+                threshold,
+                direction,
+                opts.max_horizon_seconds,
+            );
+            out.push_str(&format_breach(b));
         }
         out.push('\n');
         output.write_all(out.as_bytes()).map_err(io(line_no))?;
     }
     output.flush().map_err(io(line_no))?;
     Ok(summary)
+}
+
+/// `+Inf` for "not within max horizon" (Prometheus' spelling), else the number.
+fn format_breach(x: f64) -> String {
+    if x.is_infinite() && x > 0.0 {
+        "+Inf".to_string()
+    } else if x == 0.0 {
+        "0".to_string()
+    } else {
+        format_number(x)
+    }
 }
 
 fn trim_eol(s: &str) -> &str {
@@ -443,7 +513,10 @@ mod tests {
         let input = "timestamp,value\r\n2014-04-01 00:00:00,1.50\n2014-04-01T00:05:00Z,2\n\n1396311300,2.500\n\"2014-04-01 00:15:00\",nan\n";
         let (out, s) = run(input, 1);
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "timestamp,value,anomaly_score,forecast");
+        assert_eq!(
+            lines[0],
+            "timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper"
+        );
         let rows = fields(&out);
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0][0], "2014-04-01 00:00:00");
@@ -456,7 +529,7 @@ mod tests {
         assert_eq!(s.rows, 4);
         assert_eq!(s.ignored_values, 1);
         for r in &rows {
-            assert_eq!(r.len(), 4);
+            assert_eq!(r.len(), 6);
             let score: f64 = r[2].parse().unwrap();
             assert!((0.0..=1.0).contains(&score));
         }
@@ -516,7 +589,89 @@ mod tests {
     #[test]
     fn header_only_gives_header_only() {
         let (out, s) = run("timestamp,value\n", 1);
-        assert_eq!(out, "timestamp,value,anomaly_score,forecast\n");
+        assert_eq!(
+            out,
+            "timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper\n"
+        );
         assert_eq!(s.rows, 0);
+    }
+
+    fn run_with(input: &str, opts: &DetectOptions) -> String {
+        let mut out = Vec::new();
+        run_detect_with(input.as_bytes(), &mut out, opts).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn interval_columns_bracket_the_forecast_and_cover_noise() {
+        // Deterministic noise around a constant: about 80 % of next values fall in the band.
+        let mut input = String::from("timestamp,value\n");
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut vals = Vec::new();
+        for i in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = 100.0 + ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 10.0;
+            vals.push(v);
+            input.push_str(&format!("{},{v}\n", 1_600_000_000 + 60 * i));
+        }
+        let rows = fields(&run(&input, 1).0);
+        let (mut inside, mut banded) = (0, 0);
+        for i in 0..rows.len() - 1 {
+            assert_eq!(rows[i].len(), 6);
+            if rows[i][4].is_empty() {
+                continue;
+            }
+            let f: f64 = rows[i][3].parse().unwrap();
+            let lo: f64 = rows[i][4].parse().unwrap();
+            let hi: f64 = rows[i][5].parse().unwrap();
+            assert!(lo <= f && f <= hi, "row {i}: {lo} {f} {hi}");
+            banded += 1;
+            if lo <= vals[i + 1] && vals[i + 1] <= hi {
+                inside += 1;
+            }
+        }
+        assert!(banded > 2900, "{banded}");
+        let coverage = inside as f64 / banded as f64;
+        assert!((0.75..=0.85).contains(&coverage), "{coverage}");
+    }
+
+    #[test]
+    fn breach_column_counts_down_and_reads_inf_when_out_of_reach() {
+        // 1 unit per minute from 0: the forecast made at row i crosses 100 at minute 100.
+        let mut input = String::from("timestamp,value\n");
+        for i in 0..60 {
+            input.push_str(&format!("{},{i}\n", 1_600_000_000 + 60 * i));
+        }
+        let mut opts = DetectOptions::new(1);
+        opts.breach = Some((100.0, Direction::Above));
+        let out = run_with(&input, &opts);
+        assert!(out.starts_with(
+            "timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper,breach_seconds\n"
+        ));
+        let rows = fields(&out);
+        assert_eq!(rows[0][6], "+Inf", "one sample has no trend");
+        for (i, r) in rows.iter().enumerate().skip(2) {
+            assert_eq!(r.len(), 7);
+            let b: f64 = r[6].parse().unwrap();
+            let want = (100.0 - i as f64) * 60.0;
+            assert!((b - want).abs() < 1e-3, "row {i}: {b} vs {want}");
+        }
+        opts.max_horizon_seconds = 600.0;
+        let rows = fields(&run_with(&input, &opts));
+        assert_eq!(rows[10][6], "+Inf");
+        assert_eq!(rows[59][6], "+Inf");
+        opts.breach = Some((5.0, Direction::Below));
+        let rows = fields(&run_with(&input, &opts));
+        assert_eq!(
+            rows[10][6], "+Inf",
+            "rising away from a floor never breaches"
+        );
+        assert_eq!(rows[3][6], "0", "already under the floor");
+        assert_eq!(rows[30][6], "+Inf");
+        opts.breach = Some((5.0, Direction::Above));
+        let rows = fields(&run_with(&input, &opts));
+        assert_eq!(rows[30][6], "0", "already past the threshold");
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alertmanager;
+pub mod am_api;
 pub mod app;
 pub mod checks;
 pub mod cluster;
@@ -16,10 +17,14 @@ pub mod config;
 pub mod detect;
 pub mod forecast;
 pub mod health;
+pub mod limits;
 pub mod logging;
+pub mod maintenance;
 pub mod metrics;
+pub mod pause_book;
 pub mod predict;
 pub mod process_group;
+pub mod reaper;
 pub mod recovery;
 pub mod scheduler;
 pub mod server;

@@ -42,7 +42,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
     let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| ScrubbedStderr);
     let result = match format {
         LogFormat::Logfmt => builder
             .fmt_fields(LogfmtFields)
@@ -57,6 +57,29 @@ pub fn init(level: LogLevel, format: LogFormat) {
     };
     // A second init (tests) keeps the first subscriber; that is fine.
     let _ = result;
+}
+
+/// stderr, with every secret medic knows of scrubbed from each line: whatever a field holds
+/// (a library's error quoting a URL, a rendered action), no secret reaches the log.
+struct ScrubbedStderr;
+
+impl std::io::Write for ScrubbedStderr {
+    // The formatter hands over each event whole, so a secret is never split across writes.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let secrets = crate::config::known_secrets();
+        let mut stderr = std::io::stderr().lock();
+        if secrets.is_empty() {
+            stderr.write_all(buf)?;
+        } else {
+            let text = String::from_utf8_lossy(buf);
+            stderr.write_all(secrets.redact(&text).as_bytes())?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// `ts=… level=info msg="…" key=value`, with the fields of enclosing spans (`check=web`).

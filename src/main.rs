@@ -31,6 +31,17 @@ struct Cli {
     /// TLS and basic auth for every endpoint, in Prometheus' web config format [default: none]
     #[arg(long = "web.config.file", value_name = "FILE", global = true)]
     web_config_file: Option<PathBuf>,
+    /// The URL medic is reachable at, for links it sends out (an escalation's generatorURL)
+    /// [default: from --web.listen-address]
+    #[arg(long = "web.external-url", value_name = "URL", global = true)]
+    external_url: Option<String>,
+    /// Connections the server keeps open at once; more wait unaccepted [default: 512]
+    #[arg(long = "web.max-connections", value_name = "N", global = true, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Child processes (command checks and exec steps together) running at once; more wait
+    /// for a slot within their timeout [default: 64]
+    #[arg(long = "process.max-children", value_name = "N", global = true, default_value_t = medic::limits::DEFAULT_MAX_CHILDREN, value_parser = parse_positive)]
+    max_children: usize,
     /// Probe only this share of the checks: INDEX/COUNT, e.g. 0/2 [default: all]
     #[arg(long = "cluster.shard", value_name = "INDEX/COUNT", global = true)]
     cluster_shard: Option<medic::cluster::Shard>,
@@ -78,9 +89,34 @@ enum Command {
         /// Verify each step with this check (probed directly)
         #[arg(long = "verify-check", value_name = "CHECK")]
         verify_check: Option<String>,
+        /// Run even while a pause or a maintenance window holds the chain
+        #[arg(long)]
+        force: bool,
         /// Print per-step totals from the state store instead of running anything
         #[arg(long)]
         stats: bool,
+    },
+    /// Pause automatic and manual healing on a running medic, for a while, scoped by matchers
+    Pause {
+        /// How long, e.g. 30m or 2h (at most 30d)
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why: shown to whoever wonders why nothing heals
+        #[arg(long)]
+        reason: String,
+        /// Only runs whose labels (check, chain, alert labels) match, amtool syntax (repeatable;
+        /// none = every run)
+        #[arg(long = "matcher", value_name = "MATCHER")]
+        matchers: Vec<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// End a pause on a running medic
+    Resume {
+        /// The pause's id, as `medic pause` printed it
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Score a `timestamp,value` CSV for anomalies and forecast it (the live predictor's code)
     Detect {
@@ -93,12 +129,62 @@ enum Command {
         /// Rows ahead that the `forecast` column predicts
         #[arg(long, default_value_t = 1)]
         horizon: usize,
+        /// Adds a `breach_seconds` column: time until the forecast rises above this value
+        #[arg(long, conflicts_with = "breach_below")]
+        breach_above: Option<f64>,
+        /// Adds a `breach_seconds` column: time until the forecast falls below this value
+        #[arg(long)]
+        breach_below: Option<f64>,
+        /// Forecaster window, as a prediction's `window` (e.g. 6h)
+        #[arg(long, default_value = "6h")]
+        window: medic::config::Duration,
+        /// Farthest breach `breach_seconds` reports, as a prediction's `max_horizon`
+        #[arg(long, default_value = "7d")]
+        max_horizon: medic::config::Duration,
     },
+}
+
+/// Where `medic pause` and `medic resume` find the running medic.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// The running medic's base URL [default: http:// and the listen address]
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Present this bearer token [default: the config's web.webhook credential]
+    #[arg(long = "bearer-token-file", value_name = "FILE")]
+    bearer_token_file: Option<PathBuf>,
+}
+
+impl From<RemoteArgs> for medic::commands::Remote {
+    fn from(a: RemoteArgs) -> Self {
+        medic::commands::Remote {
+            url: a.url,
+            bearer_token_file: a.bearer_token_file,
+        }
+    }
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive whole number")),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
+    // Idle clients and probes share the fd table; the soft limit services start with (1,024
+    // under systemd) is far below what the kernel allows.
+    match medic::limits::raise_fd_limit() {
+        Ok((old, new)) => tracing::debug!(
+            old,
+            new,
+            "raised the soft open-files limit to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+    medic::limits::set_max_children(cli.max_children);
     let overrides = Overrides {
         listen_address: cli.listen_address.clone(),
         state_url: cli.state_url.clone(),
@@ -119,6 +205,8 @@ fn main() -> ExitCode {
             let options = app::RunOptions {
                 web_config: cli.web_config_file,
                 shard: cli.cluster_shard.unwrap_or_default(),
+                max_connections: cli.max_connections as usize,
+                external_url: cli.external_url,
             };
             match runtime.block_on(app::run(location, overrides, options)) {
                 Ok(()) => 0,
@@ -143,6 +231,7 @@ fn main() -> ExitCode {
             labels,
             dry_run,
             verify_check,
+            force,
             stats,
         } => {
             let location = ConfigLocation::resolve(cli.config_file);
@@ -151,15 +240,58 @@ fn main() -> ExitCode {
                 labels,
                 dry_run,
                 verify_check,
+                force,
                 stats,
             };
             runtime.block_on(medic::commands::recover(request, location, &overrides))
+        }
+        Command::Pause {
+            duration,
+            reason,
+            matchers,
+            remote,
+        } => {
+            let location = ConfigLocation::resolve(cli.config_file);
+            let command = medic::commands::PauseCommand {
+                duration,
+                reason,
+                matchers,
+                remote: remote.into(),
+            };
+            runtime.block_on(medic::commands::pause(command, location, &overrides))
+        }
+        Command::Resume { id, remote } => {
+            let location = ConfigLocation::resolve(cli.config_file);
+            runtime.block_on(medic::commands::resume(
+                &id,
+                remote.into(),
+                location,
+                &overrides,
+            ))
         }
         Command::Detect {
             input,
             output,
             horizon,
-        } => medic::commands::detect(input.as_deref(), output.as_deref(), horizon),
+            breach_above,
+            breach_below,
+            window,
+            max_horizon,
+        } => {
+            use medic::forecast::Direction;
+            let breach = match (breach_above, breach_below) {
+                (Some(v), _) => Some((v, Direction::Above)),
+                (None, Some(v)) => Some((v, Direction::Below)),
+                (None, None) => None,
+            };
+            let opts = medic::detect::DetectOptions {
+                horizon,
+                window_seconds: window.as_secs_f64(),
+                breach,
+                max_horizon_seconds: max_horizon.as_secs_f64(),
+            };
+            medic::commands::detect_with(input.as_deref(), output.as_deref(), &opts)
+        }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -93,6 +93,33 @@ struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationResultLabels {
+    operation: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChainLabels {
+    chain: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChainReasonLabels {
+    chain: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WindowLabels {
+    window: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     revision: String,
@@ -424,6 +451,8 @@ pub struct Metrics {
     recovery_step_duration: Family<StepLabels, Histogram, fn() -> Histogram>,
     recovery_effectiveness: Family<StepLabels, FloatGauge>,
     predicted_value: Family<HorizonLabels, FloatGauge>,
+    predicted_lower: Family<HorizonLabels, FloatGauge>,
+    predicted_upper: Family<HorizonLabels, FloatGauge>,
     predicted_breach: Family<PredictionLabels, FloatGauge>,
     anomaly_score: Family<PredictionLabels, FloatGauge>,
     webhook_notifications: Family<CodeLabels, Counter>,
@@ -431,6 +460,19 @@ pub struct Metrics {
     store_errors: Family<OperationLabels, Counter>,
     store_dropped: Counter,
     store_backlog: Gauge,
+    recovery_pauses_active: Gauge,
+    /// Probes that failed because medic itself ran out of fds, processes or memory.
+    probe_errors: Family<ReasonLabels, Counter>,
+    recovery_held: Family<ChainReasonLabels, Counter>,
+    recovery_runs_active: Family<ChainLabels, Gauge>,
+    recovery_circuit_open: Gauge,
+    recovery_held_triggers: Gauge,
+    recovery_held_oldest: FloatGauge,
+    pause_earliest_end: FloatGauge,
+    maintenance_active: Family<WindowLabels, Gauge>,
+    /// Requests to Alertmanager's API (escalations and silences), by operation and result.
+    alertmanager_requests: Family<OperationResultLabels, Counter>,
+    alertmanager_silences: Gauge,
     /// Which mountpoints each check has exported, so a removed check takes its series along.
     disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
     failure_info: Family<FailureLabels, Gauge>,
@@ -550,6 +592,18 @@ impl Metrics {
             "Forecast of the prediction's series `horizon` ahead",
             predicted_value.clone(),
         );
+        let predicted_lower = Family::<HorizonLabels, FloatGauge>::default();
+        registry.register(
+            "medic_predicted_interval_lower",
+            "Lower end of the 80 % prediction interval around medic_predicted_value",
+            predicted_lower.clone(),
+        );
+        let predicted_upper = Family::<HorizonLabels, FloatGauge>::default();
+        registry.register(
+            "medic_predicted_interval_upper",
+            "Upper end of the 80 % prediction interval around medic_predicted_value",
+            predicted_upper.clone(),
+        );
         let predicted_breach = Family::<PredictionLabels, FloatGauge>::default();
         registry.register_with_unit(
             "medic_predicted_breach",
@@ -581,7 +635,7 @@ impl Metrics {
             "Failed reads and writes of the state store, by operation (medic keeps running and retries)",
             store_errors.clone(),
         );
-        for operation in ["open", "migrate", "write", "read", "prune"] {
+        for operation in ["open", "migrate", "write", "read", "prune", "replaced"] {
             let _ = store_errors.get_or_create(&OperationLabels {
                 operation: operation.to_string(),
             });
@@ -618,6 +672,61 @@ impl Metrics {
             Unit::Seconds,
             last_heartbeat.clone(),
         );
+        let recovery_pauses_active = Gauge::default();
+        registry.register(
+            "medic_recovery_pauses_active",
+            "Pauses in force now (POST /api/v1/pauses, medic pause), as this replica last read them",
+            recovery_pauses_active.clone(),
+        );
+        let probe_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "medic_probe_errors",
+            "Probes that failed because medic itself ran out of a resource (reason: fds, processes, memory); their result is unknown",
+            probe_errors.clone(),
+        );
+        for resource in crate::limits::Resource::ALL {
+            let _ = probe_errors.get_or_create(&ReasonLabels {
+                reason: resource.as_str().to_string(),
+            });
+        }
+        // The cap is process-wide (one per process, like the fds it guards); these share its
+        // values.
+        let (children, child_waits, child_refusals) = crate::limits::children().metrics();
+        registry.register(
+            "medic_child_processes",
+            "Child processes (command checks and exec steps) running now, under --process.max-children",
+            children,
+        );
+        registry.register(
+            "medic_child_process_waits",
+            "Child processes that had to wait for a slot under --process.max-children",
+            child_waits,
+        );
+        registry.register(
+            "medic_child_process_refusals",
+            "Child processes never started: no slot within the caller's timeout, or the wait queue was full",
+            child_refusals,
+        );
+        let alertmanager_requests = Family::<OperationResultLabels, Counter>::default();
+        registry.register(
+            "medic_alertmanager_requests",
+            "Requests to Alertmanager's API by operation (post_alert, create_silence, expire_silence) and result",
+            alertmanager_requests.clone(),
+        );
+        for operation in crate::am_api::Operation::ALL {
+            for result in ["success", "failure"] {
+                let _ = alertmanager_requests.get_or_create(&OperationResultLabels {
+                    operation: operation.as_str().to_string(),
+                    result: result.to_string(),
+                });
+            }
+        }
+        let alertmanager_silences = Gauge::default();
+        registry.register(
+            "medic_alertmanager_silences_active",
+            "Silences medic holds in Alertmanager now",
+            alertmanager_silences.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "medic_build_info",
@@ -632,7 +741,58 @@ impl Metrics {
                     .to_string(),
             })
             .set(1);
+        let recovery_held = Family::<ChainReasonLabels, Counter>::default();
+        registry.register(
+            "medic_recovery_held",
+            "Recovery triggers held back by a limit, the open circuit, a maintenance window or a pause",
+            recovery_held.clone(),
+        );
+        let recovery_runs_active = Family::<ChainLabels, Gauge>::default();
+        registry.register(
+            "medic_recovery_runs_active",
+            "Recovery runs in progress in this process",
+            recovery_runs_active.clone(),
+        );
+        let recovery_circuit_open = Gauge::default();
+        registry.register(
+            "medic_recovery_circuit_open",
+            "1 while max_unhealthy holds every new recovery run",
+            recovery_circuit_open.clone(),
+        );
+        let recovery_held_triggers = Gauge::default();
+        registry.register(
+            "medic_recovery_held_triggers",
+            "Recovery triggers waiting now for a hold to lift",
+            recovery_held_triggers.clone(),
+        );
+        let recovery_held_oldest = FloatGauge::default();
+        registry.register_with_unit(
+            "medic_recovery_held_oldest_timestamp",
+            "Unix time the longest-waiting held trigger was first held (0: none waits)",
+            Unit::Seconds,
+            recovery_held_oldest.clone(),
+        );
+        let pause_earliest_end = FloatGauge::default();
+        registry.register_with_unit(
+            "medic_recovery_pause_earliest_end_timestamp",
+            "Unix time the first active pause ends (0: no pause)",
+            Unit::Seconds,
+            pause_earliest_end.clone(),
+        );
+        let maintenance_active = Family::<WindowLabels, Gauge>::default();
+        registry.register(
+            "medic_maintenance_active",
+            "1 while the maintenance window is open",
+            maintenance_active.clone(),
+        );
         Metrics {
+            recovery_held,
+            recovery_runs_active,
+            recovery_circuit_open,
+            recovery_held_triggers,
+            recovery_held_oldest,
+            pause_earliest_end,
+            maintenance_active,
             registry,
             checks,
             system_cpu,
@@ -646,6 +806,8 @@ impl Metrics {
             recovery_step_duration,
             recovery_effectiveness,
             predicted_value,
+            predicted_lower,
+            predicted_upper,
             predicted_breach,
             anomaly_score,
             webhook_notifications,
@@ -653,6 +815,10 @@ impl Metrics {
             store_errors,
             store_dropped,
             store_backlog,
+            recovery_pauses_active,
+            probe_errors,
+            alertmanager_requests,
+            alertmanager_silences,
             disk_series: Mutex::new(BTreeMap::new()),
             failure_info,
             tls_expiry,
@@ -736,6 +902,13 @@ impl Metrics {
                 series.flapping = Some(health.flapping);
             }
         });
+        if let Some(crate::checks::FailureReason::Medic(resource)) = outcome.reason {
+            self.probe_errors
+                .get_or_create(&ReasonLabels {
+                    reason: resource.as_str().to_string(),
+                })
+                .inc();
+        }
         let labels = || CheckLabels {
             check: check.to_string(),
         };
@@ -836,6 +1009,17 @@ impl Metrics {
             .observe(duration_seconds);
     }
 
+    /// A shadow run's step: counted as an attempt with result `shadow`, with no duration.
+    pub fn recovery_shadow(&self, chain: &str, step: &str) {
+        self.recovery_attempts
+            .get_or_create(&StepResultLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+                result: "shadow".to_string(),
+            })
+            .inc();
+    }
+
     pub fn recovery_skipped(&self, chain: &str, step: &str, reason: &str) {
         self.recovery_skipped
             .get_or_create(&StepSkipLabels {
@@ -854,6 +1038,80 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    pub fn recovery_held(&self, chain: &str, reason: crate::recovery::hold::HoldReason) {
+        self.recovery_held
+            .get_or_create(&ChainReasonLabels {
+                chain: chain.to_string(),
+                reason: reason.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    /// Makes every chain's held and active series exist from the start, so rules see zeros.
+    pub fn recovery_chain(&self, chain: &str) {
+        for reason in crate::recovery::hold::HoldReason::ALL {
+            let _ = self.recovery_held.get_or_create(&ChainReasonLabels {
+                chain: chain.to_string(),
+                reason: reason.as_str().to_string(),
+            });
+        }
+        let _ = self.recovery_runs_active.get_or_create(&ChainLabels {
+            chain: chain.to_string(),
+        });
+    }
+
+    /// Drops a chain's held and active series when it is no longer configured.
+    pub fn forget_chain(&self, chain: &str) {
+        for reason in crate::recovery::hold::HoldReason::ALL {
+            self.recovery_held.remove(&ChainReasonLabels {
+                chain: chain.to_string(),
+                reason: reason.as_str().to_string(),
+            });
+        }
+        self.recovery_runs_active.remove(&ChainLabels {
+            chain: chain.to_string(),
+        });
+    }
+
+    pub fn recovery_runs_active(&self, chain: &str, active: usize) {
+        self.recovery_runs_active
+            .get_or_create(&ChainLabels {
+                chain: chain.to_string(),
+            })
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
+    }
+
+    /// How many triggers wait for a hold, and since when the oldest of them waits.
+    pub fn recovery_held_now(&self, waiting: usize, oldest_since_ms: Option<i64>) {
+        self.recovery_held_triggers
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        self.recovery_held_oldest
+            .set(oldest_since_ms.map_or(0.0, |t| t as f64 / 1000.0));
+    }
+
+    pub fn pause_earliest_end(&self, ends_ms: Option<i64>) {
+        self.pause_earliest_end
+            .set(ends_ms.map_or(0.0, |t| t as f64 / 1000.0));
+    }
+
+    pub fn recovery_circuit_open(&self, open: bool) {
+        self.recovery_circuit_open.set(i64::from(open));
+    }
+
+    pub fn maintenance_active(&self, window: &str, open: bool) {
+        self.maintenance_active
+            .get_or_create(&WindowLabels {
+                window: window.to_string(),
+            })
+            .set(i64::from(open));
+    }
+
+    pub fn forget_maintenance(&self, window: &str) {
+        self.maintenance_active.remove(&WindowLabels {
+            window: window.to_string(),
+        });
     }
 
     pub fn recovery_effectiveness(&self, chain: &str, step: &str, value: f64) {
@@ -893,6 +1151,16 @@ impl Metrics {
                     .set(*v);
             }
         }
+        for (horizon, band) in &p.intervals {
+            if let Some((lo, hi)) = band {
+                let labels = HorizonLabels {
+                    prediction: p.name.clone(),
+                    horizon: horizon.clone(),
+                };
+                self.predicted_lower.get_or_create(&labels).set(*lo);
+                self.predicted_upper.get_or_create(&labels).set(*hi);
+            }
+        }
     }
 
     /// Drops every series of a prediction that is gone or changed.
@@ -903,10 +1171,13 @@ impl Metrics {
         self.anomaly_score.remove(&labels);
         self.predicted_breach.remove(&labels);
         for (horizon, _) in &spec.horizons {
-            self.predicted_value.remove(&HorizonLabels {
+            let labels = HorizonLabels {
                 prediction: spec.name.clone(),
                 horizon: horizon.clone(),
-            });
+            };
+            self.predicted_value.remove(&labels);
+            self.predicted_lower.remove(&labels);
+            self.predicted_upper.remove(&labels);
         }
     }
 
@@ -935,8 +1206,27 @@ impl Metrics {
             .inc();
     }
 
+    pub fn alertmanager_request(&self, operation: crate::am_api::Operation, success: bool) {
+        self.alertmanager_requests
+            .get_or_create(&OperationResultLabels {
+                operation: operation.as_str().to_string(),
+                result: if success { "success" } else { "failure" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// One more (`1`) or one fewer (`-1`) silence held in Alertmanager.
+    pub fn alertmanager_silences_add(&self, delta: i64) {
+        self.alertmanager_silences.inc_by(delta);
+    }
+
     pub fn store_results_dropped(&self, count: u64) {
         self.store_dropped.inc_by(count);
+    }
+
+    pub fn recovery_pauses_active(&self, count: usize) {
+        self.recovery_pauses_active
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn store_backlog(&self, len: usize) {

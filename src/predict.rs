@@ -22,6 +22,9 @@ pub struct Prediction {
     pub anomaly_score: f64,
     /// (horizon as written, forecast of the value that far ahead), when the model is ready.
     pub forecasts: Vec<(String, Option<f64>)>,
+    /// (horizon as written, 80 % interval (lower, upper) of that forecast), once enough of the
+    /// forecast's own errors at that horizon were seen.
+    pub intervals: Vec<(String, Option<(f64, f64)>)>,
     /// Seconds until the forecast crosses the threshold: 0 when already past it, +Inf when not
     /// within `max_horizon`; `None` without a threshold.
     #[serde(serialize_with = "serialize_breach")]
@@ -34,6 +37,37 @@ fn serialize_breach<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok
         // JSON has no infinity; "never within max_horizon" reads as null in the API.
         Some(x) if x.is_finite() => s.serialize_some(x),
         _ => s.serialize_none(),
+    }
+}
+
+/// Seconds from `now` until the forecast crosses `threshold`: 0 when already past it, +Inf when
+/// not within `max_horizon_seconds`, never NaN. On a noisy series "crosses" means the upper
+/// end of the 80 % band of single samples around the forecast (the lower end for `Below`). The live gauge and `medic detect
+/// --breach-above/--breach-below` both call this, so they cannot disagree.
+pub fn breach_seconds(
+    forecaster: &Forecaster,
+    now: f64,
+    threshold: f64,
+    direction: Direction,
+    max_horizon_seconds: f64,
+) -> f64 {
+    // A noisy series breaches when a sample strays past the threshold, before its line does:
+    // the line is aimed at the threshold less the upper end of the samples' 80 % band.
+    let (lo, hi) = forecaster.noise_band().unwrap_or((0.0, 0.0));
+    let target = match direction {
+        Direction::Above => threshold - hi,
+        Direction::Below => threshold - lo,
+    };
+    let target = if target.is_finite() {
+        target
+    } else {
+        threshold
+    };
+    let seconds = forecaster.time_to_breach(now, target, direction, max_horizon_seconds);
+    if seconds.is_nan() || seconds > max_horizon_seconds {
+        f64::INFINITY
+    } else {
+        seconds.max(0.0)
     }
 }
 
@@ -75,18 +109,17 @@ impl Predictor {
         } else {
             0.0
         };
-        let forecasts = self
-            .spec
-            .horizons
-            .iter()
-            .map(|(label, h)| {
-                let f = self
-                    .forecaster
-                    .forecast(t + h.as_secs_f64())
-                    .filter(|v| v.is_finite());
-                (label.clone(), f)
-            })
-            .collect();
+        let mut forecasts = Vec::with_capacity(self.spec.horizons.len());
+        let mut intervals = Vec::with_capacity(self.spec.horizons.len());
+        for (slot, (label, h)) in self.spec.horizons.iter().enumerate() {
+            let band = self
+                .forecaster
+                .predict(slot, t + h.as_secs_f64())
+                .filter(|b| b.value.is_finite());
+            forecasts.push((label.clone(), band.map(|b| b.value)));
+            let interval = band.and_then(|b| Some((b.lower?, b.upper?)));
+            intervals.push((label.clone(), interval));
+        }
         let (threshold, breach_seconds) = match self.spec.breach {
             None => (None, None),
             Some(b) => {
@@ -95,12 +128,7 @@ impl Predictor {
                     Breach::Below(v) => (v, Direction::Below),
                 };
                 let max = self.spec.max_horizon.as_secs_f64();
-                let seconds = self.forecaster.time_to_breach(t, threshold, direction, max);
-                let seconds = if seconds.is_nan() || seconds > max {
-                    f64::INFINITY
-                } else {
-                    seconds.max(0.0)
-                };
+                let seconds = breach_seconds(&self.forecaster, t, threshold, direction, max);
                 (Some(threshold), Some(seconds))
             }
         };
@@ -112,6 +140,7 @@ impl Predictor {
             value,
             anomaly_score: score,
             forecasts,
+            intervals,
             breach_seconds,
             threshold,
         })
@@ -178,6 +207,30 @@ mod tests {
         assert_eq!(last.breach_seconds, Some(f64::INFINITY));
         assert!(last.anomaly_score < 0.5);
         assert!(!last.anomaly_score.is_nan());
+    }
+
+    #[test]
+    fn noisy_growth_breaches_when_a_sample_strays_past_not_its_line() {
+        // 1 unit per minute with +-2 of alternating noise: samples reach 100 about 2 minutes
+        // before the line does, and the breach time says so.
+        let mut f = Forecaster::new(3600.0);
+        let mut clean = Forecaster::new(3600.0);
+        for i in 0..60 {
+            let t = f64::from(i) * 60.0;
+            let noise = if i % 2 == 0 { 2.0 } else { -2.0 };
+            f.observe(t, f64::from(i) + noise);
+            clean.observe(t, f64::from(i));
+        }
+        let now = 59.0 * 60.0;
+        let line = breach_seconds(&clean, now, 100.0, Direction::Above, 1e6);
+        assert!((line - 41.0 * 60.0).abs() < 1e-6, "{line}");
+        let noisy = breach_seconds(&f, now, 100.0, Direction::Above, 1e6);
+        assert!(
+            noisy < line - 60.0 && noisy > line - 300.0,
+            "{noisy} vs {line}"
+        );
+        let floor = breach_seconds(&f, now, 200.0, Direction::Below, 1e6);
+        assert_eq!(floor, 0.0);
     }
 
     #[test]

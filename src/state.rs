@@ -74,8 +74,8 @@ pub struct CheckSummary {
     pub last_run: Option<String>,
     pub consecutive_failures: u32,
     /// Why the check fails: `flapping` when flap detection made it critical, else the reason
-    /// of the latest failing probe (`timeout`, `status`, ...) while the check is critical or
-    /// unknown; null otherwise.
+    /// of the latest failing probe (`timeout`, `status`, ...; `medic`: medic itself was out of
+    /// fds, processes or memory) while the check is critical or unknown; null otherwise.
     pub reason: Option<&'static str>,
 }
 
@@ -190,17 +190,26 @@ impl CheckRecord {
             duration_seconds: self.last.as_ref().map(|l| l.duration_seconds),
             last_run: self.last.as_ref().map(|l| rfc3339_ms(l.at_ms)),
             consecutive_failures: self.health.consecutive_failures,
-            reason: match (self.spec.enabled, self.health.flapping) {
-                (false, _) => None,
-                (true, true) => Some("flapping"),
-                // Only while the check itself fails: a single failed probe under
-                // `failures_before_critical` is not why anything is down.
-                (true, false) => self
-                    .failure_reason
-                    .filter(|_| matches!(self.health.status, Status::Critical | Status::Unknown))
-                    .map(FailureReason::as_str),
-            },
+            reason: self.reason(),
         }
+    }
+}
+
+impl CheckRecord {
+    /// `flapping` when flap detection holds the check critical; else, only while the check
+    /// itself is critical or unknown, why its latest failing probe failed (`medic` when medic
+    /// itself was short of something): a single failed probe under `failures_before_critical`
+    /// is not why anything is down.
+    fn reason(&self) -> Option<&'static str> {
+        if !self.spec.enabled {
+            return None;
+        }
+        if self.health.flapping {
+            return Some("flapping");
+        }
+        self.failure_reason
+            .filter(|_| matches!(self.health.status, Status::Critical | Status::Unknown))
+            .map(FailureReason::as_str)
     }
 }
 
@@ -340,7 +349,10 @@ impl StateTask {
                         .collect(),
                 );
             }
-            Command::LoadHistory { rows } => self.load_history(rows),
+            Command::LoadHistory { rows } => {
+                self.load_history(rows);
+                self.send_census();
+            }
             Command::Health { reply } => {
                 let _ = reply.send(self.health());
             }
@@ -401,9 +413,19 @@ impl StateTask {
             };
             tracing::info!(check, %from, to = %record.health.status, reason, result = %outcome.message, "check status changed");
         }
+        if let (Some(recovery), Some(t)) = (&self.recovery, transition) {
+            if (t.from == Status::Critical) != (t.to == Status::Critical) {
+                let _ = recovery.send(Event::CheckCritical {
+                    check: check.to_string(),
+                    critical: t.to == Status::Critical,
+                });
+            }
+        }
         if let (Some(recovery), Some(chain)) = (&self.recovery, &record.spec.recovery) {
             let subject = format!("check:{check}");
-            if record.health.status == Status::Critical {
+            // An unknown probe knows nothing of the target (medic may be the one in trouble):
+            // it never asks for a run, even while the check is still critical.
+            if record.health.status == Status::Critical && outcome.status != Status::Unknown {
                 // Every critical probe asks; the manager coalesces and decides.
                 let _ = recovery.send(Event::Trigger(Trigger {
                     kind: TriggerKind::Check,
@@ -418,6 +440,9 @@ impl StateTask {
                     },
                     verify_check: Some(check.to_string()),
                     message: outcome.message.clone(),
+                    held: None,
+                    interval_ms: i64::try_from(record.spec.interval.std().as_millis())
+                        .unwrap_or(i64::MAX),
                 }));
             } else if transition.is_some_and(|t| t.to == Status::Healthy) {
                 let _ = recovery.send(Event::Healthy {
@@ -480,6 +505,23 @@ impl StateTask {
             self.metrics.forget_check(name);
         }
         self.checks = next;
+        self.send_census();
+    }
+
+    /// Tells recovery how many checks are enabled and which are critical: the circuit breaker
+    /// and held triggers depend on it.
+    fn send_census(&self) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        let enabled = self.checks.values().filter(|r| r.spec.enabled).count();
+        let critical = self
+            .checks
+            .iter()
+            .filter(|(_, r)| r.spec.enabled && r.health.status == Status::Critical)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let _ = recovery.send(Event::Census { enabled, critical });
     }
 
     /// Merges stored results into checks' history and trend. A check that has not been probed

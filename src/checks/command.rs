@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use super::{Measurement, Outcome};
+use super::{FailureReason, Measurement, Outcome};
 use crate::config::CommandSpec;
+use crate::limits::Resource;
 use crate::process_group::{self, Keep, RunError};
 use crate::status::Status;
 
@@ -20,17 +21,28 @@ pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
         &[],
         timeout,
         Keep::Head(MAX_OUTPUT_BYTES),
+        None,
     )
     .await
     {
         Ok(e) => e,
         Err(e @ RunError::Timeout(_)) => {
-            return Outcome::failed(
-                Status::Critical,
-                super::FailureReason::Timeout,
-                format!("timeout: {} {e}", spec.program),
-            )
-            .with("program", spec.program.clone())
+            return Outcome::new(Status::Critical, format!("timeout: {} {e}", spec.program))
+                .with_reason(FailureReason::Timeout)
+                .with("program", spec.program.clone())
+        }
+        // No slot under --process.max-children: medic's want, not the plugin's.
+        Err(e @ RunError::NoSlot(_)) => {
+            return Outcome::medic(Resource::Processes, e.to_string())
+                .with("program", spec.program.clone())
+        }
+        Err(RunError::Spawn { program, source }) => {
+            let message = format!("cannot run {program}: {source}");
+            return match crate::limits::exhausted(&source, true) {
+                Some(resource) => Outcome::medic(resource, message),
+                None => Outcome::new(Status::Unknown, message),
+            }
+            .with("program", spec.program.clone());
         }
         // Nagios: a plugin that cannot run is UNKNOWN.
         Err(e) => {

@@ -53,12 +53,13 @@ impl Databases {
         let rows = match result {
             Ok(rows) => rows,
             Err((phase, e)) => {
-                return Outcome::failed(
+                return Outcome::from_error(
+                    &e,
                     Status::Critical,
-                    classify(phase, &e),
+                    Some(classify(phase, &e)),
                     format!("{phase} failed: {}", describe(&e)),
                 )
-                .with("driver", db.pool.driver())
+                .with("driver", db.pool.driver());
             }
         };
         if db.server_version.get().is_none() {

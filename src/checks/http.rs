@@ -201,7 +201,7 @@ fn request_failed(e: &reqwest::Error, timeout: Duration) -> Outcome {
     } else {
         format!("request failed: {cause}")
     };
-    Outcome::failed(Status::Critical, reason, message)
+    Outcome::from_error(e, Status::Critical, Some(reason), message)
 }
 
 /// Which of the closed set of reasons a failed request falls under, from the error's chain.

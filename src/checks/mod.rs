@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::config::{CheckSpec, ProbeSpec, Redactor};
+use crate::limits::Resource;
 use crate::status::Status;
 
 pub use command::{parse_plugin_output, PerfData, PluginOutput};
@@ -38,8 +39,8 @@ pub struct Outcome {
     pub reason: Option<FailureReason>,
 }
 
-/// Why a probe failed: a closed set, so `medic_check_failure_info{reason}` stays bounded and
-/// an alert rule can match on it.
+/// Why a probe failed: the SPEC's closed set, shown as `reason` in the JSON API, and bounded
+/// so `medic_check_failure_info{reason}` stays small and an alert rule can match on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FailureReason {
     Timeout,
@@ -53,12 +54,14 @@ pub enum FailureReason {
     ExitCode,
     Threshold,
     MissedHeartbeat,
-    Medic,
+    /// medic itself ran out of this resource: the result is `unknown` and heals nothing.
+    Medic(Resource),
     Other,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 13] = [
+    /// Every reason, `medic` once per resource (all three share the label `medic`).
+    pub const ALL: [FailureReason; 15] = [
         FailureReason::Timeout,
         FailureReason::ConnectionRefused,
         FailureReason::Dns,
@@ -70,7 +73,9 @@ impl FailureReason {
         FailureReason::ExitCode,
         FailureReason::Threshold,
         FailureReason::MissedHeartbeat,
-        FailureReason::Medic,
+        FailureReason::Medic(Resource::Fds),
+        FailureReason::Medic(Resource::Processes),
+        FailureReason::Medic(Resource::Memory),
         FailureReason::Other,
     ];
 
@@ -87,7 +92,7 @@ impl FailureReason {
             FailureReason::ExitCode => "exit_code",
             FailureReason::Threshold => "threshold",
             FailureReason::MissedHeartbeat => "missed_heartbeat",
-            FailureReason::Medic => "medic",
+            FailureReason::Medic(_) => "medic",
             FailureReason::Other => "other",
         }
     }
@@ -140,6 +145,40 @@ impl Outcome {
         let mut outcome = Outcome::new(status, message);
         outcome.reason = Some(reason);
         outcome
+    }
+
+    /// A probe that failed because medic itself ran out of `resource`: `unknown`, never
+    /// `critical`, so that medic's trouble starts no recovery of the target.
+    pub fn medic(resource: Resource, message: impl Into<String>) -> Self {
+        let mut outcome = Outcome::new(
+            Status::Unknown,
+            format!("medic is out of {}: {}", resource.as_str(), message.into()),
+        );
+        outcome.reason = Some(FailureReason::Medic(resource));
+        outcome.with("medic_resource", resource.as_str())
+    }
+
+    /// The outcome for a probe that failed with `err`: [`Outcome::medic`] when the error says
+    /// medic ran out of something, else `status` with `reason`.
+    pub fn from_error(
+        err: &(dyn std::error::Error + 'static),
+        status: Status,
+        reason: Option<FailureReason>,
+        message: impl Into<String>,
+    ) -> Self {
+        match crate::limits::exhausted(err, false) {
+            Some(resource) => Outcome::medic(resource, message),
+            None => {
+                let mut outcome = Outcome::new(status, message);
+                outcome.reason = reason;
+                outcome
+            }
+        }
+    }
+
+    pub fn with_reason(mut self, reason: FailureReason) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -207,7 +246,13 @@ impl Prober {
     pub async fn probe(&self, check: &CheckSpec, redactor: &Redactor) -> Outcome {
         let started = Instant::now();
         let timeout = check.timeout.std();
-        let result = tokio::time::timeout(timeout, self.dispatch(check, timeout)).await;
+        // A command bounds itself, its wait for a child process slot included, and says which
+        // of the two ran out; the margin lets its answer win the race against this bound.
+        let bound = match check.probe {
+            ProbeSpec::Command(_) => timeout + COMMAND_MARGIN,
+            _ => timeout,
+        };
+        let result = tokio::time::timeout(bound, self.dispatch(check, timeout)).await;
         let mut outcome = match result {
             Ok(outcome) => outcome,
             Err(_) => Outcome::failed(
@@ -257,6 +302,8 @@ fn settle_reason(status: Status, reason: Option<FailureReason>) -> Option<Failur
         Status::Healthy | Status::Warning => None,
     }
 }
+/// How much longer than its timeout a command probe may take to say why it stopped.
+const COMMAND_MARGIN: Duration = Duration::from_millis(250);
 
 /// `0.012s`, `1.500s`: durations in messages, in seconds like everything else.
 pub fn format_seconds(d: Duration) -> String {

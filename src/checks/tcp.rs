@@ -40,9 +40,10 @@ pub(super) fn connect_failed(address: &str, e: &std::io::Error) -> Outcome {
         }
         reason => reason,
     };
-    Outcome::failed(
+    Outcome::from_error(
+        e,
         Status::Critical,
-        reason,
+        Some(reason),
         format!("connect to {address} failed: {e}"),
     )
     .with("address", address.to_string())

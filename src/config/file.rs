@@ -25,6 +25,34 @@ pub struct FileConfig {
     pub recovery: RecoveryFile,
     #[serde(default)]
     pub predictions: Vec<PredictionFile>,
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceFile>,
+    pub alertmanager: Option<AlertmanagerFile>,
+}
+
+/// `alertmanager:`: the Alertmanager medic talks back to (escalations, silences).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerFile {
+    pub url: String,
+    pub basic_auth: Option<BasicAuthFile>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub tls_config: Option<TlsConfigFile>,
+    /// How often escalations are re-posted and silences extended (Prometheus's
+    /// `--rules.alert.resend-delay`); default 1m.
+    pub resend_delay: Option<Duration>,
+}
+
+/// Client TLS, as Prometheus writes it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfigFile {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -215,10 +243,67 @@ pub struct CommandFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryFile {
+    pub mode: Option<RecoveryMode>,
+    #[serde(default)]
+    pub limits: LimitsFile,
     #[serde(default)]
     pub chains: BTreeMap<String, ChainFile>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+}
+
+/// Whether recovery acts, or only decides and records (`shadow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RecoveryMode {
+    #[default]
+    Active,
+    Shadow,
+}
+
+/// `recovery.limits`: the fleet-wide brakes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_concurrent_runs: Option<u32>,
+    pub max_runs: Option<MaxRunsFile>,
+    pub max_unhealthy: Option<ShareOrCount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxRunsFile {
+    pub count: u32,
+    pub within: Duration,
+}
+
+/// `50%` (YAML reads it as a string) or `20` (a number).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ShareOrCount {
+    Count(u64),
+    Text(String),
+}
+
+/// One maintenance window as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceFile {
+    pub name: String,
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    pub schedule: Option<ScheduleFile>,
+    pub between: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    /// None: every day.
+    pub days: Option<Vec<String>>,
+    pub start: String,
+    pub duration: Duration,
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -232,6 +317,8 @@ pub enum Order {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainFile {
+    pub mode: Option<RecoveryMode>,
+    pub max_concurrent_runs: Option<u32>,
     pub verify_timeout: Option<Duration>,
     pub reset_after: Option<Duration>,
     pub order: Option<Order>,
@@ -245,6 +332,7 @@ pub struct StepFile {
     pub exec: Option<ExecFile>,
     pub http: Option<HttpActionFile>,
     pub notify: Option<NotifyFile>,
+    pub alert: Option<AlertFile>,
     pub max_attempts: Option<u32>,
     pub cooldown: Option<Duration>,
     pub timeout: Option<Duration>,
@@ -277,12 +365,37 @@ pub struct NotifyFile {
     pub headers: BTreeMap<String, String>,
 }
 
+/// An `alert` step: posts `MedicEscalation` to Alertmanager.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFile {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
     pub matchers: Vec<String>,
     pub chain: String,
     pub verify_check: Option<String>,
+    pub silence: Option<SilenceFile>,
+}
+
+/// `silence: true`, or `silence: {matchers: [...]}` with templates.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SilenceFile {
+    Enabled(bool),
+    Matchers(SilenceMatchersFile),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceMatchersFile {
+    pub matchers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -19,9 +19,9 @@ pub use builtin::builtin_yaml;
 pub use duration::{Duration, DurationError};
 pub use file::{
     ChainFile, ExecFile, HttpActionFile, NotifyFile, Order, PredictionFile, RecoveryFile,
-    RouteFile, StepFile,
+    RecoveryMode, RouteFile, StepFile,
 };
-pub use secret::{redact_url, Redactor, Secret, REDACTED};
+pub use secret::{known_secrets, redact_url, Redactor, Secret, REDACTED};
 pub(crate) use validate::RCODES;
 
 /// A fully validated configuration.
@@ -32,6 +32,8 @@ pub struct Config {
     pub checks: Vec<CheckSpec>,
     pub recovery: RecoveryConfig,
     pub predictions: Vec<PredictionSpec>,
+    /// The Alertmanager medic talks back to, when configured.
+    pub alertmanager: Option<AlertmanagerConfig>,
     pub history_size: usize,
     /// Scrubs every secret this config holds from outgoing text.
     pub redactor: Redactor,
@@ -84,11 +86,44 @@ pub struct StateConfig {
     pub retention_results: u64,
 }
 
+/// `alertmanager:`: where escalations and silences go, and how medic authenticates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertmanagerConfig {
+    /// The API base (`http://127.0.0.1:9093`); may carry a password, shown only redacted.
+    pub url: Secret,
+    pub auth: ClientAuth,
+    pub tls: ClientTls,
+    /// How often escalations are re-posted and silences extended.
+    pub resend_delay: Duration,
+}
+
+/// A credential medic sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientAuth {
+    None,
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+/// Client TLS settings; the files were readable and parsed at load.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientTls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
 /// Recovery chains and the routes that send alerts to them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecoveryConfig {
     pub chains: BTreeMap<String, Arc<ChainSpec>>,
     pub routes: Vec<RouteSpec>,
+    /// The fleet-wide brakes: concurrency, rate, circuit breaker.
+    pub limits: crate::recovery::hold::RecoveryLimits,
+    /// Planned work: while a window is open, nothing it matches is healed.
+    pub maintenance: Vec<crate::maintenance::Window>,
 }
 
 /// Alerts whose labels satisfy every matcher run `chain`; the first matching route wins.
@@ -97,6 +132,17 @@ pub struct RouteSpec {
     pub matchers: Vec<crate::alertmanager::Matcher>,
     pub chain: String,
     pub verify_check: Option<String>,
+    /// Silence the alert in Alertmanager while its run heals it.
+    pub silence: Option<SilenceSpec>,
+}
+
+/// What a route's silence matches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SilenceSpec {
+    /// `silence: true`: an equality matcher for each of the alert's labels.
+    AlertLabels,
+    /// `silence: {matchers: [...]}`: amtool matchers, templated with the alert's values.
+    Matchers(Vec<Template>),
 }
 
 impl RecoveryConfig {
@@ -118,6 +164,8 @@ pub struct ChainSpec {
     pub reset_after: Duration,
     pub order: Order,
     pub steps: Vec<StepSpec>,
+    /// `shadow`: decide and record, run nothing (the chain's own `mode:`, else recovery's).
+    pub mode: RecoveryMode,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +194,11 @@ pub enum ActionSpec {
         url: Template,
         headers: Vec<(String, Template)>,
     },
+    /// Posts `MedicEscalation` to the configured Alertmanager.
+    Alert {
+        labels: Vec<(String, Template)>,
+        annotations: Vec<(String, Template)>,
+    },
 }
 
 impl ActionSpec {
@@ -154,7 +207,14 @@ impl ActionSpec {
             ActionSpec::Exec { .. } => "exec",
             ActionSpec::Http { .. } => "http",
             ActionSpec::Notify { .. } => "notify",
+            ActionSpec::Alert { .. } => "alert",
         }
+    }
+
+    /// Whether the action tells people rather than fixes anything (`notify`, `alert`): it is
+    /// not verified, not learned from, and never ends a run as recovered.
+    pub fn fixes_nothing(&self) -> bool {
+        matches!(self, ActionSpec::Notify { .. } | ActionSpec::Alert { .. })
     }
 
     /// Every placeholder the action uses.
@@ -170,6 +230,10 @@ impl ActionSpec {
             ActionSpec::Notify { url, headers } => std::iter::once(url)
                 .chain(headers.iter().map(|(_, t)| t))
                 .collect(),
+            ActionSpec::Alert {
+                labels,
+                annotations,
+            } => labels.iter().chain(annotations).map(|(_, t)| t).collect(),
         };
         templates.into_iter().flat_map(|t| t.vars()).collect()
     }

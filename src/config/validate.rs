@@ -11,6 +11,8 @@ use super::duration::Duration;
 use super::file::*;
 use super::secret::{Redactor, Secret};
 use super::*;
+use crate::maintenance::{self, When, Window};
+use crate::recovery::hold::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
 use crate::recovery::template::{Template, Var};
 
 mod kinds;
@@ -49,12 +51,16 @@ pub(super) fn load_str(
         value = Value::Mapping(Default::default());
     }
 
-    let mut secrets = Vec::new();
+    let mut expansions = Vec::new();
     let mut errors = Vec::new();
-    expand_env(&mut value, &mut String::new(), &mut secrets, &mut errors);
+    expand_env(&mut value, &mut String::new(), &mut expansions, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let secrets: Vec<String> = expansions
+        .iter()
+        .flat_map(|e| e.vars.iter().map(|(_, value)| value.clone()))
+        .collect();
 
     let file: FileConfig = match serde_path_to_error::deserialize(&value) {
         Ok(file) => file,
@@ -68,11 +74,17 @@ pub(super) fn load_str(
             .err()
             .and_then(|e| e.inner().location())
             .map(|l| (l.line(), l.column()));
-            return Err(ConfigErrors(vec![ConfigError {
-                path: if path == "." { String::new() } else { path },
-                message,
-                location,
-            }]));
+            let redactor = Redactor::new(secrets);
+            super::secret::remember_secrets(&redactor);
+            return Err(ConfigErrors(scrub_errors(
+                vec![ConfigError {
+                    path: if path == "." { String::new() } else { path },
+                    message,
+                    location,
+                }],
+                &expansions,
+                &redactor,
+            )));
         }
     };
 
@@ -80,15 +92,80 @@ pub(super) fn load_str(
         base_dir: base_dir.to_path_buf(),
         errors: Vec::new(),
         secrets,
+        expansions,
     };
-    let config = v.config(file, overrides, source);
+    let mut config = v.config(file, overrides, source);
+    let redactor = Redactor::new(v.secrets);
+    // A rejected config's secrets are secrets too: its errors are logged and answered.
+    super::secret::remember_secrets(&redactor);
     if v.errors.is_empty() {
-        let mut config = config;
-        config.redactor = Redactor::new(v.secrets);
+        config.redactor = redactor;
         Ok(config)
     } else {
-        Err(ConfigErrors(v.errors))
+        Err(ConfigErrors(scrub_errors(
+            v.errors,
+            &v.expansions,
+            &redactor,
+        )))
     }
+}
+
+/// One string that `${ENV}` expansion changed: as written, as expanded, and the variables it
+/// used with their values, so that an error can show what was written instead of the value.
+#[derive(Debug)]
+struct Expansion {
+    template: String,
+    expanded: String,
+    vars: Vec<(String, String)>,
+}
+
+/// Errors name the key and the variable, never a secret value: a quoted expanded string is
+/// shown as written (`"${DEPLOY_TIMEOUT}"`), any other copy of a variable's value as
+/// `${NAME}`, and what else is secret (file contents, header values, URL passwords and query
+/// values) as `<secret>`.
+fn scrub_errors(
+    errors: Vec<ConfigError>,
+    expansions: &[Expansion],
+    redactor: &Redactor,
+) -> Vec<ConfigError> {
+    let mut whole: Vec<&Expansion> = expansions.iter().collect();
+    whole.sort_by_key(|e| std::cmp::Reverse(e.expanded.len()));
+    let mut vars: Vec<(&str, &str)> = expansions
+        .iter()
+        .flat_map(|e| e.vars.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        .filter(|(_, v)| v.len() >= super::secret::MIN_REDACTED_LEN)
+        .collect();
+    vars.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    vars.dedup();
+    let scrub = |text: &str| -> String {
+        let mut out = text.to_string();
+        for e in &whole {
+            let quoted = format!("{:?}", e.expanded);
+            if out.contains(&quoted) {
+                out = out.replace(&quoted, &format!("{:?}", e.template));
+            }
+            if e.expanded.len() >= super::secret::MIN_REDACTED_LEN && out.contains(&e.expanded) {
+                out = out.replace(&e.expanded, &e.template);
+            }
+        }
+        for (name, value) in &vars {
+            let reference = format!("${{{name}}}");
+            for form in [value.to_string(), value.escape_debug().to_string()] {
+                if out.contains(&form) {
+                    out = out.replace(&form, &reference);
+                }
+            }
+        }
+        redactor.redact(&out)
+    };
+    errors
+        .into_iter()
+        .map(|e| ConfigError {
+            path: scrub(&e.path),
+            message: scrub(&e.message),
+            location: e.location,
+        })
+        .collect()
 }
 
 /// serde_yaml appends " at line L column C"; the location is reported on its own.
@@ -104,14 +181,20 @@ fn strip_location(message: &str) -> String {
 fn expand_env(
     value: &mut Value,
     path: &mut String,
-    secrets: &mut Vec<String>,
+    expansions: &mut Vec<Expansion>,
     errors: &mut Vec<ConfigError>,
 ) {
     match value {
         Value::String(s) if s.contains("${") => match expand_string(s) {
-            Ok((expanded, used)) => {
-                secrets.extend(used);
-                *s = expanded;
+            Ok((expanded, vars)) => {
+                let template = std::mem::replace(s, expanded.clone());
+                if !vars.is_empty() {
+                    expansions.push(Expansion {
+                        template,
+                        expanded,
+                        vars,
+                    });
+                }
             }
             Err(message) => errors.push(ConfigError {
                 path: path.clone(),
@@ -123,7 +206,7 @@ fn expand_env(
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                expand_env(item, path, secrets, errors);
+                expand_env(item, path, expansions, errors);
                 path.truncate(len);
             }
         }
@@ -134,16 +217,17 @@ fn expand_env(
                     path.push('.');
                 }
                 path.push_str(key.as_str().unwrap_or("?"));
-                expand_env(item, path, secrets, errors);
+                expand_env(item, path, expansions, errors);
                 path.truncate(len);
             }
         }
-        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, secrets, errors),
+        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, expansions, errors),
         _ => {}
     }
 }
 
-fn expand_string(s: &str) -> Result<(String, Vec<String>), String> {
+/// The expanded string, and each variable used with its value.
+fn expand_string(s: &str) -> Result<(String, Vec<(String, String)>), String> {
     let mut out = String::with_capacity(s.len());
     let mut used = Vec::new();
     let mut rest = s;
@@ -167,7 +251,7 @@ fn expand_string(s: &str) -> Result<(String, Vec<String>), String> {
             let value = std::env::var(name)
                 .map_err(|_| format!("environment variable {name:?} is not set"))?;
             out.push_str(&value);
-            used.push(value);
+            used.push((name.to_string(), value));
             rest = &body[end + 1..];
         } else {
             out.push('$');
@@ -182,6 +266,7 @@ struct Validator {
     base_dir: PathBuf,
     errors: Vec<ConfigError>,
     secrets: Vec<String>,
+    expansions: Vec<Expansion>,
 }
 
 impl Validator {
@@ -213,14 +298,22 @@ impl Validator {
         }
     }
 
+    /// A URL for an error message: as written when it came whole from `${ENV}` (a webhook URL
+    /// is the credential), else without its password and query values.
+    fn show_url(&self, url: &str) -> String {
+        match self.expansions.iter().find(|e| e.expanded == url) {
+            Some(e) => super::redact_url(&e.template),
+            None => super::redact_url(url),
+        }
+    }
+
+    /// A URL's password and query values are secrets.
     fn url_password_is_secret(&mut self, url: &str) {
+        self.secrets.extend(super::secret::url_secrets(url));
         if let Ok(parsed) = reqwest::Url::parse(url) {
-            if let Some(password) = parsed.password() {
-                self.secrets.push(password.to_string());
-                if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
-                    self.secrets.push(decoded.into_owned());
-                }
-            }
+            // As the parser normalised them: that is what a library's error quotes.
+            self.secrets
+                .extend(super::secret::url_secrets(parsed.as_str()));
         }
     }
 
@@ -229,14 +322,20 @@ impl Validator {
         let state = self.state(file.state, overrides);
         let defaults = self.defaults(&file.defaults);
         let checks = self.checks(file.checks, &defaults);
-        let recovery = self.recovery(&file.recovery, &checks);
+        let mut recovery = self.recovery(&file.recovery, &checks);
+        recovery.maintenance = self.maintenance(&file.maintenance);
         let predictions = self.predictions(&file.predictions, &checks);
+        if file.alertmanager.is_none() {
+            self.needs_no_alertmanager(&file.recovery);
+        }
+        let alertmanager = file.alertmanager.and_then(|am| self.alertmanager(am));
         Config {
             web,
             state,
             checks,
             recovery,
             predictions,
+            alertmanager,
             history_size: defaults.history_size,
             redactor: Redactor::default(),
             source,
@@ -321,7 +420,136 @@ impl Validator {
         }
     }
 
+    fn alertmanager(&mut self, am: AlertmanagerFile) -> Option<AlertmanagerConfig> {
+        let path = "alertmanager";
+        self.url_password_is_secret(&am.url);
+        let url_ok = (am.url.starts_with("http://") || am.url.starts_with("https://"))
+            && reqwest::Url::parse(&am.url).is_ok_and(|u| u.host().is_some());
+        if !url_ok {
+            self.error(
+                "alertmanager.url",
+                format!(
+                    "{:?} must be an http:// or https:// URL",
+                    self.show_url(&am.url)
+                ),
+            );
+        }
+        let mut credentials = 0;
+        let mut auth = ClientAuth::None;
+        if let Some(token) = am.bearer_token {
+            credentials += 1;
+            self.secrets.push(token.clone());
+            auth = ClientAuth::Bearer(Secret::new(token));
+        }
+        if let Some(file) = am.bearer_token_file {
+            credentials += 1;
+            if let Some(token) = self.read_secret_file("alertmanager.bearer_token_file", &file) {
+                auth = ClientAuth::Bearer(token);
+            }
+        }
+        if let Some(basic) = am.basic_auth {
+            credentials += 1;
+            let password = match (basic.password, basic.password_file) {
+                (Some(p), None) => {
+                    self.secrets.push(p.clone());
+                    Some(Secret::new(p))
+                }
+                (None, Some(file)) => {
+                    self.read_secret_file("alertmanager.basic_auth.password_file", &file)
+                }
+                _ => {
+                    self.error(
+                        "alertmanager.basic_auth",
+                        "exactly one of password and password_file is required",
+                    );
+                    None
+                }
+            };
+            if let Some(password) = password {
+                auth = ClientAuth::Basic {
+                    username: basic.username,
+                    password,
+                };
+            }
+        }
+        if credentials > 1 {
+            self.error(
+                path,
+                "at most one of bearer_token, bearer_token_file and basic_auth may be set",
+            );
+        }
+        if matches!(&auth, ClientAuth::Bearer(t) if t.expose().is_empty()) {
+            self.error(path, "bearer token is empty");
+        }
+        let file = am.tls_config.unwrap_or_default();
+        let resolve = |p: PathBuf| {
+            if p.is_absolute() {
+                p
+            } else {
+                self.base_dir.join(p)
+            }
+        };
+        let tls = ClientTls {
+            ca_file: file.ca_file.map(resolve),
+            cert_file: file.cert_file.map(resolve),
+            key_file: file.key_file.map(resolve),
+            server_name: file.server_name,
+            insecure_skip_verify: file.insecure_skip_verify.unwrap_or(false),
+        };
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            self.error(
+                "alertmanager.tls_config",
+                "cert_file and key_file must be given together",
+            );
+        } else if let Err(e) = crate::am_api::client::tls_parts(&tls) {
+            self.error("alertmanager.tls_config", e);
+        }
+        if let Some(key) = &tls.key_file {
+            // The key file's contents are a secret like any password.
+            if let Ok(text) = std::fs::read_to_string(key) {
+                self.secrets.push(text.trim().to_string());
+            }
+        }
+        let resend_delay = am.resend_delay.unwrap_or(Duration::from_secs(60));
+        if resend_delay.is_zero() {
+            self.error("alertmanager.resend_delay", "must be greater than 0s");
+        }
+        url_ok.then(|| AlertmanagerConfig {
+            url: Secret::new(am.url.trim_end_matches('/')),
+            auth,
+            tls,
+            resend_delay,
+        })
+    }
+
+    /// Without `alertmanager:`, an `alert` step or a route's `silence` could never work.
+    fn needs_no_alertmanager(&mut self, recovery: &RecoveryFile) {
+        for (name, chain) in &recovery.chains {
+            for (i, step) in chain.steps.iter().enumerate() {
+                if step.alert.is_some() {
+                    self.error(
+                        format!("recovery.chains.{name}.steps[{i}] {:?}", step.name),
+                        "an alert step needs alertmanager: to be configured",
+                    );
+                }
+            }
+        }
+        for (i, route) in recovery.routes.iter().enumerate() {
+            if route
+                .silence
+                .as_ref()
+                .is_some_and(|s| *s != SilenceFile::Enabled(false))
+            {
+                self.error(
+                    format!("recovery.routes[{i}]"),
+                    "silence needs alertmanager: to be configured",
+                );
+            }
+        }
+    }
+
     fn state(&mut self, state: StateFile, overrides: &Overrides) -> StateConfig {
+        let from_file = state.url_file.clone();
         let url = match (&overrides.state_url, state.url, state.url_file) {
             (Some(url), _, _) => Secret::new(url.clone()),
             (None, Some(url), None) => Secret::new(url),
@@ -339,12 +567,14 @@ impl Validator {
             .iter()
             .any(|p| url.expose().starts_with(p));
         if !scheme_ok {
+            // A URL read from a file is secret whole: the message names the file instead.
+            let (key, shown) = match (&overrides.state_url, &from_file) {
+                (None, Some(file)) => ("state.url_file", format!("the URL in {}", file.display())),
+                _ => ("state.url", self.show_url(url.expose())),
+            };
             self.error(
-                "state.url",
-                format!(
-                    "{} must start with sqlite: or postgres://",
-                    super::redact_url(url.expose())
-                ),
+                key,
+                format!("{shown} must start with sqlite: or postgres://"),
             );
         }
         let retention = state.retention.unwrap_or(DEFAULT_RETENTION);
@@ -573,7 +803,7 @@ impl Validator {
                     path,
                     format!(
                         "http.url {:?} must be an http:// or https:// URL with a host",
-                        super::redact_url(&h.url)
+                        self.show_url(&h.url)
                     ),
                 );
                 ok = false;
@@ -583,7 +813,7 @@ impl Validator {
                     path,
                     format!(
                         "http.url {:?} is not a valid URL: {e}",
-                        super::redact_url(&h.url)
+                        self.show_url(&h.url)
                     ),
                 );
                 ok = false;
@@ -591,12 +821,17 @@ impl Validator {
         }
         let method = h
             .method
+            .clone()
             .unwrap_or_else(|| "GET".to_string())
             .to_ascii_uppercase();
         if reqwest::Method::from_bytes(method.as_bytes()).is_err() || method.is_empty() {
             self.error(
                 path,
-                format!("http.method {method:?} is not a valid HTTP method"),
+                // As written: an upper-cased `${ENV}` value would not be recognised as one.
+                format!(
+                    "http.method {:?} is not a valid HTTP method",
+                    h.method.as_deref().unwrap_or_default()
+                ),
             );
             ok = false;
         }
@@ -686,6 +921,7 @@ impl Validator {
         db: DatabaseFile,
         timeout: Duration,
     ) -> Option<DatabaseSpec> {
+        let from_file = db.url_file.clone();
         let url = match (db.url, db.url_file) {
             (Some(url), None) => Secret::new(url),
             (None, Some(file)) => {
@@ -710,10 +946,17 @@ impl Validator {
         if !supported.iter().any(|p| url.expose().starts_with(p)) {
             self.error(
                 path,
-                format!(
-                    "database.url {:?} must start with postgres://, mysql:// or sqlite:",
-                    super::redact_url(url.expose())
-                ),
+                match &from_file {
+                    // Secret whole: name the file, not the URL.
+                    Some(file) => format!(
+                        "database.url_file: the URL in {} must start with postgres://, mysql:// or sqlite:",
+                        file.display()
+                    ),
+                    None => format!(
+                        "database.url {:?} must start with postgres://, mysql:// or sqlite:",
+                        self.show_url(url.expose())
+                    ),
+                },
             );
             return None;
         }
@@ -830,7 +1073,7 @@ impl Validator {
                 path,
                 format!(
                     "{key} {:?} must be an http:// or https:// URL",
-                    super::redact_url(url)
+                    self.show_url(url)
                 ),
             );
             return None;
@@ -843,6 +1086,7 @@ impl Validator {
             step.exec.is_some(),
             step.http.is_some(),
             step.notify.is_some(),
+            step.alert.is_some(),
         ]
         .iter()
         .filter(|a| **a)
@@ -850,7 +1094,15 @@ impl Validator {
         if actions != 1 {
             self.error(
                 path,
-                format!("exactly one of exec, http, notify is required (found {actions})"),
+                // The message predates `alert`; it names it only where it is involved, so
+                // existing tooling matching the old text keeps working.
+                if step.alert.is_some() {
+                    format!(
+                        "exactly one of exec, http, notify, alert is required (found {actions})"
+                    )
+                } else {
+                    format!("exactly one of exec, http, notify is required (found {actions})")
+                },
             );
             return None;
         }
@@ -887,7 +1139,10 @@ impl Validator {
             if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
                 self.error(
                     path,
-                    format!("http.method {method:?} is not a valid HTTP method"),
+                    format!(
+                        "http.method {:?} is not a valid HTTP method",
+                        http.method.as_deref().unwrap_or_default()
+                    ),
                 );
             }
             let headers = self.headers(path, "http", &http.headers);
@@ -905,6 +1160,37 @@ impl Validator {
             let url = self.action_url(path, "notify.url", &notify.url)?;
             let headers = self.headers(path, "notify", &notify.headers);
             ActionSpec::Notify { url, headers }
+        } else if let Some(alert) = &step.alert {
+            let mut labels = Vec::new();
+            for (name, value) in &alert.labels {
+                if validate_label_name(name).is_err() {
+                    self.error(
+                        path,
+                        format!("alert.labels: {name:?} is not a valid label name"),
+                    );
+                } else if crate::am_api::escalation::RESERVED_LABELS.contains(&name.as_str()) {
+                    self.error(path, format!("alert.labels: {name:?} is set by medic"));
+                }
+                if let Some(t) = self.template(path, &format!("alert.labels.{name}"), value) {
+                    labels.push((name.clone(), t));
+                }
+            }
+            let mut annotations = Vec::new();
+            for (name, value) in &alert.annotations {
+                if validate_label_name(name).is_err() {
+                    self.error(
+                        path,
+                        format!("alert.annotations: {name:?} is not a valid annotation name"),
+                    );
+                }
+                if let Some(t) = self.template(path, &format!("alert.annotations.{name}"), value) {
+                    annotations.push((name.clone(), t));
+                }
+            }
+            ActionSpec::Alert {
+                labels,
+                annotations,
+            }
         } else {
             return None;
         };
@@ -921,6 +1207,7 @@ impl Validator {
     fn recovery(&mut self, recovery: &RecoveryFile, checks: &[CheckSpec]) -> RecoveryConfig {
         let check_names: BTreeSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         let mut chains = BTreeMap::new();
+        let mut per_chain = BTreeMap::new();
         for (name, chain) in &recovery.chains {
             let path = format!("recovery.chains.{name}");
             if let Err(message) = validate_name(name) {
@@ -946,6 +1233,13 @@ impl Validator {
             if verify_timeout.is_zero() {
                 self.error(&path, "verify_timeout must be greater than 0s");
             }
+            if let Some(max) = chain.max_concurrent_runs {
+                if max == 0 {
+                    self.error(&path, "max_concurrent_runs must be at least 1");
+                } else {
+                    per_chain.insert(name.clone(), max);
+                }
+            }
             chains.insert(
                 name.clone(),
                 Arc::new(ChainSpec {
@@ -954,6 +1248,7 @@ impl Validator {
                     reset_after: chain.reset_after.unwrap_or(DEFAULT_RESET_AFTER),
                     order: chain.order.unwrap_or_default(),
                     steps,
+                    mode: chain.mode.or(recovery.mode).unwrap_or_default(),
                 }),
             );
         }
@@ -1016,13 +1311,200 @@ impl Validator {
                     Err(e) => self.error(format!("{path}.matchers[{j}]"), e.to_string()),
                 }
             }
+            let silence = match &route.silence {
+                None | Some(SilenceFile::Enabled(false)) => None,
+                Some(SilenceFile::Enabled(true)) => Some(SilenceSpec::AlertLabels),
+                Some(SilenceFile::Matchers(m)) => {
+                    if m.matchers.is_empty() {
+                        self.error(format!("{path}.silence"), "needs at least one matcher");
+                    }
+                    let mut templates = Vec::new();
+                    for (j, text) in m.matchers.iter().enumerate() {
+                        let key = format!("{path}.silence.matchers[{j}]");
+                        if let Some(t) = self.template(&key, "matcher", text) {
+                            // Without placeholders the matcher can be checked now.
+                            if t.vars().next().is_none() {
+                                if let Err(e) = crate::alertmanager::Matcher::parse(text) {
+                                    self.error(&key, e.to_string());
+                                }
+                            }
+                            templates.push(t);
+                        }
+                    }
+                    Some(SilenceSpec::Matchers(templates))
+                }
+            };
             routes.push(RouteSpec {
                 matchers,
                 chain: route.chain.clone(),
                 verify_check: route.verify_check.clone(),
+                silence,
             });
         }
-        RecoveryConfig { chains, routes }
+        let mut limits = self.recovery_limits(&recovery.limits);
+        limits.per_chain = per_chain;
+        RecoveryConfig {
+            chains,
+            routes,
+            limits,
+            maintenance: Vec::new(),
+        }
+    }
+
+    fn recovery_limits(&mut self, file: &LimitsFile) -> RecoveryLimits {
+        let path = "recovery.limits";
+        let max_concurrent_runs = file
+            .max_concurrent_runs
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS);
+        if max_concurrent_runs == 0 {
+            self.error(path, "max_concurrent_runs must be at least 1");
+        }
+        let max_runs = file.max_runs.as_ref().and_then(|rate| {
+            if rate.count == 0 {
+                self.error(format!("{path}.max_runs"), "count must be at least 1");
+            }
+            if rate.within.is_zero() {
+                self.error(format!("{path}.max_runs"), "within must be greater than 0s");
+            }
+            (rate.count > 0 && !rate.within.is_zero()).then(|| RateLimit {
+                count: rate.count,
+                within_ms: i64::try_from(rate.within.std().as_millis()).unwrap_or(i64::MAX),
+            })
+        });
+        let max_unhealthy = match &file.max_unhealthy {
+            None => MaxUnhealthy::default(),
+            Some(ShareOrCount::Count(n)) => {
+                MaxUnhealthy::Count(u32::try_from(*n).unwrap_or(u32::MAX))
+            }
+            Some(ShareOrCount::Text(text)) => match parse_share_or_count(text) {
+                Ok(m) => m,
+                Err(why) => {
+                    self.error(format!("{path}.max_unhealthy"), why);
+                    MaxUnhealthy::default()
+                }
+            },
+        };
+        RecoveryLimits {
+            max_concurrent_runs: Some(max_concurrent_runs.max(1)),
+            max_runs,
+            max_unhealthy,
+            per_chain: BTreeMap::new(),
+        }
+    }
+
+    fn maintenance(&mut self, windows: &[MaintenanceFile]) -> Vec<Window> {
+        let mut names = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, file) in windows.iter().enumerate() {
+            let path = format!("maintenance[{i}]");
+            let mut ok = true;
+            if let Err(message) = validate_name(&file.name) {
+                self.error(&path, format!("name {message}"));
+                ok = false;
+            } else if !names.insert(file.name.as_str()) {
+                self.error(&path, format!("duplicate window name {:?}", file.name));
+                ok = false;
+            }
+            let mut matchers = Vec::new();
+            for (j, text) in file.matchers.iter().enumerate() {
+                match crate::alertmanager::Matcher::parse(text) {
+                    Ok(m) => matchers.push(m),
+                    Err(e) => {
+                        self.error(format!("{path}.matchers[{j}]"), e.to_string());
+                        ok = false;
+                    }
+                }
+            }
+            let when = match (&file.schedule, &file.between) {
+                (Some(_), Some(_)) => {
+                    self.error(&path, "has both schedule and between; give one");
+                    None
+                }
+                (None, None) => {
+                    self.error(&path, "needs a schedule or between");
+                    None
+                }
+                (Some(schedule), None) => self.schedule(&format!("{path}.schedule"), schedule),
+                (None, Some(between)) => self.between(&format!("{path}.between"), between),
+            };
+            if let (true, Some(when)) = (ok, when) {
+                out.push(Window {
+                    name: file.name.clone(),
+                    matchers,
+                    when,
+                });
+            }
+        }
+        out
+    }
+
+    fn schedule(&mut self, path: &str, file: &ScheduleFile) -> Option<When> {
+        let mut ok = true;
+        let days = match &file.days {
+            None => ALL_DAYS.to_vec(),
+            Some(days) if days.is_empty() => {
+                self.error(path, "days is empty: leave it out for every day");
+                ok = false;
+                Vec::new()
+            }
+            Some(days) => days
+                .iter()
+                .enumerate()
+                .filter_map(|(k, d)| match maintenance::parse_weekday(d) {
+                    Ok(day) => Some(day),
+                    Err(why) => {
+                        self.error(format!("{path}.days[{k}]"), why);
+                        ok = false;
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let start = maintenance::parse_clock(&file.start)
+            .map_err(|why| self.error(format!("{path}.start"), why))
+            .ok();
+        if file.duration.is_zero() {
+            self.error(format!("{path}.duration"), "must be greater than 0s");
+            ok = false;
+        } else if file.duration.std() > maintenance::MAX_DURATION {
+            self.error(
+                format!("{path}.duration"),
+                format!("{} is longer than a week", file.duration),
+            );
+            ok = false;
+        }
+        let zone_name = file.time_zone.as_deref().unwrap_or("UTC");
+        let time_zone = maintenance::parse_time_zone(zone_name)
+            .map_err(|why| self.error(format!("{path}.time_zone"), why))
+            .ok();
+        match (ok, start, time_zone) {
+            (true, Some(start), Some(time_zone)) => Some(When::Weekly {
+                days,
+                start,
+                duration: file.duration.std(),
+                time_zone,
+            }),
+            _ => None,
+        }
+    }
+
+    fn between(&mut self, path: &str, between: &[String]) -> Option<When> {
+        let [start, end] = between else {
+            self.error(path, "needs two instants: [start, end]");
+            return None;
+        };
+        let start_ms = maintenance::parse_instant(start)
+            .map_err(|why| self.error(format!("{path}[0]"), why))
+            .ok();
+        let end_ms = maintenance::parse_instant(end)
+            .map_err(|why| self.error(format!("{path}[1]"), why))
+            .ok();
+        let (start_ms, end_ms) = (start_ms?, end_ms?);
+        if end_ms <= start_ms {
+            self.error(path, "the end must be after the start");
+            return None;
+        }
+        Some(When::Between { start_ms, end_ms })
     }
 
     fn predictions(
@@ -1151,6 +1633,37 @@ struct Defaults {
 }
 
 /// Names become label values and URL path segments: keep them plain.
+/// `50%` (a share of the enabled checks) or `20` (a number of them).
+fn parse_share_or_count(text: &str) -> Result<MaxUnhealthy, String> {
+    let bad = || {
+        format!(
+            "invalid value {text:?} (want a share of the enabled checks such as \"50%\" or a number of them such as 20)"
+        )
+    };
+    let text_trimmed = text.trim();
+    if let Some(percent) = text_trimmed.strip_suffix('%') {
+        let value: f64 = percent.trim().parse().map_err(|_| bad())?;
+        if !(0.0..=100.0).contains(&value) {
+            return Err(format!("{text:?} is not a share between 0% and 100%"));
+        }
+        return Ok(MaxUnhealthy::Share(value / 100.0));
+    }
+    text_trimmed
+        .parse::<u32>()
+        .map(MaxUnhealthy::Count)
+        .map_err(|_| bad())
+}
+
+const ALL_DAYS: [jiff::civil::Weekday; 7] = [
+    jiff::civil::Weekday::Monday,
+    jiff::civil::Weekday::Tuesday,
+    jiff::civil::Weekday::Wednesday,
+    jiff::civil::Weekday::Thursday,
+    jiff::civil::Weekday::Friday,
+    jiff::civil::Weekday::Saturday,
+    jiff::civil::Weekday::Sunday,
+];
+
 fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
@@ -1297,8 +1810,183 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_variable_never_its_value() {
+        std::env::set_var("MEDIC_T_IVAL", "s3cr3t-ival");
+        std::env::set_var("MEDIC_T_ADDR", "s3cr3t\"addr");
+        std::env::set_var("MEDIC_T_HOOK", "hooks.example/s3cr3t-hook?sig=s3cr3t-sig");
+        std::env::set_var("MEDIC_T_DB", "mysq://u:s3cr3t-pw@db/x");
+        std::env::set_var("MEDIC_T_ARG", "s3cr3t-arg");
+        std::env::set_var("MEDIC_T_METHOD", "s3cr3t meth");
+        // (config, the text the error must name)
+        let cases = [
+            (
+                "checks:\n- name: a\n  interval: ${MEDIC_T_IVAL}\n  tcp: {address: 'x:1'}\n",
+                r#"checks[0].interval: invalid duration "${MEDIC_T_IVAL}""#,
+            ),
+            (
+                "checks:\n- name: a\n  tcp: {address: 'pre-${MEDIC_T_ADDR}'}\n",
+                r#"tcp.address "pre-${MEDIC_T_ADDR}" is not host:port"#,
+            ),
+            (
+                "recovery:\n  chains:\n    c:\n      steps:\n      - name: n\n        notify: {url: '${MEDIC_T_HOOK}'}\n",
+                r#"notify.url "${MEDIC_T_HOOK}" must be"#,
+            ),
+            (
+                "state: {url: '${MEDIC_T_DB}'}\n",
+                "state.url: ${MEDIC_T_DB} must start with",
+            ),
+            (
+                "recovery:\n  chains:\n    c:\n      steps:\n      - name: n\n        exec: {program: x, args: ['--t=${MEDIC_T_ARG} {{ bad']}\n",
+                r#"exec.args[0]: unterminated placeholder in "--t=${MEDIC_T_ARG} {{ bad""#,
+            ),
+            (
+                "recovery:\n  chains:\n    c:\n      steps:\n      - name: n\n        http: {url: 'http://h/', method: 'x${MEDIC_T_METHOD}'}\n",
+                "${MEDIC_T_METHOD}",
+            ),
+        ];
+        for (config, want) in cases {
+            let e = errors(config).join("\n");
+            assert!(!e.contains("s3cr3t"), "a value leaked:\n{e}");
+            assert!(e.contains(want), "want {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn a_url_from_a_file_is_named_by_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("u"),
+            "mysq://medic:s3cr3t-pw@db.internal/x\n",
+        )
+        .unwrap();
+        for config in [
+            "state: {url_file: u}\n",
+            "checks:\n- name: d\n  database: {url_file: u}\n",
+        ] {
+            let e = load_str(
+                config,
+                dir.path(),
+                &Overrides::default(),
+                ConfigSource::Builtin,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(!e.contains("s3cr3t") && !e.contains("db.internal"), "{e}");
+            assert!(e.contains("url_file: the URL in u must start"), "{e}");
+        }
+    }
+
+    #[test]
+    fn url_query_values_and_headers_are_secret() {
+        let c = load("checks:\n- name: a\n  http:\n    url: 'http://h/?token=s3cr3t-q'\n    headers: {X-Key: s3cr3t-h}\n").unwrap();
+        assert_eq!(c.redactor.redact("s3cr3t-q s3cr3t-h"), "<secret> <secret>");
+    }
+
+    #[test]
+    fn alertmanager_credentials_are_secret() {
+        let c = load(
+            "alertmanager:\n  url: 'http://u:am-pass-1@am:9093'\n  bearer_token: am-token-1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.redactor.redact("am-pass-1 am-token-1"),
+            "<secret> <secret>"
+        );
+        let am = c.alertmanager.expect("configured");
+        assert!(!format!("{am:?}").contains("am-token-1"));
+        assert_eq!(am.resend_delay, Duration::from_secs(60));
+        let e = errors("alertmanager:\n  url: 'http://am:9093'\n  basic_auth: {username: u, password: am-pass-2}\n  bearer_token: am-token-2\n");
+        assert!(
+            e.iter()
+                .all(|e| !e.contains("am-pass-2") && !e.contains("am-token-2")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn silence_matchers_without_placeholders_are_checked_at_load() {
+        let e = errors("alertmanager: {url: 'http://am:9093'}\nrecovery:\n  chains:\n    c:\n      steps:\n      - name: n\n        exec: {program: /bin/true}\n  routes:\n  - matchers: ['a=\"b\"']\n    chain: c\n    silence: {matchers: ['not a matcher']}\n");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("recovery.routes[0].silence.matchers[0]")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn url_passwords_never_reach_error_messages() {
         let e = errors("checks:\n- name: db\n  database: {url: 'oracle://u:hunter22@h/x'}\n");
         assert!(!e[0].contains("hunter22"), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+mod safe_healing_tests {
+    use super::*;
+
+    fn load(text: &str) -> Config {
+        crate::config::load_str(text, Path::new("."), &Overrides::default()).expect("valid")
+    }
+
+    #[test]
+    fn share_or_count_table() {
+        let cases = [
+            ("50%", Ok(MaxUnhealthy::Share(0.5))),
+            ("12.5 %", Ok(MaxUnhealthy::Share(0.125))),
+            ("0%", Ok(MaxUnhealthy::Share(0.0))),
+            ("100%", Ok(MaxUnhealthy::Share(1.0))),
+            ("20", Ok(MaxUnhealthy::Count(20))),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_share_or_count(text), want, "{text}");
+        }
+        for bad in ["120%", "-1%", "lots", "0.5", "%", ""] {
+            assert!(parse_share_or_count(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn limits_and_modes_get_their_defaults() {
+        let config = load(
+            "recovery:\n  chains:\n    web:\n      steps:\n        - {name: s, exec: {program: /bin/true}}\n",
+        );
+        let limits = &config.recovery.limits;
+        assert_eq!(
+            limits.max_concurrent_runs,
+            Some(DEFAULT_MAX_CONCURRENT_RUNS)
+        );
+        assert_eq!(limits.max_runs, None);
+        assert_eq!(limits.max_unhealthy, MaxUnhealthy::Share(0.5));
+        assert!(limits.per_chain.is_empty());
+        assert_eq!(config.recovery.chains["web"].mode, RecoveryMode::Active);
+        assert!(config.recovery.maintenance.is_empty());
+    }
+
+    #[test]
+    fn a_chains_mode_overrides_recoverys() {
+        let config = load(concat!(
+            "recovery:\n  mode: shadow\n  limits: {max_unhealthy: 20, max_runs: {count: 3, within: 10m}}\n",
+            "  chains:\n",
+            "    a:\n      steps: [{name: s, exec: {program: /bin/true}}]\n",
+            "    b:\n      mode: active\n      max_concurrent_runs: 2\n      steps: [{name: s, exec: {program: /bin/true}}]\n",
+            "maintenance:\n  - {name: w, schedule: {start: \"02:00\", duration: 1h}}\n",
+        ));
+        let r = &config.recovery;
+        assert_eq!(r.chains["a"].mode, RecoveryMode::Shadow);
+        assert_eq!(r.chains["b"].mode, RecoveryMode::Active);
+        assert_eq!(r.limits.per_chain.get("b"), Some(&2));
+        assert_eq!(r.limits.max_unhealthy, MaxUnhealthy::Count(20));
+        assert_eq!(
+            r.limits.max_runs,
+            Some(RateLimit {
+                count: 3,
+                within_ms: 600_000
+            })
+        );
+        assert_eq!(r.maintenance.len(), 1);
+        match &r.maintenance[0].when {
+            When::Weekly { days, .. } => assert_eq!(days.len(), 7, "no days: every day"),
+            other => panic!("want a weekly window, got {other:?}"),
+        }
     }
 }

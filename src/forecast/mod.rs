@@ -4,11 +4,40 @@
 
 mod anomaly;
 mod holt;
+mod horizon;
+mod seasonal;
 mod trend;
 
-pub use anomaly::{AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_SEASONAL, TEST_VALUE};
+pub use anomaly::{
+    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_RECENT, TEST_SEASONAL, TEST_VALUE,
+};
 pub use holt::Holt;
+pub use horizon::MODELS;
+pub use seasonal::DailyProfile;
 pub use trend::LinearTrend;
+
+use horizon::Horizon;
+
+/// Names of the candidate models, in the order `Forecaster::model_errors` reports them.
+pub const MODEL_NAMES: [&str; MODELS] = [
+    "least squares",
+    "holt",
+    "last value",
+    "level",
+    "daily delta",
+    "daily profile",
+    "yesterday",
+];
+/// Most horizons one forecaster tracks out-of-sample (a prediction's configured horizons).
+pub const MAX_SLOTS: usize = 16;
+
+/// A forecast with its 80 % prediction interval (absent until enough errors were seen).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Band {
+    pub value: f64,
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+}
 
 /// Which side of a threshold counts as a breach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +83,11 @@ pub struct Forecaster {
     intervals: [f64; INTERVAL_RING],
     n_intervals: usize,
     next_interval: usize,
+    daily: DailyProfile,
+    yesterday: DailyProfile,
+    slots: Vec<Horizon>,
+    /// One-step errors of the forecast line: how far the series strays from it sample to sample.
+    noise: Horizon,
 }
 
 impl Forecaster {
@@ -93,6 +127,10 @@ impl Forecaster {
             intervals: [0.0; INTERVAL_RING],
             n_intervals: 0,
             next_interval: 0,
+            daily: DailyProfile::new(),
+            yesterday: DailyProfile::with_weight(1.0),
+            slots: Vec::new(),
+            noise: Horizon::default(),
         }
     }
 
@@ -107,6 +145,13 @@ impl Forecaster {
             self.n_intervals = (self.n_intervals + 1).min(INTERVAL_RING);
         }
         if t > self.last_t {
+            if let Some(r) = self
+                .forecast(t)
+                .map(|f| value - f)
+                .filter(|r| r.is_finite())
+            {
+                self.noise.push_residual(r);
+            }
             if let (Some(a), Some(b)) = (self.ls.forecast(t), self.holt.forecast(t)) {
                 let (ea, eb) = ((a - value).powi(2), (b - value).powi(2));
                 let ec = (self.last_v - value).powi(2);
@@ -118,10 +163,87 @@ impl Forecaster {
                 }
             }
         }
+        for h in &mut self.slots {
+            h.settle(t, value);
+        }
         self.last_t = t;
         self.last_v = value;
         self.ls.push(t, value);
         self.holt.push(t, value);
+        self.daily.push(t, value);
+        self.yesterday.push(t, value);
+    }
+
+    /// Every candidate model's forecast for time `at` (NaN where a model has none yet).
+    fn model_forecasts(&self, at: f64) -> [f64; MODELS] {
+        let nan = f64::NAN;
+        let last = if self.last_t.is_finite() {
+            self.last_v
+        } else {
+            nan
+        };
+        let profile_at = self.daily.at(at).unwrap_or(nan);
+        let profile_now = self.daily.at(self.last_t).unwrap_or(nan);
+        [
+            self.ls.forecast(at).unwrap_or(nan),
+            self.holt.forecast(at).unwrap_or(nan),
+            last,
+            self.holt.line().map_or(nan, |l| l.1),
+            last + (profile_at - profile_now),
+            profile_at,
+            self.yesterday.at(at).unwrap_or(nan),
+        ]
+    }
+
+    /// The forecast for time `at` made now, for horizon `slot` (a caller's fixed index per
+    /// horizon), with its 80 % interval. The model serving it is the one with the lowest recent
+    /// out-of-sample error at this horizon; the served value is remembered and scored when `at`
+    /// arrives, and the interval is read from those scores. None until two distinct timestamps.
+    pub fn predict(&mut self, slot: usize, at: f64) -> Option<Band> {
+        let fallback = self.forecast(at)?;
+        if slot >= MAX_SLOTS {
+            return Some(Band {
+                value: fallback,
+                lower: None,
+                upper: None,
+            });
+        }
+        while self.slots.len() <= slot {
+            self.slots.push(Horizon::default());
+        }
+        let preds = self.model_forecasts(at);
+        let h = &mut self.slots[slot];
+        let value = match (self.choice, h.best(&preds)) {
+            (ModelChoice::Best, Some(m)) => preds[m],
+            _ => fallback,
+        };
+        h.record(at, value, preds);
+        let band = h.band();
+        Some(Band {
+            value,
+            lower: band.map(|b| value + b.0).filter(|v| v.is_finite()),
+            upper: band.map(|b| value + b.1).filter(|v| v.is_finite()),
+        })
+    }
+
+    /// (lower, upper) offsets of the 80 % band of single samples around the forecast line.
+    pub fn noise_band(&self) -> Option<(f64, f64)> {
+        self.noise.band()
+    }
+
+    /// Bytes of state held (the least-squares window dominates), for the memory figure.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.ls.len() * 2 * std::mem::size_of::<f64>()
+            + self.daily.memory_bytes()
+            + self.yesterday.memory_bytes()
+            + self.slots.iter().map(Horizon::memory_bytes).sum::<usize>()
+            + self.noise.memory_bytes()
+    }
+
+    /// Recent mean absolute error of each model (`MODEL_NAMES` order) at horizon `slot`.
+    pub fn model_errors(&self, slot: usize) -> Option<[f64; MODELS]> {
+        self.slots.get(slot).map(Horizon::errors)
     }
 
     /// Weights of (least squares, Holt, no change) in the combined line, from recent out-of-sample error.

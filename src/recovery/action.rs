@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::template::{Escape, TemplateError, Values};
-use crate::config::{redact_url, ActionSpec, StepSpec};
-use crate::process_group::{self, Keep, RunError};
+use crate::config::{known_secrets, redact_url, ActionSpec, Redactor, StepSpec};
+use crate::process_group::{self, Keep, OnSpawn, RunError};
 
 /// How an attempt's action (and its verification) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -19,6 +19,8 @@ pub enum AttemptResult {
     Success,
     Failure,
     Timeout,
+    /// Shadow mode: recorded as the step that would have run; nothing ran.
+    Shadow,
 }
 
 impl AttemptResult {
@@ -27,6 +29,7 @@ impl AttemptResult {
             AttemptResult::Success => "success",
             AttemptResult::Failure => "failure",
             AttemptResult::Timeout => "timeout",
+            AttemptResult::Shadow => "shadow",
         }
     }
 }
@@ -68,6 +71,34 @@ pub struct ActionContext<'a> {
     /// The check's last message or the alert's summary.
     pub message: &'a str,
     pub tried: &'a [TriedStep],
+    /// The run's fencing token, when the store issued one (not in dry runs).
+    pub fencing_token: Option<i64>,
+    /// The run, for an `alert` step's `run_id` and link.
+    pub run_id: &'a str,
+    /// Whose counters apply (`check:NAME`, `alert:FINGERPRINT`): an escalation resolves when
+    /// this subject is healthy again.
+    pub subject: &'a str,
+}
+
+/// The environment variable an exec step finds its run's id in.
+pub const RUN_ID_ENV: &str = "MEDIC_RUN_ID";
+
+/// The environment variable an exec step finds its run's fencing token in.
+pub const FENCING_ENV: &str = "MEDIC_FENCING_TOKEN";
+/// The header http and notify steps send their run's fencing token in.
+pub const FENCING_HEADER: &str = "X-Medic-Fencing-Token";
+
+/// Adds the fencing token header, replacing any configured header of that name: a target that
+/// refuses stale actors must see the token medic issued, not a template's.
+fn with_fencing_header(
+    mut headers: Vec<(String, String)>,
+    token: Option<i64>,
+) -> Vec<(String, String)> {
+    if let Some(token) = token {
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case(FENCING_HEADER));
+        headers.push((FENCING_HEADER.to_string(), token.to_string()));
+    }
+    headers
 }
 
 /// An action with its templates rendered: what will run.
@@ -89,25 +120,47 @@ pub enum Rendered {
         headers: Vec<(String, String)>,
         body: serde_json::Value,
     },
+    /// `MedicEscalation`, for the configured Alertmanager.
+    Alert(crate::am_api::Escalation),
 }
 
 /// Output kept per attempt.
 const OUTPUT_TAIL: usize = 4096;
 
-impl fmt::Display for Rendered {
-    /// For people (dry runs, logs): header values are never shown.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+impl Rendered {
+    /// For people (dry runs, logs, `medic recover`): header values and bodies are never shown,
+    /// a URL's password and query values are `<secret>`, and so is any secret of the config
+    /// in a program, an argument or a URL (an `${ENV}` value, a file's contents).
+    pub fn shown(&self, secrets: &Redactor) -> String {
+        let text = match self {
             Rendered::Exec { program, args, .. } => {
-                write!(f, "exec {program:?}")?;
+                let mut text = format!("exec {program:?}");
                 for a in args {
-                    write!(f, " {a:?}")?;
+                    text.push_str(&format!(" {a:?}"));
                 }
-                Ok(())
+                text
             }
-            Rendered::Http { method, url, .. } => write!(f, "http {method} {}", redact_url(url)),
-            Rendered::Notify { url, .. } => write!(f, "notify POST {}", redact_url(url)),
-        }
+            // Whole secrets first: a URL that is one (a webhook's) goes before it is cut up.
+            Rendered::Http { method, url, .. } => {
+                format!("http {method} {}", redact_url(&secrets.redact(url)))
+            }
+            Rendered::Notify { url, .. } => {
+                format!("notify POST {}", redact_url(&secrets.redact(url)))
+            }
+            Rendered::Alert(e) => format!(
+                "alert {} step {} to Alertmanager",
+                crate::am_api::escalation::ALERTNAME,
+                e.step
+            ),
+        };
+        secrets.redact(&text)
+    }
+}
+
+impl fmt::Display for Rendered {
+    /// [`Rendered::shown`] with every secret medic knows of.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown(&known_secrets()))
     }
 }
 
@@ -130,12 +183,16 @@ pub fn render(
                 ("MEDIC_STEP".to_string(), step.name.clone()),
                 ("MEDIC_TRIGGER".to_string(), ctx.trigger.to_string()),
                 ("MEDIC_TARGET".to_string(), ctx.target.to_string()),
+                (RUN_ID_ENV.to_string(), ctx.run_id.to_string()),
             ];
             if let Some(check) = &v.check {
                 env.push(("MEDIC_CHECK".to_string(), check.clone()));
             }
             for (name, value) in &v.labels {
                 env.push((format!("MEDIC_LABEL_{}", env_name(name)), value.clone()));
+            }
+            if let Some(token) = ctx.fencing_token {
+                env.push((FENCING_ENV.to_string(), token.to_string()));
             }
             Rendered::Exec {
                 program: program.render(v, Escape::None)?,
@@ -154,7 +211,7 @@ pub fn render(
         } => Rendered::Http {
             method: method.clone(),
             url: url.render(v, Escape::Url)?,
-            headers: headers(hs)?,
+            headers: with_fencing_header(headers(hs)?, ctx.fencing_token),
             body: body
                 .as_ref()
                 .map(|b| b.render(v, Escape::Json))
@@ -178,8 +235,9 @@ pub fn render(
             );
             Rendered::Notify {
                 url: url.render(v, Escape::Url)?,
-                headers: headers(hs)?,
+                headers: with_fencing_header(headers(hs)?, ctx.fencing_token),
                 body: serde_json::json!({
+                    "run_id": ctx.run_id,
                     "text": text,
                     "chain": chain,
                     "step": step.name,
@@ -192,6 +250,37 @@ pub fn render(
                     "tried": ctx.tried,
                 }),
             }
+        }
+        ActionSpec::Alert {
+            labels,
+            annotations,
+        } => {
+            let step_labels = headers(labels)?;
+            let mut rendered: BTreeMap<String, String> =
+                headers(annotations)?.into_iter().collect();
+            let subject = v.check.clone().unwrap_or_else(|| ctx.subject.to_string());
+            let tried =
+                crate::am_api::escalation::description(chain, &subject, ctx.message, ctx.tried);
+            let description = match rendered.remove("description") {
+                Some(own) => format!("{own}\n\n{tried}"),
+                None => tried,
+            };
+            rendered.insert("description".to_string(), description);
+            rendered.insert("run_id".to_string(), ctx.run_id.to_string());
+            Rendered::Alert(crate::am_api::Escalation {
+                chain: chain.to_string(),
+                step: step.name.clone(),
+                subject: ctx.subject.to_string(),
+                run_id: ctx.run_id.to_string(),
+                labels: crate::am_api::escalation::labels(
+                    chain,
+                    &step.name,
+                    ctx.trigger,
+                    v,
+                    &step_labels,
+                ),
+                annotations: rendered,
+            })
         }
     })
 }
@@ -213,6 +302,8 @@ fn env_name(label: &str) -> String {
 /// Runs rendered actions; holds the HTTP client they share.
 pub struct Actions {
     client: reqwest::Client,
+    /// Where `alert` steps post, when this process talks to an Alertmanager.
+    alertmanager: Option<std::sync::Arc<crate::am_api::Alertmanager>>,
 }
 
 impl Actions {
@@ -223,13 +314,56 @@ impl Actions {
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::limited(5))
                 .build()?,
+            alertmanager: None,
         })
     }
 
-    /// Runs the action, bounded by `timeout`.
-    pub async fn run(&self, rendered: &Rendered, timeout: Duration) -> ActionOutcome {
+    /// `alert` steps post through this Alertmanager link.
+    pub fn with_alertmanager(mut self, am: std::sync::Arc<crate::am_api::Alertmanager>) -> Self {
+        self.alertmanager = Some(am);
+        self
+    }
+
+    /// The Alertmanager link, for the run's silences and the manager's resolutions.
+    pub fn alertmanager(&self) -> Option<&std::sync::Arc<crate::am_api::Alertmanager>> {
+        self.alertmanager.as_ref()
+    }
+
+    /// Runs the action, bounded by `timeout`. An `exec` action tells `on_spawn` its process
+    /// group as soon as it runs (for the attempt's record); other actions drop it. What it says
+    /// (a library's error quoting the URL, a program echoing its arguments) is scrubbed of
+    /// secrets before anyone stores or logs it.
+    pub async fn run(
+        &self,
+        rendered: &Rendered,
+        timeout: Duration,
+        on_spawn: Option<OnSpawn>,
+    ) -> ActionOutcome {
+        let mut outcome = self.run_unscrubbed(rendered, timeout, on_spawn).await;
+        let secrets = known_secrets();
+        if !secrets.is_empty() {
+            outcome.message = secrets.redact(&outcome.message);
+            outcome.output = secrets.redact(&outcome.output);
+        }
+        if let Rendered::Http { url, .. } | Rendered::Notify { url, .. } = rendered {
+            let shown = redact_url(url);
+            if shown != *url {
+                outcome.message = outcome.message.replace(url.as_str(), &shown);
+            }
+        }
+        outcome
+    }
+
+    async fn run_unscrubbed(
+        &self,
+        rendered: &Rendered,
+        timeout: Duration,
+        on_spawn: Option<OnSpawn>,
+    ) -> ActionOutcome {
         match rendered {
-            Rendered::Exec { program, args, env } => exec(program, args, env, timeout).await,
+            Rendered::Exec { program, args, env } => {
+                exec(program, args, env, timeout, on_spawn).await
+            }
             Rendered::Http {
                 method,
                 url,
@@ -241,6 +375,29 @@ impl Actions {
                 };
                 self.request(method, url, headers, body.clone(), timeout)
                     .await
+            }
+            Rendered::Alert(escalation) => {
+                let Some(am) = &self.alertmanager else {
+                    return ActionOutcome::failure("alertmanager: is not configured");
+                };
+                match tokio::time::timeout(timeout, am.escalate(escalation)).await {
+                    Ok(Ok(message)) => ActionOutcome {
+                        result: AttemptResult::Success,
+                        message,
+                        exit_code: None,
+                        output: String::new(),
+                    },
+                    Ok(Err(message)) => ActionOutcome::failure(message),
+                    Err(_) => ActionOutcome {
+                        result: AttemptResult::Timeout,
+                        message: format!(
+                            "Alertmanager did not answer within {}s",
+                            timeout.as_secs_f64()
+                        ),
+                        exit_code: None,
+                        output: String::new(),
+                    },
+                }
             }
             Rendered::Notify { url, headers, body } => {
                 let mut headers = headers.clone();
@@ -315,8 +472,18 @@ async fn exec(
     args: &[String],
     env: &[(String, String)],
     timeout: Duration,
+    on_spawn: Option<OnSpawn>,
 ) -> ActionOutcome {
-    match process_group::run(program, args, env, timeout, Keep::Tail(OUTPUT_TAIL)).await {
+    match process_group::run(
+        program,
+        args,
+        env,
+        timeout,
+        Keep::Tail(OUTPUT_TAIL),
+        on_spawn,
+    )
+    .await
+    {
         Err(e @ RunError::Timeout(_)) => ActionOutcome {
             result: AttemptResult::Timeout,
             message: e.to_string(),
@@ -325,7 +492,7 @@ async fn exec(
         },
         Err(e) => ActionOutcome::failure(e.to_string()),
         Ok(exited) => {
-            let output = tail(&format!("{}{}", exited.stdout, exited.stderr), OUTPUT_TAIL);
+            let output = join_output(&exited.stdout, &exited.stderr, OUTPUT_TAIL);
             let code = exited.status.code();
             ActionOutcome {
                 result: if exited.status.success() {
@@ -342,6 +509,22 @@ async fn exec(
             }
         }
     }
+}
+
+/// stdout's tail then stderr's, in at most `max` bytes. Each gets half the room, and one
+/// that needs less leaves the rest to the other: a large stderr never pushes out the last line
+/// of stdout, where a script says what it did.
+fn join_output(stdout: &str, stderr: &str, max: usize) -> String {
+    let half = max / 2;
+    let out_room = if stderr.len() < half {
+        max - stderr.len()
+    } else {
+        half
+    };
+    let mut joined = tail(stdout, out_room);
+    let err_room = max - joined.len();
+    joined.push_str(&tail(stderr, err_room));
+    joined
 }
 
 fn tail(text: &str, max: usize) -> String {
@@ -368,6 +551,117 @@ mod tests {
     fn env_names_are_shell_safe() {
         assert_eq!(env_name("service"), "SERVICE");
         assert_eq!(env_name("k8s.pod-name"), "K8S_POD_NAME");
+    }
+
+    #[test]
+    fn a_large_stderr_keeps_the_last_line_of_stdout() {
+        let stdout = format!("{}\nrestarted web\n", "x".repeat(3000));
+        let stderr = format!("{}\nlast warning\n", "e".repeat(10_000));
+        let joined = join_output(&stdout, &stderr, 4096);
+        assert!(joined.len() <= 4096, "{}", joined.len());
+        assert!(joined.contains("restarted web\n"), "{joined}");
+        assert!(joined.ends_with("last warning\n"), "{joined}");
+        // Small outputs are kept whole, stdout first.
+        assert_eq!(join_output("out\n", "err\n", 4096), "out\nerr\n");
+        // Either one may use the room the other leaves.
+        let big = "o".repeat(5000);
+        assert_eq!(join_output(&big, "err\n", 4096).len(), 4096);
+        assert!(join_output(&big, "err\n", 4096).ends_with("oerr\n"));
+        assert_eq!(join_output("", &big, 4096).len(), 4096);
+    }
+
+    #[test]
+    fn shown_actions_hide_secrets_in_args_and_urls() {
+        let secrets = Redactor::new([
+            "s3cr3t\"arg".to_string(),
+            "https://hooks.example/s3cr3t-path".to_string(),
+        ]);
+        let exec = Rendered::Exec {
+            program: "/bin/deploy".into(),
+            args: vec!["--token=s3cr3t\"arg".into(), "plain".into()],
+            env: vec![],
+        };
+        assert_eq!(
+            exec.shown(&secrets),
+            r#"exec "/bin/deploy" "--token=<secret>" "plain""#
+        );
+        let notify = Rendered::Notify {
+            url: "https://hooks.example/s3cr3t-path".into(),
+            headers: vec![("Authorization".into(), "Bearer s3cr3t-header".into())],
+            body: serde_json::json!({}),
+        };
+        assert_eq!(notify.shown(&secrets), "notify POST <secret>");
+        let http = Rendered::Http {
+            method: "POST".into(),
+            url: "https://u:s3cr3t-pw@h/x?sig=s3cr3t-sig".into(),
+            headers: vec![],
+            body: None,
+        };
+        assert_eq!(
+            http.shown(&secrets),
+            "http POST https://u:<secret>@h/x?sig=<secret>"
+        );
+    }
+
+    #[test]
+    fn the_fencing_token_replaces_a_configured_header_of_its_name() {
+        let configured = vec![
+            ("x-medic-fencing-token".to_string(), "999".to_string()),
+            ("Authorization".to_string(), "Bearer t".to_string()),
+        ];
+        assert_eq!(
+            with_fencing_header(configured.clone(), Some(7)),
+            vec![
+                ("Authorization".to_string(), "Bearer t".to_string()),
+                (FENCING_HEADER.to_string(), "7".to_string()),
+            ]
+        );
+        assert_eq!(with_fencing_header(configured.clone(), None), configured);
+    }
+
+    #[test]
+    fn exec_and_notify_carry_the_run_id() {
+        use crate::recovery::template::Template;
+        let step = |action| StepSpec {
+            name: "s".into(),
+            action,
+            max_attempts: 1,
+            cooldown: std::time::Duration::ZERO.into(),
+            timeout: std::time::Duration::from_secs(1).into(),
+            tier: None,
+        };
+        let values = Values {
+            check: Some("web".into()),
+            chain: "c".into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        };
+        let ctx = ActionContext {
+            values: &values,
+            trigger: "check",
+            target: "check:web",
+            message: "down",
+            tried: &[],
+            fencing_token: None,
+            run_id: "18f-abc",
+            subject: "check:web",
+        };
+        let exec = step(ActionSpec::Exec {
+            program: Template::parse("/bin/true").unwrap(),
+            args: vec![],
+        });
+        let Ok(Rendered::Exec { env, .. }) = render(&exec, "c", &ctx) else {
+            panic!("exec renders");
+        };
+        assert!(env.contains(&(RUN_ID_ENV.to_string(), "18f-abc".to_string())));
+        let notify = step(ActionSpec::Notify {
+            url: Template::parse("http://127.0.0.1/hook").unwrap(),
+            headers: vec![],
+        });
+        let Ok(Rendered::Notify { body, .. }) = render(&notify, "c", &ctx) else {
+            panic!("notify renders");
+        };
+        assert_eq!(body["run_id"], "18f-abc");
     }
 
     #[test]

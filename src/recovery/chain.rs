@@ -140,6 +140,7 @@ mod tests {
             reset_after: Duration::from_secs(3600),
             order,
             steps,
+            mode: crate::config::RecoveryMode::Active,
         }
     }
 

@@ -3,4 +3,9 @@
 pub mod action;
 pub mod chain;
 pub mod engine;
+pub mod held;
+pub mod hold;
+pub mod lease;
+pub mod machine;
+pub mod pause;
 pub mod template;

@@ -4,7 +4,9 @@
 pub(crate) mod auth;
 mod heartbeat;
 mod page;
+mod pauses;
 mod routes;
+mod runs;
 pub mod web_config;
 mod webhook;
 
@@ -18,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
@@ -34,12 +36,17 @@ pub struct Shared {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Set once config and state store are loaded.
     pub ready: AtomicBool,
+    /// Why `ready` is false, when there is more to say than "not yet" (the state store's file
+    /// was deleted and is being reopened). Shown in the 503 body of `/-/ready`.
+    pub not_ready_reason: std::sync::Mutex<Option<&'static str>>,
     /// The state store, once open.
     pub store: watch::Receiver<Option<crate::store::Store>>,
     /// Webhook credentials and limits; replaced on reload.
     pub webhook: watch::Receiver<Arc<crate::config::WebhookConfig>>,
     /// Where alerts go.
     pub recovery: crate::recovery::engine::RecoveryHandle,
+    /// The pauses in force; `/api/v1/pauses` writes through it.
+    pub pauses: crate::pause_book::PauseBook,
     /// TLS and basic auth from `--web.config.file`; replaced on reload.
     pub web: watch::Receiver<Arc<web_config::WebSecurity>>,
     /// Pings of heartbeat checks, shared with the prober.
@@ -55,14 +62,74 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves until `shutdown` turns true, then drains open connections.
+/// `--web.max-connections`'s default, as Prometheus has it.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// Connections the kernel holds for medic before it accepts them (the default, 128, made a
+/// burst of connects wait for a SYN retransmit; the kernel caps it at `somaxconn`).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `address` (`host:port`, the first address it resolves to that binds) with a listen
+/// backlog of [`LISTEN_BACKLOG`].
+pub async fn listen(address: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(address).await? {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As std's bind does: a restarted medic can listen while old connections linger.
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}
+
+/// Serves until `shutdown` turns true, then drains open connections. At most `max_connections`
+/// are open at once: past that, new ones wait in the listen backlog, unaccepted, so idle
+/// clients cannot take the file descriptors probes and steps need.
 pub async fn serve(
     listener: TcpListener,
+    max_connections: usize,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    // When the cap was last logged: once a minute at most, however often it is reached.
+    let mut logged: Option<tokio::time::Instant> = None;
     loop {
+        // Wait for a free slot before accepting, so that what is past the cap is never accepted.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    logged = Some(tokio::time::Instant::now());
+                    tracing::warn!(
+                        max_connections,
+                        "--web.max-connections reached: new connections wait until one closes"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -80,6 +147,8 @@ pub async fn serve(
                 let (shared, watcher) = (shared.clone(), graceful.watcher());
                 tokio::spawn(
                     async move {
+                        // Held for as long as the connection is open.
+                        let _slot = slot;
                         match tls {
                             None => serve_connection(stream, peer, shared, watcher).await,
                             Some(tls) => {

@@ -11,7 +11,10 @@
 //! | `GET /api/v1/recoveries?chain=&limit=` | recovery attempts from the store, newest first |
 //! | `GET /api/v1/predictions` | every prediction's latest value, forecasts, time to breach and anomaly score |
 //! | `GET /api/v1/recoveries/stats` | per-step totals: attempts, successes, ratio, mean duration |
+//! | `GET /api/v1/runs?chain=&limit=` | recovery runs, newest first ([`super::runs`]) |
+//! | `GET /api/v1/runs/{id}` | one run and every decision it made, in order; 404 if unknown |
 //! | `POST /api/v1/alerts` | the Alertmanager webhook receiver ([`super::webhook`]) |
+//! | `POST/GET /api/v1/pauses`, `DELETE /api/v1/pauses/{id}` | pauses ([`super::pauses`]) |
 //! | `GET /` | the status page |
 
 use std::convert::Infallible;
@@ -102,6 +105,11 @@ pub async fn handle(
     if req.uri().path().starts_with(super::heartbeat::PREFIX) {
         return Ok(super::heartbeat::receive(&shared, req).await);
     }
+    // Pauses are made by automation and operators alike: they take the webhook's credential.
+    let path = req.uri().path();
+    if path == "/api/v1/pauses" || path.starts_with("/api/v1/pauses/") {
+        return Ok(super::pauses::handle(&shared, peer, req).await);
+    }
     // The webhook has its own credential (`web.webhook`); everything else is behind the web
     // config's users, when there are any.
     let web = shared.web.borrow().clone();
@@ -132,7 +140,17 @@ pub async fn handle(
             if shared.ready.load(Ordering::SeqCst) {
                 text(StatusCode::OK, "medic is ready.\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "medic is not ready.\n")
+                let reason = *shared
+                    .not_ready_reason
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match reason {
+                    Some(reason) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("medic is not ready: {reason}.\n"),
+                    ),
+                    None => text(StatusCode::SERVICE_UNAVAILABLE, "medic is not ready.\n"),
+                }
             }
         }
         "/-/reload" if method == Method::POST || method == Method::PUT => reload(&shared).await,
@@ -144,6 +162,10 @@ pub async fn handle(
             Some(p) => json(StatusCode::OK, &serde_json::json!({ "predictions": p })),
             None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
         },
+        "/api/v1/runs" if get => super::runs::list(&shared, req.uri().query()).await,
+        p if get && p.starts_with("/api/v1/runs/") => {
+            super::runs::one(&shared, &p["/api/v1/runs/".len()..]).await
+        }
         p if get && p.starts_with("/api/v1/checks/") => {
             check(&shared, &p["/api/v1/checks/".len()..]).await
         }
@@ -156,6 +178,9 @@ pub async fn handle(
         | "/api/v1/recoveries/stats" => method_not_allowed("GET, HEAD"),
         "/-/reload" => method_not_allowed("POST, PUT"),
         p if p.starts_with("/api/v1/checks/") => method_not_allowed("GET, HEAD"),
+        p if p == "/api/v1/runs" || p.starts_with("/api/v1/runs/") => {
+            method_not_allowed("GET, HEAD")
+        }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     };
     Ok(if method == Method::HEAD {
@@ -292,7 +317,7 @@ async fn recovery_stats(shared: &Shared) -> Response<Body> {
 }
 
 /// `a=1&b=x%20y` to a map; later keys win.
-fn parse_query(query: &str) -> std::collections::HashMap<String, String> {
+pub(super) fn parse_query(query: &str) -> std::collections::HashMap<String, String> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -343,7 +368,7 @@ pub fn json_error(code: StatusCode, message: &str) -> Response<Body> {
     )
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
+pub(super) fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     response
         .headers_mut()

@@ -35,48 +35,10 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
     if let Some(denied) = authenticate(&config.auth, peer, req.headers().get(AUTHORIZATION)) {
         return denied;
     }
-    let is_json = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return json_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/json",
-        );
-    }
-    let max = config.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return too_large(max);
-    }
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let body: Bytes =
-        match tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), limit).collect())
-            .await
-        {
-            Err(_) => {
-                return json_error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the body did not arrive in time",
-                )
-            }
-            Ok(Err(e)) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    return too_large(max);
-                }
-                return json_error(StatusCode::BAD_REQUEST, "reading the body failed");
-            }
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
+    let body = match read_json_body(req, config.max_body_bytes, "max_body_bytes").await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
     let notification = match parse_notification(&body) {
         Ok(n) => n,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -98,6 +60,7 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
                 "started": summary.started,
                 "coalesced": summary.coalesced,
                 "blocked": summary.blocked,
+                "held": summary.held,
                 "resolved": summary.resolved,
                 "unrouted": summary.unrouted,
                 "truncated_alerts": truncated,
@@ -115,15 +78,65 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
     }
 }
 
-fn too_large(max: u64) -> Response<Body> {
+/// The body of a JSON request, at most `max` bytes, or the answer that refuses it: 415 when it
+/// is not `application/json`, 413 when larger, 408 when slow. Shared by the other endpoints that
+/// take the webhook's credential.
+pub(super) async fn read_json_body(
+    req: Request<Incoming>,
+    max: u64,
+    limit_name: &str,
+) -> Result<Bytes, Response<Body>> {
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large(max, limit_name));
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), limit).collect()).await {
+        Err(_) => Err(json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time",
+        )),
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(too_large(max, limit_name));
+            }
+            Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "reading the body failed",
+            ))
+        }
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn too_large(max: u64, limit_name: &str) -> Response<Body> {
     json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("the body is larger than max_body_bytes ({max})"),
+        &format!("the body is larger than {limit_name} ({max})"),
     )
 }
 
-/// `None` when the request may proceed, else the answer.
-fn authenticate(
+/// `None` when the request may proceed, else the answer. The pause endpoints take the same
+/// credential.
+pub(super) fn authenticate(
     auth: &WebhookAuth,
     peer: SocketAddr,
     header: Option<&HeaderValue>,

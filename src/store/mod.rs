@@ -4,24 +4,34 @@
 //! Nothing here assumes this process is the only writer: rows carry their own keys, and
 //! migrations serialise on an advisory lock in PostgreSQL.
 
+mod alertmanager;
+mod file;
 mod heartbeat;
+mod pauses;
 mod recovery;
+mod runs;
 mod schema;
 mod writer;
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Row};
 
 use crate::checks::Measurement;
 use crate::config::{redact_url, Secret};
 use crate::status::Status;
 
-pub use recovery::{AttemptEnd, AttemptRecord, AttemptStart, RunStart, StepStats};
+pub use alertmanager::EscalationRow;
+pub use file::{FileChange, FileIdentity};
+pub use recovery::{
+    AttemptEnd, AttemptRecord, AttemptStart, Begun, FleetLimits, RunStart, StepStats,
+};
+pub use runs::{AttemptView, DecisionKind, DecisionRow, DecisionView, RunRow};
 pub use writer::{spawn_writer, WriterHandle, MAX_BACKLOG};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +93,9 @@ pub struct ResultRow {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// For a SQLite file: its path and which file it was when opened, so that a file deleted
+    /// or replaced under medic is noticed (writes would otherwise go to an unlinked inode).
+    file: Option<(PathBuf, FileIdentity)>,
 }
 
 /// The most rows one INSERT carries. A batch is written as INSERTs of power-of-two sizes up to
@@ -100,10 +113,12 @@ impl Store {
         sqlx::any::install_default_drivers();
         let raw = url.expose();
         let shown = redact_url(raw);
+        let mut sqlite_path = None;
         let (backend, connect_url) = if let Some(rest) = raw.strip_prefix("sqlite:") {
             let path_part = rest.trim_start_matches("//");
             let path = path_part.split('?').next().unwrap_or("");
             if !path.is_empty() && path != ":memory:" {
+                sqlite_path = Some(PathBuf::from(path));
                 if let Some(parent) = Path::new(path)
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
@@ -139,7 +154,16 @@ impl Store {
                 url: shown.clone(),
                 source,
             })?;
-        let store = Store { pool, backend };
+        // Which file was opened, taken right after connecting: the check compares with this.
+        let file = sqlite_path.and_then(|path| {
+            let identity = FileIdentity::of(&path).ok()?;
+            Some((path, identity))
+        });
+        let store = Store {
+            pool,
+            backend,
+            file,
+        };
         if backend == Backend::Sqlite {
             // WAL lets the API read while the writer writes; the setting lives in the file.
             sqlx::query("PRAGMA journal_mode=WAL")
@@ -165,8 +189,21 @@ impl Store {
     /// Applies pending migrations in one transaction. In PostgreSQL a transaction-scoped
     /// advisory lock makes replicas that start together take turns.
     async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|source| StoreError::Migrate { version: 0, source })?;
+        let result = self.migrate_on(&mut conn).await;
+        if result.is_err() {
+            discard(conn).await;
+        }
+        result
+    }
+
+    async fn migrate_on(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         let start = |source| StoreError::Migrate { version: 0, source };
-        let mut tx = self.pool.begin().await.map_err(start)?;
+        let mut tx = conn.begin().await.map_err(start)?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7979001)")
                 .execute(&mut *tx)
@@ -217,28 +254,62 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(query_error("write"))?;
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(insert_size(rest.len()));
-            rest = tail;
-            let mut query = sqlx::query(insert_sql(chunk.len()));
-            for row in chunk {
-                query = query
-                    .bind(row.check.clone())
-                    .bind(row.at_ms)
-                    .bind(row.status.as_str())
-                    .bind(row.duration_seconds)
-                    .bind(row.message.clone())
-                    .bind(encode_measurements(&row.measurements));
+        let mut conn = self.pool.acquire().await.map_err(query_error("write"))?;
+        match insert_rows(&mut conn, rows).await {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                discard(conn).await;
+                Err(StoreError::Query {
+                    operation: "write",
+                    source,
+                })
             }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(query_error("write"))?;
         }
-        tx.commit().await.map_err(query_error("write"))?;
-        Ok(())
+    }
+
+    /// Whether the SQLite file at the store's path is still the one opened; `None` for
+    /// PostgreSQL and in-memory stores, and while the path cannot be read for another reason
+    /// (a permission change is not a replacement).
+    pub fn file_change(&self) -> Option<FileChange> {
+        let (path, opened) = self.file.as_ref()?;
+        file::change(*opened, FileIdentity::of(path))
+    }
+
+    /// For a SQLite store whose file was deleted: copies the database, still readable through
+    /// a connection open on the unlinked file, to its path (`VACUUM INTO` a temporary file,
+    /// renamed into place), so that neither results written since the deletion nor attempt
+    /// records and cooldowns are lost. `Ok(false)` when no idle connection is left to read it:
+    /// a new one would open the path, not the deleted file.
+    pub async fn salvage_deleted(&self) -> Result<bool, StoreError> {
+        let Some((path, _)) = &self.file else {
+            return Ok(false);
+        };
+        let Some(mut conn) = self.pool.try_acquire() else {
+            return Ok(false);
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".salvage");
+        let tmp = PathBuf::from(tmp);
+        let io = |e: std::io::Error| StoreError::Query {
+            operation: "replaced",
+            source: sqlx::Error::Io(e),
+        };
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(tmp.to_string_lossy().into_owned())
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error("replaced"))?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(true)
+    }
+
+    /// The SQLite file's path, when the store is one.
+    pub fn file_path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(path, _)| path.as_path())
     }
 
     /// Results since `since_ms`, oldest first, at most `per_check` of the newest per check.
@@ -338,6 +409,47 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Closes a connection on which a write failed instead of returning it to the pool. After
+/// SQLITE_FULL or SQLITE_IOERR, SQLite may already have rolled the transaction back on its own,
+/// and sqlx's count of open transactions on that connection no longer matches SQLite's: the
+/// next "BEGIN" became a SAVEPOINT inside a transaction that never commits, which kept the write
+/// lock ("database is locked" for every other connection) while commits reported success.
+/// Closing the connection ends whatever transaction it holds and releases its locks; the pool
+/// opens a fresh one when it next needs it. For PostgreSQL it costs one reconnect.
+async fn discard(conn: PoolConnection<Any>) {
+    let closing = conn.detach().close();
+    if tokio::time::timeout(DISCARD_TIMEOUT, closing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing a failed state store connection timed out");
+    }
+}
+
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The batch's INSERTs in one transaction on `conn`.
+async fn insert_rows(conn: &mut AnyConnection, rows: &[ResultRow]) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(insert_size(rest.len()));
+        rest = tail;
+        let mut query = sqlx::query(insert_sql(chunk.len()));
+        for row in chunk {
+            query = query
+                .bind(row.check.clone())
+                .bind(row.at_ms)
+                .bind(row.status.as_str())
+                .bind(row.duration_seconds)
+                .bind(row.message.clone())
+                .bind(encode_measurements(&row.measurements));
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await
 }
 
 /// Rows deleted per statement when pruning, and the pause between statements.
@@ -613,13 +725,13 @@ mod recovery_tests {
             lease_until_ms: 5000,
             labels_json: "{}".into(),
         };
-        assert!(store.begin_run(&run).await.unwrap());
+        assert!(store.begin_run(&run).await.unwrap().is_some());
         let again = RunStart {
             id: "r2",
             ..run.clone()
         };
         assert!(
-            !store.begin_run(&again).await.unwrap(),
+            store.begin_run(&again).await.unwrap().is_none(),
             "one active run per (chain, subject)"
         );
         let same_subject = RunStart {
@@ -629,20 +741,20 @@ mod recovery_tests {
             ..run.clone()
         };
         assert!(
-            !store.begin_run(&same_subject).await.unwrap(),
+            store.begin_run(&same_subject).await.unwrap().is_none(),
             "an alert about the check waits for the check's run"
         );
         assert!(store
-            .end_abandoned_runs(4000, "other")
+            .end_abandoned_runs(4000, "other", 0)
             .await
             .unwrap()
             .is_empty());
         assert_eq!(
-            store.end_abandoned_runs(6000, "other").await.unwrap(),
+            store.end_abandoned_runs(6000, "other", 0).await.unwrap(),
             vec![("c".to_string(), "check".to_string())]
         );
         assert!(
-            store.begin_run(&again).await.unwrap(),
+            store.begin_run(&again).await.unwrap().is_some(),
             "a cancelled run frees its target"
         );
 

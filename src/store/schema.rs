@@ -7,11 +7,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, V1_SQLITE, V1_POSTGRES),
     (2, V2, V2),
     (3, V3, V3),
+    (4, V4, V4),
+    (5, V5, V5),
     (6, V6, V6),
+    (7, V7, V7),
+    (8, V8, V8),
+    (9, V9, V9),
 ];
 
 /// The latest pings of each heartbeat check (Unix ms), so they survive a restart.
-const V6: &str = r#"
+const V9: &str = r#"
 CREATE TABLE heartbeats (
     check_name TEXT   PRIMARY KEY,
     success_ms BIGINT,
@@ -19,6 +24,85 @@ CREATE TABLE heartbeats (
     failure_ms BIGINT,
     exit_code  BIGINT
 );
+"#;
+
+/// Talking back to Alertmanager: escalations re-posted while their subject stays unhealthy
+/// (by whichever replica claims the re-post), and the silences held for runs.
+const V8: &str = r#"
+CREATE TABLE escalations (
+    id               TEXT   PRIMARY KEY,
+    chain            TEXT   NOT NULL,
+    step             TEXT   NOT NULL,
+    subject          TEXT   NOT NULL,
+    labels_json      TEXT   NOT NULL,
+    annotations_json TEXT   NOT NULL,
+    generator_url    TEXT   NOT NULL,
+    started_ms       BIGINT NOT NULL,
+    resolved_ms      BIGINT,
+    owner            TEXT   NOT NULL,
+    last_posted_ms   BIGINT NOT NULL
+);
+CREATE INDEX escalations_active ON escalations (chain, subject) WHERE resolved_ms IS NULL;
+CREATE TABLE silences (
+    run_id     TEXT   PRIMARY KEY,
+    silence_id TEXT   NOT NULL,
+    owner      TEXT   NOT NULL,
+    ends_ms    BIGINT NOT NULL,
+    expired_ms BIGINT
+);
+"#;
+
+/// A running step's process group, with what recognises it after a restart (a pid is reused;
+/// not with the same start time on the same boot), so a medic killed mid-step can end it.
+const V4: &str = r#"
+ALTER TABLE recovery_attempts ADD COLUMN pgid BIGINT;
+ALTER TABLE recovery_attempts ADD COLUMN boot_id TEXT;
+ALTER TABLE recovery_attempts ADD COLUMN leader_start_ticks BIGINT;
+ALTER TABLE recovery_attempts ADD COLUMN process_tag TEXT;
+"#;
+
+/// Pauses an operator made (`POST /api/v1/pauses`, `medic pause`): in the store so every replica
+/// and every restart honours them. `matchers` is a JSON array of matcher texts; `ended_ms` is set
+/// when one is ended early.
+const V6: &str = r#"
+CREATE TABLE recovery_pauses (
+    id         TEXT   PRIMARY KEY,
+    matchers   TEXT   NOT NULL,
+    reason     TEXT   NOT NULL,
+    created_ms BIGINT NOT NULL,
+    ends_ms    BIGINT NOT NULL,
+    ended_ms   BIGINT
+);
+CREATE INDEX recovery_pauses_by_end ON recovery_pauses (ends_ms);
+"#;
+
+/// Fencing tokens: one counter for the whole store, taken by every run as it begins, so a run
+/// that began later always holds a larger token (in particular a later run of the same subject).
+/// Runs from before have none.
+const V5: &str = r#"
+ALTER TABLE recovery_runs ADD COLUMN fencing_token BIGINT;
+CREATE TABLE medic_fencing (id BIGINT PRIMARY KEY, token BIGINT NOT NULL);
+INSERT INTO medic_fencing (id, token) VALUES (1, 0);
+"#;
+
+/// The run audit: every decision a run made, in order (`seq` within the run): a step that ran
+/// (pointing at its attempt), was skipped (why; for a cooldown, when it ends), was held back
+/// before the run started, or would have run in shadow mode. Attempts get an index by run, which
+/// the audit and the takeover of abandoned runs look them up by.
+const V7: &str = r#"
+CREATE TABLE recovery_decisions (
+    run_id     TEXT   NOT NULL,
+    seq        BIGINT NOT NULL,
+    at_ms      BIGINT NOT NULL,
+    step       TEXT,
+    kind       TEXT   NOT NULL,
+    reason     TEXT,
+    until_ms   BIGINT,
+    attempt_id BIGINT,
+    detail     TEXT,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX recovery_attempts_by_run ON recovery_attempts (run_id);
 "#;
 
 /// One active run per (chain, subject) rather than per (chain, target): an alert about a check

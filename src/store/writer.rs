@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::{ResultRow, Store};
+use super::{Backend, ResultRow, Store};
 use crate::metrics::Metrics;
 
 /// Results held while the store is unreachable; past this the oldest are dropped (and counted).
@@ -17,7 +17,20 @@ pub const MAX_BACKLOG: usize = 100_000;
 /// Rows per transaction.
 const BATCH: usize = 2000;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// A PostgreSQL server is not hammered while it is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A local SQLite file is cheap to retry: once a full disk has room again, the backlog should
+/// be on it within seconds, not half a minute.
+const MAX_BACKOFF_SQLITE: Duration = Duration::from_secs(2);
+
+/// The wait before the next write after one more failure.
+fn next_backoff(current: Duration, backend: Backend) -> Duration {
+    let cap = match backend {
+        Backend::Sqlite => MAX_BACKOFF_SQLITE,
+        Backend::Postgres => MAX_BACKOFF,
+    };
+    (current * 2).min(cap)
+}
 /// At shutdown, how long the last flush may take.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
@@ -91,10 +104,16 @@ async fn run(
         let Some(current) = store.borrow().clone() else {
             continue;
         };
+        let before = backlog.len();
         match flush(&current, &mut backlog).await {
+            // `flush` succeeds only once every row it held is in a committed transaction, on a
+            // connection with no error behind it: only then is the claim below true.
             Ok(()) => {
                 if failing {
-                    tracing::info!("state store writes recovered; backlog written");
+                    tracing::info!(
+                        written = before,
+                        "state store writes recovered; backlog written"
+                    );
                     failing = false;
                 }
                 backoff = FLUSH_EVERY;
@@ -106,7 +125,7 @@ async fn run(
                     failing = true;
                 }
                 retry_at = Instant::now() + backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = next_backoff(backoff, current.backend());
             }
         }
         metrics.store_backlog(backlog.len());
@@ -116,16 +135,28 @@ async fn run(
         backlog.push_back(row);
     }
     let current = store.borrow().clone();
-    if let Some(current) = current {
-        match tokio::time::timeout(FINAL_FLUSH, flush(&current, &mut backlog)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                metrics.store_error(e.operation());
-                tracing::warn!(error = %e, lost = backlog.len(), "final state store write failed");
+    match current {
+        Some(current) => {
+            match tokio::time::timeout(FINAL_FLUSH, flush(&current, &mut backlog)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    metrics.store_error(e.operation());
+                    tracing::warn!(error = %e, lost = backlog.len(), "final state store write failed");
+                }
+                Err(_) => tracing::warn!(lost = backlog.len(), "final state store write timed out"),
             }
-            Err(_) => tracing::warn!(lost = backlog.len(), "final state store write timed out"),
         }
+        None if !backlog.is_empty() => {
+            tracing::warn!(
+                lost = backlog.len(),
+                "no state store open at shutdown; results not written"
+            );
+        }
+        None => {}
     }
+    // What never reached the store is counted as dropped, like the backlog's overflow.
+    metrics.store_results_dropped(backlog.len() as u64);
+    metrics.store_backlog(backlog.len());
 }
 
 /// Writes the backlog front to back in batches; what was written leaves the backlog.
@@ -139,4 +170,27 @@ async fn flush(store: &Store, backlog: &mut VecDeque<ResultRow>) -> Result<(), s
         backlog.drain(..n);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap_that_is_short_for_a_local_file() {
+        let mut b = FLUSH_EVERY;
+        for _ in 0..20 {
+            b = next_backoff(b, Backend::Sqlite);
+        }
+        assert_eq!(b, MAX_BACKOFF_SQLITE);
+        assert_eq!(
+            next_backoff(FLUSH_EVERY, Backend::Sqlite),
+            Duration::from_millis(400)
+        );
+        let mut b = FLUSH_EVERY;
+        for _ in 0..20 {
+            b = next_backoff(b, Backend::Postgres);
+        }
+        assert_eq!(b, MAX_BACKOFF);
+    }
 }

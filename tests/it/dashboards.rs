@@ -1,6 +1,7 @@
 //! Every panel query of every shipped Grafana dashboard runs against a real Prometheus that
-//! scrapes a real medic with checks, a recovery that ran and a prediction. A query error fails
-//! the test; only a few queries may come back empty (nothing exhausted, say).
+//! scrapes a real medic with checks, a recovery that ran, a prediction, a trigger held by a
+//! maintenance window and a pause. A query error fails the test; only a few queries may come
+//! back empty (nothing exhausted, say), and none of the safe-healing panels may.
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,7 +43,15 @@ fn queries(dashboard: &serde_json::Value) -> Vec<String> {
             ] {
                 q = q.replace(var, value);
             }
-            for var in ["check", "instance", "chain", "prediction", "step", "job"] {
+            for var in [
+                "check",
+                "instance",
+                "chain",
+                "prediction",
+                "horizon",
+                "step",
+                "job",
+            ] {
                 q = q
                     .replace(&format!("${{{var}}}"), ".*")
                     .replace(&format!("${var}"), ".*");
@@ -59,11 +68,37 @@ fn query_url(api: &str, q: &str) -> String {
     )
 }
 
+/// The result vector of an instant query, if Prometheus answered one.
+async fn instant(client: &reqwest::Client, api: &str, q: &str) -> Option<Vec<serde_json::Value>> {
+    let body = client
+        .get(query_url(api, q))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"].as_array().cloned()
+}
+
+/// The safe-healing metrics: with a held trigger, a pause and a window, their panels show data.
+const SAFE_HEALING: [&str; 5] = [
+    "medic_recovery_held",
+    "medic_recovery_pause",
+    "medic_recovery_circuit_open",
+    "medic_recovery_runs_active",
+    "medic_maintenance_active",
+];
+
 #[tokio::test]
 async fn every_panel_query_runs_against_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let target = Target::start().await;
     target.set(503, "down", Duration::ZERO);
+    // Healthy until Prometheus scrapes, then down inside an open maintenance window: its trigger
+    // is held while Prometheus watches, so the held counter rises within the query range.
+    let db = Target::start().await;
     let medic = Medic::start(&format!(
         r#"checks:
   - name: web
@@ -73,6 +108,10 @@ async fn every_panel_query_runs_against_real_prometheus() {
   - name: nightly
     interval: 300ms
     heartbeat: {{}}
+  - name: db
+    interval: 300ms
+    recovery: fix
+    http: {{url: '{db}'}}
   - name: host
     interval: 1s
     system: {{cpu: {{critical: 1.0}}, memory: {{critical: 1.0}}, disk: {{critical: 1.0, mountpoints: [/]}}}}
@@ -85,6 +124,10 @@ recovery:
           http: {{url: '{noop}', method: POST}}
         - name: restart
           http: {{url: '{fix}', method: POST}}
+maintenance:
+  - name: db_migration
+    matchers: ['check="db"']
+    between: ["2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"]
 predictions:
   - name: web_latency
     check: web
@@ -95,6 +138,7 @@ predictions:
         health = target.url("/health"),
         noop = target.url("/noop"),
         fix = target.url("/fix"),
+        db = db.url("/health"),
     ))
     .await;
     medic.wait_status("web", "healthy").await;
@@ -102,6 +146,18 @@ predictions:
     medic.post("/api/v1/alerts").await;
     // One heartbeat, so the last-heartbeat series exists (and then goes missing again).
     medic.post("/api/v1/heartbeats/nightly").await;
+    // A pause that matches nothing here, so the pause panels have one to show.
+    let pause = medic
+        .client
+        .post(medic.url("/api/v1/pauses"))
+        .header("Content-Type", "application/json")
+        .body(
+            r#"{"matchers": ["check=\"nobody\""], "duration": "1h", "reason": "dashboards test"}"#,
+        )
+        .send()
+        .await
+        .expect("pause request");
+    assert_eq!(pause.status().as_u16(), 201, "{:?}", pause.text().await);
 
     let prom_port = free_port();
     std::fs::write(
@@ -139,9 +195,25 @@ predictions:
         (n >= 5.0).then_some(())
     })
     .await;
+    db.set(503, "down", Duration::ZERO);
+    wait_for(
+        "Prometheus to see the db trigger held",
+        Duration::from_secs(60),
+        || async {
+            let held = instant(
+                &client,
+                &api,
+                "sum(increase(medic_recovery_held_total{reason=\"maintenance\"}[1m])) > 0",
+            )
+            .await?;
+            (!held.is_empty()).then_some(())
+        },
+    )
+    .await;
 
     let dashboards = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
     let mut total = 0;
+    let mut all = Vec::new();
     let mut empty = Vec::new();
     for entry in std::fs::read_dir(&dashboards).expect("dashboards/") {
         let path = entry.unwrap().path();
@@ -159,6 +231,7 @@ predictions:
         );
         let qs = queries(&dashboard);
         assert!(!qs.is_empty(), "{name} has no queries");
+        all.extend(qs.iter().cloned());
         for q in qs {
             total += 1;
             let r = client.get(query_url(&api, &q)).send().await.unwrap();
@@ -171,6 +244,10 @@ predictions:
                 "{name}: query failed: {q}\n{v}"
             );
             if v["data"]["result"].as_array().is_some_and(|a| a.is_empty()) {
+                assert!(
+                    !SAFE_HEALING.iter().any(|m| q.contains(m)),
+                    "{name}: a safe-healing panel shows nothing: {q}"
+                );
                 empty.push(format!("{name}: {q}"));
             }
         }
@@ -181,6 +258,19 @@ predictions:
         empty.join("\n")
     );
     assert!(total >= 20, "only {total} panel queries");
+    // Safe healing and prediction intervals each have their panels.
+    for metric in SAFE_HEALING.iter().chain(&[
+        "medic_recovery_held_triggers",
+        "medic_recovery_held_oldest_timestamp_seconds",
+        "medic_recovery_pause_earliest_end_timestamp_seconds",
+        "medic_predicted_interval_lower",
+        "medic_predicted_interval_upper",
+    ]) {
+        assert!(
+            all.iter().any(|q| q.contains(metric)),
+            "no panel shows {metric}"
+        );
+    }
     assert!(
         empty.len() * 3 <= total,
         "too many empty queries:\n{}",

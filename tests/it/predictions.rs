@@ -86,3 +86,138 @@ predictions:
     assert_eq!(v["predictions"][0]["name"], "never_low", "{v}");
     assert!(v["predictions"][0]["breach_seconds"].is_null());
 }
+
+/// A prediction resumes from its stored history after a restart: the restarted medic's first
+/// few samples (far fewer than the 30 a fresh detector needs) already get an anomaly score, and
+/// the forecast is there before any new sample.
+#[tokio::test]
+async fn restart_resumes_score_and_forecast_from_stored_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mode = dir.path().join("mode");
+    // Slow, steady growth; after the restart one absurd value.
+    let plugin = script(
+        dir.path(),
+        "grow",
+        &format!(
+            "if [ -e '{}' ]; then echo 'OK | used=1000000000'; exit 0; fi\nnow=$(date +%s%3N)\necho \"OK | used=$(( (now / 100) % 100000 ))\"",
+            mode.display()
+        ),
+    );
+    let config = |interval: &str| {
+        format!(
+            r#"checks:
+  - name: grow
+    interval: {interval}
+    command: {{program: '{}'}}
+predictions:
+  - name: used
+    check: grow
+    measurement: used
+    horizons: [10m]
+"#,
+            plugin.display()
+        )
+    };
+    let mut medic = Medic::spawn_unready(&config("100ms"), &[], None);
+    medic.wait_ready().await;
+    wait_for("40 samples stored", Duration::from_secs(30), || async {
+        let runs = medic
+            .metric(r#"medic_check_runs_total{check="grow",status="healthy"}"#)
+            .await
+            .unwrap_or(0.0);
+        let written = medic.metric("medic_state_store_backlog_results").await == Some(0.0);
+        (runs >= 40.0 && written).then_some(())
+    })
+    .await;
+    medic.signal(nix::sys::signal::Signal::SIGKILL);
+    medic.wait_exit(Duration::from_secs(10)).await;
+
+    std::fs::write(&mode, "spike").unwrap();
+    medic.write_config(&config("2s"));
+    medic.spawn(&[]);
+    medic.wait_ready().await;
+    let forecast = medic
+        .metric(r#"medic_predicted_value{prediction="used",horizon="10m"}"#)
+        .await;
+    assert!(
+        forecast.is_some_and(f64::is_finite),
+        "no forecast right after the restart:\n{}",
+        medic.metrics().await
+    );
+    let (score, runs) = wait_for("the spike scored", Duration::from_secs(20), || async {
+        let m = medic.metrics().await;
+        let score = metric_value(&m, r#"medic_anomaly_score{prediction="used"}"#)?;
+        let runs = metric_value(
+            &m,
+            r#"medic_check_runs_total{check="grow",status="healthy"}"#,
+        )
+        .unwrap_or(0.0);
+        (score >= 0.8).then_some((score, runs))
+    })
+    .await;
+    assert!(
+        runs < 10.0,
+        "the score {score} came only after {runs} new samples"
+    );
+}
+
+/// `medic detect --breach-above` on the real binary: interval columns, then `breach_seconds`
+/// counting down to the crossing and `+Inf` beyond `--max-horizon`; bad options are refused.
+#[test]
+fn detect_cli_prints_interval_and_breach_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..50 {
+        csv.push_str(&format!("{},{}\n", 1_600_000_000 + 60 * i, i));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::support::MEDIC)
+            .arg("detect")
+            .arg("--input")
+            .arg(&input)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--breach-above",
+        "100",
+        "--window",
+        "1h",
+        "--max-horizon",
+        "1h",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        rows[0],
+        [
+            "timestamp",
+            "value",
+            "anomaly_score",
+            "forecast",
+            "forecast_lower",
+            "forecast_upper",
+            "breach_seconds"
+        ]
+    );
+    assert_eq!(rows.len(), 51);
+    // Row i (value i-1) crosses 100 after (101 - i) minutes: beyond 1 h until value 40.
+    assert_eq!(rows[10][6], "+Inf");
+    let b: f64 = rows[50][6].parse().unwrap();
+    assert!((b - 51.0 * 60.0).abs() < 1e-3, "{b}");
+    let plain = run(&[]);
+    let text = String::from_utf8(plain.stdout).unwrap();
+    assert!(
+        text.starts_with("timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper\n")
+    );
+    let bad = run(&["--breach-above", "1", "--breach-below", "0"]);
+    assert!(!bad.status.success());
+    let bad = run(&["--window", "0s"]);
+    assert!(!bad.status.success());
+    let bad = run(&["--breach-above", "nan"]);
+    assert!(!bad.status.success());
+}

@@ -11,7 +11,9 @@ use crate::support::{wait_for, Medic, Target};
 
 fn web_config(target: &Target) -> String {
     format!(
-        "checks:\n  - name: web\n    interval: 100ms\n    http: {{url: '{}'}}\n",
+        // A long history shown, so a slow restart on a loaded machine cannot push the results
+        // from before out of the answer.
+        "defaults:\n  history_size: 1000\nchecks:\n  - name: web\n    interval: 100ms\n    http: {{url: '{}'}}\n",
         target.url("/")
     )
 }
@@ -194,4 +196,382 @@ async fn ready_waits_for_the_store_while_checks_already_run() {
     );
     pg.start_server();
     medic.wait_ready().await;
+}
+
+/// A small tmpfs mounted on a fresh directory for the length of a test, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (and a note why) when not root: mounting needs it.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        if !crate::support::is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount tmpfs: {status}");
+        Some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes `name` until the file system is full (ENOSPC); returns its path.
+    fn fill(&self, name: &str) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("open filler");
+        let chunk = vec![0u8; 4096];
+        loop {
+            match file.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: medic may still hold files open if the test failed half-way.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+async fn sqlite_count(path: &std::path::Path, sql: &str) -> Option<i64> {
+    let url = format!("sqlite://{}?mode=ro", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.ok()?;
+    let n = sqlx::query_scalar(sql).fetch_one(&pool).await.ok();
+    pool.close().await;
+    n
+}
+
+/// Probes of `web` made so far, whatever their status.
+async fn all_runs(medic: &Medic) -> f64 {
+    let mut total = 0.0;
+    for status in ["healthy", "warning", "critical", "unknown"] {
+        total += metric0(
+            medic,
+            &format!(r#"medic_check_runs_total{{check="web",status="{status}"}}"#),
+        )
+        .await;
+    }
+    total
+}
+
+async fn metric0(medic: &Medic, series: &str) -> f64 {
+    medic.metric(series).await.unwrap_or(0.0)
+}
+
+const WRITE_ERRORS: &str = r#"medic_state_store_errors_total{operation="write"}"#;
+const BACKLOG: &str = "medic_state_store_backlog_results";
+const DROPPED: &str = "medic_state_store_dropped_results_total";
+const RECOVERED: &str = "state store writes recovered";
+
+#[tokio::test]
+async fn a_full_disk_heals_without_a_restart_and_attempts_and_cooldowns_survive_it() {
+    let Some(disk) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let db = disk.path().join("medic.db");
+    let target = Target::start().await;
+    let pager = Target::start().await;
+    let config = format!(
+        r#"checks:
+  - name: web
+    interval: 100ms
+    recovery: fix
+    http: {{url: '{health}'}}
+recovery:
+  chains:
+    fix:
+      verify_timeout: 2s
+      steps:
+        - name: restart
+          http: {{url: '{fix}', method: POST}}
+          max_attempts: 5
+          cooldown: 1h
+        - name: escalate
+          notify: {{url: '{page}'}}
+          max_attempts: 5
+          cooldown: 0s
+"#,
+        health = target.url("/health"),
+        fix = target.url("/fix"),
+        page = pager.url("/hook"),
+    );
+    let mut medic = Medic::spawn_unready(&config, &[], Some(format!("sqlite://{}", db.display())));
+    medic.wait_ready().await;
+    wait_for("results written", Duration::from_secs(20), || async {
+        (runs(&medic).await >= 5.0 && medic.metric(BACKLOG).await == Some(0.0)).then_some(())
+    })
+    .await;
+
+    // The disk fills: writes fail, results wait in the backlog, nothing claims recovery.
+    medic.wait_status("web", "healthy").await;
+    let mark = medic.logs().len();
+    let filler = disk.fill("filler");
+    let errors = wait_for("write errors", Duration::from_secs(30), || async {
+        let e = medic.metric(WRITE_ERRORS).await?;
+        (e >= 1.0).then_some(e)
+    })
+    .await;
+    // Full for a while, as `dd` would keep it: whatever medic freed meanwhile is taken too.
+    // The target breaks meanwhile: its step cannot be recorded, so it must not run.
+    let full_until = std::time::Instant::now() + Duration::from_secs(15);
+    let mut broken = false;
+    while std::time::Instant::now() < full_until {
+        disk.fill("filler2");
+        if !broken && full_until - std::time::Instant::now() < Duration::from_secs(8) {
+            target.set(503, "down", Duration::ZERO);
+            broken = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metric0(&medic, WRITE_ERRORS).await >= errors + 3.0);
+    if target.hit_count("/fix") == 0 {
+        assert_eq!(medic.status("web").await, "critical");
+    }
+    // SQLite may still commit a small write on a full disk (into pages its WAL file already
+    // holds), so a step may run here, but only one whose attempt reached the file: the restart
+    // below proves its cooldown. That nothing stays wedged (a connection keeping its write
+    // lock after a failed transaction) is proven by every result and the attempt reaching the
+    // file once space is back.
+    assert!(target.hit_count("/fix") <= 1, "the step ran more than once");
+
+    // Space comes back: the backlog reaches the file without a restart.
+    let made_while_full = all_runs(&medic).await;
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(disk.path().join("filler2")).unwrap();
+    let freed = std::time::Instant::now();
+    wait_for(
+        "the backlog to be written",
+        Duration::from_secs(60),
+        || async {
+            (medic.metric(BACKLOG).await == Some(0.0) && medic.logs()[mark..].contains(RECOVERED))
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "backlog written {:?} after space was freed",
+        freed.elapsed()
+    );
+    let dropped = metric0(&medic, DROPPED).await;
+    let stored = sqlite_count(
+        &db,
+        "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'",
+    )
+    .await
+    .expect("count stored results");
+    eprintln!("{made_while_full} results made by the time space was freed, {stored} stored, {dropped} dropped");
+    assert!(
+        stored as f64 + dropped >= made_while_full,
+        "results lost uncounted: made {made_while_full}, stored {stored}, dropped {dropped}\n{}",
+        &medic.logs()[mark..]
+    );
+    assert_eq!(dropped, 0.0, "the backlog bound was never reached");
+    // And what comes later is written too.
+    let later = all_runs(&medic).await + 10.0;
+    wait_for(
+        "new results to reach the file",
+        Duration::from_secs(30),
+        || async {
+            let n = sqlite_count(
+                &db,
+                "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'",
+            )
+            .await?;
+            (n as f64 >= later).then_some(())
+        },
+    )
+    .await;
+
+    // Once the disk has room the step runs, and its attempt is recorded...
+    wait_for(
+        "the attempt to be recorded",
+        Duration::from_secs(30),
+        || async {
+            let n = sqlite_count(
+            &db,
+            "SELECT COUNT(*) FROM recovery_attempts WHERE step = 'restart' AND result = 'success'",
+        )
+        .await?;
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(target.hit_count("/fix"), 1);
+    medic.wait_status("web", "healthy").await;
+
+    // ...so after a restart its cooldown holds: the humans hear about it instead.
+    medic.signal(Signal::SIGTERM);
+    assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
+    medic.spawn(&[]);
+    medic.wait_ready().await;
+    target.set(503, "down again", Duration::ZERO);
+    wait_for("the escalation", Duration::from_secs(30), || async {
+        pager
+            .hits()
+            .iter()
+            .any(|h| h.starts_with("POST /hook"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        target.hit_count("/fix"),
+        1,
+        "the restart step ran inside its cooldown"
+    );
+    assert!(
+        metric0(
+            &medic,
+            r#"medic_recovery_skipped_total{chain="fix",step="restart",reason="cooldown"}"#
+        )
+        .await
+            >= 1.0
+    );
+    medic.signal(Signal::SIGTERM);
+    assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
+}
+
+#[tokio::test]
+async fn a_deleted_database_file_is_noticed_recreated_and_written_again() {
+    let target = Target::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("state");
+    let db = dir.join("medic.db");
+    let mut medic = Medic::spawn_unready(
+        &web_config(&target),
+        &[],
+        Some(format!("sqlite://{}", db.display())),
+    );
+    medic.wait_ready().await;
+    wait_for("results written", Duration::from_secs(20), || async {
+        (runs(&medic).await >= 5.0 && medic.metric(BACKLOG).await == Some(0.0)).then_some(())
+    })
+    .await;
+    let count = "SELECT COUNT(*) FROM check_results WHERE check_name = 'web'";
+    let noticed = r#"medic_state_store_errors_total{operation="replaced"}"#;
+
+    // Deleted: noticed within seconds, logged, counted, recreated, migrated and written again.
+    let mark = medic.logs().len();
+    let at_first_delete = runs(&medic).await;
+    let before_delete = sqlite_count(&db, count).await.unwrap();
+    let delete_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    std::fs::remove_file(&db).unwrap();
+    let deleted = std::time::Instant::now();
+    wait_for(
+        "the deletion to be noticed",
+        Duration::from_secs(10),
+        || async { (metric0(&medic, noticed).await >= 1.0).then_some(()) },
+    )
+    .await;
+    eprintln!("deletion noticed {:?} after it", deleted.elapsed());
+    assert!(
+        medic.logs()[mark..].contains("state store file was deleted or replaced"),
+        "{}",
+        &medic.logs()[mark..]
+    );
+    medic.wait_ready().await;
+    eprintln!("ready again {:?} after the deletion", deleted.elapsed());
+    wait_for(
+        "results in the new file",
+        Duration::from_secs(30),
+        || async { (sqlite_count(&db, count).await? >= 10).then_some(()) },
+    )
+    .await;
+    let migrations = sqlite_count(&db, "SELECT COUNT(*) FROM medic_schema").await;
+    assert!(migrations >= Some(3), "{migrations:?}");
+    // Copied back from the deleted file, still open in medic: nothing from before is lost.
+    let kept = sqlite_count(
+        &db,
+        &format!(
+            "SELECT COUNT(*) FROM check_results WHERE check_name = 'web' AND at_ms < {delete_ms}"
+        ),
+    )
+    .await;
+    assert!(
+        kept >= Some(before_delete),
+        "{kept:?} of {before_delete} kept"
+    );
+    wait_for("the backlog written", Duration::from_secs(10), || async {
+        (medic.metric(BACKLOG).await == Some(0.0)).then_some(())
+    })
+    .await;
+    let rows_before_move = sqlite_count(&db, count).await.unwrap();
+    let at_move = runs(&medic).await;
+    eprintln!(
+        "{} results since the deletion were lost",
+        (at_move - at_first_delete) - (rows_before_move - before_delete) as f64
+    );
+
+    // Gone with its directory, and the path blocked so that it cannot be recreated yet:
+    // not ready, with the reason, for as long as it lasts.
+    let moved = state.path().join("moved");
+    std::fs::rename(&dir, &moved).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let body = wait_for("ready to turn 503", Duration::from_secs(10), || async {
+        let (status, body) = medic.get("/-/ready").await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(body.contains("deleted or replaced"), "{body}");
+    wait_for(
+        "the reopen to be retried",
+        Duration::from_secs(10),
+        || async {
+            (metric0(
+                &medic,
+                r#"medic_state_store_errors_total{operation="open"}"#,
+            )
+            .await
+                >= 2.0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(medic.get("/-/ready").await.0, 503);
+    assert_eq!(medic.status("web").await, "healthy", "checks keep running");
+
+    // Unblocked: reopened on a fresh file that gets the results, including those of the gap.
+    let in_old_file = sqlite_count(&moved.join("medic.db"), count).await.unwrap();
+    let before_unblock = runs(&medic).await;
+    std::fs::remove_file(&dir).unwrap();
+    medic.wait_ready().await;
+    // Every result since the move: in the moved file (still open until the move was noticed)
+    // or, from the backlog, in the new one.
+    let in_moved_since = (in_old_file - rows_before_move) as f64;
+    wait_for(
+        "the gap's results in the new file",
+        Duration::from_secs(30),
+        || async {
+            let n = sqlite_count(&db, count).await? as f64;
+            (n + in_moved_since >= before_unblock - at_move).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(metric0(&medic, DROPPED).await, 0.0);
+    medic.signal(Signal::SIGTERM);
+    assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
 }

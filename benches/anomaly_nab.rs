@@ -1,0 +1,133 @@
+//! Anomaly-detector variants over the NAB part (run by scripts/eval-nab.sh): writes one results
+//! folder per variant for scripts/lib/nab_cv.py, and prints each variant's cost per sample and
+//! memory per prediction.
+#![forbid(unsafe_code)]
+
+use medic::detect::parse_timestamp;
+use medic::forecast::{
+    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_RECENT, TEST_SEASONAL, TEST_VALUE,
+};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// (timestamp as written, unix seconds, value) per row.
+type Rows = Vec<(String, f64, f64)>;
+
+fn load(path: &Path) -> Rows {
+    let r = std::io::BufReader::new(std::fs::File::open(path).expect("open"));
+    r.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let l = l.ok()?;
+            let (a, b) = l.split_once(',')?;
+            Some((
+                a.to_string(),
+                parse_timestamp(a)?,
+                b.trim().parse().unwrap_or(f64::NAN),
+            ))
+        })
+        .collect()
+}
+
+/// The variants compared: the shipped default first, then one knob at a time.
+fn variants() -> Vec<(String, AnomalyParams)> {
+    let d = AnomalyParams::default();
+    let mut v = vec![("default".to_string(), d.clone())];
+    let mut add = |name: &str, p: AnomalyParams| v.push((name.to_string(), p));
+    let all = TEST_VALUE | TEST_JUMP | TEST_SEASONAL;
+    add(
+        "old-warmup100",
+        AnomalyParams {
+            warmup: 100,
+            ..d.clone()
+        },
+    );
+    add(
+        "likelihood4",
+        AnomalyParams {
+            likelihood: 4,
+            ..d.clone()
+        },
+    );
+    for hold in [0usize, 150, 600] {
+        add(&format!("hold{hold}"), AnomalyParams { hold, ..d.clone() });
+    }
+    for damp in [0.0, 0.25] {
+        add(&format!("damp{damp}"), AnomalyParams { damp, ..d.clone() });
+    }
+    for recent in [50usize, 200, 1000] {
+        add(
+            &format!("recent{recent}"),
+            AnomalyParams {
+                tests: all | TEST_RECENT,
+                recent,
+                ..d.clone()
+            },
+        );
+    }
+    for tail in [0.01, 0.05] {
+        add(&format!("tail{tail}"), AnomalyParams { tail, ..d.clone() });
+    }
+    v
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let data = PathBuf::from(
+        args.first()
+            .cloned()
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/nab/data").into()),
+    );
+    let out = PathBuf::from(
+        args.get(1)
+            .cloned()
+            .unwrap_or_else(|| "target/nab-variants".into()),
+    );
+    let only: Option<Vec<String>> = args
+        .get(2)
+        .map(|s| s.split(',').map(String::from).collect());
+    let mut files = Vec::new();
+    for cat in std::fs::read_dir(&data).expect("data dir") {
+        for f in std::fs::read_dir(cat.expect("entry").path()).expect("cat dir") {
+            files.push(f.expect("entry").path());
+        }
+    }
+    files.sort();
+    let series: Vec<(PathBuf, Rows)> = files.into_iter().map(|f| (f.clone(), load(&f))).collect();
+    println!("{:<28} {:>12} {:>14}", "variant", "µs/sample", "bytes/pred");
+    for (name, params) in variants() {
+        if only.as_ref().is_some_and(|o| !o.contains(&name)) {
+            continue;
+        }
+        let mut elapsed = std::time::Duration::ZERO;
+        let mut samples = 0u64;
+        let mut memory = 0usize;
+        for (path, rows) in &series {
+            let cat = path.parent().and_then(|p| p.file_name()).expect("category");
+            let dir = out.join(&name).join(cat);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let mut d = AnomalyDetector::with_params(params.clone());
+            let start = std::time::Instant::now();
+            let scores: Vec<f64> = rows.iter().map(|(_, t, v)| d.observe(*t, *v)).collect();
+            elapsed += start.elapsed();
+            samples += rows.len() as u64;
+            memory = memory.max(d.memory_bytes());
+            let f =
+                std::fs::File::create(dir.join(path.file_name().expect("name"))).expect("create");
+            let mut w = std::io::BufWriter::new(f);
+            writeln!(w, "timestamp,anomaly_score").expect("write");
+            for ((ts, _, _), s) in rows.iter().zip(scores) {
+                writeln!(w, "{ts},{s}").expect("write");
+            }
+        }
+        println!(
+            "{:<28} {:>12.3} {:>14}",
+            name,
+            elapsed.as_secs_f64() * 1e6 / samples.max(1) as f64,
+            memory
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! The one HTTP client for Alertmanager's API v2: timeouts, bounded retries, the configured
+//! credential and TLS, and a count of every request by operation and result.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Operation;
+use crate::config::{AlertmanagerConfig, ClientAuth, ClientTls};
+use crate::metrics::Metrics;
+
+/// Alertmanager answers at once or is in trouble; healing must not wait on it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries after the first try, with this pause before each (doubling).
+const RETRIES: u32 = 2;
+const BACKOFF: Duration = Duration::from_millis(200);
+
+/// One alert as `POST /api/v2/alerts` takes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AmAlert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: String,
+    pub ends_at: String,
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+}
+
+/// One matcher of a silence, as the API writes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AmMatcher {
+    pub name: String,
+    pub value: String,
+    pub is_regex: bool,
+    pub is_equal: bool,
+}
+
+/// A silence to create (no `id`) or to update (the `id` of the one it replaces).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AmSilence {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub matchers: Vec<AmMatcher>,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub created_by: String,
+    pub comment: String,
+}
+
+#[derive(Deserialize)]
+struct SilenceCreated {
+    #[serde(rename = "silenceID")]
+    silence_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmError {
+    #[error("Alertmanager answered HTTP {0}: {1}")]
+    Status(u16, String),
+    #[error("Alertmanager unreachable: {0}")]
+    Transport(String),
+    #[error("Alertmanager's answer was not understood: {0}")]
+    Answer(String),
+}
+
+impl AmError {
+    /// A 4xx says the request is wrong; trying it again will not help.
+    fn retryable(&self) -> bool {
+        !matches!(self, AmError::Status(code, _) if (400..500).contains(code))
+    }
+}
+
+/// The client, built once per config.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    auth: ClientAuth,
+    metrics: Arc<Metrics>,
+}
+
+/// The TLS pieces a config names, read and parsed: (CA certificates, client identity).
+pub fn tls_parts(
+    tls: &ClientTls,
+) -> Result<(Vec<reqwest::Certificate>, Option<reqwest::Identity>), String> {
+    let mut roots = Vec::new();
+    if let Some(ca) = &tls.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+        roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: not PEM certificates: {e}", ca.display()))?;
+    }
+    let identity = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let mut pem =
+                std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?,
+            );
+            // The error never quotes the key.
+            Some(reqwest::Identity::from_pem(&pem).map_err(|_| {
+                format!(
+                    "{} and {} are not a PEM certificate and key",
+                    cert.display(),
+                    key.display()
+                )
+            })?)
+        }
+        _ => None,
+    };
+    Ok((roots, identity))
+}
+
+impl Client {
+    pub fn new(config: &AlertmanagerConfig, metrics: Arc<Metrics>) -> anyhow::Result<Client> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none());
+        let (roots, identity) = tls_parts(&config.tls).map_err(anyhow::Error::msg)?;
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
+        if config.tls.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let mut base = config.url.expose().trim_end_matches('/').to_string();
+        if let Some(name) = &config.tls.server_name {
+            // reqwest verifies the certificate against the URL's host: ask for `server_name`
+            // and connect to where the URL's host resolves.
+            if let Ok(mut url) = reqwest::Url::parse(&base) {
+                let port = url.port_or_known_default().unwrap_or(443);
+                let host = url.host_str().unwrap_or_default().to_string();
+                let addrs: Vec<std::net::SocketAddr> =
+                    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                        .map(Iterator::collect)
+                        .unwrap_or_default();
+                if !addrs.is_empty() && url.set_host(Some(name)).is_ok() {
+                    builder = builder.resolve_to_addrs(name, &addrs);
+                    base = url.as_str().trim_end_matches('/').to_string();
+                }
+            }
+        }
+        Ok(Client {
+            http: builder.build()?,
+            base,
+            auth: config.auth.clone(),
+            metrics,
+        })
+    }
+
+    /// `POST /api/v2/alerts`.
+    pub async fn post_alerts(&self, alerts: &[AmAlert]) -> Result<(), AmError> {
+        let body = serde_json::to_vec(alerts).map_err(|e| AmError::Answer(e.to_string()))?;
+        self.call(
+            Operation::PostAlert,
+            reqwest::Method::POST,
+            "/api/v2/alerts",
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /api/v2/silences`: the silence's id (a new one when Alertmanager replaced it).
+    pub async fn create_silence(&self, silence: &AmSilence) -> Result<String, AmError> {
+        let body = serde_json::to_vec(silence).map_err(|e| AmError::Answer(e.to_string()))?;
+        let text = self
+            .call(
+                Operation::CreateSilence,
+                reqwest::Method::POST,
+                "/api/v2/silences",
+                Some(body),
+            )
+            .await?;
+        serde_json::from_str::<SilenceCreated>(&text)
+            .map(|c| c.silence_id)
+            .map_err(|e| AmError::Answer(e.to_string()))
+    }
+
+    /// `DELETE /api/v2/silence/{id}`.
+    pub async fn expire_silence(&self, id: &str) -> Result<(), AmError> {
+        let id: String =
+            percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        self.call(
+            Operation::ExpireSilence,
+            reqwest::Method::DELETE,
+            &format!("/api/v2/silence/{id}"),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// One request with bounded retries; counted once, by its final result.
+    async fn call(
+        &self,
+        operation: Operation,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<String, AmError> {
+        let mut pause = BACKOFF;
+        let mut attempt = 0;
+        let result = loop {
+            match self.once(method.clone(), path, body.clone()).await {
+                Ok(text) => break Ok(text),
+                Err(e) if attempt < RETRIES && e.retryable() => {
+                    attempt += 1;
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.metrics.alertmanager_request(operation, result.is_ok());
+        if let Err(e) = &result {
+            tracing::warn!(operation = operation.as_str(), error = %e, "Alertmanager request failed");
+        }
+        result
+    }
+
+    async fn once(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<String, AmError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("Content-Type", "application/json");
+        request = match &self.auth {
+            ClientAuth::None => request,
+            ClientAuth::Bearer(token) => request.bearer_auth(token.expose()),
+            ClientAuth::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+        };
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            // The URL may hold a password: only the cause is shown.
+            AmError::Transport(
+                crate::config::known_secrets().redact(&crate::checks::root_cause(&e)),
+            )
+        })?;
+        let code = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if code.is_success() {
+            Ok(text)
+        } else {
+            let text: String = text.trim().chars().take(200).collect();
+            Err(AmError::Status(code.as_u16(), text))
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Talking back to Alertmanager through its API v2: escalations (`alert` steps) posted as
+//! `MedicEscalation` and kept alive while their subject stays unhealthy, and silences held
+//! while a run heals an alert. (`crate::alertmanager` is the other direction: the webhook.)
+//!
+//! Alertmanager being down or slow never blocks healing: an `alert` step fails and the chain
+//! goes on; a silence that could not be made is counted and the run goes on without it.
+
+pub mod client;
+pub mod escalation;
+pub mod silence;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, RouteSpec};
+use crate::metrics::Metrics;
+use crate::state::StateHandle;
+use crate::store::Store;
+
+pub use client::{AmAlert, AmError, AmMatcher, AmSilence, Client};
+pub use escalation::Escalation;
+pub use silence::SilenceGuard;
+
+/// What medic asks of Alertmanager, for `medic_alertmanager_requests_total{operation}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    PostAlert,
+    CreateSilence,
+    ExpireSilence,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 3] = [
+        Operation::PostAlert,
+        Operation::CreateSilence,
+        Operation::ExpireSilence,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::PostAlert => "post_alert",
+            Operation::CreateSilence => "create_silence",
+            Operation::ExpireSilence => "expire_silence",
+        }
+    }
+}
+
+/// What the current config says; replaced whole on reload.
+struct Settings {
+    client: Client,
+    routes: Vec<RouteSpec>,
+    resend_delay: Duration,
+}
+
+/// The one link to Alertmanager a process has: shared by the `alert` steps, the silences of
+/// runs and the background task that keeps escalations alive.
+pub struct Alertmanager {
+    settings: RwLock<Option<Arc<Settings>>>,
+    store: watch::Receiver<Option<Store>>,
+    metrics: Arc<Metrics>,
+    /// This process, as the owner of what it posts.
+    owner: String,
+    /// medic's own URL, for `generatorURL` (`--web.external-url`).
+    external_url: String,
+    /// For check subjects: the check's status, so an escalation whose check turned healthy
+    /// while no medic was watching still resolves.
+    state: Option<StateHandle>,
+}
+
+impl Alertmanager {
+    pub fn new(
+        store: watch::Receiver<Option<Store>>,
+        metrics: Arc<Metrics>,
+        owner: String,
+        external_url: String,
+        state: Option<StateHandle>,
+    ) -> Arc<Alertmanager> {
+        Arc::new(Alertmanager {
+            settings: RwLock::new(None),
+            store,
+            metrics,
+            owner,
+            external_url: external_url.trim_end_matches('/').to_string(),
+            state,
+        })
+    }
+
+    /// Takes a (re)loaded config; without `alertmanager:` nothing is posted.
+    pub fn apply(&self, config: &Config) -> anyhow::Result<()> {
+        let settings = match &config.alertmanager {
+            None => None,
+            Some(am) => Some(Arc::new(Settings {
+                client: Client::new(am, self.metrics.clone())?,
+                routes: config.recovery.routes.clone(),
+                resend_delay: am.resend_delay.std(),
+            })),
+        };
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+        Ok(())
+    }
+
+    fn settings(&self) -> Option<Arc<Settings>> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn store(&self) -> Option<Store> {
+        self.store.borrow().clone()
+    }
+
+    /// Where a run is shown in medic's API.
+    pub fn run_url(&self, run_id: &str) -> String {
+        format!("{}/api/v1/runs/{run_id}", self.external_url)
+    }
+}
+
+/// medic's external URL from its listen address, for links when `--web.external-url` is not
+/// given (as Prometheus derives its own).
+pub fn default_external_url(listen: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let host_port = match listen.rsplit_once(':') {
+        Some((host, port)) if host.is_empty() || host == "0.0.0.0" || host == "[::]" => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".to_string());
+            format!("{host}:{port}")
+        }
+        _ => listen.to_string(),
+    };
+    format!("{scheme}://{host_port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_url_comes_from_the_listen_address() {
+        assert_eq!(
+            default_external_url("127.0.0.1:7979", false),
+            "http://127.0.0.1:7979"
+        );
+        assert_eq!(
+            default_external_url("medic.example:443", true),
+            "https://medic.example:443"
+        );
+        assert!(!default_external_url("0.0.0.0:7979", false).contains("0.0.0.0"));
+    }
+}

@@ -1,0 +1,132 @@
+//! Daily profile: the typical value at each moment of the day, learnt per day so that the
+//! sampling rate does not change how many days it remembers.
+
+/// Ops metrics mostly follow the daily cycle of their users.
+pub const DAY_SECONDS: f64 = 86_400.0;
+/// Bins of the profile: 5 minutes each.
+const BINS: usize = 288;
+const BIN_SECONDS: f64 = DAY_SECONDS / BINS as f64;
+/// Weight of the newest day in a bin of the smoothed profile: it remembers about four days.
+pub const SMOOTH_DAY_WEIGHT: f64 = 0.25;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bin {
+    /// Profile from completed visits (previous days); NaN until one visit finished.
+    learnt: f64,
+    /// The visit in progress: day index, sum, count.
+    day: i64,
+    sum: f64,
+    n: u32,
+}
+
+/// Daily profile of one series.
+#[derive(Debug, Clone)]
+pub struct DailyProfile {
+    bins: Box<[Bin]>,
+    /// Weight of the newest day: 1 = exactly yesterday (the seasonal naive), less = smoothed.
+    day_weight: f64,
+}
+
+impl Default for DailyProfile {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn locate(t: f64) -> Option<(usize, i64)> {
+    if !t.is_finite() {
+        return None;
+    }
+    let day = (t / DAY_SECONDS).floor();
+    let phase = t - day * DAY_SECONDS;
+    let bin = ((phase / BIN_SECONDS) as usize).min(BINS - 1);
+    (day.abs() < 1e15).then_some((bin, day as i64))
+}
+
+impl DailyProfile {
+    pub fn new() -> Self {
+        Self::with_weight(SMOOTH_DAY_WEIGHT)
+    }
+
+    pub fn with_weight(day_weight: f64) -> Self {
+        DailyProfile {
+            day_weight: day_weight.clamp(0.01, 1.0),
+            bins: vec![
+                Bin {
+                    learnt: f64::NAN,
+                    ..Bin::default()
+                };
+                BINS
+            ]
+            .into_boxed_slice(),
+        }
+    }
+
+    pub fn push(&mut self, t: f64, v: f64) {
+        let Some((i, day)) = locate(t) else { return };
+        if !v.is_finite() {
+            return;
+        }
+        let b = &mut self.bins[i];
+        if b.n > 0 && b.day != day {
+            let visit = b.sum / f64::from(b.n);
+            b.learnt = if b.learnt.is_finite() {
+                b.learnt + self.day_weight * (visit - b.learnt)
+            } else {
+                visit
+            };
+            b.n = 0;
+            b.sum = 0.0;
+        }
+        if b.n == 0 {
+            b.day = day;
+        }
+        b.sum += v;
+        b.n = b.n.saturating_add(1);
+        if !b.sum.is_finite() {
+            // Overflowing sums restart the visit rather than poison the profile.
+            b.sum = v;
+            b.n = 1;
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.bins.len() * std::mem::size_of::<Bin>()
+    }
+
+    /// The learnt typical value at time `t`'s moment of the day (from previous days only).
+    pub fn at(&self, t: f64) -> Option<f64> {
+        let (i, _) = locate(t)?;
+        let v = self.bins[i].learnt;
+        v.is_finite().then_some(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_a_daily_square_wave_after_one_day() {
+        let mut p = DailyProfile::new();
+        let v = |t: f64| {
+            if (t % DAY_SECONDS) < 43_200.0 {
+                10.0
+            } else {
+                50.0
+            }
+        };
+        assert_eq!(p.at(100.0), None);
+        let mut t = 0.0;
+        while t < 2.0 * DAY_SECONDS {
+            p.push(t, v(t));
+            t += 60.0;
+        }
+        assert_eq!(p.at(3.0 * DAY_SECONDS + 3600.0), Some(10.0));
+        assert_eq!(p.at(3.0 * DAY_SECONDS + 50_000.0), Some(50.0));
+        assert_eq!(p.at(f64::NAN), None);
+        p.push(f64::INFINITY, 1.0);
+        p.push(1e300, 1.0);
+        p.push(5.0, f64::NAN);
+    }
+}
