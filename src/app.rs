@@ -174,6 +174,7 @@ pub async fn run(
     let (recovery, recovery_rx) = RecoveryHandle::channel();
     let (state, state_task) = state::spawn(metrics.clone(), Some(writer), Some(recovery.clone()));
     let prober = Arc::new(Prober::new().context("building the HTTP client")?);
+    let heartbeats = prober.heartbeats();
     // Filled by apply_config below, before any run can start.
     let (others_tx, others_rx) = watch::channel(Arc::new(DirectChecks {
         prober: prober.clone(),
@@ -265,6 +266,8 @@ pub async fn run(
         recovery: recovery.clone(),
         pauses: pause_book.clone(),
         web: web_rx,
+        heartbeats,
+        probes: scheduler.probe_handle(),
     });
     let server_task = tokio::spawn(server::serve(
         listener,
@@ -463,7 +466,15 @@ async fn open_store(
         };
         // The history lives on in memory across a reopen; the new file starts from now.
         if !reopening {
-            reload_history(&store, history_ms, history_size, &state, &metrics).await;
+            reload_history(
+                &store,
+                history_ms,
+                history_size,
+                &state,
+                &shared.heartbeats,
+                &metrics,
+            )
+            .await;
         }
         let _ = store_tx.send(Some(store.clone()));
         set_not_ready_reason(&shared, None);
@@ -554,6 +565,7 @@ async fn reload_history(
     history_ms: i64,
     history_size: usize,
     state: &StateHandle,
+    heartbeats: &crate::checks::Heartbeats,
     metrics: &Metrics,
 ) {
     let since = now_ms() - history_ms;
@@ -568,6 +580,13 @@ async fn reload_history(
         Err(e) => {
             metrics.store_error(e.operation());
             tracing::warn!(error = %e, "cannot reload history from the state store");
+        }
+    }
+    match store.load_heartbeats().await {
+        Ok(stored) => heartbeats.restore(stored),
+        Err(e) => {
+            metrics.store_error(e.operation());
+            tracing::warn!(error = %e, "cannot reload heartbeats from the state store");
         }
     }
 }

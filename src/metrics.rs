@@ -17,7 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::checks::Outcome;
+use crate::checks::{FailureReason, Outcome};
 use crate::health::HealthState;
 use crate::status::Status;
 
@@ -30,6 +30,12 @@ struct CheckLabels {
 struct DiskLabels {
     check: String,
     mountpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    check: String,
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -472,6 +478,12 @@ pub struct Metrics {
     alertmanager_silences: Gauge,
     /// Which mountpoints each check has exported, so a removed check takes its series along.
     disk_series: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    failure_info: Family<FailureLabels, Gauge>,
+    tls_expiry: Family<CheckLabels, FloatGauge>,
+    last_heartbeat: Family<CheckLabels, FloatGauge>,
+    /// The one reason each failing check exports: a check has at most one series, so the
+    /// family stays as large as the set of failing checks.
+    failure_series: Mutex<BTreeMap<String, FailureReason>>,
 }
 
 /// The exposition formats `/metrics` can answer in.
@@ -643,6 +655,26 @@ impl Metrics {
             "Check results waiting to be written to the state store",
             store_backlog.clone(),
         );
+        let failure_info = Family::<FailureLabels, Gauge>::default();
+        registry.register(
+            "medic_check_failure_info",
+            "1 for the reason the check currently fails (timeout, status, ...); no series while it passes",
+            failure_info.clone(),
+        );
+        let tls_expiry = Family::<CheckLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "medic_tls_certificate_expiry_timestamp",
+            "Unix time of the earliest notAfter in the chain the check's TLS server presented (verified or not)",
+            Unit::Seconds,
+            tls_expiry.clone(),
+        );
+        let last_heartbeat = Family::<CheckLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "medic_check_last_heartbeat_timestamp",
+            "Unix time of the heartbeat check's latest successful ping",
+            Unit::Seconds,
+            last_heartbeat.clone(),
+        );
         let recovery_pauses_active = Gauge::default();
         registry.register(
             "medic_recovery_pauses_active",
@@ -792,6 +824,52 @@ impl Metrics {
             alertmanager_requests,
             alertmanager_silences,
             disk_series: Mutex::new(BTreeMap::new()),
+            failure_info,
+            tls_expiry,
+            last_heartbeat,
+            failure_series: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A heartbeat job's `/start`→success time, in `medic_check_duration_seconds`; also sets
+    /// the last heartbeat at once rather than at the next probe.
+    pub fn observe_job(&self, check: &str, seconds: Option<f64>, success_at_unix_seconds: f64) {
+        if let Some(seconds) = seconds {
+            self.checks.with(check, |series| {
+                if let Some(latest) = series.latest.as_mut() {
+                    latest.duration.observe(seconds);
+                }
+            });
+        }
+        self.last_heartbeat
+            .get_or_create(&CheckLabels {
+                check: check.to_string(),
+            })
+            .set(success_at_unix_seconds);
+    }
+
+    /// Sets the reason the check fails for, or `None` while it passes: the previous reason's
+    /// series goes, so each check has at most one.
+    pub fn set_failure_reason(&self, check: &str, reason: Option<FailureReason>) {
+        let mut series = self
+            .failure_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let old = series.get(check).copied();
+        if old == reason {
+            return;
+        }
+        let labels = |r: FailureReason| FailureLabels {
+            check: check.to_string(),
+            reason: r.as_str().to_string(),
+        };
+        if let Some(old) = old {
+            self.failure_info.remove(&labels(old));
+            series.remove(check);
+        }
+        if let Some(new) = reason {
+            self.failure_info.get_or_create(&labels(new)).set(1);
+            series.insert(check.to_string(), new);
         }
     }
 
@@ -812,7 +890,11 @@ impl Metrics {
             let mut duration = series
                 .latest
                 .map_or_else(DurationHistogram::default, |l| l.duration);
-            duration.observe(outcome.duration.as_secs_f64());
+            // A heartbeat check's "probe" only reads the clock; its durations are its jobs',
+            // observed by `observe_job`.
+            if !outcome.metadata.contains_key("heartbeat") {
+                duration.observe(outcome.duration.as_secs_f64());
+            }
             series.latest = Some(Latest {
                 success: outcome.status.is_up(),
                 consecutive_failures: health.consecutive_failures,
@@ -834,6 +916,20 @@ impl Metrics {
         let labels = || CheckLabels {
             check: check.to_string(),
         };
+        if let Some(t) = outcome
+            .metadata
+            .get(crate::checks::LAST_HEARTBEAT_KEY)
+            .and_then(|v| v.as_f64())
+        {
+            self.last_heartbeat.get_or_create(&labels()).set(t);
+        }
+        if let Some(t) = outcome
+            .metadata
+            .get(crate::checks::EXPIRY_KEY)
+            .and_then(|v| v.as_f64())
+        {
+            self.tls_expiry.get_or_create(&labels()).set(t);
+        }
         for m in &outcome.measurements {
             match (m.name.as_str(), &m.mountpoint) {
                 ("cpu_utilization", None) => {
@@ -875,6 +971,9 @@ impl Metrics {
             check: check.to_string(),
         };
         self.checks.remove(check);
+        self.set_failure_reason(check, None);
+        self.tls_expiry.remove(&labels);
+        self.last_heartbeat.remove(&labels);
         self.system_cpu.remove(&labels);
         self.system_memory.remove(&labels);
         let mountpoints = self

@@ -79,9 +79,9 @@ pub struct CheckSummary {
     pub duration_seconds: Option<f64>,
     pub last_run: Option<String>,
     pub consecutive_failures: u32,
-    /// `flapping` when flap detection made the check critical; else, while the check is not
-    /// healthy, why its latest probe failed (`medic`: medic itself was out of fds, processes
-    /// or memory); null otherwise.
+    /// Why the check fails: `flapping` when flap detection made it critical, else the reason
+    /// of the latest failing probe (`timeout`, `status`, ...; `medic`: medic itself was out of
+    /// fds, processes or memory) while the check is critical or unknown; null otherwise.
     pub reason: Option<&'static str>,
 }
 
@@ -122,6 +122,9 @@ struct CheckRecord {
     /// The history and the trend's samples.
     results: Results,
     last: Option<LastProbe>,
+    /// The latest failing probe's reason, while that probe is the latest or the check still
+    /// fails.
+    failure_reason: Option<FailureReason>,
 }
 
 struct LastProbe {
@@ -129,8 +132,6 @@ struct LastProbe {
     status: Status,
     duration_seconds: f64,
     message: String,
-    /// Why it failed, when the probe could tell.
-    reason: Option<FailureReason>,
     /// In key order, as the outcome's map had them. A slice rather than the map: every check
     /// keeps one, and a map's node takes room for eleven entries where a probe has about four.
     metadata: Box<[(String, Value)]>,
@@ -182,6 +183,7 @@ impl CheckRecord {
             health: HealthState::default(),
             results,
             last: None,
+            failure_reason: None,
         }
     }
 
@@ -208,8 +210,10 @@ impl CheckRecord {
 }
 
 impl CheckRecord {
-    /// `flapping` when flap detection holds the check critical; else, while the check is not
-    /// healthy, why its latest probe failed (`medic` when medic itself was short of something).
+    /// `flapping` when flap detection holds the check critical; else, only while the check
+    /// itself is critical or unknown, why its latest failing probe failed (`medic` when medic
+    /// itself was short of something): a single failed probe under `failures_before_critical`
+    /// is not why anything is down.
     fn reason(&self) -> Option<&'static str> {
         if !self.spec.enabled {
             return None;
@@ -217,9 +221,9 @@ impl CheckRecord {
         if self.health.flapping {
             return Some("flapping");
         }
-        let last = self.last.as_ref()?;
-        (self.health.status != Status::Healthy && last.status != Status::Healthy)
-            .then_some(last.reason?.as_str())
+        self.failure_reason
+            .filter(|_| matches!(self.health.status, Status::Critical | Status::Unknown))
+            .map(FailureReason::as_str)
     }
 }
 
@@ -405,12 +409,19 @@ impl StateTask {
             return;
         }
         let at_ms = unix_ms(at);
-        let reason = outcome.reason;
         let was_flapping = record.health.flapping;
         let transition = record
             .health
             .observe(outcome.status, record.spec.thresholds());
         let flapping_changed = was_flapping != record.health.flapping;
+        let check_fails = matches!(record.health.status, Status::Critical | Status::Unknown);
+        if outcome.reason.is_some() {
+            record.failure_reason = outcome.reason;
+        } else if !check_fails {
+            record.failure_reason = None;
+        }
+        self.metrics
+            .set_failure_reason(check, record.failure_reason.filter(|_| check_fails));
         // At the results' precision, so the summary and the history's newest entry agree.
         let duration = f64::from(duration_micros(outcome.duration.as_secs_f64())) / 1e6;
         record
@@ -495,13 +506,9 @@ impl StateTask {
                     status: outcome.status,
                     duration_seconds: duration,
                     message: outcome.message,
-                    reason,
                     metadata: outcome.metadata.into_iter().collect(),
                 })
             }
-        }
-        if let Some(last) = &mut record.last {
-            last.reason = reason;
         }
         self.predict(check, at_ms, &outcome.measurements);
     }
@@ -591,7 +598,6 @@ impl StateTask {
                         status: newest.status,
                         duration_seconds: newest.duration_seconds,
                         message: newest.message.clone(),
-                        reason: None,
                         metadata: Box::default(),
                     });
                 }

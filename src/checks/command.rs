@@ -69,6 +69,8 @@ pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
     let mut outcome = Outcome::new(raw, message)
         .with("program", spec.program.clone())
         .with("exit_code", code_text);
+    // Kept only when the status is a failure (the prober drops it otherwise).
+    outcome.reason = Some(super::FailureReason::ExitCode);
     if !parsed.perfdata.is_empty() {
         let perf: serde_json::Map<String, serde_json::Value> = parsed
             .perfdata

@@ -43,7 +43,9 @@ impl Databases {
     pub async fn probe(&self, spec: &DatabaseSpec, timeout: Duration) -> Outcome {
         let db = match self.database(spec, timeout) {
             Ok(db) => db,
-            Err(message) => return Outcome::new(Status::Unknown, message),
+            Err(message) => {
+                return Outcome::failed(Status::Unknown, super::FailureReason::Other, message)
+            }
         };
         let started = Instant::now();
         let result = run_query(&db.pool, &spec.query).await;
@@ -51,12 +53,10 @@ impl Databases {
         let rows = match result {
             Ok(rows) => rows,
             Err((phase, e)) => {
-                let reason =
-                    matches!(e, sqlx::Error::PoolTimedOut).then_some(super::FailureReason::Timeout);
-                return Outcome::failed(
+                return Outcome::from_error(
                     &e,
                     Status::Critical,
-                    reason,
+                    Some(classify(phase, &e)),
                     format!("{phase} failed: {}", describe(&e)),
                 )
                 .with("driver", db.pool.driver());
@@ -191,6 +191,32 @@ async fn server_version(pool: &Pool) -> Result<String, sqlx::Error> {
                 .fetch_one(p)
                 .await
         }
+    }
+}
+
+/// The closed-set reason of a failed connect or query.
+fn classify(phase: &str, e: &sqlx::Error) -> super::FailureReason {
+    use super::FailureReason;
+    match e {
+        sqlx::Error::PoolTimedOut => FailureReason::Timeout,
+        sqlx::Error::Io(io) => match FailureReason::of_io(io) {
+            FailureReason::Other if phase == "connect" => FailureReason::Other,
+            reason => reason,
+        },
+        sqlx::Error::Tls(_) => FailureReason::Tls,
+        sqlx::Error::Database(db) => {
+            // SQLSTATE class 28 (PostgreSQL) and MySQL's 1044/1045: the credentials were refused.
+            let code = db.code().unwrap_or_default();
+            if code.starts_with("28") || code == "1044" || code == "1045" {
+                FailureReason::Auth
+            } else if phase == "connect" {
+                FailureReason::Other
+            } else {
+                FailureReason::Query
+            }
+        }
+        _ if phase == "query" => FailureReason::Query,
+        _ => FailureReason::Other,
     }
 }
 

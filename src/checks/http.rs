@@ -55,13 +55,40 @@ impl Clients {
         }
     }
 
+    /// The request, and on `https://` beside it a handshake that reads the certificate chain's
+    /// expiry (a separate connection: reqwest does not show the chain it verified).
     pub async fn probe(&self, spec: &HttpSpec, timeout: Duration) -> Outcome {
+        let https = reqwest::Url::parse(spec.url.expose())
+            .ok()
+            .filter(|u| u.scheme() == "https")
+            .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)));
+        match https {
+            None => self.request(spec, timeout).await,
+            Some((host, port)) => {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let (outcome, expiry) = tokio::join!(
+                    self.request(spec, timeout),
+                    super::tls::peek_expiry(host, port)
+                );
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                super::tls::with_expiry(outcome, expiry, now)
+            }
+        }
+    }
+
+    async fn request(&self, spec: &HttpSpec, timeout: Duration) -> Outcome {
         let started = Instant::now();
         let shown_url = redact_url(spec.url.expose());
         let method = match reqwest::Method::from_bytes(spec.method.as_bytes()) {
             Ok(m) => m,
             Err(_) => {
-                return Outcome::new(Status::Unknown, format!("invalid method {}", spec.method))
+                return Outcome::failed(
+                    Status::Unknown,
+                    FailureReason::Other,
+                    format!("invalid method {}", spec.method),
+                )
             }
         };
         let mut request = self
@@ -120,8 +147,9 @@ impl Clients {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            Outcome::new(
+            Outcome::failed(
                 Status::Critical,
+                FailureReason::Status,
                 format!("HTTP {code}, expected {expected}"),
             )
         } else {
@@ -161,13 +189,7 @@ impl Clients {
 fn request_failed(e: &reqwest::Error, timeout: Duration) -> Outcome {
     // reqwest quotes the URL in its messages; the URL may hold a password.
     let cause = root_cause(e);
-    let reason = if e.is_timeout() {
-        FailureReason::Timeout
-    } else if connection_refused(e) {
-        FailureReason::ConnectionRefused
-    } else {
-        FailureReason::Other
-    };
+    let reason = classify(e);
     let message = if e.is_timeout() {
         format!("timeout: no answer within {}", format_seconds(timeout))
     } else if e.is_redirect() {
@@ -179,20 +201,38 @@ fn request_failed(e: &reqwest::Error, timeout: Duration) -> Outcome {
     } else {
         format!("request failed: {cause}")
     };
-    Outcome::failed(e, Status::Critical, Some(reason), message)
+    Outcome::from_error(e, Status::Critical, Some(reason), message)
 }
 
-/// Whether an `io::Error` down `e`'s source chain says the connection was refused.
-fn connection_refused(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(err) = next {
-        if err
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-        {
-            return true;
-        }
-        next = err.source();
+/// Which of the closed set of reasons a failed request falls under, from the error's chain.
+fn classify(e: &reqwest::Error) -> FailureReason {
+    if e.is_timeout() {
+        return FailureReason::Timeout;
     }
-    false
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return FailureReason::Tls;
+        }
+        // hyper-util's connector says so only in words: its resolver error is private.
+        if err.to_string().starts_with("dns error") {
+            return FailureReason::Dns;
+        }
+        cause = err.source();
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match FailureReason::of_io(io) {
+                FailureReason::Other => {}
+                reason => return reason,
+            }
+            // An IO error's `source()` skips the error it wraps (rustls's, for one).
+            if let Some(inner) = io.get_ref() {
+                cause = Some(inner);
+            }
+        }
+    }
+    if e.is_body() || e.is_decode() {
+        FailureReason::Body
+    } else {
+        FailureReason::Other
+    }
 }

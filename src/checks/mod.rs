@@ -3,9 +3,13 @@
 
 mod command;
 mod database;
+mod dns;
+mod grpc;
+mod heartbeat;
 mod http;
 mod system;
 mod tcp;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +22,8 @@ use crate::limits::Resource;
 use crate::status::Status;
 
 pub use command::{parse_plugin_output, PerfData, PluginOutput};
+pub use heartbeat::{Heartbeats, Ping, Pings, Refused, LAST_HEARTBEAT_KEY};
+pub use tls::EXPIRY_KEY;
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,12 +35,13 @@ pub struct Outcome {
     pub metadata: BTreeMap<String, Value>,
     /// Numbers the predictor can follow over time.
     pub measurements: Vec<Measurement>,
-    /// Why the probe failed, when it did and the kind could tell.
+    /// Why a critical or unknown probe failed; `None` for healthy and warning probes.
     pub reason: Option<FailureReason>,
 }
 
-/// Why a probe failed: the SPEC's closed set, shown as `reason` in the JSON API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a probe failed: the SPEC's closed set, shown as `reason` in the JSON API, and bounded
+/// so `medic_check_failure_info{reason}` stays small and an alert rule can match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FailureReason {
     Timeout,
     ConnectionRefused,
@@ -53,6 +60,25 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// Every reason, `medic` once per resource (all three share the label `medic`).
+    pub const ALL: [FailureReason; 15] = [
+        FailureReason::Timeout,
+        FailureReason::ConnectionRefused,
+        FailureReason::Dns,
+        FailureReason::Tls,
+        FailureReason::Status,
+        FailureReason::Body,
+        FailureReason::Query,
+        FailureReason::Auth,
+        FailureReason::ExitCode,
+        FailureReason::Threshold,
+        FailureReason::MissedHeartbeat,
+        FailureReason::Medic(Resource::Fds),
+        FailureReason::Medic(Resource::Processes),
+        FailureReason::Medic(Resource::Memory),
+        FailureReason::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::Timeout => "timeout",
@@ -68,6 +94,16 @@ impl FailureReason {
             FailureReason::MissedHeartbeat => "missed_heartbeat",
             FailureReason::Medic(_) => "medic",
             FailureReason::Other => "other",
+        }
+    }
+
+    /// The reason an IO error of connecting or talking to a target gives.
+    pub fn of_io(e: &std::io::Error) -> FailureReason {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::ConnectionRefused => FailureReason::ConnectionRefused,
+            ErrorKind::TimedOut => FailureReason::Timeout,
+            _ => FailureReason::Other,
         }
     }
 }
@@ -104,6 +140,13 @@ impl Outcome {
         }
     }
 
+    /// A failed probe and why it failed.
+    pub fn failed(status: Status, reason: FailureReason, message: impl Into<String>) -> Self {
+        let mut outcome = Outcome::new(status, message);
+        outcome.reason = Some(reason);
+        outcome
+    }
+
     /// A probe that failed because medic itself ran out of `resource`: `unknown`, never
     /// `critical`, so that medic's trouble starts no recovery of the target.
     pub fn medic(resource: Resource, message: impl Into<String>) -> Self {
@@ -117,7 +160,7 @@ impl Outcome {
 
     /// The outcome for a probe that failed with `err`: [`Outcome::medic`] when the error says
     /// medic ran out of something, else `status` with `reason`.
-    pub fn failed(
+    pub fn from_error(
         err: &(dyn std::error::Error + 'static),
         status: Status,
         reason: Option<FailureReason>,
@@ -168,6 +211,7 @@ pub struct Prober {
     http: http::Clients,
     system: Arc<system::SystemProbe>,
     databases: database::Databases,
+    heartbeats: Heartbeats,
 }
 
 impl Prober {
@@ -176,11 +220,18 @@ impl Prober {
             http: http::Clients::new()?,
             system: Arc::new(system::SystemProbe::new()),
             databases: database::Databases::default(),
+            heartbeats: Heartbeats::default(),
         })
     }
 
-    /// Forgets resources (database pools) that none of `checks` uses.
+    /// The heartbeat checks' pings, for the HTTP handler that records them.
+    pub fn heartbeats(&self) -> Heartbeats {
+        self.heartbeats.clone()
+    }
+
+    /// Forgets resources (database pools, heartbeats) that none of `checks` uses.
     pub fn retain(&self, checks: &[CheckSpec]) {
+        self.heartbeats.configure(checks, crate::timefmt::now_ms());
         let urls: Vec<&str> = checks
             .iter()
             .filter_map(|c| match &c.probe {
@@ -204,13 +255,14 @@ impl Prober {
         let result = tokio::time::timeout(bound, self.dispatch(check, timeout)).await;
         let mut outcome = match result {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::new(
+            Err(_) => Outcome::failed(
                 Status::Critical,
+                FailureReason::Timeout,
                 format!("timeout: no answer within {}", check.timeout),
-            )
-            .with_reason(FailureReason::Timeout),
+            ),
         };
         outcome.duration = started.elapsed();
+        outcome.reason = settle_reason(outcome.status, outcome.reason);
         if !redactor.is_empty() {
             outcome.message = redactor.redact(&outcome.message);
             for value in outcome.metadata.values_mut() {
@@ -233,10 +285,23 @@ impl Prober {
             ProbeSpec::System(spec) => self.system.probe(spec).await,
             ProbeSpec::Command(spec) => command::probe(spec, timeout).await,
             ProbeSpec::Database(spec) => self.databases.probe(spec, timeout).await,
+            ProbeSpec::Tls(spec) => tls::probe(spec).await,
+            ProbeSpec::Dns(spec) => dns::probe(spec).await,
+            ProbeSpec::Grpc(spec) => grpc::probe(spec).await,
+            ProbeSpec::Heartbeat(spec) => {
+                self.heartbeats.probe(check, spec, crate::timefmt::now_ms())
+            }
         }
     }
 }
 
+/// Every failing probe has a reason (a kind that did not say gets `other`); a passing one none.
+fn settle_reason(status: Status, reason: Option<FailureReason>) -> Option<FailureReason> {
+    match status {
+        Status::Critical | Status::Unknown => Some(reason.unwrap_or(FailureReason::Other)),
+        Status::Healthy | Status::Warning => None,
+    }
+}
 /// How much longer than its timeout a command probe may take to say why it stopped.
 const COMMAND_MARGIN: Duration = Duration::from_millis(250);
 

@@ -117,6 +117,9 @@ impl SystemProbe {
             parts.push("no readings".into());
         }
         let mut outcome = Outcome::new(status, parts.join(", "));
+        if status == Status::Critical {
+            outcome.reason = Some(super::FailureReason::Threshold);
+        }
         outcome.metadata = metadata.into_iter().collect();
         outcome.measurements = measurements;
         outcome

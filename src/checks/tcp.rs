@@ -27,19 +27,24 @@ pub async fn probe(spec: &TcpSpec) -> Outcome {
             .with("peer", peer)
             .with("connect_seconds", elapsed.as_secs_f64())
         }
-        Err(e) => {
-            let reason = match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => FailureReason::ConnectionRefused,
-                std::io::ErrorKind::TimedOut => FailureReason::Timeout,
-                _ => FailureReason::Other,
-            };
-            Outcome::failed(
-                &e,
-                Status::Critical,
-                Some(reason),
-                format!("connect to {} failed: {e}", spec.address),
-            )
-            .with("address", spec.address.clone())
-        }
+        Err(e) => connect_failed(&spec.address, &e),
     }
+}
+
+/// A failed connect to `address`, with its reason.
+pub(super) fn connect_failed(address: &str, e: &std::io::Error) -> Outcome {
+    let reason = match FailureReason::of_io(e) {
+        // A name that does not resolve comes back as a plain IO error; only its words say so.
+        FailureReason::Other if e.to_string().contains("failed to lookup address") => {
+            FailureReason::Dns
+        }
+        reason => reason,
+    };
+    Outcome::from_error(
+        e,
+        Status::Critical,
+        Some(reason),
+        format!("connect to {address} failed: {e}"),
+    )
+    .with("address", address.to_string())
 }

@@ -129,6 +129,52 @@ pub struct CheckFile {
     pub database: Option<DatabaseFile>,
     pub system: Option<SystemFile>,
     pub command: Option<CommandFile>,
+    pub tls: Option<TlsFile>,
+    pub heartbeat: Option<HeartbeatFile>,
+    pub dns: Option<DnsFile>,
+    pub grpc: Option<GrpcFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcFile {
+    pub address: String,
+    pub service: Option<String>,
+    pub tls: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub record_type: Option<String>,
+    pub server: Option<String>,
+    pub transport: Option<String>,
+    pub expect_rcode: Option<String>,
+    pub expect_answer: Option<String>,
+    pub min_answers: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatFile {
+    pub grace: Option<Duration>,
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub address: String,
+    pub server_name: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub warn_before: Option<Duration>,
+    pub critical_before: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,6 +22,7 @@ pub use file::{
     RecoveryMode, RouteFile, StepFile,
 };
 pub use secret::{known_secrets, redact_url, Redactor, Secret, REDACTED};
+pub(crate) use validate::RCODES;
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
@@ -293,6 +294,10 @@ pub enum ProbeSpec {
     Database(DatabaseSpec),
     System(SystemSpec),
     Command(CommandSpec),
+    Tls(TlsSpec),
+    Heartbeat(HeartbeatSpec),
+    Dns(DnsSpec),
+    Grpc(GrpcSpec),
 }
 
 impl ProbeSpec {
@@ -303,6 +308,10 @@ impl ProbeSpec {
             ProbeSpec::Database(_) => "database",
             ProbeSpec::System(_) => "system",
             ProbeSpec::Command(_) => "command",
+            ProbeSpec::Tls(_) => "tls",
+            ProbeSpec::Heartbeat(_) => "heartbeat",
+            ProbeSpec::Dns(_) => "dns",
+            ProbeSpec::Grpc(_) => "grpc",
         }
     }
 }
@@ -321,6 +330,99 @@ pub struct HttpSpec {
     pub warn_after: Option<Duration>,
     pub keep_alive: bool,
     pub follow_redirects: bool,
+}
+
+/// Trust anchors read from a `ca_file`, once at load.
+pub type CaCerts = Arc<Vec<rustls::pki_types::CertificateDer<'static>>>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSpec {
+    /// `host:port`.
+    pub address: String,
+    /// The name verified against the certificate (and sent as SNI); the address's host by
+    /// default.
+    pub server_name: String,
+    /// `None`: the system roots.
+    pub ca: Option<CaCerts>,
+    pub warn_before: Duration,
+    pub critical_before: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcSpec {
+    /// `host:port`.
+    pub address: String,
+    /// The service asked about; "" is the server as a whole.
+    pub service: String,
+    /// `Some` for `tls: true`: the name to verify and the roots (`None`: the system's).
+    pub tls: Option<(String, Option<CaCerts>)>,
+    /// Sent as request headers; values may be credentials.
+    pub metadata: Vec<(String, Secret)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsSpec {
+    /// The name asked for, as written (`example.com`, `_sip._tcp.example.com`).
+    pub name: String,
+    pub record_type: DnsType,
+    /// `host:port`; `None`: the first `nameserver` of /etc/resolv.conf, read at each probe.
+    pub server: Option<String>,
+    pub transport: DnsTransport,
+    /// The expected response code, as its number and its name (`NOERROR`).
+    pub expect_rcode: (u16, &'static str),
+    pub expect_answer: Option<Pattern>,
+    pub min_answers: u32,
+}
+
+/// The record types a `dns` check may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsType {
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Ns,
+    Txt,
+    Srv,
+    Soa,
+    Ptr,
+}
+
+impl DnsType {
+    pub const ALL: [(&'static str, DnsType); 9] = [
+        ("A", DnsType::A),
+        ("AAAA", DnsType::Aaaa),
+        ("CNAME", DnsType::Cname),
+        ("MX", DnsType::Mx),
+        ("NS", DnsType::Ns),
+        ("TXT", DnsType::Txt),
+        ("SRV", DnsType::Srv),
+        ("SOA", DnsType::Soa),
+        ("PTR", DnsType::Ptr),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        DnsType::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("A", |(name, _)| name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsTransport {
+    Udp,
+    Tcp,
+}
+
+/// A push check: the job pings medic; the probe only judges the pings against the clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatSpec {
+    /// Slack after `interval` before a missing success counts, and how long a `/start` may
+    /// run without one.
+    pub grace: Duration,
+    /// `Authorization: Bearer` the pings must carry, from `token_file`.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -15,6 +15,9 @@ use crate::maintenance::{self, When, Window};
 use crate::recovery::hold::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
 use crate::recovery::template::{Template, Var};
 
+mod kinds;
+pub(crate) use kinds::RCODES;
+
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -710,18 +713,30 @@ impl Validator {
             c.database.is_some(),
             c.system.is_some(),
             c.command.is_some(),
+            c.tls.is_some(),
+            c.heartbeat.is_some(),
+            c.dns.is_some(),
+            c.grpc.is_some(),
         ];
         let kind_count = kinds.iter().filter(|k| **k).count();
         if kind_count != 1 {
             self.error(
                 path,
                 format!(
-                    "exactly one of http, tcp, database, system, command is required (found {kind_count})"
+                    "exactly one of http, tcp, database, system, command, tls, dns, grpc, heartbeat is required (found {kind_count})"
                 ),
             );
             return None;
         }
-        let probe = if let Some(http) = c.http {
+        let probe = if let Some(grpc) = c.grpc {
+            ProbeSpec::Grpc(self.grpc(path, grpc)?)
+        } else if let Some(dns) = c.dns {
+            ProbeSpec::Dns(self.dns(path, dns)?)
+        } else if let Some(hb) = c.heartbeat {
+            ProbeSpec::Heartbeat(self.heartbeat(path, hb, interval)?)
+        } else if let Some(tls) = c.tls {
+            ProbeSpec::Tls(self.tls(path, tls)?)
+        } else if let Some(http) = c.http {
             ProbeSpec::Http(self.http(path, http, timeout)?)
         } else if let Some(tcp) = c.tcp {
             ProbeSpec::Tcp(self.tcp(path, tcp, timeout)?)

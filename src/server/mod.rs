@@ -1,7 +1,8 @@
 //! The HTTP server: a hyper accept loop with header-read timeouts and graceful shutdown.
 //! Routes live in [`routes`]; the status page in [`page`].
 
-mod auth;
+pub(crate) mod auth;
+mod heartbeat;
 mod page;
 mod pauses;
 mod routes;
@@ -48,6 +49,10 @@ pub struct Shared {
     pub pauses: crate::pause_book::PauseBook,
     /// TLS and basic auth from `--web.config.file`; replaced on reload.
     pub web: watch::Receiver<Arc<web_config::WebSecurity>>,
+    /// Pings of heartbeat checks, shared with the prober.
+    pub heartbeats: crate::checks::Heartbeats,
+    /// To judge a heartbeat check at once when its job reports.
+    pub probes: crate::scheduler::ProbeHandle,
 }
 
 /// How long a client may take to send its request headers (no slow-loris).

@@ -102,6 +102,11 @@ pub async fn handle(
         };
         return Ok(response);
     }
+    // Heartbeats carry their check's own token, as the webhook does: cron jobs are not web
+    // users.
+    if req.uri().path().starts_with(super::heartbeat::PREFIX) {
+        return Ok(super::heartbeat::receive(&shared, req).await);
+    }
     // Pauses are made by automation and operators alike: they take the webhook's credential.
     let path = req.uri().path();
     if path == "/api/v1/pauses" || path.starts_with("/api/v1/pauses/") {

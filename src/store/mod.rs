@@ -6,6 +6,7 @@
 
 mod alertmanager;
 mod file;
+mod heartbeat;
 mod pauses;
 mod recovery;
 mod runs;

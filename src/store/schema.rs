@@ -12,7 +12,19 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, V6, V6),
     (7, V7, V7),
     (8, V8, V8),
+    (9, V9, V9),
 ];
+
+/// The latest pings of each heartbeat check (Unix ms), so they survive a restart.
+const V9: &str = r#"
+CREATE TABLE heartbeats (
+    check_name TEXT   PRIMARY KEY,
+    success_ms BIGINT,
+    start_ms   BIGINT,
+    failure_ms BIGINT,
+    exit_code  BIGINT
+);
+"#;
 
 /// Talking back to Alertmanager: escalations re-posted while their subject stays unhealthy
 /// (by whichever replica claims the re-post), and the silences held for runs.

@@ -105,6 +105,9 @@ async fn every_panel_query_runs_against_real_prometheus() {
     interval: 300ms
     recovery: fix
     http: {{url: '{health}'}}
+  - name: nightly
+    interval: 300ms
+    heartbeat: {{}}
   - name: db
     interval: 300ms
     recovery: fix
@@ -141,6 +144,8 @@ predictions:
     medic.wait_status("web", "healthy").await;
     // One webhook request, so its families exist.
     medic.post("/api/v1/alerts").await;
+    // One heartbeat, so the last-heartbeat series exists (and then goes missing again).
+    medic.post("/api/v1/heartbeats/nightly").await;
     // A pause that matches nothing here, so the pause panels have one to show.
     let pause = medic
         .client
