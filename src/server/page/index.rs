@@ -441,6 +441,37 @@ pub fn render(ix: &Index<'_>) -> String {
         let _ = writeln!(html, r#"<p class="meta">{}</p>"#, escape(note));
     }
 
+    // What is predicted next, above the checks: a newcomer sees it without scrolling.
+    html.push_str("<h2>Predictions</h2>\n");
+    if ix.predictions.is_empty() {
+        html.push_str("<p>No prediction has a value yet.</p>\n");
+    } else {
+        // Soonest breach first.
+        let mut preds: Vec<&(Prediction, Vec<(f64, f64)>)> = ix.predictions.iter().collect();
+        preds.sort_by(|a, b| {
+            let key = |p: &Prediction| {
+                p.breach_seconds
+                    .filter(|b| b.is_finite())
+                    .unwrap_or(f64::MAX)
+            };
+            key(&a.0)
+                .total_cmp(&key(&b.0))
+                .then_with(|| natural_cmp(&a.0.name, &b.0.name))
+        });
+        html.push_str("<div class=\"preds\">\n");
+        for (p, series) in preds.iter().take(MAX_PREDICTIONS) {
+            prediction_card(&mut html, p, series);
+        }
+        html.push_str("</div>\n");
+        if preds.len() > MAX_PREDICTIONS {
+            let _ = writeln!(
+                html,
+                r#"<p class="meta">{} more predictions on their checks' pages and at <a href="/api/v1/predictions">/api/v1/predictions</a>.</p>"#,
+                preds.len() - MAX_PREDICTIONS
+            );
+        }
+    }
+
     // Filters: a plain GET form, no script.
     let opt = |value: &str, label: &str, on: bool| {
         format!(
@@ -512,36 +543,6 @@ pub fn render(ix: &Index<'_>) -> String {
             );
         }
         html.push_str("</nav>\n");
-    }
-
-    html.push_str("<h2>Predictions</h2>\n");
-    if ix.predictions.is_empty() {
-        html.push_str("<p>No prediction has a value yet.</p>\n");
-    } else {
-        // Soonest breach first.
-        let mut preds: Vec<&(Prediction, Vec<(f64, f64)>)> = ix.predictions.iter().collect();
-        preds.sort_by(|a, b| {
-            let key = |p: &Prediction| {
-                p.breach_seconds
-                    .filter(|b| b.is_finite())
-                    .unwrap_or(f64::MAX)
-            };
-            key(&a.0)
-                .total_cmp(&key(&b.0))
-                .then_with(|| natural_cmp(&a.0.name, &b.0.name))
-        });
-        html.push_str("<div class=\"preds\">\n");
-        for (p, series) in preds.iter().take(MAX_PREDICTIONS) {
-            prediction_card(&mut html, p, series);
-        }
-        html.push_str("</div>\n");
-        if preds.len() > MAX_PREDICTIONS {
-            let _ = writeln!(
-                html,
-                r#"<p class="meta">{} more predictions on their checks' pages and at <a href="/api/v1/predictions">/api/v1/predictions</a>.</p>"#,
-                preds.len() - MAX_PREDICTIONS
-            );
-        }
     }
 
     html.push_str("<h2>Recent runs</h2>\n");
