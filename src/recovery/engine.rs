@@ -1250,6 +1250,12 @@ impl Manager {
             );
             return Disposition::Coalesced;
         }
+        // Held already: a resend or a further probe joins it, counted once.
+        if let Some(reason) = self.held.reason(&key.0, &key.1) {
+            let (chain, subject) = key;
+            self.held.offer(&chain, &subject, reason, trigger, clock());
+            return Disposition::Held(reason);
+        }
         if self
             .blocked_until
             .get(&key)

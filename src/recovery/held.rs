@@ -116,6 +116,12 @@ impl<T> Held<T> {
         }
     }
 
+    /// Why (chain, subject) is held, if it is.
+    pub fn reason(&self, chain: &str, subject: &str) -> Option<HoldReason> {
+        let seq = self.by_key.get(&(chain.to_string(), subject.to_string()))?;
+        self.by_seq.get(seq).map(|e| e.reason)
+    }
+
     pub fn contains(&self, chain: &str, subject: &str) -> bool {
         self.by_key
             .contains_key(&(chain.to_string(), subject.to_string()))

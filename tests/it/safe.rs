@@ -577,3 +577,190 @@ async fn two_replicas_on_postgresql_share_the_global_limit() {
             .unwrap_or(0.0);
     assert!(held >= 2.0, "held {held}");
 }
+
+const TOKEN: &str = "safe-token-4c1e";
+
+fn alert_body() -> Vec<u8> {
+    crate::support::testdata("alertmanager/alertmanager-0.25-firing.raw.json")
+}
+
+#[tokio::test]
+async fn a_paused_alert_and_its_resends_start_nothing_until_the_pause_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (step, log) = logging_step(dir.path(), "0.1");
+    let config = format!(
+        "web:\n  webhook:\n    bearer_token: {TOKEN}\nrecovery:\n  chains:\n{}  routes:\n    - matchers: ['alertname=\"TargetDown\"']\n      chain: fix\n",
+        chain("fix", &step, "").replace("{{ check }}", "alert")
+    );
+    let medic = Medic::start(&config).await;
+    let client = reqwest::Client::new();
+    let made = client
+        .post(medic.url("/api/v1/pauses"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .body(r#"{"matchers": ["alertname=\"TargetDown\""], "duration": "1h", "reason": "maintenance by hand"}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let made: serde_json::Value = serde_json::from_str(&made).expect("the pause as JSON");
+    let id = made["id"].as_str().expect("a pause id").to_string();
+    // The alert and Alertmanager's resends: held once, nothing runs.
+    for _ in 0..3 {
+        let r = crate::support::alert_post(&medic, TOKEN, alert_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let answer: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(answer["held"].as_array().map(Vec::len), Some(1), "{answer}");
+    }
+    assert_eq!(
+        medic
+            .metric(r#"medic_recovery_held_total{chain="fix",reason="paused"}"#)
+            .await,
+        Some(1.0),
+        "one held trigger, however often it is resent"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(read(&log), "", "a paused alert ran its step");
+    // The pause ends: the alert, still firing, is healed once.
+    let ended = client
+        .delete(medic.url(&format!("/api/v1/pauses/{id}")))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(ended.status().is_success(), "{}", ended.status());
+    wait_for(
+        "the held alert to be healed",
+        Duration::from_secs(20),
+        || async { read(&log).contains("end ").then_some(()) },
+    )
+    .await;
+    assert_eq!(started(&read(&log)).len(), 1);
+}
+
+#[tokio::test]
+async fn a_maintenance_window_holds_an_alert_and_a_resolved_alert_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (step, log) = logging_step(dir.path(), "0.1");
+    let config = format!(
+        "web:\n  webhook:\n    bearer_token: {TOKEN}\nrecovery:\n  chains:\n{}  routes:\n    - matchers: ['alertname=\"TargetDown\"']\n      chain: fix\nmaintenance:\n  - name: all_day\n    matchers: ['chain=\"fix\"']\n    schedule: {{start: \"00:00\", duration: 1w}}\n",
+        chain("fix", &step, "").replace("{{ check }}", "alert")
+    );
+    let medic = Medic::start(&config).await;
+    let r = crate::support::alert_post(&medic, TOKEN, alert_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    medic
+        .wait_metric(
+            r#"medic_recovery_held_total{chain="fix",reason="maintenance"}"#,
+            1.0,
+            Duration::from_secs(10),
+        )
+        .await;
+    medic
+        .wait_metric("medic_recovery_held_triggers", 1.0, Duration::from_secs(5))
+        .await;
+    let resolved = crate::support::testdata("alertmanager/alertmanager-0.25-resolved.raw.json");
+    let r = crate::support::alert_post(&medic, TOKEN, resolved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for(
+        "the held alert dropped",
+        Duration::from_secs(10),
+        || async {
+            (medic.metric("medic_recovery_held_triggers").await == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(read(&log), "", "nothing ran inside the window");
+}
+
+/// `medic recover` against a config and store, as a person runs it.
+fn recover(config: &Path, state: &str, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(crate::support::MEDIC)
+        .arg("recover")
+        .args(args)
+        .arg("--config.file")
+        .arg(config)
+        .args(["--state.url", state])
+        .output()
+        .expect("run medic recover");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn manual_runs_obey_windows_and_pauses_unless_forced_and_ignore_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (step, log) = logging_step(dir.path(), "0.1");
+    let state = format!("sqlite://{}/medic.db", dir.path().display());
+    let config_path = dir.path().join("medic.yml");
+    let body = |extra: &str| {
+        format!(
+            "recovery:\n  limits: {{max_runs: {{count: 1, within: 1h}}}}\n  chains:\n{}{extra}",
+            chain("fix", &step, "")
+                .replace("max_attempts: 1", "max_attempts: 5")
+                .replace("cooldown: 1h", "cooldown: 0s")
+                .replace("{{ check }}", "by-hand")
+        )
+    };
+    // A window over the chain: held, and said why.
+    std::fs::write(
+        &config_path,
+        body("maintenance:\n  - name: deploy\n    matchers: ['chain=\"fix\"']\n    schedule: {start: \"00:00\", duration: 1w}\n"),
+    )
+    .unwrap();
+    let (code, out) = recover(&config_path, &state, &["fix"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("maintenance window \"deploy\""), "{out}");
+    assert_eq!(read(&log), "", "{out}");
+    // --force runs it anyway, and says so.
+    let (_, out) = recover(&config_path, &state, &["fix", "--force"]);
+    assert!(out.contains("--force: running anyway"), "{out}");
+    assert!(read(&log).contains("end "), "{out}");
+    // A pause made on a running medic holds a manual run on the same store.
+    std::fs::write(&config_path, body("")).unwrap();
+    let mut medic = Medic::spawn_unready(&body(""), &[], Some(state.clone()));
+    medic.wait_ready().await;
+    let made = reqwest::Client::new()
+        .post(medic.url("/api/v1/pauses"))
+        .header("Content-Type", "application/json")
+        .body(r#"{"duration": "1h", "reason": "hands off"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    medic.signal(nix::sys::signal::Signal::SIGTERM);
+    medic.wait_exit(Duration::from_secs(20)).await;
+    let (code, out) = recover(&config_path, &state, &["fix"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("held by pause") && out.contains("hands off"),
+        "{out}"
+    );
+    // Forced, it runs twice in a row although max_runs allows one an hour: limits and the
+    // circuit do not hold manual runs.
+    let before = started(&read(&log)).len();
+    let (_, out1) = recover(&config_path, &state, &["fix", "--force"]);
+    let (_, out2) = recover(&config_path, &state, &["fix", "--force"]);
+    assert!(
+        out1.contains("limits and the circuit breaker do not hold manual runs"),
+        "{out1}"
+    );
+    assert_eq!(started(&read(&log)).len(), before + 2, "{out1}\n{out2}");
+}
