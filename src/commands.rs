@@ -449,11 +449,7 @@ async fn manual_hold(
     trigger: &crate::recovery::engine::Trigger,
 ) -> Option<String> {
     let now = crate::timefmt::now_ms();
-    let mut labels = trigger.values.labels.clone();
-    if let Some(check) = &trigger.values.check {
-        labels.insert("check".to_string(), check.clone());
-    }
-    labels.insert("chain".to_string(), trigger.chain.clone());
+    let labels = trigger.hold_labels();
     match store.active_pauses(now).await {
         Ok(pauses) => {
             if let Some(p) = pauses.iter().find(|p| p.holds(&labels, now)) {

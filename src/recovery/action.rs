@@ -45,7 +45,8 @@ pub struct ActionOutcome {
 }
 
 impl ActionOutcome {
-    fn failure(message: impl Into<String>) -> Self {
+    /// A failed attempt that says why and ran nothing (or nothing that reported more).
+    pub fn failure(message: impl Into<String>) -> Self {
         ActionOutcome {
             result: AttemptResult::Failure,
             message: message.into(),

@@ -74,6 +74,19 @@ pub struct Trigger {
     pub interval_ms: i64,
 }
 
+impl Trigger {
+    /// The labels pauses and maintenance windows match on: the trigger's (an alert's, or a
+    /// check's `labels:`), plus `check` and `chain`. Manual runs match on the same.
+    pub fn hold_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.values.labels.clone();
+        if let Some(check) = &self.values.check {
+            labels.insert("check".to_string(), check.clone());
+        }
+        labels.insert("chain".to_string(), self.chain.clone());
+        labels
+    }
+}
+
 pub use super::machine::RunOutcome;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -691,11 +704,11 @@ impl Carry<'_, '_, '_> {
         let (outcome, shown) = async {
             match (&rendered, attempt_id) {
                 (Err(e), _) => (
-                    not_run(format!("not run: {e}")),
+                    ActionOutcome::failure(format!("not run: {e}")),
                     step.action.kind().to_string(),
                 ),
                 (Ok(r), None) => (
-                    not_run("not run: the state store could not record the attempt"),
+                    ActionOutcome::failure("not run: the state store could not record the attempt"),
                     r.to_string(),
                 ),
                 (Ok(r), Some(id)) => (self.run_and_verify(run, r, id, index).await, r.to_string()),
@@ -790,7 +803,7 @@ impl Carry<'_, '_, '_> {
         match self.holding.heartbeat.as_ref() {
             Some(hb) => hb.guard(work).await.unwrap_or_else(|f| {
                 self.holding.fenced = Some(f);
-                not_run(f.message())
+                ActionOutcome::failure(f.message())
             }),
             None => work.await,
         }
@@ -863,17 +876,6 @@ impl Carry<'_, '_, '_> {
     }
 }
 
-/// The labels holds match on: the trigger's (an alert's, or a check's `labels:`), plus
-/// `check` and `chain`.
-fn run_labels(trigger: &Trigger) -> BTreeMap<String, String> {
-    let mut labels = trigger.values.labels.clone();
-    if let Some(check) = &trigger.values.check {
-        labels.insert("check".to_string(), check.clone());
-    }
-    labels.insert("chain".to_string(), trigger.chain.clone());
-    labels
-}
-
 /// Writes one decision of the run's audit; a failure costs the audit line, not the run.
 async fn record_decision(store: &Store, metrics: &Metrics, row: DecisionRow<'_>) {
     if let Err(e) = store.record_decision(&row).await {
@@ -884,15 +886,6 @@ async fn record_decision(store: &Store, metrics: &Metrics, row: DecisionRow<'_>)
 /// The one clock of recovery: every decision gets `now` from here, at the edge.
 fn clock() -> i64 {
     now_ms()
-}
-
-fn not_run(message: impl Into<String>) -> ActionOutcome {
-    ActionOutcome {
-        result: AttemptResult::Failure,
-        message: message.into(),
-        exit_code: None,
-        output: String::new(),
-    }
 }
 
 /// A notification or an escalation fixes nothing: it is neither verified nor learned from.
@@ -907,7 +900,7 @@ async fn until_cancelled(
 ) -> ActionOutcome {
     tokio::select! {
         outcome = work => outcome,
-        _ = cancel.wait_for(|c| *c) => not_run("cancelled: medic is shutting down"),
+        _ = cancel.wait_for(|c| *c) => ActionOutcome::failure("cancelled: medic is shutting down"),
     }
 }
 
@@ -1281,7 +1274,7 @@ impl Manager {
 
     /// What holds `trigger` back now, if anything.
     fn hold_reason(&self, trigger: &Trigger, now_ms: i64) -> Option<HoldReason> {
-        let labels = run_labels(trigger);
+        let labels = trigger.hold_labels();
         let operator = OperatorHolds {
             paused: self
                 .pauses
