@@ -20,9 +20,11 @@ use crate::pause_book::PauseBook;
 use crate::recovery::{
     self,
     action::Actions,
-    engine::{DirectChecks, Engine, RecoveryHandle, Verifier},
+    engine::Engine,
+    manager::RecoveryHandle,
+    verify::{DirectChecks, LiveChecks, ProbeEvents, Verifier},
 };
-use crate::scheduler::Scheduler;
+use crate::scheduler::{ProbeHandle, Scheduler};
 use crate::server::web_config::{WebConfigError, WebSecurity};
 use crate::server::{self, ReloadRequest, Shared};
 use crate::state::{self, StateHandle};
@@ -88,6 +90,27 @@ impl Default for RunOptions {
             max_connections: server::DEFAULT_MAX_CONNECTIONS,
             external_url: None,
         }
+    }
+}
+
+/// What recovery's verification asks of this process: prompt probes from the scheduler and
+/// their results, after thresholds, from the state task.
+struct Scheduled {
+    state: StateHandle,
+    probes: ProbeHandle,
+}
+
+impl LiveChecks for Scheduled {
+    fn probe_now(&self, check: &str) -> bool {
+        self.probes.probe_now(check)
+    }
+
+    fn probes(
+        &self,
+        check: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ProbeEvents>> + Send + '_>> {
+        let check = check.to_string();
+        Box::pin(async move { self.state.probes(&check).await })
     }
 }
 
@@ -208,13 +231,15 @@ pub async fn run(
             .with_alertmanager(alertmanager.clone()),
         metrics: metrics.clone(),
         verifier: Verifier::Live {
-            state: state.clone(),
-            probes: scheduler.probe_handle(),
+            checks: Arc::new(Scheduled {
+                state: state.clone(),
+                probes: scheduler.probe_handle(),
+            }),
             others: others_rx,
         },
         owner,
     });
-    let manager_task = recovery::engine::spawn_manager(
+    let manager_task = recovery::manager::spawn_manager(
         engine,
         config.recovery.clone(),
         store_rx.clone(),
@@ -235,8 +260,8 @@ pub async fn run(
             loop {
                 let pauses = changes.borrow_and_update().as_ref().clone();
                 // A full queue is retried: a pause must never be missed.
-                while recovery.send(recovery::engine::Event::Pauses(pauses.clone()))
-                    == recovery::engine::Queued::Full
+                while recovery.send(recovery::manager::Event::Pauses(pauses.clone()))
+                    == recovery::manager::Queued::Full
                 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

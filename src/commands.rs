@@ -190,11 +190,10 @@ pub async fn recover(
     location: ConfigLocation,
     overrides: &Overrides,
 ) -> i32 {
-    use crate::recovery::engine::{
-        DirectChecks, Engine, Resolved, RunControl, RunEnd, RunOutcome, StepReport, Trigger,
-        TriggerKind, Verifier,
-    };
+    use crate::recovery::engine::{Engine, Resolved, RunControl, RunEnd, RunOutcome, StepReport};
     use crate::recovery::template::Values;
+    use crate::recovery::trigger::{Trigger, TriggerKind};
+    use crate::recovery::verify::{DirectChecks, Verifier};
 
     let config = match location.load(overrides) {
         Ok(c) => c,
@@ -446,7 +445,7 @@ pub async fn recover(
 async fn manual_hold(
     config: &crate::config::Config,
     store: &crate::store::Store,
-    trigger: &crate::recovery::engine::Trigger,
+    trigger: &crate::recovery::trigger::Trigger,
 ) -> Option<String> {
     let now = crate::timefmt::now_ms();
     let labels = trigger.hold_labels();

@@ -11,6 +11,7 @@ pub mod alertmanager;
 pub mod am_api;
 pub mod app;
 pub mod checks;
+pub mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod config;

@@ -7,15 +7,17 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checks::{FailureReason, Outcome};
 use crate::config::{CheckSpec, PredictionSpec};
 use crate::health::{duration_micros, HealthState, Results, StatusCounts, Trend};
 use crate::metrics::Metrics;
 use crate::predict::{Prediction, Predictor};
-use crate::recovery::engine::{Event, RecoveryHandle, Trigger, TriggerKind};
+use crate::recovery::manager::{Event, RecoveryHandle};
 use crate::recovery::template::Values;
+use crate::recovery::trigger::{Trigger, TriggerKind};
+use crate::recovery::verify::{ProbeEvents, Probed};
 use crate::status::Status;
 use crate::store::{ResultRow, WriterHandle};
 use crate::timefmt::{rfc3339_ms, unix_ms};
@@ -55,10 +57,16 @@ pub enum Command {
         names: Vec<String>,
         reply: oneshot::Sender<PageData>,
     },
-    /// A check's status after thresholds and the time of its latest probe (for verification).
+    /// A check's status after thresholds and the time of its latest probe.
     Status {
         name: String,
         reply: oneshot::Sender<Option<(Status, Option<i64>)>>,
+    },
+    /// Every probe of a check from now on, after thresholds (for verification); `None` when
+    /// the check is not configured.
+    Probes {
+        name: String,
+        reply: oneshot::Sender<Option<ProbeEvents>>,
     },
 }
 
@@ -288,6 +296,19 @@ impl StateHandle {
         answer.await.ok().flatten()
     }
 
+    /// Every probe of `name` from now on; `None` when it is not configured.
+    pub async fn probes(&self, name: &str) -> Option<ProbeEvents> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Probes {
+                name: name.to_string(),
+                reply,
+            })
+            .await
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+
     pub async fn page(&self, names: Vec<String>) -> Option<PageData> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Command::Page { names, reply }).await.ok()?;
@@ -322,6 +343,7 @@ pub fn spawn(
         writer,
         recovery,
         predictors: BTreeMap::new(),
+        listeners: BTreeMap::new(),
     };
     let handle = tokio::spawn(task.run(rx));
     (StateHandle { tx }, handle)
@@ -334,6 +356,8 @@ struct StateTask {
     recovery: Option<RecoveryHandle>,
     /// By prediction name.
     predictors: BTreeMap<String, Predictor>,
+    /// Checks a recovery run is verifying: each of their probes is told as it is recorded.
+    listeners: BTreeMap<Arc<str>, watch::Sender<Option<Probed>>>,
 }
 
 impl StateTask {
@@ -358,6 +382,9 @@ impl StateTask {
                 done,
             } => {
                 self.apply(checks, history_size);
+                // A removed check's listeners hear it close: "not configured".
+                let checks = &self.checks;
+                self.listeners.retain(|name, _| checks.contains_key(name));
                 self.apply_predictions(predictions);
                 let _ = done.send(());
             }
@@ -396,6 +423,16 @@ impl StateTask {
                     .map(|r| (r.health.status, r.last.as_ref().map(|l| l.at_ms)));
                 let _ = reply.send(answer);
             }
+            Command::Probes { name, reply } => {
+                let answer = self.checks.contains_key(name.as_str()).then(|| {
+                    let listeners = self
+                        .listeners
+                        .entry(Arc::from(name.as_str()))
+                        .or_insert_with(|| watch::channel(None).0);
+                    listeners.subscribe()
+                });
+                let _ = reply.send(answer);
+            }
         }
     }
 
@@ -414,6 +451,16 @@ impl StateTask {
             .health
             .observe(outcome.status, record.spec.thresholds());
         let flapping_changed = was_flapping != record.health.flapping;
+        if let Some(listeners) = self.listeners.get(check) {
+            if listeners.receiver_count() == 0 {
+                self.listeners.remove(check);
+            } else {
+                listeners.send_replace(Some(Probed {
+                    status: record.health.status,
+                    at_ms,
+                }));
+            }
+        }
         let check_fails = matches!(record.health.status, Status::Critical | Status::Unknown);
         if outcome.reason.is_some() {
             record.failure_reason = outcome.reason;

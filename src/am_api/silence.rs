@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use super::client::{AmMatcher, AmSilence};
 use super::Alertmanager;
 use crate::config::{ChainSpec, SilenceSpec};
-use crate::recovery::engine::{Trigger, TriggerKind};
 use crate::recovery::template::{Escape, Values};
+use crate::recovery::trigger::{Trigger, TriggerKind};
 use crate::timefmt::{now_ms, rfc3339_ms};
 
 /// A silence never outlasts this without being extended, however long the chain could take.

@@ -1,4 +1,8 @@
 //! Recovery: graduated chains that run when a check turns critical, an alert fires, or by hand.
+//!
+//! `machine` decides a run's every step (pure, takes `now`); `engine` carries its decisions
+//! out against the store and the actions; `verify` hears whether a step fixed it; `manager`
+//! owns the active runs and the holds (`hold`, `held`, `pause`) that keep new ones back.
 
 pub mod action;
 pub mod chain;
@@ -7,5 +11,8 @@ pub mod held;
 pub mod hold;
 pub mod lease;
 pub mod machine;
+pub mod manager;
 pub mod pause;
 pub mod template;
+pub mod trigger;
+pub mod verify;

@@ -44,7 +44,7 @@ pub struct Shared {
     /// Webhook credentials and limits; replaced on reload.
     pub webhook: watch::Receiver<Arc<crate::config::WebhookConfig>>,
     /// Where alerts go.
-    pub recovery: crate::recovery::engine::RecoveryHandle,
+    pub recovery: crate::recovery::manager::RecoveryHandle,
     /// The pauses in force; `/api/v1/pauses` writes through it.
     pub pauses: crate::pause_book::PauseBook,
     /// TLS and basic auth from `--web.config.file`; replaced on reload.

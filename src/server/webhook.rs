@@ -57,11 +57,11 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
             &serde_json::json!({
                 "status": "success",
                 "received": summary.received,
-                "started": summary.started,
-                "coalesced": summary.coalesced,
-                "blocked": summary.blocked,
-                "held": summary.held,
-                "resolved": summary.resolved,
+                "started": alert_refs(&summary.started),
+                "coalesced": alert_refs(&summary.coalesced),
+                "blocked": alert_refs(&summary.blocked),
+                "held": alert_refs(&summary.held),
+                "resolved": alert_refs(&summary.resolved),
                 "unrouted": summary.unrouted,
                 "truncated_alerts": truncated,
             }),
@@ -169,4 +169,17 @@ pub(super) fn authenticate(
         r.headers_mut().insert(WWW_AUTHENTICATE, v);
     }
     Some(r)
+}
+
+/// The webhook answer's account of alerts: chain, fingerprint and alertname of each.
+fn alert_refs(refs: &[crate::recovery::manager::AlertRef]) -> Vec<serde_json::Value> {
+    refs.iter()
+        .map(|r| {
+            serde_json::json!({
+                "chain": r.chain,
+                "fingerprint": r.fingerprint,
+                "alertname": r.alertname,
+            })
+        })
+        .collect()
 }

@@ -180,7 +180,7 @@ async fn metrics_pass_promtool_in_both_formats() {
     let target = Target::start().await;
     let medic = Medic::start(&two_checks(
         &target,
-        "  - name: host\n    interval: 1s\n    system: {cpu: {critical: 1.0}, memory: {critical: 1.0}, disk: {critical: 1.0}}\n",
+        "  - name: host\n    interval: 1s\n    system: {cpu: {warning: 1.0}, memory: {critical: 1.0}, disk: {critical: 1.0}}\n",
     ))
     .await;
     medic.wait_status("web", "healthy").await;

@@ -114,7 +114,7 @@ async fn every_panel_query_runs_against_real_prometheus() {
     http: {{url: '{db}'}}
   - name: host
     interval: 1s
-    system: {{cpu: {{critical: 1.0}}, memory: {{critical: 1.0}}, disk: {{critical: 1.0, mountpoints: [/]}}}}
+    system: {{cpu: {{warning: 1.0}}, memory: {{critical: 1.0}}, disk: {{critical: 1.0, mountpoints: [/]}}}}
 recovery:
   chains:
     fix:
