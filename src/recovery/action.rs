@@ -6,15 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::template::{Escape, TemplateError, Values};
 use crate::config::{known_secrets, redact_url, ActionSpec, Redactor, StepSpec};
 use crate::process_group::{self, Keep, OnSpawn, RunError};
 
 /// How an attempt's action (and its verification) ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptResult {
     Success,
     Failure,
@@ -57,7 +54,7 @@ impl ActionOutcome {
 }
 
 /// A step already tried in this run, for the `notify` account.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TriedStep {
     pub step: String,
     pub result: String,
@@ -172,118 +169,139 @@ pub fn render(
     ctx: &ActionContext<'_>,
 ) -> Result<Rendered, TemplateError> {
     let v = ctx.values;
-    let headers = |list: &[(String, crate::recovery::template::Template)]| -> Result<Vec<(String, String)>, TemplateError> {
-        list.iter()
-            .map(|(name, t)| Ok((name.clone(), t.render(v, Escape::None)?)))
-            .collect()
-    };
     Ok(match &step.action {
-        ActionSpec::Exec { program, args } => {
-            let mut env = vec![
-                ("MEDIC_CHAIN".to_string(), chain.to_string()),
-                ("MEDIC_STEP".to_string(), step.name.clone()),
-                ("MEDIC_TRIGGER".to_string(), ctx.trigger.to_string()),
-                ("MEDIC_TARGET".to_string(), ctx.target.to_string()),
-                (RUN_ID_ENV.to_string(), ctx.run_id.to_string()),
-            ];
-            if let Some(check) = &v.check {
-                env.push(("MEDIC_CHECK".to_string(), check.clone()));
-            }
-            for (name, value) in &v.labels {
-                env.push((format!("MEDIC_LABEL_{}", env_name(name)), value.clone()));
-            }
-            if let Some(token) = ctx.fencing_token {
-                env.push((FENCING_ENV.to_string(), token.to_string()));
-            }
-            Rendered::Exec {
-                program: program.render(v, Escape::None)?,
-                args: args
-                    .iter()
-                    .map(|a| a.render(v, Escape::None))
-                    .collect::<Result<_, _>>()?,
-                env,
-            }
-        }
+        ActionSpec::Exec { program, args } => Rendered::Exec {
+            program: program.render(v, Escape::None)?,
+            args: args
+                .iter()
+                .map(|a| a.render(v, Escape::None))
+                .collect::<Result<_, _>>()?,
+            env: exec_env(step, chain, ctx),
+        },
         ActionSpec::Http {
             method,
             url,
-            headers: hs,
+            headers,
             body,
         } => Rendered::Http {
             method: method.clone(),
             url: url.render(v, Escape::Url)?,
-            headers: with_fencing_header(headers(hs)?, ctx.fencing_token),
+            headers: with_fencing_header(render_pairs(headers, v)?, ctx.fencing_token),
             body: body
                 .as_ref()
                 .map(|b| b.render(v, Escape::Json))
                 .transpose()?,
         },
-        ActionSpec::Notify { url, headers: hs } => {
-            let subject = v.check.clone().unwrap_or_else(|| ctx.target.to_string());
-            let tried: Vec<String> = ctx
-                .tried
-                .iter()
-                .map(|t| format!("{} ({})", t.step, t.result))
-                .collect();
-            let text = format!(
-                "medic: chain {chain} could not fix {subject}: {}. Tried: {}.",
-                ctx.message,
-                if tried.is_empty() {
-                    "nothing yet".to_string()
-                } else {
-                    tried.join(", ")
-                }
-            );
-            Rendered::Notify {
-                url: url.render(v, Escape::Url)?,
-                headers: with_fencing_header(headers(hs)?, ctx.fencing_token),
-                body: serde_json::json!({
-                    "run_id": ctx.run_id,
-                    "text": text,
-                    "chain": chain,
-                    "step": step.name,
-                    "trigger": ctx.trigger,
-                    "target": ctx.target,
-                    "check": v.check,
-                    "labels": v.labels,
-                    "annotations": v.annotations,
-                    "message": ctx.message,
-                    "tried": ctx.tried,
-                }),
-            }
-        }
+        ActionSpec::Notify { url, headers } => Rendered::Notify {
+            url: url.render(v, Escape::Url)?,
+            headers: with_fencing_header(render_pairs(headers, v)?, ctx.fencing_token),
+            body: notify_body(step, chain, ctx),
+        },
         ActionSpec::Alert {
             labels,
             annotations,
-        } => {
-            let step_labels = headers(labels)?;
-            let mut rendered: BTreeMap<String, String> =
-                headers(annotations)?.into_iter().collect();
-            let subject = v.check.clone().unwrap_or_else(|| ctx.subject.to_string());
-            let tried =
-                crate::am_api::escalation::description(chain, &subject, ctx.message, ctx.tried);
-            let description = match rendered.remove("description") {
-                Some(own) => format!("{own}\n\n{tried}"),
-                None => tried,
-            };
-            rendered.insert("description".to_string(), description);
-            rendered.insert("run_id".to_string(), ctx.run_id.to_string());
-            Rendered::Alert(crate::am_api::Escalation {
-                chain: chain.to_string(),
-                step: step.name.clone(),
-                subject: ctx.subject.to_string(),
-                run_id: ctx.run_id.to_string(),
-                labels: crate::am_api::escalation::labels(
-                    chain,
-                    &step.name,
-                    ctx.trigger,
-                    v,
-                    &step_labels,
-                ),
-                annotations: rendered,
-            })
-        }
+        } => render_alert(step, chain, ctx, labels, annotations)?,
     })
+}
+
+type Pairs = [(String, crate::recovery::template::Template)];
+
+/// Header (or label) values rendered as they are: they are no shell, URL or JSON.
+fn render_pairs(list: &Pairs, v: &Values) -> Result<Vec<(String, String)>, TemplateError> {
+    list.iter()
+        .map(|(name, t)| Ok((name.clone(), t.render(v, Escape::None)?)))
+        .collect()
+}
+
+/// What an exec step learns from its environment: values reach a program there, never by
+/// being spliced into a command line.
+fn exec_env(step: &StepSpec, chain: &str, ctx: &ActionContext<'_>) -> Vec<(String, String)> {
+    let v = ctx.values;
+    let mut env = vec![
+        ("MEDIC_CHAIN".to_string(), chain.to_string()),
+        ("MEDIC_STEP".to_string(), step.name.clone()),
+        ("MEDIC_TRIGGER".to_string(), ctx.trigger.to_string()),
+        ("MEDIC_TARGET".to_string(), ctx.target.to_string()),
+        (RUN_ID_ENV.to_string(), ctx.run_id.to_string()),
+    ];
+    if let Some(check) = &v.check {
+        env.push(("MEDIC_CHECK".to_string(), check.clone()));
+    }
+    for (name, value) in &v.labels {
+        env.push((format!("MEDIC_LABEL_{}", env_name(name)), value.clone()));
+    }
+    if let Some(token) = ctx.fencing_token {
+        env.push((FENCING_ENV.to_string(), token.to_string()));
+    }
+    env
+}
+
+/// A notify step's JSON: a human line (`text`, for Slack-style hooks) and the run's facts.
+fn notify_body(step: &StepSpec, chain: &str, ctx: &ActionContext<'_>) -> serde_json::Value {
+    let v = ctx.values;
+    let subject = v.check.clone().unwrap_or_else(|| ctx.target.to_string());
+    let tried: Vec<String> = ctx
+        .tried
+        .iter()
+        .map(|t| format!("{} ({})", t.step, t.result))
+        .collect();
+    let text = format!(
+        "medic: chain {chain} could not fix {subject}: {}. Tried: {}.",
+        ctx.message,
+        if tried.is_empty() {
+            "nothing yet".to_string()
+        } else {
+            tried.join(", ")
+        }
+    );
+    let tried: Vec<serde_json::Value> = ctx
+        .tried
+        .iter()
+        .map(|t| serde_json::json!({"step": t.step, "result": t.result, "message": t.message}))
+        .collect();
+    serde_json::json!({
+        "run_id": ctx.run_id,
+        "text": text,
+        "chain": chain,
+        "step": step.name,
+        "trigger": ctx.trigger,
+        "target": ctx.target,
+        "check": v.check,
+        "labels": v.labels,
+        "annotations": v.annotations,
+        "message": ctx.message,
+        "tried": tried,
+    })
+}
+
+/// An `alert` step: an escalation into Alertmanager whose description says what was tried.
+fn render_alert(
+    step: &StepSpec,
+    chain: &str,
+    ctx: &ActionContext<'_>,
+    labels: &Pairs,
+    annotations: &Pairs,
+) -> Result<Rendered, TemplateError> {
+    let v = ctx.values;
+    let step_labels = render_pairs(labels, v)?;
+    let mut rendered: BTreeMap<String, String> =
+        render_pairs(annotations, v)?.into_iter().collect();
+    let subject = v.check.clone().unwrap_or_else(|| ctx.subject.to_string());
+    let tried = crate::am_api::escalation::description(chain, &subject, ctx.message, ctx.tried);
+    let description = match rendered.remove("description") {
+        Some(own) => format!("{own}\n\n{tried}"),
+        None => tried,
+    };
+    rendered.insert("description".to_string(), description);
+    rendered.insert("run_id".to_string(), ctx.run_id.to_string());
+    Ok(Rendered::Alert(crate::am_api::Escalation {
+        chain: chain.to_string(),
+        step: step.name.clone(),
+        subject: ctx.subject.to_string(),
+        run_id: ctx.run_id.to_string(),
+        labels: crate::am_api::escalation::labels(chain, &step.name, ctx.trigger, v, &step_labels),
+        annotations: rendered,
+    }))
 }
 
 /// `MEDIC_LABEL_<NAME>`: upper-cased, anything but letters and digits as `_`.

@@ -196,10 +196,10 @@ async fn keep<F, Fut>(
         tokio::select! {
             // A renewal due at the very moment of the fence is too late.
             biased;
+            // Woken at the fence itself: that moment is the `now` of the verdict.
             _ = sleep_until(fence_at) => {
-                let now = Instant::now();
-                if verdict(renewed, now, LEASE, FENCE_SHARE) == Verdict::Stop {
-                    let since = now - renewed;
+                if verdict(renewed, fence_at, LEASE, FENCE_SHARE) == Verdict::Stop {
+                    let since = fence_at - renewed;
                     tracing::error!(run = %run, seconds = since.as_secs_f64(), "cannot renew the run's lease: fenced, the running step is killed and no other starts");
                     let _ = fenced.send(Some(Fenced::Unrenewed(since)));
                     return;
@@ -217,7 +217,9 @@ async fn keep<F, Fut>(
                 }
                 Renewal::Failed(error) => {
                     tracing::warn!(run = %run, %error, "cannot renew the run's lease");
-                    next = Instant::now() + RETRY;
+                    // From when the renewal was sent: one that failed slowly is retried at
+                    // once, while the lease is still worth saving.
+                    next = sent + RETRY;
                 }
             },
         }
