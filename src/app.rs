@@ -219,7 +219,7 @@ pub async fn run(
         external_url.unwrap_or_else(|| {
             crate::am_api::default_external_url(&local.to_string(), web.tls.is_some())
         }),
-        Some(state.clone()),
+        Some(Arc::new(state.clone())),
     );
     alertmanager
         .apply(&config)

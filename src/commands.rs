@@ -271,12 +271,8 @@ pub async fn recover(
             return 2;
         }
     }
-    let subject = if labels.is_empty() {
-        "manual".to_string()
-    } else {
-        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("manual:{}", pairs.join(","))
-    };
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let subject = crate::vocabulary::Subject::Manual(pairs.join(",")).to_string();
     let trigger = Trigger {
         kind: TriggerKind::Manual,
         chain: chain_name.clone(),

@@ -33,6 +33,7 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod timefmt;
+pub mod vocabulary;
 
 /// When this process started (unix ms): runs it finds in the store from before then, under its
 /// own owner name, were left by its previous life.

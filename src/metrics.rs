@@ -716,7 +716,7 @@ impl Metrics {
             "Requests to Alertmanager's API by operation (post_alert, create_silence, expire_silence) and result",
             alertmanager_requests.clone(),
         );
-        for operation in crate::am_api::Operation::ALL {
+        for operation in crate::vocabulary::AmOperation::ALL {
             for result in ["success", "failure"] {
                 let _ = alertmanager_requests.get_or_create(&OperationResultLabels {
                     operation: operation.as_str().to_string(),
@@ -1234,7 +1234,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn alertmanager_request(&self, operation: crate::am_api::Operation, success: bool) {
+    pub fn alertmanager_request(&self, operation: crate::vocabulary::AmOperation, success: bool) {
         self.alertmanager_requests
             .get_or_create(&OperationResultLabels {
                 operation: operation.as_str().to_string(),

@@ -21,6 +21,7 @@ use crate::recovery::verify::{ProbeEvents, Probed};
 use crate::status::Status;
 use crate::store::{ResultRow, WriterHandle};
 use crate::timefmt::{rfc3339_ms, unix_ms};
+use crate::vocabulary::Subject;
 
 /// Everything the state task can be told or asked.
 #[derive(Debug)]
@@ -328,6 +329,15 @@ impl StateHandle {
     }
 }
 
+impl crate::am_api::CheckHealth for StateHandle {
+    fn is_healthy<'a>(
+        &'a self,
+        check: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move { matches!(self.status(check).await, Some((Status::Healthy, _))) })
+    }
+}
+
 /// Starts the state task. It ends when every sender is gone. Results go to `writer`, if any;
 /// checks with `recovery:` trigger runs through `recovery`, if any.
 pub fn spawn(
@@ -499,7 +509,7 @@ impl StateTask {
             }
         }
         if let (Some(recovery), Some(chain)) = (&self.recovery, &record.spec.recovery) {
-            let subject = format!("check:{check}");
+            let subject = Subject::Check(check.to_string()).to_string();
             // An unknown probe knows nothing of the target (medic may be the one in trouble):
             // it never asks for a run, even while the check is still critical.
             if record.health.status == Status::Critical && outcome.status != Status::Unknown {

@@ -13,11 +13,10 @@ use tokio::sync::watch;
 
 use super::client::AmAlert;
 use super::Alertmanager;
-use crate::recovery::action::TriedStep;
 use crate::recovery::template::Values;
-use crate::status::Status;
 use crate::store::EscalationRow;
 use crate::timefmt::{now_ms, rfc3339_ms};
+use crate::vocabulary::{Subject, TriedStep};
 
 /// The alert's name; what an Alertmanager route matches to reach people.
 pub const ALERTNAME: &str = "MedicEscalation";
@@ -192,8 +191,8 @@ impl Alertmanager {
             Err(e) => return self.metrics.store_error(e.operation()),
         };
         for row in rows {
-            if let (Some(state), Some(check)) = (&self.state, row.subject.strip_prefix("check:")) {
-                if matches!(state.status(check).await, Some((Status::Healthy, _))) {
+            if let (Some(state), Some(check)) = (&self.state, Subject::check_of(&row.subject)) {
+                if state.is_healthy(check).await {
                     self.resolve(&row.chain, &row.subject).await;
                     continue;
                 }
@@ -298,12 +297,12 @@ mod tests {
         let tried = vec![
             TriedStep {
                 step: "restart".into(),
-                result: "failure".into(),
+                result: crate::vocabulary::AttemptResult::Failure,
                 message: "exit code 1".into(),
             },
             TriedStep {
                 step: "scale".into(),
-                result: "timeout".into(),
+                result: crate::vocabulary::AttemptResult::Timeout,
                 message: String::new(),
             },
         ];

@@ -16,35 +16,22 @@ use tokio::sync::watch;
 
 use crate::config::{Config, RouteSpec};
 use crate::metrics::Metrics;
-use crate::state::StateHandle;
 use crate::store::Store;
 
 pub use client::{AmAlert, AmError, AmMatcher, AmSilence, Client};
 pub use escalation::Escalation;
 pub use silence::SilenceGuard;
 
-/// What medic asks of Alertmanager, for `medic_alertmanager_requests_total{operation}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    PostAlert,
-    CreateSilence,
-    ExpireSilence,
-}
+pub use crate::vocabulary::AmOperation as Operation;
 
-impl Operation {
-    pub const ALL: [Operation; 3] = [
-        Operation::PostAlert,
-        Operation::CreateSilence,
-        Operation::ExpireSilence,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::PostAlert => "post_alert",
-            Operation::CreateSilence => "create_silence",
-            Operation::ExpireSilence => "expire_silence",
-        }
-    }
+/// Whether a check is healthy now, after thresholds: the state task answers. Asked through
+/// this trait so that talking to Alertmanager does not depend on the state task (which
+/// depends on recovery, which posts through here).
+pub trait CheckHealth: Send + Sync {
+    fn is_healthy<'a>(
+        &'a self,
+        check: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
 }
 
 /// What the current config says; replaced whole on reload.
@@ -66,7 +53,7 @@ pub struct Alertmanager {
     external_url: String,
     /// For check subjects: the check's status, so an escalation whose check turned healthy
     /// while no medic was watching still resolves.
-    state: Option<StateHandle>,
+    state: Option<Arc<dyn CheckHealth>>,
 }
 
 impl Alertmanager {
@@ -75,7 +62,7 @@ impl Alertmanager {
         metrics: Arc<Metrics>,
         owner: String,
         external_url: String,
-        state: Option<StateHandle>,
+        state: Option<Arc<dyn CheckHealth>>,
     ) -> Arc<Alertmanager> {
         Arc::new(Alertmanager {
             settings: RwLock::new(None),

@@ -10,26 +10,7 @@ use super::template::{Escape, TemplateError, Values};
 use crate::config::{known_secrets, redact_url, ActionSpec, Redactor, StepSpec};
 use crate::process_group::{self, Keep, OnSpawn, RunError};
 
-/// How an attempt's action (and its verification) ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptResult {
-    Success,
-    Failure,
-    Timeout,
-    /// Shadow mode: recorded as the step that would have run; nothing ran.
-    Shadow,
-}
-
-impl AttemptResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptResult::Success => "success",
-            AttemptResult::Failure => "failure",
-            AttemptResult::Timeout => "timeout",
-            AttemptResult::Shadow => "shadow",
-        }
-    }
-}
+pub use crate::vocabulary::AttemptResult;
 
 /// What an action did.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,13 +34,7 @@ impl ActionOutcome {
     }
 }
 
-/// A step already tried in this run, for the `notify` account.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TriedStep {
-    pub step: String,
-    pub result: String,
-    pub message: String,
-}
+pub use crate::vocabulary::TriedStep;
 
 /// Everything an action may use besides its own spec.
 pub struct ActionContext<'a> {
@@ -257,7 +232,9 @@ fn notify_body(step: &StepSpec, chain: &str, ctx: &ActionContext<'_>) -> serde_j
     let tried: Vec<serde_json::Value> = ctx
         .tried
         .iter()
-        .map(|t| serde_json::json!({"step": t.step, "result": t.result, "message": t.message}))
+        .map(|t| {
+            serde_json::json!({"step": t.step, "result": t.result.as_str(), "message": t.message})
+        })
         .collect();
     serde_json::json!({
         "run_id": ctx.run_id,

@@ -12,25 +12,7 @@ pub struct StepState {
     pub last_attempt_ms: Option<i64>,
 }
 
-/// Why a step did not run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SkipReason {
-    Cooldown,
-    MaxAttempts,
-    InProgress,
-    DryRun,
-}
-
-impl SkipReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::Cooldown => "cooldown",
-            SkipReason::MaxAttempts => "max_attempts",
-            SkipReason::InProgress => "in_progress",
-            SkipReason::DryRun => "dry_run",
-        }
-    }
-}
+pub use crate::vocabulary::SkipReason;
 
 /// Effectiveness of a step that has never run: no evidence either way.
 pub const UNTRIED_EFFECTIVENESS: f64 = 0.5;

@@ -795,7 +795,7 @@ impl Carry<'_, '_, '_> {
         });
         self.holding.tried.push(TriedStep {
             step: step.name.clone(),
-            result: outcome.result.as_str().to_string(),
+            result: outcome.result,
             message: outcome.message,
         });
     }

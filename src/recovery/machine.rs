@@ -22,26 +22,7 @@ pub enum Mode {
     Shadow,
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunOutcome {
-    Recovered,
-    Exhausted,
-    Cancelled,
-    /// Shadow mode: the step that would have run was recorded, nothing ran.
-    Shadow,
-}
-
-impl RunOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Recovered => "recovered",
-            RunOutcome::Exhausted => "exhausted",
-            RunOutcome::Cancelled => "cancelled",
-            RunOutcome::Shadow => "shadow",
-        }
-    }
-}
+pub use crate::vocabulary::RunOutcome;
 
 /// What to do about the subject's counters before a run looks at its steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

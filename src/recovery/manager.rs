@@ -23,6 +23,7 @@ use crate::alertmanager::ReceivedAlert;
 use crate::clock::Now;
 use crate::config::{ChainSpec, RecoveryConfig};
 use crate::store::{FleetLimits, Store};
+use crate::vocabulary::Subject;
 
 /// Events for the manager.
 #[derive(Debug)]
@@ -661,9 +662,10 @@ impl Manager {
             // An alert routed with verify_check is about that check: it shares the check's
             // counters, cooldowns and single active run, whichever replica's series fired it.
             let subject = match &route.verify_check {
-                Some(check) => format!("check:{check}"),
-                None => format!("alert:{}", alert.fingerprint),
-            };
+                Some(check) => Subject::Check(check.clone()),
+                None => Subject::Alert(alert.fingerprint.clone()),
+            }
+            .to_string();
             let target = format!("alert:{}@{}", alert.fingerprint, alert.starts_at);
             let reference = AlertRef {
                 chain: route.chain.clone(),

@@ -5,23 +5,7 @@ use std::collections::BTreeMap;
 use super::hold::HoldReason;
 use super::template::Values;
 
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TriggerKind {
-    Check,
-    Alert,
-    Manual,
-}
-
-impl TriggerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TriggerKind::Check => "check",
-            TriggerKind::Alert => "alert",
-            TriggerKind::Manual => "manual",
-        }
-    }
-}
+pub use crate::vocabulary::TriggerKind;
 
 /// A request to heal something.
 #[derive(Debug, Clone)]

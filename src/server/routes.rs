@@ -337,7 +337,7 @@ async fn check_page(shared: &Shared, raw_name: &str) -> Response<Body> {
             page::not_found(&format!("No check named {name:?}.")),
         );
     };
-    let subject = format!("check:{name}");
+    let subject = crate::vocabulary::Subject::Check(name.to_string()).to_string();
     let runs = store_read(shared, |s| async move {
         s.runs_for_subject(&subject, CHECK_PAGE_RUNS).await
     })

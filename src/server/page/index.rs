@@ -15,6 +15,7 @@ use crate::state::{CheckDetail, HealthReport, HistoryItem};
 use crate::status::Status;
 use crate::store::{AttemptRecord, RunRow};
 use crate::timefmt::rfc3339_ms;
+use crate::vocabulary::Subject;
 
 /// Checks on one page of `/`.
 pub const PER_PAGE: usize = 100;
@@ -202,7 +203,7 @@ pub fn since_text(history: &[HistoryItem]) -> Option<String> {
 
 /// The latest run on `check:NAME` among `runs` (newest first).
 fn latest_run<'r>(runs: Option<&'r [RunRow]>, check: &str) -> Option<&'r RunRow> {
-    let subject = format!("check:{check}");
+    let subject = Subject::Check(check.to_string()).to_string();
     runs?.iter().find(|r| r.subject == subject)
 }
 

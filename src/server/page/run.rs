@@ -25,7 +25,7 @@ pub fn render(page: &RunPage<'_>) -> String {
     let outcome = r.outcome.as_deref().unwrap_or("running");
     let st = outcome_status(r.outcome.as_deref());
     let mut html = String::with_capacity(8192 + page.decisions.len() * 512);
-    let subject = match r.subject.strip_prefix("check:") {
+    let subject = match crate::vocabulary::Subject::check_of(&r.subject) {
         Some(check) => format!(
             r#"<a href="/checks/{}">{}</a>"#,
             path_segment(check),

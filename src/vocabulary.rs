@@ -1,0 +1,184 @@
+//! The words modules share, as closed sets: what a run heals, what started it, how attempts
+//! and runs end, why a step was skipped or a trigger held, what medic asks of Alertmanager.
+//! Every label value of these kinds is one of these; no module spells them as strings of its
+//! own. Depends on nothing, so that anything may use it.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A closed set: the enum, its wire words (`as_str`, `Display`, `FromStr`) and `ALL`.
+macro_rules! closed_set {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $word:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownWord;
+
+            fn from_str(s: &str) -> Result<Self, UnknownWord> {
+                match s {
+                    $($word => Ok($name::$variant),)+
+                    _ => Err(UnknownWord {
+                        set: stringify!($name),
+                        word: s.to_string(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+/// A word read back (from the store, say) that is not in its set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownWord {
+    pub set: &'static str,
+    pub word: String,
+}
+
+impl fmt::Display for UnknownWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not a {}", self.word, self.set)
+    }
+}
+
+impl std::error::Error for UnknownWord {}
+
+closed_set! {
+    /// What started a run: `trigger` on runs and attempts.
+    TriggerKind {
+        Check => "check",
+        Alert => "alert",
+        Manual => "manual",
+    }
+}
+
+closed_set! {
+    /// How an attempt's action (and its verification) ended: `result` on attempts.
+    AttemptResult {
+        Success => "success",
+        Failure => "failure",
+        Timeout => "timeout",
+        /// Shadow mode: recorded as the step that would have run; nothing ran.
+        Shadow => "shadow",
+    }
+}
+
+closed_set! {
+    /// How a run ended: `outcome` on runs.
+    RunOutcome {
+        Recovered => "recovered",
+        Exhausted => "exhausted",
+        Cancelled => "cancelled",
+        /// Shadow mode: the step that would have run was recorded, nothing ran.
+        Shadow => "shadow",
+    }
+}
+
+closed_set! {
+    /// Why a step did not run: `reason` on skips.
+    SkipReason {
+        Cooldown => "cooldown",
+        MaxAttempts => "max_attempts",
+        InProgress => "in_progress",
+        DryRun => "dry_run",
+    }
+}
+
+closed_set! {
+    /// What medic asks of Alertmanager: `operation` on its requests.
+    AmOperation {
+        PostAlert => "post_alert",
+        CreateSilence => "create_silence",
+        ExpireSilence => "expire_silence",
+    }
+}
+
+/// A step already tried in a run: for a notification's account and an escalation's
+/// description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriedStep {
+    pub step: String,
+    pub result: AttemptResult,
+    pub message: String,
+}
+
+/// Whose counters, cooldowns and single active run apply: what a run heals.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    /// A check (a check trigger, or an alert routed with `verify_check`).
+    Check(String),
+    /// An alert, by fingerprint.
+    Alert(String),
+    /// `medic recover`'s labels, `k=v` joined by commas (`manual` alone without labels).
+    Manual(String),
+}
+
+impl Subject {
+    /// The check a subject is about, read from its stored form.
+    pub fn check_of(stored: &str) -> Option<&str> {
+        stored.strip_prefix("check:")
+    }
+}
+
+/// The stored form, `check:NAME`, `alert:FINGERPRINT` or `manual:LABELS`: made here only.
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Check(name) => write!(f, "check:{name}"),
+            Subject::Alert(fingerprint) => write!(f, "alert:{fingerprint}"),
+            Subject::Manual(labels) if labels.is_empty() => f.write_str("manual"),
+            Subject::Manual(labels) => write!(f, "manual:{labels}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip() {
+        for kind in TriggerKind::ALL {
+            assert_eq!(kind.as_str().parse::<TriggerKind>(), Ok(*kind));
+        }
+        for result in AttemptResult::ALL {
+            assert_eq!(result.to_string().parse::<AttemptResult>(), Ok(*result));
+        }
+        for outcome in RunOutcome::ALL {
+            assert_eq!(outcome.as_str().parse::<RunOutcome>(), Ok(*outcome));
+        }
+        assert_eq!(SkipReason::MaxAttempts.as_str(), "max_attempts");
+        assert_eq!(AmOperation::ALL.len(), 3);
+        let err = "sometimes".parse::<RunOutcome>().unwrap_err();
+        assert_eq!(err.to_string(), "\"sometimes\" is not a RunOutcome");
+    }
+
+    #[test]
+    fn subjects_have_one_stored_form() {
+        assert_eq!(Subject::Check("web".into()).to_string(), "check:web");
+        assert_eq!(Subject::Alert("ab12".into()).to_string(), "alert:ab12");
+        assert_eq!(Subject::Manual("a=b".into()).to_string(), "manual:a=b");
+        assert_eq!(Subject::Manual(String::new()).to_string(), "manual");
+        assert_eq!(Subject::check_of("check:web"), Some("web"));
+        assert_eq!(Subject::check_of("alert:web"), None);
+    }
+}
