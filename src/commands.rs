@@ -100,15 +100,21 @@ pub async fn probe(name: &str, location: ConfigLocation, overrides: &Overrides) 
             let _ = writeln!(out, "  {key}: {value}");
         }
     }
-    if !outcome.measurements.is_empty() {
+    // Every probe measures its duration: listed last, as the prober's own measurement.
+    let duration = crate::checks::Measurement::new(
+        crate::checks::Measure::Duration,
+        outcome.duration.as_secs_f64(),
+    );
+    {
         let _ = writeln!(out, "measurements:");
-        for m in &outcome.measurements {
-            match &m.mountpoint {
+        for m in outcome.measurements.iter().chain([&duration]) {
+            let name = m.measure.name();
+            match m.measure.mountpoint() {
                 Some(mp) => {
-                    let _ = writeln!(out, "  {}{{mountpoint={mp}}}: {}", m.name, m.value);
+                    let _ = writeln!(out, "  {name}{{mountpoint={mp}}}: {}", m.value);
                 }
                 None => {
-                    let _ = writeln!(out, "  {}: {}", m.name, m.value);
+                    let _ = writeln!(out, "  {name}: {}", m.value);
                 }
             }
         }

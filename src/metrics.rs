@@ -17,7 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::checks::{FailureReason, Outcome};
+use crate::checks::{FailureReason, Measure, Outcome};
 use crate::health::HealthState;
 use crate::status::Status;
 
@@ -931,14 +931,14 @@ impl Metrics {
             self.tls_expiry.get_or_create(&labels()).set(t);
         }
         for m in &outcome.measurements {
-            match (m.name.as_str(), &m.mountpoint) {
-                ("cpu_utilization", None) => {
+            match &m.measure {
+                Measure::Cpu => {
                     self.system_cpu.get_or_create(&labels()).set(m.value);
                 }
-                ("memory_utilization", None) => {
+                Measure::Memory => {
                     self.system_memory.get_or_create(&labels()).set(m.value);
                 }
-                ("disk_utilization", Some(mountpoint)) => {
+                Measure::Disk { mountpoint } => {
                     self.system_disk
                         .get_or_create(&DiskLabels {
                             check: check.to_string(),
@@ -951,7 +951,7 @@ impl Metrics {
                         .or_default()
                         .insert(mountpoint.clone());
                 }
-                _ => {}
+                Measure::Duration | Measure::CertExpiry | Measure::Perfdata(_) => {}
             }
         }
     }
@@ -1599,11 +1599,12 @@ mod tests {
         let m = Metrics::new();
         let mut outcome = Outcome::new(Status::Critical, "down");
         outcome.duration = Duration::from_millis(20);
-        outcome.measurements.push(crate::checks::Measurement {
-            name: "disk_utilization".into(),
-            mountpoint: Some("/".into()),
-            value: 0.5,
-        });
+        outcome.measurements.push(crate::checks::Measurement::new(
+            Measure::Disk {
+                mountpoint: "/".into(),
+            },
+            0.5,
+        ));
         let mut health = HealthState::default();
         for raw in [Status::Critical, Status::Critical] {
             health.observe(

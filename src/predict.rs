@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::checks::Measurement;
+use crate::checks::{Measure, Measurement};
 use crate::config::{Breach, PredictionSpec};
 use crate::forecast::{AnomalyDetector, Direction, Forecaster};
 
@@ -96,15 +96,17 @@ impl Predictor {
     }
 
     /// The value this prediction follows among a probe's measurements.
-    pub fn pick(&self, measurements: &[Measurement]) -> Option<f64> {
-        measurements
-            .iter()
-            .find(|m| {
-                m.name == self.spec.measurement
-                    && (self.spec.mountpoint.is_none() || m.mountpoint == self.spec.mountpoint)
-            })
-            .map(|m| m.value)
-            .filter(|v| v.is_finite())
+    /// Every probe has its duration; the rest are the probe's own list.
+    pub fn pick(&self, measurements: &[Measurement], duration_seconds: f64) -> Option<f64> {
+        let wanted = &self.spec.measure;
+        let value = match wanted {
+            Measure::Duration => Some(duration_seconds),
+            _ => measurements
+                .iter()
+                .find(|m| m.measure.same_as(wanted))
+                .map(|m| m.value),
+        };
+        value.filter(|v| v.is_finite())
     }
 
     /// Feeds one sample taken at `t` (unix seconds).
@@ -146,7 +148,7 @@ impl Predictor {
         self.last.insert(Prediction {
             name: self.spec.name.clone(),
             check: self.spec.check.clone(),
-            measurement: self.spec.measurement.clone(),
+            measurement: self.spec.measure.name().to_string(),
             at: t,
             value,
             anomaly_score: score,
@@ -176,8 +178,7 @@ mod tests {
         Arc::new(PredictionSpec {
             name: "p".into(),
             check: "c".into(),
-            measurement: "used".into(),
-            mountpoint: None,
+            measure: Measure::Perfdata("used".into()),
             window: Duration::from_secs(3600),
             horizons: vec![("10m".into(), Duration::from_secs(600))],
             breach,
@@ -251,23 +252,21 @@ mod tests {
 
     #[test]
     fn picks_by_name_and_mountpoint() {
+        let disk = |m: &str| Measure::Disk {
+            mountpoint: m.into(),
+        };
         let mut s = (*spec(None)).clone();
-        s.measurement = "disk_utilization".into();
-        s.mountpoint = Some("/data".into());
+        s.measure = disk("/data");
         let p = Predictor::new(Arc::new(s));
         let ms = vec![
-            Measurement {
-                name: "disk_utilization".into(),
-                mountpoint: Some("/".into()),
-                value: 0.1,
-            },
-            Measurement {
-                name: "disk_utilization".into(),
-                mountpoint: Some("/data".into()),
-                value: 0.7,
-            },
+            Measurement::new(disk("/"), 0.1),
+            Measurement::new(disk("/data"), 0.7),
         ];
-        assert_eq!(p.pick(&ms), Some(0.7));
-        assert_eq!(p.pick(&[Measurement::new("x", f64::NAN)]), None);
+        assert_eq!(p.pick(&ms, 0.2), Some(0.7));
+        let nan = [Measurement::new(Measure::Perfdata("used".into()), f64::NAN)];
+        assert_eq!(Predictor::new(spec(None)).pick(&nan, 0.2), None);
+        let mut s = (*spec(None)).clone();
+        s.measure = Measure::Duration;
+        assert_eq!(Predictor::new(Arc::new(s)).pick(&[], 0.2), Some(0.2));
     }
 }

@@ -567,7 +567,7 @@ impl StateTask {
                 })
             }
         }
-        self.predict(check, at_ms, &outcome.measurements);
+        self.predict(check, at_ms, &outcome.measurements, duration);
     }
 
     fn apply(&mut self, checks: Vec<(Arc<CheckSpec>, u64)>, history_size: usize) {
@@ -627,12 +627,7 @@ impl StateTask {
                 .filter(|p| p.spec.check == name && p.last().is_none())
             {
                 for r in &rows {
-                    let mut measurements = r.measurements.clone();
-                    measurements.push(crate::checks::Measurement::new(
-                        "duration_seconds",
-                        r.duration_seconds,
-                    ));
-                    if let Some(v) = predictor.pick(&measurements) {
+                    if let Some(v) = predictor.pick(&r.measurements, r.duration_seconds) {
                         predictor.observe(r.at_ms as f64 / 1000.0, v);
                     }
                 }
@@ -669,13 +664,19 @@ impl StateTask {
     }
 
     /// Feeds a check's measurements to the predictions that follow them.
-    fn predict(&mut self, check: &str, at_ms: i64, measurements: &[crate::checks::Measurement]) {
+    fn predict(
+        &mut self,
+        check: &str,
+        at_ms: i64,
+        measurements: &[crate::checks::Measurement],
+        duration_seconds: f64,
+    ) {
         for predictor in self
             .predictors
             .values_mut()
             .filter(|p| p.spec.check == check)
         {
-            if let Some(value) = predictor.pick(measurements) {
+            if let Some(value) = predictor.pick(measurements, duration_seconds) {
                 let prediction = predictor.observe(at_ms as f64 / 1000.0, value);
                 self.metrics.prediction(prediction);
             }

@@ -112,6 +112,83 @@ closed_set! {
     }
 }
 
+/// What a probe measured: closed, but for a plugin's perfdata labels. Its stored and
+/// configured form is `name()` (and `mountpoint()`), as written in a prediction's
+/// `measurement:`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Measure {
+    /// The probe's own duration: every check has it (from the outcome, not a list).
+    Duration,
+    Cpu,
+    Memory,
+    Disk {
+        mountpoint: String,
+    },
+    /// Seconds until a TLS certificate expires.
+    CertExpiry,
+    /// A Nagios plugin's perfdata label.
+    Perfdata(String),
+}
+
+impl Measure {
+    pub const DURATION: &'static str = "duration_seconds";
+    pub const CPU: &'static str = "cpu_utilization";
+    pub const MEMORY: &'static str = "memory_utilization";
+    pub const DISK: &'static str = "disk_utilization";
+    pub const CERT_EXPIRY: &'static str = "cert_expiry_seconds";
+
+    pub fn name(&self) -> &str {
+        match self {
+            Measure::Duration => Measure::DURATION,
+            Measure::Cpu => Measure::CPU,
+            Measure::Memory => Measure::MEMORY,
+            Measure::Disk { .. } => Measure::DISK,
+            Measure::CertExpiry => Measure::CERT_EXPIRY,
+            Measure::Perfdata(label) => label,
+        }
+    }
+
+    pub fn mountpoint(&self) -> Option<&str> {
+        match self {
+            Measure::Disk { mountpoint } => Some(mountpoint),
+            _ => None,
+        }
+    }
+
+    /// From the stored form; any name not of a system check is a perfdata label, and a disk
+    /// reading needs its mountpoint.
+    pub fn from_parts(name: &str, mountpoint: Option<String>) -> Option<Measure> {
+        Some(match (name, mountpoint) {
+            (Measure::DURATION, None) => Measure::Duration,
+            (Measure::CPU, None) => Measure::Cpu,
+            (Measure::MEMORY, None) => Measure::Memory,
+            (Measure::DISK, Some(mountpoint)) => Measure::Disk { mountpoint },
+            (Measure::CERT_EXPIRY, None) => Measure::CertExpiry,
+            (Measure::DISK, None) | (_, Some(_)) => return None,
+            (label, None) => Measure::Perfdata(label.to_string()),
+        })
+    }
+
+    /// The same series by its stored form: a plugin may call a perfdata label
+    /// `cpu_utilization`, and a prediction names what it follows by name.
+    pub fn same_as(&self, other: &Measure) -> bool {
+        self.name() == other.name() && self.mountpoint() == other.mountpoint()
+    }
+}
+
+/// One number a probe measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    pub measure: Measure,
+    pub value: f64,
+}
+
+impl Measurement {
+    pub fn new(measure: Measure, value: f64) -> Measurement {
+        Measurement { measure, value }
+    }
+}
+
 /// A step already tried in a run: for a notification's account and an escalation's
 /// description.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +247,27 @@ mod tests {
         assert_eq!(AmOperation::ALL.len(), 3);
         let err = "sometimes".parse::<RunOutcome>().unwrap_err();
         assert_eq!(err.to_string(), "\"sometimes\" is not a RunOutcome");
+    }
+
+    #[test]
+    fn measures_have_one_stored_form() {
+        for m in [
+            Measure::Duration,
+            Measure::Cpu,
+            Measure::Memory,
+            Measure::Disk {
+                mountpoint: "/data".into(),
+            },
+            Measure::CertExpiry,
+            Measure::Perfdata("load1".into()),
+        ] {
+            let back = Measure::from_parts(m.name(), m.mountpoint().map(str::to_string));
+            assert_eq!(back.as_ref(), Some(&m));
+        }
+        assert_eq!(Measure::from_parts("disk_utilization", None), None);
+        assert_eq!(Measure::from_parts("load1", Some("/".into())), None);
+        assert!(Measure::Perfdata("cpu_utilization".into()).same_as(&Measure::Cpu));
+        assert!(!Measure::Cpu.same_as(&Measure::Memory));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{FailureReason, Measurement, Outcome};
+use super::{FailureReason, Measure, Measurement, Outcome};
 use crate::config::CommandSpec;
 use crate::limits::Resource;
 use crate::process_group::{self, Keep, RunError};
@@ -82,7 +82,7 @@ pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
     outcome.measurements = parsed
         .perfdata
         .into_iter()
-        .map(|p| Measurement::new(p.label, p.value))
+        .map(|p| Measurement::new(Measure::Perfdata(p.label), p.value))
         .collect();
     outcome
 }

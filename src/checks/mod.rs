@@ -108,25 +108,7 @@ impl FailureReason {
     }
 }
 
-/// One number a probe measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Measurement {
-    /// `duration_seconds`, `cpu_utilization`, a perfdata label, ...
-    pub name: String,
-    /// Set for `disk_utilization`.
-    pub mountpoint: Option<String>,
-    pub value: f64,
-}
-
-impl Measurement {
-    pub fn new(name: impl Into<String>, value: f64) -> Self {
-        Measurement {
-            name: name.into(),
-            mountpoint: None,
-            value,
-        }
-    }
-}
+pub use crate::vocabulary::{Measure, Measurement};
 
 impl Outcome {
     pub fn new(status: Status, message: impl Into<String>) -> Self {
@@ -271,10 +253,6 @@ impl Prober {
                 }
             }
         }
-        outcome.measurements.push(Measurement::new(
-            "duration_seconds",
-            outcome.duration.as_secs_f64(),
-        ));
         outcome
     }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, RefreshKind, System};
 
-use super::{Measurement, Outcome};
+use super::{Measure, Measurement, Outcome};
 use crate::config::{Limits, SystemSpec};
 use crate::status::Status;
 
@@ -62,13 +62,13 @@ impl SystemProbe {
         let mut metadata = serde_json::Map::new();
         if let (Some(limits), Some(cpu)) = (spec.cpu, snapshot.cpu) {
             readings.push(judge("cpu".into(), cpu, limits));
-            measurements.push(Measurement::new("cpu_utilization", cpu));
-            metadata.insert("cpu_utilization".into(), round(cpu).into());
+            measurements.push(Measurement::new(Measure::Cpu, cpu));
+            metadata.insert(Measure::CPU.into(), round(cpu).into());
         }
         if let (Some(limits), Some(mem)) = (spec.memory, snapshot.memory) {
             readings.push(judge("memory".into(), mem, limits));
-            measurements.push(Measurement::new("memory_utilization", mem));
-            metadata.insert("memory_utilization".into(), round(mem).into());
+            measurements.push(Measurement::new(Measure::Memory, mem));
+            metadata.insert(Measure::MEMORY.into(), round(mem).into());
         }
         let mut missing = Vec::new();
         if let Some(disk) = &spec.disk {
@@ -82,17 +82,16 @@ impl SystemProbe {
                 match snapshot.disks.iter().find(|(m, _)| m == mountpoint) {
                     Some((_, ratio)) => {
                         readings.push(judge(format!("disk {mountpoint}"), *ratio, disk.limits));
-                        measurements.push(Measurement {
-                            name: "disk_utilization".into(),
-                            mountpoint: Some(mountpoint.to_string()),
-                            value: *ratio,
-                        });
+                        let measure = Measure::Disk {
+                            mountpoint: mountpoint.to_string(),
+                        };
+                        measurements.push(Measurement::new(measure, *ratio));
                         disk_meta.insert(mountpoint.to_string(), round(*ratio).into());
                     }
                     None => missing.push(mountpoint.to_string()),
                 }
             }
-            metadata.insert("disk_utilization".into(), disk_meta.into());
+            metadata.insert(Measure::DISK.into(), disk_meta.into());
         }
 
         let mut status = readings

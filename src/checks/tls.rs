@@ -13,7 +13,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::{FailureReason, Measurement, Outcome};
+use super::{FailureReason, Measure, Measurement, Outcome};
 use crate::config::{CaCerts, TlsSpec};
 use crate::status::Status;
 use crate::timefmt::{days_from_civil, rfc3339_ms};
@@ -238,7 +238,7 @@ pub fn with_expiry(mut outcome: Outcome, not_after: Option<i64>, now: i64) -> Ou
             .with(EXPIRY_KEY, t);
         outcome
             .measurements
-            .push(Measurement::new("cert_expiry_seconds", (t - now) as f64));
+            .push(Measurement::new(Measure::CertExpiry, (t - now) as f64));
     }
     outcome
 }

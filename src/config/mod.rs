@@ -244,8 +244,8 @@ impl ActionSpec {
 pub struct PredictionSpec {
     pub name: String,
     pub check: String,
-    pub measurement: String,
-    pub mountpoint: Option<String>,
+    /// What it follows; a disk's names its mountpoint.
+    pub measure: crate::vocabulary::Measure,
     /// History the model fits on.
     pub window: Duration,
     /// (as written in the config, for the `horizon` label; parsed).

@@ -14,6 +14,7 @@ use super::*;
 use crate::maintenance::{self, When, Window};
 use crate::recovery::hold::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
 use crate::recovery::template::{Template, Var};
+use crate::vocabulary::Measure;
 
 mod kinds;
 pub(crate) use kinds::RCODES;
@@ -1532,14 +1533,11 @@ impl Validator {
                     let known = match &check.probe {
                         ProbeSpec::System(_) => matches!(
                             p.measurement.as_str(),
-                            "duration_seconds"
-                                | "cpu_utilization"
-                                | "memory_utilization"
-                                | "disk_utilization"
+                            Measure::DURATION | Measure::CPU | Measure::MEMORY | Measure::DISK
                         ),
                         // Perfdata labels are only known once the plugin has run.
                         ProbeSpec::Command(_) => true,
-                        _ => p.measurement == "duration_seconds",
+                        _ => p.measurement == Measure::DURATION,
                     };
                     if !known {
                         self.error(
@@ -1554,7 +1552,7 @@ impl Validator {
                     }
                 }
             }
-            if p.mountpoint.is_some() && p.measurement != "disk_utilization" {
+            if p.mountpoint.is_some() && p.measurement != Measure::DISK {
                 self.error(
                     &path,
                     "mountpoint applies only to measurement disk_utilization",
@@ -1586,7 +1584,7 @@ impl Validator {
             }
             // A disk prediction names its mountpoint, unless the check watches only one.
             let mut mountpoint = p.mountpoint.clone();
-            if p.measurement == "disk_utilization" && mountpoint.is_none() {
+            if p.measurement == Measure::DISK && mountpoint.is_none() {
                 let only = by_name.get(p.check.as_str()).and_then(|c| match &c.probe {
                     ProbeSpec::System(SystemSpec { disk: Some(d), .. })
                         if d.mountpoints.len() == 1 =>
@@ -1603,8 +1601,9 @@ impl Validator {
             specs.push(PredictionSpec {
                 name: p.name.clone(),
                 check: p.check.clone(),
-                measurement: p.measurement.clone(),
-                mountpoint,
+                // Invalid combinations were reported above; the placeholder is never used.
+                measure: Measure::from_parts(&p.measurement, mountpoint)
+                    .unwrap_or(Measure::Duration),
                 window: p.window.unwrap_or(DEFAULT_WINDOW),
                 horizons: p
                     .horizons

@@ -22,7 +22,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Row};
 
-use crate::checks::Measurement;
+use crate::checks::{Measure, Measurement};
 use crate::config::{redact_url, Secret};
 use crate::status::Status;
 
@@ -523,10 +523,11 @@ fn decode_result(row: &AnyRow) -> Result<ResultRow, sqlx::Error> {
 fn encode_measurements(measurements: &[Measurement]) -> String {
     let list: Vec<serde_json::Value> = measurements
         .iter()
-        .filter(|m| m.name != "duration_seconds")
-        .map(|m| match &m.mountpoint {
-            Some(mp) => serde_json::json!({"name": m.name, "mountpoint": mp, "value": m.value}),
-            None => serde_json::json!({"name": m.name, "value": m.value}),
+        .map(|m| match m.measure.mountpoint() {
+            Some(mp) => {
+                serde_json::json!({"name": m.measure.name(), "mountpoint": mp, "value": m.value})
+            }
+            None => serde_json::json!({"name": m.measure.name(), "value": m.value}),
         })
         .collect();
     serde_json::Value::Array(list).to_string()
@@ -540,14 +541,14 @@ fn decode_measurements(text: &str) -> Vec<Measurement> {
     items
         .iter()
         .filter_map(|item| {
-            Some(Measurement {
-                name: item.get("name")?.as_str()?.to_string(),
-                mountpoint: item
-                    .get("mountpoint")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string),
-                value: item.get("value")?.as_f64()?,
-            })
+            let mountpoint = item
+                .get("mountpoint")
+                .and_then(|m| m.as_str())
+                .map(str::to_string);
+            Some(Measurement::new(
+                Measure::from_parts(item.get("name")?.as_str()?, mountpoint)?,
+                item.get("value")?.as_f64()?,
+            ))
         })
         .collect()
 }
@@ -563,11 +564,12 @@ mod tests {
             status,
             duration_seconds: 0.25,
             message: format!("m{at_ms}"),
-            measurements: vec![Measurement {
-                name: "disk_utilization".into(),
-                mountpoint: Some("/".into()),
-                value: 0.5,
-            }],
+            measurements: vec![Measurement::new(
+                Measure::Disk {
+                    mountpoint: "/".into(),
+                },
+                0.5,
+            )],
         }
     }
 
@@ -641,11 +643,18 @@ mod tests {
     #[test]
     fn measurements_round_trip_and_tolerate_garbage() {
         let m = vec![
-            Measurement::new("depth", 42.0),
-            Measurement::new("duration_seconds", 1.0),
+            Measurement::new(Measure::Perfdata("depth".into()), 42.0),
+            Measurement::new(Measure::Cpu, 0.5),
+            Measurement::new(
+                Measure::Disk {
+                    mountpoint: "/data".into(),
+                },
+                0.25,
+            ),
         ];
-        let decoded = decode_measurements(&encode_measurements(&m));
-        assert_eq!(decoded, vec![Measurement::new("depth", 42.0)]);
+        assert_eq!(decode_measurements(&encode_measurements(&m)), m);
+        // A disk reading without its mountpoint says nothing.
+        assert!(decode_measurements("[{\"name\": \"disk_utilization\", \"value\": 1}]").is_empty());
         assert!(decode_measurements("not json").is_empty());
         assert!(decode_measurements("[{\"name\": 5}]").is_empty());
     }

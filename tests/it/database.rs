@@ -5,7 +5,8 @@ use std::time::Duration;
 use crate::pg::PgCluster;
 use crate::support::{wait_for, Medic};
 
-#[tokio::test]
+// Multi-threaded: pg_ctl blocks the thread it runs on, and the targets must keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_checks_healthy_slow_wrong_password_and_outage() {
     let pg = PgCluster::start();
     let config = format!(

@@ -65,7 +65,8 @@ async fn history_survives_kill_9_on_postgres() {
     history_survives_kill_9(Some(pg.url())).await;
 }
 
-#[tokio::test]
+// Multi-threaded: pg_ctl blocks the thread it runs on, and the target must keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_outage_stops_neither_checks_nor_metrics_and_the_backlog_is_written_and_runs_resume()
 {
     let pg = PgCluster::start();
@@ -170,7 +171,8 @@ async fn store_outage_stops_neither_checks_nor_metrics_and_the_backlog_is_writte
     assert_eq!(medic.wait_exit(Duration::from_secs(15)).await, Some(0));
 }
 
-#[tokio::test]
+// Multi-threaded: pg_ctl blocks the thread it runs on, and the target must keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_waits_for_the_store_while_checks_already_run() {
     let pg = PgCluster::start();
     pg.stop_server();
