@@ -4,8 +4,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::status::Status;
 
 /// How many probes it takes to change a check's status.
@@ -249,7 +247,7 @@ impl Compact {
 pub const TREND_WINDOW_MS: i64 = 3_600_000;
 
 /// What the last hour looked like for one check.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Trend {
     pub window_seconds: f64,
     pub runs: u64,
@@ -261,7 +259,7 @@ pub struct Trend {
     pub latency_max_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatusCounts {
     pub healthy: u64,
     pub warning: u64,

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -63,14 +62,14 @@ pub enum Command {
 }
 
 /// `/api/v1/health`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HealthReport {
     pub status: Status,
     pub summary: StatusCounts,
     pub checks: BTreeMap<String, CheckSummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CheckSummary {
     pub status: Status,
     pub kind: &'static str,
@@ -94,10 +93,9 @@ pub struct PageData {
 }
 
 /// `/api/v1/checks/{name}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CheckDetail {
     pub name: String,
-    #[serde(flatten)]
     pub summary: CheckSummary,
     pub last_status: Option<Status>,
     pub interval_seconds: f64,
@@ -107,7 +105,7 @@ pub struct CheckDetail {
     pub history: Vec<HistoryItem>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HistoryItem {
     pub time: String,
     pub status: Status,

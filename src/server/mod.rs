@@ -9,6 +9,7 @@ mod routes;
 mod runs;
 pub mod web_config;
 mod webhook;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;

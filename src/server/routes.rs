@@ -35,6 +35,7 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
+use super::wire::{AttemptJson, CheckDetailJson, HealthJson, PredictionJson, StepJson};
 use super::{page, Shared};
 use crate::metrics::{Format, Rendering};
 use crate::status::Status;
@@ -163,7 +164,10 @@ pub async fn handle(
         "/api/v1/recoveries" if get => recoveries(&shared, req.uri().query()).await,
         "/api/v1/recoveries/stats" if get => recovery_stats(&shared).await,
         "/api/v1/predictions" if get => match shared.state.predictions().await {
-            Some(p) => json(StatusCode::OK, &serde_json::json!({ "predictions": p })),
+            Some(p) => {
+                let p: Vec<PredictionJson> = p.iter().map(Into::into).collect();
+                json(StatusCode::OK, &serde_json::json!({ "predictions": p }))
+            }
             None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
         },
         "/api/v1/runs" if get => super::runs::list(&shared, req.uri().query()).await,
@@ -234,7 +238,7 @@ async fn health(shared: &Shared) -> Response<Body> {
                 Status::Healthy | Status::Warning => StatusCode::OK,
                 Status::Critical | Status::Unknown => StatusCode::SERVICE_UNAVAILABLE,
             };
-            json(code, &report)
+            json(code, &HealthJson::from(&report))
         }
         None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
@@ -243,7 +247,7 @@ async fn health(shared: &Shared) -> Response<Body> {
 async fn check(shared: &Shared, raw_name: &str) -> Response<Body> {
     let name = percent_encoding::percent_decode_str(raw_name).decode_utf8_lossy();
     match shared.state.check(&name).await {
-        Some(detail) => json(StatusCode::OK, &detail),
+        Some(detail) => json(StatusCode::OK, &CheckDetailJson::from(&detail)),
         None => json_error(StatusCode::NOT_FOUND, &format!("no check named {name:?}")),
     }
 }
@@ -415,7 +419,10 @@ async fn recoveries(shared: &Shared, query: Option<&str>) -> Response<Body> {
         );
     };
     match store.recent_attempts(chain.as_deref(), limit).await {
-        Ok(attempts) => json(StatusCode::OK, &serde_json::json!({ "attempts": attempts })),
+        Ok(attempts) => {
+            let attempts: Vec<AttemptJson> = attempts.iter().map(Into::into).collect();
+            json(StatusCode::OK, &serde_json::json!({ "attempts": attempts }))
+        }
         Err(e) => {
             shared.metrics.store_error(e.operation());
             json_error(
@@ -434,7 +441,10 @@ async fn recovery_stats(shared: &Shared) -> Response<Body> {
         );
     };
     match store.step_stats().await {
-        Ok(steps) => json(StatusCode::OK, &serde_json::json!({ "steps": steps })),
+        Ok(steps) => {
+            let steps: Vec<StepJson> = steps.iter().map(Into::into).collect();
+            json(StatusCode::OK, &serde_json::json!({ "steps": steps }))
+        }
         Err(e) => {
             shared.metrics.store_error(e.operation());
             json_error(
