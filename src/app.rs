@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::checks::Prober;
 use crate::cluster::Shard;
+use crate::config::WebConfigError;
 use crate::config::{self, CheckSpec, Config, ConfigErrors, Overrides, StateConfig};
 use crate::metrics::Metrics;
 use crate::pause_book::PauseBook;
@@ -23,7 +24,7 @@ use crate::recovery::{
     engine::{DirectChecks, Engine, RecoveryHandle, Verifier},
 };
 use crate::scheduler::Scheduler;
-use crate::server::web_config::{WebConfigError, WebSecurity};
+use crate::server::web_security::WebSecurity;
 use crate::server::{self, ReloadRequest, Shared};
 use crate::state::{self, StateHandle};
 use crate::store::{self, Store};

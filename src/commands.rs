@@ -19,7 +19,7 @@ pub fn check_config(
     web_config: Option<&Path>,
     overrides: &Overrides,
 ) -> i32 {
-    let web_code = match web_config.map(crate::server::web_config::WebSecurity::load) {
+    let web_code = match web_config.map(crate::server::web_security::WebSecurity::load) {
         None => 0,
         Some(Ok(web)) => {
             println!(

@@ -6,6 +6,7 @@ mod duration;
 mod file;
 mod secret;
 mod validate;
+mod web;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,6 +24,10 @@ pub use file::{
 };
 pub use secret::{known_secrets, redact_url, Redactor, Secret, REDACTED};
 pub(crate) use validate::RCODES;
+pub use web::{
+    load_web_security, ClientAuthType, ClientCa, ServerTls, TlsVersion, WebConfigError,
+    WebSecurityConfig,
+};
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ mod page;
 mod pauses;
 mod routes;
 mod runs;
-pub mod web_config;
+pub mod web_security;
 mod webhook;
 mod wire;
 
@@ -49,7 +49,7 @@ pub struct Shared {
     /// The pauses in force; `/api/v1/pauses` writes through it.
     pub pauses: crate::pause_book::PauseBook,
     /// TLS and basic auth from `--web.config.file`; replaced on reload.
-    pub web: watch::Receiver<Arc<web_config::WebSecurity>>,
+    pub web: watch::Receiver<Arc<web_security::WebSecurity>>,
     /// Pings of heartbeat checks, shared with the prober.
     pub heartbeats: crate::checks::Heartbeats,
     /// To judge a heartbeat check at once when its job reports.
