@@ -281,7 +281,7 @@ pub async fn run(
         .predictions
         .iter()
         .map(|p| p.window.std().as_millis() as i64)
-        .fold(crate::health::TREND_WINDOW_MS, i64::max);
+        .fold(crate::trend::TREND_WINDOW_MS, i64::max);
     let opener_task = tokio::spawn(open_store(
         history_ms,
         config.state.clone(),

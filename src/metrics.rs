@@ -18,8 +18,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::checks::{FailureReason, Outcome};
-use crate::health::HealthState;
 use crate::status::Status;
+use crate::thresholds::HealthState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
@@ -1510,10 +1510,10 @@ mod tests {
             r.set_status(check, Status::Unknown, false);
         }
         let mut health = HealthState::default();
-        let thresholds = crate::health::Thresholds {
+        let thresholds = crate::thresholds::Thresholds {
             failures_before_critical: 2,
             successes_before_healthy: 1,
-            flapping: Some(crate::health::Flapping {
+            flapping: Some(crate::thresholds::Flapping {
                 failures: 2,
                 within: 5,
             }),
@@ -1550,7 +1550,7 @@ mod tests {
                 let mut health = HealthState::default();
                 health.observe(
                     status,
-                    crate::health::Thresholds {
+                    crate::thresholds::Thresholds {
                         failures_before_critical: 1,
                         successes_before_healthy: 1,
                         flapping: None,
@@ -1608,7 +1608,7 @@ mod tests {
         for raw in [Status::Critical, Status::Critical] {
             health.observe(
                 raw,
-                crate::health::Thresholds {
+                crate::thresholds::Thresholds {
                     failures_before_critical: 1,
                     successes_before_healthy: 1,
                     flapping: None,

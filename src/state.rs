@@ -10,14 +10,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::checks::{FailureReason, Outcome};
 use crate::config::{CheckSpec, PredictionSpec};
-use crate::health::{duration_micros, HealthState, Results, StatusCounts, Trend};
 use crate::metrics::Metrics;
 use crate::predict::{Prediction, Predictor};
 use crate::recovery::engine::{Event, RecoveryHandle, Trigger, TriggerKind};
 use crate::recovery::template::Values;
+use crate::result_ring::{duration_micros, ResultRing};
 use crate::status::Status;
 use crate::store::{ResultRow, WriterHandle};
+use crate::thresholds::HealthState;
 use crate::timefmt::{rfc3339_ms, unix_ms};
+use crate::trend::{StatusCounts, Trend};
 
 /// Everything the state task can be told or asked.
 #[derive(Debug)]
@@ -118,7 +120,7 @@ struct CheckRecord {
     generation: u64,
     health: HealthState,
     /// The history and the trend's samples.
-    results: Results,
+    results: ResultRing,
     last: Option<LastProbe>,
     /// The latest failing probe's reason, while that probe is the latest or the check still
     /// fails.
@@ -174,7 +176,7 @@ impl LastProbe {
 
 impl CheckRecord {
     fn new(spec: Arc<CheckSpec>, generation: u64, history_size: usize) -> Self {
-        let results = Results::new(history_size, spec.interval.std().as_millis() as u64);
+        let results = ResultRing::new(history_size, spec.interval.std().as_millis() as u64);
         CheckRecord {
             spec,
             generation,

@@ -13,8 +13,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::health::Flapping;
 use crate::recovery::template::{Template, Var};
+use crate::thresholds::Flapping;
 
 pub use builtin::builtin_yaml;
 pub use duration::{Duration, DurationError};
@@ -283,8 +283,8 @@ pub struct CheckSpec {
 }
 
 impl CheckSpec {
-    pub fn thresholds(&self) -> crate::health::Thresholds {
-        crate::health::Thresholds {
+    pub fn thresholds(&self) -> crate::thresholds::Thresholds {
+        crate::thresholds::Thresholds {
             failures_before_critical: self.failures_before_critical,
             successes_before_healthy: self.successes_before_healthy,
             flapping: self.flapping,
