@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use crate::checks::Prober;
 use crate::cluster::Shard;
 use crate::config::WebConfigError;
-use crate::config::{self, CheckSpec, Config, ConfigErrors, Overrides, StateConfig};
+use crate::config::{self, CheckSpec, Config, ConfigErrors, Overrides, StoreConfig};
 use crate::metrics::Metrics;
 use crate::pause_book::PauseBook;
 use crate::recovery::{
@@ -284,7 +284,7 @@ pub async fn run(
         .fold(crate::trend::TREND_WINDOW_MS, i64::max);
     let opener_task = tokio::spawn(open_store(
         history_ms,
-        config.state.clone(),
+        config.store.clone(),
         config.redactor.clone(),
         config.history_size,
         state.clone(),
@@ -312,7 +312,7 @@ pub async fn run(
     let mut running = Running {
         location,
         overrides,
-        state_config: config.state.clone(),
+        store_config: config.store.clone(),
         listen_address: config.web.listen_address.clone(),
         scheduler,
         state,
@@ -369,7 +369,7 @@ pub async fn run(
 struct Running {
     location: ConfigLocation,
     overrides: Overrides,
-    state_config: StateConfig,
+    store_config: StoreConfig,
     listen_address: String,
     scheduler: Scheduler,
     state: StateHandle,
@@ -398,7 +398,7 @@ impl Running {
         };
         match self.location.load(&self.overrides) {
             Ok(new) => {
-                if new.state != self.state_config {
+                if new.store != self.store_config {
                     tracing::warn!("state changes need a restart; keeping the open state store");
                 }
                 if new.web.listen_address != self.listen_address {
@@ -424,7 +424,7 @@ impl Running {
                 // New certificates and users take effect for the next connection and request.
                 self.web.send_replace(Arc::new(web));
                 tracing::info!(checks = new.checks.len(), "config reloaded");
-                self.state_config = new.state;
+                self.store_config = new.store;
                 self.listen_address = new.web.listen_address;
                 self.metrics.config_reloaded(true, now);
                 Ok(())
@@ -450,7 +450,7 @@ fn load_web_config(path: Option<&Path>) -> Result<WebSecurity, WebConfigError> {
 #[allow(clippy::too_many_arguments)]
 async fn open_store(
     history_ms: i64,
-    state_config: StateConfig,
+    store_config: StoreConfig,
     redactor: crate::config::Redactor,
     history_size: usize,
     state: StateHandle,
@@ -461,7 +461,7 @@ async fn open_store(
 ) {
     let mut reopening = false;
     loop {
-        let Some(store) = open_with_retry(&state_config, &redactor, &metrics, &mut shutdown).await
+        let Some(store) = open_with_retry(&store_config, &redactor, &metrics, &mut shutdown).await
         else {
             return;
         };
@@ -485,7 +485,7 @@ async fn open_store(
         } else {
             tracing::info!(backend = ?store.backend(), "state store ready");
         }
-        let Some(change) = maintain(&store, &state_config, &metrics, &mut shutdown).await else {
+        let Some(change) = maintain(&store, &store_config, &metrics, &mut shutdown).await else {
             return;
         };
         // Writes now go to a file nobody can read: stop taking them and say so.
@@ -537,14 +537,14 @@ async fn open_store(
 
 /// `Store::open` until it succeeds (`None` at shutdown), with backoff.
 async fn open_with_retry(
-    state_config: &StateConfig,
+    store_config: &StoreConfig,
     redactor: &crate::config::Redactor,
     metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Store> {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match Store::open(&state_config.url).await {
+        match Store::open(&store_config.url).await {
             Ok(store) => return Some(store),
             Err(e) => {
                 metrics.store_error(e.operation());
@@ -596,7 +596,7 @@ async fn reload_history(
 /// file changes (returned) or shutdown (`None`).
 async fn maintain(
     store: &Store,
-    state_config: &StateConfig,
+    store_config: &StoreConfig,
     metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<store::FileChange> {
@@ -608,8 +608,8 @@ async fn maintain(
             return Some(change);
         }
         if tokio::time::Instant::now() >= next_prune {
-            let before = now_ms() - state_config.retention.std().as_millis() as i64;
-            match store.prune(before, state_config.retention_results).await {
+            let before = now_ms() - store_config.retention.std().as_millis() as i64;
+            match store.prune(before, store_config.retention_results).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "pruned old check results"),
                 Err(e) => {

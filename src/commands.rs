@@ -203,7 +203,7 @@ pub async fn recover(
             return 2;
         }
     };
-    let store = match crate::store::Store::open(&config.state.url).await {
+    let store = match crate::store::Store::open(&config.store.url).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("medic recover: {}", config.redactor.redact(&e.to_string()));

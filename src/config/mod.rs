@@ -33,7 +33,8 @@ pub use web::{
 #[derive(Debug, Clone)]
 pub struct Config {
     pub web: WebConfig,
-    pub state: StateConfig,
+    /// The state store (`state:` in the YAML, `--state.url`).
+    pub store: StoreConfig,
     pub checks: Vec<CheckSpec>,
     pub recovery: RecoveryConfig,
     pub predictions: Vec<PredictionSpec>,
@@ -85,7 +86,7 @@ pub enum WebhookAuth {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct StateConfig {
+pub struct StoreConfig {
     pub url: Secret,
     pub retention: Duration,
     pub retention_results: u64,

@@ -319,7 +319,7 @@ impl Validator {
 
     fn config(&mut self, file: FileConfig, overrides: &Overrides, source: ConfigSource) -> Config {
         let web = self.web(file.web, overrides);
-        let state = self.state(file.state, overrides);
+        let store = self.store(file.state, overrides);
         let defaults = self.defaults(&file.defaults);
         let checks = self.checks(file.checks, &defaults);
         let mut recovery = self.recovery(&file.recovery, &checks);
@@ -331,7 +331,7 @@ impl Validator {
         let alertmanager = file.alertmanager.and_then(|am| self.alertmanager(am));
         Config {
             web,
-            state,
+            store,
             checks,
             recovery,
             predictions,
@@ -548,7 +548,7 @@ impl Validator {
         }
     }
 
-    fn state(&mut self, state: StateFile, overrides: &Overrides) -> StateConfig {
+    fn store(&mut self, state: StateFile, overrides: &Overrides) -> StoreConfig {
         let from_file = state.url_file.clone();
         let url = match (&overrides.state_url, state.url, state.url_file) {
             (Some(url), _, _) => Secret::new(url.clone()),
@@ -585,7 +585,7 @@ impl Validator {
         if retention_results == 0 {
             self.error("state.retention_results", "must be greater than 0");
         }
-        StateConfig {
+        StoreConfig {
             url,
             retention,
             retention_results,
@@ -1724,7 +1724,7 @@ mod tests {
         let c = load("").unwrap();
         assert!(c.checks.is_empty());
         assert_eq!(c.web.listen_address, "127.0.0.1:7979");
-        assert_eq!(c.state.url.expose(), "sqlite://data/medic.db");
+        assert_eq!(c.store.url.expose(), "sqlite://data/medic.db");
         assert_eq!(c.web.webhook.max_body_bytes, 1024 * 1024);
     }
 
