@@ -25,7 +25,7 @@ use crate::recovery::{
 };
 use crate::scheduler::Scheduler;
 use crate::server::web_security::WebSecurity;
-use crate::server::{self, ReloadRequest, Shared};
+use crate::server::{self, HandlerContext, ReloadRequest};
 use crate::state::{self, StateHandle};
 use crate::store::{self, Store};
 use crate::timefmt::now_ms;
@@ -256,7 +256,7 @@ pub async fn run(
     let tls = web.tls.is_some();
     let auth = web.requires_auth();
     let (web_tx, web_rx) = watch::channel(Arc::new(web));
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(HandlerContext {
         state: state.clone(),
         metrics: metrics.clone(),
         reload: reload_tx,
@@ -455,7 +455,7 @@ async fn open_store(
     history_size: usize,
     state: StateHandle,
     store_tx: watch::Sender<Option<Store>>,
-    shared: Arc<Shared>,
+    shared: Arc<HandlerContext>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -646,7 +646,7 @@ fn remove_stale_sidecars(path: &Path) {
     }
 }
 
-fn set_not_ready_reason(shared: &Shared, reason: Option<&'static str>) {
+fn set_not_ready_reason(shared: &HandlerContext, reason: Option<&'static str>) {
     *shared
         .not_ready_reason
         .lock()
