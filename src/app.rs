@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use crate::checks::Prober;
 use crate::cluster::Shard;
 use crate::config::WebConfigError;
-use crate::config::{self, CheckSpec, Config, ConfigErrors, Overrides, StoreConfig};
+use crate::config::{CheckSpec, Config, ConfigSource, Overrides, StoreConfig};
 use crate::metrics::Metrics;
 use crate::pause_book::PauseBook;
 use crate::recovery::{
@@ -29,44 +29,6 @@ use crate::server::{self, HandlerContext, ReloadRequest};
 use crate::state::{self, StateHandle};
 use crate::store::{self, Store};
 use crate::timefmt::now_ms;
-
-/// Where the config comes from, decided once from the command line.
-#[derive(Debug, Clone)]
-pub enum ConfigLocation {
-    /// `--config.file` as given, or `medic.yml` found in the working directory.
-    File(PathBuf),
-    /// No file given and none found: the built-in default.
-    Builtin,
-}
-
-impl std::fmt::Display for ConfigLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConfigLocation::File(path) => write!(f, "{}", path.display()),
-            ConfigLocation::Builtin => f.write_str("built-in default config"),
-        }
-    }
-}
-
-impl ConfigLocation {
-    /// `--config.file` wins; without it `medic.yml` is used when present, else the built-in.
-    pub fn resolve(explicit: Option<PathBuf>) -> Self {
-        match explicit {
-            Some(path) => ConfigLocation::File(path),
-            None if Path::new(config::DEFAULT_CONFIG_FILE).exists() => {
-                ConfigLocation::File(PathBuf::from(config::DEFAULT_CONFIG_FILE))
-            }
-            None => ConfigLocation::Builtin,
-        }
-    }
-
-    pub fn load(&self, overrides: &Overrides) -> Result<Config, ConfigErrors> {
-        match self {
-            ConfigLocation::File(path) => config::load_file(path, overrides),
-            ConfigLocation::Builtin => config::load_builtin(overrides),
-        }
-    }
-}
 
 /// What `medic run` takes from the command line beyond the config overrides.
 #[derive(Debug, Clone)]
@@ -137,11 +99,7 @@ async fn apply_config(
 }
 
 /// Runs medic until SIGINT or SIGTERM.
-pub async fn run(
-    location: ConfigLocation,
-    overrides: Overrides,
-    options: RunOptions,
-) -> Result<()> {
+pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptions) -> Result<()> {
     let RunOptions {
         web_config,
         shard,
@@ -154,7 +112,7 @@ pub async fn run(
         .load(&overrides)
         .map_err(|e| anyhow::anyhow!("invalid config {location}: {e}"))?;
     let web = load_web_config(web_config.as_deref())?;
-    if matches!(location, ConfigLocation::Builtin) {
+    if matches!(location, ConfigSource::Builtin) {
         tracing::info!(
             "no config file given and no medic.yml here: running the built-in default config"
         );
@@ -367,7 +325,7 @@ pub async fn run(
 /// Not the whole config: its checks live on in the scheduler, and a second copy of 10,000 of
 /// them would be megabytes kept only to be dropped at the next reload.
 struct Running {
-    location: ConfigLocation,
+    location: ConfigSource,
     overrides: Overrides,
     store_config: StoreConfig,
     listen_address: String,

@@ -47,10 +47,34 @@ pub struct Config {
     pub source: ConfigSource,
 }
 
+/// Where the config comes from: decided once from the command line, and kept with the config
+/// for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
+    /// `--config.file` as given, or `medic.yml` found in the working directory.
     File(PathBuf),
+    /// No file given and none found: the built-in default.
     Builtin,
+}
+
+impl ConfigSource {
+    /// `--config.file` wins; without it `medic.yml` is used when present, else the built-in.
+    pub fn resolve(explicit: Option<PathBuf>) -> Self {
+        match explicit {
+            Some(path) => ConfigSource::File(path),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                ConfigSource::File(PathBuf::from(DEFAULT_CONFIG_FILE))
+            }
+            None => ConfigSource::Builtin,
+        }
+    }
+
+    pub fn load(&self, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        match self {
+            ConfigSource::File(path) => load_file(path, overrides),
+            ConfigSource::Builtin => load_builtin(overrides),
+        }
+    }
 }
 
 impl fmt::Display for ConfigSource {
