@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::checks::Prober;
 use crate::config::{CheckSpec, Redactor};
-use crate::state::Command;
+use crate::state::StateRequest;
 
 pub struct Scheduler {
     shared: Arc<Schedule>,
@@ -32,7 +32,7 @@ struct Schedule {
     /// Wakes the timer task when the earliest due time may have moved.
     wake: Notify,
     prober: Arc<Prober>,
-    events: mpsc::Sender<Command>,
+    events: mpsc::Sender<StateRequest>,
     redactor: watch::Sender<Redactor>,
 }
 
@@ -168,7 +168,7 @@ impl Schedule {
                 let redactor = shared.redactor.borrow().clone();
                 let outcome = shared.prober.probe(&spec, &redactor).await;
                 tracing::debug!(status = %outcome.status, duration = outcome.duration.as_secs_f64(), result = %outcome.message, "probe finished");
-                let event = Command::Outcome {
+                let event = StateRequest::Outcome {
                     check: name,
                     generation,
                     at,
@@ -214,7 +214,7 @@ impl Drop for Idle {
 
 impl Scheduler {
     /// Starts the timer task; checks come with [`Scheduler::apply`].
-    pub fn new(prober: Arc<Prober>, events: mpsc::Sender<Command>) -> Self {
+    pub fn new(prober: Arc<Prober>, events: mpsc::Sender<StateRequest>) -> Self {
         let shared = Arc::new(Schedule {
             table: Mutex::new(Table {
                 next_generation: 1,
@@ -424,9 +424,9 @@ mod tests {
     }
 
     /// The next outcome, within a deadline far shorter than any scheduled tick in these tests.
-    async fn next_outcome(rx: &mut mpsc::Receiver<Command>) -> (Arc<str>, u64, String) {
+    async fn next_outcome(rx: &mut mpsc::Receiver<StateRequest>) -> (Arc<str>, u64, String) {
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-            Ok(Some(Command::Outcome {
+            Ok(Some(StateRequest::Outcome {
                 check,
                 generation,
                 outcome,

@@ -23,7 +23,7 @@ use crate::trend::{StatusCounts, Trend};
 
 /// Everything the state task can be told or asked.
 #[derive(Debug)]
-pub enum Command {
+pub enum StateRequest {
     Outcome {
         check: Arc<str>,
         generation: u64,
@@ -86,7 +86,7 @@ pub struct CheckSummary {
     pub reason: Option<&'static str>,
 }
 
-/// The status page's answer ([`Command::Page`]).
+/// The status page's answer ([`StateRequest::Page`]).
 #[derive(Debug, Clone, Default)]
 pub struct PageData {
     pub checks: Vec<CheckDetail>,
@@ -230,11 +230,11 @@ impl CheckRecord {
 /// The handle others use to talk to the state task.
 #[derive(Clone)]
 pub struct StateHandle {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<StateRequest>,
 }
 
 impl StateHandle {
-    pub fn sender(&self) -> mpsc::Sender<Command> {
+    pub fn sender(&self) -> mpsc::Sender<StateRequest> {
         self.tx.clone()
     }
 
@@ -247,7 +247,7 @@ impl StateHandle {
         let (done, wait) = oneshot::channel();
         if self
             .tx
-            .send(Command::Apply {
+            .send(StateRequest::Apply {
                 checks,
                 predictions,
                 history_size,
@@ -261,25 +261,28 @@ impl StateHandle {
     }
 
     pub async fn load_history(&self, rows: Vec<ResultRow>) {
-        let _ = self.tx.send(Command::LoadHistory { rows }).await;
+        let _ = self.tx.send(StateRequest::LoadHistory { rows }).await;
     }
 
     pub async fn health(&self) -> Option<HealthReport> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Command::Health { reply }).await.ok()?;
+        self.tx.send(StateRequest::Health { reply }).await.ok()?;
         answer.await.ok()
     }
 
     pub async fn predictions(&self) -> Option<Vec<Prediction>> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Command::Predictions { reply }).await.ok()?;
+        self.tx
+            .send(StateRequest::Predictions { reply })
+            .await
+            .ok()?;
         answer.await.ok()
     }
 
     pub async fn status(&self, name: &str) -> Option<(Status, Option<i64>)> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Status {
+            .send(StateRequest::Status {
                 name: name.to_string(),
                 reply,
             })
@@ -290,14 +293,17 @@ impl StateHandle {
 
     pub async fn page(&self, names: Vec<String>) -> Option<PageData> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Command::Page { names, reply }).await.ok()?;
+        self.tx
+            .send(StateRequest::Page { names, reply })
+            .await
+            .ok()?;
         answer.await.ok()
     }
 
     pub async fn check(&self, name: &str) -> Option<CheckDetail> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Check {
+            .send(StateRequest::Check {
                 name: name.to_string(),
                 reply,
             })
@@ -337,21 +343,21 @@ struct StateTask {
 }
 
 impl StateTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(command) = rx.recv().await {
-            self.handle(command);
+    async fn run(mut self, mut rx: mpsc::Receiver<StateRequest>) {
+        while let Some(request) = rx.recv().await {
+            self.handle(request);
         }
     }
 
-    fn handle(&mut self, command: Command) {
-        match command {
-            Command::Outcome {
+    fn handle(&mut self, request: StateRequest) {
+        match request {
+            StateRequest::Outcome {
                 check,
                 generation,
                 at,
                 outcome,
             } => self.record(&check, generation, at, outcome),
-            Command::Apply {
+            StateRequest::Apply {
                 checks,
                 predictions,
                 history_size,
@@ -361,7 +367,7 @@ impl StateTask {
                 self.apply_predictions(predictions);
                 let _ = done.send(());
             }
-            Command::Predictions { reply } => {
+            StateRequest::Predictions { reply } => {
                 let _ = reply.send(
                     self.predictors
                         .values()
@@ -369,17 +375,17 @@ impl StateTask {
                         .collect(),
                 );
             }
-            Command::LoadHistory { rows } => {
+            StateRequest::LoadHistory { rows } => {
                 self.load_history(rows);
                 self.send_census();
             }
-            Command::Health { reply } => {
+            StateRequest::Health { reply } => {
                 let _ = reply.send(self.health());
             }
-            Command::Check { name, reply } => {
+            StateRequest::Check { name, reply } => {
                 let _ = reply.send(self.detail(&name));
             }
-            Command::Page { names, reply } => {
+            StateRequest::Page { names, reply } => {
                 let _ = reply.send(PageData {
                     checks: names.iter().filter_map(|n| self.detail(n)).collect(),
                     predictions: self
@@ -389,7 +395,7 @@ impl StateTask {
                         .collect(),
                 });
             }
-            Command::Status { name, reply } => {
+            StateRequest::Status { name, reply } => {
                 let answer = self
                     .checks
                     .get(name.as_str())

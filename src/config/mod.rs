@@ -323,7 +323,8 @@ pub enum ProbeSpec {
     Tcp(TcpSpec),
     Database(DatabaseSpec),
     System(SystemSpec),
-    Command(CommandSpec),
+    /// A Nagios-style plugin run as a child process (`command:` in the YAML).
+    CommandCheck(CommandSpec),
     Tls(TlsSpec),
     Heartbeat(HeartbeatSpec),
     Dns(DnsSpec),
@@ -337,7 +338,7 @@ impl ProbeSpec {
             ProbeSpec::Tcp(_) => "tcp",
             ProbeSpec::Database(_) => "database",
             ProbeSpec::System(_) => "system",
-            ProbeSpec::Command(_) => "command",
+            ProbeSpec::CommandCheck(_) => "command",
             ProbeSpec::Tls(_) => "tls",
             ProbeSpec::Heartbeat(_) => "heartbeat",
             ProbeSpec::Dns(_) => "dns",

@@ -749,7 +749,7 @@ impl Validator {
                 self.error(path, "command.program must not be empty");
                 return None;
             }
-            ProbeSpec::Command(CommandSpec {
+            ProbeSpec::CommandCheck(CommandSpec {
                 program: command.program,
                 args: command.args,
             })
@@ -1538,7 +1538,7 @@ impl Validator {
                                 | "disk_utilization"
                         ),
                         // Perfdata labels are only known once the plugin has run.
-                        ProbeSpec::Command(_) => true,
+                        ProbeSpec::CommandCheck(_) => true,
                         _ => p.measurement == "duration_seconds",
                     };
                     if !known {
