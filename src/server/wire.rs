@@ -263,3 +263,94 @@ impl<'a> From<&'a StepStats> for StepJson<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> CheckSummary {
+        CheckSummary {
+            status: Status::Critical,
+            kind: "tcp",
+            enabled: true,
+            message: "refused".into(),
+            duration_seconds: Some(0.25),
+            last_run: Some("2026-12-01T23:53:05.321Z".into()),
+            consecutive_failures: 8,
+            reason: Some("connection_refused"),
+        }
+    }
+
+    /// The keys and their order are the API's contract (what the derives on the domain types
+    /// wrote before these answers existed).
+    #[test]
+    fn health_and_check_answers_keep_their_keys_in_order() {
+        let report = HealthReport {
+            status: Status::Critical,
+            summary: StatusCounts {
+                critical: 1,
+                ..StatusCounts::default()
+            },
+            checks: BTreeMap::from([("bad".to_string(), summary())]),
+        };
+        let summary_json = r#"{"status":"critical","kind":"tcp","enabled":true,"message":"refused","duration_seconds":0.25,"last_run":"2026-12-01T23:53:05.321Z","consecutive_failures":8,"reason":"connection_refused"}"#;
+        assert_eq!(
+            serde_json::to_string(&HealthJson::from(&report)).unwrap(),
+            format!(
+                r#"{{"status":"critical","summary":{{"healthy":0,"warning":0,"critical":1,"unknown":0}},"checks":{{"bad":{summary_json}}}}}"#
+            )
+        );
+        let detail = CheckDetail {
+            name: "bad".into(),
+            summary: summary(),
+            last_status: None,
+            interval_seconds: 1.0,
+            timeout_seconds: 0.5,
+            metadata: BTreeMap::from([("address".to_string(), Value::from("127.0.0.1:1"))]),
+            trend: Trend {
+                window_seconds: 3600.0,
+                runs: 1,
+                status_distribution: StatusCounts::default(),
+                success_ratio: Some(0.0),
+                latency_p50_seconds: None,
+                latency_p90_seconds: None,
+                latency_p99_seconds: None,
+                latency_max_seconds: Some(0.25),
+            },
+            history: vec![HistoryItem {
+                time: "t".into(),
+                status: Status::Unknown,
+                duration_seconds: 0.25,
+                message: "m".into(),
+            }],
+        };
+        let fields = &summary_json[1..];
+        assert_eq!(
+            serde_json::to_string(&CheckDetailJson::from(&detail)).unwrap(),
+            format!(
+                r#"{{"name":"bad",{fields_open},"last_status":null,"interval_seconds":1.0,"timeout_seconds":0.5,"metadata":{{"address":"127.0.0.1:1"}},"trend":{{"window_seconds":3600.0,"runs":1,"status_distribution":{{"healthy":0,"warning":0,"critical":0,"unknown":0}},"success_ratio":0.0,"latency_p50_seconds":null,"latency_p90_seconds":null,"latency_p99_seconds":null,"latency_max_seconds":0.25}},"history":[{{"time":"t","status":"unknown","duration_seconds":0.25,"message":"m"}}]}}"#,
+                fields_open = &fields[..fields.len() - 1],
+            )
+        );
+    }
+
+    #[test]
+    fn a_breach_never_within_the_horizon_reads_as_null() {
+        let p = Prediction {
+            name: "p".into(),
+            check: "c".into(),
+            measurement: "m".into(),
+            at: 1.0,
+            value: 2.0,
+            anomaly_score: 0.0,
+            forecasts: vec![("1m".into(), Some(2.0))],
+            intervals: vec![("1m".into(), None)],
+            breach_seconds: Some(f64::INFINITY),
+            threshold: Some(3.0),
+        };
+        let v = serde_json::to_value(PredictionJson::from(&p)).unwrap();
+        assert_eq!(v["breach_seconds"], Value::Null);
+        assert_eq!(v["forecasts"], serde_json::json!([["1m", 2.0]]));
+        assert_eq!(v["intervals"], serde_json::json!([["1m", null]]));
+    }
+}
