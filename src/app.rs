@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::checks::Prober;
 use crate::cluster::Shard;
-use crate::config::{self, CheckSpec, Config, ConfigErrors, Overrides, StateConfig};
+use crate::config::WebConfigError;
+use crate::config::{CheckSpec, Config, ConfigSource, Overrides, StoreConfig};
 use crate::metrics::Metrics;
 use crate::pause_book::PauseBook;
 use crate::recovery::{
@@ -25,49 +26,11 @@ use crate::recovery::{
     verify::{DirectChecks, LiveChecks, ProbeEvents, Verifier},
 };
 use crate::scheduler::{ProbeHandle, Scheduler};
-use crate::server::web_config::{WebConfigError, WebSecurity};
-use crate::server::{self, ReloadRequest, Shared};
+use crate::server::web_security::WebSecurity;
+use crate::server::{self, HandlerContext, ReloadRequest};
 use crate::state::{self, StateHandle};
 use crate::store::{self, Store};
 use crate::timefmt::now_ms;
-
-/// Where the config comes from, decided once from the command line.
-#[derive(Debug, Clone)]
-pub enum ConfigLocation {
-    /// `--config.file` as given, or `medic.yml` found in the working directory.
-    File(PathBuf),
-    /// No file given and none found: the built-in default.
-    Builtin,
-}
-
-impl std::fmt::Display for ConfigLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConfigLocation::File(path) => write!(f, "{}", path.display()),
-            ConfigLocation::Builtin => f.write_str("built-in default config"),
-        }
-    }
-}
-
-impl ConfigLocation {
-    /// `--config.file` wins; without it `medic.yml` is used when present, else the built-in.
-    pub fn resolve(explicit: Option<PathBuf>) -> Self {
-        match explicit {
-            Some(path) => ConfigLocation::File(path),
-            None if Path::new(config::DEFAULT_CONFIG_FILE).exists() => {
-                ConfigLocation::File(PathBuf::from(config::DEFAULT_CONFIG_FILE))
-            }
-            None => ConfigLocation::Builtin,
-        }
-    }
-
-    pub fn load(&self, overrides: &Overrides) -> Result<Config, ConfigErrors> {
-        match self {
-            ConfigLocation::File(path) => config::load_file(path, overrides),
-            ConfigLocation::Builtin => config::load_builtin(overrides),
-        }
-    }
-}
 
 /// What `medic run` takes from the command line beyond the config overrides.
 #[derive(Debug, Clone)]
@@ -159,11 +122,7 @@ async fn apply_config(
 }
 
 /// Runs medic until SIGINT or SIGTERM.
-pub async fn run(
-    location: ConfigLocation,
-    overrides: Overrides,
-    options: RunOptions,
-) -> Result<()> {
+pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptions) -> Result<()> {
     let RunOptions {
         web_config,
         shard,
@@ -176,7 +135,7 @@ pub async fn run(
         .load(&overrides)
         .map_err(|e| anyhow::anyhow!("invalid config {location}: {e}"))?;
     let web = load_web_config(web_config.as_deref())?;
-    if matches!(location, ConfigLocation::Builtin) {
+    if matches!(location, ConfigSource::Builtin) {
         tracing::info!(
             "no config file given and no medic.yml here: running the built-in default config"
         );
@@ -280,7 +239,7 @@ pub async fn run(
     let tls = web.tls.is_some();
     let auth = web.requires_auth();
     let (web_tx, web_rx) = watch::channel(Arc::new(web));
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(HandlerContext {
         state: state.clone(),
         metrics: metrics.clone(),
         reload: reload_tx,
@@ -305,10 +264,10 @@ pub async fn run(
         .predictions
         .iter()
         .map(|p| p.window.std().as_millis() as i64)
-        .fold(crate::health::TREND_WINDOW_MS, i64::max);
+        .fold(crate::trend::TREND_WINDOW_MS, i64::max);
     let opener_task = tokio::spawn(open_store(
         history_ms,
-        config.state.clone(),
+        config.store.clone(),
         config.redactor.clone(),
         config.history_size,
         state.clone(),
@@ -336,7 +295,7 @@ pub async fn run(
     let mut running = Running {
         location,
         overrides,
-        state_config: config.state.clone(),
+        store_config: config.store.clone(),
         listen_address: config.web.listen_address.clone(),
         scheduler,
         state,
@@ -391,9 +350,9 @@ pub async fn run(
 /// Not the whole config: its checks live on in the scheduler, and a second copy of 10,000 of
 /// them would be megabytes kept only to be dropped at the next reload.
 struct Running {
-    location: ConfigLocation,
+    location: ConfigSource,
     overrides: Overrides,
-    state_config: StateConfig,
+    store_config: StoreConfig,
     listen_address: String,
     scheduler: Scheduler,
     state: StateHandle,
@@ -422,7 +381,7 @@ impl Running {
         };
         match self.location.load(&self.overrides) {
             Ok(new) => {
-                if new.state != self.state_config {
+                if new.store != self.store_config {
                     tracing::warn!("state changes need a restart; keeping the open state store");
                 }
                 if new.web.listen_address != self.listen_address {
@@ -448,7 +407,7 @@ impl Running {
                 // New certificates and users take effect for the next connection and request.
                 self.web.send_replace(Arc::new(web));
                 tracing::info!(checks = new.checks.len(), "config reloaded");
-                self.state_config = new.state;
+                self.store_config = new.store;
                 self.listen_address = new.web.listen_address;
                 self.metrics.config_reloaded(true, now);
                 Ok(())
@@ -474,18 +433,18 @@ fn load_web_config(path: Option<&Path>) -> Result<WebSecurity, WebConfigError> {
 #[allow(clippy::too_many_arguments)]
 async fn open_store(
     history_ms: i64,
-    state_config: StateConfig,
+    store_config: StoreConfig,
     redactor: crate::config::Redactor,
     history_size: usize,
     state: StateHandle,
     store_tx: watch::Sender<Option<Store>>,
-    shared: Arc<Shared>,
+    shared: Arc<HandlerContext>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut reopening = false;
     loop {
-        let Some(store) = open_with_retry(&state_config, &redactor, &metrics, &mut shutdown).await
+        let Some(store) = open_with_retry(&store_config, &redactor, &metrics, &mut shutdown).await
         else {
             return;
         };
@@ -509,7 +468,7 @@ async fn open_store(
         } else {
             tracing::info!(backend = ?store.backend(), "state store ready");
         }
-        let Some(change) = maintain(&store, &state_config, &metrics, &mut shutdown).await else {
+        let Some(change) = maintain(&store, &store_config, &metrics, &mut shutdown).await else {
             return;
         };
         // Writes now go to a file nobody can read: stop taking them and say so.
@@ -561,14 +520,14 @@ async fn open_store(
 
 /// `Store::open` until it succeeds (`None` at shutdown), with backoff.
 async fn open_with_retry(
-    state_config: &StateConfig,
+    store_config: &StoreConfig,
     redactor: &crate::config::Redactor,
     metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Store> {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match Store::open(&state_config.url).await {
+        match Store::open(&store_config.url).await {
             Ok(store) => return Some(store),
             Err(e) => {
                 metrics.store_error(e.operation());
@@ -620,7 +579,7 @@ async fn reload_history(
 /// file changes (returned) or shutdown (`None`).
 async fn maintain(
     store: &Store,
-    state_config: &StateConfig,
+    store_config: &StoreConfig,
     metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<store::FileChange> {
@@ -632,8 +591,8 @@ async fn maintain(
             return Some(change);
         }
         if tokio::time::Instant::now() >= next_prune {
-            let before = now_ms() - state_config.retention.std().as_millis() as i64;
-            match store.prune(before, state_config.retention_results).await {
+            let before = now_ms() - store_config.retention.std().as_millis() as i64;
+            match store.prune(before, store_config.retention_results).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "pruned old check results"),
                 Err(e) => {
@@ -670,7 +629,7 @@ fn remove_stale_sidecars(path: &Path) {
     }
 }
 
-fn set_not_ready_reason(shared: &Shared, reason: Option<&'static str>) {
+fn set_not_ready_reason(shared: &HandlerContext, reason: Option<&'static str>) {
     *shared
         .not_ready_reason
         .lock()

@@ -7,8 +7,8 @@ pub use pause::{pause, resume, PauseCommand, Remote};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::app::ConfigLocation;
 use crate::checks::Prober;
+use crate::config::ConfigSource;
 use crate::config::Overrides;
 use crate::status::Status;
 
@@ -19,7 +19,7 @@ pub fn check_config(
     web_config: Option<&Path>,
     overrides: &Overrides,
 ) -> i32 {
-    let web_code = match web_config.map(crate::server::web_config::WebSecurity::load) {
+    let web_code = match web_config.map(crate::server::web_security::WebSecurity::load) {
         None => 0,
         Some(Ok(web)) => {
             println!(
@@ -38,7 +38,7 @@ pub fn check_config(
             1
         }
     };
-    let location = ConfigLocation::resolve(file);
+    let location = ConfigSource::resolve(file);
     let shown = location.to_string();
     let code = match location.load(overrides) {
         Ok(config) => {
@@ -64,7 +64,7 @@ pub fn check_config(
 }
 
 /// `medic probe NAME`: one probe, printed; the exit code is the Nagios one for its status.
-pub async fn probe(name: &str, location: ConfigLocation, overrides: &Overrides) -> i32 {
+pub async fn probe(name: &str, location: ConfigSource, overrides: &Overrides) -> i32 {
     let config = match location.load(overrides) {
         Ok(c) => c,
         Err(errors) => {
@@ -193,7 +193,7 @@ pub struct RecoverRequest {
 /// recovered (or a dry run / stats printed), 1 when it did not, 2 for usage and config errors.
 pub async fn recover(
     request: RecoverRequest,
-    location: ConfigLocation,
+    location: ConfigSource,
     overrides: &Overrides,
 ) -> i32 {
     use crate::recovery::engine::{Engine, Resolved, RunControl, RunEnd, RunOutcome, StepReport};
@@ -208,7 +208,7 @@ pub async fn recover(
             return 2;
         }
     };
-    let store = match crate::store::Store::open(&config.state.url).await {
+    let store = match crate::store::Store::open(&config.store.url).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("medic recover: {}", config.redactor.redact(&e.to_string()));

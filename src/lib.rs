@@ -2,8 +2,9 @@
 //! heading, and heals what fails through graduated recovery chains.
 //!
 //! Probes (`checks`) run on a schedule (`scheduler`) and send their outcomes to one state task
-//! (`state`), which applies thresholds (`health`), records metrics (`metrics`) and answers the
-//! HTTP surface (`server`). See ARCHITECTURE.md for the bird's-eye view.
+//! (`state`), which applies thresholds (`thresholds`), keeps each check's results
+//! (`result_ring`, `trend`), records metrics (`metrics`) and answers the HTTP surface
+//! (`server`). See ARCHITECTURE.md for the bird's-eye view.
 
 #![forbid(unsafe_code)]
 
@@ -17,7 +18,6 @@ pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod forecast;
-pub mod health;
 pub mod limits;
 pub mod logging;
 pub mod maintenance;
@@ -27,12 +27,15 @@ pub mod predict;
 pub mod process_group;
 pub mod reaper;
 pub mod recovery;
+pub mod result_ring;
 pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod thresholds;
 pub mod timefmt;
+pub mod trend;
 pub mod vocabulary;
 
 /// When this process started (unix ms): runs it finds in the store from before then, under its

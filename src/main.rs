@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use medic::app::{self, ConfigLocation};
+use medic::app;
+use medic::config::ConfigSource;
 use medic::config::Overrides;
 use medic::logging::{self, LogFormat, LogLevel};
 
@@ -201,7 +202,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            let location = ConfigLocation::resolve(cli.config_file);
+            let location = ConfigSource::resolve(cli.config_file);
             let options = app::RunOptions {
                 web_config: cli.web_config_file,
                 shard: cli.cluster_shard.unwrap_or_default(),
@@ -223,7 +224,7 @@ fn main() -> ExitCode {
             &overrides,
         ),
         Command::Probe { name } => {
-            let location = ConfigLocation::resolve(cli.config_file);
+            let location = ConfigSource::resolve(cli.config_file);
             runtime.block_on(medic::commands::probe(&name, location, &overrides))
         }
         Command::Recover {
@@ -234,7 +235,7 @@ fn main() -> ExitCode {
             force,
             stats,
         } => {
-            let location = ConfigLocation::resolve(cli.config_file);
+            let location = ConfigSource::resolve(cli.config_file);
             let request = medic::commands::RecoverRequest {
                 chain,
                 labels,
@@ -251,7 +252,7 @@ fn main() -> ExitCode {
             matchers,
             remote,
         } => {
-            let location = ConfigLocation::resolve(cli.config_file);
+            let location = ConfigSource::resolve(cli.config_file);
             let command = medic::commands::PauseCommand {
                 duration,
                 reason,
@@ -261,7 +262,7 @@ fn main() -> ExitCode {
             runtime.block_on(medic::commands::pause(command, location, &overrides))
         }
         Command::Resume { id, remote } => {
-            let location = ConfigLocation::resolve(cli.config_file);
+            let location = ConfigSource::resolve(cli.config_file);
             runtime.block_on(medic::commands::resume(
                 &id,
                 remote.into(),

@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::checks::{Measure, Measurement};
 use crate::config::{Breach, PredictionSpec};
 use crate::forecast::{AnomalyDetector, Direction, Forecaster};
 
 /// What a prediction says after its latest sample.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     pub name: String,
     pub check: String,
@@ -27,17 +25,8 @@ pub struct Prediction {
     pub intervals: Vec<(String, Option<(f64, f64)>)>,
     /// Seconds until the forecast crosses the threshold: 0 when already past it, +Inf when not
     /// within `max_horizon`; `None` without a threshold.
-    #[serde(serialize_with = "serialize_breach")]
     pub breach_seconds: Option<f64>,
     pub threshold: Option<f64>,
-}
-
-fn serialize_breach<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        // JSON has no infinity; "never within max_horizon" reads as null in the API.
-        Some(x) if x.is_finite() => s.serialize_some(x),
-        _ => s.serialize_none(),
-    }
 }
 
 /// Seconds from `now` until the forecast crosses `threshold`: 0 when already past it, +Inf when

@@ -18,20 +18,21 @@ use tracing::Instrument;
 
 use crate::checks::Prober;
 use crate::config::{CheckSpec, Redactor};
-use crate::state::Command;
+use crate::state::StateRequest;
 
 pub struct Scheduler {
-    shared: Arc<Shared>,
+    shared: Arc<Schedule>,
     timer: JoinHandle<()>,
 }
 
-/// What the timer task, the probes and `apply` share. Locked briefly and never across an await.
-struct Shared {
+/// The schedule: the table of checks and their due times, with what the timer task, the probes
+/// and `apply` share. Locked briefly and never across an await.
+struct Schedule {
     table: Mutex<Table>,
     /// Wakes the timer task when the earliest due time may have moved.
     wake: Notify,
     prober: Arc<Prober>,
-    events: mpsc::Sender<Command>,
+    events: mpsc::Sender<StateRequest>,
     redactor: watch::Sender<Redactor>,
 }
 
@@ -77,7 +78,7 @@ struct Due {
 /// Lets others (recovery verification) ask for a probe right away.
 #[derive(Clone)]
 pub struct ProbeHandle {
-    shared: Arc<Shared>,
+    shared: Arc<Schedule>,
 }
 
 impl ProbeHandle {
@@ -101,7 +102,7 @@ impl ProbeHandle {
     }
 }
 
-impl Shared {
+impl Schedule {
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -167,7 +168,7 @@ impl Shared {
                 let redactor = shared.redactor.borrow().clone();
                 let outcome = shared.prober.probe(&spec, &redactor).await;
                 tracing::debug!(status = %outcome.status, duration = outcome.duration.as_secs_f64(), result = %outcome.message, "probe finished");
-                let event = Command::Outcome {
+                let event = StateRequest::Outcome {
                     check: name,
                     generation,
                     at,
@@ -197,10 +198,10 @@ impl Shared {
     }
 }
 
-/// Runs [`Shared::finished`] when a probe's task ends. Never dropped while the table is locked:
+/// Runs [`Schedule::finished`] when a probe's task ends. Never dropped while the table is locked:
 /// a probe's task ends on its own worker, and an abort takes effect there too.
 struct Idle {
-    shared: Arc<Shared>,
+    shared: Arc<Schedule>,
     index: u32,
     generation: u64,
 }
@@ -213,8 +214,8 @@ impl Drop for Idle {
 
 impl Scheduler {
     /// Starts the timer task; checks come with [`Scheduler::apply`].
-    pub fn new(prober: Arc<Prober>, events: mpsc::Sender<Command>) -> Self {
-        let shared = Arc::new(Shared {
+    pub fn new(prober: Arc<Prober>, events: mpsc::Sender<StateRequest>) -> Self {
+        let shared = Arc::new(Schedule {
             table: Mutex::new(Table {
                 next_generation: 1,
                 ..Table::default()
@@ -365,7 +366,7 @@ impl Table {
     }
 }
 
-async fn run_timer(shared: Arc<Shared>) {
+async fn run_timer(shared: Arc<Schedule>) {
     let sleep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sleep);
     loop {
@@ -423,9 +424,9 @@ mod tests {
     }
 
     /// The next outcome, within a deadline far shorter than any scheduled tick in these tests.
-    async fn next_outcome(rx: &mut mpsc::Receiver<Command>) -> (Arc<str>, u64, String) {
+    async fn next_outcome(rx: &mut mpsc::Receiver<StateRequest>) -> (Arc<str>, u64, String) {
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-            Ok(Some(Command::Outcome {
+            Ok(Some(StateRequest::Outcome {
                 check,
                 generation,
                 outcome,

@@ -5,27 +5,28 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checks::{FailureReason, Outcome};
 use crate::config::{CheckSpec, PredictionSpec};
-use crate::health::{duration_micros, HealthState, Results, StatusCounts, Trend};
 use crate::metrics::Metrics;
 use crate::predict::{Prediction, Predictor};
 use crate::recovery::manager::{Event, RecoveryHandle};
 use crate::recovery::template::Values;
 use crate::recovery::trigger::{Trigger, TriggerKind};
 use crate::recovery::verify::{ProbeEvents, Probed};
+use crate::result_ring::{duration_micros, ResultRing};
 use crate::status::Status;
 use crate::store::{ResultRow, WriterHandle};
+use crate::thresholds::HealthState;
 use crate::timefmt::{rfc3339_ms, unix_ms};
+use crate::trend::{StatusCounts, Trend};
 use crate::vocabulary::Subject;
 
 /// Everything the state task can be told or asked.
 #[derive(Debug)]
-pub enum Command {
+pub enum StateRequest {
     Outcome {
         check: Arc<str>,
         generation: u64,
@@ -72,14 +73,14 @@ pub enum Command {
 }
 
 /// `/api/v1/health`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HealthReport {
     pub status: Status,
     pub summary: StatusCounts,
     pub checks: BTreeMap<String, CheckSummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CheckSummary {
     pub status: Status,
     pub kind: &'static str,
@@ -94,7 +95,7 @@ pub struct CheckSummary {
     pub reason: Option<&'static str>,
 }
 
-/// The status page's answer ([`Command::Page`]).
+/// The status page's answer ([`StateRequest::Page`]).
 #[derive(Debug, Clone, Default)]
 pub struct PageData {
     pub checks: Vec<CheckDetail>,
@@ -103,10 +104,9 @@ pub struct PageData {
 }
 
 /// `/api/v1/checks/{name}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CheckDetail {
     pub name: String,
-    #[serde(flatten)]
     pub summary: CheckSummary,
     pub last_status: Option<Status>,
     pub interval_seconds: f64,
@@ -116,7 +116,7 @@ pub struct CheckDetail {
     pub history: Vec<HistoryItem>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HistoryItem {
     pub time: String,
     pub status: Status,
@@ -129,7 +129,7 @@ struct CheckRecord {
     generation: u64,
     health: HealthState,
     /// The history and the trend's samples.
-    results: Results,
+    results: ResultRing,
     last: Option<LastProbe>,
     /// The latest failing probe's reason, while that probe is the latest or the check still
     /// fails.
@@ -185,7 +185,7 @@ impl LastProbe {
 
 impl CheckRecord {
     fn new(spec: Arc<CheckSpec>, generation: u64, history_size: usize) -> Self {
-        let results = Results::new(history_size, spec.interval.std().as_millis() as u64);
+        let results = ResultRing::new(history_size, spec.interval.std().as_millis() as u64);
         CheckRecord {
             spec,
             generation,
@@ -239,11 +239,11 @@ impl CheckRecord {
 /// The handle others use to talk to the state task.
 #[derive(Clone)]
 pub struct StateHandle {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<StateRequest>,
 }
 
 impl StateHandle {
-    pub fn sender(&self) -> mpsc::Sender<Command> {
+    pub fn sender(&self) -> mpsc::Sender<StateRequest> {
         self.tx.clone()
     }
 
@@ -256,7 +256,7 @@ impl StateHandle {
         let (done, wait) = oneshot::channel();
         if self
             .tx
-            .send(Command::Apply {
+            .send(StateRequest::Apply {
                 checks,
                 predictions,
                 history_size,
@@ -270,25 +270,28 @@ impl StateHandle {
     }
 
     pub async fn load_history(&self, rows: Vec<ResultRow>) {
-        let _ = self.tx.send(Command::LoadHistory { rows }).await;
+        let _ = self.tx.send(StateRequest::LoadHistory { rows }).await;
     }
 
     pub async fn health(&self) -> Option<HealthReport> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Command::Health { reply }).await.ok()?;
+        self.tx.send(StateRequest::Health { reply }).await.ok()?;
         answer.await.ok()
     }
 
     pub async fn predictions(&self) -> Option<Vec<Prediction>> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Command::Predictions { reply }).await.ok()?;
+        self.tx
+            .send(StateRequest::Predictions { reply })
+            .await
+            .ok()?;
         answer.await.ok()
     }
 
     pub async fn status(&self, name: &str) -> Option<(Status, Option<i64>)> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Status {
+            .send(StateRequest::Status {
                 name: name.to_string(),
                 reply,
             })
@@ -301,7 +304,7 @@ impl StateHandle {
     pub async fn probes(&self, name: &str) -> Option<ProbeEvents> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Probes {
+            .send(StateRequest::Probes {
                 name: name.to_string(),
                 reply,
             })
@@ -312,14 +315,17 @@ impl StateHandle {
 
     pub async fn page(&self, names: Vec<String>) -> Option<PageData> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Command::Page { names, reply }).await.ok()?;
+        self.tx
+            .send(StateRequest::Page { names, reply })
+            .await
+            .ok()?;
         answer.await.ok()
     }
 
     pub async fn check(&self, name: &str) -> Option<CheckDetail> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Check {
+            .send(StateRequest::Check {
                 name: name.to_string(),
                 reply,
             })
@@ -371,21 +377,21 @@ struct StateTask {
 }
 
 impl StateTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(command) = rx.recv().await {
-            self.handle(command);
+    async fn run(mut self, mut rx: mpsc::Receiver<StateRequest>) {
+        while let Some(request) = rx.recv().await {
+            self.handle(request);
         }
     }
 
-    fn handle(&mut self, command: Command) {
-        match command {
-            Command::Outcome {
+    fn handle(&mut self, request: StateRequest) {
+        match request {
+            StateRequest::Outcome {
                 check,
                 generation,
                 at,
                 outcome,
             } => self.record(&check, generation, at, outcome),
-            Command::Apply {
+            StateRequest::Apply {
                 checks,
                 predictions,
                 history_size,
@@ -398,7 +404,7 @@ impl StateTask {
                 self.apply_predictions(predictions);
                 let _ = done.send(());
             }
-            Command::Predictions { reply } => {
+            StateRequest::Predictions { reply } => {
                 let _ = reply.send(
                     self.predictors
                         .values()
@@ -406,17 +412,17 @@ impl StateTask {
                         .collect(),
                 );
             }
-            Command::LoadHistory { rows } => {
+            StateRequest::LoadHistory { rows } => {
                 self.load_history(rows);
                 self.send_census();
             }
-            Command::Health { reply } => {
+            StateRequest::Health { reply } => {
                 let _ = reply.send(self.health());
             }
-            Command::Check { name, reply } => {
+            StateRequest::Check { name, reply } => {
                 let _ = reply.send(self.detail(&name));
             }
-            Command::Page { names, reply } => {
+            StateRequest::Page { names, reply } => {
                 let _ = reply.send(PageData {
                     checks: names.iter().filter_map(|n| self.detail(n)).collect(),
                     predictions: self
@@ -426,14 +432,14 @@ impl StateTask {
                         .collect(),
                 });
             }
-            Command::Status { name, reply } => {
+            StateRequest::Status { name, reply } => {
                 let answer = self
                     .checks
                     .get(name.as_str())
                     .map(|r| (r.health.status, r.last.as_ref().map(|l| l.at_ms)));
                 let _ = reply.send(answer);
             }
-            Command::Probes { name, reply } => {
+            StateRequest::Probes { name, reply } => {
                 let answer = self.checks.contains_key(name.as_str()).then(|| {
                     let listeners = self
                         .listeners

@@ -18,21 +18,20 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRIES: u32 = 2;
 const BACKOFF: Duration = Duration::from_millis(200);
 
-/// One alert as `POST /api/v2/alerts` takes it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+/// One alert to post to Alertmanager.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AmAlert {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// RFC 3339.
     pub starts_at: String,
+    /// RFC 3339.
     pub ends_at: String,
-    #[serde(rename = "generatorURL")]
     pub generator_url: String,
 }
 
-/// One matcher of a silence, as the API writes it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+/// One matcher of a silence.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AmMatcher {
     pub name: String,
     pub value: String,
@@ -41,16 +40,87 @@ pub struct AmMatcher {
 }
 
 /// A silence to create (no `id`) or to update (the `id` of the one it replaces).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AmSilence {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub matchers: Vec<AmMatcher>,
+    /// RFC 3339.
     pub starts_at: String,
+    /// RFC 3339.
     pub ends_at: String,
     pub created_by: String,
     pub comment: String,
+}
+
+/// An [`AmAlert`] as `POST /api/v2/alerts` takes it. The API's spelling stays in this file.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertJson<'a> {
+    labels: &'a BTreeMap<String, String>,
+    annotations: &'a BTreeMap<String, String>,
+    starts_at: &'a str,
+    ends_at: &'a str,
+    #[serde(rename = "generatorURL")]
+    generator_url: &'a str,
+}
+
+impl<'a> From<&'a AmAlert> for AlertJson<'a> {
+    fn from(a: &'a AmAlert) -> Self {
+        AlertJson {
+            labels: &a.labels,
+            annotations: &a.annotations,
+            starts_at: &a.starts_at,
+            ends_at: &a.ends_at,
+            generator_url: &a.generator_url,
+        }
+    }
+}
+
+/// An [`AmMatcher`] as the API writes it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MatcherJson<'a> {
+    name: &'a str,
+    value: &'a str,
+    is_regex: bool,
+    is_equal: bool,
+}
+
+impl<'a> From<&'a AmMatcher> for MatcherJson<'a> {
+    fn from(m: &'a AmMatcher) -> Self {
+        MatcherJson {
+            name: &m.name,
+            value: &m.value,
+            is_regex: m.is_regex,
+            is_equal: m.is_equal,
+        }
+    }
+}
+
+/// An [`AmSilence`] as `POST /api/v2/silences` takes it: no `id` key for a new one.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SilenceJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    matchers: Vec<MatcherJson<'a>>,
+    starts_at: &'a str,
+    ends_at: &'a str,
+    created_by: &'a str,
+    comment: &'a str,
+}
+
+impl<'a> From<&'a AmSilence> for SilenceJson<'a> {
+    fn from(s: &'a AmSilence) -> Self {
+        SilenceJson {
+            id: s.id.as_deref(),
+            matchers: s.matchers.iter().map(Into::into).collect(),
+            starts_at: &s.starts_at,
+            ends_at: &s.ends_at,
+            created_by: &s.created_by,
+            comment: &s.comment,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -162,7 +232,8 @@ impl Client {
 
     /// `POST /api/v2/alerts`.
     pub async fn post_alerts(&self, alerts: &[AmAlert]) -> Result<(), AmError> {
-        let body = serde_json::to_vec(alerts).map_err(|e| AmError::Answer(e.to_string()))?;
+        let alerts: Vec<AlertJson> = alerts.iter().map(Into::into).collect();
+        let body = serde_json::to_vec(&alerts).map_err(|e| AmError::Answer(e.to_string()))?;
         self.call(
             Operation::PostAlert,
             reqwest::Method::POST,
@@ -175,7 +246,8 @@ impl Client {
 
     /// `POST /api/v2/silences`: the silence's id (a new one when Alertmanager replaced it).
     pub async fn create_silence(&self, silence: &AmSilence) -> Result<String, AmError> {
-        let body = serde_json::to_vec(silence).map_err(|e| AmError::Answer(e.to_string()))?;
+        let body = serde_json::to_vec(&SilenceJson::from(silence))
+            .map_err(|e| AmError::Answer(e.to_string()))?;
         let text = self
             .call(
                 Operation::CreateSilence,
@@ -266,5 +338,46 @@ impl Client {
             let text: String = text.trim().chars().take(200).collect();
             Err(AmError::Status(code.as_u16(), text))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_spelled_as_api_v2_takes_them() {
+        let alert = AmAlert {
+            labels: BTreeMap::from([("alertname".into(), "MedicEscalation".into())]),
+            annotations: BTreeMap::new(),
+            starts_at: "2026-01-01T00:00:00.000Z".into(),
+            ends_at: "2026-01-01T00:05:00.000Z".into(),
+            generator_url: "http://medic/runs/r1".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&AlertJson::from(&alert)).unwrap(),
+            r#"{"labels":{"alertname":"MedicEscalation"},"annotations":{},"startsAt":"2026-01-01T00:00:00.000Z","endsAt":"2026-01-01T00:05:00.000Z","generatorURL":"http://medic/runs/r1"}"#
+        );
+        let mut silence = AmSilence {
+            id: None,
+            matchers: vec![AmMatcher {
+                name: "check".into(),
+                value: "web".into(),
+                is_regex: false,
+                is_equal: true,
+            }],
+            starts_at: "a".into(),
+            ends_at: "b".into(),
+            created_by: "medic".into(),
+            comment: "c".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&SilenceJson::from(&silence)).unwrap(),
+            r#"{"matchers":[{"name":"check","value":"web","isRegex":false,"isEqual":true}],"startsAt":"a","endsAt":"b","createdBy":"medic","comment":"c"}"#
+        );
+        silence.id = Some("s1".into());
+        assert!(serde_json::to_string(&SilenceJson::from(&silence))
+            .unwrap()
+            .starts_with(r#"{"id":"s1","matchers":"#));
     }
 }

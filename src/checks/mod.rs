@@ -231,7 +231,7 @@ impl Prober {
         // A command bounds itself, its wait for a child process slot included, and says which
         // of the two ran out; the margin lets its answer win the race against this bound.
         let bound = match check.probe {
-            ProbeSpec::Command(_) => timeout + COMMAND_MARGIN,
+            ProbeSpec::CommandCheck(_) => timeout + COMMAND_MARGIN,
             _ => timeout,
         };
         let result = tokio::time::timeout(bound, self.dispatch(check, timeout)).await;
@@ -261,7 +261,7 @@ impl Prober {
             ProbeSpec::Http(spec) => self.http.probe(spec, timeout).await,
             ProbeSpec::Tcp(spec) => tcp::probe(spec).await,
             ProbeSpec::System(spec) => self.system.probe(spec).await,
-            ProbeSpec::Command(spec) => command::probe(spec, timeout).await,
+            ProbeSpec::CommandCheck(spec) => command::probe(spec, timeout).await,
             ProbeSpec::Database(spec) => self.databases.probe(spec, timeout).await,
             ProbeSpec::Tls(spec) => tls::probe(spec).await,
             ProbeSpec::Dns(spec) => dns::probe(spec).await,

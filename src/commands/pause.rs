@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 
-use crate::app::ConfigLocation;
+use crate::config::ConfigSource;
 use crate::config::{Overrides, WebhookAuth};
 
 /// Where the running medic is and how to prove who is asking.
@@ -35,7 +35,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Base URL and `Authorization` value, or the message and exit code of why not.
 fn resolve(
     remote: &Remote,
-    location: &ConfigLocation,
+    location: &ConfigSource,
     overrides: &Overrides,
 ) -> Result<(String, Option<String>), (String, i32)> {
     let token = match &remote.bearer_token_file {
@@ -148,7 +148,7 @@ fn print_pause(pause: &serde_json::Value) {
 
 /// `medic pause`: exit 0 with the pause printed, 1 when medic refused or could not be reached
 /// (its reason printed), 2 for a bad config or token file.
-pub async fn pause(command: PauseCommand, location: ConfigLocation, overrides: &Overrides) -> i32 {
+pub async fn pause(command: PauseCommand, location: ConfigSource, overrides: &Overrides) -> i32 {
     let (base, auth) = match resolve(&command.remote, &location, overrides) {
         Ok(r) => r,
         Err((message, code)) => {
@@ -185,7 +185,7 @@ pub async fn pause(command: PauseCommand, location: ConfigLocation, overrides: &
 pub async fn resume(
     id: &str,
     remote: Remote,
-    location: ConfigLocation,
+    location: ConfigSource,
     overrides: &Overrides,
 ) -> i32 {
     let (base, auth) = match resolve(&remote, &location, overrides) {

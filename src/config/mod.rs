@@ -6,14 +6,15 @@ mod duration;
 mod file;
 mod secret;
 mod validate;
+mod web;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::health::Flapping;
 use crate::recovery::template::{Template, Var};
+use crate::thresholds::Flapping;
 
 pub use builtin::builtin_yaml;
 pub use duration::{Duration, DurationError};
@@ -23,12 +24,17 @@ pub use file::{
 };
 pub use secret::{known_secrets, redact_url, Redactor, Secret, REDACTED};
 pub(crate) use validate::RCODES;
+pub use web::{
+    load_web_security, ClientAuthType, ClientCa, ServerTls, TlsVersion, WebConfigError,
+    WebSecurityConfig,
+};
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub web: WebConfig,
-    pub state: StateConfig,
+    /// The state store (`state:` in the YAML, `--state.url`).
+    pub store: StoreConfig,
     pub checks: Vec<CheckSpec>,
     pub recovery: RecoveryConfig,
     pub predictions: Vec<PredictionSpec>,
@@ -41,10 +47,34 @@ pub struct Config {
     pub source: ConfigSource,
 }
 
+/// Where the config comes from: decided once from the command line, and kept with the config
+/// for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
+    /// `--config.file` as given, or `medic.yml` found in the working directory.
     File(PathBuf),
+    /// No file given and none found: the built-in default.
     Builtin,
+}
+
+impl ConfigSource {
+    /// `--config.file` wins; without it `medic.yml` is used when present, else the built-in.
+    pub fn resolve(explicit: Option<PathBuf>) -> Self {
+        match explicit {
+            Some(path) => ConfigSource::File(path),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                ConfigSource::File(PathBuf::from(DEFAULT_CONFIG_FILE))
+            }
+            None => ConfigSource::Builtin,
+        }
+    }
+
+    pub fn load(&self, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        match self {
+            ConfigSource::File(path) => load_file(path, overrides),
+            ConfigSource::Builtin => load_builtin(overrides),
+        }
+    }
 }
 
 impl fmt::Display for ConfigSource {
@@ -80,7 +110,7 @@ pub enum WebhookAuth {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct StateConfig {
+pub struct StoreConfig {
     pub url: Secret,
     pub retention: Duration,
     pub retention_results: u64,
@@ -278,8 +308,8 @@ pub struct CheckSpec {
 }
 
 impl CheckSpec {
-    pub fn thresholds(&self) -> crate::health::Thresholds {
-        crate::health::Thresholds {
+    pub fn thresholds(&self) -> crate::thresholds::Thresholds {
+        crate::thresholds::Thresholds {
             failures_before_critical: self.failures_before_critical,
             successes_before_healthy: self.successes_before_healthy,
             flapping: self.flapping,
@@ -293,7 +323,8 @@ pub enum ProbeSpec {
     Tcp(TcpSpec),
     Database(DatabaseSpec),
     System(SystemSpec),
-    Command(CommandSpec),
+    /// A Nagios-style plugin run as a child process (`command:` in the YAML).
+    CommandCheck(CommandSpec),
     Tls(TlsSpec),
     Heartbeat(HeartbeatSpec),
     Dns(DnsSpec),
@@ -307,7 +338,7 @@ impl ProbeSpec {
             ProbeSpec::Tcp(_) => "tcp",
             ProbeSpec::Database(_) => "database",
             ProbeSpec::System(_) => "system",
-            ProbeSpec::Command(_) => "command",
+            ProbeSpec::CommandCheck(_) => "command",
             ProbeSpec::Tls(_) => "tls",
             ProbeSpec::Heartbeat(_) => "heartbeat",
             ProbeSpec::Dns(_) => "dns",

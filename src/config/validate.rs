@@ -320,7 +320,7 @@ impl Validator {
 
     fn config(&mut self, file: FileConfig, overrides: &Overrides, source: ConfigSource) -> Config {
         let web = self.web(file.web, overrides);
-        let state = self.state(file.state, overrides);
+        let store = self.store(file.state, overrides);
         let defaults = self.defaults(&file.defaults);
         let checks = self.checks(file.checks, &defaults);
         let mut recovery = self.recovery(&file.recovery, &checks);
@@ -332,7 +332,7 @@ impl Validator {
         let alertmanager = file.alertmanager.and_then(|am| self.alertmanager(am));
         Config {
             web,
-            state,
+            store,
             checks,
             recovery,
             predictions,
@@ -549,7 +549,7 @@ impl Validator {
         }
     }
 
-    fn state(&mut self, state: StateFile, overrides: &Overrides) -> StateConfig {
+    fn store(&mut self, state: StateFile, overrides: &Overrides) -> StoreConfig {
         let from_file = state.url_file.clone();
         let url = match (&overrides.state_url, state.url, state.url_file) {
             (Some(url), _, _) => Secret::new(url.clone()),
@@ -586,7 +586,7 @@ impl Validator {
         if retention_results == 0 {
             self.error("state.retention_results", "must be greater than 0");
         }
-        StateConfig {
+        StoreConfig {
             url,
             retention,
             retention_results,
@@ -750,7 +750,7 @@ impl Validator {
                 self.error(path, "command.program must not be empty");
                 return None;
             }
-            ProbeSpec::Command(CommandSpec {
+            ProbeSpec::CommandCheck(CommandSpec {
                 program: command.program,
                 args: command.args,
             })
@@ -1536,7 +1536,7 @@ impl Validator {
                             Measure::DURATION | Measure::CPU | Measure::MEMORY | Measure::DISK
                         ),
                         // Perfdata labels are only known once the plugin has run.
-                        ProbeSpec::Command(_) => true,
+                        ProbeSpec::CommandCheck(_) => true,
                         _ => p.measurement == Measure::DURATION,
                     };
                     if !known {
@@ -1723,7 +1723,7 @@ mod tests {
         let c = load("").unwrap();
         assert!(c.checks.is_empty());
         assert_eq!(c.web.listen_address, "127.0.0.1:7979");
-        assert_eq!(c.state.url.expose(), "sqlite://data/medic.db");
+        assert_eq!(c.store.url.expose(), "sqlite://data/medic.db");
         assert_eq!(c.web.webhook.max_body_bytes, 1024 * 1024);
     }
 

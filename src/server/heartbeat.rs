@@ -7,12 +7,12 @@ use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::routes::{json, json_error, Body};
-use super::Shared;
+use super::HandlerContext;
 use crate::checks::{Ping, Refused};
 
 pub const PREFIX: &str = "/api/v1/heartbeats/";
 
-pub async fn receive(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+pub async fn receive(shared: &HandlerContext, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::POST {
         let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         r.headers_mut()

@@ -7,8 +7,9 @@ mod page;
 mod pauses;
 mod routes;
 mod runs;
-pub mod web_config;
+pub mod web_security;
 mod webhook;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -30,7 +31,7 @@ use crate::state::StateHandle;
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// What the handlers need: all of it shared, none of it domain state.
-pub struct Shared {
+pub struct HandlerContext {
     pub state: StateHandle,
     pub metrics: Arc<Metrics>,
     pub reload: mpsc::Sender<ReloadRequest>,
@@ -48,7 +49,7 @@ pub struct Shared {
     /// The pauses in force; `/api/v1/pauses` writes through it.
     pub pauses: crate::pause_book::PauseBook,
     /// TLS and basic auth from `--web.config.file`; replaced on reload.
-    pub web: watch::Receiver<Arc<web_config::WebSecurity>>,
+    pub web: watch::Receiver<Arc<web_security::WebSecurity>>,
     /// Pings of heartbeat checks, shared with the prober.
     pub heartbeats: crate::checks::Heartbeats,
     /// To judge a heartbeat check at once when its job reports.
@@ -102,7 +103,7 @@ pub async fn listen(address: &str) -> std::io::Result<TcpListener> {
 pub async fn serve(
     listener: TcpListener,
     max_connections: usize,
-    shared: Arc<Shared>,
+    shared: Arc<HandlerContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -177,8 +178,12 @@ pub async fn serve(
 }
 
 /// Serves HTTP/1.1 on one accepted connection, plain or TLS, until it closes or shutdown ends it.
-async fn serve_connection<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, watcher: Watcher)
-where
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<HandlerContext>,
+    watcher: Watcher,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| routes::handle(shared.clone(), peer, req));

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::routes::{json, json_error, Body};
 use super::webhook::{authenticate, read_json_body};
-use super::Shared;
+use super::HandlerContext;
 use crate::alertmanager::Matcher;
 use crate::pause_book::new_pause_id;
 use crate::recovery::pause::{Pause, PauseRequest, MAX_ACTIVE};
@@ -60,7 +60,11 @@ impl PauseJson {
     }
 }
 
-pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    shared: &HandlerContext,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let auth = shared.webhook.borrow().auth.clone();
     if let Some(denied) = authenticate(&auth, peer, req.headers().get(AUTHORIZATION)) {
         return denied;
@@ -83,7 +87,7 @@ pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -
     }
 }
 
-fn store(shared: &Shared) -> Option<Store> {
+fn store(shared: &HandlerContext) -> Option<Store> {
     shared.store.borrow().clone()
 }
 
@@ -94,7 +98,7 @@ fn not_open() -> Response<Body> {
     )
 }
 
-fn store_failed(shared: &Shared, e: &crate::store::StoreError) -> Response<Body> {
+fn store_failed(shared: &HandlerContext, e: &crate::store::StoreError) -> Response<Body> {
     shared.metrics.store_error(e.operation());
     json_error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -125,7 +129,7 @@ fn parse_body(body: &[u8]) -> Result<PauseRequest, Vec<String>> {
     }
 }
 
-async fn create(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+async fn create(shared: &HandlerContext, req: Request<Incoming>) -> Response<Body> {
     let body = match read_json_body(req, MAX_BODY_BYTES, "the pause body limit").await {
         Ok(body) => body,
         Err(answer) => return answer,
@@ -160,7 +164,7 @@ async fn create(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-async fn list(shared: &Shared) -> Response<Body> {
+async fn list(shared: &HandlerContext) -> Response<Body> {
     let Some(store) = store(shared) else {
         return not_open();
     };
@@ -173,7 +177,7 @@ async fn list(shared: &Shared) -> Response<Body> {
     }
 }
 
-async fn end(shared: &Shared, id: &str) -> Response<Body> {
+async fn end(shared: &HandlerContext, id: &str) -> Response<Body> {
     let Some(store) = store(shared) else {
         return not_open();
     };

@@ -35,7 +35,8 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
-use super::{page, Shared};
+use super::wire::{AttemptJson, CheckDetailJson, HealthJson, PredictionJson, StepJson};
+use super::{page, HandlerContext};
 use crate::metrics::{Format, Rendering};
 use crate::status::Status;
 
@@ -88,7 +89,7 @@ impl hyper::body::Body for Body {
 }
 
 pub async fn handle(
-    shared: Arc<Shared>,
+    shared: Arc<HandlerContext>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -163,7 +164,10 @@ pub async fn handle(
         "/api/v1/recoveries" if get => recoveries(&shared, req.uri().query()).await,
         "/api/v1/recoveries/stats" if get => recovery_stats(&shared).await,
         "/api/v1/predictions" if get => match shared.state.predictions().await {
-            Some(p) => json(StatusCode::OK, &serde_json::json!({ "predictions": p })),
+            Some(p) => {
+                let p: Vec<PredictionJson> = p.iter().map(Into::into).collect();
+                json(StatusCode::OK, &serde_json::json!({ "predictions": p }))
+            }
             None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
         },
         "/api/v1/runs" if get => super::runs::list(&shared, req.uri().query()).await,
@@ -200,7 +204,7 @@ pub async fn handle(
     })
 }
 
-fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+fn metrics(shared: &HandlerContext, req: &Request<Incoming>) -> Response<Body> {
     let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::from_accept(accept);
     let mut response = Response::new(Body::Metrics(shared.metrics.clone().render(format)));
@@ -211,7 +215,7 @@ fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
     response
 }
 
-async fn reload(shared: &Shared) -> Response<Body> {
+async fn reload(shared: &HandlerContext) -> Response<Body> {
     let (reply, answer) = oneshot::channel();
     if shared.reload.send(reply).await.is_err() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
@@ -226,7 +230,7 @@ async fn reload(shared: &Shared) -> Response<Body> {
     }
 }
 
-async fn health(shared: &Shared) -> Response<Body> {
+async fn health(shared: &HandlerContext) -> Response<Body> {
     match shared.state.health().await {
         Some(report) => {
             // Healthy or warning can take traffic; critical or unknown cannot.
@@ -234,16 +238,16 @@ async fn health(shared: &Shared) -> Response<Body> {
                 Status::Healthy | Status::Warning => StatusCode::OK,
                 Status::Critical | Status::Unknown => StatusCode::SERVICE_UNAVAILABLE,
             };
-            json(code, &report)
+            json(code, &HealthJson::from(&report))
         }
         None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
 }
 
-async fn check(shared: &Shared, raw_name: &str) -> Response<Body> {
+async fn check(shared: &HandlerContext, raw_name: &str) -> Response<Body> {
     let name = percent_encoding::percent_decode_str(raw_name).decode_utf8_lossy();
     match shared.state.check(&name).await {
-        Some(detail) => json(StatusCode::OK, &detail),
+        Some(detail) => json(StatusCode::OK, &CheckDetailJson::from(&detail)),
         None => json_error(StatusCode::NOT_FOUND, &format!("no check named {name:?}")),
     }
 }
@@ -266,7 +270,7 @@ fn html(code: StatusCode, body: String) -> Response<Body> {
 }
 
 /// A store read for a page: `None` when the store is not open or the read failed (counted).
-async fn store_read<T, F, Fut>(shared: &Shared, read: F) -> Option<T>
+async fn store_read<T, F, Fut>(shared: &HandlerContext, read: F) -> Option<T>
 where
     F: FnOnce(crate::store::Store) -> Fut,
     Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
@@ -281,7 +285,7 @@ where
     }
 }
 
-async fn status_page(shared: &Shared, query: Option<&str>) -> Response<Body> {
+async fn status_page(shared: &HandlerContext, query: Option<&str>) -> Response<Body> {
     let params = parse_query(query.unwrap_or(""));
     let (filter, notes) = page::index::Filter::parse(&params);
     let Some(report) = shared.state.health().await else {
@@ -324,7 +328,7 @@ async fn status_page(shared: &Shared, query: Option<&str>) -> Response<Body> {
     )
 }
 
-async fn check_page(shared: &Shared, raw_name: &str) -> Response<Body> {
+async fn check_page(shared: &HandlerContext, raw_name: &str) -> Response<Body> {
     let name = percent_encoding::percent_decode_str(raw_name)
         .decode_utf8_lossy()
         .into_owned();
@@ -355,7 +359,7 @@ async fn check_page(shared: &Shared, raw_name: &str) -> Response<Body> {
     )
 }
 
-async fn run_page(shared: &Shared, raw_id: &str) -> Response<Body> {
+async fn run_page(shared: &HandlerContext, raw_id: &str) -> Response<Body> {
     let id = percent_encoding::percent_decode_str(raw_id)
         .decode_utf8_lossy()
         .into_owned();
@@ -398,7 +402,7 @@ async fn run_page(shared: &Shared, raw_id: &str) -> Response<Body> {
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-async fn recoveries(shared: &Shared, query: Option<&str>) -> Response<Body> {
+async fn recoveries(shared: &HandlerContext, query: Option<&str>) -> Response<Body> {
     let params = parse_query(query.unwrap_or(""));
     let chain = params.get("chain").filter(|c| !c.is_empty()).cloned();
     let limit = match params.get("limit") {
@@ -415,7 +419,10 @@ async fn recoveries(shared: &Shared, query: Option<&str>) -> Response<Body> {
         );
     };
     match store.recent_attempts(chain.as_deref(), limit).await {
-        Ok(attempts) => json(StatusCode::OK, &serde_json::json!({ "attempts": attempts })),
+        Ok(attempts) => {
+            let attempts: Vec<AttemptJson> = attempts.iter().map(Into::into).collect();
+            json(StatusCode::OK, &serde_json::json!({ "attempts": attempts }))
+        }
         Err(e) => {
             shared.metrics.store_error(e.operation());
             json_error(
@@ -426,7 +433,7 @@ async fn recoveries(shared: &Shared, query: Option<&str>) -> Response<Body> {
     }
 }
 
-async fn recovery_stats(shared: &Shared) -> Response<Body> {
+async fn recovery_stats(shared: &HandlerContext) -> Response<Body> {
     let Some(store) = shared.store.borrow().clone() else {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -434,7 +441,10 @@ async fn recovery_stats(shared: &Shared) -> Response<Body> {
         );
     };
     match store.step_stats().await {
-        Ok(steps) => json(StatusCode::OK, &serde_json::json!({ "steps": steps })),
+        Ok(steps) => {
+            let steps: Vec<StepJson> = steps.iter().map(Into::into).collect();
+            json(StatusCode::OK, &serde_json::json!({ "steps": steps }))
+        }
         Err(e) => {
             shared.metrics.store_error(e.operation());
             json_error(

@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::routes::{json, json_error, parse_query, Body};
-use super::Shared;
+use super::HandlerContext;
 use crate::config::{known_secrets, Redactor};
 use crate::store::{DecisionView, RunRow};
 use crate::timefmt::rfc3339_ms;
@@ -150,7 +150,10 @@ fn parse_limit(raw: Option<&str>) -> Result<i64, &'static str> {
     }
 }
 
-fn store_unavailable(shared: &Shared, e: &crate::store::StoreError) -> hyper::Response<Body> {
+fn store_unavailable(
+    shared: &HandlerContext,
+    e: &crate::store::StoreError,
+) -> hyper::Response<Body> {
     shared.metrics.store_error(e.operation());
     json_error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -166,7 +169,7 @@ fn no_store() -> hyper::Response<Body> {
 }
 
 /// `GET /api/v1/runs?chain=&limit=`.
-pub async fn list(shared: &Shared, query: Option<&str>) -> hyper::Response<Body> {
+pub async fn list(shared: &HandlerContext, query: Option<&str>) -> hyper::Response<Body> {
     let params = parse_query(query.unwrap_or(""));
     let chain = params.get("chain").filter(|c| !c.is_empty()).cloned();
     let limit = match parse_limit(params.get("limit").map(String::as_str)) {
@@ -187,7 +190,7 @@ pub async fn list(shared: &Shared, query: Option<&str>) -> hyper::Response<Body>
 }
 
 /// `GET /api/v1/runs/{id}`; 404 for an unknown id.
-pub async fn one(shared: &Shared, raw_id: &str) -> hyper::Response<Body> {
+pub async fn one(shared: &HandlerContext, raw_id: &str) -> hyper::Response<Body> {
     let id = percent_encoding::percent_decode_str(raw_id).decode_utf8_lossy();
     let not_found = || json_error(StatusCode::NOT_FOUND, &format!("no run with id {id:?}"));
     if id.is_empty() || id.len() > MAX_ID_LEN {

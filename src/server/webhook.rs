@@ -15,14 +15,18 @@ use base64::Engine as _;
 
 use super::auth::constant_time_eq;
 use super::routes::{json, json_error, Body};
-use super::{is_loopback, Shared};
+use super::{is_loopback, HandlerContext};
 use crate::alertmanager::parse_notification;
 use crate::config::WebhookAuth;
 
 /// How long a client may take to send the body (no slow-loris).
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn receive(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn receive(
+    shared: &HandlerContext,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let response = handle(shared, peer, req).await;
     shared
         .metrics
@@ -30,7 +34,11 @@ pub async fn receive(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) 
     response
 }
 
-async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    shared: &HandlerContext,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let config = shared.webhook.borrow().clone();
     if let Some(denied) = authenticate(&config.auth, peer, req.headers().get(AUTHORIZATION)) {
         return denied;

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use sqlx::{Connection as _, Row};
 
 use super::{discard, query_error, Store, StoreError};
@@ -13,7 +12,7 @@ use crate::recovery::chain::{learn, StepState};
 use crate::timefmt::rfc3339_ms;
 
 /// One attempt as `/api/v1/recoveries` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRecord {
     pub id: i64,
     pub run_id: String,
@@ -34,7 +33,7 @@ pub struct AttemptRecord {
 }
 
 /// Per-step totals for `/api/v1/recoveries/stats` and `medic recover --stats`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepStats {
     pub chain: String,
     pub step: String,

@@ -1,121 +1,11 @@
-//! Pure health logic: the threshold state machine, the per-check history ring and the trend
-//! over the last hour. No IO, no clock: times are arguments.
+//! Pure: one check's recent probe results in one bounded, bit-packed ring, read both as the
+//! API's history and as the samples of the trend. No IO, no clock: times are arguments.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::status::Status;
-
-/// How many probes it takes to change a check's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Thresholds {
-    pub failures_before_critical: u32,
-    pub successes_before_healthy: u32,
-    /// Monit-style flap detection: critical after this many critical probes among the latest
-    /// few, even when they never come in a row.
-    pub flapping: Option<Flapping>,
-}
-
-/// "`failures` critical probes within the latest `within` probes".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flapping {
-    pub failures: u32,
-    /// At most [`Flapping::MAX_WINDOW`]: the window is a bit set of the latest probes.
-    pub within: u32,
-}
-
-impl Flapping {
-    pub const MAX_WINDOW: u32 = 64;
-}
-
-/// A check's status as thresholds see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HealthState {
-    pub status: Status,
-    /// The current run of critical probes.
-    pub consecutive_failures: u32,
-    /// The current run of non-critical probes.
-    pub consecutive_successes: u32,
-    /// Critical because of flap detection rather than a run of failures.
-    pub flapping: bool,
-    /// One bit per recent probe, newest in bit 0: set when the probe was critical.
-    recent_failures: u64,
-}
-
-/// A change of a check's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
-    pub from: Status,
-    pub to: Status,
-}
-
-impl Default for HealthState {
-    fn default() -> Self {
-        HealthState {
-            status: Status::Unknown,
-            consecutive_failures: 0,
-            consecutive_successes: 0,
-            flapping: false,
-            recent_failures: 0,
-        }
-    }
-}
-
-impl HealthState {
-    /// Applies one probe's raw status.
-    ///
-    /// A critical probe makes the check critical only after `failures_before_critical` of them in
-    /// a row; until then the check keeps its status. Once critical, it takes
-    /// `successes_before_healthy` non-critical probes in a row to leave. Otherwise healthy,
-    /// warning and unknown pass straight through.
-    ///
-    /// With flap detection, a check whose failures never line up (fail, pass, fail, pass…) is
-    /// critical, marked `flapping`, while the latest `within` probes hold at least `failures`
-    /// critical ones; it leaves by the same rule as any critical check once they do not.
-    pub fn observe(&mut self, raw: Status, thresholds: Thresholds) -> Option<Transition> {
-        let from = self.status;
-        let failed = raw == Status::Critical;
-        self.recent_failures = (self.recent_failures << 1) | u64::from(failed);
-        let flapping_now = thresholds.flapping.is_some_and(|f| {
-            let window = f.within.clamp(1, Flapping::MAX_WINDOW);
-            let mask = if window == 64 {
-                u64::MAX
-            } else {
-                (1u64 << window) - 1
-            };
-            (self.recent_failures & mask).count_ones() >= f.failures.max(1)
-        });
-        if failed {
-            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-            self.consecutive_successes = 0;
-            if self.consecutive_failures >= thresholds.failures_before_critical.max(1) {
-                self.status = Status::Critical;
-                self.flapping = false;
-            } else if flapping_now {
-                self.status = Status::Critical;
-                self.flapping = true;
-            }
-        } else {
-            self.consecutive_failures = 0;
-            self.consecutive_successes = self.consecutive_successes.saturating_add(1);
-            if flapping_now {
-                self.flapping = self.flapping || self.status != Status::Critical;
-                self.status = Status::Critical;
-            } else if self.status != Status::Critical
-                || self.consecutive_successes >= thresholds.successes_before_healthy.max(1)
-            {
-                self.status = raw;
-                self.flapping = false;
-            }
-        }
-        (from != self.status).then_some(Transition {
-            from,
-            to: self.status,
-        })
-    }
-}
+use crate::trend::{Trend, TREND_WINDOW_MS};
 
 /// One probe result, as the history hands it out.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +30,7 @@ pub struct HistoryEntry {
 /// the history (16-byte entries) and the trend (8-byte samples) took 45 MB for 10,000 checks at
 /// 10 s; this takes 15 MB.
 #[derive(Debug, Clone)]
-pub struct Results {
+pub struct ResultRing {
     /// How many of the newest results the history shows.
     history_size: u32,
     /// An hour of probes at the check's interval, within [64, 3600].
@@ -245,53 +135,18 @@ impl Compact {
     }
 }
 
-/// The window the API's trend covers.
-pub const TREND_WINDOW_MS: i64 = 3_600_000;
-
-/// What the last hour looked like for one check.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Trend {
-    pub window_seconds: f64,
-    pub runs: u64,
-    pub status_distribution: StatusCounts,
-    pub success_ratio: Option<f64>,
-    pub latency_p50_seconds: Option<f64>,
-    pub latency_p90_seconds: Option<f64>,
-    pub latency_p99_seconds: Option<f64>,
-    pub latency_max_seconds: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct StatusCounts {
-    pub healthy: u64,
-    pub warning: u64,
-    pub critical: u64,
-    pub unknown: u64,
-}
-
-impl StatusCounts {
-    pub fn add(&mut self, status: Status) {
-        match status {
-            Status::Healthy => self.healthy += 1,
-            Status::Warning => self.warning += 1,
-            Status::Critical => self.critical += 1,
-            Status::Unknown => self.unknown += 1,
-        }
-    }
-}
-
-impl Results {
+impl ResultRing {
     /// Room for the newest `history_size` results and an hour of probes at `interval_ms`.
     pub fn new(history_size: usize, interval_ms: u64) -> Self {
         let per_hour = (TREND_WINDOW_MS as u64).div_ceil(interval_ms.max(1)) + 1;
-        Results::empty(
+        ResultRing::empty(
             clamp_u32(history_size.max(1)),
             per_hour.clamp(64, 3600) as u32,
         )
     }
 
     fn empty(history_size: u32, hour_capacity: u32) -> Self {
-        Results {
+        ResultRing {
             history_size,
             hour_capacity,
             base_ms: 0,
@@ -482,7 +337,7 @@ impl Results {
             (None, Some(s)) => self.at_ms(*s),
             (None, None) => i64::MAX,
         };
-        let mut merged = Results::empty(self.history_size, self.hour_capacity);
+        let mut merged = ResultRing::empty(self.history_size, self.hour_capacity);
         for (at_ms, status, duration, message) in older.into_iter().filter(|e| e.0 < first_ms) {
             merged.push(at_ms, status, duration, &message);
         }
@@ -567,41 +422,7 @@ impl Results {
 
     /// The trend over the hour before `now_ms`.
     pub fn trend(&self, now_ms: i64) -> Trend {
-        let since = now_ms - TREND_WINDOW_MS;
-        let mut counts = StatusCounts::default();
-        // 1µs to 1h at 3 significant digits: exact enough for a latency report.
-        let mut histogram =
-            hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
-        let mut runs = 0u64;
-        let mut max_micros = 0u32;
-        for (_, status, micros) in self.all().filter(|(at, ..)| *at > since && *at <= now_ms) {
-            runs += 1;
-            counts.add(status);
-            max_micros = max_micros.max(micros);
-            if let Some(h) = histogram.as_mut() {
-                h.saturating_record(u64::from(micros.max(1)));
-            }
-        }
-        let quantile = |q: f64| -> Option<f64> {
-            if runs == 0 {
-                return None;
-            }
-            // hdrhistogram reports the top of a value's bucket; never above the real maximum.
-            histogram
-                .as_ref()
-                .map(|h| h.value_at_quantile(q).min(u64::from(max_micros.max(1))) as f64 / 1e6)
-        };
-        Trend {
-            window_seconds: TREND_WINDOW_MS as f64 / 1000.0,
-            runs,
-            status_distribution: counts,
-            success_ratio: (runs > 0)
-                .then(|| (counts.healthy + counts.warning) as f64 / runs as f64),
-            latency_p50_seconds: quantile(0.50),
-            latency_p90_seconds: quantile(0.90),
-            latency_p99_seconds: quantile(0.99),
-            latency_max_seconds: (runs > 0).then(|| f64::from(max_micros) / 1e6),
-        }
+        crate::trend::over(self.all(), now_ms)
     }
 }
 
@@ -614,231 +435,9 @@ mod tests {
     use super::*;
     use Status::*;
 
-    fn run(raws: &[Status], fbc: u32, sbh: u32) -> Vec<Status> {
-        let t = Thresholds {
-            failures_before_critical: fbc,
-            successes_before_healthy: sbh,
-            flapping: None,
-        };
-        let mut h = HealthState::default();
-        raws.iter()
-            .map(|r| {
-                h.observe(*r, t);
-                h.status
-            })
-            .collect()
-    }
-
-    #[test]
-    fn threshold_table() {
-        let cases: &[(&[Status], u32, u32, &[Status])] = &[
-            // Defaults: every probe counts at once.
-            (
-                &[Healthy, Critical, Healthy],
-                1,
-                1,
-                &[Healthy, Critical, Healthy],
-            ),
-            // Critical only after three in a row; the check keeps its status until then.
-            (
-                &[Healthy, Critical, Critical, Critical],
-                3,
-                1,
-                &[Healthy, Healthy, Healthy, Critical],
-            ),
-            // A healthy probe in between resets the run.
-            (
-                &[Healthy, Critical, Critical, Healthy, Critical, Critical],
-                3,
-                1,
-                &[Healthy, Healthy, Healthy, Healthy, Healthy, Healthy],
-            ),
-            // Two non-critical probes needed to leave critical.
-            (
-                &[Critical, Healthy, Healthy],
-                1,
-                2,
-                &[Critical, Critical, Healthy],
-            ),
-            (
-                &[Critical, Healthy, Critical, Healthy, Healthy],
-                1,
-                2,
-                &[Critical, Critical, Critical, Critical, Healthy],
-            ),
-            // Warning passes straight through, and counts as non-critical when recovering.
-            (
-                &[Healthy, Warning, Healthy],
-                3,
-                3,
-                &[Healthy, Warning, Healthy],
-            ),
-            (
-                &[Critical, Warning, Warning],
-                1,
-                2,
-                &[Critical, Critical, Warning],
-            ),
-            // Not run yet, then failing below the threshold: still unknown.
-            (&[Critical, Critical], 3, 1, &[Unknown, Unknown]),
-            // Unknown passes through like warning.
-            (
-                &[Healthy, Unknown, Healthy],
-                1,
-                1,
-                &[Healthy, Unknown, Healthy],
-            ),
-        ];
-        for (raws, fbc, sbh, want) in cases {
-            assert_eq!(
-                &run(raws, *fbc, *sbh),
-                want,
-                "raws {raws:?} fbc {fbc} sbh {sbh}"
-            );
-        }
-    }
-
-    /// Statuses, with `*` after a status that is critical because of flapping.
-    fn run_flapping(raws: &[Status], fbc: u32, sbh: u32, failures: u32, within: u32) -> String {
-        let t = Thresholds {
-            failures_before_critical: fbc,
-            successes_before_healthy: sbh,
-            flapping: Some(Flapping { failures, within }),
-        };
-        let mut h = HealthState::default();
-        raws.iter()
-            .map(|r| {
-                h.observe(*r, t);
-                format!(
-                    "{}{}",
-                    &h.status.as_str()[..1],
-                    if h.flapping { "*" } else { "" }
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    #[test]
-    fn flap_detection_table() {
-        // raws, failures_before_critical, successes_before_healthy, failures, within, statuses
-        type Case<'a> = (&'a [Status], u32, u32, u32, u32, &'a str);
-        let cases: &[Case] = &[
-            // Alternating failures never reach three in a row, but three in five is flapping.
-            (
-                &[
-                    Healthy, Critical, Healthy, Critical, Healthy, Critical, Healthy,
-                ],
-                3,
-                1,
-                3,
-                5,
-                "h h h h h c* h",
-            ),
-            // Once the window holds fewer failures, the check recovers as usual...
-            (
-                &[
-                    Critical, Healthy, Critical, Healthy, Critical, Healthy, Healthy, Healthy,
-                ],
-                3,
-                1,
-                3,
-                5,
-                "u h h h c* h h h",
-            ),
-            // ...taking successes_before_healthy probes to leave.
-            (
-                &[
-                    Critical, Healthy, Critical, Healthy, Critical, Healthy, Healthy, Healthy,
-                    Healthy,
-                ],
-                3,
-                3,
-                3,
-                5,
-                "u h h h c* c* c* h h",
-            ),
-            // A run of failures is plain critical, not flapping.
-            (
-                &[Healthy, Critical, Critical, Critical],
-                2,
-                1,
-                2,
-                10,
-                "h h c c",
-            ),
-            // Warnings are not failures.
-            (
-                &[Warning, Warning, Warning, Warning, Critical],
-                2,
-                1,
-                2,
-                5,
-                "w w w w w",
-            ),
-            // A window of 64 probes works at the edge of the bit set.
-            (&[Critical, Healthy, Critical], 5, 1, 2, 64, "u h c*"),
-        ];
-        for (raws, fbc, sbh, failures, within, want) in cases {
-            assert_eq!(
-                run_flapping(raws, *fbc, *sbh, *failures, *within),
-                *want,
-                "raws {raws:?} fbc {fbc} sbh {sbh} flapping {failures}/{within}"
-            );
-        }
-    }
-
-    #[test]
-    fn failures_older_than_the_window_are_forgotten() {
-        let mut raws = vec![Critical, Healthy, Critical];
-        raws.extend(std::iter::repeat_n(Healthy, 70));
-        raws.push(Critical);
-        let out = run_flapping(&raws, 5, 1, 2, 64);
-        // Flapping from the second failure (probe 3) until the first leaves the window (probe 65).
-        assert!(out.starts_with("u h c*"), "{out}");
-        assert_eq!(out.matches("c*").count(), 62, "{out}");
-        assert_eq!(out.rsplit(' ').next(), Some("h"), "{out}");
-    }
-
-    #[test]
-    fn counts_consecutive_failures_and_reports_transitions() {
-        let t = Thresholds {
-            failures_before_critical: 2,
-            successes_before_healthy: 1,
-            flapping: None,
-        };
-        let mut h = HealthState::default();
-        assert_eq!(
-            h.observe(Healthy, t),
-            Some(Transition {
-                from: Unknown,
-                to: Healthy
-            })
-        );
-        assert_eq!(h.observe(Critical, t), None);
-        assert_eq!(h.consecutive_failures, 1);
-        assert_eq!(
-            h.observe(Critical, t),
-            Some(Transition {
-                from: Healthy,
-                to: Critical
-            })
-        );
-        assert_eq!(h.observe(Critical, t), None);
-        assert_eq!(h.consecutive_failures, 3);
-        assert_eq!(
-            h.observe(Healthy, t),
-            Some(Transition {
-                from: Critical,
-                to: Healthy
-            })
-        );
-        assert_eq!(h.consecutive_failures, 0);
-    }
-
     #[test]
     fn history_is_bounded_and_shares_repeated_messages() {
-        let mut h = Results::new(3, 1000);
+        let mut h = ResultRing::new(3, 1000);
         for i in 0..5 {
             h.push(i, Healthy, 0.1, "HTTP 200");
         }
@@ -854,7 +453,7 @@ mod tests {
 
     #[test]
     fn history_keeps_each_entry_with_its_own_message_status_and_duration() {
-        let mut h = Results::new(4, 3_600_000);
+        let mut h = ResultRing::new(4, 3_600_000);
         let pushed = [
             (-5, Critical, 0.5, "a"),
             (1, Healthy, 0.25, "a"),
@@ -893,7 +492,7 @@ mod tests {
 
     #[test]
     fn a_history_longer_than_the_hour_sets_the_capacity() {
-        let mut h = Results::new(200, 60_000);
+        let mut h = ResultRing::new(200, 60_000);
         for i in 0..300 {
             h.push(i * 60_000, Healthy, 0.1, &format!("m{}", i % 2));
         }
@@ -906,7 +505,7 @@ mod tests {
 
     #[test]
     fn durations_keep_microseconds_and_clamp() {
-        let mut h = Results::new(10, 1000);
+        let mut h = ResultRing::new(10, 1000);
         h.push(0, Healthy, 0.123_456_789, "");
         h.push(1, Healthy, -1.0, "");
         h.push(2, Healthy, 5_000.0, "");
@@ -915,29 +514,8 @@ mod tests {
     }
 
     #[test]
-    fn trend_covers_only_the_last_hour() {
-        let mut s = Results::new(100, 1000);
-        let now = 10 * TREND_WINDOW_MS;
-        s.push(now - TREND_WINDOW_MS - 1, Critical, 9.0, "old"); // too old
-        for i in 0..100 {
-            let status = if i < 90 { Healthy } else { Critical };
-            s.push(now - 1000 * (100 - i), status, (i + 1) as f64 / 1000.0, "");
-        }
-        let t = s.trend(now);
-        assert_eq!(t.runs, 100);
-        assert_eq!(t.status_distribution.healthy, 90);
-        assert_eq!(t.status_distribution.critical, 10);
-        assert_eq!(t.success_ratio, Some(0.9));
-        let p50 = t.latency_p50_seconds.unwrap();
-        assert!((p50 - 0.050).abs() < 0.001, "{p50}");
-        let p99 = t.latency_p99_seconds.unwrap();
-        assert!((p99 - 0.099).abs() < 0.001, "{p99}");
-        assert_eq!(t.latency_max_seconds, Some(0.1));
-    }
-
-    #[test]
     fn merging_older_history_keeps_order_and_bounds() {
-        let mut h = Results::new(4, 3_600_000);
+        let mut h = ResultRing::new(4, 3_600_000);
         h.push(100, Healthy, 0.1, "live");
         h.push(101, Critical, 0.1, "live2");
         h.merge_older((97..102).map(|t| (t, Warning, 0.2, format!("old{t}"))));
@@ -952,7 +530,7 @@ mod tests {
             ]
         );
         assert_eq!(h.len(), 5);
-        let mut s = Results::new(10, 60_000);
+        let mut s = ResultRing::new(10, 60_000);
         s.push(200, Healthy, 0.1, "live");
         s.merge_older((0..150).map(|t| (t, Critical, 0.1, String::new())));
         let t = s.trend(200);
@@ -967,7 +545,7 @@ mod tests {
 
     #[test]
     fn merging_keeps_the_messages_of_a_ring_longer_than_its_history() {
-        let mut h = Results::new(3, 1000);
+        let mut h = ResultRing::new(3, 1000);
         for t in 10..20 {
             h.push(t * 1000, Healthy, 0.1, &format!("m{t}"));
         }
@@ -979,16 +557,8 @@ mod tests {
     }
 
     #[test]
-    fn empty_trend_has_no_numbers() {
-        let t = Results::new(100, 1000).trend(0);
-        assert_eq!(t.runs, 0);
-        assert_eq!(t.success_ratio, None);
-        assert_eq!(t.latency_p50_seconds, None);
-    }
-
-    #[test]
     fn samples_keep_status_duration_and_time_through_rebasing() {
-        let mut s = Results::new(100, 1000);
+        let mut s = ResultRing::new(100, 1000);
         s.push(5_000_000, Warning, 1.5, "a");
         s.push(4_000_000, Critical, 2000.0, "b"); // earlier than the base; duration clamps
         s.push(5_000_000 + i64::from(u32::MAX) - 10, Unknown, 0.0, "c"); // beyond u32 offsets
@@ -1005,7 +575,7 @@ mod tests {
         );
         let messages: Vec<Arc<str>> = s.recent(10).map(|e| e.message).collect();
         assert_eq!(messages, vec![Arc::from("c")]);
-        let mut t = Results::new(100, 1000);
+        let mut t = ResultRing::new(100, 1000);
         t.push(5_000_000, Warning, 1.5, "a");
         t.push(4_000_000, Critical, 2000.0, "b");
         let times: Vec<(i64, Status, u32)> = t
@@ -1025,7 +595,7 @@ mod tests {
 
     #[test]
     fn samples_are_bounded() {
-        let mut s = Results::new(100, 1);
+        let mut s = ResultRing::new(100, 1);
         for i in 0..10_000 {
             s.push(i, Healthy, 0.0, "same");
         }
@@ -1065,7 +635,7 @@ mod tests {
 
     #[test]
     fn the_trend_counts_exact_and_compact_results_alike() {
-        let mut r = Results::new(5, 10_000);
+        let mut r = ResultRing::new(5, 10_000);
         let now = 50_000_000;
         for i in 0..300 {
             let status = if i % 10 == 0 { Critical } else { Healthy };
@@ -1087,7 +657,7 @@ mod tests {
 
     #[test]
     fn trend_only_results_survive_the_compact_span_and_clock_jumps() {
-        let mut r = Results::new(1, 60_000);
+        let mut r = ResultRing::new(1, 60_000);
         // Ten hours at one probe a minute: the compact span (4.5 h) is crossed twice.
         let start = 1_000_000_000;
         for i in 0..600 {
