@@ -189,6 +189,9 @@ impl Measurement {
     }
 }
 
+/// Labels medic sets on an escalation itself; a step's `labels` may not override them.
+pub const ESCALATION_RESERVED_LABELS: &[&str] = &["alertname", "chain", "step"];
+
 /// A step already tried in a run: for a notification's account and an escalation's
 /// description.
 #[derive(Debug, Clone, PartialEq)]

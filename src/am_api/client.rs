@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Operation;
-use crate::config::{AlertmanagerConfig, ClientAuth, ClientTls};
+use crate::config::{AlertmanagerConfig, ClientAuth};
 use crate::metrics::Metrics;
 
 /// Alertmanager answers at once or is in trouble; healing must not wait on it.
@@ -155,38 +155,6 @@ pub struct Client {
     metrics: Arc<Metrics>,
 }
 
-/// The TLS pieces a config names, read and parsed: (CA certificates, client identity).
-pub fn tls_parts(
-    tls: &ClientTls,
-) -> Result<(Vec<reqwest::Certificate>, Option<reqwest::Identity>), String> {
-    let mut roots = Vec::new();
-    if let Some(ca) = &tls.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
-        roots = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{}: not PEM certificates: {e}", ca.display()))?;
-    }
-    let identity = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let mut pem =
-                std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-            pem.push(b'\n');
-            pem.extend(
-                std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?,
-            );
-            // The error never quotes the key.
-            Some(reqwest::Identity::from_pem(&pem).map_err(|_| {
-                format!(
-                    "{} and {} are not a PEM certificate and key",
-                    cert.display(),
-                    key.display()
-                )
-            })?)
-        }
-        _ => None,
-    };
-    Ok((roots, identity))
-}
-
 impl Client {
     pub fn new(config: &AlertmanagerConfig, metrics: Arc<Metrics>) -> anyhow::Result<Client> {
         let mut builder = reqwest::Client::builder()
@@ -195,7 +163,8 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
-        let (roots, identity) = tls_parts(&config.tls).map_err(anyhow::Error::msg)?;
+        let (roots, identity) =
+            crate::config::client_tls::read(&config.tls).map_err(anyhow::Error::msg)?;
         for root in roots {
             builder = builder.add_root_certificate(root);
         }

@@ -20,8 +20,7 @@ use crate::vocabulary::{Subject, TriedStep};
 
 /// The alert's name; what an Alertmanager route matches to reach people.
 pub const ALERTNAME: &str = "MedicEscalation";
-/// Labels medic sets itself; a step's `labels` may not override them.
-pub const RESERVED_LABELS: &[&str] = &["alertname", "chain", "step"];
+pub use crate::vocabulary::ESCALATION_RESERVED_LABELS as RESERVED_LABELS;
 /// `endsAt` is this many resend delays ahead: two re-posts may be missed before Alertmanager
 /// resolves the alert by itself.
 const ENDS_AFTER_RESENDS: u32 = 3;

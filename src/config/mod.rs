@@ -2,6 +2,7 @@
 //! the rest of medic only ever sees a valid [`Config`].
 
 mod builtin;
+pub mod client_tls;
 mod duration;
 mod file;
 mod secret;

@@ -502,7 +502,7 @@ impl Validator {
                 "alertmanager.tls_config",
                 "cert_file and key_file must be given together",
             );
-        } else if let Err(e) = crate::am_api::client::tls_parts(&tls) {
+        } else if let Err(e) = super::client_tls::read(&tls) {
             self.error("alertmanager.tls_config", e);
         }
         if let Some(key) = &tls.key_file {
@@ -1169,7 +1169,7 @@ impl Validator {
                         path,
                         format!("alert.labels: {name:?} is not a valid label name"),
                     );
-                } else if crate::am_api::escalation::RESERVED_LABELS.contains(&name.as_str()) {
+                } else if crate::vocabulary::ESCALATION_RESERVED_LABELS.contains(&name.as_str()) {
                     self.error(path, format!("alert.labels: {name:?} is set by medic"));
                 }
                 if let Some(t) = self.template(path, &format!("alert.labels.{name}"), value) {

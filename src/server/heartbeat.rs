@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::routes::{json, json_error, Body};
+use super::respond::{json, json_error, Body};
 use super::HandlerContext;
 use crate::checks::{Ping, Refused};
 

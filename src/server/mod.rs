@@ -5,6 +5,7 @@ pub(crate) mod auth;
 mod heartbeat;
 mod page;
 mod pauses;
+mod respond;
 mod routes;
 mod runs;
 pub mod web_security;

@@ -9,7 +9,7 @@ use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::routes::{json, json_error, Body};
+use super::respond::{json, json_error, Body};
 use super::webhook::{authenticate, read_json_body};
 use super::HandlerContext;
 use crate::alertmanager::Matcher;
@@ -82,8 +82,8 @@ pub async fn handle(
         (Method::POST, None) => create(shared, req).await,
         (Method::GET, None) => list(shared).await,
         (Method::DELETE, Some(id)) if !id.is_empty() => end(shared, &id).await,
-        (_, None) => super::routes::method_not_allowed("GET, POST"),
-        (_, Some(_)) => super::routes::method_not_allowed("DELETE"),
+        (_, None) => super::respond::method_not_allowed("GET, POST"),
+        (_, Some(_)) => super::respond::method_not_allowed("DELETE"),
     }
 }
 

@@ -7,7 +7,7 @@ use hyper::StatusCode;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use super::routes::{json, json_error, parse_query, Body};
+use super::respond::{json, json_error, parse_query, Body};
 use super::HandlerContext;
 use crate::config::{known_secrets, Redactor};
 use crate::store::{DecisionView, RunRow};

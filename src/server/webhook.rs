@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use super::auth::constant_time_eq;
-use super::routes::{json, json_error, Body};
+use super::respond::{json, json_error, Body};
 use super::{is_loopback, HandlerContext};
 use crate::alertmanager::parse_notification;
 use crate::config::WebhookAuth;
