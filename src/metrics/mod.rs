@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -18,9 +20,32 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::checks::{FailureReason, Measure, Outcome};
+use crate::recovery::hold::HoldReason;
 use crate::status::Status;
 use crate::thresholds::HealthState;
+use crate::vocabulary::{AmOperation, AttemptResult, RunOutcome, SkipReason, TriggerKind};
 use checks::CheckTable;
+
+/// Closed label values are encoded by their one spelling; no label of a closed set is a
+/// free string.
+macro_rules! closed_label_values {
+    ($($ty:ty),+) => {
+        $(impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        })+
+    };
+}
+
+closed_label_values!(
+    AttemptResult,
+    SkipReason,
+    TriggerKind,
+    RunOutcome,
+    HoldReason,
+    AmOperation
+);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
@@ -49,21 +74,21 @@ struct StepLabels {
 struct StepResultLabels {
     chain: String,
     step: String,
-    result: String,
+    result: AttemptResult,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StepSkipLabels {
     chain: String,
     step: String,
-    reason: String,
+    reason: SkipReason,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
     chain: String,
-    trigger: String,
-    outcome: String,
+    trigger: TriggerKind,
+    outcome: RunOutcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,7 +120,7 @@ struct OperationLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationResultLabels {
-    operation: String,
+    operation: AmOperation,
     result: String,
 }
 
@@ -112,7 +137,7 @@ struct ChainLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChainReasonLabels {
     chain: String,
-    reason: String,
+    reason: HoldReason,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -445,7 +470,7 @@ impl Metrics {
         for operation in crate::vocabulary::AmOperation::ALL {
             for result in ["success", "failure"] {
                 let _ = alertmanager_requests.get_or_create(&OperationResultLabels {
-                    operation: operation.as_str().to_string(),
+                    operation: *operation,
                     result: result.to_string(),
                 });
             }
@@ -706,12 +731,18 @@ impl Metrics {
         }
     }
 
-    pub fn recovery_attempt(&self, chain: &str, step: &str, result: &str, duration_seconds: f64) {
+    pub fn recovery_attempt(
+        &self,
+        chain: &str,
+        step: &str,
+        result: AttemptResult,
+        duration_seconds: f64,
+    ) {
         self.recovery_attempts
             .get_or_create(&StepResultLabels {
                 chain: chain.to_string(),
                 step: step.to_string(),
-                result: result.to_string(),
+                result,
             })
             .inc();
         self.recovery_step_duration
@@ -728,46 +759,46 @@ impl Metrics {
             .get_or_create(&StepResultLabels {
                 chain: chain.to_string(),
                 step: step.to_string(),
-                result: "shadow".to_string(),
+                result: AttemptResult::Shadow,
             })
             .inc();
     }
 
-    pub fn recovery_skipped(&self, chain: &str, step: &str, reason: &str) {
+    pub fn recovery_skipped(&self, chain: &str, step: &str, reason: SkipReason) {
         self.recovery_skipped
             .get_or_create(&StepSkipLabels {
                 chain: chain.to_string(),
                 step: step.to_string(),
-                reason: reason.to_string(),
+                reason,
             })
             .inc();
     }
 
-    pub fn recovery_run(&self, chain: &str, trigger: &str, outcome: &str) {
+    pub fn recovery_run(&self, chain: &str, trigger: TriggerKind, outcome: RunOutcome) {
         self.recovery_runs
             .get_or_create(&RunLabels {
                 chain: chain.to_string(),
-                trigger: trigger.to_string(),
-                outcome: outcome.to_string(),
+                trigger,
+                outcome,
             })
             .inc();
     }
 
-    pub fn recovery_held(&self, chain: &str, reason: crate::recovery::hold::HoldReason) {
+    pub fn recovery_held(&self, chain: &str, reason: HoldReason) {
         self.recovery_held
             .get_or_create(&ChainReasonLabels {
                 chain: chain.to_string(),
-                reason: reason.as_str().to_string(),
+                reason,
             })
             .inc();
     }
 
     /// Makes every chain's held and active series exist from the start, so rules see zeros.
     pub fn recovery_chain(&self, chain: &str) {
-        for reason in crate::recovery::hold::HoldReason::ALL {
+        for reason in HoldReason::ALL {
             let _ = self.recovery_held.get_or_create(&ChainReasonLabels {
                 chain: chain.to_string(),
-                reason: reason.as_str().to_string(),
+                reason,
             });
         }
         let _ = self.recovery_runs_active.get_or_create(&ChainLabels {
@@ -777,10 +808,10 @@ impl Metrics {
 
     /// Drops a chain's held and active series when it is no longer configured.
     pub fn forget_chain(&self, chain: &str) {
-        for reason in crate::recovery::hold::HoldReason::ALL {
+        for reason in HoldReason::ALL {
             self.recovery_held.remove(&ChainReasonLabels {
                 chain: chain.to_string(),
-                reason: reason.as_str().to_string(),
+                reason,
             });
         }
         self.recovery_runs_active.remove(&ChainLabels {
@@ -946,7 +977,7 @@ impl Metrics {
     pub fn alertmanager_request(&self, operation: crate::vocabulary::AmOperation, success: bool) {
         self.alertmanager_requests
             .get_or_create(&OperationResultLabels {
-                operation: operation.as_str().to_string(),
+                operation,
                 result: if success { "success" } else { "failure" }.to_string(),
             })
             .inc();

@@ -361,8 +361,7 @@ impl Engine {
                 self.metrics.store_error(e.operation());
             }
         }
-        self.metrics
-            .recovery_run(name, trigger.kind.as_str(), outcome.as_str());
+        self.metrics.recovery_run(name, trigger.kind, outcome);
         tracing::info!(run = %run_id, outcome = outcome.as_str(), "recovery run ended");
         RunEnd::Finished { outcome }
     }
@@ -477,7 +476,7 @@ impl Carry<'_, '_, '_> {
         }
         self.engine
             .metrics
-            .recovery_skipped(&self.chain.name, &step.name, reason.as_str());
+            .recovery_skipped(&self.chain.name, &step.name, reason);
         (self.report)(StepReport::Skipped {
             step: step.name.clone(),
             reason,
@@ -490,11 +489,9 @@ impl Carry<'_, '_, '_> {
             Ok(r) => r.to_string(),
             Err(e) => format!("would fail: {e}"),
         };
-        self.engine.metrics.recovery_skipped(
-            &self.chain.name,
-            &step.name,
-            SkipReason::DryRun.as_str(),
-        );
+        self.engine
+            .metrics
+            .recovery_skipped(&self.chain.name, &step.name, SkipReason::DryRun);
         (self.report)(StepReport::WouldRun {
             step: step.name.clone(),
             action,
@@ -762,7 +759,7 @@ impl Carry<'_, '_, '_> {
         let step = &self.chain.steps[index];
         let name = &self.chain.name;
         let metrics = &self.engine.metrics;
-        metrics.recovery_attempt(name, &step.name, outcome.result.as_str(), seconds);
+        metrics.recovery_attempt(name, &step.name, outcome.result, seconds);
         tracing::info!(
             step = %step.name,
             action = %shown,

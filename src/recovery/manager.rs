@@ -357,11 +357,9 @@ impl Manager {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            self.engine.metrics.recovery_skipped(
-                &trigger.chain,
-                &step,
-                SkipReason::InProgress.as_str(),
-            );
+            self.engine
+                .metrics
+                .recovery_skipped(&trigger.chain, &step, SkipReason::InProgress);
             return Disposition::Coalesced;
         }
         // Held already: a resend or a further probe joins it, counted once.
@@ -831,9 +829,13 @@ async fn end_abandoned(engine: &Engine, store: &Store) {
                     chain,
                     "a run abandoned by a stopped medic was ended as cancelled"
                 );
-                engine
-                    .metrics
-                    .recovery_run(&chain, &trigger, RunOutcome::Cancelled.as_str());
+                // Written by some medic as one of the set; another word is not counted.
+                match trigger.parse::<TriggerKind>() {
+                    Ok(kind) => engine
+                        .metrics
+                        .recovery_run(&chain, kind, RunOutcome::Cancelled),
+                    Err(e) => tracing::warn!(%e, "abandoned run with an unknown trigger"),
+                }
             }
         }
         Err(e) => engine.metrics.store_error(e.operation()),
