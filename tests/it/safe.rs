@@ -9,6 +9,10 @@ use crate::support::{script, wait_for, Medic};
 
 /// A command check per name, healthy while `DIR/up-NAME` exists.
 fn checks(dir: &Path, names: &[String], chain: &str) -> String {
+    checks_every(dir, names, chain, "200ms")
+}
+
+fn checks_every(dir: &Path, names: &[String], chain: &str, interval: &str) -> String {
     let probe = script(
         dir,
         "probe.sh",
@@ -18,7 +22,7 @@ fn checks(dir: &Path, names: &[String], chain: &str) -> String {
         .iter()
         .map(|name| {
             format!(
-                "  - name: {name}\n    interval: 200ms\n    recovery: {chain}\n    command: {{program: '{}', args: ['{}']}}\n",
+                "  - name: {name}\n    interval: {interval}\n    recovery: {chain}\n    command: {{program: '{}', args: ['{}']}}\n",
                 probe.display(),
                 dir.join(format!("up-{name}")).display()
             )
@@ -155,9 +159,11 @@ async fn an_open_circuit_holds_every_run_and_heals_only_what_is_still_critical_o
     for name in &all {
         up(dir.path(), name);
     }
+    // 500 ms probes: a trigger settles for two of them (1 s) before the circuit may open,
+    // room enough for 12 checks failing together to be probed on a loaded machine.
     let config = format!(
         "checks:\n{}recovery:\n  limits:\n    max_unhealthy: 50%\n  chains:\n{}",
-        checks(dir.path(), &all, "web"),
+        checks_every(dir.path(), &all, "web", "500ms"),
         chain("web", &step, "")
     );
     let medic = Medic::start(&config).await;
