@@ -1,13 +1,17 @@
-//! Streaming anomaly scores: tail p-values of the value, its jump and its daily difference, with alarm hold-off.
+//! Streaming anomaly scores: tail p-values of the value, its jump, its daily difference, the mean
+//! of the last few values and the novelty of their shape, with alarm hold-off.
 //!
-//! Each sample is compared with the last `history` samples in three ways (the value itself, its
-//! change from the previous sample, its difference from the same moment a day earlier). Inside the
-//! bulk of the data a test's p-value is the empirical rank, so outliers in the baseline only move
-//! it by one rank; past the top `tail` fraction an exponential tail fitted to the extremes
-//! (peaks over threshold) grades how far beyond the record the sample lies. The smallest p-value,
-//! on a log scale, is the score; after an alarm the following scores are damped so one incident
-//! is reported once. Defaults are judged by leave-one-category-out cross-validation on NAB
-//! (`scripts/eval-nab.sh`), not by the in-sample score they were first tuned on.
+//! Each sample is compared with the last `history` samples in five ways (the value itself, its
+//! change from the previous sample, its difference from the same moment a day earlier, the mean
+//! of the last `mean` values, and the distance of the last `shape` values, scaled by the robust
+//! range of the series, to the nearest prototype window learned online). Inside the bulk of the
+//! data a test's p-value is the empirical rank, so outliers in the baseline only move it by one
+//! rank; past the top `tail` fraction an exponential tail fitted to the extremes (peaks over
+//! threshold) grades how far beyond the record the sample lies. The smallest p-value, on a log
+//! scale, is the score; after an alarm the following scores are damped unless they beat the
+//! alarm's peak by `escalate`, so one incident is reported once. Defaults are judged by
+//! leave-one-category-out cross-validation on NAB (`scripts/eval-nab.sh`), not by the in-sample
+//! score they were first tuned on.
 
 use std::collections::VecDeque;
 
