@@ -42,6 +42,7 @@ fn variants() -> Vec<(String, AnomalyParams)> {
         AnomalyParams {
             tests: three,
             escalate: 0.0,
+            damp: 0.5,
             ..d.clone()
         },
     );
@@ -121,6 +122,13 @@ fn variants() -> Vec<(String, AnomalyParams)> {
         "gpd0.1",
         AnomalyParams {
             xi_max: 0.1,
+            ..d.clone()
+        },
+    );
+    add(
+        "damp0.5",
+        AnomalyParams {
+            damp: 0.5,
             ..d.clone()
         },
     );

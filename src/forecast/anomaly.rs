@@ -88,7 +88,7 @@ impl Default for AnomalyParams {
             depth: 10.0,
             alarm: 0.35,
             hold: 300,
-            damp: 0.5,
+            damp: 0.25,
             tests: TEST_VALUE | TEST_JUMP | TEST_SEASONAL | TEST_MEAN | TEST_SHAPE,
             likelihood: 0,
             likelihood_history: 4000,
