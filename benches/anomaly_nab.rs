@@ -5,7 +5,8 @@
 
 use medic::detect::parse_timestamp;
 use medic::forecast::{
-    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_RECENT, TEST_SEASONAL, TEST_VALUE,
+    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_MEAN, TEST_SEASONAL, TEST_SHAPE, TEST_VALUE,
+    TEST_VOL,
 };
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -29,45 +30,115 @@ fn load(path: &Path) -> Rows {
         .collect()
 }
 
-/// The variants compared: the shipped default first, then one knob at a time.
+/// The variants compared: the shipped default first, the previous default (the three rank tests
+/// alone), then one knob of the default at a time.
 fn variants() -> Vec<(String, AnomalyParams)> {
     let d = AnomalyParams::default();
     let mut v = vec![("default".to_string(), d.clone())];
     let mut add = |name: &str, p: AnomalyParams| v.push((name.to_string(), p));
-    let all = TEST_VALUE | TEST_JUMP | TEST_SEASONAL;
+    let three = TEST_VALUE | TEST_JUMP | TEST_SEASONAL;
     add(
-        "old-warmup100",
+        "previous",
         AnomalyParams {
-            warmup: 100,
+            tests: three,
+            escalate: 0.0,
+            damp: 0.5,
             ..d.clone()
         },
     );
     add(
-        "likelihood4",
+        "no-mean",
         AnomalyParams {
-            likelihood: 4,
+            tests: three | TEST_SHAPE,
             ..d.clone()
         },
     );
-    for hold in [0usize, 150, 600] {
-        add(&format!("hold{hold}"), AnomalyParams { hold, ..d.clone() });
+    add(
+        "no-shape",
+        AnomalyParams {
+            tests: three | TEST_MEAN,
+            ..d.clone()
+        },
+    );
+    add(
+        "vol",
+        AnomalyParams {
+            tests: d.tests | TEST_VOL,
+            ..d.clone()
+        },
+    );
+    for mean in [8usize, 24] {
+        add(&format!("mean{mean}"), AnomalyParams { mean, ..d.clone() });
     }
-    for damp in [0.0, 0.25] {
-        add(&format!("damp{damp}"), AnomalyParams { damp, ..d.clone() });
-    }
-    for recent in [50usize, 200, 1000] {
+    for shape in [12usize, 32] {
         add(
-            &format!("recent{recent}"),
+            &format!("shape{shape}"),
+            AnomalyParams { shape, ..d.clone() },
+        );
+    }
+    for vigilance in [0.95, 0.999] {
+        add(
+            &format!("vigilance{vigilance}"),
             AnomalyParams {
-                tests: all | TEST_RECENT,
-                recent,
+                vigilance,
                 ..d.clone()
             },
         );
     }
-    for tail in [0.01, 0.05] {
-        add(&format!("tail{tail}"), AnomalyParams { tail, ..d.clone() });
+    for prototypes in [64usize, 256] {
+        add(
+            &format!("prototypes{prototypes}"),
+            AnomalyParams {
+                prototypes,
+                ..d.clone()
+            },
+        );
     }
+    add(
+        "centred",
+        AnomalyParams {
+            centred: true,
+            ..d.clone()
+        },
+    );
+    for hold in [150usize, 600] {
+        add(&format!("hold{hold}"), AnomalyParams { hold, ..d.clone() });
+    }
+    add(
+        "escalate0",
+        AnomalyParams {
+            escalate: 0.0,
+            ..d.clone()
+        },
+    );
+    add(
+        "alarm0.4",
+        AnomalyParams {
+            alarm: 0.4,
+            ..d.clone()
+        },
+    );
+    add(
+        "gpd0.1",
+        AnomalyParams {
+            xi_max: 0.1,
+            ..d.clone()
+        },
+    );
+    add(
+        "damp0.5",
+        AnomalyParams {
+            damp: 0.5,
+            ..d.clone()
+        },
+    );
+    add(
+        "history3000",
+        AnomalyParams {
+            history: 3000,
+            ..d.clone()
+        },
+    );
     v
 }
 

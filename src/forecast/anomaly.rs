@@ -1,13 +1,17 @@
-//! Streaming anomaly scores: tail p-values of the value, its jump and its daily difference, with alarm hold-off.
+//! Streaming anomaly scores: tail p-values of the value, its jump, its daily difference, the mean
+//! of the last few values and the novelty of their shape, with alarm hold-off.
 //!
-//! Each sample is compared with the last `history` samples in three ways (the value itself, its
-//! change from the previous sample, its difference from the same moment a day earlier). Inside the
-//! bulk of the data a test's p-value is the empirical rank, so outliers in the baseline only move
-//! it by one rank; past the top `tail` fraction an exponential tail fitted to the extremes
-//! (peaks over threshold) grades how far beyond the record the sample lies. The smallest p-value,
-//! on a log scale, is the score; after an alarm the following scores are damped so one incident
-//! is reported once. Defaults are judged by leave-one-category-out cross-validation on NAB
-//! (`scripts/eval-nab.sh`), not by the in-sample score they were first tuned on.
+//! Each sample is compared with the last `history` samples in five ways (the value itself, its
+//! change from the previous sample, its difference from the same moment a day earlier, the mean
+//! of the last `mean` values, and the distance of the last `shape` values, scaled by the robust
+//! range of the series, to the nearest prototype window learned online). Inside the bulk of the
+//! data a test's p-value is the empirical rank, so outliers in the baseline only move it by one
+//! rank; past the top `tail` fraction an exponential tail fitted to the extremes (peaks over
+//! threshold) grades how far beyond the record the sample lies. The smallest p-value, on a log
+//! scale, is the score; after an alarm the following scores are damped unless they beat the
+//! alarm's peak by `escalate`, so one incident is reported once. Defaults are judged by
+//! leave-one-category-out cross-validation on NAB (`scripts/eval-nab.sh`), not by the in-sample
+//! score they were first tuned on.
 
 use std::collections::VecDeque;
 
@@ -26,6 +30,12 @@ pub const TEST_JUMP: u32 = 2;
 pub const TEST_SEASONAL: u32 = 4;
 /// The value against only the recent `recent` samples: a second, short timescale.
 pub const TEST_RECENT: u32 = 8;
+/// The mean of the last `mean` values against the history of such means: sustained shifts.
+pub const TEST_MEAN: u32 = 16;
+/// Novelty of the shape of the last `shape` values: distance to the nearest learned prototype.
+pub const TEST_SHAPE: u32 = 32;
+/// The mean absolute jump over the last `mean` samples against its history: volatility changes.
+pub const TEST_VOL: u32 = 64;
 
 /// Knobs of the anomaly detector; `Default` holds the measured choice.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +63,20 @@ pub struct AnomalyParams {
     pub likelihood_history: usize,
     /// Samples of the short timescale (`TEST_RECENT`).
     pub recent: usize,
+    /// Samples averaged by `TEST_MEAN`.
+    pub mean: usize,
+    /// Values in one window of `TEST_SHAPE`.
+    pub shape: usize,
+    /// Prototype windows `TEST_SHAPE` learns at most.
+    pub prototypes: usize,
+    /// Quantile of past nearest distances beyond which a window founds a new prototype.
+    pub vigilance: f64,
+    /// Largest generalised-Pareto shape of the fitted tails (0 = exponential).
+    pub xi_max: f64,
+    /// How far above the alarm's peak a score inside the hold must go to get through undamped.
+    pub escalate: f64,
+    /// `TEST_SHAPE` compares windows with their own mean removed (shape only, not level).
+    pub centred: bool,
 }
 
 impl Default for AnomalyParams {
@@ -64,11 +88,18 @@ impl Default for AnomalyParams {
             depth: 10.0,
             alarm: 0.35,
             hold: 300,
-            damp: 0.5,
-            tests: TEST_VALUE | TEST_JUMP | TEST_SEASONAL,
+            damp: 0.25,
+            tests: TEST_VALUE | TEST_JUMP | TEST_SEASONAL | TEST_MEAN | TEST_SHAPE,
             likelihood: 0,
             likelihood_history: 4000,
             recent: 200,
+            mean: 16,
+            shape: 16,
+            prototypes: 128,
+            vigilance: 0.99,
+            xi_max: 0.0,
+            centred: false,
+            escalate: 0.1,
         }
     }
 }
@@ -79,6 +110,10 @@ struct RankWindow {
     order: VecDeque<f64>,
     sorted: Vec<f64>,
     cap: usize,
+    /// Largest generalised-Pareto shape the tail fit may take (0 = exponential tail).
+    xi_max: f64,
+    /// Smallest scale of the fitted tail, for numbers whose noise floor is known.
+    min_scale: f64,
 }
 
 impl RankWindow {
@@ -87,6 +122,8 @@ impl RankWindow {
             order: VecDeque::new(),
             sorted: Vec::new(),
             cap: cap.max(1),
+            xi_max: 0.0,
+            min_scale: 0.0,
         }
     }
 
@@ -129,9 +166,35 @@ impl RankWindow {
             _ => 0.0,
         };
         mean_excess
+            .max(self.min_scale)
             .max(1e-3 * spread)
             .max(1e-12 * anchor.abs())
             .max(f64::MIN_POSITIVE)
+    }
+
+    /// Survival of an excess `over` the threshold `u` under the tail fitted to `tail`'s
+    /// excesses over `u`: exponential, or generalised Pareto by the method of moments with the
+    /// shape capped at `xi_max`, so heavy-tailed series (bursty counts) are not surprised by
+    /// every new record.
+    fn tail_survival(&self, tail: &[f64], u: f64, over: f64) -> f64 {
+        let m = tail.len().max(1) as f64;
+        let (s1, s2) = tail.iter().fold((0.0, 0.0), |(a, b), v| {
+            let e = (v - u).abs();
+            (a + e, b + e * e)
+        });
+        let mean = s1 / m;
+        let var = (s2 / m - mean * mean).max(0.0);
+        let xi = if self.xi_max > 0.0 && var > 0.0 {
+            (0.5 * (1.0 - mean * mean / var)).clamp(0.0, self.xi_max)
+        } else {
+            0.0
+        };
+        let beta = self.tail_scale(mean * (1.0 - xi), u);
+        if xi < 1e-6 {
+            (-over / beta).exp()
+        } else {
+            (1.0 + xi * over / beta).powf(-1.0 / xi)
+        }
     }
 
     /// P(X >= x): rank inside the data, fitted exponential tail beyond the top `frac`.
@@ -146,9 +209,7 @@ impl RankWindow {
         if x <= u {
             return rank;
         }
-        let excess = self.sorted[n - m..].iter().map(|v| v - u).sum::<f64>() / m as f64;
-        let beta = self.tail_scale(excess, u);
-        let p = (m as f64 / (n as f64 + 1.0)) * (-(x - u) / beta).exp();
+        let p = (m as f64 / (n as f64 + 1.0)) * self.tail_survival(&self.sorted[n - m..], u, x - u);
         p.min(rank)
     }
 
@@ -164,9 +225,7 @@ impl RankWindow {
         if x >= l {
             return rank;
         }
-        let excess = self.sorted[..m].iter().map(|v| l - v).sum::<f64>() / m as f64;
-        let beta = self.tail_scale(excess, l);
-        let p = (m as f64 / (n as f64 + 1.0)) * (-(l - x) / beta).exp();
+        let p = (m as f64 / (n as f64 + 1.0)) * self.tail_survival(&self.sorted[..m], l, l - x);
         p.min(rank)
     }
 }
@@ -190,6 +249,21 @@ pub struct AnomalyDetector {
     recent_sum: f64,
     /// History of averaged surprises the likelihood stage ranks the latest one in.
     surprises: RankWindow,
+    /// Last `mean` values and their sum (`TEST_MEAN`), and the history of their means.
+    window: VecDeque<f64>,
+    window_sum: f64,
+    means: RankWindow,
+    /// Learned prototype windows (`TEST_SHAPE`), flattened, with their sample counts.
+    protos: Vec<f64>,
+    proto_count: Vec<f64>,
+    /// History of nearest-prototype distances.
+    distances: RankWindow,
+    /// The latest window, scaled (reused so that scoring does not allocate).
+    scaled: Vec<f64>,
+    /// Last `mean` jumps and their sum (`TEST_VOL`), and the history of their means.
+    vol_window: VecDeque<f64>,
+    vol_sum: f64,
+    vols: RankWindow,
 }
 
 impl Default for AnomalyDetector {
@@ -205,7 +279,7 @@ impl AnomalyDetector {
 
     pub fn with_params(p: AnomalyParams) -> Self {
         let h = p.history.max(8);
-        AnomalyDetector {
+        let mut d = AnomalyDetector {
             values: RankWindow::new(h),
             jumps: RankWindow::new(h),
             seasonal: RankWindow::new(h),
@@ -218,8 +292,32 @@ impl AnomalyDetector {
             recent: VecDeque::new(),
             recent_sum: 0.0,
             surprises: RankWindow::new(p.likelihood_history.max(8)),
+            window: VecDeque::new(),
+            window_sum: 0.0,
+            means: RankWindow::new(h),
+            protos: Vec::new(),
+            proto_count: Vec::new(),
+            distances: RankWindow::new(h),
+            scaled: Vec::new(),
+            vol_window: VecDeque::new(),
+            vol_sum: 0.0,
+            vols: RankWindow::new(h),
             p: AnomalyParams { history: h, ..p },
+        };
+        // Distances are in units of the series' range: below a hundredth they are rounding.
+        d.distances.min_scale = 0.01;
+        let xi = d.p.xi_max;
+        for w in [
+            &mut d.values,
+            &mut d.jumps,
+            &mut d.seasonal,
+            &mut d.means,
+            &mut d.distances,
+            &mut d.vols,
+        ] {
+            w.xi_max = xi;
         }
+        d
     }
 
     /// Scores one sample in [0, 1] (0 during warm-up); non-finite input scores 0 and is not learned.
@@ -246,6 +344,29 @@ impl AnomalyDetector {
                 p = p.min(two_sided);
             }
             self.values.push(value);
+        }
+        if self.p.tests & TEST_VOL != 0 {
+            if let Some(jump) = self
+                .last
+                .map(|l| (value - l).abs())
+                .filter(|j| j.is_finite())
+            {
+                let k = self.p.mean.max(1);
+                self.vol_window.push_back(jump);
+                self.vol_sum += jump;
+                while self.vol_window.len() > k {
+                    if let Some(old) = self.vol_window.pop_front() {
+                        self.vol_sum -= old;
+                    }
+                }
+                if self.vol_window.len() == k {
+                    let m = self.vol_window.iter().sum::<f64>() / k as f64;
+                    if warm && self.vols.len() >= MIN_REFERENCE {
+                        p = p.min(2.0 * self.vols.p_upper(m, tail).min(self.vols.p_lower(m, tail)));
+                    }
+                    self.vols.push(m);
+                }
+            }
         }
         if self.p.tests & TEST_JUMP != 0 {
             if let Some(last) = self.last {
@@ -290,6 +411,36 @@ impl AnomalyDetector {
                 self.past.pop_front();
             }
         }
+        let need = self
+            .p
+            .mean
+            .max(self.p.shape * usize::from(self.p.tests & TEST_SHAPE != 0));
+        if self.p.tests & (TEST_MEAN | TEST_SHAPE) != 0 {
+            self.window.push_back(value);
+            self.window_sum += value;
+            while self.window.len() > need.max(1) {
+                if let Some(old) = self.window.pop_front() {
+                    self.window_sum -= old;
+                }
+            }
+        }
+        if self.p.tests & TEST_MEAN != 0 && self.window.len() >= self.p.mean.max(1) {
+            let k = self.p.mean.max(1);
+            let m = self.window.iter().rev().take(k).sum::<f64>() / k as f64;
+            if warm && self.means.len() >= MIN_REFERENCE {
+                let two_sided = 2.0 * self.means.p_upper(m, tail).min(self.means.p_lower(m, tail));
+                p = p.min(two_sided);
+            }
+            self.means.push(m);
+        }
+        if self.p.tests & TEST_SHAPE != 0 && self.window.len() >= self.p.shape.max(2) {
+            if let Some(d) = self.shape_distance() {
+                if warm && self.distances.len() >= MIN_REFERENCE {
+                    p = p.min(self.distances.p_upper(d, tail));
+                }
+                self.distances.push(d);
+            }
+        }
         if !warm {
             return 0.0;
         }
@@ -304,7 +455,7 @@ impl AnomalyDetector {
         let mut out = raw;
         if self.hold_left > 0 {
             self.hold_left -= 1;
-            if raw > self.hold_peak {
+            if raw > self.hold_peak + self.p.escalate {
                 // A stronger incident inside the hold still gets through and becomes the reference.
                 self.hold_peak = raw;
             } else {
@@ -348,6 +499,64 @@ impl AnomalyDetector {
         }
     }
 
+    /// RMS distance of the latest window (scaled by the robust range of the values) to its
+    /// nearest prototype, learning as it goes: a window far from all (beyond the `vigilance`
+    /// quantile of past distances) founds a new prototype while there is room, otherwise the
+    /// nearest prototype moves towards it.
+    fn shape_distance(&mut self) -> Option<f64> {
+        let w = self.p.shape.max(2);
+        let n = self.values.len();
+        if n < MIN_REFERENCE {
+            return None;
+        }
+        let lo = self.values.sorted[n / 100];
+        let hi = self.values.sorted[n - 1 - n / 100];
+        let range = (hi - lo)
+            .max(1e-9 * hi.abs().max(lo.abs()))
+            .max(f64::MIN_POSITIVE);
+        let start = self.window.len() - w;
+        let level = if self.p.centred {
+            self.window.iter().skip(start).sum::<f64>() / w as f64
+        } else {
+            lo
+        };
+        let mut x = std::mem::take(&mut self.scaled);
+        x.clear();
+        x.extend(
+            self.window
+                .iter()
+                .skip(start)
+                .map(|v| ((v - level) / range).clamp(-4.0, 5.0)),
+        );
+        let mut best = f64::INFINITY;
+        let mut bi = usize::MAX;
+        for (i, c) in self.protos.chunks_exact(w).enumerate() {
+            let d: f64 = c.iter().zip(&x).map(|(a, b)| (a - b) * (a - b)).sum();
+            if d < best {
+                best = d;
+                bi = i;
+            }
+        }
+        let d = (best / w as f64).sqrt();
+        let grow = self.proto_count.len() < self.p.prototypes.max(1)
+            && (bi == usize::MAX
+                || self.distances.len() < MIN_REFERENCE
+                || self.distances.p_upper(d, 0.02) < 1.0 - self.p.vigilance);
+        if grow {
+            self.protos.extend_from_slice(&x);
+            self.proto_count.push(1.0);
+        } else if bi != usize::MAX {
+            let c = &mut self.proto_count[bi];
+            *c = (*c + 1.0).min(1000.0);
+            let rate = 1.0 / *c;
+            for (a, b) in self.protos[bi * w..(bi + 1) * w].iter_mut().zip(&x) {
+                *a += (b - *a) * rate;
+            }
+        }
+        self.scaled = x;
+        (bi != usize::MAX && d.is_finite()).then_some(d)
+    }
+
     /// Bytes of the detector's state once its windows are full, for the memory figure.
     pub fn memory_bytes(&self) -> usize {
         let f = std::mem::size_of::<f64>();
@@ -357,6 +566,11 @@ impl AnomalyDetector {
             + 2 * self.p.recent.max(8) * f * usize::from(self.p.tests & TEST_RECENT != 0)
             + 2 * self.p.likelihood_history.max(8) * f * usize::from(self.p.likelihood > 0)
             + self.p.likelihood * f
+            + 2 * self.p.history * f * usize::from(self.p.tests & TEST_MEAN != 0)
+            + (2 * self.p.history + (self.p.shape + 1) * self.p.prototypes + self.p.shape)
+                * f
+                * usize::from(self.p.tests & TEST_SHAPE != 0)
+            + (2 * self.p.history + self.p.mean) * f * usize::from(self.p.tests & TEST_VOL != 0)
     }
 
     /// |value - median of the three samples nearest one season ago|, if that moment is in memory.

@@ -9,7 +9,8 @@ mod seasonal;
 mod trend;
 
 pub use anomaly::{
-    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_RECENT, TEST_SEASONAL, TEST_VALUE,
+    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_MEAN, TEST_RECENT, TEST_SEASONAL, TEST_SHAPE,
+    TEST_VALUE, TEST_VOL,
 };
 pub use holt::Holt;
 pub use horizon::MODELS;
