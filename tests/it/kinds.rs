@@ -479,7 +479,16 @@ async fn heartbeats_judge_pings_and_survive_kill_9() {
         .await
         .unwrap_or(0.0);
     assert!(sum >= 1.0, "the job ran past its grace: {sum}");
-    let stored = medic.json("/api/v1/checks/job").await["metadata"]["heartbeat"].clone();
+    // The check's answer shows its pings as of its latest probe: wait for the probe that saw
+    // the success after the start (a prompt one follows each ping), or `stored` is a state
+    // from before that ping and no restart can bring it back.
+    let stored = wait_for("the last ping judged", Duration::from_secs(10), || async {
+        let v = medic.json("/api/v1/checks/job").await;
+        let heartbeat = v["metadata"]["heartbeat"].clone();
+        let judged = heartbeat["last_success"].as_str()? >= heartbeat["last_start"].as_str()?;
+        judged.then_some(heartbeat)
+    })
+    .await;
 
     // kill -9 and back: the pings are still known.
     medic.signal(Signal::SIGKILL);
