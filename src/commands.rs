@@ -105,17 +105,15 @@ pub async fn probe(name: &str, location: ConfigSource, overrides: &Overrides) ->
         crate::checks::Measure::Duration,
         outcome.duration.as_secs_f64(),
     );
-    {
-        let _ = writeln!(out, "measurements:");
-        for m in outcome.measurements.iter().chain([&duration]) {
-            let name = m.measure.name();
-            match m.measure.mountpoint() {
-                Some(mp) => {
-                    let _ = writeln!(out, "  {name}{{mountpoint={mp}}}: {}", m.value);
-                }
-                None => {
-                    let _ = writeln!(out, "  {name}: {}", m.value);
-                }
+    let _ = writeln!(out, "measurements:");
+    for m in outcome.measurements.iter().chain([&duration]) {
+        let name = m.measure.name();
+        match m.measure.mountpoint() {
+            Some(mp) => {
+                let _ = writeln!(out, "  {name}{{mountpoint={mp}}}: {}", m.value);
+            }
+            None => {
+                let _ = writeln!(out, "  {name}: {}", m.value);
             }
         }
     }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Operation;
 use crate::config::{AlertmanagerConfig, ClientAuth};
 use crate::metrics::Metrics;
+use crate::vocabulary::AmOperation;
 
 /// Alertmanager answers at once or is in trouble; healing must not wait on it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -204,7 +204,7 @@ impl Client {
         let alerts: Vec<AlertJson> = alerts.iter().map(Into::into).collect();
         let body = serde_json::to_vec(&alerts).map_err(|e| AmError::Answer(e.to_string()))?;
         self.call(
-            Operation::PostAlert,
+            AmOperation::PostAlert,
             reqwest::Method::POST,
             "/api/v2/alerts",
             Some(body),
@@ -219,7 +219,7 @@ impl Client {
             .map_err(|e| AmError::Answer(e.to_string()))?;
         let text = self
             .call(
-                Operation::CreateSilence,
+                AmOperation::CreateSilence,
                 reqwest::Method::POST,
                 "/api/v2/silences",
                 Some(body),
@@ -236,7 +236,7 @@ impl Client {
             percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
                 .to_string();
         self.call(
-            Operation::ExpireSilence,
+            AmOperation::ExpireSilence,
             reqwest::Method::DELETE,
             &format!("/api/v2/silence/{id}"),
             None,
@@ -248,7 +248,7 @@ impl Client {
     /// One request with bounded retries; counted once, by its final result.
     async fn call(
         &self,
-        operation: Operation,
+        operation: AmOperation,
         method: reqwest::Method,
         path: &str,
         body: Option<Vec<u8>>,

@@ -20,7 +20,6 @@ use crate::vocabulary::{Subject, TriedStep};
 
 /// The alert's name; what an Alertmanager route matches to reach people.
 pub const ALERTNAME: &str = "MedicEscalation";
-pub use crate::vocabulary::ESCALATION_RESERVED_LABELS as RESERVED_LABELS;
 /// `endsAt` is this many resend delays ahead: two re-posts may be missed before Alertmanager
 /// resolves the alert by itself.
 const ENDS_AFTER_RESENDS: u32 = 3;

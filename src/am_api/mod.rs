@@ -22,8 +22,6 @@ pub use client::{AmAlert, AmError, AmMatcher, AmSilence, Client};
 pub use escalation::Escalation;
 pub use silence::SilenceGuard;
 
-pub use crate::vocabulary::AmOperation as Operation;
-
 /// Whether a check is healthy now, after thresholds: the state task answers. Asked through
 /// this trait so that talking to Alertmanager does not depend on the state task (which
 /// depends on recovery, which posts through here).

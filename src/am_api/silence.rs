@@ -104,7 +104,7 @@ impl Alertmanager {
             Err(e) => {
                 tracing::warn!(run = run_id, error = %e, "no silence: its matchers do not render");
                 self.metrics
-                    .alertmanager_request(super::Operation::CreateSilence, false);
+                    .alertmanager_request(crate::vocabulary::AmOperation::CreateSilence, false);
                 return None;
             }
         };
