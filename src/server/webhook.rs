@@ -21,6 +21,8 @@ use crate::config::WebhookAuth;
 
 /// How long a client may take to send the body (no slow-loris).
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bodies declared too large but at most this are read (and dropped) before the 413 is sent.
+const DRAIN_MAX: u64 = 1 << 20;
 
 pub async fn receive(
     shared: &HandlerContext,
@@ -111,7 +113,14 @@ pub(super) async fn read_json_body(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
+    if let Some(n) = declared.filter(|n| *n > max) {
+        // A client still writing its body when the 413 goes out and the connection closes
+        // sees a broken pipe, not the answer: a body up to DRAIN_MAX is read and dropped
+        // first (bounded by the body timeout), a larger one is refused unread.
+        if n <= DRAIN_MAX {
+            let drain = Limited::new(req.into_body(), DRAIN_MAX as usize).collect();
+            let _ = tokio::time::timeout(BODY_TIMEOUT, drain).await;
+        }
         return Err(too_large(max, limit_name));
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
