@@ -210,6 +210,7 @@ pub struct Metrics {
     webhook_alerts: Family<AlertLabels, Counter>,
     store_errors: Family<OperationLabels, Counter>,
     store_dropped: Counter,
+    store_written: Counter,
     store_backlog: Gauge,
     recovery_pauses_active: Gauge,
     /// Probes that failed because medic itself ran out of fds, processes or memory.
@@ -400,6 +401,12 @@ impl Metrics {
             "Check results never written because the store stayed unreachable past the backlog bound",
             store_dropped.clone(),
         );
+        let store_written = Counter::default();
+        registry.register(
+            "medic_state_store_written_results",
+            "Check results committed to the state store",
+            store_written.clone(),
+        );
         let store_backlog = Gauge::default();
         registry.register(
             "medic_state_store_backlog_results",
@@ -569,6 +576,7 @@ impl Metrics {
             webhook_alerts,
             store_errors,
             store_dropped,
+            store_written,
             store_backlog,
             recovery_pauses_active,
             probe_errors,
@@ -995,6 +1003,12 @@ impl Metrics {
     pub fn recovery_pauses_active(&self, count: usize) {
         self.recovery_pauses_active
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Results that reached the store in a committed transaction.
+    pub fn store_results_written(&self, count: usize) {
+        self.store_written
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 
     pub fn store_backlog(&self, len: usize) {

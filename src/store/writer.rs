@@ -105,7 +105,7 @@ async fn run(
             continue;
         };
         let before = backlog.len();
-        match flush(&current, &mut backlog).await {
+        match flush(&current, &mut backlog, &metrics).await {
             // `flush` succeeds only once every row it held is in a committed transaction, on a
             // connection with no error behind it: only then is the claim below true.
             Ok(()) => {
@@ -137,7 +137,7 @@ async fn run(
     let current = store.borrow().clone();
     match current {
         Some(current) => {
-            match tokio::time::timeout(FINAL_FLUSH, flush(&current, &mut backlog)).await {
+            match tokio::time::timeout(FINAL_FLUSH, flush(&current, &mut backlog, &metrics)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     metrics.store_error(e.operation());
@@ -160,7 +160,11 @@ async fn run(
 }
 
 /// Writes the backlog front to back in batches; what was written leaves the backlog.
-async fn flush(store: &Store, backlog: &mut VecDeque<ResultRow>) -> Result<(), super::StoreError> {
+async fn flush(
+    store: &Store,
+    backlog: &mut VecDeque<ResultRow>,
+    metrics: &Metrics,
+) -> Result<(), super::StoreError> {
     while !backlog.is_empty() {
         let n = backlog.len().min(BATCH);
         // Written straight from the ring: rows leave it only once the transaction committed.
@@ -168,6 +172,7 @@ async fn flush(store: &Store, backlog: &mut VecDeque<ResultRow>) -> Result<(), s
             .insert_results(&backlog.make_contiguous()[..n])
             .await?;
         backlog.drain(..n);
+        metrics.store_results_written(n);
     }
     Ok(())
 }

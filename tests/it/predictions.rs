@@ -125,8 +125,12 @@ predictions:
             .metric(r#"medic_check_runs_total{check="grow",status="healthy"}"#)
             .await
             .unwrap_or(0.0);
-        let written = medic.metric("medic_state_store_backlog_results").await == Some(0.0);
-        (runs >= 40.0 && written).then_some(())
+        // Committed, not just made: the restart must find them in the store.
+        let written = medic
+            .metric("medic_state_store_written_results_total")
+            .await
+            .unwrap_or(0.0);
+        (runs >= 40.0 && written >= 40.0).then_some(())
     })
     .await;
     medic.signal(nix::sys::signal::Signal::SIGKILL);
