@@ -30,22 +30,40 @@ fn load(path: &Path) -> Rows {
         .collect()
 }
 
-/// The variants compared: the shipped default first, the previous default (the three rank tests
-/// alone), then one knob of the default at a time.
+/// The variants compared: the shipped default first, the first detector (the three rank tests
+/// alone) and the previous default (no long mean), then one knob of the default at a time.
 fn variants() -> Vec<(String, AnomalyParams)> {
     let d = AnomalyParams::default();
     let mut v = vec![("default".to_string(), d.clone())];
     let mut add = |name: &str, p: AnomalyParams| v.push((name.to_string(), p));
     let three = TEST_VALUE | TEST_JUMP | TEST_SEASONAL;
     add(
-        "previous",
+        "rank-tests",
         AnomalyParams {
             tests: three,
             escalate: 0.0,
             damp: 0.5,
+            mean_long: 0,
             ..d.clone()
         },
     );
+    // The default before the second, longer mean test.
+    add(
+        "no-long-mean",
+        AnomalyParams {
+            mean_long: 0,
+            ..d.clone()
+        },
+    );
+    for mean_long in [64usize, 256] {
+        add(
+            &format!("long-mean{mean_long}"),
+            AnomalyParams {
+                mean_long,
+                ..d.clone()
+            },
+        );
+    }
     add(
         "no-mean",
         AnomalyParams {
@@ -142,6 +160,48 @@ fn variants() -> Vec<(String, AnomalyParams)> {
     v
 }
 
+/// Extra variants from `MEDIC_NAB_VARIANTS` ("name:key=value,key=value;name2:..."), each the
+/// default with the named knobs changed, so that a knob can be explored without a rebuild.
+fn extra_variants() -> Vec<(String, AnomalyParams)> {
+    let Ok(spec) = std::env::var("MEDIC_NAB_VARIANTS") else {
+        return Vec::new();
+    };
+    spec.split(';')
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| {
+            let (name, knobs) = v.split_once(':').unwrap_or((v, ""));
+            let mut p = AnomalyParams::default();
+            for kv in knobs.split(',').filter(|k| !k.is_empty()) {
+                let (k, val) = kv.split_once('=').expect("knob=value");
+                let f = || val.parse::<f64>().expect("number");
+                let u = || val.parse::<usize>().expect("integer");
+                match k {
+                    "history" => p.history = u(),
+                    "tail" => p.tail = f(),
+                    "depth" => p.depth = f(),
+                    "alarm" => p.alarm = f(),
+                    "hold" => p.hold = u(),
+                    "damp" => p.damp = f(),
+                    "tests" => p.tests = val.parse().expect("bits"),
+                    "likelihood" => p.likelihood = u(),
+                    "likelihood_history" => p.likelihood_history = u(),
+                    "recent" => p.recent = u(),
+                    "mean" => p.mean = u(),
+                    "shape" => p.shape = u(),
+                    "prototypes" => p.prototypes = u(),
+                    "vigilance" => p.vigilance = f(),
+                    "xi_max" => p.xi_max = f(),
+                    "escalate" => p.escalate = f(),
+                    "centred" => p.centred = val == "true",
+                    "mean_long" => p.mean_long = u(),
+                    other => panic!("unknown knob {other}"),
+                }
+            }
+            (name.trim().to_string(), p)
+        })
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -169,7 +229,7 @@ fn main() {
     files.sort();
     let series: Vec<(PathBuf, Rows)> = files.into_iter().map(|f| (f.clone(), load(&f))).collect();
     println!("{:<28} {:>12} {:>14}", "variant", "µs/sample", "bytes/pred");
-    for (name, params) in variants() {
+    for (name, params) in variants().into_iter().chain(extra_variants()) {
         if only.as_ref().is_some_and(|o| !o.contains(&name)) {
             continue;
         }

@@ -1,17 +1,20 @@
-//! Streaming anomaly scores: tail p-values of the value, its jump, its daily difference, the mean
-//! of the last few values and the novelty of their shape, with alarm hold-off.
+//! Streaming anomaly scores: tail p-values of the value, its jump, its daily difference, the means
+//! of the last few and the last many values and the novelty of their shape, with alarm hold-off.
 //!
-//! Each sample is compared with the last `history` samples in five ways (the value itself, its
+//! Each sample is compared with the last `history` samples in six ways (the value itself, its
 //! change from the previous sample, its difference from the same moment a day earlier, the mean
-//! of the last `mean` values, and the distance of the last `shape` values, scaled by the robust
-//! range of the series, to the nearest prototype window learned online). Inside the bulk of the
-//! data a test's p-value is the empirical rank, so outliers in the baseline only move it by one
-//! rank; past the top `tail` fraction an exponential tail fitted to the extremes (peaks over
-//! threshold) grades how far beyond the record the sample lies. The smallest p-value, on a log
-//! scale, is the score; after an alarm the following scores are damped unless they beat the
-//! alarm's peak by `escalate`, so one incident is reported once. Defaults are judged by
-//! leave-one-category-out cross-validation on NAB (`scripts/eval-nab.sh`), not by the in-sample
-//! score they were first tuned on.
+//! of the last `mean` values, the mean of the last `mean_long` values, and the distance of the
+//! last `shape` values, scaled by the robust range of the series, to the nearest prototype window
+//! learned online). The two means are two timescales of one question, "has the level moved?":
+//! the short one sees a shift within minutes, the long one a shift too small to stand out from
+//! the noise of 16 samples but sustained over 128. Inside the bulk of the data a test's p-value
+//! is the empirical rank, so outliers in the baseline only move it by one rank; past the top
+//! `tail` fraction an exponential tail fitted to the extremes (peaks over threshold) grades how
+//! far beyond the record the sample lies. The smallest p-value, on a log scale, is the score;
+//! after an alarm the following scores are damped unless they beat the alarm's peak by
+//! `escalate`, so one incident is reported once. Defaults are judged by leave-one-category-out
+//! cross-validation on NAB (`scripts/eval-nab.sh`), not by the in-sample score they were first
+//! tuned on.
 
 use std::collections::VecDeque;
 
@@ -77,6 +80,8 @@ pub struct AnomalyParams {
     pub escalate: f64,
     /// `TEST_SHAPE` compares windows with their own mean removed (shape only, not level).
     pub centred: bool,
+    /// Samples of a second, longer `TEST_MEAN` (0 = none): slow sustained shifts.
+    pub mean_long: usize,
 }
 
 impl Default for AnomalyParams {
@@ -100,6 +105,7 @@ impl Default for AnomalyParams {
             xi_max: 0.0,
             centred: false,
             escalate: 0.1,
+            mean_long: 128,
         }
     }
 }
@@ -253,6 +259,8 @@ pub struct AnomalyDetector {
     window: VecDeque<f64>,
     window_sum: f64,
     means: RankWindow,
+    /// History of the longer means (`mean_long`).
+    long_means: RankWindow,
     /// Learned prototype windows (`TEST_SHAPE`), flattened, with their sample counts.
     protos: Vec<f64>,
     proto_count: Vec<f64>,
@@ -295,6 +303,7 @@ impl AnomalyDetector {
             window: VecDeque::new(),
             window_sum: 0.0,
             means: RankWindow::new(h),
+            long_means: RankWindow::new(h),
             protos: Vec::new(),
             proto_count: Vec::new(),
             distances: RankWindow::new(h),
@@ -312,6 +321,7 @@ impl AnomalyDetector {
             &mut d.jumps,
             &mut d.seasonal,
             &mut d.means,
+            &mut d.long_means,
             &mut d.distances,
             &mut d.vols,
         ] {
@@ -414,6 +424,7 @@ impl AnomalyDetector {
         let need = self
             .p
             .mean
+            .max(self.p.mean_long)
             .max(self.p.shape * usize::from(self.p.tests & TEST_SHAPE != 0));
         if self.p.tests & (TEST_MEAN | TEST_SHAPE) != 0 {
             self.window.push_back(value);
@@ -432,6 +443,15 @@ impl AnomalyDetector {
                 p = p.min(two_sided);
             }
             self.means.push(m);
+        }
+        let long = self.p.mean_long;
+        if self.p.tests & TEST_MEAN != 0 && long > 0 && self.window.len() >= long {
+            let m = self.window.iter().rev().take(long).sum::<f64>() / long as f64;
+            if warm && self.long_means.len() >= MIN_REFERENCE {
+                let lm = &self.long_means;
+                p = p.min(2.0 * lm.p_upper(m, tail).min(lm.p_lower(m, tail)));
+            }
+            self.long_means.push(m);
         }
         if self.p.tests & TEST_SHAPE != 0 && self.window.len() >= self.p.shape.max(2) {
             if let Some(d) = self.shape_distance() {
@@ -571,6 +591,7 @@ impl AnomalyDetector {
                 * f
                 * usize::from(self.p.tests & TEST_SHAPE != 0)
             + (2 * self.p.history + self.p.mean) * f * usize::from(self.p.tests & TEST_VOL != 0)
+            + 2 * self.p.history * f * usize::from(self.p.mean_long > 0)
     }
 
     /// |value - median of the three samples nearest one season ago|, if that moment is in memory.
