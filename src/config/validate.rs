@@ -35,6 +35,12 @@ const DEFAULT_RESET_AFTER: Duration = Duration::from_secs(3600);
 const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
 const DEFAULT_MAX_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A credential before it is given its place (the webhook's or the Alertmanager client's).
+enum Credential {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
 pub(super) fn load_str(
     text: &str,
     base_dir: &Path,
@@ -359,55 +365,18 @@ impl Validator {
             );
         }
         let hook = web.webhook;
-        let mut credentials = 0;
-        let mut auth = WebhookAuth::LoopbackOnly;
-        if let Some(token) = hook.bearer_token {
-            credentials += 1;
-            self.secrets.push(token.clone());
-            auth = WebhookAuth::Bearer(Secret::new(token));
-        }
-        if let Some(file) = hook.bearer_token_file {
-            credentials += 1;
-            if let Some(token) = self.read_secret_file("web.webhook.bearer_token_file", &file) {
-                auth = WebhookAuth::Bearer(token);
+        let auth = match self.credential(
+            "web.webhook",
+            hook.bearer_token,
+            hook.bearer_token_file,
+            hook.basic_auth,
+        ) {
+            None => WebhookAuth::LoopbackOnly,
+            Some(Credential::Bearer(token)) => WebhookAuth::Bearer(token),
+            Some(Credential::Basic { username, password }) => {
+                WebhookAuth::Basic { username, password }
             }
-        }
-        if let Some(basic) = hook.basic_auth {
-            credentials += 1;
-            let password = match (basic.password, basic.password_file) {
-                (Some(p), None) => {
-                    self.secrets.push(p.clone());
-                    Some(Secret::new(p))
-                }
-                (None, Some(file)) => {
-                    self.read_secret_file("web.webhook.basic_auth.password_file", &file)
-                }
-                _ => {
-                    self.error(
-                        "web.webhook.basic_auth",
-                        "exactly one of password and password_file is required",
-                    );
-                    None
-                }
-            };
-            if let Some(password) = password {
-                auth = WebhookAuth::Basic {
-                    username: basic.username,
-                    password,
-                };
-            }
-        }
-        if credentials > 1 {
-            self.error(
-                "web.webhook",
-                "at most one of bearer_token, bearer_token_file and basic_auth may be set",
-            );
-        }
-        if let WebhookAuth::Bearer(token) = &auth {
-            if token.expose().is_empty() {
-                self.error("web.webhook", "bearer token is empty");
-            }
-        }
+        };
         let max_body_bytes = hook.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
             self.error("web.webhook.max_body_bytes", "must be greater than 0");
@@ -419,6 +388,66 @@ impl Validator {
                 max_body_bytes,
             },
         }
+    }
+
+    /// The one credential of an HTTP endpoint, as Prometheus spells it: a bearer token inline or
+    /// in a file, or basic auth with its password inline or in a file; at most one of them.
+    fn credential(
+        &mut self,
+        path: &str,
+        bearer_token: Option<String>,
+        bearer_token_file: Option<PathBuf>,
+        basic_auth: Option<BasicAuthFile>,
+    ) -> Option<Credential> {
+        let mut given = 0;
+        let mut credential = None;
+        if let Some(token) = bearer_token {
+            given += 1;
+            self.secrets.push(token.clone());
+            credential = Some(Credential::Bearer(Secret::new(token)));
+        }
+        if let Some(file) = bearer_token_file {
+            given += 1;
+            let key = format!("{path}.bearer_token_file");
+            if let Some(token) = self.read_secret_file(&key, &file) {
+                credential = Some(Credential::Bearer(token));
+            }
+        }
+        if let Some(basic) = basic_auth {
+            given += 1;
+            let password = match (basic.password, basic.password_file) {
+                (Some(p), None) => {
+                    self.secrets.push(p.clone());
+                    Some(Secret::new(p))
+                }
+                (None, Some(file)) => {
+                    self.read_secret_file(&format!("{path}.basic_auth.password_file"), &file)
+                }
+                _ => {
+                    self.error(
+                        format!("{path}.basic_auth"),
+                        "exactly one of password and password_file is required",
+                    );
+                    None
+                }
+            };
+            if let Some(password) = password {
+                credential = Some(Credential::Basic {
+                    username: basic.username,
+                    password,
+                });
+            }
+        }
+        if given > 1 {
+            self.error(
+                path,
+                "at most one of bearer_token, bearer_token_file and basic_auth may be set",
+            );
+        }
+        if matches!(&credential, Some(Credential::Bearer(t)) if t.expose().is_empty()) {
+            self.error(path, "bearer token is empty");
+        }
+        credential
     }
 
     fn alertmanager(&mut self, am: AlertmanagerFile) -> Option<AlertmanagerConfig> {
@@ -435,53 +464,14 @@ impl Validator {
                 ),
             );
         }
-        let mut credentials = 0;
-        let mut auth = ClientAuth::None;
-        if let Some(token) = am.bearer_token {
-            credentials += 1;
-            self.secrets.push(token.clone());
-            auth = ClientAuth::Bearer(Secret::new(token));
-        }
-        if let Some(file) = am.bearer_token_file {
-            credentials += 1;
-            if let Some(token) = self.read_secret_file("alertmanager.bearer_token_file", &file) {
-                auth = ClientAuth::Bearer(token);
+        let auth = match self.credential(path, am.bearer_token, am.bearer_token_file, am.basic_auth)
+        {
+            None => ClientAuth::None,
+            Some(Credential::Bearer(token)) => ClientAuth::Bearer(token),
+            Some(Credential::Basic { username, password }) => {
+                ClientAuth::Basic { username, password }
             }
-        }
-        if let Some(basic) = am.basic_auth {
-            credentials += 1;
-            let password = match (basic.password, basic.password_file) {
-                (Some(p), None) => {
-                    self.secrets.push(p.clone());
-                    Some(Secret::new(p))
-                }
-                (None, Some(file)) => {
-                    self.read_secret_file("alertmanager.basic_auth.password_file", &file)
-                }
-                _ => {
-                    self.error(
-                        "alertmanager.basic_auth",
-                        "exactly one of password and password_file is required",
-                    );
-                    None
-                }
-            };
-            if let Some(password) = password {
-                auth = ClientAuth::Basic {
-                    username: basic.username,
-                    password,
-                };
-            }
-        }
-        if credentials > 1 {
-            self.error(
-                path,
-                "at most one of bearer_token, bearer_token_file and basic_auth may be set",
-            );
-        }
-        if matches!(&auth, ClientAuth::Bearer(t) if t.expose().is_empty()) {
-            self.error(path, "bearer token is empty");
-        }
+        };
         let file = am.tls_config.unwrap_or_default();
         let resolve = |p: PathBuf| {
             if p.is_absolute() {
