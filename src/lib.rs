@@ -33,9 +33,12 @@ pub mod server;
 pub mod state;
 pub mod status;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod thresholds;
 pub mod timefmt;
 pub mod trend;
+pub mod unique_id;
 pub mod vocabulary;
 
 /// When this process started (unix ms): runs it finds in the store from before then, under its

@@ -206,12 +206,7 @@ fn server_tls(base: &Path, t: TlsFile) -> Result<ServerTls, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
+    use crate::testing::write;
 
     #[test]
     fn bad_files_are_refused_with_the_key_at_fault() {

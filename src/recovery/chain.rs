@@ -98,22 +98,8 @@ pub fn steps_to_reset(chain: &ChainSpec, order: &[usize], succeeded: usize) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ActionSpec, Duration};
-    use crate::recovery::template::Template;
-
-    fn step(name: &str, max_attempts: u32, cooldown_s: u64, tier: Option<u32>) -> StepSpec {
-        StepSpec {
-            name: name.into(),
-            action: ActionSpec::Exec {
-                program: Template::parse("/bin/true").unwrap(),
-                args: vec![],
-            },
-            max_attempts,
-            cooldown: Duration::from_secs(cooldown_s),
-            timeout: Duration::from_secs(10),
-            tier,
-        }
-    }
+    use crate::config::Duration;
+    use crate::testing::exec_step as step;
 
     fn chain(order: Order, steps: Vec<StepSpec>) -> ChainSpec {
         ChainSpec {

@@ -821,15 +821,9 @@ async fn until_cancelled(
     }
 }
 
-/// Unique enough for run ids: time plus a per-process random sequence.
+/// A run id: the time in hex, then 16 hex digits that no other run shares.
 fn new_run_id(now_ms: i64) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::AtomicU64;
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(SEQUENCE.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    format!("{now_ms:x}-{:016x}", h.finish())
+    format!("{now_ms:x}-{}", crate::unique_id::unique_hex(now_ms))
 }
 
 /// Writes a step's process group into its attempt's record once it is spawned (never, for

@@ -419,26 +419,13 @@ mod tests {
     use super::*;
     use crate::config::{Duration, Order, StepSpec};
     use crate::recovery::template::Template;
+    use crate::testing::exec_step as exec;
 
     const NONE: Signals = Signals {
         resolved: false,
         cancelled: false,
         fenced: false,
     };
-
-    fn exec(name: &str, max_attempts: u32, cooldown_s: u64, tier: Option<u32>) -> StepSpec {
-        StepSpec {
-            name: name.into(),
-            action: ActionSpec::Exec {
-                program: Template::parse("/bin/true").unwrap(),
-                args: vec![],
-            },
-            max_attempts,
-            cooldown: Duration::from_secs(cooldown_s),
-            timeout: Duration::from_secs(10),
-            tier,
-        }
-    }
 
     fn notify(name: &str) -> StepSpec {
         StepSpec {

@@ -120,13 +120,7 @@ pub fn paused(pauses: &[Pause], labels: &BTreeMap<String, String>, now_ms: i64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::testing::labels;
 
     #[test]
     fn a_pause_holds_matching_runs_while_it_lasts() {

@@ -157,17 +157,10 @@ fn tls_config(t: ServerTls) -> Result<rustls::ServerConfig, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
+    use crate::testing::write;
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
 
     #[test]
     fn users_are_verified_against_bcrypt_and_cached() {
