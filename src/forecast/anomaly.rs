@@ -717,12 +717,47 @@ mod tests {
     }
 
     #[test]
+    fn a_small_sustained_shift_scores_higher_with_the_long_mean() {
+        // Half a standard deviation up, held. The 16-sample mean moves by one of its own
+        // deviations, the 128-sample mean by five: over the 128 samples after the shift the
+        // long mean is what makes the scores stand out.
+        let mean_score_after_shift = |seed: u64, mean_long: usize| {
+            let mut n = Noise::seeded(seed);
+            // No hold-off, so a chance alarm before the shift cannot damp the scores after it.
+            let mut d = AnomalyDetector::with_params(AnomalyParams {
+                mean_long,
+                hold: 0,
+                ..AnomalyParams::default()
+            });
+            let mut sum = 0.0;
+            for i in 0..2128 {
+                let level = if i < 2000 { 50.0 } else { 51.0 };
+                // Twelve uniforms: near-Gaussian noise with sd 2, whose extremes are no hard edge.
+                let noise: f64 = (0..12).map(|_| n.next()).sum();
+                let s = d.observe(i as f64 * 60.0, level + noise);
+                if i >= 2000 {
+                    sum += s;
+                }
+            }
+            sum / 128.0
+        };
+        for seed in [17, 4, 99] {
+            let with = mean_score_after_shift(seed, 128);
+            let without = mean_score_after_shift(seed, 0);
+            assert!(
+                with > 1.2 * without,
+                "seed {seed}: with {with}, without {without}"
+            );
+        }
+    }
+
+    #[test]
     fn level_shift_scores_high_then_settles() {
         let mut n = Noise::seeded(11);
         let mut d = AnomalyDetector::new();
         let mut scores = Vec::new();
         for i in 0..3000 {
-            let level = if i < 1500 { 10.0 } else { 40.0 };
+            let level = if i < 1500 { 10.0 } else { 51.4 };
             scores.push(d.observe(i as f64 * 60.0, level + n.next()));
         }
         assert!(scores[1500] >= 0.8, "{}", scores[1500]);
