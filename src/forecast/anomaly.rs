@@ -219,6 +219,11 @@ impl RankWindow {
         p.min(rank)
     }
 
+    /// Two-sided: twice the smaller tail, for tests where too low is as odd as too high.
+    fn p_two_sided(&self, x: f64, frac: f64) -> f64 {
+        2.0 * self.p_upper(x, frac).min(self.p_lower(x, frac))
+    }
+
     /// P(X <= x), the mirror image of `p_upper`.
     fn p_lower(&self, x: f64, frac: f64) -> f64 {
         let n = self.sorted.len();
@@ -234,6 +239,25 @@ impl RankWindow {
         let p = (m as f64 / (n as f64 + 1.0)) * self.tail_survival(&self.sorted[..m], l, l - x);
         p.min(rank)
     }
+}
+
+/// The mean of the last `k` values of `window`, ranked two-sided among the `means` before it,
+/// which it then joins. `None` while there are fewer than `k` values (or `k` is 0), during the
+/// warm-up and while the history is too short to rank in.
+fn mean_test(
+    window: &VecDeque<f64>,
+    k: usize,
+    means: &mut RankWindow,
+    warm: bool,
+    tail: f64,
+) -> Option<f64> {
+    if k == 0 || window.len() < k {
+        return None;
+    }
+    let m = window.iter().rev().take(k).sum::<f64>() / k as f64;
+    let p = (warm && means.len() >= MIN_REFERENCE).then(|| means.p_two_sided(m, tail));
+    means.push(m);
+    p
 }
 
 /// Streaming anomaly detector for one series.
@@ -255,9 +279,9 @@ pub struct AnomalyDetector {
     recent_sum: f64,
     /// History of averaged surprises the likelihood stage ranks the latest one in.
     surprises: RankWindow,
-    /// Last `mean` values and their sum (`TEST_MEAN`), and the history of their means.
+    /// The last values (as many as `TEST_MEAN` and `TEST_SHAPE` need), and the history of the
+    /// `mean`-sample means.
     window: VecDeque<f64>,
-    window_sum: f64,
     means: RankWindow,
     /// History of the longer means (`mean_long`).
     long_means: RankWindow,
@@ -268,9 +292,8 @@ pub struct AnomalyDetector {
     distances: RankWindow,
     /// The latest window, scaled (reused so that scoring does not allocate).
     scaled: Vec<f64>,
-    /// Last `mean` jumps and their sum (`TEST_VOL`), and the history of their means.
+    /// Last `mean` jumps (`TEST_VOL`), and the history of their means.
     vol_window: VecDeque<f64>,
-    vol_sum: f64,
     vols: RankWindow,
 }
 
@@ -301,7 +324,6 @@ impl AnomalyDetector {
             recent_sum: 0.0,
             surprises: RankWindow::new(p.likelihood_history.max(8)),
             window: VecDeque::new(),
-            window_sum: 0.0,
             means: RankWindow::new(h),
             long_means: RankWindow::new(h),
             protos: Vec::new(),
@@ -309,7 +331,6 @@ impl AnomalyDetector {
             distances: RankWindow::new(h),
             scaled: Vec::new(),
             vol_window: VecDeque::new(),
-            vol_sum: 0.0,
             vols: RankWindow::new(h),
             p: AnomalyParams { history: h, ..p },
         };
@@ -346,12 +367,7 @@ impl AnomalyDetector {
 
         if self.p.tests & TEST_VALUE != 0 {
             if warm {
-                let two_sided = 2.0
-                    * self
-                        .values
-                        .p_upper(value, tail)
-                        .min(self.values.p_lower(value, tail));
-                p = p.min(two_sided);
+                p = p.min(self.values.p_two_sided(value, tail));
             }
             self.values.push(value);
         }
@@ -363,16 +379,13 @@ impl AnomalyDetector {
             {
                 let k = self.p.mean.max(1);
                 self.vol_window.push_back(jump);
-                self.vol_sum += jump;
                 while self.vol_window.len() > k {
-                    if let Some(old) = self.vol_window.pop_front() {
-                        self.vol_sum -= old;
-                    }
+                    self.vol_window.pop_front();
                 }
                 if self.vol_window.len() == k {
                     let m = self.vol_window.iter().sum::<f64>() / k as f64;
                     if warm && self.vols.len() >= MIN_REFERENCE {
-                        p = p.min(2.0 * self.vols.p_upper(m, tail).min(self.vols.p_lower(m, tail)));
+                        p = p.min(self.vols.p_two_sided(m, tail));
                     }
                     self.vols.push(m);
                 }
@@ -392,12 +405,7 @@ impl AnomalyDetector {
         self.last = Some(value);
         if self.p.tests & TEST_RECENT != 0 {
             if warm && self.short.len() >= MIN_REFERENCE {
-                let two_sided = 2.0
-                    * self
-                        .short
-                        .p_upper(value, tail)
-                        .min(self.short.p_lower(value, tail));
-                p = p.min(two_sided);
+                p = p.min(self.short.p_two_sided(value, tail));
             }
             self.short.push(value);
         }
@@ -428,30 +436,18 @@ impl AnomalyDetector {
             .max(self.p.shape * usize::from(self.p.tests & TEST_SHAPE != 0));
         if self.p.tests & (TEST_MEAN | TEST_SHAPE) != 0 {
             self.window.push_back(value);
-            self.window_sum += value;
             while self.window.len() > need.max(1) {
-                if let Some(old) = self.window.pop_front() {
-                    self.window_sum -= old;
+                self.window.pop_front();
+            }
+        }
+        if self.p.tests & TEST_MEAN != 0 {
+            let short = (self.p.mean.max(1), &mut self.means);
+            let long = (self.p.mean_long, &mut self.long_means);
+            for (k, means) in [short, long] {
+                if let Some(q) = mean_test(&self.window, k, means, warm, tail) {
+                    p = p.min(q);
                 }
             }
-        }
-        if self.p.tests & TEST_MEAN != 0 && self.window.len() >= self.p.mean.max(1) {
-            let k = self.p.mean.max(1);
-            let m = self.window.iter().rev().take(k).sum::<f64>() / k as f64;
-            if warm && self.means.len() >= MIN_REFERENCE {
-                let two_sided = 2.0 * self.means.p_upper(m, tail).min(self.means.p_lower(m, tail));
-                p = p.min(two_sided);
-            }
-            self.means.push(m);
-        }
-        let long = self.p.mean_long;
-        if self.p.tests & TEST_MEAN != 0 && long > 0 && self.window.len() >= long {
-            let m = self.window.iter().rev().take(long).sum::<f64>() / long as f64;
-            if warm && self.long_means.len() >= MIN_REFERENCE {
-                let lm = &self.long_means;
-                p = p.min(2.0 * lm.p_upper(m, tail).min(lm.p_lower(m, tail)));
-            }
-            self.long_means.push(m);
         }
         if self.p.tests & TEST_SHAPE != 0 && self.window.len() >= self.p.shape.max(2) {
             if let Some(d) = self.shape_distance() {
@@ -586,12 +582,14 @@ impl AnomalyDetector {
             + 2 * self.p.recent.max(8) * f * usize::from(self.p.tests & TEST_RECENT != 0)
             + 2 * self.p.likelihood_history.max(8) * f * usize::from(self.p.likelihood > 0)
             + self.p.likelihood * f
-            + 2 * self.p.history * f * usize::from(self.p.tests & TEST_MEAN != 0)
+            + 2 * self.p.history
+                * f
+                * (1 + usize::from(self.p.mean_long > 0))
+                * usize::from(self.p.tests & TEST_MEAN != 0)
             + (2 * self.p.history + (self.p.shape + 1) * self.p.prototypes + self.p.shape)
                 * f
                 * usize::from(self.p.tests & TEST_SHAPE != 0)
             + (2 * self.p.history + self.p.mean) * f * usize::from(self.p.tests & TEST_VOL != 0)
-            + 2 * self.p.history * f * usize::from(self.p.mean_long > 0)
     }
 
     /// |value - median of the three samples nearest one season ago|, if that moment is in memory.
