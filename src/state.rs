@@ -273,65 +273,46 @@ impl StateHandle {
         let _ = self.tx.send(StateRequest::LoadHistory { rows }).await;
     }
 
-    pub async fn health(&self) -> Option<HealthReport> {
+    /// Sends the request `make` builds around a reply channel and waits for the answer; `None`
+    /// once the state task is gone.
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> StateRequest) -> Option<T> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(StateRequest::Health { reply }).await.ok()?;
+        self.tx.send(make(reply)).await.ok()?;
         answer.await.ok()
+    }
+
+    pub async fn health(&self) -> Option<HealthReport> {
+        self.ask(|reply| StateRequest::Health { reply }).await
     }
 
     pub async fn predictions(&self) -> Option<Vec<Prediction>> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(StateRequest::Predictions { reply })
-            .await
-            .ok()?;
-        answer.await.ok()
+        self.ask(|reply| StateRequest::Predictions { reply }).await
     }
 
     pub async fn status(&self, name: &str) -> Option<(Status, Option<i64>)> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(StateRequest::Status {
-                name: name.to_string(),
-                reply,
-            })
+        let name = name.to_string();
+        self.ask(|reply| StateRequest::Status { name, reply })
             .await
-            .ok()?;
-        answer.await.ok().flatten()
+            .flatten()
     }
 
     /// Every probe of `name` from now on; `None` when it is not configured.
     pub async fn probes(&self, name: &str) -> Option<ProbeEvents> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(StateRequest::Probes {
-                name: name.to_string(),
-                reply,
-            })
+        let name = name.to_string();
+        self.ask(|reply| StateRequest::Probes { name, reply })
             .await
-            .ok()?;
-        answer.await.ok().flatten()
+            .flatten()
     }
 
     pub async fn page(&self, names: Vec<String>) -> Option<PageData> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(StateRequest::Page { names, reply })
-            .await
-            .ok()?;
-        answer.await.ok()
+        self.ask(|reply| StateRequest::Page { names, reply }).await
     }
 
     pub async fn check(&self, name: &str) -> Option<CheckDetail> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(StateRequest::Check {
-                name: name.to_string(),
-                reply,
-            })
+        let name = name.to_string();
+        self.ask(|reply| StateRequest::Check { name, reply })
             .await
-            .ok()?;
-        answer.await.ok().flatten()
+            .flatten()
     }
 }
 
