@@ -75,6 +75,16 @@ impl LiveChecks for Scheduled {
         let check = check.to_string();
         Box::pin(async move { self.state.probes(&check).await })
     }
+
+    fn status(
+        &self,
+        check: &str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Option<crate::status::Status>> + Send + '_>,
+    > {
+        let check = check.to_string();
+        Box::pin(async move { self.state.status(&check).await.map(|(status, _)| status) })
+    }
 }
 
 /// Hands the scheduler and the state task the checks and predictions of this replica's shard

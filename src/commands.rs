@@ -195,8 +195,7 @@ pub async fn recover(
     overrides: &Overrides,
 ) -> i32 {
     use crate::recovery::engine::{Engine, Resolved, RunControl, RunEnd, RunOutcome, StepReport};
-    use crate::recovery::template::Values;
-    use crate::recovery::trigger::{Trigger, TriggerKind};
+    use crate::recovery::trigger::Trigger;
     use crate::recovery::verify::{DirectChecks, Verifier};
 
     let config = match location.load(overrides) {
@@ -275,24 +274,12 @@ pub async fn recover(
             return 2;
         }
     }
-    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let subject = crate::vocabulary::Subject::Manual(pairs.join(",")).to_string();
-    let trigger = Trigger {
-        kind: TriggerKind::Manual,
-        chain: chain_name.clone(),
-        target: subject.clone(),
-        subject,
-        values: Values {
-            check: request.verify_check.clone(),
-            chain: chain_name.clone(),
-            labels,
-            annotations: Default::default(),
-        },
-        verify_check: request.verify_check.clone(),
-        message: "run by hand".to_string(),
-        held: None,
-        interval_ms: 0,
-    };
+    let trigger = Trigger::manual(
+        &chain_name,
+        labels,
+        request.verify_check.as_deref(),
+        crate::timefmt::now_ms(),
+    );
     // Manual runs obey what operators made (pauses, maintenance windows) unless forced; the
     // automatic brakes (limits, the circuit) are for automatic healing and do not apply.
     if let Some(held) = manual_hold(&config, &store, &trigger).await {

@@ -164,7 +164,7 @@ impl Schedule {
                     index,
                     generation,
                 };
-                let at = SystemTime::now();
+                let (at, started) = (SystemTime::now(), Instant::now());
                 let redactor = shared.redactor.borrow().clone();
                 let outcome = shared.prober.probe(&spec, &redactor).await;
                 tracing::debug!(status = %outcome.status, duration = outcome.duration.as_secs_f64(), result = %outcome.message, "probe finished");
@@ -172,6 +172,8 @@ impl Schedule {
                     check: name,
                     generation,
                     at,
+                    started,
+                    asked,
                     outcome,
                 };
                 // Waiting for room in a full queue keeps the check busy, so its ticks are

@@ -13,8 +13,7 @@ use crate::config::{CheckSpec, PredictionSpec};
 use crate::metrics::Metrics;
 use crate::predict::{Prediction, Predictor};
 use crate::recovery::manager::{Event, RecoveryHandle};
-use crate::recovery::template::Values;
-use crate::recovery::trigger::{Trigger, TriggerKind};
+use crate::recovery::trigger::{CheckIncident, Trigger};
 use crate::recovery::verify::{ProbeEvents, Probed};
 use crate::result_ring::{duration_micros, ResultRing};
 use crate::status::Status;
@@ -30,7 +29,12 @@ pub enum StateRequest {
     Outcome {
         check: Arc<str>,
         generation: u64,
+        /// When the probe started, by the wall clock (records) and tokio's (verification).
         at: SystemTime,
+        started: tokio::time::Instant,
+        /// Asked for out of schedule (recovery verification, a heartbeat's ping): a critical
+        /// result still asks for a run, but its coalescing is not a trigger worth counting.
+        asked: bool,
         outcome: Outcome,
     },
     /// Replaces the set of checks and predictions; unchanged ones keep their history.
@@ -134,6 +138,16 @@ struct CheckRecord {
     /// The latest failing probe's reason, while that probe is the latest or the check still
     /// fails.
     failure_reason: Option<FailureReason>,
+    /// When the check last turned critical, while it is: the incident a run heals.
+    critical_since_ms: Option<i64>,
+}
+
+/// When a probe ran and why: the wall clock for records, tokio's for verification (which
+/// counts only probes that started after a step's action ended).
+struct ProbeTime {
+    at: SystemTime,
+    started: tokio::time::Instant,
+    asked: bool,
 }
 
 struct LastProbe {
@@ -193,6 +207,7 @@ impl CheckRecord {
             results,
             last: None,
             failure_reason: None,
+            critical_since_ms: None,
         }
     }
 
@@ -370,8 +385,15 @@ impl StateTask {
                 check,
                 generation,
                 at,
+                started,
+                asked,
                 outcome,
-            } => self.record(&check, generation, at, outcome),
+            } => self.record(
+                &check,
+                generation,
+                ProbeTime { at, started, asked },
+                outcome,
+            ),
             StateRequest::Apply {
                 checks,
                 predictions,
@@ -433,7 +455,7 @@ impl StateTask {
         }
     }
 
-    fn record(&mut self, check: &str, generation: u64, at: SystemTime, outcome: Outcome) {
+    fn record(&mut self, check: &str, generation: u64, time: ProbeTime, outcome: Outcome) {
         let Some(record) = self.checks.get_mut(check) else {
             return;
         };
@@ -442,12 +464,17 @@ impl StateTask {
         if record.generation != generation {
             return;
         }
-        let at_ms = unix_ms(at);
+        let at_ms = unix_ms(time.at);
         let was_flapping = record.health.flapping;
         let transition = record
             .health
             .observe(outcome.status, record.spec.thresholds());
         let flapping_changed = was_flapping != record.health.flapping;
+        if record.health.status != Status::Critical {
+            record.critical_since_ms = None;
+        } else if record.critical_since_ms.is_none() {
+            record.critical_since_ms = Some(at_ms);
+        }
         if let Some(listeners) = self.listeners.get(check) {
             if listeners.receiver_count() == 0 {
                 self.listeners.remove(check);
@@ -455,6 +482,7 @@ impl StateTask {
                 listeners.send_replace(Some(Probed {
                     status: record.health.status,
                     at_ms,
+                    started: time.started,
                 }));
             }
         }
@@ -501,23 +529,16 @@ impl StateTask {
             // it never asks for a run, even while the check is still critical.
             if record.health.status == Status::Critical && outcome.status != Status::Unknown {
                 // Every critical probe asks; the manager coalesces and decides.
-                let _ = recovery.send(Event::Trigger(Trigger {
-                    kind: TriggerKind::Check,
-                    chain: chain.clone(),
-                    target: subject.clone(),
-                    subject,
-                    values: Values {
-                        check: Some(check.to_string()),
-                        chain: chain.clone(),
-                        labels: record.spec.labels.clone(),
-                        annotations: BTreeMap::new(),
-                    },
-                    verify_check: Some(check.to_string()),
-                    message: outcome.message.clone(),
-                    held: None,
+                let _ = recovery.send(Event::Trigger(Trigger::for_check(CheckIncident {
+                    check,
+                    chain,
+                    labels: &record.spec.labels,
+                    message: &outcome.message,
                     interval_ms: i64::try_from(record.spec.interval.std().as_millis())
                         .unwrap_or(i64::MAX),
-                }));
+                    since_ms: record.critical_since_ms.unwrap_or(at_ms),
+                    prompted: time.asked,
+                })));
             } else if transition.is_some_and(|t| t.to == Status::Healthy) {
                 let _ = recovery.send(Event::Healthy {
                     chain: chain.clone(),

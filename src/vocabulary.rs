@@ -90,6 +90,9 @@ closed_set! {
         Cancelled => "cancelled",
         /// Shadow mode: the step that would have run was recorded, nothing ran.
         Shadow => "shadow",
+        /// A new incident found every step in cooldown or at `max_attempts`: nothing could
+        /// run, and the run records why, step by step.
+        Unavailable => "unavailable",
     }
 }
 
@@ -192,13 +195,23 @@ impl Measurement {
 /// Labels medic sets on an escalation itself; a step's `labels` may not override them.
 pub const ESCALATION_RESERVED_LABELS: &[&str] = &["alertname", "chain", "step"];
 
-/// A step already tried in a run: for a notification's account and an escalation's
-/// description.
+/// A step already tried for an incident (in this run or an earlier one): for a
+/// notification's account and an escalation's description.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriedStep {
     pub step: String,
     pub result: AttemptResult,
     pub message: String,
+    /// When its attempt ended (unix ms).
+    pub at_ms: i64,
+}
+
+/// A step a run skipped, and until when (a cooldown's end; `None`: until counters reset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedStep {
+    pub step: String,
+    pub reason: SkipReason,
+    pub until_ms: Option<i64>,
 }
 
 /// Whose counters, cooldowns and single active run apply: what a run heals.

@@ -180,6 +180,10 @@ impl Iterator for Rendering {
     }
 }
 
+/// Every status code the webhook answers with (`medic_webhook_notifications_total{code}`):
+/// each exists at 0 from start, so the first rejection of a kind is seen by `increase()`.
+const WEBHOOK_CODES: [u16; 9] = [200, 400, 401, 403, 405, 408, 413, 415, 503];
+
 /// Step duration buckets: from a quick HTTP call to a slow restart.
 const STEP_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
@@ -378,12 +382,25 @@ impl Metrics {
             "Alertmanager webhook requests by HTTP status code of the answer",
             webhook_notifications.clone(),
         );
+        for code in WEBHOOK_CODES {
+            let _ = webhook_notifications.get_or_create(&CodeLabels {
+                code: code.to_string(),
+            });
+        }
         let webhook_alerts = Family::<AlertLabels, Counter>::default();
         registry.register(
             "medic_webhook_alerts",
             "Alerts received from Alertmanager, by status and whether a route matched",
             webhook_alerts.clone(),
         );
+        for status in ["firing", "resolved"] {
+            for routed in [true, false] {
+                let _ = webhook_alerts.get_or_create(&AlertLabels {
+                    status: status.to_string(),
+                    routed: routed.to_string(),
+                });
+            }
+        }
         let store_errors = Family::<OperationLabels, Counter>::default();
         registry.register(
             "medic_state_store_errors",
@@ -801,8 +818,11 @@ impl Metrics {
             .inc();
     }
 
-    /// Makes every chain's held and active series exist from the start, so rules see zeros.
-    pub fn recovery_chain(&self, chain: &str) {
+    /// Makes every series of a chain whose labels are known exist from the start (and from
+    /// the reload that adds the chain or a step), at 0: runs by trigger and outcome, held
+    /// triggers by reason, runs active, and each step's attempts by result, skips by reason
+    /// and durations. A series born at 1 is invisible to `increase()` and `rate()`.
+    pub fn recovery_chain<'a>(&self, chain: &str, steps: impl IntoIterator<Item = &'a str>) {
         for reason in HoldReason::ALL {
             let _ = self.recovery_held.get_or_create(&ChainReasonLabels {
                 chain: chain.to_string(),
@@ -812,9 +832,43 @@ impl Metrics {
         let _ = self.recovery_runs_active.get_or_create(&ChainLabels {
             chain: chain.to_string(),
         });
+        for trigger in TriggerKind::ALL {
+            for outcome in RunOutcome::ALL {
+                let _ = self.recovery_runs.get_or_create(&RunLabels {
+                    chain: chain.to_string(),
+                    trigger: *trigger,
+                    outcome: *outcome,
+                });
+            }
+        }
+        for step in steps {
+            self.recovery_step(chain, step);
+        }
     }
 
-    /// Drops a chain's held and active series when it is no longer configured.
+    fn recovery_step(&self, chain: &str, step: &str) {
+        for result in AttemptResult::ALL {
+            let _ = self.recovery_attempts.get_or_create(&StepResultLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+                result: *result,
+            });
+        }
+        for reason in SkipReason::ALL {
+            let _ = self.recovery_skipped.get_or_create(&StepSkipLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+                reason: *reason,
+            });
+        }
+        let _ = self.recovery_step_duration.get_or_create(&StepLabels {
+            chain: chain.to_string(),
+            step: step.to_string(),
+        });
+    }
+
+    /// Drops a chain's series when it is no longer configured (its steps' go with
+    /// [`Metrics::forget_step`]).
     pub fn forget_chain(&self, chain: &str) {
         for reason in HoldReason::ALL {
             self.recovery_held.remove(&ChainReasonLabels {
@@ -825,6 +879,15 @@ impl Metrics {
         self.recovery_runs_active.remove(&ChainLabels {
             chain: chain.to_string(),
         });
+        for trigger in TriggerKind::ALL {
+            for outcome in RunOutcome::ALL {
+                self.recovery_runs.remove(&RunLabels {
+                    chain: chain.to_string(),
+                    trigger: *trigger,
+                    outcome: *outcome,
+                });
+            }
+        }
     }
 
     pub fn recovery_runs_active(&self, chain: &str, active: usize) {
@@ -899,12 +962,28 @@ impl Metrics {
             .set(value);
     }
 
-    /// Drops the effectiveness series of steps that are no longer configured.
+    /// Drops every series of a step that is no longer configured.
     pub fn forget_step(&self, chain: &str, step: &str) {
-        self.recovery_effectiveness.remove(&StepLabels {
+        let labels = StepLabels {
             chain: chain.to_string(),
             step: step.to_string(),
-        });
+        };
+        self.recovery_effectiveness.remove(&labels);
+        self.recovery_step_duration.remove(&labels);
+        for result in AttemptResult::ALL {
+            self.recovery_attempts.remove(&StepResultLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+                result: *result,
+            });
+        }
+        for reason in SkipReason::ALL {
+            self.recovery_skipped.remove(&StepSkipLabels {
+                chain: chain.to_string(),
+                step: step.to_string(),
+                reason: *reason,
+            });
+        }
     }
 
     pub fn prediction(&self, p: &crate::predict::Prediction) {

@@ -32,6 +32,23 @@ pub fn skip_reason(step: &StepSpec, state: StepState, now_ms: i64) -> Option<Ski
     }
 }
 
+/// [`skip_reason`], with when a cooldown ends (`None` for max attempts: not before a reset).
+pub fn skip_until(
+    step: &StepSpec,
+    state: StepState,
+    now_ms: i64,
+) -> Option<(SkipReason, Option<i64>)> {
+    let reason = skip_reason(step, state, now_ms)?;
+    let until_ms = (reason == SkipReason::Cooldown).then(|| {
+        let cooldown_ms = i64::try_from(step.cooldown.std().as_millis()).unwrap_or(i64::MAX);
+        state
+            .last_attempt_ms
+            .unwrap_or(0)
+            .saturating_add(cooldown_ms)
+    });
+    Some((reason, until_ms))
+}
+
 /// Whether any step of the chain could run now: a new run starts only then.
 pub fn could_any_run(chain: &ChainSpec, states: &BTreeMap<String, StepState>, now_ms: i64) -> bool {
     chain.steps.iter().any(|step| {

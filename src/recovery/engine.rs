@@ -3,10 +3,9 @@
 //! clock in two places, each handing `now` inward: once per decision, and when an action ends.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use super::action::{
@@ -23,8 +22,11 @@ use crate::config::{ChainSpec, StepSpec};
 use crate::metrics::Metrics;
 use crate::process_group;
 use crate::store::{
-    AttemptEnd, AttemptStart, Begun, DecisionKind, DecisionRow, FleetLimits, RunStart, Store,
+    AttemptEnd, AttemptStart, Begun, DecisionKind, DecisionRow, FleetLimits, Incident, RunStart,
+    Store,
 };
+use crate::timefmt::rfc3339_ms;
+use crate::vocabulary::{SkippedStep, TriggerKind};
 
 pub use super::machine::RunOutcome;
 
@@ -65,21 +67,33 @@ pub enum StepReport {
     },
 }
 
-/// Set when the alert that started a run resolves: a waiting run then ends recovered.
-#[derive(Default)]
+/// Set when the alert that started a run resolves: a waiting run then ends recovered. A
+/// watch rather than a notification, so a resolution that comes before anyone waits is kept.
 pub struct Resolved {
-    flag: AtomicBool,
-    notify: Notify,
+    flag: watch::Sender<bool>,
+}
+
+impl Default for Resolved {
+    fn default() -> Self {
+        Resolved {
+            flag: watch::channel(false).0,
+        }
+    }
 }
 
 impl Resolved {
     pub fn resolve(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
+        self.flag.send_replace(true);
     }
 
     fn is_set(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+        *self.flag.borrow()
+    }
+
+    /// Returns once resolved (at once if it already is).
+    async fn wait(&self) {
+        let mut flag = self.flag.subscribe();
+        let _ = flag.wait_for(|resolved| *resolved).await;
     }
 }
 
@@ -153,7 +167,10 @@ impl Engine {
         loop {
             carry.now = Now::read();
             carry.settle(&mut run).await;
-            let signals = carry.signals();
+            let mut signals = carry.signals();
+            if let Some(check) = carry.check_between_steps() {
+                signals.healthy = self.verifier.healthy_now(check).await;
+            }
             match run.next(chain, signals, carry.now.wall_ms) {
                 Decision::Skip {
                     index,
@@ -220,11 +237,60 @@ impl Engine {
             .map(|((_, step), v)| (step, v))
             .collect();
         let verifies = trigger.verify_check.is_some();
-        machine::Run::open(chain, states, &effectiveness, mode, verifies, now.wall_ms).map_err(
-            |n| RunEnd::NothingToRun {
-                next_possible_ms: n.next_possible_ms,
-            },
-        )
+        match machine::Run::open(chain, states, &effectiveness, mode, verifies, now.wall_ms) {
+            Ok(run) => Ok(run),
+            Err(nothing) => {
+                if mode == Mode::Act {
+                    self.unavailable(store, chain, trigger, &nothing, now).await;
+                }
+                Err(RunEnd::NothingToRun {
+                    next_possible_ms: nothing.next_possible_ms,
+                })
+            }
+        }
+    }
+
+    /// An incident that finds nothing to try leaves a trace: a run with outcome `unavailable`
+    /// and each step's reason, once per incident (the store decides, for every replica).
+    /// Manual runs say so to the operator instead.
+    async fn unavailable(
+        &self,
+        store: &Store,
+        chain: &ChainSpec,
+        trigger: &Trigger,
+        nothing: &machine::NothingToRun,
+        now: Now,
+    ) {
+        if trigger.kind == TriggerKind::Manual {
+            return;
+        }
+        let run_id = new_run_id(now.wall_ms);
+        let run = RunStart {
+            id: &run_id,
+            chain: &chain.name,
+            target: &trigger.target,
+            subject: &trigger.subject,
+            trigger: trigger.kind.as_str(),
+            started_ms: now.wall_ms,
+            owner: &self.owner,
+            lease_until_ms: now.wall_ms,
+            labels_json: action::labels_json(&trigger.values.labels),
+        };
+        match store
+            .record_unavailable_run(&run, &incident(trigger), &nothing.skips)
+            .await
+        {
+            Ok(true) => {
+                self.metrics
+                    .recovery_run(&chain.name, trigger.kind, RunOutcome::Unavailable);
+                let next = nothing
+                    .next_possible_ms
+                    .map_or_else(|| "after counters reset".to_string(), rfc3339_ms);
+                tracing::warn!(run = %run_id, target = %trigger.target, next_possible = %next, "recovery unavailable: every step is in cooldown or at max_attempts");
+            }
+            Ok(false) => {}
+            Err(e) => self.metrics.store_error(e.operation()),
+        }
     }
 
     /// Takes the run in the store (one per subject, under a lease), then reads the counters
@@ -272,6 +338,16 @@ impl Engine {
                 }),
             Err(e) => Err(self.no_store(e)),
         };
+        // What this incident's earlier runs tried, for an escalation's account.
+        if refreshed.is_ok() && mode == Mode::Act {
+            match store
+                .incident_attempts(&incident(trigger), &holding.run_id)
+                .await
+            {
+                Ok(tried) => holding.tried = tried,
+                Err(e) => self.metrics.store_error(e.operation()),
+            }
+        }
         if let Err(end) = refreshed {
             // Taken but it cannot go on: given back, and nothing ran.
             let _ = store.discard_run(&holding.run_id).await;
@@ -380,8 +456,11 @@ struct Holding {
     heartbeat: Option<Heartbeat>,
     /// Set once the run could not renew its lease: it stops acting at once.
     fenced: Option<Fenced>,
-    /// What was tried so far, for notifications.
+    /// What was tried for this incident so far, in earlier runs and this one, for
+    /// notifications and escalations.
     tried: Vec<TriedStep>,
+    /// The steps this run skipped, and until when.
+    skipped: Vec<SkippedStep>,
     /// The Alertmanager silence of an alert routed with `silence:`, while the run lasts.
     silence: Option<crate::am_api::SilenceGuard>,
 }
@@ -394,6 +473,7 @@ impl Holding {
             heartbeat: None,
             fenced: None,
             tried: Vec::new(),
+            skipped: Vec::new(),
             silence: None,
         }
     }
@@ -412,6 +492,8 @@ struct Attempt {
     outcome: ActionOutcome,
     /// Whether the action ran at all.
     ran: bool,
+    /// When the action ended: verification counts only probes that started since.
+    acted: Now,
     stage: Stage,
 }
 
@@ -439,7 +521,7 @@ struct Carry<'a, 'c, 'r> {
     attempt: Option<Attempt>,
 }
 
-impl Carry<'_, '_, '_> {
+impl<'a> Carry<'a, '_, '_> {
     fn signals(&mut self) -> Signals {
         if self.holding.fenced.is_none() {
             self.holding.fenced = self
@@ -452,7 +534,16 @@ impl Carry<'_, '_, '_> {
             resolved: self.control.resolved.is_set(),
             cancelled: *self.control.cancel.borrow(),
             fenced: self.holding.fenced.is_some(),
+            healthy: false,
         }
+    }
+
+    /// Between steps, once a step ran: the check to ask whether the subject is healthy now.
+    fn check_between_steps(&self) -> Option<&'a str> {
+        if self.attempt.is_some() || self.holding.tried.is_empty() {
+            return None;
+        }
+        self.trigger.verify_check.as_deref()
     }
 
     async fn skipped(&mut self, index: usize, reason: SkipReason, until_ms: Option<i64>) {
@@ -477,6 +568,11 @@ impl Carry<'_, '_, '_> {
         self.engine
             .metrics
             .recovery_skipped(&self.chain.name, &step.name, reason);
+        self.holding.skipped.push(SkippedStep {
+            step: step.name.clone(),
+            reason,
+            until_ms,
+        });
         (self.report)(StepReport::Skipped {
             step: step.name.clone(),
             reason,
@@ -558,6 +654,7 @@ impl Carry<'_, '_, '_> {
             target: &self.trigger.target,
             message: &self.trigger.message,
             tried: &self.holding.tried,
+            skipped: &self.holding.skipped,
             fencing_token: self.holding.fencing_token,
             run_id: &self.holding.run_id,
             subject: &self.trigger.subject,
@@ -607,6 +704,7 @@ impl Carry<'_, '_, '_> {
             shown,
             outcome,
             ran,
+            acted: Now::read(),
             stage: Stage::Acted,
         });
     }
@@ -659,17 +757,21 @@ impl Carry<'_, '_, '_> {
         };
         let resolved = self.control.resolved;
         let verifier = &self.engine.verifier;
-        let since_ms = self.now.wall_ms;
-        let timeout =
-            std::time::Duration::from_millis(deadline_ms.saturating_sub(since_ms).max(0) as u64);
+        let since = match self.attempt.as_ref() {
+            Some(attempt) => attempt.acted.mono,
+            None => self.now.mono,
+        };
+        let timeout = std::time::Duration::from_millis(
+            deadline_ms.saturating_sub(self.now.wall_ms).max(0) as u64,
+        );
         let mut cancel = self.control.cancel.clone();
         let waiting = async {
             tokio::select! {
-                verdict = verifier.verify(&check, since_ms, timeout) => match verdict {
+                verdict = verifier.verify(&check, since, timeout) => match verdict {
                     Ok(()) => (Verification::Healthy, format!("verified: {check} healthy")),
                     Err(why) => (Verification::NotHealthy, format!("not verified: {why}")),
                 },
-                _ = resolved.notify.notified() => (Verification::AlertResolved, "the alert resolved".to_string()),
+                () = resolved.wait() => (Verification::AlertResolved, "the alert resolved".to_string()),
                 _ = cancel.wait_for(|c| *c) => (Verification::Interrupted, "cancelled: medic is shutting down".to_string()),
             }
         };
@@ -794,7 +896,19 @@ impl Carry<'_, '_, '_> {
             step: step.name.clone(),
             result: outcome.result,
             message: outcome.message,
+            at_ms: self.now.wall_ms,
         });
+    }
+}
+
+/// The runs of the trigger's incident: its subject's since the incident began, and for an
+/// alert those of its firing.
+fn incident(trigger: &Trigger) -> Incident<'_> {
+    Incident {
+        chain: &trigger.chain,
+        subject: &trigger.subject,
+        since_ms: trigger.incident_ms,
+        target: (trigger.kind == TriggerKind::Alert).then_some(trigger.target.as_str()),
     }
 }
 

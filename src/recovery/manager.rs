@@ -17,8 +17,7 @@ use super::held::{Held, Offered};
 use super::hold::{self, HoldReason, Load, OperatorHolds, Origin};
 use super::lease;
 use super::pause::{self, Pause};
-use super::template::Values;
-use super::trigger::{Trigger, TriggerKind};
+use super::trigger::{AlertIncident, Trigger, TriggerKind};
 use crate::alertmanager::ReceivedAlert;
 use crate::clock::Now;
 use crate::config::{ChainSpec, RecoveryConfig};
@@ -352,14 +351,18 @@ impl Manager {
         // run is under way, are coalesced.
         let key = (trigger.chain.clone(), trigger.subject.clone());
         if let Some(run) = self.active.get(&key) {
-            let step = run
-                .current_step
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            self.engine
-                .metrics
-                .recovery_skipped(&trigger.chain, &step, SkipReason::InProgress);
+            // A verification re-probe of the run's own check is the run at work, not a
+            // trigger that was coalesced.
+            if !trigger.prompted {
+                let step = run
+                    .current_step
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                self.engine
+                    .metrics
+                    .recovery_skipped(&trigger.chain, &step, SkipReason::InProgress);
+            }
             return Disposition::Coalesced;
         }
         // Held already: a resend or a further probe joins it, counted once.
@@ -554,15 +557,18 @@ impl Manager {
         }
     }
 
-    /// Makes every chain's held and active series exist, and drops those of removed chains.
+    /// Makes every series of every chain and step exist at 0, and drops those of removed
+    /// chains.
     fn register_chain_series(&self, old: &BTreeMap<String, Arc<ChainSpec>>) {
         for name in old.keys() {
             if !self.config.chains.contains_key(name) {
                 self.engine.metrics.forget_chain(name);
             }
         }
-        for name in self.config.chains.keys() {
-            self.engine.metrics.recovery_chain(name);
+        for (name, chain) in &self.config.chains {
+            self.engine
+                .metrics
+                .recovery_chain(name, chain.steps.iter().map(|s| s.name.as_str()));
         }
     }
 
@@ -657,14 +663,12 @@ impl Manager {
                 continue;
             };
             self.engine.metrics.webhook_alert(status, true);
-            // An alert routed with verify_check is about that check: it shares the check's
-            // counters, cooldowns and single active run, whichever replica's series fired it.
+            let trigger_target = super::trigger::alert_target(&alert.fingerprint, &alert.starts_at);
             let subject = match &route.verify_check {
                 Some(check) => Subject::Check(check.clone()),
                 None => Subject::Alert(alert.fingerprint.clone()),
             }
             .to_string();
-            let target = format!("alert:{}@{}", alert.fingerprint, alert.starts_at);
             let reference = AlertRef {
                 chain: route.chain.clone(),
                 fingerprint: alert.fingerprint.clone(),
@@ -675,7 +679,7 @@ impl Manager {
                 if let Some(run) = self
                     .active
                     .get(&(route.chain.clone(), subject.clone()))
-                    .filter(|run| run.target == target)
+                    .filter(|run| run.target == trigger_target)
                 {
                     run.resolved.resolve();
                 }
@@ -689,25 +693,22 @@ impl Manager {
                 .or_else(|| alert.annotations.get("description"))
                 .cloned()
                 .unwrap_or_else(|| format!("alert {} firing", reference.alertname));
-            let trigger = Trigger {
-                kind: TriggerKind::Alert,
-                chain: route.chain.clone(),
-                subject,
-                target,
-                values: Values {
-                    check: route
-                        .verify_check
-                        .clone()
-                        .or_else(|| alert.labels.get("check").cloned()),
-                    chain: route.chain.clone(),
-                    labels: alert.labels,
-                    annotations: alert.annotations,
-                },
-                verify_check: route.verify_check.clone(),
+            // Unparseable times are refused by the webhook's decoder; 0 only ever widens
+            // what counts as this incident.
+            let starts_at_ms = alert
+                .starts_at
+                .parse::<jiff::Timestamp>()
+                .map_or(0, |t| t.as_millisecond());
+            let trigger = Trigger::for_alert(AlertIncident {
+                chain: &route.chain,
+                fingerprint: &alert.fingerprint,
+                starts_at: &alert.starts_at,
+                starts_at_ms,
+                verify_check: route.verify_check.as_deref(),
+                labels: alert.labels,
+                annotations: alert.annotations,
                 message,
-                held: None,
-                interval_ms: 0,
-            };
+            });
             match self.accept(trigger, now) {
                 Disposition::Started => summary.started.push(reference),
                 Disposition::Coalesced => summary.coalesced.push(reference),

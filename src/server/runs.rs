@@ -38,7 +38,8 @@ struct RunWire {
     started_at: String,
     /// Null while the run is in progress.
     ended_at: Option<String>,
-    /// `recovered`, `exhausted`, `cancelled` (`shadow` in shadow mode); null while running.
+    /// `recovered`, `exhausted`, `cancelled`, `unavailable` (`shadow` in shadow mode); null
+    /// while running.
     outcome: Option<String>,
 }
 

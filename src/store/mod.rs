@@ -7,6 +7,7 @@
 mod alertmanager;
 mod file;
 mod heartbeat;
+mod incident;
 mod pauses;
 mod recovery;
 mod runs;
@@ -28,6 +29,7 @@ use crate::status::Status;
 
 pub use alertmanager::EscalationRow;
 pub use file::{FileChange, FileIdentity};
+pub use incident::Incident;
 pub use recovery::{
     AttemptEnd, AttemptRecord, AttemptStart, Begun, FleetLimits, RunStart, StepStats,
 };

@@ -8,6 +8,7 @@ use crate::predict::Prediction;
 use crate::state::HistoryItem;
 use crate::status::Status;
 use crate::store::{DecisionKind, DecisionView, RunRow};
+use crate::vocabulary::RunOutcome;
 
 /// A mark's height in a strip: the worse the probe, the taller (so shape tells what colour
 /// does).
@@ -268,11 +269,12 @@ pub fn prediction_chart(p: &Prediction, series: &[(f64, f64)], w: f64, h: f64) -
     s
 }
 
-/// A run's outcome as a status: recovered is healthy, exhausted critical, running warning.
+/// A run's outcome as a status: recovered is healthy, exhausted and unavailable (nothing
+/// could be tried) critical, running warning.
 pub fn outcome_status(outcome: Option<&str>) -> Status {
-    match outcome {
-        Some("recovered") => Status::Healthy,
-        Some("exhausted") => Status::Critical,
+    match outcome.map(str::parse::<RunOutcome>) {
+        Some(Ok(RunOutcome::Recovered)) => Status::Healthy,
+        Some(Ok(RunOutcome::Exhausted | RunOutcome::Unavailable)) => Status::Critical,
         None => Status::Warning,
         Some(_) => Status::Unknown,
     }
