@@ -173,6 +173,17 @@ fn parse_positive(s: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
+    // A step's supervisor (see process_group::supervise): medic runs itself this way, so it
+    // is dispatched before anything else, and `--help` never lists it.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(medic::process_group::SUPERVISE_ARG)) {
+        let Some(program) = args.next() else {
+            return ExitCode::from(2);
+        };
+        let rest: Vec<std::ffi::OsString> = args.collect();
+        std::process::exit(medic::process_group::supervise(&program, &rest));
+    }
+    medic::process_group::use_supervisor();
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
     // Idle clients and probes share the fd table; the soft limit services start with (1,024

@@ -50,11 +50,13 @@ pub fn new_tag() -> String {
     )
 }
 
-/// A registered direct child; dropping it deregisters the pid and kills the tag's stragglers.
+/// A registered direct child; dropping it deregisters the pid and kills the tag's stragglers
+/// (unless disarmed: a detached step's processes outlive it).
 pub struct Registration {
     pid: Option<i32>,
     tag: String,
     spawned: std::time::Instant,
+    disarmed: bool,
 }
 
 /// Spawns `command` (which must carry `tag` in [`TAG_VAR`]) and registers the child under the
@@ -75,8 +77,55 @@ pub fn spawn_registered(
             pid,
             tag,
             spawned: std::time::Instant::now(),
+            disarmed: false,
         },
     ))
+}
+
+impl Registration {
+    /// Descendants got pids after the child's (pids are handed out in a cycle): for a short
+    /// run only those need reading. A long one may have seen the cycle wrap.
+    fn window(&self) -> Option<(i32, i32)> {
+        match self.pid {
+            Some(first) if self.spawned.elapsed() < FULL_SCAN_AFTER => {
+                last_pid().map(|last| (first, last))
+            }
+            _ => None,
+        }
+    }
+
+    /// What the child left running after it exited: processes still in group `pgid`, and
+    /// those anywhere that carry its tag (what left the group with `setsid`).
+    pub fn leftovers(&self, pgid: Option<i32>) -> Vec<crate::process_group::Leftover> {
+        let window = self.window();
+        let needle = format!("{TAG_VAR}={}", self.tag);
+        let own = std::process::id() as i32;
+        pids()
+            .filter(|&pid| pid != own)
+            .filter(|&pid| window.is_none_or(|(first, last)| in_pid_window(pid, first, last)))
+            .filter_map(|pid| {
+                let stat = read_stat(pid)?;
+                let alive = stat.state != 'Z';
+                let ours = pgid.is_some_and(|g| stat.pgrp == g) || environ_has(pid, &needle);
+                (alive && ours).then(|| crate::process_group::Leftover {
+                    pid,
+                    name: comm(pid),
+                })
+            })
+            .collect()
+    }
+
+    /// Lets the tag's processes be when this is dropped.
+    pub fn disarm(&mut self) {
+        self.disarmed = true;
+    }
+}
+
+/// A process's command name, or `?` when it is gone.
+pub fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_else(|_| "?".to_string())
 }
 
 impl Drop for Registration {
@@ -84,15 +133,10 @@ impl Drop for Registration {
         if let Some(pid) = self.pid {
             children().remove(&pid);
         }
-        // Descendants got pids after the child's (pids are handed out in a cycle): for a short
-        // run only those need their environment read. A long one may have seen the cycle wrap.
-        let window = match self.pid {
-            Some(first) if self.spawned.elapsed() < FULL_SCAN_AFTER => {
-                last_pid().map(|last| (first, last))
-            }
-            _ => None,
-        };
-        let killed = kill_tagged_in(&self.tag, window);
+        if self.disarmed {
+            return;
+        }
+        let killed = kill_tagged_in(&self.tag, self.window());
         if killed > 0 {
             tracing::info!(
                 killed,

@@ -337,6 +337,8 @@ pub struct StepFile {
     pub cooldown: Option<Duration>,
     pub timeout: Option<Duration>,
     pub tier: Option<u32>,
+    /// Exec steps: what the step starts may outlive it (a daemon it restarts).
+    pub detach: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -345,6 +347,8 @@ pub struct ExecFile {
     pub program: String,
     #[serde(default)]
     pub args: Vec<String>,
+    /// The same as the step's `detach`, where it reads better beside the program.
+    pub detach: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

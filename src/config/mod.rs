@@ -214,6 +214,8 @@ pub enum ActionSpec {
     Exec {
         program: Template,
         args: Vec<Template>,
+        /// Processes the step starts outlive it (`detach: true`): a restarted daemon.
+        detach: bool,
     },
     Http {
         method: String,
@@ -251,7 +253,9 @@ impl ActionSpec {
     /// Every placeholder the action uses.
     pub fn vars(&self) -> Vec<&Var> {
         let templates: Vec<&Template> = match self {
-            ActionSpec::Exec { program, args } => std::iter::once(program).chain(args).collect(),
+            ActionSpec::Exec { program, args, .. } => {
+                std::iter::once(program).chain(args).collect()
+            }
             ActionSpec::Http {
                 url, headers, body, ..
             } => std::iter::once(url)

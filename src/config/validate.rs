@@ -1104,6 +1104,9 @@ impl Validator {
         if timeout.is_zero() {
             self.error(path, "timeout must be greater than 0s");
         }
+        if step.detach.is_some() && step.exec.is_none() {
+            self.error(path, "detach applies to exec steps only");
+        }
         let action = if let Some(exec) = &step.exec {
             if exec.program.trim().is_empty() {
                 self.error(path, "exec.program must not be empty");
@@ -1119,6 +1122,7 @@ impl Validator {
             ActionSpec::Exec {
                 program,
                 args: args.into_iter().collect::<Option<Vec<_>>>()?,
+                detach: step.detach.or(exec.detach).unwrap_or(false),
             }
         } else if let Some(http) = &step.http {
             let url = self.action_url(path, "http.url", &http.url);
