@@ -372,12 +372,19 @@ pub async fn recover(
             result,
             message,
             seconds,
-        } => println!(
-            "  {step}: ran {} -> {} ({}) in {seconds:.3}s",
-            redactor.redact(&action),
-            result.as_str(),
-            redactor.redact(&message)
-        ),
+            output,
+        } => {
+            println!(
+                "  {step}: ran {} -> {} ({}) in {seconds:.3}s",
+                redactor.redact(&action),
+                result.as_str(),
+                redactor.redact(&message)
+            );
+            // The evidence: what the step said, as stored (its last 4 KiB).
+            for line in redactor.redact(&output).lines() {
+                println!("    | {line}");
+            }
+        }
     };
     let current = std::sync::Mutex::new(String::new());
     let resolved = Resolved::default();

@@ -407,7 +407,7 @@ pub fn supervise(program: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> i32 
         // Nothing is ever written: a read returns only at the end, or on an error.
         while matches!(std::io::Read::read(&mut stdin, &mut buf), Ok(n) if n > 0) {}
         if let Ok(tag) = std::env::var(reaper::TAG_VAR) {
-            reaper::kill_tagged(&tag);
+            reaper::kill_tagged_outside_own_group(&tag);
         }
         let _ = killpg(nix::unistd::getpgrp(), Signal::SIGKILL);
     });

@@ -152,6 +152,26 @@ pub fn kill_tagged(tag: &str) -> usize {
     kill_tagged_in(tag, None)
 }
 
+/// [`kill_tagged`], sparing the caller's own process group: a step's supervisor ends what
+/// escaped the group this way, then the group itself at once (itself included), so that its
+/// program cannot die first and let the supervisor exit half way.
+pub fn kill_tagged_outside_own_group(tag: &str) {
+    let needle = format!("{TAG_VAR}={tag}");
+    let own_group = nix::unistd::getpgrp().as_raw();
+    for pid in pids() {
+        let Some(stat) = read_stat(pid) else {
+            continue;
+        };
+        if stat.pgrp == own_group || !environ_has(pid, &needle) {
+            continue;
+        }
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        if stat.pgrp == pid && stat.pgrp > 1 {
+            let _ = killpg(Pid::from_raw(stat.pgrp), Signal::SIGKILL);
+        }
+    }
+}
+
 /// Runs longer than this scan every process for their tag, not only those in the pid window.
 const FULL_SCAN_AFTER: Duration = Duration::from_secs(10);
 

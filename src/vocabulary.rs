@@ -112,6 +112,8 @@ closed_set! {
         PostAlert => "post_alert",
         CreateSilence => "create_silence",
         ExpireSilence => "expire_silence",
+        /// Whether an alert medic healed still fires (`GET /api/v2/alerts`).
+        QueryAlerts => "query_alerts",
     }
 }
 
@@ -260,7 +262,7 @@ mod tests {
             assert_eq!(outcome.as_str().parse::<RunOutcome>(), Ok(*outcome));
         }
         assert_eq!(SkipReason::MaxAttempts.as_str(), "max_attempts");
-        assert_eq!(AmOperation::ALL.len(), 3);
+        assert_eq!(AmOperation::ALL.len(), 4);
         let err = "sometimes".parse::<RunOutcome>().unwrap_err();
         assert_eq!(err.to_string(), "\"sometimes\" is not a RunOutcome");
     }

@@ -229,6 +229,8 @@ pub struct Metrics {
     /// The maintenance windows open now, for the status page's banner (a family cannot be
     /// listed).
     open_windows: Mutex<std::collections::BTreeSet<String>>,
+    /// Held triggers by subject: the chain and why, for the status page's banner.
+    held_subjects: Mutex<BTreeMap<String, (String, HoldReason)>>,
     /// Requests to Alertmanager's API (escalations and silences), by operation and result.
     alertmanager_requests: Family<OperationResultLabels, Counter>,
     alertmanager_silences: Gauge,
@@ -572,6 +574,7 @@ impl Metrics {
             pause_earliest_end,
             maintenance_active,
             open_windows: Mutex::default(),
+            held_subjects: Mutex::default(),
             registry,
             checks,
             system_cpu,
@@ -904,6 +907,22 @@ impl Metrics {
             .set(i64::try_from(waiting).unwrap_or(i64::MAX));
         self.recovery_held_oldest
             .set(oldest_since_ms.map_or(0.0, |t| t as f64 / 1000.0));
+    }
+
+    /// Which subjects wait behind a hold, for which chain and why (replaces the last list).
+    pub fn held_subjects<'a>(&self, held: impl Iterator<Item = (&'a str, &'a str, HoldReason)>) {
+        let list = held
+            .map(|(subject, chain, reason)| (subject.to_string(), (chain.to_string(), reason)))
+            .collect();
+        *self.held_subjects.lock().unwrap_or_else(|p| p.into_inner()) = list;
+    }
+
+    /// The held triggers as last set: subject → (chain, reason).
+    pub fn held(&self) -> BTreeMap<String, (String, HoldReason)> {
+        self.held_subjects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn pause_earliest_end(&self, ends_ms: Option<i64>) {

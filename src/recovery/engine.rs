@@ -64,6 +64,8 @@ pub enum StepReport {
         result: AttemptResult,
         message: String,
         seconds: f64,
+        /// The tail of what the action printed or answered.
+        output: String,
     },
 }
 
@@ -632,6 +634,7 @@ impl<'a> Carry<'a, '_, '_> {
             result: AttemptResult::Shadow,
             message,
             seconds: 0.0,
+            output: String::new(),
         });
     }
 
@@ -891,6 +894,7 @@ impl<'a> Carry<'a, '_, '_> {
             result: outcome.result,
             message: outcome.message.clone(),
             seconds,
+            output: outcome.output.clone(),
         });
         self.holding.tried.push(TriedStep {
             step: step.name.clone(),
@@ -908,7 +912,10 @@ fn incident(trigger: &Trigger) -> Incident<'_> {
         chain: &trigger.chain,
         subject: &trigger.subject,
         since_ms: trigger.incident_ms,
-        target: (trigger.kind == TriggerKind::Alert).then_some(trigger.target.as_str()),
+        // An alert that fired again after its run recovered it is a new incident: its
+        // earlier runs share its target but not the incident.
+        target: (trigger.kind == TriggerKind::Alert && !trigger.again)
+            .then_some(trigger.target.as_str()),
     }
 }
 

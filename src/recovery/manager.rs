@@ -19,6 +19,7 @@ use super::lease;
 use super::pause::{self, Pause};
 use super::trigger::{AlertIncident, Trigger, TriggerKind};
 use crate::alertmanager::ReceivedAlert;
+use crate::am_api::Firing;
 use crate::clock::Now;
 use crate::config::{ChainSpec, RecoveryConfig};
 use crate::store::{FleetLimits, Store};
@@ -164,6 +165,7 @@ pub fn spawn_manager(
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (done_tx, done_rx) = mpsc::channel(1024);
+    let (again_tx, again_rx) = mpsc::channel(1024);
     let chores = spawn_chores(engine.clone(), store.clone());
     let manager = Manager {
         engine,
@@ -183,8 +185,14 @@ pub fn spawn_manager(
         circuit_open: false,
         circuit_closed_ms: 0,
         windows_open: BTreeMap::new(),
+        follow_ups: HashMap::new(),
+        again_tx,
     };
-    tokio::spawn(manager.run(events, done_rx))
+    tokio::spawn(
+        manager
+            .run(events, done_rx, again_rx)
+            .instrument(tracing::info_span!("recovery_manager")),
+    )
 }
 
 struct Manager {
@@ -215,6 +223,11 @@ struct Manager {
     /// checks recovering together have all been probed before anything is healed.
     circuit_closed_ms: i64,
     windows_open: BTreeMap<String, bool>,
+    /// By (chain, subject): the task asking Alertmanager whether an alert a run recovered
+    /// still fires. One at most per subject; ended when the alert resolves.
+    follow_ups: HashMap<(String, String), tokio::task::AbortHandle>,
+    /// Where follow-ups send an alert that still fires.
+    again_tx: mpsc::Sender<Trigger>,
 }
 
 /// Held triggers kept at most; past this the oldest is dropped (and logged).
@@ -227,6 +240,7 @@ impl Manager {
         mut self,
         mut events: mpsc::Receiver<Event>,
         mut done_rx: mpsc::Receiver<Finished>,
+        mut again_rx: mpsc::Receiver<Trigger>,
     ) {
         let mut sweep = tokio::time::interval(ABANDONED_SWEEP);
         let mut review = tokio::time::interval(REVIEW);
@@ -238,6 +252,7 @@ impl Manager {
             let wake = tokio::select! {
                 Some(event) = events.recv() => Wake::Event(event),
                 Some(done) = done_rx.recv() => Wake::Finished(done),
+                Some(again) = again_rx.recv() => Wake::FiredAgain(again),
                 // A JoinSet keeps every finished task until it is joined: reap them as they
                 // end, or each run ever started stays in memory.
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => continue,
@@ -260,6 +275,10 @@ impl Manager {
             match wake {
                 Wake::Event(event) => self.handle(event, now),
                 Wake::Finished(done) => self.finished(done, now),
+                Wake::FiredAgain(trigger) => {
+                    tracing::info!(chain = %trigger.chain, target = %trigger.target, "alert still firing after its run recovered it: a new incident");
+                    self.accept(trigger, now);
+                }
                 Wake::Review => self.review(now),
             }
         }
@@ -492,9 +511,16 @@ impl Manager {
             self.starts.pop_front();
         }
         self.release_held(now);
+        // A follow-up whose alert resolved has ended: forget it.
+        self.follow_ups.retain(|_, task| !task.is_finished());
         self.engine
             .metrics
             .recovery_held_now(self.held.len(), self.held.oldest_since_ms());
+        self.engine.metrics.held_subjects(
+            self.held
+                .iter()
+                .map(|e| (e.subject.as_str(), e.chain.as_str(), e.reason)),
+        );
     }
 
     fn release_held(&mut self, now_ms: i64) {
@@ -635,6 +661,9 @@ impl Manager {
 
     fn healthy(&mut self, chain: String, subject: String, at_ms: i64) {
         self.blocked_until.remove(&(chain.clone(), subject.clone()));
+        if let Some(follow_up) = self.follow_ups.remove(&(chain.clone(), subject.clone())) {
+            follow_up.abort();
+        }
         if self.held.remove(&chain, &subject).is_some() {
             tracing::info!(chain = %chain, subject = %subject, "held recovery dropped: healthy again");
         }
@@ -647,6 +676,57 @@ impl Manager {
             subject,
             at_ms,
         });
+    }
+
+    /// After a run recovered an alert: asks Alertmanager, once the chain's `verify_timeout`
+    /// has passed and then every `resend_delay`, whether the alert still fires; while it does,
+    /// it comes back as a new incident (cooldowns and holds apply as to any trigger), rather
+    /// than waiting for Alertmanager's `repeat_interval`. Ends when the alert resolves.
+    fn follow_up(&mut self, trigger: Trigger) {
+        let Some(am) = self.engine.actions.alertmanager().cloned() else {
+            return;
+        };
+        let (Some(resend), Some(fingerprint)) = (
+            am.resend_delay(),
+            trigger.alert_fingerprint().map(str::to_string),
+        ) else {
+            return;
+        };
+        let first_wait = self
+            .config
+            .chains
+            .get(&trigger.chain)
+            .map_or(resend, |c| c.verify_timeout.std());
+        let again_tx = self.again_tx.clone();
+        let key = (trigger.chain.clone(), trigger.subject.clone());
+        let span = tracing::info_span!("alert_follow_up", chain = %trigger.chain, fingerprint = %fingerprint);
+        let task = tokio::spawn(
+            async move {
+                tokio::time::sleep(first_wait).await;
+                // One new incident, however many times it is found firing.
+                let mut again: Option<Trigger> = None;
+                loop {
+                    let labels = &trigger.values.labels;
+                    let check = trigger.verify_check.as_deref();
+                    match am.still_firing(labels, &fingerprint, check).await {
+                        Firing::No => return,
+                        Firing::Unknown => {}
+                        Firing::Yes => {
+                            let t = again
+                                .get_or_insert_with(|| trigger.fired_again(Now::read().wall_ms));
+                            if again_tx.send(t.clone()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(resend).await;
+                }
+            }
+            .instrument(span),
+        );
+        if let Some(old) = self.follow_ups.insert(key, task.abort_handle()) {
+            old.abort();
+        }
     }
 
     /// Routes each alert on its own labels and status; first matching route wins.
@@ -725,6 +805,12 @@ impl Manager {
         let key = (done.trigger.chain.clone(), done.trigger.subject.clone());
         self.active.remove(&key);
         self.set_active_gauge(&key.0);
+        let recovered = RunEnd::Finished {
+            outcome: RunOutcome::Recovered,
+        };
+        if done.end == recovered && done.trigger.kind == TriggerKind::Alert {
+            self.follow_up(done.trigger.clone());
+        }
         match done.end {
             // The store held it for the fleet (another replica's runs count too).
             RunEnd::Held(reason) => self.hold(done.trigger, reason, now),
@@ -756,6 +842,8 @@ impl Manager {
 enum Wake {
     Event(Event),
     Finished(Finished),
+    /// An alert a run recovered still fires, says Alertmanager.
+    FiredAgain(Trigger),
     Review,
 }
 

@@ -35,6 +35,9 @@ pub struct Trigger {
     /// Raised by a probe asked for out of schedule (a verification re-probe): joining a run
     /// in progress is not a coalesced trigger worth counting.
     pub prompted: bool,
+    /// An alert still firing after a run recovered it: a new incident of the same alert
+    /// (since `incident_ms`), though its target, the alert's firing, is the same.
+    pub again: bool,
 }
 
 /// A check's side of a check trigger: what the state task knows when a probe is critical.
@@ -83,6 +86,7 @@ impl Trigger {
             interval_ms: c.interval_ms,
             incident_ms: c.since_ms,
             prompted: c.prompted,
+            again: false,
         }
     }
 
@@ -114,6 +118,7 @@ impl Trigger {
             interval_ms: 0,
             incident_ms: a.starts_at_ms,
             prompted: false,
+            again: false,
         }
     }
 
@@ -143,7 +148,29 @@ impl Trigger {
             interval_ms: 0,
             incident_ms: now_ms,
             prompted: false,
+            again: false,
         }
+    }
+
+    /// This alert trigger again, as a new incident from `now_ms`: its run recovered it, and
+    /// Alertmanager says it still fires.
+    pub fn fired_again(&self, now_ms: i64) -> Trigger {
+        Trigger {
+            held: None,
+            incident_ms: now_ms,
+            prompted: false,
+            again: true,
+            ..self.clone()
+        }
+    }
+
+    /// The fingerprint of an alert trigger's alert (from its target, `alert:FP@startsAt`).
+    pub fn alert_fingerprint(&self) -> Option<&str> {
+        if self.kind != TriggerKind::Alert {
+            return None;
+        }
+        let rest = self.target.strip_prefix("alert:")?;
+        rest.split_once('@').map(|(fp, _)| fp)
     }
 
     /// The labels pauses and maintenance windows match on: the trigger's (an alert's, or a
@@ -162,4 +189,32 @@ impl Trigger {
 /// alert is a new incident.
 pub fn alert_target(fingerprint: &str, starts_at: &str) -> String {
     format!("alert:{fingerprint}@{starts_at}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_trigger_knows_its_fingerprint_and_fires_again_as_a_new_incident() {
+        let t = Trigger::for_alert(AlertIncident {
+            chain: "web",
+            fingerprint: "3f2a",
+            starts_at: "2026-11-28T10:00:00Z",
+            starts_at_ms: 1_000,
+            verify_check: Some("api"),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            message: "down".into(),
+        });
+        assert_eq!(t.subject, "check:api");
+        assert_eq!(t.target, "alert:3f2a@2026-11-28T10:00:00Z");
+        assert_eq!(t.alert_fingerprint(), Some("3f2a"));
+        let again = t.fired_again(5_000);
+        assert!(again.again && !t.again);
+        assert_eq!((again.incident_ms, again.target.as_str()), (5_000, t.target.as_str()));
+        let manual = Trigger::manual("web", BTreeMap::new(), None, 1);
+        assert_eq!(manual.alert_fingerprint(), None);
+        assert_eq!(manual.subject, "manual");
+    }
 }

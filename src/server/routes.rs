@@ -257,6 +257,7 @@ async fn status_page(shared: &HandlerContext, query: Option<&str>) -> Response<B
             .into_iter()
             .filter(|p| p.is_active(now_ms))
             .collect(),
+        held: shared.metrics.held(),
     };
     let secrets = crate::config::known_secrets();
     html(
@@ -368,7 +369,13 @@ async fn recoveries(shared: &HandlerContext, query: Option<&str>) -> Response<Bo
         );
     };
     match store.recent_attempts(chain.as_deref(), limit).await {
-        Ok(attempts) => {
+        Ok(mut attempts) => {
+            // Stored scrubbed; scrubbed again with every secret known now.
+            let secrets = crate::config::known_secrets();
+            for a in &mut attempts {
+                a.message = secrets.redact(&a.message);
+                a.output = secrets.redact(&a.output);
+            }
             let attempts: Vec<AttemptJson> = attempts.iter().map(Into::into).collect();
             json(StatusCode::OK, &serde_json::json!({ "attempts": attempts }))
         }

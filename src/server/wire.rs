@@ -216,6 +216,8 @@ pub struct AttemptJson<'a> {
     exit_code: Option<i64>,
     duration_seconds: Option<f64>,
     fencing_token: Option<i64>,
+    /// The tail of what the action printed or answered (at most 4 KiB).
+    output: &'a str,
 }
 
 impl<'a> From<&'a AttemptRecord> for AttemptJson<'a> {
@@ -234,6 +236,7 @@ impl<'a> From<&'a AttemptRecord> for AttemptJson<'a> {
             exit_code: a.exit_code,
             duration_seconds: a.duration_seconds,
             fencing_token: a.fencing_token,
+            output: &a.output,
         }
     }
 }

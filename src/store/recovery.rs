@@ -30,6 +30,8 @@ pub struct AttemptRecord {
     /// The fencing token of the attempt's run (what its action was given); null for runs
     /// recorded before tokens existed.
     pub fencing_token: Option<i64>,
+    /// The tail of what the action printed or answered (at most 4 KiB).
+    pub output: String,
 }
 
 /// Per-step totals for `/api/v1/recoveries/stats` and `medic recover --stats`.
@@ -666,7 +668,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let base = "SELECT id, run_id, chain, step, target, trigger, started_ms, finished_ms, result, message, exit_code, duration_seconds, \
-                    (SELECT r.fencing_token FROM recovery_runs r WHERE r.id = recovery_attempts.run_id) FROM recovery_attempts";
+                    (SELECT r.fencing_token FROM recovery_runs r WHERE r.id = recovery_attempts.run_id), output FROM recovery_attempts";
         let rows = match chain {
             Some(chain) => {
                 sqlx::query(&format!(
@@ -703,6 +705,7 @@ impl Store {
                     exit_code: row.try_get(10)?,
                     duration_seconds: row.try_get(11)?,
                     fencing_token: row.try_get(12)?,
+                    output: row.try_get(13)?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()

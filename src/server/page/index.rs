@@ -2,7 +2,7 @@
 //! first with their pictures, predictions with charts, recent runs on a timeline. Filters
 //! (`?status=`, `?q=`) and pages (`?page=`) keep it bounded however many checks there are.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use super::svg::{outcome_status, prediction_chart, runs_timeline, sparkline, strip};
@@ -10,12 +10,13 @@ use super::{badge, clock, escape, human_seconds, latency, letter, natural_cmp, n
 use super::{path_segment, severity_rank};
 use crate::config::Redactor;
 use crate::predict::Prediction;
+use crate::recovery::hold::HoldReason;
 use crate::recovery::pause::Pause;
 use crate::state::{CheckDetail, HealthReport, HistoryItem};
 use crate::status::Status;
 use crate::store::{AttemptRecord, RunRow};
 use crate::timefmt::rfc3339_ms;
-use crate::vocabulary::Subject;
+use crate::vocabulary::{RunOutcome, Subject};
 
 /// Checks on one page of `/`.
 pub const PER_PAGE: usize = 100;
@@ -162,6 +163,8 @@ pub struct Banner {
     pub circuit_open: bool,
     pub windows: Vec<String>,
     pub pauses: Vec<Pause>,
+    /// Held triggers: subject → (chain, why).
+    pub held: BTreeMap<String, (String, HoldReason)>,
 }
 
 pub struct Index<'a> {
@@ -205,6 +208,54 @@ pub fn since_text(history: &[HistoryItem]) -> Option<String> {
 fn latest_run<'r>(runs: Option<&'r [RunRow]>, check: &str) -> Option<&'r RunRow> {
     let subject = Subject::Check(check.to_string()).to_string();
     runs?.iter().find(|r| r.subject == subject)
+}
+
+/// What a failing check's healing waits for now, as the banner says it: held (and why), a
+/// run in progress, nothing left to try, or how this incident's run ended. A run from before
+/// the check began failing is another incident's and is not named. `None`: nothing yet.
+fn waiting_for(
+    check: &str,
+    history: &[HistoryItem],
+    runs: Option<&[RunRow]>,
+    held: &BTreeMap<String, (String, HoldReason)>,
+) -> Option<String> {
+    let subject = Subject::Check(check.to_string()).to_string();
+    if let Some((chain, reason)) = held.get(&subject) {
+        return Some(format!(
+            "recovery ({}) held: {}",
+            escape(chain),
+            hold_words(*reason)
+        ));
+    }
+    let since_ms = failing_since(history)
+        .and_then(|(time, _, whole)| (!whole).then_some(time))
+        .and_then(|time| time.parse::<jiff::Timestamp>().ok())
+        .map_or(i64::MIN, |t| t.as_millisecond());
+    let run = latest_run(runs, check).filter(|r| r.started_ms >= since_ms)?;
+    Some(match r_outcome(run) {
+        None => format!("medic is healing: {}", run_link(run)),
+        Some(RunOutcome::Unavailable) => format!(
+            "nothing to try (every step in cooldown or at max_attempts): {}",
+            run_link(run)
+        ),
+        Some(_) => format!("medic ran {}", run_link(run)),
+    })
+}
+
+fn r_outcome(run: &RunRow) -> Option<RunOutcome> {
+    run.outcome.as_deref().and_then(|o| o.parse().ok())
+}
+
+/// A hold, as people say it.
+fn hold_words(reason: HoldReason) -> &'static str {
+    match reason {
+        HoldReason::Paused => "paused",
+        HoldReason::Maintenance => "maintenance window",
+        HoldReason::CircuitOpen => "circuit breaker open",
+        HoldReason::Concurrency => "limit (max_concurrent_runs)",
+        HoldReason::Rate => "limit (max_runs)",
+        HoldReason::Settling => "settling (waiting for its checks' next probes)",
+    }
 }
 
 /// `<a href="/runs/ID">chain: outcome</a>`.
@@ -397,8 +448,8 @@ pub fn render(ix: &Index<'_>) -> String {
                 b = badge(d.summary.status),
                 since = since_text(&d.history).unwrap_or_default(),
             );
-            if let Some(r) = latest_run(ix.runs, &d.name) {
-                let _ = write!(html, " · medic ran {}", run_link(r));
+            if let Some(waiting) = waiting_for(&d.name, &d.history, ix.runs, &ix.banner.held) {
+                let _ = write!(html, " · {waiting}");
             }
             html.push_str("</li>");
         }
@@ -720,5 +771,63 @@ mod tests {
             "failing since before 00:00:02 (2+ probes)"
         );
         assert_eq!(since_text(&h[2..]), None);
+    }
+
+    fn run(id: &str, started_ms: i64, outcome: Option<&str>) -> RunRow {
+        RunRow {
+            id: id.into(),
+            chain: "web".into(),
+            subject: "check:api".into(),
+            target: "check:api".into(),
+            trigger: "check".into(),
+            labels: BTreeMap::new(),
+            started_ms,
+            finished_ms: outcome.map(|_| started_ms + 10),
+            outcome: outcome.map(str::to_string),
+            fencing_token: None,
+            owner: "m".into(),
+        }
+    }
+
+    fn probe(time: &str, status: Status) -> HistoryItem {
+        HistoryItem {
+            time: time.into(),
+            status,
+            duration_seconds: 0.0,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_banner_names_what_the_current_failure_waits_for_not_an_older_run() {
+        // Failing since 00:00:10 (newest first); healthy before.
+        let history = [
+            probe("1970-01-01T00:00:20.000Z", Status::Critical),
+            probe("1970-01-01T00:00:10.000Z", Status::Critical),
+            probe("1970-01-01T00:00:05.000Z", Status::Healthy),
+        ];
+        let none = BTreeMap::new();
+        let older = [run("old", 1_000, Some("recovered"))];
+        assert_eq!(
+            waiting_for("api", &history, Some(&older), &none),
+            None,
+            "an older incident's run"
+        );
+        let unavailable = [run("new", 11_000, Some("unavailable")), older[0].clone()];
+        let text = waiting_for("api", &history, Some(&unavailable), &none).unwrap();
+        assert!(text.starts_with("nothing to try"), "{text}");
+        assert!(text.contains("/runs/new"), "{text}");
+        let running = [run("now", 12_000, None)];
+        let text = waiting_for("api", &history, Some(&running), &none).unwrap();
+        assert!(text.starts_with("medic is healing"), "{text}");
+        let held: BTreeMap<String, (String, HoldReason)> = [(
+            "check:api".to_string(),
+            ("web".to_string(), HoldReason::Paused),
+        )]
+        .into();
+        assert_eq!(
+            waiting_for("api", &history, Some(&unavailable), &held).as_deref(),
+            Some("recovery (web) held: paused")
+        );
     }
 }

@@ -174,6 +174,7 @@ svg .now{stroke:var(--muted);stroke-width:1;stroke-dasharray:2 2}
 .check header{display:flex;justify-content:space-between;gap:.5rem;align-items:baseline}
 .check .name{font-weight:600;overflow-wrap:anywhere}
 .msg{overflow-wrap:anywhere;color:var(--fg);font-size:.9rem;margin:.15rem 0}
+.output{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8rem;max-height:24rem;overflow:auto;border:1px solid var(--line);padding:.4rem}
 .meta{color:var(--muted);font-size:.8rem}
 .pics{display:flex;flex-wrap:wrap;gap:.3rem .8rem;align-items:center}
 .preds{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:.5rem}

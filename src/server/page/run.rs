@@ -19,6 +19,31 @@ pub struct RunPage<'a> {
     pub verification: fn(&str) -> Option<bool>,
 }
 
+/// Each step's output tail, where it said anything: the evidence of what it did.
+fn step_outputs(html: &mut String, page: &RunPage<'_>) {
+    let shown: Vec<(&DecisionView, String)> = page
+        .decisions
+        .iter()
+        .filter_map(|d| {
+            let output = page.secrets.redact(&d.attempt.as_ref()?.output);
+            (!output.trim().is_empty()).then_some((d, output))
+        })
+        .collect();
+    if shown.is_empty() {
+        return;
+    }
+    html.push_str("<h2>Output</h2>\n");
+    for (d, output) in shown {
+        let number = d.attempt.as_ref().map_or(0, |a| a.number);
+        let _ = writeln!(
+            html,
+            r#"<h3>{} #{number}</h3><pre class="output">{}</pre>"#,
+            escape(d.step.as_deref().unwrap_or("-")),
+            escape(&output)
+        );
+    }
+}
+
 pub fn render(page: &RunPage<'_>) -> String {
     let r = page.run;
     let red = |t: &str| escape(&page.secrets.redact(t));
@@ -138,6 +163,7 @@ pub fn render(page: &RunPage<'_>) -> String {
     if !page.decisions.is_empty() {
         html.push_str("</tbody></table></div>\n");
     }
+    step_outputs(&mut html, page);
     let _ = write!(
         html,
         r#"<h2>Verification and outcome</h2><p id="verification">{}</p><p>Outcome: {}</p>"#,
