@@ -244,14 +244,20 @@ impl Client {
         alertname: Option<&str>,
         fingerprint: &str,
     ) -> Result<bool, AmError> {
-        let mut path = "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true"
-            .to_string();
+        let mut path =
+            "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true".to_string();
         if let Some(name) = alertname {
-            let matcher = format!("alertname=\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
+            let matcher = format!(
+                "alertname=\"{}\"",
+                name.replace('\\', "\\\\").replace('"', "\\\"")
+            );
             path.push_str("&filter=");
             path.push_str(
-                &percent_encoding::utf8_percent_encode(&matcher, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string(),
+                &percent_encoding::utf8_percent_encode(
+                    &matcher,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .to_string(),
             );
         }
         let text = self

@@ -415,12 +415,14 @@ impl Manager {
 
     /// What holds `trigger` back now, if anything.
     fn hold_reason(&self, trigger: &Trigger, now_ms: i64) -> Option<HoldReason> {
+        // Until the store's pauses have been read once, nothing starts; but nothing is paused
+        // either: the trigger waits unrecorded, as while settling, not as "paused".
+        let Some(pauses) = self.pauses.as_ref() else {
+            return Some(HoldReason::Settling);
+        };
         let labels = trigger.hold_labels();
         let operator = OperatorHolds {
-            paused: self
-                .pauses
-                .as_ref()
-                .is_none_or(|p| pause::paused(p, &labels, now_ms)),
+            paused: pause::paused(pauses, &labels, now_ms),
             in_maintenance: self
                 .config
                 .maintenance

@@ -212,7 +212,10 @@ mod tests {
         assert_eq!(t.alert_fingerprint(), Some("3f2a"));
         let again = t.fired_again(5_000);
         assert!(again.again && !t.again);
-        assert_eq!((again.incident_ms, again.target.as_str()), (5_000, t.target.as_str()));
+        assert_eq!(
+            (again.incident_ms, again.target.as_str()),
+            (5_000, t.target.as_str())
+        );
         let manual = Trigger::manual("web", BTreeMap::new(), None, 1);
         assert_eq!(manual.alert_fingerprint(), None);
         assert_eq!(manual.subject, "manual");

@@ -101,6 +101,11 @@ impl Verifier {
         };
         // Heard before the first probe is asked for, so that its result cannot be missed.
         let Some(mut events) = checks.probes(check).await else {
+            // Not a check of this replica's shard: probed directly.
+            let others = others.borrow().clone();
+            if others.checks.contains_key(check) {
+                return others.until_healthy(check, last).await;
+            }
             return Err(format!("check {check} is not configured"));
         };
         let mut ask = tokio::time::interval(VERIFY_PAUSE);

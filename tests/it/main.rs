@@ -14,6 +14,7 @@ mod dashboards;
 mod database;
 mod e2e;
 mod fencing;
+mod healing;
 mod kinds;
 mod limits;
 mod mariadb;
