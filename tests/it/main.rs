@@ -25,6 +25,7 @@ mod replicas;
 mod runs;
 mod safe;
 mod secrets;
+mod snippets;
 mod store;
 mod web;
 mod webhook;
