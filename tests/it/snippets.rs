@@ -78,6 +78,10 @@ struct Expect {
     to: Vec<String>,
 }
 
+/// What a mark says: its kind (`Err` with the mark's text when it names no known kind,
+/// `Ok(None)` when unmarked) and its expectations.
+type Mark = (Result<Option<Kind>, String>, Vec<Expect>);
+
 #[derive(Debug)]
 struct Snippet {
     /// `README.md:587`
@@ -120,7 +124,7 @@ fn parse_expect(line: &str) -> Option<Expect> {
 
 /// A mark's kind and expectations from its lines (comment markers already stripped); `None`
 /// when the comment is not a mark at all.
-fn parse_mark(lines: &[String]) -> Option<(Result<Option<Kind>, String>, Vec<Expect>)> {
+fn parse_mark(lines: &[String]) -> Option<Mark> {
     let first = lines.first()?.trim();
     let rest = first.strip_prefix("check:")?.trim();
     let word = rest.split_whitespace().next().unwrap_or("");
@@ -134,7 +138,10 @@ fn read(path: &Path) -> String {
 }
 
 fn relative(path: &Path) -> String {
-    path.strip_prefix(ROOT).unwrap_or(path).display().to_string()
+    path.strip_prefix(ROOT)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// The fenced YAML blocks of a Markdown file, with the mark before each.
@@ -169,12 +176,7 @@ fn markdown_snippets(path: &Path) -> Vec<Snippet> {
             }
             let comment: Vec<String> = lines[start..fence]
                 .iter()
-                .map(|l| {
-                    l.replace("<!--", "")
-                        .replace("-->", "")
-                        .trim()
-                        .to_string()
-                })
+                .map(|l| l.replace("<!--", "").replace("-->", "").trim().to_string())
                 .filter(|l| !l.is_empty())
                 .collect();
             mark = parse_mark(&comment);
@@ -377,7 +379,11 @@ fn medic_receivers(config: &Value) -> BTreeSet<String> {
                 .as_sequence()
                 .into_iter()
                 .flatten()
-                .any(|w| w["url"].as_str().is_some_and(|u| u.ends_with("/api/v1/alerts")))
+                .any(|w| {
+                    w["url"]
+                        .as_str()
+                        .is_some_and(|u| u.ends_with("/api/v1/alerts"))
+                })
         })
         .filter_map(|r| r["name"].as_str().map(String::from))
         .collect()
@@ -389,8 +395,15 @@ fn check_alertmanager(snippet: &Snippet, problems: &mut Vec<String>) -> BTreeSet
     let file = dir.path().join("alertmanager.yml");
     std::fs::write(&file, &snippet.text).unwrap();
     let file_arg = format!("--config.file={}", file.display());
-    if let Err(said) = run("amtool", &["check-config".into(), file.display().to_string()], dir.path()) {
-        problems.push(format!("{}: amtool check-config fails:\n{said}", snippet.origin));
+    if let Err(said) = run(
+        "amtool",
+        &["check-config".into(), file.display().to_string()],
+        dir.path(),
+    ) {
+        problems.push(format!(
+            "{}: amtool check-config fails:\n{said}",
+            snippet.origin
+        ));
         return BTreeSet::new();
     }
     let config: Value = serde_yaml_ng::from_str(&snippet.text).unwrap();
@@ -454,7 +467,10 @@ async fn every_alertmanager_snippet_routes_each_bundled_alert_as_it_says() {
     let mut problems = Vec::new();
     for snippet in &ams {
         let to_medic = check_alertmanager(snippet, &mut problems);
-        eprintln!("{}: bundled alerts it sends medic: {to_medic:?}", snippet.origin);
+        eprintln!(
+            "{}: bundled alerts it sends medic: {to_medic:?}",
+            snippet.origin
+        );
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
@@ -464,7 +480,11 @@ async fn every_prometheus_snippet_passes_promtool() {
     let snippets = all_snippets();
     let configs = marked(&snippets, Kind::Prometheus);
     let rules = marked(&snippets, Kind::PrometheusRules);
-    let origins: Vec<&str> = configs.iter().chain(&rules).map(|s| s.origin.as_str()).collect();
+    let origins: Vec<&str> = configs
+        .iter()
+        .chain(&rules)
+        .map(|s| s.origin.as_str())
+        .collect();
     assert!(
         configs.iter().any(|s| s.origin.starts_with("README.md"))
             && origins.contains(&"examples/prometheus.yml")
@@ -497,7 +517,10 @@ async fn every_prometheus_snippet_passes_promtool() {
             &["check".into(), "config".into(), "prometheus.yml".into()],
             dir.path(),
         ) {
-            problems.push(format!("{}: promtool check config fails:\n{said}", snippet.origin));
+            problems.push(format!(
+                "{}: promtool check config fails:\n{said}",
+                snippet.origin
+            ));
         }
     }
     for snippet in &rules {
@@ -508,7 +531,10 @@ async fn every_prometheus_snippet_passes_promtool() {
             &["check".into(), "rules".into(), "rules.yml".into()],
             dir.path(),
         ) {
-            problems.push(format!("{}: promtool check rules fails:\n{said}", snippet.origin));
+            problems.push(format!(
+                "{}: promtool check rules fails:\n{said}",
+                snippet.origin
+            ));
         }
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
@@ -546,7 +572,8 @@ async fn check_medic_routes(snippet: &Snippet, problems: &mut Vec<String>) {
     let chains: serde_json::Map<String, serde_json::Value> = chains
         .into_iter()
         .map(|c| {
-            let steps = serde_json::json!({"steps": [{"name": "noop", "exec": {"program": "/bin/true"}}]});
+            let steps =
+                serde_json::json!({"steps": [{"name": "noop", "exec": {"program": "/bin/true"}}]});
             (c, steps)
         })
         .collect();
@@ -620,7 +647,9 @@ async fn medics_routes_pick_a_chain_for_every_alert_alertmanager_sends_it() {
         for alert in to_medic {
             let covered = routes.iter().any(|r| {
                 r.group == am.group
-                    && r.expect.iter().any(|e| e.alert == alert && !e.to.is_empty())
+                    && r.expect
+                        .iter()
+                        .any(|e| e.alert == alert && !e.to.is_empty())
             });
             if !covered {
                 problems.push(format!(
