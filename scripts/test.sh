@@ -72,6 +72,7 @@ grep -q '^medic_system_cpu_utilization_ratio{check="host"}' "$workdir/metrics.tx
 grep -q '^medic_predicted_breach_seconds{prediction="root_disk"}' "$workdir/metrics.txt"
 echo "promtool: $(wc -l < "$workdir/metrics.txt") lines, clean"
 
-# One closing line for the whole run.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "cargo test: %d passed, %d failed\n", p, f }' "${TMPDIR:-/tmp}/medic-test-output.txt"
+# One closing line for the whole run. An ignored test is a skipped one: it fails the run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "cargo test: %d passed, %d failed, %d skipped\n", p, f, s; if (s > 0) { print "skipped tests fail the run: no test may be #[ignore]d" > "/dev/stderr"; exit 1 } }' \
+  "${TMPDIR:-/tmp}/medic-test-output.txt"
