@@ -71,12 +71,24 @@ receivers:
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// A list from Alertmanager's API. No answer, an error status or anything but a JSON list
+    /// fails the test: an empty list is Alertmanager saying so, never a dead Alertmanager.
     async fn get(&self, path: &str) -> Vec<Value> {
-        let Ok(r) = self.client.get(self.url(path)).send().await else {
-            return Vec::new();
-        };
-        let text = r.text().await.unwrap_or_default();
-        serde_json::from_str::<Vec<Value>>(&text).unwrap_or_default()
+        let url = self.url(path);
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = r.status();
+        let text = r
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
+        assert!(status.is_success(), "GET {url}: {status}: {text}");
+        serde_json::from_str::<Vec<Value>>(&text)
+            .unwrap_or_else(|e| panic!("GET {url}: not a JSON list: {e}: {text}"))
     }
 
     /// Active MedicEscalation alerts.
@@ -172,7 +184,13 @@ async fn an_escalation_reaches_people_outlives_resolve_timeout_and_kill_9_and_re
     .await;
 
     // Past resolve_timeout (10s) and the first endsAt (3 × 2s): only re-posting keeps it.
+    // The time itself is the point here; that medic re-posted meanwhile is seen, not assumed.
+    let posted = r#"medic_alertmanager_requests_total{operation="post_alert",result="success"}"#;
+    let before = medic.metric(posted).await.unwrap_or(0.0);
     tokio::time::sleep(Duration::from_secs(12)).await;
+    medic
+        .wait_metric(posted, before + 3.0, Duration::from_secs(10))
+        .await;
     assert_eq!(am.escalations().await.len(), 1, "still firing, once");
 
     // kill -9 and restart: the store carries the escalation; no second alert appears.
@@ -180,7 +198,11 @@ async fn an_escalation_reaches_people_outlives_resolve_timeout_and_kill_9_and_re
     medic.wait_exit(Duration::from_secs(10)).await;
     medic.spawn(&[]);
     medic.wait_ready().await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The restarted medic has re-posted the escalation from its store, twice: a second alert
+    // (or a resolved one) would be in Alertmanager by now.
+    medic
+        .wait_metric(posted, 2.0, Duration::from_secs(30))
+        .await;
     let alerts = am.escalations().await;
     assert_eq!(
         alerts.len(),

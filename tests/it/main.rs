@@ -1,6 +1,7 @@
 //! Integration tests: every one starts the real `medic` binary against real servers, scripts
 //! and files. One test binary, one module per area.
 
+mod absence;
 mod page;
 mod pg;
 mod support;
@@ -26,6 +27,7 @@ mod replicas;
 mod runs;
 mod safe;
 mod secrets;
+mod snippets;
 mod store;
 mod web;
 mod webhook;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{free_port, Medic, Target};
+use crate::support::{free_port, wait_for, Medic, Target};
 
 #[tokio::test]
 async fn secrets_never_leave_the_process() {
@@ -53,8 +53,16 @@ checks:
         "defaults: {interval: 100ms}",
         "defaults: {interval: 100ms, bogus: 1}",
     ));
-    outputs.push(medic.post("/-/reload").await.1);
-    tokio::time::sleep(Duration::from_millis(100)).await; // let the log line land
+    let (code, answer) = medic.post("/-/reload").await;
+    assert_eq!(code, 500, "the reload was meant to fail: {answer}");
+    outputs.push(answer);
+    // The failed reload's log line has landed: the log holds what a leak would have put there.
+    wait_for(
+        "the failed reload in the log",
+        Duration::from_secs(10),
+        || async { medic.logs().contains("config reload failed").then_some(()) },
+    )
+    .await;
     outputs.push(medic.logs());
     for secret in [
         "file-secret-7a1c",

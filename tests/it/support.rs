@@ -202,7 +202,7 @@ impl Medic {
             .await
             .expect("request");
         let code = r.status().as_u16();
-        (code, r.text().await.unwrap_or_default())
+        (code, r.text().await.expect("the response body"))
     }
 
     pub async fn post(&self, path: &str) -> (u16, String) {
@@ -213,7 +213,7 @@ impl Medic {
             .await
             .expect("request");
         let code = r.status().as_u16();
-        (code, r.text().await.unwrap_or_default())
+        (code, r.text().await.expect("the response body"))
     }
 
     pub async fn json(&self, path: &str) -> serde_json::Value {
@@ -221,8 +221,12 @@ impl Medic {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
+    /// A scrape of `/metrics`; one that fails fails the test, so a missing series is never a
+    /// failed scrape.
     pub async fn metrics(&self) -> String {
-        self.get("/metrics").await.1
+        let (code, text) = self.get("/metrics").await;
+        assert_eq!(code, 200, "GET /metrics: {text}");
+        text
     }
 
     /// The check's status from the JSON API.
