@@ -23,6 +23,7 @@ pub mod logging;
 pub mod maintenance;
 pub mod metrics;
 pub mod pause_book;
+pub mod percent;
 pub mod predict;
 pub mod process_group;
 pub mod reaper;

@@ -310,7 +310,10 @@ pub fn end_recorded(recorded: &GroupIdentity) -> Fate {
     if boot.as_deref() != Some(recorded.boot_id.as_str()) {
         return Fate::Elsewhere;
     }
-    let leader = reaper::read_stat(recorded.pgid).map(|s| s.start_ticks);
+    // A zombie leader has ended; only its unreaped entry is left (its parent died too).
+    let leader = reaper::read_stat(recorded.pgid)
+        .filter(|s| s.state != 'Z')
+        .map(|s| s.start_ticks);
     let running = still_running(recorded, boot.as_deref(), leader) && recorded.pgid > 1;
     if running {
         let _ = killpg(Pid::from_raw(recorded.pgid), Signal::SIGKILL);

@@ -270,9 +270,7 @@ impl Client {
 
     /// `DELETE /api/v2/silence/{id}`.
     pub async fn expire_silence(&self, id: &str) -> Result<(), AmError> {
-        let id: String =
-            percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
+        let id: String = crate::percent::encode(id);
         self.call(
             AmOperation::ExpireSilence,
             reqwest::Method::DELETE,

@@ -195,7 +195,7 @@ pub async fn resume(
             return code;
         }
     };
-    let encoded = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+    let encoded = crate::percent::encode(id);
     let url = format!("{base}/api/v1/pauses/{encoded}");
     match call(reqwest::Method::DELETE, &url, auth.as_deref(), None).await {
         Ok(pause) => {

@@ -625,6 +625,11 @@ recovery:
     assert_eq!(code, 200);
     assert!(page.contains("restarted nginx"), "{page}");
     assert!(!page.contains("s3cr3t-token-9f1e"));
+    // Links carry the run id as it is: unreserved characters are never percent-encoded.
+    let id = run["id"].as_str().unwrap();
+    assert!(id.contains('-'));
+    let (_, index) = medic.get("/").await;
+    assert!(index.contains(&format!("href=\"/runs/{id}\"")), "{index}");
 
     let out = tokio::process::Command::new(MEDIC)
         .arg("--config.file")

@@ -24,6 +24,7 @@ mod pauses;
 mod predictions;
 mod recovery;
 mod replicas;
+mod rules;
 mod runs;
 mod safe;
 mod secrets;

@@ -483,3 +483,94 @@ impl Drop for Daemon {
         let _ = self.0.wait();
     }
 }
+
+/// A real Prometheus on a free port, scraping and evaluating every second.
+pub struct Prometheus {
+    pub port: u16,
+    _daemon: Daemon,
+    client: reqwest::Client,
+}
+
+impl Prometheus {
+    /// Scrapes `targets` (as job `medic`) and evaluates `rule_files`, every second.
+    pub async fn start(dir: &Path, targets: &[u16], rule_files: &[PathBuf]) -> Prometheus {
+        let port = free_port();
+        let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        let rules: Vec<String> = rule_files
+            .iter()
+            .map(|r| format!("'{}'", r.display()))
+            .collect();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{}]\nscrape_configs:\n  - job_name: medic\n    static_configs: [{{targets: [{}]}}]\n",
+                rules.join(", "),
+                targets.join(", ")
+            ),
+        )
+        .expect("write prometheus.yml");
+        let d = dir.display();
+        let daemon = Daemon::start(
+            "prometheus",
+            &[
+                format!("--config.file={d}/prometheus.yml"),
+                format!("--storage.tsdb.path={d}/prometheus-data"),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+            ],
+            &dir.join("prometheus.log"),
+        );
+        let prometheus = Prometheus {
+            port,
+            _daemon: daemon,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        };
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        let client = prometheus.client.clone();
+        wait_for(
+            "Prometheus to be ready",
+            Duration::from_secs(60),
+            || async { (client.get(&ready).send().await.ok()?.status() == 200).then_some(()) },
+        )
+        .await;
+        prometheus
+    }
+
+    /// An instant query's result vector; an error answer fails the test.
+    pub async fn query(&self, q: &str) -> Vec<serde_json::Value> {
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/query?query={}",
+            self.port,
+            percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .expect("Prometheus answers");
+        let body = r.text().await.expect("Prometheus' body");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{q}: {e}: {body}"));
+        assert_eq!(v["status"], "success", "{q}: {v}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `q` returns something; returns it.
+    pub async fn wait_query(&self, q: &str, timeout: Duration) -> Vec<serde_json::Value> {
+        wait_for(q, timeout, || async {
+            let r = self.query(q).await;
+            (!r.is_empty()).then_some(r)
+        })
+        .await
+    }
+
+    /// Waits until the alert `name` fires with these labels (`k="v"` matchers, comma-joined).
+    pub async fn wait_firing(&self, name: &str, labels: &str, timeout: Duration) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let q = format!(r#"ALERTS{{alertname="{name}",alertstate="firing"{sep}{labels}}}"#);
+        self.wait_query(&q, timeout).await;
+    }
+}

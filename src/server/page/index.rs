@@ -86,9 +86,7 @@ impl Filter {
 
     /// This filter's query string on another page.
     pub fn query(&self, page: usize) -> String {
-        let enc = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
+        let enc = crate::percent::encode;
         let mut parts = Vec::new();
         match self.status {
             Some(StatusFilter::Failing) => parts.push("status=failing".to_string()),

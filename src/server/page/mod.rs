@@ -32,10 +32,7 @@ pub fn escape(text: &str) -> String {
 
 /// A path segment for a link (`/checks/{name}`), escaped for an attribute too.
 pub fn path_segment(text: &str) -> String {
-    escape(
-        &percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
-            .to_string(),
-    )
+    escape(&crate::percent::encode(text))
 }
 
 /// One letter per status, drawn beside or on the colour.
