@@ -88,7 +88,7 @@ impl Resolved {
         self.flag.send_replace(true);
     }
 
-    fn is_set(&self) -> bool {
+    pub fn is_set(&self) -> bool {
         *self.flag.borrow()
     }
 

@@ -146,6 +146,8 @@ struct Active {
 struct Finished {
     trigger: Trigger,
     end: RunEnd,
+    /// Its alert resolved while it ran: nothing to follow up.
+    resolved: bool,
 }
 
 /// Bounded: a flood of triggers is refused (and retried by its sender) rather than queued forever.
@@ -654,7 +656,14 @@ impl Manager {
                 let end = engine
                     .run(&store, &chain, &trigger, &mut control, &mut |_| {})
                     .await;
-                let _ = done_tx.send(Finished { trigger, end }).await;
+                let resolved = resolved.is_set();
+                let _ = done_tx
+                    .send(Finished {
+                        trigger,
+                        end,
+                        resolved,
+                    })
+                    .await;
             }
             .instrument(span),
         );
@@ -810,7 +819,7 @@ impl Manager {
         let recovered = RunEnd::Finished {
             outcome: RunOutcome::Recovered,
         };
-        if done.end == recovered && done.trigger.kind == TriggerKind::Alert {
+        if done.end == recovered && done.trigger.kind == TriggerKind::Alert && !done.resolved {
             self.follow_up(done.trigger.clone());
         }
         match done.end {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::pg::PgCluster;
-use crate::support::{free_port, script, wait_for, wait_process_gone, Medic, Target, MEDIC};
+use crate::support::{
+    free_port, script, wait_for, wait_process_gone, Alertmanager, Medic, Target, MEDIC,
+};
 
 /// The runs of `chain`, newest first.
 async fn runs(medic: &Medic, chain: &str) -> Vec<Value> {
@@ -643,4 +645,107 @@ recovery:
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("    | restarted nginx"), "{stdout}");
     assert!(!stdout.contains("s3cr3t-token-9f1e"), "{stdout}");
+}
+
+/// An alert as Prometheus posts it while it fires: `endsAt` a few minutes ahead, re-posted.
+fn firing(starts_at: &str, ends_at: &str) -> Value {
+    serde_json::json!([{
+        "labels": {"alertname": "WebDown", "job": "web"},
+        "annotations": {"summary": "web is down"},
+        "startsAt": starts_at,
+        "endsAt": ends_at,
+        "generatorURL": "http://prometheus/graph",
+    }])
+}
+
+#[tokio::test]
+async fn an_alert_still_firing_after_its_run_recovered_it_starts_a_new_run_without_a_resend() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await;
+    let am_port = free_port();
+    // The step "works" but the target breaks again at once: the alert never stops firing.
+    let medic = Medic::start(&format!(
+        r#"alertmanager:
+  url: http://127.0.0.1:{am_port}
+  resend_delay: 1s
+checks:
+  - name: clock
+    interval: 300ms
+    tcp: {{address: '{addr}'}}
+recovery:
+  chains:
+    fix:
+      verify_timeout: 1s
+      steps:
+        - name: restart
+          http: {{url: '{noop}', method: POST}}
+          max_attempts: 10
+          cooldown: 0s
+  routes:
+    - matchers: ['alertname="WebDown"']
+      chain: fix
+"#,
+        noop = target.url("/noop"),
+        addr = target.addr,
+    ))
+    .await;
+    // Alertmanager repeats a notification only after an hour: medic must not wait for it.
+    let am = Alertmanager::start_on(am_port, dir.path(), "1h", &medic.url("/api/v1/alerts")).await;
+    let starts = "2026-12-01T00:00:00Z";
+    let far = "2100-01-01T00:00:00Z";
+    am.post_alerts(firing(starts, far)).await;
+    wait_for(
+        "two runs of the still-firing alert",
+        Duration::from_secs(30),
+        || async { (target.hit_count("/noop") >= 2).then_some(()) },
+    )
+    .await;
+    let notified = r#"medic_webhook_alerts_total{status="firing",routed="true"}"#;
+    assert_eq!(
+        medic.metric(notified).await,
+        Some(1.0),
+        "the second run came from a resend, not from asking Alertmanager"
+    );
+    assert!(
+        medic
+            .metric(
+                r#"medic_alertmanager_requests_total{operation="query_alerts",result="success"}"#
+            )
+            .await
+            .unwrap()
+            >= 1.0
+    );
+    let list = runs(&medic, "fix").await;
+    assert!(
+        list.iter().filter(|r| r["outcome"] == "recovered").count() >= 2,
+        "{list:?}"
+    );
+    // Resolved (Alertmanager tells medic): medic stops asking and starts nothing more.
+    am.post_alerts(firing(starts, "2026-12-01T00:00:01Z")).await;
+    let queries = r#"medic_alertmanager_requests_total{operation="query_alerts",result="success"}"#;
+    let resolved = r#"medic_webhook_alerts_total{status="resolved",routed="true"}"#;
+    medic
+        .wait_metric(resolved, 1.0, Duration::from_secs(30))
+        .await;
+    // A run or a question already under way when the resolution came may still end.
+    let active = r#"medic_recovery_runs_active{chain="fix"}"#;
+    wait_for("no run active", Duration::from_secs(10), || async {
+        (medic.metric(active).await? == 0.0).then_some(())
+    })
+    .await;
+    let hits = target.hit_count("/noop");
+    let asked = medic.metric(queries).await.unwrap();
+    // Three more resend delays (ten probes of another check): no question (the follow-up
+    // ended) and no run.
+    let probes = r#"medic_check_runs_total{check="clock",status="healthy"}"#;
+    let now = medic.metric(probes).await.unwrap();
+    medic
+        .wait_metric(probes, now + 10.0, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        target.hit_count("/noop"),
+        hits,
+        "a run started for a resolved alert"
+    );
+    assert_eq!(medic.metric(queries).await.unwrap(), asked, "still asking");
 }

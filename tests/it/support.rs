@@ -574,3 +574,109 @@ impl Prometheus {
         self.wait_query(&q, timeout).await;
     }
 }
+
+/// A real Alertmanager on a free loopback port, sending everything to `receiver` (grouped by
+/// alertname and chain, after 1 s, again only after `repeat_interval`).
+pub struct Alertmanager {
+    pub port: u16,
+    _daemon: Daemon,
+    pub client: reqwest::Client,
+}
+
+impl Alertmanager {
+    pub async fn start(dir: &Path, repeat_interval: &str, receiver: &str) -> Alertmanager {
+        Self::start_on(free_port(), dir, repeat_interval, receiver).await
+    }
+
+    /// [`Alertmanager::start`] on a port chosen beforehand (medic's config names it).
+    pub async fn start_on(
+        port: u16,
+        dir: &Path,
+        repeat_interval: &str,
+        receiver: &str,
+    ) -> Alertmanager {
+        let config = format!(
+            r#"global:
+  resolve_timeout: 10s
+route:
+  receiver: people
+  group_by: [alertname, chain]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: {repeat_interval}
+receivers:
+  - name: people
+    webhook_configs:
+      - url: {receiver}
+        send_resolved: true
+"#
+        );
+        std::fs::write(dir.join("alertmanager.yml"), config).expect("write am config");
+        let d = dir.display();
+        let daemon = Daemon::start(
+            "prometheus-alertmanager",
+            &[
+                format!("--config.file={d}/alertmanager.yml"),
+                format!("--storage.path={d}/am"),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--cluster.listen-address=".into(),
+            ],
+            &dir.join("alertmanager.log"),
+        );
+        let am = Alertmanager {
+            port,
+            _daemon: daemon,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        };
+        let ready = am.url("/-/ready");
+        let client = am.client.clone();
+        wait_for(
+            "Alertmanager to be ready",
+            Duration::from_secs(60),
+            || async { (client.get(&ready).send().await.ok()?.status() == 200).then_some(()) },
+        )
+        .await;
+        am
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A list from Alertmanager's API. No answer, an error status or anything but a JSON list
+    /// fails the test: an empty list is Alertmanager saying so, never a dead Alertmanager.
+    pub async fn get(&self, path: &str) -> Vec<serde_json::Value> {
+        let url = self.url(path);
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = r.status();
+        let text = r
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
+        assert!(status.is_success(), "GET {url}: {status}: {text}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&text)
+            .unwrap_or_else(|e| panic!("GET {url}: not a JSON list: {e}: {text}"))
+    }
+
+    /// Posts alerts as Prometheus does (`POST /api/v2/alerts`); a refusal fails the test.
+    pub async fn post_alerts(&self, alerts: serde_json::Value) {
+        let url = self.url("/api/v2/alerts");
+        let r = self
+            .client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(alerts.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert!(r.status().is_success(), "POST {url}: {}", r.status());
+    }
+}
