@@ -124,13 +124,7 @@ pub struct Job<'a> {
     pub supervised: bool,
 }
 
-/// A process a child left running when it exited: killed, or let be when detached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leftover {
-    pub pid: i32,
-    /// Its command name (`/proc/PID/comm`).
-    pub name: String,
-}
+pub use crate::reaper::Leftover;
 
 /// How long output that a child's own children still hold open is read after it exited: a
 /// step ends when its own process does, not when the last holder of its stdout does.

@@ -50,6 +50,14 @@ pub fn new_tag() -> String {
     )
 }
 
+/// A process a child left running when it exited: killed, or let be when detached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub pid: i32,
+    /// Its command name (`/proc/PID/comm`).
+    pub name: String,
+}
+
 /// A registered direct child; dropping it deregisters the pid and kills the tag's stragglers
 /// (unless disarmed: a detached step's processes outlive it).
 pub struct Registration {
@@ -96,7 +104,7 @@ impl Registration {
 
     /// What the child left running after it exited: processes still in group `pgid`, and
     /// those anywhere that carry its tag (what left the group with `setsid`).
-    pub fn leftovers(&self, pgid: Option<i32>) -> Vec<crate::process_group::Leftover> {
+    pub fn leftovers(&self, pgid: Option<i32>) -> Vec<Leftover> {
         let window = self.window();
         let needle = format!("{TAG_VAR}={}", self.tag);
         let own = std::process::id() as i32;
@@ -107,7 +115,7 @@ impl Registration {
                 let stat = read_stat(pid)?;
                 let alive = stat.state != 'Z';
                 let ours = pgid.is_some_and(|g| stat.pgrp == g) || environ_has(pid, &needle);
-                (alive && ours).then(|| crate::process_group::Leftover {
+                (alive && ours).then(|| Leftover {
                     pid,
                     name: comm(pid),
                 })
