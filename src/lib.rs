@@ -22,6 +22,7 @@ pub mod limits;
 pub mod logging;
 pub mod maintenance;
 pub mod metrics;
+pub mod pause;
 pub mod pause_book;
 pub mod percent;
 pub mod predict;
@@ -34,6 +35,7 @@ pub mod server;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod template;
 #[cfg(test)]
 mod testing;
 pub mod thresholds;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 
 use crate::metrics::Metrics;
-use crate::recovery::pause::{paused, Pause};
+use crate::pause::{paused, Pause};
 use crate::store::{Store, StoreError};
 use crate::timefmt::now_ms;
 
@@ -153,7 +153,7 @@ pub fn new_pause_id() -> String {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use crate::recovery::pause::PauseRequest;
+    use crate::pause::PauseRequest;
 
     fn pause(id: &str, matcher: &str, now: i64) -> Pause {
         PauseRequest::parse(&[matcher.to_string()], "1h", "deploy")

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{ActionSpec, Duration, StepSpec};
-use crate::recovery::template::Template;
+use crate::template::Template;
 
 /// A label set from literal pairs.
 pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

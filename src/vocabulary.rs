@@ -194,6 +194,58 @@ impl Measurement {
     }
 }
 
+/// Why a trigger was held back. Closed: these are the `reason` label values of
+/// `medic_recovery_held_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HoldReason {
+    /// `max_concurrent_runs`, global or the chain's.
+    Concurrency,
+    /// `max_runs`: too many runs started within the sliding window.
+    Rate,
+    /// `max_unhealthy`: too many checks are critical at once.
+    CircuitOpen,
+    Maintenance,
+    Paused,
+    /// Not a hold an operator sees: a check trigger waits one probe interval of its check
+    /// before it starts, so that every check sharing a failure has been probed and the circuit
+    /// breaker counts them all. Never a label value; never recorded as a hold.
+    Settling,
+}
+
+impl HoldReason {
+    pub const ALL: [HoldReason; 5] = [
+        HoldReason::Concurrency,
+        HoldReason::Rate,
+        HoldReason::CircuitOpen,
+        HoldReason::Maintenance,
+        HoldReason::Paused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::Concurrency => "concurrency",
+            HoldReason::Rate => "rate",
+            HoldReason::CircuitOpen => "circuit_open",
+            HoldReason::Maintenance => "maintenance",
+            HoldReason::Paused => "paused",
+            HoldReason::Settling => "settling",
+        }
+    }
+
+    /// Holds an operator made (pauses, windows) bind manual runs too; the automatic brakes
+    /// (limits, circuit) do not.
+    pub fn binds_manual_runs(self) -> bool {
+        matches!(self, HoldReason::Maintenance | HoldReason::Paused)
+    }
+}
+
+/// A step's memory for one subject (a check, an alert, a manual target).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepState {
+    pub attempts: u32,
+    pub last_attempt_ms: Option<i64>,
+}
+
 /// Labels medic sets on an escalation itself; a step's `labels` may not override them.
 pub const ESCALATION_RESERVED_LABELS: &[&str] = &["alertname", "chain", "step"];
 

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use super::client::AmAlert;
 use super::Alertmanager;
-use crate::recovery::template::Values;
 use crate::store::EscalationRow;
+use crate::template::Values;
 use crate::timefmt::{now_ms, rfc3339_ms};
 use crate::vocabulary::{SkippedStep, Subject, TriedStep};
 

@@ -138,7 +138,7 @@ impl Heartbeats {
         if let Some(token) = &entry.token {
             let expected = format!("Bearer {}", token.expose());
             let given = authorization.unwrap_or_default();
-            if !crate::server::auth::constant_time_eq(given, expected.as_bytes()) {
+            if !crate::config::constant_time_eq(given, expected.as_bytes()) {
                 return Err(Refused::Unauthorized);
             }
         }

@@ -5,6 +5,7 @@ mod builtin;
 pub mod client_tls;
 mod duration;
 mod file;
+mod limits;
 mod secret;
 mod validate;
 mod web;
@@ -14,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::recovery::template::{Template, Var};
+use crate::template::{Template, Var};
 use crate::thresholds::Flapping;
 
 pub use builtin::builtin_yaml;
@@ -23,7 +24,8 @@ pub use file::{
     ChainFile, ExecFile, HttpActionFile, NotifyFile, Order, PredictionFile, RecoveryFile,
     RecoveryMode, RouteFile, StepFile,
 };
-pub use secret::{known_secrets, redact_url, Redactor, Secret, REDACTED};
+pub use limits::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
+pub use secret::{constant_time_eq, known_secrets, redact_url, Redactor, Secret, REDACTED};
 pub(crate) use validate::RCODES;
 pub use web::{
     load_web_security, ClientAuthType, ClientCa, ServerTls, TlsVersion, WebConfigError,
@@ -152,7 +154,7 @@ pub struct RecoveryConfig {
     pub chains: BTreeMap<String, Arc<ChainSpec>>,
     pub routes: Vec<RouteSpec>,
     /// The fleet-wide brakes: concurrency, rate, circuit breaker.
-    pub limits: crate::recovery::hold::RecoveryLimits,
+    pub limits: RecoveryLimits,
     /// Planned work: while a window is open, nothing it matches is healed.
     pub maintenance: Vec<crate::maintenance::Window>,
 }

@@ -11,9 +11,9 @@ use super::duration::Duration;
 use super::file::*;
 use super::secret::{Redactor, Secret};
 use super::*;
+use super::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
 use crate::maintenance::{self, When, Window};
-use crate::recovery::hold::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
-use crate::recovery::template::{Template, Var};
+use crate::template::{Template, Var};
 use crate::vocabulary::Measure;
 
 mod kinds;

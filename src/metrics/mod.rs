@@ -20,9 +20,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::checks::{FailureReason, Measure, Outcome};
-use crate::recovery::hold::HoldReason;
 use crate::status::Status;
 use crate::thresholds::HealthState;
+use crate::vocabulary::HoldReason;
 use crate::vocabulary::{AmOperation, AttemptResult, RunOutcome, SkipReason, TriggerKind};
 use checks::CheckTable;
 

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use super::template::{Escape, TemplateError, Values};
 use crate::am_api::escalation::skip_words;
 use crate::config::{known_secrets, redact_url, ActionSpec, Redactor, StepSpec};
 use crate::process_group::{self, Job, Keep, Leftover, OnSpawn, RunError};
+use crate::template::{Escape, TemplateError, Values};
 use crate::timefmt::rfc3339_ms;
 
 pub use crate::vocabulary::AttemptResult;
@@ -191,7 +191,7 @@ pub fn render(
     })
 }
 
-type Pairs = [(String, crate::recovery::template::Template)];
+type Pairs = [(String, crate::template::Template)];
 
 /// Header (or label) values rendered as they are: they are no shell, URL or JSON.
 fn render_pairs(list: &Pairs, v: &Values) -> Result<Vec<(String, String)>, TemplateError> {
@@ -719,7 +719,7 @@ mod tests {
 
     #[test]
     fn exec_and_notify_carry_the_run_id() {
-        use crate::recovery::template::Template;
+        use crate::template::Template;
         let step = |action| StepSpec {
             name: "s".into(),
             action,

@@ -5,12 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{ChainSpec, Order, StepSpec};
 
-/// A step's memory for one subject (a check, an alert, a manual target).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StepState {
-    pub attempts: u32,
-    pub last_attempt_ms: Option<i64>,
-}
+pub use crate::vocabulary::StepState;
 
 pub use crate::vocabulary::SkipReason;
 
@@ -88,6 +83,12 @@ pub fn step_order(chain: &ChainSpec, effectiveness: &BTreeMap<String, f64>) -> V
     }
     order
 }
+
+/// How the store folds an outcome into effectiveness: the same rule as [`learn`].
+pub const LEARNING: crate::store::Ewma = crate::store::Ewma {
+    keep: KEEP,
+    untried: UNTRIED_EFFECTIVENESS,
+};
 
 /// The new effectiveness after one verified outcome.
 pub fn learn(previous: Option<f64>, success: bool) -> f64 {

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::action::{
     self, ActionContext, ActionOutcome, Actions, AttemptResult, Rendered, TriedStep,
 };
-use super::chain::SkipReason;
+use super::chain::{self, SkipReason};
 use super::hold::HoldReason;
 use super::lease::{self, Fenced, Heartbeat, LEASE};
 use super::machine::{self, ActionResult, Decision, Mode, Signals, Verification};
@@ -363,7 +363,8 @@ impl Engine {
             holding.silence = self
                 .actions
                 .alertmanager()
-                .and_then(|am| am.run_started(&holding.run_id, chain, trigger));
+                .filter(|_| trigger.kind == TriggerKind::Alert)
+                .and_then(|am| am.run_started(&holding.run_id, chain, &trigger.values));
         }
         holding.heartbeat = Some(Heartbeat::start(
             store.clone(),
@@ -881,7 +882,7 @@ impl<'a> Carry<'a, '_, '_> {
             let success = outcome.result == AttemptResult::Success;
             match self
                 .store
-                .learn(name, &step.name, success, self.now.wall_ms)
+                .learn(name, &step.name, success, chain::LEARNING, self.now.wall_ms)
                 .await
             {
                 Ok(v) => metrics.recovery_effectiveness(name, &step.name, v),

@@ -3,66 +3,8 @@
 //! open windows and `now` are arguments; the manager (and, for replicas, the store) supplies
 //! them.
 
-use std::collections::BTreeMap;
-
-/// Why a trigger was held back. Closed: these are the `reason` label values of
-/// `medic_recovery_held_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum HoldReason {
-    /// `max_concurrent_runs`, global or the chain's.
-    Concurrency,
-    /// `max_runs`: too many runs started within the sliding window.
-    Rate,
-    /// `max_unhealthy`: too many checks are critical at once.
-    CircuitOpen,
-    Maintenance,
-    Paused,
-    /// Not a hold an operator sees: a check trigger waits one probe interval of its check
-    /// before it starts, so that every check sharing a failure has been probed and the circuit
-    /// breaker counts them all. Never a label value; never recorded as a hold.
-    Settling,
-}
-
-impl HoldReason {
-    pub const ALL: [HoldReason; 5] = [
-        HoldReason::Concurrency,
-        HoldReason::Rate,
-        HoldReason::CircuitOpen,
-        HoldReason::Maintenance,
-        HoldReason::Paused,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HoldReason::Concurrency => "concurrency",
-            HoldReason::Rate => "rate",
-            HoldReason::CircuitOpen => "circuit_open",
-            HoldReason::Maintenance => "maintenance",
-            HoldReason::Paused => "paused",
-            HoldReason::Settling => "settling",
-        }
-    }
-
-    /// Holds an operator made (pauses, windows) bind manual runs too; the automatic brakes
-    /// (limits, circuit) do not.
-    pub fn binds_manual_runs(self) -> bool {
-        matches!(self, HoldReason::Maintenance | HoldReason::Paused)
-    }
-}
-
-/// `max_unhealthy`: a share of the enabled checks, or a number of them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MaxUnhealthy {
-    /// 0–1 (`50%` in the config).
-    Share(f64),
-    Count(u32),
-}
-
-impl Default for MaxUnhealthy {
-    fn default() -> Self {
-        MaxUnhealthy::Share(0.5)
-    }
-}
+pub use crate::config::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
+pub use crate::vocabulary::HoldReason;
 
 /// Below this many critical checks the circuit never opens, so a small setup heals as before.
 pub const CIRCUIT_MIN_CRITICAL: usize = 3;
@@ -93,13 +35,6 @@ pub fn circuit_open(max: MaxUnhealthy, critical: usize, enabled: usize) -> bool 
     }
 }
 
-/// `max_runs: {count, within}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub count: u32,
-    pub within_ms: i64,
-}
-
 /// Whether another start now would exceed the rate limit, given the start times of earlier
 /// runs (any order).
 pub fn rate_exceeded(limit: RateLimit, starts_ms: &[i64], now_ms: i64) -> bool {
@@ -110,20 +45,6 @@ pub fn rate_exceeded(limit: RateLimit, starts_ms: &[i64], now_ms: i64) -> bool {
         .count();
     recent >= limit.count as usize
 }
-
-/// The fleet-wide limits with every default filled in.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct RecoveryLimits {
-    /// Runs in progress at once across all chains (`None`: no limit).
-    pub max_concurrent_runs: Option<u32>,
-    pub max_runs: Option<RateLimit>,
-    pub max_unhealthy: MaxUnhealthy,
-    /// Per chain `max_concurrent_runs`.
-    pub per_chain: BTreeMap<String, u32>,
-}
-
-/// The default global `max_concurrent_runs`.
-pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 10;
 
 /// How busy recovery is right now, as far as a new run would care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

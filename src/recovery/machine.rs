@@ -436,7 +436,7 @@ fn duration_ms(d: std::time::Duration) -> i64 {
 mod tests {
     use super::*;
     use crate::config::{Duration, Order, StepSpec};
-    use crate::recovery::template::Template;
+    use crate::template::Template;
     use crate::testing::exec_step as exec;
 
     const NONE: Signals = Signals {

@@ -16,12 +16,12 @@ use super::engine::{Engine, Resolved, RunControl, RunEnd, RunOutcome};
 use super::held::{Held, Offered};
 use super::hold::{self, HoldReason, Load, OperatorHolds, Origin};
 use super::lease;
-use super::pause::{self, Pause};
 use super::trigger::{AlertIncident, Trigger, TriggerKind};
 use crate::alertmanager::ReceivedAlert;
 use crate::am_api::Firing;
 use crate::clock::Now;
 use crate::config::{ChainSpec, RecoveryConfig};
+use crate::pause::{self, Pause};
 use crate::store::{FleetLimits, Store};
 use crate::vocabulary::Subject;
 

@@ -2,7 +2,7 @@
 //!
 //! `machine` decides a run's every step (pure, takes `now`); `engine` carries its decisions
 //! out against the store and the actions; `verify` hears whether a step fixed it; `manager`
-//! owns the active runs and the holds (`hold`, `held`, `pause`) that keep new ones back.
+//! owns the active runs and the holds (`hold`, `held`) that keep new ones back.
 
 pub mod action;
 pub mod chain;
@@ -12,7 +12,5 @@ pub mod hold;
 pub mod lease;
 pub mod machine;
 pub mod manager;
-pub mod pause;
-pub mod template;
 pub mod trigger;
 pub mod verify;

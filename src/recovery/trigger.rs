@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::hold::HoldReason;
-use super::template::Values;
+use crate::template::Values;
 use crate::vocabulary::Subject;
 
 pub use crate::vocabulary::TriggerKind;

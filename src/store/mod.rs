@@ -31,7 +31,7 @@ pub use alertmanager::EscalationRow;
 pub use file::{FileChange, FileIdentity};
 pub use incident::Incident;
 pub use recovery::{
-    AttemptEnd, AttemptRecord, AttemptStart, Begun, FleetLimits, RunStart, StepStats,
+    AttemptEnd, AttemptRecord, AttemptStart, Begun, Ewma, FleetLimits, RunStart, StepStats,
 };
 pub use runs::{AttemptView, DecisionKind, DecisionRow, DecisionView, RunRow};
 pub use writer::{spawn_writer, WriterHandle, MAX_BACKLOG};
@@ -676,9 +676,15 @@ mod recovery_tests {
         .await
         .unwrap();
         // Parameters used out of order and twice must bind by number.
-        let v = store.learn("c", "s", true, 100).await.unwrap();
+        let v = store
+            .learn("c", "s", true, crate::recovery::chain::LEARNING, 100)
+            .await
+            .unwrap();
         assert!((v - 0.65).abs() < 1e-9, "{v}");
-        let v = store.learn("c", "s", false, 200).await.unwrap();
+        let v = store
+            .learn("c", "s", false, crate::recovery::chain::LEARNING, 200)
+            .await
+            .unwrap();
         assert!((v - 0.455).abs() < 1e-9, "{v}");
 
         let start = AttemptStart {

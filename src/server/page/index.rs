@@ -9,13 +9,13 @@ use super::svg::{outcome_status, prediction_chart, runs_timeline, sparkline, str
 use super::{badge, clock, escape, human_seconds, latency, letter, natural_cmp, number};
 use super::{path_segment, severity_rank};
 use crate::config::Redactor;
+use crate::pause::Pause;
 use crate::predict::Prediction;
-use crate::recovery::hold::HoldReason;
-use crate::recovery::pause::Pause;
 use crate::state::{CheckDetail, HealthReport, HistoryItem};
 use crate::status::Status;
 use crate::store::{AttemptRecord, RunRow};
 use crate::timefmt::rfc3339_ms;
+use crate::vocabulary::HoldReason;
 use crate::vocabulary::{RunOutcome, Subject};
 
 /// Checks on one page of `/`.
