@@ -274,7 +274,7 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         .predictions
         .iter()
         .map(|p| p.window.std().as_millis() as i64)
-        .fold(crate::trend::TREND_WINDOW_MS, i64::max);
+        .fold(crate::check_trend::TREND_WINDOW_MS, i64::max);
     let opener_task = tokio::spawn(open_store(
         history_ms,
         config.store.clone(),

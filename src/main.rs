@@ -41,7 +41,7 @@ struct Cli {
     max_connections: u32,
     /// Child processes (command checks and exec steps together) running at once; more wait
     /// for a slot within their timeout [default: 64]
-    #[arg(long = "process.max-children", value_name = "N", global = true, default_value_t = medic::limits::DEFAULT_MAX_CHILDREN, value_parser = parse_positive)]
+    #[arg(long = "process.max-children", value_name = "N", global = true, default_value_t = medic::resources::DEFAULT_MAX_CHILDREN, value_parser = parse_positive)]
     max_children: usize,
     /// Probe only this share of the checks: INDEX/COUNT, e.g. 0/2 [default: all]
     #[arg(long = "cluster.shard", value_name = "INDEX/COUNT", global = true)]
@@ -188,7 +188,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_level, cli.log_format);
     // Idle clients and probes share the fd table; the soft limit services start with (1,024
     // under systemd) is far below what the kernel allows.
-    match medic::limits::raise_fd_limit() {
+    match medic::resources::raise_fd_limit() {
         Ok((old, new)) => tracing::debug!(
             old,
             new,
@@ -196,7 +196,7 @@ fn main() -> ExitCode {
         ),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
-    medic::limits::set_max_children(cli.max_children);
+    medic::resources::set_max_children(cli.max_children);
     let overrides = Overrides {
         listen_address: cli.listen_address.clone(),
         state_url: cli.state_url.clone(),

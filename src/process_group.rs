@@ -83,7 +83,7 @@ pub enum RunError {
     Timeout(Duration),
     /// No child process slot under `--process.max-children`: nothing was forked.
     #[error("not started: {0}")]
-    NoSlot(#[from] crate::limits::SlotError),
+    NoSlot(#[from] crate::resources::SlotError),
     #[error("waiting for {program} failed: {source}")]
     Wait {
         program: String,
@@ -138,7 +138,7 @@ pub async fn run(job: Job<'_>) -> Result<Exited, RunError> {
     // Every child goes through medic's cap (`--process.max-children`): past it the caller
     // waits, for no longer than its own timeout, which the wait uses up. Held until the group
     // is killed below.
-    let slot = crate::limits::children().acquire(job.timeout).await?;
+    let slot = crate::resources::children().acquire(job.timeout).await?;
     let timeout = job.timeout.saturating_sub(slot.waited);
     let tag = reaper::new_tag();
     let mut command = command(&job);

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::check_trend::{StatusCounts, Trend};
 use crate::checks::{FailureReason, Outcome};
 use crate::config::{CheckSpec, PredictionSpec};
 use crate::metrics::Metrics;
@@ -20,7 +21,6 @@ use crate::status::Status;
 use crate::store::{ResultRow, WriterHandle};
 use crate::thresholds::HealthState;
 use crate::timefmt::{rfc3339_ms, unix_ms};
-use crate::trend::{StatusCounts, Trend};
 use crate::vocabulary::Subject;
 
 /// Everything the state task can be told or asked.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::{FailureReason, Measure, Measurement, Outcome};
 use crate::config::CommandSpec;
-use crate::limits::Resource;
 use crate::process_group::{self, Job, Keep, RunError};
+use crate::resources::Resource;
 use crate::status::Status;
 
 /// Output beyond this is not read: a plugin's message is one line.
@@ -40,7 +40,7 @@ pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
         }
         Err(RunError::Spawn { program, source }) => {
             let message = format!("cannot run {program}: {source}");
-            return match crate::limits::exhausted(&source, true) {
+            return match crate::resources::exhausted(&source, true) {
                 Some(resource) => Outcome::medic(resource, message),
                 None => Outcome::new(Status::Unknown, message),
             }

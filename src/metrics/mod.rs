@@ -464,14 +464,14 @@ impl Metrics {
             "Probes that failed because medic itself ran out of a resource (reason: fds, processes, memory); their result is unknown",
             probe_errors.clone(),
         );
-        for resource in crate::limits::Resource::ALL {
+        for resource in crate::resources::Resource::ALL {
             let _ = probe_errors.get_or_create(&ReasonLabels {
                 reason: resource.as_str().to_string(),
             });
         }
         // The cap is process-wide (one per process, like the fds it guards); these share its
         // values.
-        let (children, child_waits, child_refusals) = crate::limits::children().metrics();
+        let (children, child_waits, child_refusals) = crate::resources::children().metrics();
         registry.register(
             "medic_child_processes",
             "Child processes (command checks and exec steps) running now, under --process.max-children",

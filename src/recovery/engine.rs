@@ -12,8 +12,8 @@ use super::action::{
     self, ActionContext, ActionOutcome, Actions, AttemptResult, Rendered, TriedStep,
 };
 use super::chain::{self, SkipReason};
-use super::hold::HoldReason;
-use super::lease::{self, Fenced, Heartbeat, LEASE};
+use super::gate::HoldReason;
+use super::lease::{self, Fenced, LeaseKeeper, LEASE};
 use super::machine::{self, ActionResult, Decision, Mode, Signals, Verification};
 use super::trigger::Trigger;
 use super::verify::Verifier;
@@ -366,7 +366,7 @@ impl Engine {
                 .filter(|_| trigger.kind == TriggerKind::Alert)
                 .and_then(|am| am.run_started(&holding.run_id, chain, &trigger.values));
         }
-        holding.heartbeat = Some(Heartbeat::start(
+        holding.lease = Some(LeaseKeeper::start(
             store.clone(),
             holding.run_id.clone(),
             now.mono,
@@ -408,7 +408,7 @@ impl Engine {
         let name = &chain.name;
         let outcome = end.outcome;
         // No more renewals: the run is over, one way or the other.
-        holding.heartbeat = None;
+        holding.lease = None;
         if !end.reset_steps.is_empty() {
             if let Err(e) = store
                 .reset_counters(name, &trigger.subject, Some(&end.reset_steps))
@@ -456,7 +456,7 @@ struct Holding {
     run_id: String,
     fencing_token: Option<i64>,
     /// Renews the lease; `None` in a dry run and once the run ends.
-    heartbeat: Option<Heartbeat>,
+    lease: Option<LeaseKeeper>,
     /// Set once the run could not renew its lease: it stops acting at once.
     fenced: Option<Fenced>,
     /// What was tried for this incident so far, in earlier runs and this one, for
@@ -473,7 +473,7 @@ impl Holding {
         Holding {
             run_id,
             fencing_token: None,
-            heartbeat: None,
+            lease: None,
             fenced: None,
             tried: Vec::new(),
             skipped: Vec::new(),
@@ -529,9 +529,9 @@ impl<'a> Carry<'a, '_, '_> {
         if self.holding.fenced.is_none() {
             self.holding.fenced = self
                 .holding
-                .heartbeat
+                .lease
                 .as_ref()
-                .and_then(Heartbeat::fenced_now);
+                .and_then(LeaseKeeper::fenced_now);
         }
         Signals {
             resolved: self.control.resolved.is_set(),
@@ -736,7 +736,7 @@ impl<'a> Carry<'a, '_, '_> {
             );
             outcome
         };
-        match self.holding.heartbeat.as_ref() {
+        match self.holding.lease.as_ref() {
             // When the run is fenced the action's future is dropped, which kills the step's
             // process group before anything else happens.
             Some(hb) => hb.guard(action).await.unwrap_or_else(|f| {
@@ -779,7 +779,7 @@ impl<'a> Carry<'a, '_, '_> {
                 _ = cancel.wait_for(|c| *c) => (Verification::Interrupted, "cancelled: medic is shutting down".to_string()),
             }
         };
-        let (found, note) = match self.holding.heartbeat.as_ref() {
+        let (found, note) = match self.holding.lease.as_ref() {
             Some(hb) => hb.guard(waiting).await.unwrap_or_else(|f| {
                 self.holding.fenced = Some(f);
                 (Verification::Interrupted, f.message())

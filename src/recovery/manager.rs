@@ -13,8 +13,8 @@ use tracing::Instrument;
 
 use super::chain::{self, SkipReason};
 use super::engine::{Engine, Resolved, RunControl, RunEnd, RunOutcome};
-use super::held::{Held, Offered};
-use super::hold::{self, HoldReason, Load, OperatorHolds, Origin};
+use super::gate::{self, HoldReason, Load, OperatorHolds, Origin};
+use super::held_triggers::{Held, Offered};
 use super::lease;
 use super::trigger::{AlertIncident, Trigger, TriggerKind};
 use crate::alertmanager::ReceivedAlert;
@@ -403,7 +403,7 @@ impl Manager {
             tracing::warn!(chain = %trigger.chain, target = %trigger.target, "state store not open yet: recovery waits for it");
             return Disposition::NoStore;
         }
-        let settle = hold::settle_ms(trigger.interval_ms, self.enabled_checks);
+        let settle = gate::settle_ms(trigger.interval_ms, self.enabled_checks);
         if settle > 0 && trigger.held.is_none() {
             self.hold(trigger, HoldReason::Settling, now);
             return Disposition::Held(HoldReason::Settling);
@@ -443,7 +443,7 @@ impl Manager {
             enabled_checks: self.enabled_checks,
         };
         let starts: Vec<i64> = self.starts.iter().copied().collect();
-        let reason = hold::hold_reason(
+        let reason = gate::hold_reason(
             &self.config.limits,
             &trigger.chain,
             operator,
@@ -453,7 +453,7 @@ impl Manager {
             now_ms,
         );
         // Just closed: still open for a trigger until its checks have settled.
-        let settle = hold::settle_ms(trigger.interval_ms, self.enabled_checks);
+        let settle = gate::settle_ms(trigger.interval_ms, self.enabled_checks);
         let closing = settle > 0 && now_ms < self.circuit_closed_ms.saturating_add(settle);
         match reason {
             None | Some(HoldReason::Rate | HoldReason::Concurrency) if closing => {
@@ -485,7 +485,7 @@ impl Manager {
     /// longer needs healing is dropped; one whose hold lifted starts; a shared limit (the
     /// circuit, the rate, concurrency) lets nothing younger overtake the oldest.
     fn review(&mut self, now: i64) {
-        let circuit = hold::circuit_open(
+        let circuit = gate::circuit_open(
             self.config.limits.max_unhealthy,
             self.critical.len(),
             self.enabled_checks,
@@ -557,7 +557,7 @@ impl Manager {
             }
             let (held_for, since_ms) = (entry.reason, entry.since_ms);
             if held_for == HoldReason::Settling
-                && now_ms < since_ms + hold::settle_ms(trigger.interval_ms, self.enabled_checks)
+                && now_ms < since_ms + gate::settle_ms(trigger.interval_ms, self.enabled_checks)
             {
                 continue;
             }

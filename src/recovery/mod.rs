@@ -7,8 +7,8 @@
 pub mod action;
 pub mod chain;
 pub mod engine;
-pub mod held;
-pub mod hold;
+pub mod gate;
+pub mod held_triggers;
 pub mod lease;
 pub mod machine;
 pub mod manager;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::hold::HoldReason;
+use super::gate::HoldReason;
 use crate::template::Values;
 use crate::vocabulary::Subject;
 

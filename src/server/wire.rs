@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::check_trend::{StatusCounts, Trend};
 use crate::predict::Prediction;
 use crate::state::{CheckDetail, CheckSummary, HealthReport, HistoryItem};
 use crate::status::Status;
 use crate::store::{AttemptRecord, StepStats};
-use crate::trend::{StatusCounts, Trend};
 
 /// A status as every answer spells it: `healthy`, `warning`, `critical`, `unknown`.
 fn status(s: Status) -> &'static str {

@@ -5,13 +5,13 @@
 //! migrations serialise on an advisory lock in PostgreSQL.
 
 mod alertmanager;
-mod file;
 mod heartbeat;
 mod incident;
 mod pauses;
 mod recovery;
 mod runs;
 mod schema;
+mod sqlite_file;
 mod writer;
 
 use std::fmt::Write as _;
@@ -28,12 +28,12 @@ use crate::config::{redact_url, Secret};
 use crate::status::Status;
 
 pub use alertmanager::EscalationRow;
-pub use file::{FileChange, FileIdentity};
 pub use incident::Incident;
 pub use recovery::{
     AttemptEnd, AttemptRecord, AttemptStart, Begun, Ewma, FleetLimits, RunStart, StepStats,
 };
 pub use runs::{AttemptView, DecisionKind, DecisionRow, DecisionView, RunRow};
+pub use sqlite_file::{FileChange, FileIdentity};
 pub use writer::{spawn_writer, WriterHandle, MAX_BACKLOG};
 
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +274,7 @@ impl Store {
     /// (a permission change is not a replacement).
     pub fn file_change(&self) -> Option<FileChange> {
         let (path, opened) = self.file.as_ref()?;
-        file::change(*opened, FileIdentity::of(path))
+        sqlite_file::change(*opened, FileIdentity::of(path))
     }
 
     /// For a SQLite store whose file was deleted: copies the database, still readable through

@@ -632,8 +632,8 @@ pub fn render(ix: &Index<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check_trend::StatusCounts;
     use crate::state::CheckSummary;
-    use crate::trend::StatusCounts;
     use std::collections::BTreeMap;
 
     fn report(checks: &[(&str, Status)]) -> HealthReport {
