@@ -3,6 +3,8 @@
 //! open windows and `now` are arguments; the manager (and, for replicas, the store) supplies
 //! them.
 
+use std::collections::BTreeMap;
+
 pub use crate::config::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
 pub use crate::vocabulary::HoldReason;
 
@@ -62,6 +64,22 @@ pub struct Load {
 pub struct OperatorHolds {
     pub paused: bool,
     pub in_maintenance: bool,
+}
+
+impl OperatorHolds {
+    /// Which of the active pauses and open maintenance windows hold a run with these labels
+    /// now: the one reading of them for every trigger, automatic or manual.
+    pub fn of(
+        pauses: &[crate::pause::Pause],
+        windows: &[crate::maintenance::Window],
+        labels: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> OperatorHolds {
+        OperatorHolds {
+            paused: crate::pause::paused(pauses, labels, now_ms),
+            in_maintenance: windows.iter().any(|w| w.holds(labels, now_ms)),
+        }
+    }
 }
 
 /// Whose trigger this is: manual runs obey only what an operator made.

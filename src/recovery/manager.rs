@@ -21,7 +21,7 @@ use crate::alertmanager::ReceivedAlert;
 use crate::am_api::Firing;
 use crate::clock::Now;
 use crate::config::{ChainSpec, RecoveryConfig};
-use crate::pause::{self, Pause};
+use crate::pause::Pause;
 use crate::store::{FleetLimits, Store};
 use crate::vocabulary::Subject;
 
@@ -423,14 +423,7 @@ impl Manager {
             return Some(HoldReason::Settling);
         };
         let labels = trigger.hold_labels();
-        let operator = OperatorHolds {
-            paused: pause::paused(pauses, &labels, now_ms),
-            in_maintenance: self
-                .config
-                .maintenance
-                .iter()
-                .any(|w| w.holds(&labels, now_ms)),
-        };
+        let operator = OperatorHolds::of(pauses, &self.config.maintenance, &labels, now_ms);
         let active_in_chain = self
             .active
             .keys()
