@@ -175,16 +175,42 @@ fn parse_positive(s: &str) -> Result<usize, String> {
 fn main() -> ExitCode {
     // A step's supervisor (see process_group::supervise): medic runs itself this way, so it
     // is dispatched before anything else, and `--help` never lists it.
-    let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() == Some(std::ffi::OsStr::new(medic::process_group::SUPERVISE_ARG)) {
-        let Some(program) = args.next() else {
-            return ExitCode::from(2);
-        };
-        let rest: Vec<std::ffi::OsString> = args.collect();
-        std::process::exit(medic::process_group::supervise(&program, &rest));
+    if let Some(code) = supervise_if_asked() {
+        std::process::exit(code);
     }
     medic::process_group::use_supervisor();
     let cli = Cli::parse();
+    set_up_process(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("medic: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = dispatch(cli, &runtime);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `medic __supervise PROGRAM ARGS...`: the exit code to end with, or `None` for any other
+/// command line.
+fn supervise_if_asked() -> Option<i32> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(medic::process_group::SUPERVISE_ARG)) {
+        return None;
+    }
+    let Some(program) = args.next() else {
+        return Some(2);
+    };
+    let rest: Vec<std::ffi::OsString> = args.collect();
+    Some(medic::process_group::supervise(&program, &rest))
+}
+
+/// Logging, the open-files limit and the child-process cap, for every command.
+fn set_up_process(cli: &Cli) {
     logging::init(cli.log_level, cli.log_format);
     // Idle clients and probes share the fd table; the soft limit services start with (1,024
     // under systemd) is far below what the kernel allows.
@@ -197,30 +223,24 @@ fn main() -> ExitCode {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
     medic::resources::set_max_children(cli.max_children);
+}
+
+/// Runs the command the line asks for; its exit code.
+fn dispatch(cli: Cli, runtime: &tokio::runtime::Runtime) -> i32 {
     let overrides = Overrides {
         listen_address: cli.listen_address.clone(),
         state_url: cli.state_url.clone(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("medic: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let code = match cli.command.unwrap_or(Command::Run) {
+    let location = || ConfigSource::resolve(cli.config_file.clone());
+    match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            let location = ConfigSource::resolve(cli.config_file);
             let options = app::RunOptions {
                 web_config: cli.web_config_file,
                 shard: cli.cluster_shard.unwrap_or_default(),
                 max_connections: cli.max_connections as usize,
                 external_url: cli.external_url,
             };
-            match runtime.block_on(app::run(location, overrides, options)) {
+            match runtime.block_on(app::run(location(), overrides, options)) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "medic failed");
@@ -235,8 +255,7 @@ fn main() -> ExitCode {
             &overrides,
         ),
         Command::Probe { name } => {
-            let location = ConfigSource::resolve(cli.config_file);
-            runtime.block_on(medic::commands::probe(&name, location, &overrides))
+            runtime.block_on(medic::commands::probe(&name, location(), &overrides))
         }
         Command::Recover {
             chain,
@@ -246,7 +265,6 @@ fn main() -> ExitCode {
             force,
             stats,
         } => {
-            let location = ConfigSource::resolve(cli.config_file);
             let request = medic::commands::RecoverRequest {
                 chain,
                 labels,
@@ -255,7 +273,7 @@ fn main() -> ExitCode {
                 force,
                 stats,
             };
-            runtime.block_on(medic::commands::recover(request, location, &overrides))
+            runtime.block_on(medic::commands::recover(request, location(), &overrides))
         }
         Command::Pause {
             duration,
@@ -263,24 +281,20 @@ fn main() -> ExitCode {
             matchers,
             remote,
         } => {
-            let location = ConfigSource::resolve(cli.config_file);
             let command = medic::commands::PauseCommand {
                 duration,
                 reason,
                 matchers,
                 remote: remote.into(),
             };
-            runtime.block_on(medic::commands::pause(command, location, &overrides))
+            runtime.block_on(medic::commands::pause(command, location(), &overrides))
         }
-        Command::Resume { id, remote } => {
-            let location = ConfigSource::resolve(cli.config_file);
-            runtime.block_on(medic::commands::resume(
-                &id,
-                remote.into(),
-                location,
-                &overrides,
-            ))
-        }
+        Command::Resume { id, remote } => runtime.block_on(medic::commands::resume(
+            &id,
+            remote.into(),
+            location(),
+            &overrides,
+        )),
         Command::Detect {
             input,
             output,
@@ -304,6 +318,5 @@ fn main() -> ExitCode {
             };
             medic::commands::detect_with(input.as_deref(), output.as_deref(), &opts)
         }
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+    }
 }
