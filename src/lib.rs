@@ -17,6 +17,7 @@ pub mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod dependencies;
 pub mod detect;
 pub mod forecast;
 pub mod logging;
