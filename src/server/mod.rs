@@ -8,6 +8,7 @@ mod pauses;
 mod respond;
 mod routes;
 mod runs;
+pub mod shed;
 pub mod web_security;
 mod webhook;
 mod wire;
