@@ -25,6 +25,7 @@ mod replicas;
 mod runs;
 mod safe;
 mod secrets;
+mod shedding;
 mod store;
 mod web;
 mod webhook;
