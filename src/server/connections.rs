@@ -1,6 +1,6 @@
 //! The open connections of the server, each with its phase ([`super::shed`]) kept up to date
-//! by what passes through it: [`TrackedIo`] sees bytes read and flushes, [`TrackedBody`] sees
-//! an answer handed over in full, the service marks a request's start. The accept loop asks
+//! by what passes through it: [`TrackedIo`] sees reads and flushes of the socket, [`TrackedBody`]
+//! sees an answer handed over in full, the service marks a request's start. The accept loop asks
 //! [`Connections::shed_one`] to close one when it is over `--web.max-connections`.
 
 use std::collections::HashMap;
@@ -95,14 +95,10 @@ impl Connections {
         // came in, under the map's lock but not its own): then choose again. Each retry needs
         // a connection to have moved on, so this ends.
         loop {
-            let candidates = open.by_id.iter().filter_map(|(id, connection)| {
-                let c = connection.lock().sheddable()?;
-                Some(shed::Candidate {
-                    id: *id,
-                    reason: c.reason,
-                    since: c.since,
-                })
-            });
+            let candidates = open
+                .by_id
+                .iter()
+                .filter_map(|(id, connection)| Some(connection.lock().sheddable()?.with_id(*id)));
             let chosen = match shed::victim(candidates, now) {
                 Choice::Shed(chosen) => chosen,
                 Choice::WaitUntil(at) => return Choice::WaitUntil(at),
@@ -111,11 +107,7 @@ impl Connections {
             let Some(connection) = open.by_id.get(&chosen.id).cloned() else {
                 continue;
             };
-            let seen = shed::Candidate {
-                id: (),
-                reason: chosen.reason,
-                since: chosen.since,
-            };
+            let seen = chosen.with_id(());
             if connection.lock().shed_if_still(seen) {
                 open.shed += 1;
                 drop(open);
@@ -173,15 +165,22 @@ impl Drop for Registered {
     }
 }
 
-/// A connection's socket (plain or TLS), seeing bytes read and flushes for its phase.
+/// A connection's socket, under TLS when there is TLS (so a handshake is read and flushed
+/// like headers), seeing reads and flushes for its phase.
 pub struct TrackedIo<S> {
     inner: S,
     connection: Arc<Connection>,
+    /// Whether medic has tried to read it yet.
+    read_once: bool,
 }
 
 impl<S> TrackedIo<S> {
     pub fn new(inner: S, connection: Arc<Connection>) -> Self {
-        TrackedIo { inner, connection }
+        TrackedIo {
+            inner,
+            connection,
+            read_once: false,
+        }
     }
 }
 
@@ -192,6 +191,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.read_once {
+            this.read_once = true;
+            this.connection.lock().read_attempted(Instant::now());
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -222,8 +225,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
         self.inner.is_write_vectored()
     }
 
-    /// hyper flushes the socket only once its own write buffer is empty: an answer handed
-    /// over before this flush is now all with the kernel (or the TLS layer's peer).
+    /// hyper (and TLS above this) flushes the socket only once its own write buffer is empty:
+    /// an answer handed over before this flush is now all with the kernel.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_flush(cx);
@@ -277,5 +280,63 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for TrackedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Format;
+    use std::time::Duration;
+
+    fn answer(connection: &Connection, at: Instant) {
+        let mut state = connection.lock();
+        state.request_started(at);
+        state.answer_handed_over(at);
+        state.flushed(at);
+    }
+
+    #[tokio::test]
+    async fn shedding_counts_and_closes_the_chosen_connection_only() {
+        let metrics = Arc::new(Metrics::new());
+        let connections = Connections::new(metrics.clone());
+        let t = Instant::now();
+        let busy = connections.register(t);
+        let idle = connections.register(t);
+        let fresh = connections.register(t);
+        busy.connection().request_started();
+        answer(idle.connection(), t);
+        fresh.connection().lock().read_attempted(t);
+        assert_eq!((connections.held(), connections.live()), (3, 3));
+
+        // The idle one goes; the new one is within its grace; the busy one is never chosen.
+        assert!(matches!(connections.shed_one(t), Choice::Shed(_)));
+        idle.connection().shed().await;
+        assert_eq!((connections.held(), connections.live()), (3, 2));
+        assert_eq!(
+            connections.shed_one(t + Duration::from_millis(1)),
+            Choice::WaitUntil(t + shed::HEADER_GRACE)
+        );
+        drop(idle);
+        assert_eq!((connections.held(), connections.live()), (2, 2));
+        assert!(matches!(
+            connections.shed_one(t + shed::HEADER_GRACE),
+            Choice::Shed(_)
+        ));
+        drop(fresh);
+        assert_eq!(
+            connections.shed_one(t + shed::HEADER_GRACE),
+            Choice::Nothing
+        );
+        let text = metrics.encode(Format::PrometheusText);
+        for line in [
+            "medic_web_connections_shed_total{reason=\"idle\"} 1",
+            "medic_web_connections_shed_total{reason=\"reading_headers\"} 1",
+            "medic_web_connections_open 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        drop(busy);
+        assert_eq!(connections.held(), 0);
     }
 }

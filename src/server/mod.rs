@@ -157,6 +157,8 @@ pub async fn serve(
         tokio::spawn(
             async move {
                 let connection = registered.connection().clone();
+                // Tracked under TLS: a handshake counts as reading headers.
+                let stream = TrackedIo::new(stream, connection.clone());
                 let serve = async {
                     match tls {
                         None => serve_connection(stream, peer, shared, watcher, &connection).await,
@@ -191,6 +193,9 @@ pub async fn serve(
         if connections.live() <= max_connections {
             continue;
         }
+        // Lets the connection just accepted, and any woken by bytes that arrived, read them
+        // before anyone is judged: a busy medic does not shed a client whose request is in.
+        tokio::task::yield_now().await;
         if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
             logged = Some(tokio::time::Instant::now());
             tracing::warn!(
@@ -222,10 +227,6 @@ pub async fn serve(
                 break;
             }
         }
-        // Lets the connections just accepted read their requests before more arrive: a new
-        // client's request is then in (and being answered) long before it is the oldest
-        // still sending headers.
-        tokio::task::yield_now().await;
     }
     drop(listener);
     tokio::select! {
@@ -237,7 +238,8 @@ pub async fn serve(
 }
 
 /// Serves HTTP/1.1 on one accepted connection, plain or TLS, until it closes or shutdown ends
-/// it; its phases go to `connection` for shedding.
+/// it; the service and the answers' bodies tell `connection` its phases (the stream, a
+/// [`TrackedIo`], tells it reads and flushes).
 async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
@@ -259,10 +261,7 @@ async fn serve_connection<S>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(
-            TokioIo::new(TrackedIo::new(stream, connection.clone())),
-            service,
-        );
+        .serve_connection(TokioIo::new(stream), service);
     let _ = watcher.watch(conn).await;
 }
 

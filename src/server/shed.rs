@@ -8,17 +8,18 @@
 //! loses nothing but a reconnect), then the one that has been sending its request headers the
 //! longest (a legitimate client sends them in one packet; a slow-loris never finishes). A
 //! connection whose request is being answered is never shed: its client would lose an answer
-//! already under way. Nor is one that began its request less than [`HEADER_GRACE`] ago: a
+//! already under way. Nor is one medic first read from less than [`HEADER_GRACE`] ago: a
 //! client that connects while others churn through the slots (a flood that reconnects as soon
 //! as it is shed) still has time to send its headers, or finish its TLS handshake and send
-//! them, before it is the oldest.
+//! them, and a busy medic reads what a client sent before judging it.
 
 use std::time::{Duration, Instant};
 
-/// How long a connection may send its request headers before it can be shed. It bounds how
-/// fast slots turn over under a flood of new connections (`--web.max-connections` per grace):
-/// with ten times the cap reconnecting as fast as they are shed, a new client waits at most
-/// 9 graces in the listen backlog, 450 ms, then has a grace to be served.
+/// How long a connection may send its request headers, counted from medic's first read of it,
+/// before it can be shed. It bounds how fast slots turn over under a flood of new connections
+/// (`--web.max-connections` per grace): with ten times the cap reconnecting as fast as they
+/// are shed, a new client waits about 9 graces in the listen backlog, 450 ms, then has a grace
+/// to be served.
 pub const HEADER_GRACE: Duration = Duration::from_millis(50);
 
 /// Why a connection was shed: the label values of `medic_web_connections_shed_total{reason}`.
@@ -67,6 +68,9 @@ pub enum Phase {
 pub struct ConnectionState {
     phase: Phase,
     since: Instant,
+    /// When medic first tried to read the connection: its header grace counts from there, so
+    /// a connection is not judged before medic could read what it sent. `None` until then.
+    first_read: Option<Instant>,
 }
 
 impl ConnectionState {
@@ -75,7 +79,13 @@ impl ConnectionState {
         ConnectionState {
             phase: Phase::ReadingHeaders,
             since: now,
+            first_read: None,
         }
+    }
+
+    /// medic tries to read the connection (whether or not bytes are there).
+    pub fn read_attempted(&mut self, now: Instant) {
+        self.first_read.get_or_insert(now);
     }
 
     pub fn phase(&self) -> Phase {
@@ -144,6 +154,8 @@ impl ConnectionState {
             id: (),
             reason,
             since: self.since,
+            // A next request began with a byte read: medic is reading it from then.
+            first_read: self.first_read.map(|first| first.max(self.since)),
         })
     }
 
@@ -164,12 +176,26 @@ impl ConnectionState {
     }
 }
 
-/// A connection that may be shed: which, why, and since when it is in that phase.
+/// A connection that may be shed: which, why, since when it is in that phase, and since
+/// when medic has read it in that phase (`None`: not yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate<Id> {
     pub id: Id,
     pub reason: ShedReason,
     pub since: Instant,
+    pub first_read: Option<Instant>,
+}
+
+impl<Id> Candidate<Id> {
+    /// The same candidate under another id.
+    pub fn with_id<Other>(&self, id: Other) -> Candidate<Other> {
+        Candidate {
+            id,
+            reason: self.reason,
+            since: self.since,
+            first_read: self.first_read,
+        }
+    }
 }
 
 /// What to do to make room.
@@ -184,20 +210,33 @@ pub enum Choice<Id> {
 }
 
 /// The connection to shed among `candidates` at `now`: the longest idle, else the one sending
-/// its headers the longest once it has had its [`HEADER_GRACE`].
+/// its headers the longest among those that have had their [`HEADER_GRACE`].
 pub fn victim<Id>(candidates: impl IntoIterator<Item = Candidate<Id>>, now: Instant) -> Choice<Id> {
-    // `ShedReason` orders idle before reading headers.
-    match candidates.into_iter().min_by_key(|c| (c.reason, c.since)) {
-        None => Choice::Nothing,
-        Some(c) if c.reason == ShedReason::Idle => Choice::Shed(c),
-        Some(c) => {
-            let grace_ends = c.since + HEADER_GRACE;
-            if now >= grace_ends {
-                Choice::Shed(c)
-            } else {
-                Choice::WaitUntil(grace_ends)
+    let mut idle: Option<Candidate<Id>> = None;
+    let mut past_grace: Option<Candidate<Id>> = None;
+    let mut next_grace_end: Option<Instant> = None;
+    let older = |held: Option<Candidate<Id>>, c: Candidate<Id>| match held {
+        Some(h) if h.since <= c.since => Some(h),
+        _ => Some(c),
+    };
+    for c in candidates {
+        match (c.reason, c.first_read) {
+            (ShedReason::Idle, _) => idle = older(idle, c),
+            (ShedReason::ReadingHeaders, Some(first)) if now >= first + HEADER_GRACE => {
+                past_grace = older(past_grace, c)
+            }
+            (ShedReason::ReadingHeaders, first) => {
+                // Not read yet: its grace ends a grace after its first read, at the earliest
+                // a grace from now.
+                let end = first.unwrap_or(now) + HEADER_GRACE;
+                next_grace_end = Some(next_grace_end.map_or(end, |e| e.min(end)));
             }
         }
+    }
+    match (idle.or(past_grace), next_grace_end) {
+        (Some(c), _) => Choice::Shed(c),
+        (None, Some(at)) => Choice::WaitUntil(at),
+        (None, None) => Choice::Nothing,
     }
 }
 
@@ -210,8 +249,14 @@ mod tests {
         base + Duration::from_millis(ms)
     }
 
+    /// A candidate medic has read since it entered its phase.
     fn candidate(id: u32, reason: ShedReason, since: Instant) -> Candidate<u32> {
-        Candidate { id, reason, since }
+        Candidate {
+            id,
+            reason,
+            since,
+            first_read: Some(since),
+        }
     }
 
     fn shed_id(choice: Choice<u32>) -> Option<u32> {
@@ -267,6 +312,43 @@ mod tests {
         // An idle connection just answered goes at once.
         let with_idle = [young[0], young[1], candidate(3, ShedReason::Idle, now)];
         assert_eq!(shed_id(victim(with_idle, now)), Some(3));
+        // The oldest past its grace goes, even if an older one is still within it.
+        let mixed = [
+            candidate(4, reading, at(t, 0)),
+            Candidate {
+                first_read: Some(at(t, 30)),
+                ..candidate(5, reading, at(t, 0))
+            },
+            candidate(6, reading, at(t, 5)),
+        ];
+        assert_eq!(shed_id(victim(mixed, at(t, grace + 10))), Some(4));
+        assert_eq!(shed_id(victim(mixed, at(t, grace + 40))), Some(4));
+        assert_eq!(
+            shed_id(victim(mixed[1..].iter().copied(), at(t, grace + 10))).unwrap_or(0),
+            6,
+            "5 was first read at 30 ms"
+        );
+    }
+
+    #[test]
+    fn a_connection_medic_has_not_read_yet_is_not_judged() {
+        let t = Instant::now();
+        let grace = HEADER_GRACE.as_millis() as u64;
+        // Accepted long ago, never read (medic was busy): its grace starts at its first read.
+        let mut c = ConnectionState::accepted(t);
+        let late = at(t, 10 * grace);
+        let unread = c.sheddable().unwrap().with_id(1u32);
+        assert_eq!(
+            victim([unread], late),
+            Choice::WaitUntil(late + HEADER_GRACE)
+        );
+        c.read_attempted(late);
+        c.read_attempted(at(t, 11 * grace)); // only the first counts
+        let read = c.sheddable().unwrap().with_id(1u32);
+        assert_eq!(victim([read], late), Choice::WaitUntil(late + HEADER_GRACE));
+        assert_eq!(shed_id(victim([read], late + HEADER_GRACE)), Some(1));
+        // Its since stays its accept time: it is older than anyone accepted after it.
+        assert_eq!(read.since, t);
     }
 
     #[test]
