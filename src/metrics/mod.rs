@@ -219,6 +219,9 @@ pub struct Metrics {
     recovery_pauses_active: Gauge,
     /// Probes that failed because medic itself ran out of fds, processes or memory.
     probe_errors: Family<ReasonLabels, Counter>,
+    /// Connections closed at `--web.max-connections` to make room, by why they could be.
+    web_connections_shed: Family<ReasonLabels, Counter>,
+    web_connections_open: Gauge,
     recovery_held: Family<ChainReasonLabels, Counter>,
     recovery_runs_active: Family<ChainLabels, Gauge>,
     recovery_circuit_open: Gauge,
@@ -487,6 +490,23 @@ impl Metrics {
             "Child processes never started: no slot within the caller's timeout, or the wait queue was full",
             child_refusals,
         );
+        let web_connections_shed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "medic_web_connections_shed",
+            "Connections closed at --web.max-connections to make room for new ones (reason: idle, reading_headers)",
+            web_connections_shed.clone(),
+        );
+        for reason in crate::server::shed::ShedReason::ALL {
+            let _ = web_connections_shed.get_or_create(&ReasonLabels {
+                reason: reason.as_str().to_string(),
+            });
+        }
+        let web_connections_open = Gauge::default();
+        registry.register(
+            "medic_web_connections_open",
+            "Connections the HTTP server holds open now, shed ones not yet closed included",
+            web_connections_open.clone(),
+        );
         let alertmanager_requests = Family::<OperationResultLabels, Counter>::default();
         registry.register(
             "medic_alertmanager_requests",
@@ -600,6 +620,8 @@ impl Metrics {
             store_backlog,
             recovery_pauses_active,
             probe_errors,
+            web_connections_shed,
+            web_connections_open,
             alertmanager_requests,
             alertmanager_silences,
             disk_series: Mutex::new(BTreeMap::new()),
@@ -1070,6 +1092,20 @@ impl Metrics {
                 routed: routed.to_string(),
             })
             .inc();
+    }
+
+    /// A connection closed at `--web.max-connections` to make room.
+    pub fn web_connection_shed(&self, reason: crate::server::shed::ShedReason) {
+        self.web_connections_shed
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    pub fn web_connections_open(&self, open: usize) {
+        self.web_connections_open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     pub fn store_error(&self, operation: &str) {

@@ -28,6 +28,7 @@ mod rules;
 mod runs;
 mod safe;
 mod secrets;
+mod shedding;
 mod snippets;
 mod store;
 mod web;
