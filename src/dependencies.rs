@@ -185,10 +185,17 @@ mod tests {
         let down = |set: &'static [&'static str]| move |c: &str| set.contains(&c);
         assert!(g.roots("api", down(&[])).is_empty());
         assert_eq!(g.roots("api", down(&["db"])), ["db"]);
-        assert_eq!(g.roots("web", down(&["db", "api"])), ["db"], "api is blocked itself");
+        assert_eq!(
+            g.roots("web", down(&["db", "api"])),
+            ["db"],
+            "api is blocked itself"
+        );
         assert_eq!(g.roots("web", down(&["net", "db", "api"])), ["net"]);
         assert_eq!(g.roots("cache", down(&["db"])), Vec::<String>::new());
-        assert!(g.roots("net", down(&["net"])).is_empty(), "a root is not blocked");
+        assert!(
+            g.roots("net", down(&["net"])).is_empty(),
+            "a root is not blocked"
+        );
         assert_eq!(
             g.dependents_of("net"),
             ["api", "cache", "db", "web"].map(String::from).into()
@@ -198,7 +205,10 @@ mod tests {
     #[test]
     fn a_check_with_two_failing_branches_names_both_roots() {
         let g = graph(&[("api", &["db", "queue"])]);
-        assert_eq!(g.roots("api", |c| c == "db" || c == "queue"), ["db", "queue"]);
+        assert_eq!(
+            g.roots("api", |c| c == "db" || c == "queue"),
+            ["db", "queue"]
+        );
     }
 
     #[test]

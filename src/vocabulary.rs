@@ -107,6 +107,18 @@ closed_set! {
 }
 
 closed_set! {
+    /// Why a connection was shed at `--web.max-connections`: `reason` on
+    /// `medic_web_connections_shed_total`, in the order connections are shed.
+    ShedReason {
+        /// Between two requests of a keep-alive connection.
+        Idle => "idle",
+        /// Accepted (or its next request begun) but its request headers are not all in yet;
+        /// a TLS handshake under way counts here too.
+        ReadingHeaders => "reading_headers",
+    }
+}
+
+closed_set! {
     /// What medic asks of Alertmanager: `operation` on its requests.
     AmOperation {
         PostAlert => "post_alert",

@@ -22,27 +22,7 @@ use std::time::{Duration, Instant};
 /// to be served.
 pub const HEADER_GRACE: Duration = Duration::from_millis(50);
 
-/// Why a connection was shed: the label values of `medic_web_connections_shed_total{reason}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ShedReason {
-    /// Between two requests of a keep-alive connection.
-    Idle,
-    /// Accepted (or its next request begun) but its request headers are not all in yet;
-    /// a TLS handshake under way counts here too.
-    ReadingHeaders,
-}
-
-impl ShedReason {
-    /// In the order they are shed.
-    pub const ALL: [ShedReason; 2] = [ShedReason::Idle, ShedReason::ReadingHeaders];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ShedReason::Idle => "idle",
-            ShedReason::ReadingHeaders => "reading_headers",
-        }
-    }
-}
+pub use crate::vocabulary::ShedReason;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
