@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::check_trend::{StatusCounts, Trend};
 use crate::checks::{FailureReason, Outcome};
@@ -415,7 +416,7 @@ pub fn spawn(
         predictors: BTreeMap::new(),
         listeners: BTreeMap::new(),
     };
-    let handle = tokio::spawn(task.run(rx));
+    let handle = tokio::spawn(task.run(rx).instrument(tracing::info_span!("state")));
     (StateHandle { tx }, handle)
 }
 
