@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Mutex};
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::pause::{paused, Pause};
@@ -140,7 +141,8 @@ impl PauseBook {
                     _ = shutdown.changed() => return,
                 }
             }
-        })
+        }
+        .instrument(tracing::info_span!("pause_refresher")))
     }
 }
 

@@ -28,6 +28,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
+use tracing::Instrument;
 
 /// The environment variable that marks a probe's or step's processes.
 pub const TAG_VAR: &str = "MEDIC_PROCESS_TAG";
@@ -220,30 +221,33 @@ pub fn start() {
             None
         }
     };
-    tokio::spawn(async move {
-        // SIGCHLD coalesces and may race a registration; the timer catches what it missed.
-        let mut timer = tokio::time::interval(REAP_EVERY);
-        loop {
-            match sigchld.as_mut() {
-                Some(s) => {
-                    tokio::select! {
-                        _ = s.recv() => {}
-                        _ = timer.tick() => {}
+    tokio::spawn(
+        async move {
+            // SIGCHLD coalesces and may race a registration; the timer catches what it missed.
+            let mut timer = tokio::time::interval(REAP_EVERY);
+            loop {
+                match sigchld.as_mut() {
+                    Some(s) => {
+                        tokio::select! {
+                            _ = s.recv() => {}
+                            _ = timer.tick() => {}
+                        }
+                    }
+                    None => {
+                        timer.tick().await;
                     }
                 }
-                None => {
-                    timer.tick().await;
+                let reaped = reap_orphans();
+                if reaped > 0 {
+                    tracing::debug!(reaped, "reaped orphaned descendants");
                 }
+                // A sweep reads every process's stat (about 4 ms for 100 processes): with a SIGCHLD
+                // per probe, at most a few sweeps a second. Zombies hold no memory meanwhile.
+                tokio::time::sleep(REAP_AT_MOST_EVERY).await;
             }
-            let reaped = reap_orphans();
-            if reaped > 0 {
-                tracing::debug!(reaped, "reaped orphaned descendants");
-            }
-            // A sweep reads every process's stat (about 4 ms for 100 processes): with a SIGCHLD
-            // per probe, at most a few sweeps a second. Zombies hold no memory meanwhile.
-            tokio::time::sleep(REAP_AT_MOST_EVERY).await;
         }
-    });
+        .instrument(tracing::info_span!("reaper")),
+    );
 }
 
 const REAP_EVERY: Duration = Duration::from_secs(5);

@@ -227,7 +227,8 @@ impl Scheduler {
             events,
             redactor: watch::channel(Redactor::default()).0,
         });
-        let timer = tokio::spawn(run_timer(shared.clone()));
+        let timer =
+            tokio::spawn(run_timer(shared.clone()).instrument(tracing::info_span!("scheduler")));
         Scheduler { shared, timer }
     }
 

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::check_trend::{StatusCounts, Trend};
 use crate::checks::{FailureReason, Outcome};
@@ -19,7 +20,7 @@ use crate::recovery::verify::{ProbeEvents, Probed};
 use crate::result_ring::{duration_micros, ResultRing};
 use crate::status::Status;
 use crate::store::{ResultRow, WriterHandle};
-use crate::thresholds::HealthState;
+use crate::thresholds::{HealthState, Transition};
 use crate::timefmt::{rfc3339_ms, unix_ms};
 use crate::vocabulary::Subject;
 
@@ -251,6 +252,64 @@ impl CheckRecord {
     }
 }
 
+impl CheckRecord {
+    /// Runs a probe's status through the thresholds, and keeps when the check turned critical.
+    fn observe(&mut self, status: Status, at_ms: i64) -> HealthChange {
+        let was_flapping = self.health.flapping;
+        let transition = self.health.observe(status, self.spec.thresholds());
+        if self.health.status != Status::Critical {
+            self.critical_since_ms = None;
+        } else if self.critical_since_ms.is_none() {
+            self.critical_since_ms = Some(at_ms);
+        }
+        HealthChange {
+            transition,
+            flapping_changed: was_flapping != self.health.flapping,
+        }
+    }
+
+    /// Keeps a failing probe's reason, and drops it once the check no longer fails.
+    fn note_failure_reason(&mut self, reason: Option<FailureReason>) {
+        if reason.is_some() {
+            self.failure_reason = reason;
+        } else if !self.fails() {
+            self.failure_reason = None;
+        }
+    }
+
+    /// The failure reason the metrics show: only while the check is critical or unknown.
+    fn current_failure_reason(&self) -> Option<FailureReason> {
+        self.failure_reason.filter(|_| self.fails())
+    }
+
+    fn fails(&self) -> bool {
+        matches!(self.health.status, Status::Critical | Status::Unknown)
+    }
+
+    /// Keeps the probe as the check's latest.
+    fn keep_last(
+        &mut self,
+        at_ms: i64,
+        status: Status,
+        duration_seconds: f64,
+        message: String,
+        metadata: BTreeMap<String, Value>,
+    ) {
+        match &mut self.last {
+            Some(last) => last.refresh(at_ms, status, duration_seconds, message, metadata),
+            None => {
+                self.last = Some(LastProbe {
+                    at_ms,
+                    status,
+                    duration_seconds,
+                    message,
+                    metadata: metadata.into_iter().collect(),
+                })
+            }
+        }
+    }
+}
+
 /// The handle others use to talk to the state task.
 #[derive(Clone)]
 pub struct StateHandle {
@@ -357,7 +416,7 @@ pub fn spawn(
         predictors: BTreeMap::new(),
         listeners: BTreeMap::new(),
     };
-    let handle = tokio::spawn(task.run(rx));
+    let handle = tokio::spawn(task.run(rx).instrument(tracing::info_span!("state")));
     (StateHandle { tx }, handle)
 }
 
@@ -455,6 +514,8 @@ impl StateTask {
         }
     }
 
+    /// One probe's outcome, in order: thresholds, verifying runs, the failure reason, the
+    /// results ring, metrics and log, recovery, the store, the last probe, predictions.
     fn record(&mut self, check: &str, generation: u64, time: ProbeTime, outcome: Outcome) {
         let Some(record) = self.checks.get_mut(check) else {
             return;
@@ -465,35 +526,17 @@ impl StateTask {
             return;
         }
         let at_ms = unix_ms(time.at);
-        let was_flapping = record.health.flapping;
-        let transition = record
-            .health
-            .observe(outcome.status, record.spec.thresholds());
-        let flapping_changed = was_flapping != record.health.flapping;
-        if record.health.status != Status::Critical {
-            record.critical_since_ms = None;
-        } else if record.critical_since_ms.is_none() {
-            record.critical_since_ms = Some(at_ms);
-        }
-        if let Some(listeners) = self.listeners.get(check) {
-            if listeners.receiver_count() == 0 {
-                self.listeners.remove(check);
-            } else {
-                listeners.send_replace(Some(Probed {
-                    status: record.health.status,
-                    at_ms,
-                    started: time.started,
-                }));
-            }
-        }
-        let check_fails = matches!(record.health.status, Status::Critical | Status::Unknown);
-        if outcome.reason.is_some() {
-            record.failure_reason = outcome.reason;
-        } else if !check_fails {
-            record.failure_reason = None;
-        }
+        let change = record.observe(outcome.status, at_ms);
+        tell_listeners(
+            &mut self.listeners,
+            check,
+            record.health.status,
+            at_ms,
+            &time,
+        );
+        record.note_failure_reason(outcome.reason);
         self.metrics
-            .set_failure_reason(check, record.failure_reason.filter(|_| check_fails));
+            .set_failure_reason(check, record.current_failure_reason());
         // At the results' precision, so the summary and the history's newest entry agree.
         let duration = f64::from(duration_micros(outcome.duration.as_secs_f64())) / 1e6;
         record
@@ -503,78 +546,23 @@ impl StateTask {
             check,
             &outcome,
             &record.health,
-            transition.is_some() || flapping_changed,
+            change.changed(),
             at_ms as f64 / 1000.0,
         );
-        if transition.is_some() || flapping_changed {
-            let from = transition.map_or(record.health.status, |t| t.from);
-            let reason = if record.health.flapping {
-                "flapping"
-            } else {
-                ""
-            };
-            tracing::info!(check, %from, to = %record.health.status, reason, result = %outcome.message, "check status changed");
-        }
-        if let (Some(recovery), Some(t)) = (&self.recovery, transition) {
-            if (t.from == Status::Critical) != (t.to == Status::Critical) {
-                let _ = recovery.send(Event::CheckCritical {
-                    check: check.to_string(),
-                    critical: t.to == Status::Critical,
-                });
-            }
-        }
-        if let (Some(recovery), Some(chain)) = (&self.recovery, &record.spec.recovery) {
-            let subject = Subject::Check(check.to_string()).to_string();
-            // An unknown probe knows nothing of the target (medic may be the one in trouble):
-            // it never asks for a run, even while the check is still critical.
-            if record.health.status == Status::Critical && outcome.status != Status::Unknown {
-                // Every critical probe asks; the manager coalesces and decides.
-                let _ = recovery.send(Event::Trigger(Trigger::for_check(CheckIncident {
-                    check,
-                    chain,
-                    labels: &record.spec.labels,
-                    message: &outcome.message,
-                    interval_ms: i64::try_from(record.spec.interval.std().as_millis())
-                        .unwrap_or(i64::MAX),
-                    since_ms: record.critical_since_ms.unwrap_or(at_ms),
-                    prompted: time.asked,
-                })));
-            } else if transition.is_some_and(|t| t.to == Status::Healthy) {
-                let _ = recovery.send(Event::Healthy {
-                    chain: chain.clone(),
-                    subject,
-                    at_ms,
-                });
-            }
+        log_status_change(check, record, change, &outcome.message);
+        if let Some(recovery) = &self.recovery {
+            tell_recovery(recovery, check, record, change, &outcome, at_ms, time.asked);
         }
         if let Some(writer) = &self.writer {
-            writer.submit(ResultRow {
-                check: check.to_string(),
-                at_ms,
-                status: outcome.status,
-                duration_seconds: duration,
-                message: outcome.message.clone(),
-                measurements: outcome.measurements.clone(),
-            });
+            store_result(writer, check, at_ms, &outcome, duration);
         }
-        match &mut record.last {
-            Some(last) => last.refresh(
-                at_ms,
-                outcome.status,
-                duration,
-                outcome.message,
-                outcome.metadata,
-            ),
-            None => {
-                record.last = Some(LastProbe {
-                    at_ms,
-                    status: outcome.status,
-                    duration_seconds: duration,
-                    message: outcome.message,
-                    metadata: outcome.metadata.into_iter().collect(),
-                })
-            }
-        }
+        record.keep_last(
+            at_ms,
+            outcome.status,
+            duration,
+            outcome.message,
+            outcome.metadata,
+        );
         self.predict(check, at_ms, &outcome.measurements, duration);
     }
 
@@ -758,4 +746,112 @@ impl StateTask {
                 .collect(),
         })
     }
+}
+
+/// What one probe changed in a check's health.
+#[derive(Debug, Clone, Copy)]
+struct HealthChange {
+    transition: Option<Transition>,
+    flapping_changed: bool,
+}
+
+impl HealthChange {
+    /// Whether the status or the flapping mark changed: what is logged and counted.
+    fn changed(self) -> bool {
+        self.transition.is_some() || self.flapping_changed
+    }
+}
+
+/// Tells the runs verifying `check` of its probe; forgets the channel once nobody listens.
+fn tell_listeners(
+    listeners: &mut BTreeMap<Arc<str>, watch::Sender<Option<Probed>>>,
+    check: &str,
+    status: Status,
+    at_ms: i64,
+    time: &ProbeTime,
+) {
+    let Some(sender) = listeners.get(check) else {
+        return;
+    };
+    if sender.receiver_count() == 0 {
+        listeners.remove(check);
+    } else {
+        sender.send_replace(Some(Probed {
+            status,
+            at_ms,
+            started: time.started,
+        }));
+    }
+}
+
+/// Logs a change of status or of the flapping mark.
+fn log_status_change(check: &str, record: &CheckRecord, change: HealthChange, message: &str) {
+    if !change.changed() {
+        return;
+    }
+    let from = change.transition.map_or(record.health.status, |t| t.from);
+    let reason = if record.health.flapping {
+        "flapping"
+    } else {
+        ""
+    };
+    tracing::info!(check, %from, to = %record.health.status, reason, result = %message, "check status changed");
+}
+
+/// Tells recovery what the probe means for it: a check entering or leaving critical (the
+/// circuit breaker counts them), a critical probe asking for a run of the check's chain, or
+/// a check healthy again.
+fn tell_recovery(
+    recovery: &RecoveryHandle,
+    check: &str,
+    record: &CheckRecord,
+    change: HealthChange,
+    outcome: &Outcome,
+    at_ms: i64,
+    asked: bool,
+) {
+    if let Some(t) = change.transition {
+        if (t.from == Status::Critical) != (t.to == Status::Critical) {
+            let _ = recovery.send(Event::CheckCritical {
+                check: check.to_string(),
+                critical: t.to == Status::Critical,
+            });
+        }
+    }
+    let Some(chain) = &record.spec.recovery else {
+        return;
+    };
+    // An unknown probe knows nothing of the target (medic may be the one in trouble): it
+    // never asks for a run, even while the check is still critical.
+    if record.health.status == Status::Critical && outcome.status != Status::Unknown {
+        // Every critical probe asks; the manager coalesces and decides.
+        let _ = recovery.send(Event::Trigger(Trigger::for_check(CheckIncident {
+            check,
+            chain,
+            labels: &record.spec.labels,
+            message: &outcome.message,
+            interval_ms: i64::try_from(record.spec.interval.std().as_millis()).unwrap_or(i64::MAX),
+            since_ms: record.critical_since_ms.unwrap_or(at_ms),
+            prompted: asked,
+        })));
+    } else if change.transition.is_some_and(|t| t.to == Status::Healthy) {
+        let _ = recovery.send(Event::Healthy {
+            chain: chain.clone(),
+            subject: Subject::Check(check.to_string()).to_string(),
+            at_ms,
+        });
+    }
+}
+
+/// Hands the probe to the store's writer, which counts and drops it rather than wait when its
+/// queue is full.
+fn store_result(writer: &WriterHandle, check: &str, at_ms: i64, outcome: &Outcome, duration: f64) {
+    writer.submit(ResultRow {
+        check: check.to_string(),
+        at_ms,
+        status: outcome.status,
+        duration_seconds: duration,
+        message: outcome.message.clone(),
+        measurements: outcome.measurements.clone(),
+    });
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::client::AmAlert;
 use super::Alertmanager;
@@ -185,7 +186,9 @@ impl Alertmanager {
             return;
         }
         let (am, chain, subject) = (self.clone(), chain.to_string(), subject.to_string());
-        tokio::spawn(async move { am.resolve(&chain, &subject).await });
+        // Its line names the chain and subject already; the span says what the task is.
+        let span = tracing::info_span!("escalation_resolve");
+        tokio::spawn(async move { am.resolve(&chain, &subject).await }.instrument(span));
     }
 
     async fn resolve(&self, chain: &str, subject: &str) {
@@ -250,22 +253,25 @@ impl Alertmanager {
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                self.repost_due().await;
-                self.expire_orphans().await;
-                // Often enough to catch the resend delay; a reload may change it.
-                let pause = self
-                    .settings()
-                    .map(|s| s.resend_delay / 6)
-                    .unwrap_or(Duration::from_secs(10))
-                    .clamp(Duration::from_millis(200), Duration::from_secs(10));
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = shutdown.changed() => break,
+        tokio::spawn(
+            async move {
+                loop {
+                    self.repost_due().await;
+                    self.expire_orphans().await;
+                    // Often enough to catch the resend delay; a reload may change it.
+                    let pause = self
+                        .settings()
+                        .map(|s| s.resend_delay / 6)
+                        .unwrap_or(Duration::from_secs(10))
+                        .clamp(Duration::from_millis(200), Duration::from_secs(10));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => break,
+                    }
                 }
             }
-        })
+            .instrument(tracing::info_span!("alertmanager_keeper")),
+        )
     }
 }
 

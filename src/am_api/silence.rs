@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::client::{AmMatcher, AmSilence};
 use super::Alertmanager;
@@ -120,10 +121,15 @@ impl Alertmanager {
         };
         let (end_tx, end_rx) = oneshot::channel();
         let (am, run_id) = (self.clone(), run_id.to_string());
-        tokio::spawn(async move {
-            am.hold_silence(settings, run_id, silence, ends, end_rx)
-                .await
-        });
+        // Under the run's span: its lines carry the chain and target; their own say the run.
+        let span = tracing::info_span!("silence");
+        tokio::spawn(
+            async move {
+                am.hold_silence(settings, run_id, silence, ends, end_rx)
+                    .await
+            }
+            .instrument(span),
+        );
         Some(SilenceGuard { _end: end_tx })
     }
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant};
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -138,7 +139,9 @@ impl LeaseKeeper {
         Fut: Future<Output = Renewal> + Send + 'static,
     {
         let (tx, fenced) = watch::channel(None);
-        let task = tokio::spawn(keep(run, renewed, renew, tx));
+        // Under the run's span (chain, target); the keeper's own lines name the run.
+        let span = tracing::info_span!("lease");
+        let task = tokio::spawn(keep(run, renewed, renew, tx).instrument(span));
         LeaseKeeper { task, fenced }
     }
 

@@ -874,33 +874,36 @@ fn spawn_chores(
     store: watch::Receiver<Option<Store>>,
 ) -> mpsc::UnboundedSender<Chore> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(chore) = rx.recv().await {
-            let current = store.borrow().clone();
-            match (chore, current) {
-                (Chore::Flushed(done), _) => {
-                    let _ = done.send(());
-                }
-                (Chore::Gauges(chains), current) => {
-                    set_effectiveness_gauges(&engine, &chains, current.as_ref()).await
-                }
-                (_, None) => {}
-                (
-                    Chore::HealthySince {
-                        chain,
-                        subject,
-                        at_ms,
-                    },
-                    Some(s),
-                ) => {
-                    if let Err(e) = s.set_healthy_since(&chain, &subject, Some(at_ms)).await {
-                        engine.metrics.store_error(e.operation());
+    tokio::spawn(
+        async move {
+            while let Some(chore) = rx.recv().await {
+                let current = store.borrow().clone();
+                match (chore, current) {
+                    (Chore::Flushed(done), _) => {
+                        let _ = done.send(());
                     }
+                    (Chore::Gauges(chains), current) => {
+                        set_effectiveness_gauges(&engine, &chains, current.as_ref()).await
+                    }
+                    (_, None) => {}
+                    (
+                        Chore::HealthySince {
+                            chain,
+                            subject,
+                            at_ms,
+                        },
+                        Some(s),
+                    ) => {
+                        if let Err(e) = s.set_healthy_since(&chain, &subject, Some(at_ms)).await {
+                            engine.metrics.store_error(e.operation());
+                        }
+                    }
+                    (Chore::EndAbandoned, Some(s)) => end_abandoned(&engine, &s).await,
                 }
-                (Chore::EndAbandoned, Some(s)) => end_abandoned(&engine, &s).await,
             }
         }
-    });
+        .instrument(tracing::info_span!("recovery_chores")),
+    );
     tx
 }
 

@@ -405,12 +405,34 @@ pub fn runs_table(html: &mut String, runs: &[RunRow], secrets: &Redactor) {
 }
 
 pub fn render(ix: &Index<'_>) -> String {
+    let shown = shown_details(ix);
+    let mut html = String::with_capacity(64 * 1024 + ix.details.len() * 4096);
+    overall_banner(&mut html, ix, &shown);
+    hold_banners(&mut html, ix);
+    // What is predicted next, above the checks: a newcomer sees it without scrolling.
+    predictions_section(&mut html, ix.predictions);
+    filter_form(&mut html, ix.filter);
+    checks_section(&mut html, ix, &shown);
+    runs_section(&mut html, ix);
+    attempts_section(&mut html, ix);
+    super::layout(&format!("medic: {}", ix.report.status), true, &html)
+}
+
+/// The page's checks in the selection's order.
+fn shown_details<'d>(ix: &Index<'d>) -> Vec<&'d CheckDetail> {
+    let mut by_name: HashMap<&str, &CheckDetail> =
+        ix.details.iter().map(|d| (d.name.as_str(), d)).collect();
+    ix.selection
+        .names
+        .iter()
+        .filter_map(|n| by_name.remove(n.as_str()))
+        .collect()
+}
+
+/// The banner: the word, then what is failing and since when, then what holds medic back.
+fn overall_banner(html: &mut String, ix: &Index<'_>, shown: &[&CheckDetail]) {
     let report = ix.report;
     let sum = &report.summary;
-    let failing_total = sum.critical + sum.warning + sum.unknown;
-    let mut html = String::with_capacity(64 * 1024 + ix.details.len() * 4096);
-
-    // The banner: the word, then what is failing and since when, then what holds medic back.
     let _ = write!(
         html,
         r#"<div class="banner st-{st}" id="overall"><h1><span class="big">medic {badge}</span></h1><p>{n} checks: {h} healthy, {w} warning, {c} critical, {u} unknown</p>"#,
@@ -422,44 +444,50 @@ pub fn render(ix: &Index<'_>) -> String {
         c = sum.critical,
         u = sum.unknown,
     );
-    let mut by_name: HashMap<&str, &CheckDetail> =
-        ix.details.iter().map(|d| (d.name.as_str(), d)).collect();
-    let shown: Vec<&CheckDetail> = ix
-        .selection
-        .names
-        .iter()
-        .filter_map(|n| by_name.remove(n.as_str()))
-        .collect();
+    incident_list(html, ix, shown);
+    html.push_str("</div>\n");
+}
+
+/// The first few failing checks on this page, each with since when and what its healing waits
+/// for, and a link to all of them when there are more.
+fn incident_list(html: &mut String, ix: &Index<'_>, shown: &[&CheckDetail]) {
+    let sum = &ix.report.summary;
+    let failing_total = sum.critical + sum.warning + sum.unknown;
     let failing_shown: Vec<&&CheckDetail> = shown
         .iter()
         .filter(|d| failing(d.summary.status, d.summary.enabled))
         .take(BANNER_CHECKS)
         .collect();
-    if !failing_shown.is_empty() {
-        html.push_str(r#"<ul class="incident">"#);
-        for d in &failing_shown {
-            let _ = write!(
-                html,
-                r##"<li><a href="/checks/{l}">{n}</a> {b} {since}"##,
-                l = path_segment(&d.name),
-                n = escape(&d.name),
-                b = badge(d.summary.status),
-                since = since_text(&d.history).unwrap_or_default(),
-            );
-            if let Some(waiting) = waiting_for(&d.name, &d.history, ix.runs, &ix.banner.held) {
-                let _ = write!(html, " · {waiting}");
-            }
-            html.push_str("</li>");
-        }
-        if failing_total as usize > failing_shown.len() {
-            let _ = write!(
-                html,
-                r#"<li><a href="/?status=failing">all {failing_total} failing checks</a></li>"#
-            );
-        }
-        html.push_str("</ul>");
+    if failing_shown.is_empty() {
+        return;
     }
-    html.push_str("</div>\n");
+    html.push_str(r#"<ul class="incident">"#);
+    for d in &failing_shown {
+        let _ = write!(
+            html,
+            r##"<li><a href="/checks/{l}">{n}</a> {b} {since}"##,
+            l = path_segment(&d.name),
+            n = escape(&d.name),
+            b = badge(d.summary.status),
+            since = since_text(&d.history).unwrap_or_default(),
+        );
+        if let Some(waiting) = waiting_for(&d.name, &d.history, ix.runs, &ix.banner.held) {
+            let _ = write!(html, " · {waiting}");
+        }
+        html.push_str("</li>");
+    }
+    if failing_total as usize > failing_shown.len() {
+        let _ = write!(
+            html,
+            r#"<li><a href="/?status=failing">all {failing_total} failing checks</a></li>"#
+        );
+    }
+    html.push_str("</ul>");
+}
+
+/// A notice for each thing that holds recovery back (the circuit, pauses, maintenance
+/// windows), then what the query string got wrong.
+fn hold_banners(html: &mut String, ix: &Index<'_>) {
     if ix.banner.circuit_open {
         html.push_str(r#"<div class="banner notice" id="circuit"><strong>W Circuit breaker open</strong>: too many checks are critical at once; medic starts no recovery run until fewer are.</div>"#);
         html.push('\n');
@@ -490,46 +518,50 @@ pub fn render(ix: &Index<'_>) -> String {
     for note in ix.notes {
         let _ = writeln!(html, r#"<p class="meta">{}</p>"#, escape(note));
     }
+}
 
-    // What is predicted next, above the checks: a newcomer sees it without scrolling.
+/// Prediction cards, soonest breach first, at most `MAX_PREDICTIONS` of them.
+fn predictions_section(html: &mut String, predictions: &[(Prediction, Vec<(f64, f64)>)]) {
     html.push_str("<h2>Predictions</h2>\n");
-    if ix.predictions.is_empty() {
+    if predictions.is_empty() {
         html.push_str("<p>No prediction has a value yet.</p>\n");
-    } else {
-        // Soonest breach first.
-        let mut preds: Vec<&(Prediction, Vec<(f64, f64)>)> = ix.predictions.iter().collect();
-        preds.sort_by(|a, b| {
-            let key = |p: &Prediction| {
-                p.breach_seconds
-                    .filter(|b| b.is_finite())
-                    .unwrap_or(f64::MAX)
-            };
-            key(&a.0)
-                .total_cmp(&key(&b.0))
-                .then_with(|| natural_cmp(&a.0.name, &b.0.name))
-        });
-        html.push_str("<div class=\"preds\">\n");
-        for (p, series) in preds.iter().take(MAX_PREDICTIONS) {
-            prediction_card(&mut html, p, series);
-        }
-        html.push_str("</div>\n");
-        if preds.len() > MAX_PREDICTIONS {
-            let _ = writeln!(
-                html,
-                r#"<p class="meta">{} more predictions on their checks' pages and at <a href="/api/v1/predictions">/api/v1/predictions</a>.</p>"#,
-                preds.len() - MAX_PREDICTIONS
-            );
-        }
+        return;
     }
+    // Soonest breach first.
+    let mut preds: Vec<&(Prediction, Vec<(f64, f64)>)> = predictions.iter().collect();
+    preds.sort_by(|a, b| {
+        let key = |p: &Prediction| {
+            p.breach_seconds
+                .filter(|b| b.is_finite())
+                .unwrap_or(f64::MAX)
+        };
+        key(&a.0)
+            .total_cmp(&key(&b.0))
+            .then_with(|| natural_cmp(&a.0.name, &b.0.name))
+    });
+    html.push_str("<div class=\"preds\">\n");
+    for (p, series) in preds.iter().take(MAX_PREDICTIONS) {
+        prediction_card(html, p, series);
+    }
+    html.push_str("</div>\n");
+    if preds.len() > MAX_PREDICTIONS {
+        let _ = writeln!(
+            html,
+            r#"<p class="meta">{} more predictions on their checks' pages and at <a href="/api/v1/predictions">/api/v1/predictions</a>.</p>"#,
+            preds.len() - MAX_PREDICTIONS
+        );
+    }
+}
 
-    // Filters: a plain GET form, no script.
+/// The heading of the checks and their filters: a plain GET form, no script.
+fn filter_form(html: &mut String, filter: &Filter) {
     let opt = |value: &str, label: &str, on: bool| {
         format!(
             r#"<option value="{value}"{}>{label}</option>"#,
             if on { " selected" } else { "" }
         )
     };
-    let cur = ix.filter.status;
+    let cur = filter.status;
     let _ = write!(
         html,
         r#"<h2>Checks</h2><form method="get" action="/"><input type="search" name="q" value="{q}" placeholder="name contains" aria-label="name contains"><select name="status" aria-label="status">{}{}{}{}{}{}</select><button type="submit">show</button></form>"#,
@@ -555,55 +587,72 @@ pub fn render(ix: &Index<'_>) -> String {
             "healthy",
             cur == Some(StatusFilter::Is(Status::Healthy))
         ),
-        q = escape(&ix.filter.q),
+        q = escape(&filter.q),
     );
+}
+
+/// How many checks match, this page's cards, and the links to the pages around it.
+fn checks_section(html: &mut String, ix: &Index<'_>, shown: &[&CheckDetail]) {
     let sel = ix.selection;
     let first = (sel.page - 1) * PER_PAGE;
     let _ = writeln!(
         html,
         r#"<p class="meta" id="count">{} of {} checks match; showing {}–{}, page {} of {}</p>"#,
         sel.matching,
-        report.checks.len(),
+        ix.report.checks.len(),
         if sel.matching == 0 { 0 } else { first + 1 },
         first + shown.len(),
         sel.page,
         sel.pages
     );
     html.push_str("<div class=\"checks\">\n");
-    for d in &shown {
-        check_card(&mut html, d, ix.runs, ix.secrets);
+    for d in shown {
+        check_card(html, d, ix.runs, ix.secrets);
     }
     html.push_str("</div>\n");
-    if sel.pages > 1 {
-        html.push_str(r#"<nav class="pager">"#);
-        if sel.page > 1 {
-            let _ = write!(
-                html,
-                r#"<a rel="prev" href="{}">← page {}</a>"#,
-                escape(&ix.filter.query(sel.page - 1)),
-                sel.page - 1
-            );
-        }
-        if sel.page < sel.pages {
-            let _ = write!(
-                html,
-                r#"<a rel="next" href="{}">page {} →</a>"#,
-                escape(&ix.filter.query(sel.page + 1)),
-                sel.page + 1
-            );
-        }
-        html.push_str("</nav>\n");
-    }
+    pager(html, ix.filter, sel);
+}
 
+/// Links to the previous and next page, when there is more than one.
+fn pager(html: &mut String, filter: &Filter, sel: &Selection) {
+    if sel.pages <= 1 {
+        return;
+    }
+    html.push_str(r#"<nav class="pager">"#);
+    if sel.page > 1 {
+        let _ = write!(
+            html,
+            r#"<a rel="prev" href="{}">← page {}</a>"#,
+            escape(&filter.query(sel.page - 1)),
+            sel.page - 1
+        );
+    }
+    if sel.page < sel.pages {
+        let _ = write!(
+            html,
+            r#"<a rel="next" href="{}">page {} →</a>"#,
+            escape(&filter.query(sel.page + 1)),
+            sel.page + 1
+        );
+    }
+    html.push_str("</nav>\n");
+}
+
+/// Recent runs: a timeline, then a table.
+fn runs_section(html: &mut String, ix: &Index<'_>) {
     html.push_str("<h2>Recent runs</h2>\n");
     match ix.runs {
         None => html.push_str("<p>The state store is not open yet.</p>\n"),
         Some([]) => html.push_str("<p>No recovery has run.</p>\n"),
         Some(runs) => {
             html.push_str(&runs_timeline(runs, ix.now_ms, 720.0));
-            runs_table(&mut html, runs, ix.secrets);
+            runs_table(html, runs, ix.secrets);
         }
     }
+}
+
+/// Recent recovery steps, one row each, linked to their run.
+fn attempts_section(html: &mut String, ix: &Index<'_>) {
     html.push_str("<h2>Recent recovery steps</h2>\n");
     match ix.attempts {
         None => html.push_str("<p>The state store is not open yet.</p>\n"),
@@ -626,7 +675,6 @@ pub fn render(ix: &Index<'_>) -> String {
             html.push_str("</tbody></table></div>\n");
         }
     }
-    super::layout(&format!("medic: {}", report.status), true, &html)
 }
 
 #[cfg(test)]
