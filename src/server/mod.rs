@@ -129,67 +129,25 @@ pub async fn serve(
     let connections = Connections::new(shared.metrics.clone());
     // When the cap was last logged: once a minute at most, however often it is reached.
     let mut logged: Option<tokio::time::Instant> = None;
-    'accept: loop {
-        // Shed connections close as soon as their task runs; until then they hold a socket.
-        while connections.held() >= max_connections + OVER_CAP {
-            tokio::select! {
-                () = connections.changed() => {}
-                _ = shutdown.changed() => break 'accept,
-            }
-        }
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
+    loop {
+        let Some((stream, peer)) =
+            accept_within(&listener, &connections, max_connections, &mut shutdown).await
+        else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let registered = connections.register(std::time::Instant::now());
         // The TLS setting in force when the connection arrives decides how it is spoken.
         let tls = shared.web.borrow().tls.clone();
-        let (shared, watcher) = (shared.clone(), graceful.watcher());
-        tokio::spawn(
-            async move {
-                let connection = registered.connection().clone();
-                // Tracked under TLS: a handshake counts as reading headers.
-                let stream = TrackedIo::new(stream, connection.clone());
-                let serve = async {
-                    match tls {
-                        None => serve_connection(stream, peer, shared, watcher, &connection).await,
-                        Some(tls) => {
-                            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                            match tokio::time::timeout(
-                                TLS_HANDSHAKE_TIMEOUT,
-                                acceptor.accept(stream),
-                            )
-                            .await
-                            {
-                                Ok(Ok(stream)) => {
-                                    serve_connection(stream, peer, shared, watcher, &connection)
-                                        .await
-                                }
-                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!("TLS handshake timed out"),
-                            }
-                        }
-                    }
-                };
-                tokio::select! {
-                    () = serve => {}
-                    // Dropping the connection closes its socket.
-                    () = connection.shed() => tracing::debug!("connection shed to make room"),
-                }
-                // Leaves the registry only now, with its socket closed.
-                drop(registered);
-            }
-            .instrument(tracing::debug_span!("http", peer = %peer)),
+        let task = connection_task(
+            stream,
+            peer,
+            tls,
+            shared.clone(),
+            graceful.watcher(),
+            registered,
         );
+        tokio::spawn(task.instrument(tracing::debug_span!("http", peer = %peer)));
         if connections.live() <= max_connections {
             continue;
         }
@@ -204,28 +162,8 @@ pub async fn serve(
                  their headers, are closed to make room"
             );
         }
-        loop {
-            let wait_until = match connections.shed_one(std::time::Instant::now()) {
-                shed::Choice::Shed(_) => break,
-                shed::Choice::WaitUntil(at) => Some(tokio::time::Instant::from_std(at)),
-                shed::Choice::Nothing => None,
-            };
-            // Accept no more until a connection can be shed: its grace ends, it finishes an
-            // answer, or one closes.
-            let grace_ends = async {
-                match wait_until {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = connections.changed() => {}
-                () = grace_ends => {}
-                _ = shutdown.changed() => break 'accept,
-            }
-            if connections.live() <= max_connections {
-                break;
-            }
+        if !make_room(&connections, max_connections, &mut shutdown).await {
+            break;
         }
     }
     drop(listener);
@@ -233,6 +171,98 @@ pub async fn serve(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
             tracing::warn!("open HTTP connections did not finish in time");
+        }
+    }
+}
+
+/// The next connection, once medic holds fewer than the cap plus [`OVER_CAP`] sockets (shed
+/// connections close as soon as their task runs; until then they hold one). `None` at
+/// shutdown.
+async fn accept_within(
+    listener: &TcpListener,
+    connections: &Connections,
+    max_connections: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        while connections.held() >= max_connections + OVER_CAP {
+            tokio::select! {
+                () = connections.changed() => {}
+                _ = shutdown.changed() => return None,
+            }
+        }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// One connection's life: TLS if configured, then HTTP/1.1, until it closes, shutdown ends
+/// it, or it is shed to make room (dropping it closes its socket).
+async fn connection_task(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<HandlerContext>,
+    watcher: Watcher,
+    registered: connections::Registered,
+) {
+    let connection = registered.connection().clone();
+    // Tracked under TLS: a handshake counts as reading headers.
+    let stream = TrackedIo::new(stream, connection.clone());
+    let serve = async {
+        let Some(tls) = tls else {
+            return serve_connection(stream, peer, shared, watcher, &connection).await;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_connection(stream, peer, shared, watcher, &connection).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    };
+    tokio::select! {
+        () = serve => {}
+        () = connection.shed() => tracing::debug!("connection shed to make room"),
+    }
+    // Leaves the registry only now, with its socket closed.
+    drop(registered);
+}
+
+/// Past the cap: sheds one connection, waiting while none can be (a grace has not ended,
+/// every one is being answered) and accepting no more meanwhile. False at shutdown.
+async fn make_room(
+    connections: &Connections,
+    max_connections: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        let wait_until = match connections.shed_one(std::time::Instant::now()) {
+            shed::Choice::Shed(_) => return true,
+            shed::Choice::WaitUntil(at) => Some(tokio::time::Instant::from_std(at)),
+            shed::Choice::Nothing => None,
+        };
+        let grace_ends = async {
+            match wait_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = connections.changed() => {}
+            () = grace_ends => {}
+            _ = shutdown.changed() => return false,
+        }
+        if connections.live() <= max_connections {
+            return true;
         }
     }
 }
