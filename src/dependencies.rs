@@ -7,6 +7,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// Blocked checks and their roots, as published to whoever needs a current copy (the recovery
+/// engine names a root's blocked dependents in an escalation).
+pub type BlockedMap = BTreeMap<String, Vec<String>>;
+
+/// The checks `root` blocks now, by name.
+pub fn blocked_by(map: &BlockedMap, root: &str) -> Vec<String> {
+    map.iter()
+        .filter(|(_, roots)| roots.iter().any(|r| r == root))
+        .map(|(check, _)| check.clone())
+        .collect()
+}
+
 /// Who depends on whom, as configured (checks of this config only; unknown names and cycles
 /// are config errors before a graph is built).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,6 +61,11 @@ impl Graph {
 
     pub fn is_empty(&self) -> bool {
         self.depends_on.is_empty()
+    }
+
+    /// Every check that depends on something.
+    pub fn checks_with_dependencies(&self) -> impl Iterator<Item = &str> {
+        self.depends_on.keys().map(String::as_str)
     }
 
     /// Whether `check` depends on anything.

@@ -218,6 +218,9 @@ pub enum HoldReason {
     CircuitOpen,
     Maintenance,
     Paused,
+    /// A check it depends on (`depends_on`, of the check or of the alert's route) is
+    /// failing: the root's chain heals, this one waits.
+    Dependency,
     /// Not a hold an operator sees: a check trigger waits one probe interval of its check
     /// before it starts, so that every check sharing a failure has been probed and the circuit
     /// breaker counts them all. Never a label value; never recorded as a hold.
@@ -225,12 +228,13 @@ pub enum HoldReason {
 }
 
 impl HoldReason {
-    pub const ALL: [HoldReason; 5] = [
+    pub const ALL: [HoldReason; 6] = [
         HoldReason::Concurrency,
         HoldReason::Rate,
         HoldReason::CircuitOpen,
         HoldReason::Maintenance,
         HoldReason::Paused,
+        HoldReason::Dependency,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -240,14 +244,18 @@ impl HoldReason {
             HoldReason::CircuitOpen => "circuit_open",
             HoldReason::Maintenance => "maintenance",
             HoldReason::Paused => "paused",
+            HoldReason::Dependency => "dependency",
             HoldReason::Settling => "settling",
         }
     }
 
-    /// Holds an operator made (pauses, windows) bind manual runs too; the automatic brakes
-    /// (limits, circuit) do not.
+    /// Holds an operator made (pauses, windows) and a failing dependency bind manual runs
+    /// too; the automatic brakes (limits, circuit) do not.
     pub fn binds_manual_runs(self) -> bool {
-        matches!(self, HoldReason::Maintenance | HoldReason::Paused)
+        matches!(
+            self,
+            HoldReason::Maintenance | HoldReason::Paused | HoldReason::Dependency
+        )
     }
 }
 

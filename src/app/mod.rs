@@ -228,6 +228,7 @@ impl Healing {
                 others: others_rx,
             },
             owner,
+            blocked: core.state.blocked(),
         });
         Ok(Healing {
             pause_book,

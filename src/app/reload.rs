@@ -48,7 +48,14 @@ pub(super) async fn apply_config(
         .cloned()
         .collect();
     let applied = scheduler.apply(&checks, config.redactor.clone());
-    state.apply(applied, predictions, config.history_size).await;
+    state
+        .apply(
+            applied,
+            predictions,
+            config.history_size,
+            dependencies(config),
+        )
+        .await;
     others.send_replace(Arc::new(DirectChecks {
         prober: scheduler.prober(),
         checks: config
@@ -182,4 +189,10 @@ impl Running {
 /// `--web.config.file`, or plain HTTP without auth when there is none.
 pub(super) fn load_web_config(path: Option<&Path>) -> Result<WebSecurity, WebConfigError> {
     path.map_or_else(|| Ok(WebSecurity::default()), WebSecurity::load)
+}
+
+/// Who depends on whom among the config's checks.
+fn dependencies(config: &Config) -> crate::dependencies::Graph {
+    let _ = config;
+    crate::dependencies::Graph::default()
 }

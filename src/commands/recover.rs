@@ -251,6 +251,8 @@ fn engine(config: &Config, store: &Store) -> anyhow::Result<Engine> {
             redactor: config.redactor.clone(),
         }),
         owner,
+        // A manual run knows of no blocked dependents: it runs in a process of its own.
+        blocked: tokio::sync::watch::channel(Arc::default()).1,
     })
 }
 

@@ -19,6 +19,8 @@ pub(super) struct ProbeFamilies {
     pub(super) system_memory: Family<CheckLabels, FloatGauge>,
     pub(super) system_disk: Family<DiskLabels, FloatGauge>,
     pub(super) failure_info: Family<FailureLabels, Gauge>,
+    /// 1 while a failing dependency blocks the check (checks with `depends_on` only).
+    pub(super) blocked: Family<CheckLabels, Gauge>,
     pub(super) tls_expiry: Family<CheckLabels, FloatGauge>,
     pub(super) last_heartbeat: Family<CheckLabels, FloatGauge>,
     /// Probes that failed because medic itself ran out of fds, processes or memory.
@@ -53,6 +55,12 @@ impl ProbeFamilies {
             "Disk utilization per mountpoint (1 - available/total), from system checks",
             ratio(),
             system_disk.clone(),
+        );
+        let blocked = Family::<CheckLabels, Gauge>::default();
+        registry.register(
+            "medic_check_blocked",
+            "1 while a check it depends on (directly or through others) is critical or unknown: no recovery run starts for it; only for checks with depends_on",
+            blocked.clone(),
         );
         let failure_info = Family::<FailureLabels, Gauge>::default();
         registry.register(
@@ -90,6 +98,7 @@ impl ProbeFamilies {
             system_memory,
             system_disk,
             failure_info,
+            blocked,
             tls_expiry,
             last_heartbeat,
             errors: probe_errors,
@@ -229,6 +238,16 @@ impl Metrics {
     }
 
     /// Drops every series of a check that is no longer configured.
+    /// Whether a failing dependency blocks `check` (a check with `depends_on`).
+    pub fn set_blocked(&self, check: &str, blocked: bool) {
+        self.probes
+            .blocked
+            .get_or_create(&CheckLabels {
+                check: check.to_string(),
+            })
+            .set(i64::from(blocked));
+    }
+
     pub fn forget_check(&self, check: &str) {
         let labels = CheckLabels {
             check: check.to_string(),
@@ -236,6 +255,7 @@ impl Metrics {
         self.checks.remove(check);
         self.set_failure_reason(check, None);
         self.probes.tls_expiry.remove(&labels);
+        self.probes.blocked.remove(&labels);
         self.probes.last_heartbeat.remove(&labels);
         self.probes.system_cpu.remove(&labels);
         self.probes.system_memory.remove(&labels);

@@ -49,6 +49,8 @@ pub struct ActionContext<'a> {
     pub tried: &'a [TriedStep],
     /// What this run skipped, and until when.
     pub skipped: &'a [SkippedStep],
+    /// Checks the run's check blocks now (it is their root): not healed, not paged.
+    pub blocked_dependents: &'a [String],
     /// The run's fencing token, when the store issued one (not in dry runs).
     pub fencing_token: Option<i64>,
     /// The run, for an `alert` step's `run_id` and link.
@@ -251,6 +253,12 @@ fn notify_body(step: &StepSpec, chain: &str, ctx: &ActionContext<'_>) -> serde_j
     if !skipped.is_empty() {
         text.push_str(&format!(" Skipped: {}.", skipped.join(", ")));
     }
+    if !ctx.blocked_dependents.is_empty() {
+        text.push_str(&format!(
+            " Blocked by it: {}.",
+            ctx.blocked_dependents.join(", ")
+        ));
+    }
     let tried: Vec<serde_json::Value> = ctx
         .tried
         .iter()
@@ -287,6 +295,7 @@ fn notify_body(step: &StepSpec, chain: &str, ctx: &ActionContext<'_>) -> serde_j
         "message": ctx.message,
         "tried": tried,
         "skipped": skipped,
+        "blocked_dependents": ctx.blocked_dependents,
     })
 }
 
@@ -303,13 +312,19 @@ fn render_alert(
     let mut rendered: BTreeMap<String, String> =
         render_pairs(annotations, v)?.into_iter().collect();
     let subject = v.check.clone().unwrap_or_else(|| ctx.subject.to_string());
-    let tried = crate::am_api::escalation::description(
+    let mut tried = crate::am_api::escalation::description(
         chain,
         &subject,
         ctx.message,
         ctx.tried,
         ctx.skipped,
     );
+    if !ctx.blocked_dependents.is_empty() {
+        tried.push_str(&format!(
+            "\nBlocked by it (their runs wait, their alerts are suppressed): {}",
+            ctx.blocked_dependents.join(", ")
+        ));
+    }
     let description = match rendered.remove("description") {
         Some(own) => format!("{own}\n\n{tried}"),
         None => tried,
@@ -741,6 +756,7 @@ mod tests {
             message: "down",
             tried: &[],
             skipped: &[],
+            blocked_dependents: &[],
             fencing_token: None,
             run_id: "18f-abc",
             subject: "check:web",

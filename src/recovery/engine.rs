@@ -120,6 +120,9 @@ pub struct Engine {
     pub verifier: Verifier,
     /// This process, as the owner of the runs it holds in the store.
     pub owner: String,
+    /// The checks a failing dependency blocks now: an escalation from a root's chain names
+    /// the dependents it blocks.
+    pub blocked: watch::Receiver<Arc<crate::dependencies::BlockedMap>>,
 }
 
 impl Engine {
@@ -381,6 +384,8 @@ impl Engine {
         else {
             return;
         };
+        let detail = (!trigger.held_by.is_empty())
+            .then(|| format!("blocked by {}", trigger.held_by.join(", ")));
         let row = DecisionRow {
             run_id,
             at_ms: since_ms,
@@ -389,7 +394,7 @@ impl Engine {
             reason: Some(reason.as_str()),
             until_ms: None,
             attempt_id: None,
-            detail: None,
+            detail: detail.as_deref(),
         };
         record_decision(store, &self.metrics, row).await;
     }
@@ -464,6 +469,8 @@ struct Holding {
     tried: Vec<TriedStep>,
     /// The steps this run skipped, and until when.
     skipped: Vec<SkippedStep>,
+    /// The checks the run's check blocks now (it is their root), read before each step.
+    blocked_dependents: Vec<String>,
     /// The Alertmanager silence of an alert routed with `silence:`, while the run lasts.
     silence: Option<crate::am_api::SilenceGuard>,
 }
@@ -477,6 +484,7 @@ impl Holding {
             fenced: None,
             tried: Vec::new(),
             skipped: Vec::new(),
+            blocked_dependents: Vec::new(),
             silence: None,
         }
     }
@@ -659,6 +667,7 @@ impl<'a> Carry<'a, '_, '_> {
             message: &self.trigger.message,
             tried: &self.holding.tried,
             skipped: &self.holding.skipped,
+            blocked_dependents: &self.holding.blocked_dependents,
             fencing_token: self.holding.fencing_token,
             run_id: &self.holding.run_id,
             subject: &self.trigger.subject,
@@ -675,6 +684,10 @@ impl<'a> Carry<'a, '_, '_> {
             .current_step
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = step.name.clone();
+        self.holding.blocked_dependents = match self.trigger.dependent_check() {
+            Some(check) => crate::dependencies::blocked_by(&self.engine.blocked.borrow(), check),
+            None => Vec::new(),
+        };
         let rendered = action::render(step, &chain.name, &self.context());
         let id = match self.store.begin_attempt(&self.attempt_start(index)).await {
             Ok(id) => Some(id),

@@ -64,6 +64,9 @@ pub struct Load {
 pub struct OperatorHolds {
     pub paused: bool,
     pub in_maintenance: bool,
+    /// A check the run depends on (`depends_on`) is failing: a dependency hold, which binds
+    /// manual runs as an operator's does.
+    pub blocked: bool,
 }
 
 impl OperatorHolds {
@@ -78,6 +81,7 @@ impl OperatorHolds {
         OperatorHolds {
             paused: crate::pause::paused(pauses, labels, now_ms),
             in_maintenance: windows.iter().any(|w| w.holds(labels, now_ms)),
+            blocked: false,
         }
     }
 }
@@ -104,6 +108,7 @@ pub fn hold_reason(
         Origin::Manual { force: true } => None,
         _ if operator.paused => Some(HoldReason::Paused),
         _ if operator.in_maintenance => Some(HoldReason::Maintenance),
+        _ if operator.blocked => Some(HoldReason::Dependency),
         _ => None,
     };
     if operator.is_some() || matches!(origin, Origin::Manual { .. }) {
@@ -336,6 +341,7 @@ mod tests {
                     &l,
                     chain,
                     OperatorHolds {
+                        blocked: false,
                         paused,
                         in_maintenance: maintenance
                     },

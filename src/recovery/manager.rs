@@ -54,6 +54,11 @@ pub enum Event {
     },
     /// The active pauses, whenever they change (made, ended, expired, or seen from the store).
     Pauses(Vec<Pause>),
+    /// A check a failing dependency now blocks (its roots), or frees (no roots).
+    Blocked {
+        check: String,
+        roots: Vec<String>,
+    },
 }
 
 /// What became of a trigger the manager accepted.
@@ -189,6 +194,9 @@ pub fn spawn_manager(
         windows_open: BTreeMap::new(),
         follow_ups: HashMap::new(),
         again_tx,
+        blocked: HashMap::new(),
+        unblocked_ms: HashMap::new(),
+        freed: HashMap::new(),
     };
     tokio::spawn(
         manager
@@ -230,6 +238,14 @@ struct Manager {
     follow_ups: HashMap<(String, String), tokio::task::AbortHandle>,
     /// Where follow-ups send an alert that still fires.
     again_tx: mpsc::Sender<Trigger>,
+    /// Checks a failing dependency blocks, with its roots: no run starts for them, and they do
+    /// not count toward the circuit breaker.
+    blocked: HashMap<String, Vec<String>>,
+    /// When a check's block lifted (unix ms): a probe that started before says nothing of it.
+    unblocked_ms: HashMap<String, i64>,
+    /// Dependency holds dropped when their block lifted, by (chain, subject): since when and
+    /// by which roots, for the audit of the run the check's next probe may start.
+    freed: HashMap<(String, String), (i64, Vec<String>)>,
 }
 
 /// Held triggers kept at most; past this the oldest is dropped (and logged).
@@ -327,6 +343,7 @@ impl Manager {
                 self.pauses = Some(pauses);
                 self.review(now);
             }
+            Event::Blocked { check, roots } => self.blocked_changed(check, roots, now),
             Event::Apply(new) => self.apply(new, now),
         }
     }
@@ -386,6 +403,9 @@ impl Manager {
             }
             return Disposition::Coalesced;
         }
+        if self.is_stale(&trigger) {
+            return Disposition::Blocked;
+        }
         // Held already: a resend or a further probe joins it, counted once.
         if let Some(reason) = self.held.reason(&key.0, &key.1) {
             let (chain, subject) = key;
@@ -412,7 +432,85 @@ impl Manager {
             self.hold(trigger, reason, now);
             return Disposition::Held(reason);
         }
+        let trigger = self.with_freed_hold(trigger);
         self.start(trigger, chain, now)
+    }
+
+    /// A check trigger raised by a probe that started before the check's block lifted: what
+    /// it saw may have been its root's failure, not its own. The check's next probe decides.
+    fn is_stale(&self, trigger: &Trigger) -> bool {
+        trigger.kind == TriggerKind::Check
+            && trigger
+                .values
+                .check
+                .as_ref()
+                .and_then(|c| self.unblocked_ms.get(c))
+                .is_some_and(|lifted| trigger.probed_ms < *lifted)
+    }
+
+    /// A run that starts after a dependency hold lifted says, in its audit, that it waited
+    /// and for which roots.
+    fn with_freed_hold(&mut self, mut trigger: Trigger) -> Trigger {
+        let key = (trigger.chain.clone(), trigger.subject.clone());
+        if let Some((since_ms, roots)) = self.freed.remove(&key) {
+            if trigger.held.is_none() {
+                trigger.held = Some((HoldReason::Dependency, since_ms));
+                trigger.held_by = roots;
+            }
+        }
+        trigger
+    }
+
+    /// The roots that block `trigger`: its check's (a check trigger, or an alert verified by
+    /// a check), and those of its route's `depends_on` (a dependency that is critical itself,
+    /// or one that a root blocks).
+    fn dependency_roots(&self, trigger: &Trigger) -> Vec<String> {
+        let mut roots: Vec<String> = trigger
+            .dependent_check()
+            .and_then(|c| self.blocked.get(c))
+            .cloned()
+            .unwrap_or_default();
+        for dep in &trigger.depends_on {
+            match self.blocked.get(dep) {
+                Some(theirs) => roots.extend(theirs.iter().cloned()),
+                None if self.critical.contains(dep) => roots.push(dep.clone()),
+                None => {}
+            }
+        }
+        roots.sort();
+        roots.dedup();
+        roots
+    }
+
+    /// A block began, moved or lifted. When it lifts, the check's held triggers are dropped
+    /// (its next probe, asked for now, decides whether it still needs healing: one that
+    /// recovered with its root starts nothing), and held alerts of routes that waited for it
+    /// are looked at again.
+    fn blocked_changed(&mut self, check: String, roots: Vec<String>, now: i64) {
+        if !roots.is_empty() {
+            self.blocked.insert(check, roots);
+            self.review(now);
+            return;
+        }
+        let Some(roots) = self.blocked.remove(&check) else {
+            return;
+        };
+        self.unblocked_ms.insert(check.clone(), now);
+        let subject = Subject::Check(check.clone()).to_string();
+        let freed: Vec<(String, i64)> = self
+            .held
+            .iter()
+            .filter(|e| e.subject == subject && e.reason == HoldReason::Dependency)
+            .map(|e| (e.chain.clone(), e.since_ms))
+            .collect();
+        for (chain, since_ms) in freed {
+            self.held.remove(&chain, &subject);
+            tracing::info!(chain = %chain, check = %check, "dependency hold lifted: the check's next probe decides");
+            self.freed
+                .insert((chain, subject.clone()), (since_ms, roots.clone()));
+        }
+        self.engine.verifier.probe_soon(&check);
+        self.review(now);
     }
 
     /// What holds `trigger` back now, if anything.
@@ -423,7 +521,8 @@ impl Manager {
             return Some(HoldReason::Settling);
         };
         let labels = trigger.hold_labels();
-        let operator = OperatorHolds::of(pauses, &self.config.maintenance, &labels, now_ms);
+        let mut operator = OperatorHolds::of(pauses, &self.config.maintenance, &labels, now_ms);
+        operator.blocked = !self.dependency_roots(trigger).is_empty();
         let active_in_chain = self
             .active
             .keys()
@@ -432,7 +531,7 @@ impl Manager {
         let load = Load {
             active: self.active.len(),
             active_in_chain,
-            critical_checks: self.critical.len(),
+            critical_checks: self.critical_unblocked(),
             enabled_checks: self.enabled_checks,
         };
         let starts: Vec<i64> = self.starts.iter().copied().collect();
@@ -456,9 +555,21 @@ impl Manager {
         }
     }
 
+    /// Critical checks that count toward the circuit breaker: a check a failing dependency
+    /// blocks is its root's failure, counted once, in the root.
+    fn critical_unblocked(&self) -> usize {
+        self.critical
+            .iter()
+            .filter(|c| !self.blocked.contains_key(*c))
+            .count()
+    }
+
     fn hold(&mut self, trigger: Trigger, reason: HoldReason, now: i64) {
         if reason != HoldReason::Settling {
             self.engine.metrics.recovery_held(&trigger.chain, reason);
+        }
+        if reason == HoldReason::Dependency {
+            tracing::info!(chain = %trigger.chain, subject = %trigger.subject, blocked_by = %self.dependency_roots(&trigger).join(","), "recovery held: a dependency is failing");
         }
         let (chain, subject) = (trigger.chain.clone(), trigger.subject.clone());
         match self.held.offer(&chain, &subject, reason, trigger, now) {
@@ -480,7 +591,7 @@ impl Manager {
     fn review(&mut self, now: i64) {
         let circuit = gate::circuit_open(
             self.config.limits.max_unhealthy,
-            self.critical.len(),
+            self.critical_unblocked(),
             self.enabled_checks,
         );
         if circuit != self.circuit_open {
@@ -789,6 +900,7 @@ impl Manager {
                 starts_at: &alert.starts_at,
                 starts_at_ms,
                 verify_check: route.verify_check.as_deref(),
+                depends_on: &[],
                 labels: alert.labels,
                 annotations: alert.annotations,
                 message,

@@ -38,6 +38,13 @@ pub struct Trigger {
     /// An alert still firing after a run recovered it: a new incident of the same alert
     /// (since `incident_ms`), though its target, the alert's firing, is the same.
     pub again: bool,
+    /// For check triggers: when the probe that raised it started (unix ms). A probe that
+    /// started before a block lifted says nothing of the check as it is now.
+    pub probed_ms: i64,
+    /// Checks the run waits for besides its own: an alert route's `depends_on`.
+    pub depends_on: Vec<String>,
+    /// The roots that held it back (a `dependency` hold), for the run's audit.
+    pub held_by: Vec<String>,
 }
 
 /// A check's side of a check trigger: what the state task knows when a probe is critical.
@@ -49,6 +56,8 @@ pub struct CheckIncident<'a> {
     pub interval_ms: i64,
     /// When the check turned critical.
     pub since_ms: i64,
+    /// When the probe that found it critical started.
+    pub probed_ms: i64,
     pub prompted: bool,
 }
 
@@ -60,6 +69,8 @@ pub struct AlertIncident<'a> {
     pub starts_at: &'a str,
     pub starts_at_ms: i64,
     pub verify_check: Option<&'a str>,
+    /// The route's `depends_on`.
+    pub depends_on: &'a [String],
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub message: String,
@@ -87,6 +98,9 @@ impl Trigger {
             incident_ms: c.since_ms,
             prompted: c.prompted,
             again: false,
+            probed_ms: c.probed_ms,
+            depends_on: Vec::new(),
+            held_by: Vec::new(),
         }
     }
 
@@ -119,6 +133,9 @@ impl Trigger {
             incident_ms: a.starts_at_ms,
             prompted: false,
             again: false,
+            probed_ms: 0,
+            depends_on: a.depends_on.to_vec(),
+            held_by: Vec::new(),
         }
     }
 
@@ -149,6 +166,9 @@ impl Trigger {
             incident_ms: now_ms,
             prompted: false,
             again: false,
+            probed_ms: 0,
+            depends_on: Vec::new(),
+            held_by: Vec::new(),
         }
     }
 
@@ -171,6 +191,15 @@ impl Trigger {
         }
         let rest = self.target.strip_prefix("alert:")?;
         rest.split_once('@').map(|(fp, _)| fp)
+    }
+
+    /// The check whose dependencies hold this trigger: the check a check trigger is about,
+    /// or the check an alert is verified with.
+    pub fn dependent_check(&self) -> Option<&str> {
+        match self.kind {
+            TriggerKind::Check => self.values.check.as_deref(),
+            _ => self.verify_check.as_deref(),
+        }
     }
 
     /// The labels pauses and maintenance windows match on: the trigger's (an alert's, or a
@@ -203,6 +232,7 @@ mod tests {
             starts_at: "2026-11-28T10:00:00Z",
             starts_at_ms: 1_000,
             verify_check: Some("api"),
+            depends_on: &[],
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             message: "down".into(),

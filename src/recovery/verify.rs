@@ -145,6 +145,14 @@ impl Verifier {
 }
 
 impl Verifier {
+    /// Asks for a probe of `check` soon, where this process schedules it (a block lifted:
+    /// the check's next probe decides whether it still needs healing).
+    pub fn probe_soon(&self, check: &str) {
+        if let Verifier::Live { checks, .. } = self {
+            checks.probe_now(check);
+        }
+    }
+
     /// Whether `check` is healthy now: its status in the state task, or one probe where this
     /// process does not schedule it. Asked between steps, so that no later step runs on a
     /// subject that is healthy again.

@@ -252,6 +252,7 @@ fn hold_words(reason: HoldReason) -> &'static str {
         HoldReason::CircuitOpen => "circuit breaker open",
         HoldReason::Concurrency => "limit (max_concurrent_runs)",
         HoldReason::Rate => "limit (max_runs)",
+        HoldReason::Dependency => "a check it depends on is failing",
         HoldReason::Settling => "settling (waiting for its checks' next probes)",
     }
 }

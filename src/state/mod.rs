@@ -1,6 +1,10 @@
 //! The state task: the single owner of every check's health, history and trend. Probes send
 //! their outcomes here; HTTP handlers ask questions here; nothing else holds domain state.
 
+mod blocking;
+
+pub use blocking::BlockedMap;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,6 +16,7 @@ use tracing::Instrument;
 use crate::check_trend::{StatusCounts, Trend};
 use crate::checks::{FailureReason, Outcome};
 use crate::config::{CheckSpec, PredictionSpec};
+use crate::dependencies::Graph;
 use crate::metrics::Metrics;
 use crate::predict::{Prediction, Predictor};
 use crate::recovery::manager::{Event, RecoveryHandle};
@@ -43,6 +48,8 @@ pub enum StateRequest {
         checks: Vec<(Arc<CheckSpec>, u64)>,
         predictions: Vec<PredictionSpec>,
         history_size: usize,
+        /// Who depends on whom (`depends_on`), for the config's every check.
+        dependencies: Graph,
         done: oneshot::Sender<()>,
     },
     /// Every prediction's latest result.
@@ -286,6 +293,12 @@ impl CheckRecord {
         matches!(self.health.status, Status::Critical | Status::Unknown)
     }
 
+    /// A check its dependents wait for: enabled, and critical or unknown (not probed yet, or
+    /// medic cannot tell). A disabled check was switched off on purpose and blocks nothing.
+    fn blocks_dependents(&self) -> bool {
+        self.spec.enabled && self.fails()
+    }
+
     /// Keeps the probe as the check's latest.
     fn keep_last(
         &mut self,
@@ -314,9 +327,16 @@ impl CheckRecord {
 #[derive(Clone)]
 pub struct StateHandle {
     tx: mpsc::Sender<StateRequest>,
+    /// The checks a failing dependency blocks now, and their roots.
+    blocked: watch::Receiver<Arc<BlockedMap>>,
 }
 
 impl StateHandle {
+    /// The checks a failing dependency blocks now, with their roots, kept current.
+    pub fn blocked(&self) -> watch::Receiver<Arc<BlockedMap>> {
+        self.blocked.clone()
+    }
+
     pub fn sender(&self) -> mpsc::Sender<StateRequest> {
         self.tx.clone()
     }
@@ -326,6 +346,7 @@ impl StateHandle {
         checks: Vec<(Arc<CheckSpec>, u64)>,
         predictions: Vec<PredictionSpec>,
         history_size: usize,
+        dependencies: Graph,
     ) {
         let (done, wait) = oneshot::channel();
         if self
@@ -334,6 +355,7 @@ impl StateHandle {
                 checks,
                 predictions,
                 history_size,
+                dependencies,
                 done,
             })
             .await
@@ -415,9 +437,11 @@ pub fn spawn(
         recovery,
         predictors: BTreeMap::new(),
         listeners: BTreeMap::new(),
+        blocking: blocking::Blocking::default(),
     };
+    let blocked = task.blocking.subscribe();
     let handle = tokio::spawn(task.run(rx).instrument(tracing::info_span!("state")));
-    (StateHandle { tx }, handle)
+    (StateHandle { tx, blocked }, handle)
 }
 
 struct StateTask {
@@ -429,6 +453,8 @@ struct StateTask {
     predictors: BTreeMap<String, Predictor>,
     /// Checks a recovery run is verifying: each of their probes is told as it is recorded.
     listeners: BTreeMap<Arc<str>, watch::Sender<Option<Probed>>>,
+    /// Which checks a failing dependency blocks.
+    blocking: blocking::Blocking,
 }
 
 impl StateTask {
@@ -457,9 +483,19 @@ impl StateTask {
                 checks,
                 predictions,
                 history_size,
+                dependencies,
                 done,
             } => {
                 self.apply(checks, history_size);
+                let checks = &self.checks;
+                let changes = self.blocking.set_graph(dependencies, |c| blocks(checks, c));
+                // A check with dependencies exports whether it is blocked, 0 from the start.
+                for check in self.blocking.graph().checks_with_dependencies() {
+                    if self.checks.contains_key(check) && self.blocking.roots_of(check).is_empty() {
+                        self.metrics.set_blocked(check, false);
+                    }
+                }
+                self.blocking_changed(changes);
                 // A removed check's listeners hear it close: "not configured".
                 let checks = &self.checks;
                 self.listeners.retain(|name, _| checks.contains_key(name));
@@ -477,6 +513,10 @@ impl StateTask {
             StateRequest::LoadHistory { rows } => {
                 self.load_history(rows);
                 self.send_census();
+                // Statuses replayed from the store: every dependent is judged again.
+                let (graph, checks) = (self.blocking.graph().clone(), &self.checks);
+                let changes = self.blocking.set_graph(graph, |c| blocks(checks, c));
+                self.blocking_changed(changes);
             }
             StateRequest::Health { reply } => {
                 let _ = reply.send(self.health());
@@ -526,7 +566,9 @@ impl StateTask {
             return;
         }
         let at_ms = unix_ms(time.at);
+        let blocked_before = record.blocks_dependents();
         let change = record.observe(outcome.status, at_ms);
+        let blocks_now = record.blocks_dependents();
         tell_listeners(
             &mut self.listeners,
             check,
@@ -564,6 +606,31 @@ impl StateTask {
             outcome.metadata,
         );
         self.predict(check, at_ms, &outcome.measurements, duration);
+        if blocked_before != blocks_now {
+            let checks = &self.checks;
+            let changes = self.blocking.failing_changed(check, |c| blocks(checks, c));
+            self.blocking_changed(changes);
+        }
+    }
+
+    /// Dependents blocked, freed or blocked by other roots: exported, logged, and told to
+    /// recovery (which holds their runs).
+    fn blocking_changed(&self, changes: Vec<blocking::Change>) {
+        for change in changes {
+            self.metrics
+                .set_blocked(&change.check, !change.roots.is_empty());
+            if change.roots.is_empty() {
+                tracing::info!(check = %change.check, "check no longer blocked by a dependency");
+            } else {
+                tracing::info!(check = %change.check, blocked_by = %change.roots.join(","), "check blocked by a failing dependency");
+            }
+            if let Some(recovery) = &self.recovery {
+                let _ = recovery.send(Event::Blocked {
+                    check: change.check,
+                    roots: change.roots,
+                });
+            }
+        }
     }
 
     fn apply(&mut self, checks: Vec<(Arc<CheckSpec>, u64)>, history_size: usize) {
@@ -748,6 +815,13 @@ impl StateTask {
     }
 }
 
+/// Whether `check` blocks its dependents now: configured here, enabled, critical or unknown.
+fn blocks(checks: &BTreeMap<Arc<str>, CheckRecord>, check: &str) -> bool {
+    checks
+        .get(check)
+        .is_some_and(CheckRecord::blocks_dependents)
+}
+
 /// What one probe changed in a check's health.
 #[derive(Debug, Clone, Copy)]
 struct HealthChange {
@@ -832,6 +906,7 @@ fn tell_recovery(
             message: &outcome.message,
             interval_ms: i64::try_from(record.spec.interval.std().as_millis()).unwrap_or(i64::MAX),
             since_ms: record.critical_since_ms.unwrap_or(at_ms),
+            probed_ms: at_ms,
             prompted: asked,
         })));
     } else if change.transition.is_some_and(|t| t.to == Status::Healthy) {
