@@ -399,6 +399,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_dependency_holds_automatic_and_manual_runs_unless_forced() {
+        let blocked = OperatorHolds {
+            blocked: true,
+            ..OperatorHolds::default()
+        };
+        let decide =
+            |origin| hold_reason(&limits(), "db", blocked, load(0, 0, 0, 10), &[], origin, 0);
+        assert_eq!(decide(Origin::Automatic), Some(HoldReason::Dependency));
+        assert_eq!(
+            decide(Origin::Manual { force: false }),
+            Some(HoldReason::Dependency)
+        );
+        assert_eq!(decide(Origin::Manual { force: true }), None);
+        assert!(HoldReason::Dependency.binds_manual_runs());
+    }
+
+    #[test]
     fn reasons_are_label_values() {
         let words: Vec<&str> = HoldReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(
@@ -408,7 +425,8 @@ mod tests {
                 "rate",
                 "circuit_open",
                 "maintenance",
-                "paused"
+                "paused",
+                "dependency"
             ]
         );
         assert!(HoldReason::Paused.binds_manual_runs());
