@@ -246,6 +246,7 @@ recovery:
         "circuit_open",
         "maintenance",
         "paused",
+        "dependency",
     ] {
         want(
             "medic_recovery_held_total",
