@@ -36,11 +36,11 @@ struct Cli {
     /// [default: from --web.listen-address]
     #[arg(long = "web.external-url", value_name = "URL", global = true)]
     external_url: Option<String>,
-    /// Connections the server keeps open at once; more wait unaccepted [default: 512]
+    /// Connections the server keeps open at once; more wait unaccepted
     #[arg(long = "web.max-connections", value_name = "N", global = true, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Child processes (command checks and exec steps together) running at once; more wait
-    /// for a slot within their timeout [default: 64]
+    /// for a slot within their timeout
     #[arg(long = "process.max-children", value_name = "N", global = true, default_value_t = medic::resources::DEFAULT_MAX_CHILDREN, value_parser = parse_positive)]
     max_children: usize,
     /// Probe only this share of the checks: INDEX/COUNT, e.g. 0/2 [default: all]
