@@ -49,8 +49,10 @@ struct Cli {
     /// State store URL [default: sqlite://data/medic.db]
     #[arg(long = "state.url", value_name = "URL", global = true)]
     state_url: Option<String>,
-    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
-    log_level: LogLevel,
+    /// Log level [default: info; warn for the one-shot commands, whose output is their answer]
+    #[arg(long = "log.level", value_enum, global = true)]
+    log_level: Option<LogLevel>,
+    /// Log format (logs go to stderr)
     #[arg(
         long = "log.format",
         value_enum,
@@ -185,7 +187,14 @@ fn main() -> ExitCode {
     }
     medic::process_group::use_supervisor();
     let cli = Cli::parse();
-    logging::init(cli.log_level, cli.log_format);
+    // A one-shot command prints its answer; its log says only what went wrong.
+    let one_shot = !matches!(cli.command, None | Some(Command::Run));
+    let level = cli.log_level.unwrap_or(if one_shot {
+        LogLevel::Warn
+    } else {
+        LogLevel::Info
+    });
+    logging::init(level, cli.log_format);
     // Idle clients and probes share the fd table; the soft limit services start with (1,024
     // under systemd) is far below what the kernel allows.
     match medic::resources::raise_fd_limit() {

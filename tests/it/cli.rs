@@ -132,3 +132,52 @@ fn invalid_config_stops_medic_before_binding_a_port() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid config"));
 }
+
+/// `medic ARGS` run in `dir`: exit code, stdout, stderr.
+fn medic_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(MEDIC)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run medic");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_shows_each_default_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["recover", "--help"],
+        &["pause", "--help"],
+        &["detect", "--help"],
+    ] {
+        let (code, out, err) = medic_in(dir.path(), args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("--web.max-connections"), "{out}");
+        for line in out.lines() {
+            assert!(line.matches("[default:").count() <= 1, "{args:?}: {line}");
+        }
+    }
+}
+
+#[test]
+fn one_shot_commands_print_their_answer_without_log_chatter() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("medic.yml"),
+        "checks:\n  - name: ok\n    command: {program: /bin/true}\n",
+    )
+    .unwrap();
+    let (code, out, err) = medic_in(dir.path(), &["probe", "ok"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(out.contains("status: healthy"), "{out}");
+    // Asked for, the log is there.
+    let (code, _, err) = medic_in(dir.path(), &["probe", "ok", "--log.level", "debug"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("level=debug"), "{err}");
+}
