@@ -100,17 +100,25 @@ enum Command {
         stats: bool,
     },
     /// Pause automatic and manual healing on a running medic, for a while, scoped by matchers
+    /// (or, with --list, show the active pauses)
     Pause {
         /// How long, e.g. 30m or 2h (at most 30d)
-        #[arg(long = "for", value_name = "DURATION")]
-        duration: String,
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            required_unless_present = "list"
+        )]
+        duration: Option<String>,
         /// Why: shown to whoever wonders why nothing heals
-        #[arg(long)]
-        reason: String,
+        #[arg(long, required_unless_present = "list")]
+        reason: Option<String>,
         /// Only runs whose labels (check, chain, alert labels) match, amtool syntax (repeatable;
         /// none = every run)
         #[arg(long = "matcher", value_name = "MATCHER")]
         matchers: Vec<String>,
+        /// List the active pauses (id, ends, matchers, reason) instead of making one
+        #[arg(long, conflicts_with_all = ["duration", "reason", "matchers"])]
+        list: bool,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -267,15 +275,27 @@ fn main() -> ExitCode {
             runtime.block_on(medic::commands::recover(request, location, &overrides))
         }
         Command::Pause {
+            list: true, remote, ..
+        } => {
+            let location = ConfigSource::resolve(cli.config_file);
+            runtime.block_on(medic::commands::list_pauses(
+                remote.into(),
+                location,
+                &overrides,
+            ))
+        }
+        Command::Pause {
             duration,
             reason,
             matchers,
             remote,
+            ..
         } => {
             let location = ConfigSource::resolve(cli.config_file);
+            // clap requires both without --list.
             let command = medic::commands::PauseCommand {
-                duration,
-                reason,
+                duration: duration.unwrap_or_default(),
+                reason: reason.unwrap_or_default(),
                 matchers,
                 remote: remote.into(),
             };
