@@ -8,7 +8,7 @@
 //! These errors say where they are in the text. serde_yaml_ng knows positions only while it
 //! reads text (the document is read into a `Value` first, for `${ENV}`), so for each error the
 //! text is read once more, down to the offender: an unknown key is placed at the key, anything
-//! else at its value.
+//! else at its value. That is bounded: in a huge file only the first few are placed.
 
 use std::fmt;
 
@@ -21,8 +21,11 @@ use serde_yaml_ng::Value;
 use super::path::{item_name, Segment, YamlPath};
 use super::validate::{strip_location, Context};
 
-/// At most this many errors of one load are placed in the text: each costs a pass over it.
+/// Placing an error reads the text again: at most this many errors of one load are placed,
+/// and no more than fit in [`LOCATE_BUDGET`] bytes read again in all (a 10,000-check file
+/// with an error in each places its first few, not all 10,000 at a pass each).
 const MAX_LOCATED: usize = 64;
+const LOCATE_BUDGET: usize = 4 << 20;
 
 impl Context {
     /// `value` (at `at`) as a `T`, with every unknown key and wrong value reported and dropped;
@@ -117,7 +120,8 @@ impl Context {
     }
 
     fn locate(&mut self, path: &[Segment], on_key: bool) -> Option<(usize, usize)> {
-        if self.located >= MAX_LOCATED {
+        let affordable = (LOCATE_BUDGET / self.text.len().max(1)).clamp(1, MAX_LOCATED);
+        if self.located >= affordable {
             return None;
         }
         self.located += 1;
