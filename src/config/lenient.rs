@@ -44,7 +44,7 @@ impl Context {
             let path = at.join(&inner);
             let message = strip_location(&error.inner().to_string());
             let missing = message.starts_with("missing field `");
-            if !(missing && self.dropped.contains(&path.skeleton())) {
+            if !(missing && self.lost_a_key(&path)) {
                 let on_key = message.starts_with("unknown field `");
                 let location = self.locate(path.segments(), on_key);
                 self.error_at(&path, message, location);
@@ -117,6 +117,12 @@ impl Context {
             self.dropped.insert(base.join(&inner[..at]).skeleton());
         }
         dropped
+    }
+
+    /// Whether the mapping at `path` lost a key to a reported error: what it now lacks (a
+    /// check's kind after `tpc:`) was said already.
+    pub(super) fn lost_a_key(&self, path: &YamlPath) -> bool {
+        self.dropped.contains(&path.skeleton())
     }
 
     fn locate(&mut self, path: &[Segment], on_key: bool) -> Option<(usize, usize)> {

@@ -249,6 +249,9 @@ fn check(cx: &mut Context, path: &YamlPath, mut c: CheckFile, d: &Defaults) -> O
     let kinds = c.take_kinds();
     let given = kinds.len();
     let Ok([(key, block)]) = <[_; 1]>::try_from(kinds) else {
+        if given == 0 && cx.lost_a_key(path) {
+            return None;
+        }
         cx.error(
             path,
             format!(

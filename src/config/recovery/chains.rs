@@ -244,6 +244,9 @@ fn step(cx: &mut Context, path: &YamlPath, step: StepFile) -> Option<StepSpec> {
         + usize::from(step.http.is_some())
         + usize::from(step.notify.is_some())
         + usize::from(step.alert.is_some());
+    if actions == 0 && cx.lost_a_key(path) {
+        return None;
+    }
     if actions != 1 {
         cx.error(
             path,
