@@ -36,11 +36,11 @@ struct Cli {
     /// [default: from --web.listen-address]
     #[arg(long = "web.external-url", value_name = "URL", global = true)]
     external_url: Option<String>,
-    /// Connections the server keeps open at once; more wait unaccepted [default: 512]
+    /// Connections the server keeps open at once; more wait unaccepted
     #[arg(long = "web.max-connections", value_name = "N", global = true, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Child processes (command checks and exec steps together) running at once; more wait
-    /// for a slot within their timeout [default: 64]
+    /// for a slot within their timeout
     #[arg(long = "process.max-children", value_name = "N", global = true, default_value_t = medic::resources::DEFAULT_MAX_CHILDREN, value_parser = parse_positive)]
     max_children: usize,
     /// Probe only this share of the checks: INDEX/COUNT, e.g. 0/2 [default: all]
@@ -49,8 +49,10 @@ struct Cli {
     /// State store URL [default: sqlite://data/medic.db]
     #[arg(long = "state.url", value_name = "URL", global = true)]
     state_url: Option<String>,
-    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
-    log_level: LogLevel,
+    /// Log level [default: info; warn for the one-shot commands, whose output is their answer]
+    #[arg(long = "log.level", value_enum, global = true)]
+    log_level: Option<LogLevel>,
+    /// Log format (logs go to stderr)
     #[arg(
         long = "log.format",
         value_enum,
@@ -98,17 +100,25 @@ enum Command {
         stats: bool,
     },
     /// Pause automatic and manual healing on a running medic, for a while, scoped by matchers
+    /// (or, with --list, show the active pauses)
     Pause {
         /// How long, e.g. 30m or 2h (at most 30d)
-        #[arg(long = "for", value_name = "DURATION")]
-        duration: String,
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            required_unless_present = "list"
+        )]
+        duration: Option<String>,
         /// Why: shown to whoever wonders why nothing heals
-        #[arg(long)]
-        reason: String,
+        #[arg(long, required_unless_present = "list")]
+        reason: Option<String>,
         /// Only runs whose labels (check, chain, alert labels) match, amtool syntax (repeatable;
         /// none = every run)
         #[arg(long = "matcher", value_name = "MATCHER")]
         matchers: Vec<String>,
+        /// List the active pauses (id, ends, matchers, reason) instead of making one
+        #[arg(long, conflicts_with_all = ["duration", "reason", "matchers"])]
+        list: bool,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -211,7 +221,14 @@ fn supervise_if_asked() -> Option<i32> {
 
 /// Logging, the open-files limit and the child-process cap, for every command.
 fn set_up_process(cli: &Cli) {
-    logging::init(cli.log_level, cli.log_format);
+    // A one-shot command prints its answer; its log says only what went wrong.
+    let one_shot = !matches!(cli.command, None | Some(Command::Run));
+    let level = cli.log_level.unwrap_or(if one_shot {
+        LogLevel::Warn
+    } else {
+        LogLevel::Info
+    });
+    logging::init(level, cli.log_format);
     // Idle clients and probes share the fd table; the soft limit services start with (1,024
     // under systemd) is far below what the kernel allows.
     match medic::resources::raise_fd_limit() {
@@ -276,14 +293,23 @@ fn dispatch(cli: Cli, runtime: &tokio::runtime::Runtime) -> i32 {
             runtime.block_on(medic::commands::recover(request, location(), &overrides))
         }
         Command::Pause {
+            list: true, remote, ..
+        } => runtime.block_on(medic::commands::list_pauses(
+            remote.into(),
+            location(),
+            &overrides,
+        )),
+        Command::Pause {
             duration,
             reason,
             matchers,
             remote,
+            ..
         } => {
+            // clap requires both without --list.
             let command = medic::commands::PauseCommand {
-                duration,
-                reason,
+                duration: duration.unwrap_or_default(),
+                reason: reason.unwrap_or_default(),
                 matchers,
                 remote: remote.into(),
             };

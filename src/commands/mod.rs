@@ -1,5 +1,5 @@
 //! The one-shot subcommands, one file each: `check-config`, `probe`, `recover`, `detect`, and
-//! `pause`/`resume` (clients of a running medic).
+//! `pause`/`resume`/`pause --list` (clients of a running medic).
 
 mod check_config;
 mod detect;
@@ -9,6 +9,6 @@ mod recover;
 
 pub use check_config::check_config;
 pub use detect::{detect, detect_with};
-pub use pause::{pause, resume, PauseCommand, Remote};
+pub use pause::{list_pauses, pause, resume, PauseCommand, Remote};
 pub use probe::probe;
 pub use recover::{recover, RecoverRequest};

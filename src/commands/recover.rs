@@ -40,7 +40,13 @@ pub async fn recover(
             return 2;
         }
     };
-    let store = match Store::open(&config.store.url).await {
+    // --stats only reads: a store that is not where it looks is an error, never made empty.
+    let opened = if request.stats {
+        Store::open_existing(&config.store.url).await
+    } else {
+        Store::open(&config.store.url).await
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => {
             eprintln!("medic recover: {}", config.redactor.redact(&e.to_string()));

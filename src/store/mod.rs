@@ -47,6 +47,12 @@ pub enum StoreError {
     },
     #[error("cannot open state store {url}: {source}")]
     Open { url: String, source: sqlx::Error },
+    /// A command that only reads found no store where it looked.
+    #[error("no state store at {path}: {why}")]
+    Missing { path: String, why: String },
+    /// A command that only reads found a database without medic's tables.
+    #[error("{url} holds no medic state store (no medic_schema table)")]
+    NotAStore { url: String },
     #[error("migration {version} failed: {source}")]
     Migrate { version: i64, source: sqlx::Error },
     #[error("{operation} failed: {source}")]
@@ -62,10 +68,39 @@ impl StoreError {
         match self {
             StoreError::UnsupportedUrl(_)
             | StoreError::CreateDir { .. }
-            | StoreError::Open { .. } => "open",
+            | StoreError::Open { .. }
+            | StoreError::Missing { .. }
+            | StoreError::NotAStore { .. } => "open",
             StoreError::Migrate { .. } => "migrate",
             StoreError::Query { operation, .. } => operation,
         }
+    }
+}
+
+/// A SQLite file's directory, made on first run.
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+            path: parent.display().to_string(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A SQLite file a command only reads: it and its directory must be there.
+fn must_exist(path: &Path) -> Result<(), StoreError> {
+    let missing = |why: String| StoreError::Missing {
+        path: path.display().to_string(),
+        why,
+    };
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) if !parent.is_dir() => Err(missing(format!(
+            "the directory {} does not exist",
+            parent.display()
+        ))),
+        _ if !path.is_file() => Err(missing("no such file".to_string())),
+        _ => Ok(()),
     }
 }
 
@@ -109,9 +144,29 @@ pub struct Store {
 /// the statement's size.
 const INSERT_CHUNK: usize = 64;
 
+/// Whether opening may create the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// `medic run`, `medic recover CHAIN`: a SQLite file and its directory are made on first run.
+    MayCreate,
+    /// A command that only reads: the store must be there, and nothing is made when it is not.
+    Existing,
+}
+
 impl Store {
     /// Connects (creating a SQLite file and its directory on first run) and migrates.
     pub async fn open(url: &Secret) -> Result<Store, StoreError> {
+        Store::connect(url, Opening::MayCreate).await
+    }
+
+    /// Opens a store that must already be there, for commands that only read it (`medic
+    /// recover --stats`): a missing SQLite file or directory, or a database without medic's
+    /// tables, is an error that says where it looked, and nothing is created.
+    pub async fn open_existing(url: &Secret) -> Result<Store, StoreError> {
+        Store::connect(url, Opening::Existing).await
+    }
+
+    async fn connect(url: &Secret, opening: Opening) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let raw = url.expose();
         let shown = redact_url(raw);
@@ -121,21 +176,16 @@ impl Store {
             let path = path_part.split('?').next().unwrap_or("");
             if !path.is_empty() && path != ":memory:" {
                 sqlite_path = Some(PathBuf::from(path));
-                if let Some(parent) = Path::new(path)
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                        path: parent.display().to_string(),
-                        source,
-                    })?;
+                match opening {
+                    Opening::MayCreate => create_parent(Path::new(path))?,
+                    Opening::Existing => must_exist(Path::new(path))?,
                 }
             }
-            // Create the file on first run.
-            let url = if raw.contains('?') {
-                raw.to_string()
-            } else {
-                format!("{raw}?mode=rwc")
+            // Create the file on first run; open it only when it must exist.
+            let url = match (raw.contains('?'), opening) {
+                (true, _) => raw.to_string(),
+                (false, Opening::MayCreate) => format!("{raw}?mode=rwc"),
+                (false, Opening::Existing) => format!("{raw}?mode=rw"),
             };
             (Backend::Sqlite, url)
         } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
@@ -143,6 +193,17 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(shown));
         };
+        if opening == Opening::Existing {
+            // The pool retries a refused connection until it times out, and then says only
+            // that; a command that only reads says at once why it cannot.
+            let probe = AnyConnection::connect(&connect_url)
+                .await
+                .map_err(|source| StoreError::Open {
+                    url: shown.clone(),
+                    source,
+                })?;
+            let _ = probe.close().await;
+        }
         let options = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 4,
@@ -166,6 +227,10 @@ impl Store {
             backend,
             file,
         };
+        if opening == Opening::Existing && !store.has_schema().await? {
+            store.close().await;
+            return Err(StoreError::NotAStore { url: shown });
+        }
         if backend == Backend::Sqlite {
             // WAL lets the API read while the writer writes; the setting lives in the file.
             sqlx::query("PRAGMA journal_mode=WAL")
@@ -182,6 +247,24 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether medic's schema table is there: a store medic made, not merely a database.
+    async fn has_schema(&self) -> Result<bool, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'medic_schema'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'medic_schema'"
+            }
+        };
+        let count: i64 = sqlx::query(sql)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get::<i64, _>(0))
+            .map_err(query_error("open"))?;
+        Ok(count > 0)
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -99,7 +99,7 @@ const INVALID: &[(&str, &str, &[&str])] = &[
     (
         "duration",
         "checks:\n  - name: web\n    interval: ${MEDIC_IT_SX_IVAL}\n    tcp: {address: '127.0.0.1:1'}\n",
-        &[r#"checks[0].interval: invalid duration "${MEDIC_IT_SX_IVAL}""#],
+        &[r#"checks[0] "web".interval: invalid duration "${MEDIC_IT_SX_IVAL}""#],
     ),
     (
         "tcp address and url without scheme",
@@ -279,7 +279,7 @@ async fn no_placement_reaches_any_output_of_a_running_medic() {
         "log",
         &logs,
         &[
-            r#"checks[0].interval: invalid duration \"${MEDIC_IT_SX_IVAL}\""#,
+            r#"checks[0] \"web\".interval: invalid duration \"${MEDIC_IT_SX_IVAL}\""#,
             r#"tcp.address \"${MEDIC_IT_SX_ADDR}\" is not host:port"#,
             r#"notify.url \"${MEDIC_IT_SX_NOSCHEME}\" must be"#,
         ],
