@@ -281,17 +281,18 @@ fn dispatch(cli: Cli, runtime: &tokio::runtime::Runtime) -> i32 {
             verify_check,
             force,
             stats,
-        } => {
-            let request = medic::commands::RecoverRequest {
+        } => runtime.block_on(medic::commands::recover(
+            medic::commands::RecoverRequest {
                 chain,
                 labels,
                 dry_run,
                 verify_check,
                 force,
                 stats,
-            };
-            runtime.block_on(medic::commands::recover(request, location(), &overrides))
-        }
+            },
+            location(),
+            &overrides,
+        )),
         Command::Pause {
             list: true, remote, ..
         } => runtime.block_on(medic::commands::list_pauses(
@@ -330,10 +331,9 @@ fn dispatch(cli: Cli, runtime: &tokio::runtime::Runtime) -> i32 {
             window,
             max_horizon,
         } => {
-            use medic::forecast::Direction;
             let breach = match (breach_above, breach_below) {
-                (Some(v), _) => Some((v, Direction::Above)),
-                (None, Some(v)) => Some((v, Direction::Below)),
+                (Some(v), _) => Some((v, medic::forecast::Direction::Above)),
+                (None, Some(v)) => Some((v, medic::forecast::Direction::Below)),
                 (None, None) => None,
             };
             let opts = medic::detect::DetectOptions {
