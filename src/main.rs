@@ -242,6 +242,23 @@ fn set_up_process(cli: &Cli) {
     medic::resources::set_max_children(cli.max_children);
 }
 
+/// `medic run`: until SIGINT or SIGTERM; 1 when it could not start or failed.
+fn run(
+    runtime: &tokio::runtime::Runtime,
+    location: ConfigSource,
+    overrides: Overrides,
+    options: app::RunOptions,
+) -> i32 {
+    match runtime.block_on(app::run(location, overrides, options)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "medic failed");
+            eprintln!("medic: {e:#}");
+            1
+        }
+    }
+}
+
 /// Runs the command the line asks for; its exit code.
 fn dispatch(cli: Cli, runtime: &tokio::runtime::Runtime) -> i32 {
     let overrides = Overrides {
@@ -257,14 +274,7 @@ fn dispatch(cli: Cli, runtime: &tokio::runtime::Runtime) -> i32 {
                 max_connections: cli.max_connections as usize,
                 external_url: cli.external_url,
             };
-            match runtime.block_on(app::run(location(), overrides, options)) {
-                Ok(()) => 0,
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "medic failed");
-                    eprintln!("medic: {e:#}");
-                    1
-                }
-            }
+            run(runtime, location(), overrides, options)
         }
         Command::CheckConfig { file } => medic::commands::check_config(
             file.or(cli.config_file),
