@@ -114,6 +114,20 @@ impl Graph {
             .find_map(|check| visit(self, check, &mut marks, &mut Vec::new()))
     }
 
+    /// Every check `check` depends on, directly or through others.
+    pub fn dependencies_of(&self, check: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut queue: VecDeque<&str> = VecDeque::from([check]);
+        while let Some(next) = queue.pop_front() {
+            for dep in self.depends_on.get(next).into_iter().flatten() {
+                if seen.insert(dep.clone()) {
+                    queue.push_back(dep);
+                }
+            }
+        }
+        seen
+    }
+
     /// Every check that depends on `check`, directly or through others.
     pub fn dependents_of(&self, check: &str) -> BTreeSet<String> {
         let mut seen = BTreeSet::new();

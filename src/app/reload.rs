@@ -53,7 +53,7 @@ pub(super) async fn apply_config(
             applied,
             predictions,
             config.history_size,
-            dependencies(config),
+            config.dependencies(),
         )
         .await;
     others.send_replace(Arc::new(DirectChecks {
@@ -189,10 +189,4 @@ impl Running {
 /// `--web.config.file`, or plain HTTP without auth when there is none.
 pub(super) fn load_web_config(path: Option<&Path>) -> Result<WebSecurity, WebConfigError> {
     path.map_or_else(|| Ok(WebSecurity::default()), WebSecurity::load)
-}
-
-/// Who depends on whom among the config's checks.
-fn dependencies(config: &Config) -> crate::dependencies::Graph {
-    let _ = config;
-    crate::dependencies::Graph::default()
 }

@@ -12,6 +12,7 @@ use crate::recovery::engine::{Engine, Resolved, RunControl, RunEnd, RunOutcome, 
 use crate::recovery::gate::{self, Load, OperatorHolds, Origin};
 use crate::recovery::trigger::Trigger;
 use crate::recovery::verify::{DirectChecks, Verifier};
+use crate::status::Status;
 use crate::store::Store;
 use crate::vocabulary::HoldReason;
 
@@ -182,7 +183,9 @@ async fn passes_the_gate(config: &Config, store: &Store, trigger: &Trigger, forc
         }
     };
     let labels = trigger.hold_labels();
-    let operator = OperatorHolds::of(&pauses, &config.recovery.maintenance, &labels, now);
+    let mut operator = OperatorHolds::of(&pauses, &config.recovery.maintenance, &labels, now);
+    let roots = dependency_roots(config, trigger).await;
+    operator.blocked = !roots.is_empty();
     let held = gate::hold_reason(
         &config.recovery.limits,
         &trigger.chain,
@@ -194,6 +197,7 @@ async fn passes_the_gate(config: &Config, store: &Store, trigger: &Trigger, forc
     );
     if let Some(reason) = held {
         let why = match reason {
+            HoldReason::Dependency => Some(format!("held: blocked by {}", roots.join(", "))),
             HoldReason::Paused => pauses
                 .iter()
                 .find(|p| p.holds(&labels, now))
@@ -214,6 +218,35 @@ async fn passes_the_gate(config: &Config, store: &Store, trigger: &Trigger, forc
     }
     println!("limits and the circuit breaker do not hold manual runs");
     true
+}
+
+/// What blocks a manual run verified with a check that has `depends_on`: its dependencies
+/// are probed directly (raw status, as `--verify-check` is), and the failing ones that nothing
+/// failing blocks are the roots.
+async fn dependency_roots(config: &Config, trigger: &Trigger) -> Vec<String> {
+    let Some(check) = trigger.dependent_check() else {
+        return Vec::new();
+    };
+    let graph = config.dependencies();
+    let dependencies = graph.dependencies_of(check);
+    if dependencies.is_empty() {
+        return Vec::new();
+    }
+    let Ok(prober) = Prober::new() else {
+        return Vec::new();
+    };
+    let mut failing = std::collections::BTreeSet::new();
+    for spec in config
+        .checks
+        .iter()
+        .filter(|c| dependencies.contains(&c.name))
+    {
+        let outcome = prober.probe(spec, &config.redactor).await;
+        if spec.enabled && matches!(outcome.status, Status::Critical | Status::Unknown) {
+            failing.insert(spec.name.clone());
+        }
+    }
+    graph.roots(check, |c| failing.contains(c))
 }
 
 /// The engine of a manual run: steps' actions (and `alert` steps' Alertmanager), checks

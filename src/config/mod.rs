@@ -171,6 +171,17 @@ pub fn load_builtin(overrides: &Overrides) -> Result<Config, ConfigErrors> {
 
 /// The top level as written: each section is read by its own module. A section that is
 /// present but empty (`checks:`) is held as null, so it fails as it always did.
+impl Config {
+    /// Who depends on whom among the checks (`depends_on`).
+    pub fn dependencies(&self) -> crate::dependencies::Graph {
+        crate::dependencies::Graph::new(
+            self.checks
+                .iter()
+                .map(|c| (c.name.as_str(), c.depends_on.as_slice())),
+        )
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {

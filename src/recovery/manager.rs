@@ -900,7 +900,7 @@ impl Manager {
                 starts_at: &alert.starts_at,
                 starts_at_ms,
                 verify_check: route.verify_check.as_deref(),
-                depends_on: &[],
+                depends_on: &route.depends_on,
                 labels: alert.labels,
                 annotations: alert.annotations,
                 message,

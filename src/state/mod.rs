@@ -101,6 +101,8 @@ pub struct CheckSummary {
     pub duration_seconds: Option<f64>,
     pub last_run: Option<String>,
     pub consecutive_failures: u32,
+    /// The failing checks this one depends on (their roots): no run starts for it meanwhile.
+    pub blocked_by: Vec<String>,
     /// Why the check fails: `flapping` when flap detection made it critical, else the reason
     /// of the latest failing probe (`timeout`, `status`, ...; `medic`: medic itself was out of
     /// fds, processes or memory) while the check is critical or unknown; null otherwise.
@@ -219,7 +221,7 @@ impl CheckRecord {
         }
     }
 
-    fn summary(&self) -> CheckSummary {
+    fn summary(&self, blocked_by: &[String]) -> CheckSummary {
         CheckSummary {
             status: if self.spec.enabled {
                 self.health.status
@@ -236,6 +238,7 @@ impl CheckRecord {
             duration_seconds: self.last.as_ref().map(|l| l.duration_seconds),
             last_run: self.last.as_ref().map(|l| rfc3339_ms(l.at_ms)),
             consecutive_failures: self.health.consecutive_failures,
+            blocked_by: blocked_by.to_vec(),
             reason: self.reason(),
         }
     }
@@ -771,7 +774,7 @@ impl StateTask {
         let mut overall = Status::Healthy;
         let mut checks = BTreeMap::new();
         for (name, record) in &self.checks {
-            let s = record.summary();
+            let s = record.summary(self.blocking.roots_of(name));
             summary.add(s.status);
             // A disabled check is switched off on purpose; it must not fail a load balancer.
             if record.spec.enabled {
@@ -791,7 +794,7 @@ impl StateTask {
         let now_ms = unix_ms(SystemTime::now());
         Some(CheckDetail {
             name: name.to_string(),
-            summary: record.summary(),
+            summary: record.summary(self.blocking.roots_of(name)),
             last_status: record.last.as_ref().map(|l| l.status),
             interval_seconds: record.spec.interval.as_secs_f64(),
             timeout_seconds: record.spec.timeout.as_secs_f64(),

@@ -83,7 +83,8 @@ async fn instant(client: &reqwest::Client, api: &str, q: &str) -> Option<Vec<ser
 }
 
 /// The safe-healing metrics: with a held trigger, a pause and a window, their panels show data.
-const SAFE_HEALING: [&str; 5] = [
+const SAFE_HEALING: [&str; 6] = [
+    "medic_check_blocked",
     "medic_recovery_held",
     "medic_recovery_pause",
     "medic_recovery_circuit_open",
@@ -113,6 +114,11 @@ async fn every_panel_query_runs_against_real_prometheus() {
     interval: 300ms
     recovery: fix
     http: {{url: '{db}'}}
+  - name: api
+    interval: 300ms
+    recovery: fix
+    depends_on: [db]
+    tcp: {{address: '{db_addr}'}}
   - name: host
     interval: 1s
     system: {{cpu: {{warning: 1.0}}, memory: {{critical: 1.0}}, disk: {{critical: 1.0, mountpoints: [/]}}}}
@@ -142,6 +148,7 @@ predictions:
         noop = target.url("/noop"),
         fix = target.url("/fix"),
         db = db.url("/health"),
+        db_addr = db.addr,
     ))
     .await;
     medic.wait_status("web", "healthy").await;

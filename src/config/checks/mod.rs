@@ -77,6 +77,8 @@ macro_rules! check_kinds {
             recovery: Option<String>,
             #[serde(default)]
             labels: BTreeMap<String, String>,
+            #[serde(default)]
+            depends_on: Vec<String>,
             $($key: Option<Value>,)+
         }
 
@@ -170,6 +172,9 @@ pub struct CheckSpec {
     pub flapping: Option<Flapping>,
     pub recovery: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Checks this one waits for: while one of them (or what it depends on) is critical or
+    /// unknown, this check is blocked (probed and exported, but no run starts for it).
+    pub depends_on: Vec<String>,
     pub probe: ProbeSpec,
 }
 
@@ -204,6 +209,15 @@ impl Checks {
         self.0.iter()
     }
 
+    /// Who depends on whom.
+    pub fn graph(&self) -> crate::dependencies::Graph {
+        crate::dependencies::Graph::new(
+            self.0
+                .iter()
+                .map(|(_, c)| (c.name.as_str(), c.depends_on.as_slice())),
+        )
+    }
+
     pub fn into_specs(self) -> Vec<CheckSpec> {
         self.0.into_iter().map(|(_, spec)| spec).collect()
     }
@@ -223,7 +237,33 @@ pub(super) fn section(cx: &mut Context, value: Option<Value>, defaults: &Default
             checks.push((path, spec));
         }
     }
-    Checks(checks)
+    let checks = Checks(checks);
+    dependencies(cx, &checks);
+    checks
+}
+
+/// `depends_on` names configured checks, and no check depends on itself, even through
+/// others (the cycle is named).
+fn dependencies(cx: &mut Context, checks: &Checks) {
+    let names: BTreeSet<&str> = checks.iter().map(|(_, c)| c.name.as_str()).collect();
+    for (path, check) in checks.iter() {
+        for dep in &check.depends_on {
+            if !names.contains(dep.as_str()) {
+                cx.error(
+                    path,
+                    format!("depends_on {dep:?} is not a configured check"),
+                );
+            }
+        }
+    }
+    if let Some(cycle) = checks.graph().cycle() {
+        let path = checks
+            .iter()
+            .find(|(_, c)| Some(&c.name) == cycle.0.first())
+            .map(|(p, _)| p.clone())
+            .unwrap_or_else(|| YamlPath::top("checks"));
+        cx.error(&path, format!("depends_on makes a cycle: {cycle}"));
+    }
 }
 
 fn check(cx: &mut Context, path: &YamlPath, mut c: CheckFile, d: &Defaults) -> Option<CheckSpec> {
@@ -283,6 +323,7 @@ fn check(cx: &mut Context, path: &YamlPath, mut c: CheckFile, d: &Defaults) -> O
         flapping,
         recovery: c.recovery,
         labels: c.labels,
+        depends_on: c.depends_on,
         probe,
     })
 }

@@ -18,6 +18,9 @@ pub struct RouteSpec {
     pub verify_check: Option<String>,
     /// Silence the alert in Alertmanager while its run heals it.
     pub silence: Option<SilenceSpec>,
+    /// Checks the route's runs wait for: while one is failing, its alerts are held
+    /// (`dependency`).
+    pub depends_on: Vec<String>,
 }
 
 /// What a route's silence matches.
@@ -36,6 +39,8 @@ pub(super) struct RouteFile {
     chain: String,
     verify_check: Option<String>,
     silence: Option<SilenceFile>,
+    #[serde(default)]
+    depends_on: Vec<String>,
 }
 
 /// `silence: true`, or `silence: {matchers: [...]}` with templates.
@@ -93,6 +98,16 @@ pub(super) fn route(
             format!("verify_check {check:?} is not a configured check"),
         );
     }
+    for check in route
+        .depends_on
+        .iter()
+        .filter(|c| !known.checks.contains(c.as_str()))
+    {
+        cx.error(
+            path,
+            format!("depends_on {check:?} is not a configured check"),
+        );
+    }
     if route.matchers.is_empty() {
         cx.error(path, "needs at least one matcher");
     }
@@ -113,6 +128,7 @@ pub(super) fn route(
         chain: route.chain,
         verify_check: route.verify_check,
         silence,
+        depends_on: route.depends_on,
     }
 }
 

@@ -2,7 +2,7 @@
 //! first with their pictures, predictions with charts, recent runs on a timeline. Filters
 //! (`?status=`, `?q=`) and pages (`?page=`) keep it bounded however many checks there are.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 use super::svg::{outcome_status, prediction_chart, runs_timeline, sparkline, strip};
@@ -307,6 +307,14 @@ fn check_card(html: &mut String, d: &CheckDetail, runs: Option<&[RunRow]>, secre
             .map(|r| format!(r#" <span class="meta">(reason: {r})</span>"#))
             .unwrap_or_default()
     );
+    if !s.blocked_by.is_empty() {
+        let roots: Vec<String> = s.blocked_by.iter().map(|r| escape(r)).collect();
+        let _ = write!(
+            html,
+            r#"<p class="meta blockedby">blocked by {}: healed with its root</p>"#,
+            roots.join(", ")
+        );
+    }
     html.push_str(r#"<div class="pics">"#);
     html.push_str(&strip(&d.history, false, false));
     html.push_str(&sparkline(
@@ -463,17 +471,27 @@ fn incident_list(html: &mut String, ix: &Index<'_>, shown: &[&CheckDetail]) {
         return;
     }
     html.push_str(r#"<ul class="incident">"#);
-    for d in &failing_shown {
-        let _ = write!(
-            html,
-            r##"<li><a href="/checks/{l}">{n}</a> {b} {since}"##,
-            l = path_segment(&d.name),
-            n = escape(&d.name),
-            b = badge(d.summary.status),
-            since = since_text(&d.history).unwrap_or_default(),
-        );
-        if let Some(waiting) = waiting_for(&d.name, &d.history, ix.runs, &ix.banner.held) {
-            let _ = write!(html, " · {waiting}");
+    // A check a failing dependency blocks is listed under its root, when the root is shown.
+    let shown_names: BTreeSet<&str> = failing_shown.iter().map(|d| d.name.as_str()).collect();
+    let under_a_shown_root = |d: &CheckDetail| {
+        d.summary
+            .blocked_by
+            .iter()
+            .any(|r| shown_names.contains(r.as_str()))
+    };
+    for d in failing_shown.iter().filter(|d| !under_a_shown_root(d)) {
+        incident_item(html, ix, d);
+        let blocked: Vec<&&&CheckDetail> = failing_shown
+            .iter()
+            .filter(|b| b.summary.blocked_by.contains(&d.name))
+            .collect();
+        if !blocked.is_empty() {
+            html.push_str(r#"<ul class="blocked">"#);
+            for b in blocked {
+                incident_item(html, ix, b);
+                html.push_str("</li>");
+            }
+            html.push_str("</ul>");
         }
         html.push_str("</li>");
     }
@@ -484,6 +502,31 @@ fn incident_list(html: &mut String, ix: &Index<'_>, shown: &[&CheckDetail]) {
         );
     }
     html.push_str("</ul>");
+}
+
+/// One failing check of the banner (its `<li>` left open for what goes under it): what it is,
+/// since when, and what its healing waits for — its root, when a dependency blocks it.
+fn incident_item(html: &mut String, ix: &Index<'_>, d: &CheckDetail) {
+    let _ = write!(
+        html,
+        r##"<li><a href="/checks/{l}">{n}</a> {b} {since}"##,
+        l = path_segment(&d.name),
+        n = escape(&d.name),
+        b = badge(d.summary.status),
+        since = since_text(&d.history).unwrap_or_default(),
+    );
+    if !d.summary.blocked_by.is_empty() {
+        let roots: Vec<String> = d.summary.blocked_by.iter().map(|r| escape(r)).collect();
+        let _ = write!(
+            html,
+            r#" · <span class="blockedby">blocked by {}</span>: no run starts until it recovers"#,
+            roots.join(", ")
+        );
+        return;
+    }
+    if let Some(waiting) = waiting_for(&d.name, &d.history, ix.runs, &ix.banner.held) {
+        let _ = write!(html, " · {waiting}");
+    }
 }
 
 /// A notice for each thing that holds recovery back (the circuit, pauses, maintenance
@@ -698,6 +741,7 @@ mod tests {
                     duration_seconds: None,
                     last_run: None,
                     consecutive_failures: 0,
+                    blocked_by: Vec::new(),
                     reason: None,
                 },
             );
