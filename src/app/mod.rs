@@ -2,6 +2,7 @@
 //! server, reload on SIGHUP or `POST /-/reload`, drain on SIGINT/SIGTERM. [`run`] reads as the
 //! list of these steps; each lives in a function (or a module) of its own.
 
+mod check_set;
 mod live_checks;
 mod reload;
 mod store_keeper;
@@ -32,8 +33,10 @@ use crate::server::{self, HandlerContext, ReloadRequest};
 use crate::state::{self, StateHandle};
 use crate::store::{self, Store};
 use crate::timefmt::now_ms;
+pub use check_set::Change;
+use check_set::CheckSet;
 use live_checks::Scheduled;
-use reload::{apply_config, load_web_config, Running};
+use reload::{load_web_config, Running};
 
 /// What `medic run` takes from the command line beyond the config overrides.
 #[derive(Debug, Clone)]
@@ -79,14 +82,11 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
     let owner = owner_name(&local.to_string());
     let healing = Healing::start(&config, &core, &metrics, external_url, owner, &shutdown)?
         .with_manager(&config, &core, recovery_events, &shutdown);
-    let probed = apply_config(
-        &config,
-        options.shard,
-        &mut core.scheduler,
-        &core.state,
-        &healing.others,
-    )
-    .await;
+    let ownership: Arc<dyn crate::cluster::Ownership> = Arc::new(options.shard);
+    let checks = CheckSet::new(&config, ownership);
+    let probed = checks
+        .apply(&mut core.scheduler, &core.state, &healing.others)
+        .await;
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
     let (serving, reload_rx) = Serving::start(
         listener, &config, web, &core, &healing, &metrics, &options, &shutdown,
@@ -103,11 +103,13 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         "medic started"
     );
     let (running, core) = Running::new(
-        location, overrides, &config, options, core, &healing, &serving, metrics,
+        location, overrides, &config, options, checks, core, &healing, &serving, metrics,
     );
     // Its checks live on in the scheduler; what a reload compares was copied into `running`.
     drop(config);
-    let running = serve_until_stopped(running, reload_rx).await?;
+    // Discovered lists and the cluster's members send their changes here (none yet).
+    let (_changes_tx, changes_rx) = mpsc::channel::<Change>(64);
+    let running = serve_until_stopped(running, reload_rx, changes_rx).await?;
     drain(shutdown_tx, running, core, healing, serving).await;
     tracing::info!("medic stopped");
     Ok(())
@@ -364,10 +366,12 @@ impl Serving {
     }
 }
 
-/// Reloads on SIGHUP and `POST /-/reload` until SIGINT or SIGTERM.
+/// Reloads on SIGHUP and `POST /-/reload`, and applies changes of the set of checks, until
+/// SIGINT or SIGTERM.
 async fn serve_until_stopped(
     mut running: Running,
     mut reload_rx: mpsc::Receiver<ReloadRequest>,
+    mut changes: mpsc::Receiver<Change>,
 ) -> Result<Running> {
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -382,6 +386,7 @@ async fn serve_until_stopped(
             _ = hangup.recv() => {
                 let _ = running.reload().await;
             }
+            Some(change) = changes.recv() => running.change_checks(change).await,
             _ = interrupt.recv() => { tracing::info!("received SIGINT, shutting down"); break; }
             _ = terminate.recv() => { tracing::info!("received SIGTERM, shutting down"); break; }
         }

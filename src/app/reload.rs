@@ -1,15 +1,14 @@
 //! Reloading the config (SIGHUP, `POST /-/reload`): both files apply together or not at all,
-//! and a bad one changes nothing. Also how a config reaches the scheduler and the state task,
-//! at start and at every reload.
+//! and a bad one changes nothing. `Running` also applies the other changes of the set of
+//! checks (discovered lists, the cluster's members) as they come, one at a time.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::cluster::Shard;
-use crate::config::{CheckSpec, Config, ConfigSource, Overrides, StoreConfig, WebConfigError};
+use super::check_set::{Change, CheckSet};
+use crate::config::{Config, ConfigSource, Overrides, StoreConfig, WebConfigError};
 use crate::metrics::Metrics;
 use crate::recovery::manager::RecoveryHandle;
 use crate::recovery::verify::DirectChecks;
@@ -17,57 +16,6 @@ use crate::scheduler::Scheduler;
 use crate::server::web_security::WebSecurity;
 use crate::state::StateHandle;
 use crate::timefmt::now_ms;
-
-/// Hands the scheduler and the state task the checks and predictions of this replica's shard
-/// (a prediction lives where its check is probed), and `others` the checks it verifies by
-/// probing directly. Returns how many checks it probes. Without sharding nothing is copied: the
-/// scheduler keeps the only long-lived copy of the checks.
-pub(super) async fn apply_config(
-    config: &Config,
-    shard: Shard,
-    scheduler: &mut Scheduler,
-    state: &StateHandle,
-    others: &watch::Sender<Arc<DirectChecks>>,
-) -> usize {
-    let checks: Cow<'_, [CheckSpec]> = if shard.is_whole() {
-        Cow::Borrowed(&config.checks)
-    } else {
-        Cow::Owned(
-            config
-                .checks
-                .iter()
-                .filter(|c| shard.owns(&c.name))
-                .cloned()
-                .collect(),
-        )
-    };
-    let predictions = config
-        .predictions
-        .iter()
-        .filter(|p| shard.owns(&p.check))
-        .cloned()
-        .collect();
-    let applied = scheduler.apply(&checks, config.redactor.clone());
-    state
-        .apply(
-            applied,
-            predictions,
-            config.history_size,
-            config.dependencies(),
-        )
-        .await;
-    others.send_replace(Arc::new(DirectChecks {
-        prober: scheduler.prober(),
-        checks: config
-            .checks
-            .iter()
-            .filter(|c| !shard.owns(&c.name))
-            .map(|c| (c.name.clone(), c.clone()))
-            .collect(),
-        redactor: config.redactor.clone(),
-    }));
-    checks.len()
-}
 
 /// What a reload needs: the settings a reload cannot change and whom to tell about a new config.
 /// Not the whole config: its checks live on in the scheduler, and a second copy of 10,000 of
@@ -84,7 +32,8 @@ pub(super) struct Running {
     webhook: watch::Sender<Arc<crate::config::WebhookConfig>>,
     web_config: Option<PathBuf>,
     web: watch::Sender<Arc<WebSecurity>>,
-    shard: Shard,
+    /// The config's checks and the discovered ones, and who owns which.
+    checks: CheckSet,
     others: watch::Sender<Arc<DirectChecks>>,
     alertmanager: Arc<crate::am_api::Alertmanager>,
 }
@@ -98,6 +47,7 @@ impl Running {
         overrides: Overrides,
         config: &Config,
         options: super::RunOptions,
+        checks: CheckSet,
         core: super::Core,
         healing: &super::Healing,
         serving: &super::Serving,
@@ -115,7 +65,7 @@ impl Running {
             webhook: serving.webhook.clone(),
             web_config: options.web_config,
             web: serving.web.clone(),
-            shard: options.shard,
+            checks,
             others: healing.others.clone(),
             alertmanager: healing.alertmanager.clone(),
         };
@@ -125,6 +75,20 @@ impl Running {
             store: core.store,
         };
         (running, tasks)
+    }
+
+    /// A discovered list or the cluster's members changed: the checks are put together again.
+    pub(super) async fn change_checks(&mut self, change: Change) {
+        self.checks.change(change);
+        let probed = self.apply_checks().await;
+        tracing::debug!(probed, owner = %self.checks.ownership(), "checks applied");
+    }
+
+    /// Hands the scheduler and the state task what this replica probes now.
+    async fn apply_checks(&mut self) -> usize {
+        self.checks
+            .apply(&mut self.scheduler, &self.state, &self.others)
+            .await
     }
 
     /// Shutdown: no probe starts any more.
@@ -156,14 +120,8 @@ impl Running {
                         "web.listen_address changes need a restart; keeping the old address"
                     );
                 }
-                apply_config(
-                    &new,
-                    self.shard,
-                    &mut self.scheduler,
-                    &self.state,
-                    &self.others,
-                )
-                .await;
+                self.checks.set_config(&new);
+                self.apply_checks().await;
                 self.recovery.apply(new.recovery.clone()).await;
                 if let Err(e) = self.alertmanager.apply(&new) {
                     tracing::error!(error = %e, "the new alertmanager: settings do not apply; keeping the old ones");

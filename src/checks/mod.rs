@@ -212,8 +212,9 @@ impl Prober {
     }
 
     /// Forgets resources (database pools, heartbeats) that none of `checks` uses.
-    pub fn retain(&self, checks: &[CheckSpec]) {
-        self.heartbeats.configure(checks, crate::timefmt::now_ms());
+    pub fn retain(&self, checks: &[Arc<CheckSpec>]) {
+        self.heartbeats
+            .configure(checks.iter().map(|c| c.as_ref()), crate::timefmt::now_ms());
         let urls: Vec<&str> = checks
             .iter()
             .filter_map(|c| match &c.probe {

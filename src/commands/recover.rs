@@ -279,7 +279,7 @@ fn engine(config: &Config, store: &Store) -> anyhow::Result<Engine> {
     let checks = config
         .checks
         .iter()
-        .map(|c| (c.name.clone(), c.clone()))
+        .map(|c| (c.name.clone(), Arc::new(c.clone())))
         .collect();
     Ok(Engine {
         actions,

@@ -59,7 +59,7 @@ pub enum Verifier {
 /// Checks probed directly, outside the scheduler: raw status, no thresholds.
 pub struct DirectChecks {
     pub prober: Arc<Prober>,
-    pub checks: BTreeMap<String, CheckSpec>,
+    pub checks: BTreeMap<String, Arc<CheckSpec>>,
     pub redactor: Redactor,
 }
 
