@@ -2,6 +2,10 @@
 //! parsed once at config load and rendered per run. A value lands in exactly one place, escaped
 //! for it: one argv element as is, percent-encoded in a URL, escaped in a JSON body. Nothing is
 //! ever handed to a shell.
+//!
+//! Check templates (`check_templates:`) speak another vocabulary, `{{ target }}` and
+//! `{{ labels.NAME }}` of a discovered target, rendered into the strings of a check's kind block
+//! as they are: a target is `host:port`, which percent-encoding would break.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +19,8 @@ pub enum Var {
     Chain,
     Label(String),
     Annotation(String),
+    /// A discovered target (`host:port`), in check templates only.
+    Target,
 }
 
 impl fmt::Display for Var {
@@ -24,6 +30,7 @@ impl fmt::Display for Var {
             Var::Chain => f.write_str("chain"),
             Var::Label(name) => write!(f, "labels.{name}"),
             Var::Annotation(name) => write!(f, "annotations.{name}"),
+            Var::Target => f.write_str("target"),
         }
     }
 }
@@ -73,12 +80,51 @@ pub enum TemplateError {
         "unknown placeholder {{{{ {0} }}}} (use check, chain, labels.NAME or annotations.NAME)"
     )]
     Unknown(String),
+    #[error("unknown placeholder {{{{ {0} }}}} (use target or labels.NAME)")]
+    UnknownForTarget(String),
     #[error("the trigger has no value for {{{{ {0} }}}}")]
     Missing(Var),
 }
 
+/// Which placeholders a template may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vocabulary {
+    /// Recovery steps: check, chain, labels, annotations.
+    Steps,
+    /// Check templates: target, labels.
+    Targets,
+}
+
+impl Vocabulary {
+    fn var(self, name: &str) -> Result<Var, TemplateError> {
+        let (kind, key) = name.split_once('.').unwrap_or((name, ""));
+        let valid_key =
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match (self, name, kind, valid_key) {
+            (Vocabulary::Steps, "check", ..) => Ok(Var::Check),
+            (Vocabulary::Steps, "chain", ..) => Ok(Var::Chain),
+            (Vocabulary::Targets, "target", ..) => Ok(Var::Target),
+            (_, _, "labels", true) => Ok(Var::Label(key.to_string())),
+            (Vocabulary::Steps, _, "annotations", true) => Ok(Var::Annotation(key.to_string())),
+            (Vocabulary::Steps, ..) => Err(TemplateError::Unknown(name.to_string())),
+            (Vocabulary::Targets, ..) => Err(TemplateError::UnknownForTarget(name.to_string())),
+        }
+    }
+}
+
 impl Template {
+    /// A recovery step's template (`{{ check }}`, `{{ chain }}`, `{{ labels.NAME }}`,
+    /// `{{ annotations.NAME }}`).
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        Self::parse_in(source, Vocabulary::Steps)
+    }
+
+    /// A check template's string (`{{ target }}`, `{{ labels.NAME }}`).
+    pub fn parse_for_target(source: &str) -> Result<Template, TemplateError> {
+        Self::parse_in(source, Vocabulary::Targets)
+    }
+
+    fn parse_in(source: &str, vocabulary: Vocabulary) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = source;
         while let Some(open) = rest.find("{{") {
@@ -89,21 +135,7 @@ impl Template {
             let close = after
                 .find("}}")
                 .ok_or_else(|| TemplateError::Unterminated(source.to_string()))?;
-            let name = after[..close].trim();
-            let var = match name {
-                "check" => Var::Check,
-                "chain" => Var::Chain,
-                other => {
-                    let (kind, key) = other.split_once('.').unwrap_or((other, ""));
-                    let valid_key = !key.is_empty()
-                        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                    match (kind, valid_key) {
-                        ("labels", true) => Var::Label(key.to_string()),
-                        ("annotations", true) => Var::Annotation(key.to_string()),
-                        _ => return Err(TemplateError::Unknown(other.to_string())),
-                    }
-                }
-            };
+            let var = vocabulary.var(after[..close].trim())?;
             parts.push(Part::Var(var));
             rest = &after[close + 2..];
         }
@@ -129,18 +161,39 @@ impl Template {
     }
 
     pub fn render(&self, values: &Values, escape: Escape) -> Result<String, TemplateError> {
+        self.render_with(escape, |var| match var {
+            Var::Check => values.check.as_deref(),
+            Var::Chain => Some(values.chain.as_str()),
+            Var::Label(name) => values.labels.get(name).map(String::as_str),
+            Var::Annotation(name) => values.annotations.get(name).map(String::as_str),
+            Var::Target => None,
+        })
+    }
+
+    /// A check template's string for one discovered target: its values go in as they are.
+    pub fn render_target(
+        &self,
+        target: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, TemplateError> {
+        self.render_with(Escape::None, |var| match var {
+            Var::Target => Some(target),
+            Var::Label(name) => labels.get(name).map(String::as_str),
+            Var::Check | Var::Chain | Var::Annotation(_) => None,
+        })
+    }
+
+    fn render_with<'v>(
+        &self,
+        escape: Escape,
+        lookup: impl Fn(&Var) -> Option<&'v str>,
+    ) -> Result<String, TemplateError> {
         let mut out = String::with_capacity(self.source.len());
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
                 Part::Var(var) => {
-                    let value = match var {
-                        Var::Check => values.check.as_deref(),
-                        Var::Chain => Some(values.chain.as_str()),
-                        Var::Label(name) => values.labels.get(name).map(String::as_str),
-                        Var::Annotation(name) => values.annotations.get(name).map(String::as_str),
-                    }
-                    .ok_or_else(|| TemplateError::Missing(var.clone()))?;
+                    let value = lookup(var).ok_or_else(|| TemplateError::Missing(var.clone()))?;
                     match escape {
                         Escape::None => out.push_str(value),
                         Escape::Url => out.extend(utf8_percent_encode(value, URL_VALUE)),
@@ -248,5 +301,27 @@ mod tests {
             Template::parse("plain $HOME {not}").unwrap().vars().count(),
             0
         );
+    }
+
+    #[test]
+    fn target_templates_know_target_and_labels_only() {
+        let t = Template::parse_for_target("http://{{ target }}/{{labels.path}}?m={{ labels.m }}")
+            .unwrap();
+        let labels = crate::testing::labels(&[("path", "a/b"), ("m", "x y")]);
+        // As they are: a target is host:port, a label may be a path.
+        assert_eq!(
+            t.render_target("10.0.0.1:8080", &labels).unwrap(),
+            "http://10.0.0.1:8080/a/b?m=x y"
+        );
+        assert_eq!(
+            t.render_target("h:1", &crate::testing::labels(&[("path", "p")])),
+            Err(TemplateError::Missing(Var::Label("m".into())))
+        );
+        for bad in ["{{ check }}", "{{ chain }}", "{{ annotations.x }}", "{{ targets }}"] {
+            let e = Template::parse_for_target(bad).unwrap_err();
+            assert!(e.to_string().contains("use target or labels.NAME"), "{bad}: {e}");
+        }
+        // And steps do not know `target`.
+        assert!(Template::parse("{{ target }}").is_err());
     }
 }

@@ -129,6 +129,31 @@ closed_set! {
     }
 }
 
+closed_set! {
+    /// Where a check template finds its targets: `mechanism` on discovery's metrics.
+    SdMechanism {
+        FileSd => "file_sd",
+        HttpSd => "http_sd",
+        DnsSd => "dns_sd",
+    }
+}
+
+closed_set! {
+    /// Why a discovered target made no check: `reason` on `medic_sd_targets_refused_total`.
+    SdRefusal {
+        /// Its name is taken: the same target with other labels came first.
+        Collision => "collision",
+        /// The target is empty, too long, or holds characters a check name may not.
+        Name => "name",
+        /// Too many labels, or too long.
+        Labels => "labels",
+        /// The template rendered with its values is not a valid check (the log says why).
+        Check => "check",
+        /// Past the template's `max_targets`.
+        MaxTargets => "max_targets",
+    }
+}
+
 /// What a probe measured: closed, but for a plugin's perfdata labels. Its stored and
 /// configured form is `name()` (and `mountpoint()`), as written in a prediction's
 /// `measurement:`.

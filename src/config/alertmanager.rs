@@ -54,10 +54,10 @@ struct AlertmanagerFile {
     resend_delay: Option<Duration>,
 }
 
-/// Client TLS, as Prometheus writes it.
+/// Client TLS, as Prometheus writes it (also `http_sd`'s).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TlsConfigFile {
+pub(super) struct TlsConfigFile {
     ca_file: Option<PathBuf>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
@@ -110,7 +110,7 @@ pub(super) fn section(cx: &mut Context, value: Option<Value>) -> Option<Alertman
 }
 
 /// `tls_config:`, its files read and parsed now so a bad one is refused at load.
-fn tls(cx: &mut Context, path: &YamlPath, file: TlsConfigFile) -> ClientTls {
+pub(super) fn tls(cx: &mut Context, path: &YamlPath, file: TlsConfigFile) -> ClientTls {
     let tls = ClientTls {
         ca_file: file.ca_file.map(|p| cx.resolve(&p)),
         cert_file: file.cert_file.map(|p| cx.resolve(&p)),

@@ -2,8 +2,8 @@
 //! load; the rest of medic only ever sees a valid [`Config`].
 //!
 //! The modules mirror the YAML: one per top-level section (`web.rs`, `state.rs`,
-//! `defaults.rs`, `checks/` with a file per check kind, `recovery/`, `maintenance.rs`,
-//! `predictions.rs`, `alertmanager.rs`), each holding its keys as written (serde, unknown keys
+//! `defaults.rs`, `checks/` with a file per check kind, `check_templates/`, `recovery/`,
+//! `maintenance.rs`, `predictions.rs`, `alertmanager.rs`), each holding its keys as written (serde, unknown keys
 //! denied), its checked types and its rules. They share a small core: `validate.rs` (errors
 //! with YAML paths, secrets, names), `path.rs` (one spelling of paths), `lenient.rs` (every
 //! error in one pass), `expand.rs` (`${ENV}`), `secret.rs` and `duration.rs`. Config depends
@@ -12,6 +12,7 @@
 
 mod alertmanager;
 mod builtin;
+mod check_templates;
 mod checks;
 pub mod client_tls;
 mod credential;
@@ -43,6 +44,7 @@ use validate::Context;
 
 pub use alertmanager::{AlertmanagerConfig, ClientAuth, ClientTls};
 pub use builtin::builtin_yaml;
+pub use check_templates::{CheckTemplate, DnsSdSpec, HttpSdSpec, DEFAULT_MAX_TARGETS};
 pub use checks::{
     CaCerts, CheckSpec, CommandSpec, DatabaseSpec, DiskSpec, DnsSpec, DnsTransport, DnsType,
     GrpcSpec, HeartbeatSpec, HttpSpec, Limits, Pattern, ProbeSpec, SystemSpec, TcpSpec, TlsSpec,
@@ -74,6 +76,8 @@ pub struct Config {
     /// The state store (`state:` in the YAML, `--state.url`).
     pub store: StoreConfig,
     pub checks: Vec<CheckSpec>,
+    /// Checks made from discovered targets (`check_templates:`).
+    pub templates: Vec<std::sync::Arc<CheckTemplate>>,
     pub recovery: RecoveryConfig,
     pub predictions: Vec<PredictionSpec>,
     /// The Alertmanager medic talks back to, when configured.
@@ -194,6 +198,8 @@ struct FileConfig {
     #[serde(default, deserialize_with = "present")]
     checks: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    check_templates: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     recovery: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     predictions: Option<Value>,
@@ -221,9 +227,11 @@ fn load_text(
     let store = state::section(&mut cx, file.state, overrides);
     let defaults = defaults::section(&mut cx, file.defaults);
     let checks = checks::section(&mut cx, file.checks, &defaults);
-    let mut recovery = recovery::section(&mut cx, file.recovery, &checks);
+    let templates = check_templates::section(&mut cx, file.check_templates, &defaults, &checks);
+    checks::dependencies(&mut cx, &checks, &templates.dependency_nodes());
+    let mut recovery = recovery::section(&mut cx, file.recovery, &checks, &templates);
     recovery.config.maintenance = maintenance::section(&mut cx, file.maintenance);
-    let predictions = predictions::section(&mut cx, file.predictions, &checks);
+    let predictions = predictions::section(&mut cx, file.predictions, &checks, &templates);
     if file.alertmanager.is_none() {
         recovery.report_missing_alertmanager(&mut cx);
     }
@@ -233,6 +241,7 @@ fn load_text(
         web,
         store,
         checks: checks.into_specs(),
+        templates: templates.into_specs(),
         recovery: recovery.config,
         predictions,
         alertmanager,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+use super::check_templates::Templates;
 use super::checks::{CheckSpec, Checks, ProbeSpec, SystemSpec};
 use super::duration::Duration;
 use super::path::YamlPath;
@@ -56,6 +57,7 @@ pub(super) fn section(
     cx: &mut Context,
     value: Option<Value>,
     checks: &Checks,
+    templates: &Templates,
 ) -> Vec<PredictionSpec> {
     let by_name: BTreeMap<&str, &CheckSpec> =
         checks.iter().map(|(_, c)| (c.name.as_str(), c)).collect();
@@ -69,7 +71,11 @@ pub(super) fn section(
             cx.error(&path, "duplicate prediction name");
         }
         let check = by_name.get(p.check.as_str()).copied();
-        rules(cx, &path, &p, check);
+        match templates.get(&p.check) {
+            // Applies to every check the template makes (`<prediction>/<target>`).
+            Some(template) => template_rules(cx, &path, &p, template),
+            None => rules(cx, &path, &p, check),
+        }
         let mountpoint = mountpoint(cx, &path, &p, check);
         specs.push(PredictionSpec {
             // Invalid combinations were reported above; the placeholder is never used.
@@ -93,6 +99,28 @@ pub(super) fn section(
     specs
 }
 
+/// A prediction for every check of a template: they measure what is asked, and the rest is
+/// as for one check.
+fn template_rules(
+    cx: &mut Context,
+    path: &YamlPath,
+    p: &PredictionFile,
+    template: &super::CheckTemplate,
+) {
+    if !template.measures(&p.measurement) {
+        cx.error(
+            path,
+            format!(
+                "measurement {:?} is not produced by the {} checks of template {:?}",
+                p.measurement,
+                template.kind(),
+                template.name
+            ),
+        );
+    }
+    common_rules(cx, path, p);
+}
+
 /// The check exists and measures what is asked; horizons, thresholds and times make sense.
 fn rules(cx: &mut Context, path: &YamlPath, p: &PredictionFile, check: Option<&CheckSpec>) {
     match check {
@@ -111,6 +139,11 @@ fn rules(cx: &mut Context, path: &YamlPath, p: &PredictionFile, check: Option<&C
         ),
         Some(_) => {}
     }
+    common_rules(cx, path, p);
+}
+
+/// Horizons, thresholds and times make sense, whatever the check.
+fn common_rules(cx: &mut Context, path: &YamlPath, p: &PredictionFile) {
     if p.mountpoint.is_some() && p.measurement != Measure::DISK {
         cx.error(
             path,

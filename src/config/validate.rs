@@ -110,6 +110,46 @@ impl Context {
         Ok((cx, root))
     }
 
+    /// A context for reading one block outside a config file (a check template's kind block,
+    /// rendered for one target): no text to place errors in, no `${ENV}`.
+    pub(super) fn detached(base_dir: &Path) -> Context {
+        Context {
+            base_dir: base_dir.to_path_buf(),
+            text: String::new(),
+            errors: Vec::new(),
+            secrets: Vec::new(),
+            expansions: Vec::new(),
+            dropped: BTreeSet::new(),
+            located: 0,
+        }
+    }
+
+    /// The directory relative `*_file` paths resolve against.
+    pub(super) fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    pub(super) fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// How many errors were reported so far: a block's rules compare it before and after.
+    pub(super) fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// The secrets met so far, taken (to be kept by another context).
+    pub(super) fn take_secrets(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.secrets)
+    }
+
+    /// The errors found, secrets scrubbed out, without remembering the secrets process-wide: a
+    /// detached context's "secrets" may be a target's values (a query string), which are not.
+    pub(super) fn into_errors(self) -> Vec<ConfigError> {
+        let redactor = Redactor::new(self.secrets);
+        scrub_errors(self.errors, &self.expansions, &redactor)
+    }
+
     /// The redactor for every secret met, or every error found with the secrets scrubbed out.
     /// Either way the secrets are remembered process-wide: a rejected config's errors are
     /// logged and answered too.

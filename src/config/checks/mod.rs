@@ -96,8 +96,18 @@ macro_rules! check_kinds {
             }
         }
 
+        /// Reads the block of the kind `key` as written, without its rules: a check template's,
+        /// whose strings still hold placeholders. False when it cannot be read (reported).
+        pub(super) fn parse_block(cx: &mut Context, path: &YamlPath, key: &str, block: Value) -> bool {
+            let path = path.key(key);
+            match key {
+                $(stringify!($key) => cx.parse::<<$spec as Kind>::File>(block, &path).is_some(),)+
+                _ => false,
+            }
+        }
+
         /// Reads the block of the kind `key` and checks its rules.
-        fn probe_spec(cx: &mut Context, at: &CheckAt<'_>, key: &str, block: Value) -> Option<ProbeSpec> {
+        pub(super) fn probe_spec(cx: &mut Context, at: &CheckAt<'_>, key: &str, block: Value) -> Option<ProbeSpec> {
             let path = at.path.key(key);
             match key {
                 $(stringify!($key) => {
@@ -137,11 +147,11 @@ trait Kind: Sized {
 }
 
 /// What a kind's rules may need of the check whose block they read.
-struct CheckAt<'a> {
+pub(super) struct CheckAt<'a> {
     /// `checks[0] "web"`: a kind's errors name the check and put their key in the message.
-    path: &'a YamlPath,
-    interval: Duration,
-    timeout: Duration,
+    pub path: &'a YamlPath,
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 impl CheckAt<'_> {
@@ -173,9 +183,57 @@ pub struct CheckSpec {
     pub recovery: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// Checks this one waits for: while one of them (or what it depends on) is critical or
-    /// unknown, this check is blocked (probed and exported, but no run starts for it).
+    /// unknown, this check is blocked (probed and exported, but no run starts for it). A
+    /// template's name stands for every check it makes.
     pub depends_on: Vec<String>,
     pub probe: ProbeSpec,
+    /// The check template that made this check from a discovered target (`None`: written in
+    /// `checks:`).
+    pub template: Option<String>,
+}
+
+/// What a check and a check template share: every field but the name and the kind's block.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct CheckBase {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub enabled: bool,
+    pub failures_before_critical: u32,
+    pub successes_before_healthy: u32,
+    pub flapping: Option<Flapping>,
+    pub recovery: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub depends_on: Vec<String>,
+}
+
+impl CheckBase {
+    /// The check named `name` that probes `probe`.
+    pub fn into_spec(self, name: String, probe: ProbeSpec, template: Option<String>) -> CheckSpec {
+        CheckSpec {
+            name,
+            interval: self.interval,
+            timeout: self.timeout,
+            enabled: self.enabled,
+            failures_before_critical: self.failures_before_critical,
+            successes_before_healthy: self.successes_before_healthy,
+            flapping: self.flapping,
+            recovery: self.recovery,
+            labels: self.labels,
+            depends_on: self.depends_on,
+            probe,
+            template,
+        }
+    }
+}
+
+/// A check as written, its kind's block not read yet (a template's is read per target).
+#[derive(Debug)]
+pub(super) struct Unread {
+    pub name: String,
+    pub base: CheckBase,
+    /// The kind's key (`http`), and its block as written.
+    pub kind: &'static str,
+    pub block: Value,
 }
 
 impl CheckSpec {
@@ -209,15 +267,6 @@ impl Checks {
         self.0.iter()
     }
 
-    /// Who depends on whom.
-    pub fn graph(&self) -> crate::dependencies::Graph {
-        crate::dependencies::Graph::new(
-            self.0
-                .iter()
-                .map(|(_, c)| (c.name.as_str(), c.depends_on.as_slice())),
-        )
-    }
-
     pub fn into_specs(self) -> Vec<CheckSpec> {
         self.0.into_iter().map(|(_, spec)| spec).collect()
     }
@@ -237,36 +286,79 @@ pub(super) fn section(cx: &mut Context, value: Option<Value>, defaults: &Default
             checks.push((path, spec));
         }
     }
-    let checks = Checks(checks);
-    dependencies(cx, &checks);
-    checks
+    Checks(checks)
 }
 
-/// `depends_on` names configured checks, and no check depends on itself, even through
-/// others (the cycle is named).
-fn dependencies(cx: &mut Context, checks: &Checks) {
-    let names: BTreeSet<&str> = checks.iter().map(|(_, c)| c.name.as_str()).collect();
-    for (path, check) in checks.iter() {
-        for dep in &check.depends_on {
+/// One node of the dependency graph at load: a check or a check template (which stands for
+/// every check it makes), with where it is written and what it depends on.
+#[derive(Clone, Copy)]
+pub(super) struct DependencyNode<'a> {
+    pub path: &'a YamlPath,
+    pub name: &'a str,
+    pub depends_on: &'a [String],
+}
+
+/// `depends_on` names configured checks or check templates, and nothing depends on itself,
+/// even through others (the cycle is named). A template's checks depend on what it names, and
+/// naming a template depends on each of its checks: a cycle among discovered checks is a cycle
+/// among their templates, so it is found here.
+pub(super) fn dependencies(cx: &mut Context, checks: &Checks, templates: &[DependencyNode<'_>]) {
+    let nodes: Vec<DependencyNode<'_>> = checks
+        .iter()
+        .map(|(path, c)| DependencyNode {
+            path,
+            name: &c.name,
+            depends_on: &c.depends_on,
+        })
+        .chain(templates.iter().copied())
+        .collect();
+    let names: BTreeSet<&str> = nodes.iter().map(|n| n.name).collect();
+    for node in &nodes {
+        for dep in node.depends_on {
             if !names.contains(dep.as_str()) {
                 cx.error(
-                    path,
+                    node.path,
                     format!("depends_on {dep:?} is not a configured check"),
                 );
             }
         }
     }
-    if let Some(cycle) = checks.graph().cycle() {
-        let path = checks
+    let graph = crate::dependencies::Graph::new(nodes.iter().map(|n| (n.name, n.depends_on)));
+    if let Some(cycle) = graph.cycle() {
+        let path = nodes
             .iter()
-            .find(|(_, c)| Some(&c.name) == cycle.0.first())
-            .map(|(p, _)| p.clone())
+            .find(|n| Some(n.name) == cycle.0.first().map(String::as_str))
+            .map(|n| n.path.clone())
             .unwrap_or_else(|| YamlPath::top("checks"));
         cx.error(&path, format!("depends_on makes a cycle: {cycle}"));
     }
 }
 
-fn check(cx: &mut Context, path: &YamlPath, mut c: CheckFile, d: &Defaults) -> Option<CheckSpec> {
+fn check(cx: &mut Context, path: &YamlPath, c: CheckFile, d: &Defaults) -> Option<CheckSpec> {
+    let unread = unread(cx, path, c, d)?;
+    let at = CheckAt {
+        path,
+        interval: unread.base.interval,
+        timeout: unread.base.timeout,
+    };
+    let probe = probe_spec(cx, &at, unread.kind, unread.block)?;
+    Some(unread.base.into_spec(unread.name, probe, None))
+}
+
+/// A check template's check fields and kind block, read as a check's are (its sources taken
+/// out of `item` before).
+pub(super) fn template_check(
+    cx: &mut Context,
+    path: &YamlPath,
+    item: Value,
+    d: &Defaults,
+) -> Option<Unread> {
+    let file = cx.parse::<CheckFile>(item, path)?;
+    unread(cx, path, file, d)
+}
+
+/// Every field but the kind's block checked, and the one kind block found.
+fn unread(cx: &mut Context, path: &YamlPath, mut c: CheckFile, d: &Defaults) -> Option<Unread> {
     let (interval, timeout) = timing(cx, path, &c, d);
     for (key, value) in [
         ("failures_before_critical", c.failures_before_critical),
@@ -288,7 +380,7 @@ fn check(cx: &mut Context, path: &YamlPath, mut c: CheckFile, d: &Defaults) -> O
     }
     let kinds = c.take_kinds();
     let given = kinds.len();
-    let Ok([(key, block)]) = <[_; 1]>::try_from(kinds) else {
+    let Ok([(kind, block)]) = <[_; 1]>::try_from(kinds) else {
         if given == 0 && cx.lost_a_key(path) {
             return None;
         }
@@ -301,14 +393,7 @@ fn check(cx: &mut Context, path: &YamlPath, mut c: CheckFile, d: &Defaults) -> O
         );
         return None;
     };
-    let at = CheckAt {
-        path,
-        interval,
-        timeout,
-    };
-    let probe = probe_spec(cx, &at, key, block)?;
-    Some(CheckSpec {
-        name: c.name,
+    let base = CheckBase {
         interval,
         timeout,
         enabled: c.enabled.unwrap_or(true),
@@ -324,7 +409,12 @@ fn check(cx: &mut Context, path: &YamlPath, mut c: CheckFile, d: &Defaults) -> O
         recovery: c.recovery,
         labels: c.labels,
         depends_on: c.depends_on,
-        probe,
+    };
+    Some(Unread {
+        name: c.name,
+        base,
+        kind,
+        block,
     })
 }
 
@@ -354,7 +444,7 @@ fn timing(cx: &mut Context, path: &YamlPath, c: &CheckFile, d: &Defaults) -> (Du
 }
 
 /// The host of `host:port` (without an IPv6 address's brackets), if the port is a number.
-fn split_host_port(address: &str) -> Option<(&str, u16)> {
+pub(super) fn split_host_port(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let port = port.parse::<u16>().ok()?;
     let host = host

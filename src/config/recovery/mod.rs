@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+use super::check_templates::Templates;
 use super::checks::Checks;
 use super::path::YamlPath;
 use super::validate::Context;
@@ -80,7 +81,12 @@ impl Recovery {
     }
 }
 
-pub(super) fn section(cx: &mut Context, value: Option<Value>, checks: &Checks) -> Recovery {
+pub(super) fn section(
+    cx: &mut Context,
+    value: Option<Value>,
+    checks: &Checks,
+    templates: &Templates,
+) -> Recovery {
     let path = YamlPath::top("recovery");
     let file: RecoveryFile = cx.parse_or_default(value, &path);
     let mut needs_alertmanager = Vec::new();
@@ -107,6 +113,7 @@ pub(super) fn section(cx: &mut Context, value: Option<Value>, checks: &Checks) -
         .filter(|name| !defined.contains(name))
         .collect();
     check_chains(cx, checks, &chains, &unreadable);
+    template_chains(cx, templates, &chains, &unreadable);
     let check_names: BTreeSet<&str> = checks.iter().map(|(_, c)| c.name.as_str()).collect();
     let known = routes::Known {
         chains: &defined,
@@ -139,6 +146,27 @@ pub(super) fn section(cx: &mut Context, value: Option<Value>, checks: &Checks) -
     }
 }
 
+/// A check template's `recovery:` names a defined chain. Its checks' labels come from their
+/// targets, unknown at load: a step whose placeholder a target lacks fails that run, and says so.
+fn template_chains(
+    cx: &mut Context,
+    templates: &Templates,
+    chains: &BTreeMap<String, Arc<ChainSpec>>,
+    unreadable: &BTreeSet<&str>,
+) {
+    for (path, template) in templates.iter() {
+        let Some(chain) = template.recovery() else {
+            continue;
+        };
+        if !chains.contains_key(chain) && !unreadable.contains(chain) {
+            cx.error(
+                path,
+                format!("recovery chain {chain:?} is not defined in recovery.chains"),
+            );
+        }
+    }
+}
+
 /// A check's `recovery:` names a defined chain, and a check-triggered run renders with the
 /// check's labels: a placeholder the check does not provide would fail every run, so it is an
 /// error now.
@@ -165,7 +193,7 @@ fn check_chains(
             for var in step.action.vars() {
                 let missing = match var {
                     Var::Label(label) => !check.labels.contains_key(label),
-                    Var::Annotation(_) => true,
+                    Var::Annotation(_) | Var::Target => true,
                     Var::Check | Var::Chain => false,
                 };
                 if missing {
