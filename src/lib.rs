@@ -19,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod dependencies;
 pub mod detect;
+pub mod discovery;
 pub mod forecast;
 pub mod logging;
 pub mod maintenance;

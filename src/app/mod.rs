@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::checks::{Heartbeats, Prober};
 use crate::cluster::Shard;
 use crate::config::{Config, ConfigSource, Overrides};
+use crate::discovery::Discovery;
 use crate::metrics::Metrics;
 use crate::pause_book::PauseBook;
 use crate::recovery::action::Actions;
@@ -95,6 +96,7 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         address = %local,
         config = %config.source,
         checks = config.checks.len(),
+        check_templates = config.templates.len(),
         probed,
         shard = %options.shard,
         tls = serving.tls,
@@ -102,13 +104,16 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         version = env!("CARGO_PKG_VERSION"),
         "medic started"
     );
+    // Discovered lists and the cluster's members send their changes here.
+    let (changes_tx, changes_rx) = mpsc::channel::<Change>(64);
+    let mut discovery = Discovery::new(changes_tx, metrics.clone());
+    discovery.apply(&config.templates);
     let (running, core) = Running::new(
         location, overrides, &config, options, checks, core, &healing, &serving, metrics,
+        discovery,
     );
     // Its checks live on in the scheduler; what a reload compares was copied into `running`.
     drop(config);
-    // Discovered lists and the cluster's members send their changes here (none yet).
-    let (_changes_tx, changes_rx) = mpsc::channel::<Change>(64);
     let running = serve_until_stopped(running, reload_rx, changes_rx).await?;
     drain(shutdown_tx, running, core, healing, serving).await;
     tracing::info!("medic stopped");

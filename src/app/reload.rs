@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::check_set::{Change, CheckSet};
 use crate::config::{Config, ConfigSource, Overrides, StoreConfig, WebConfigError};
+use crate::discovery::Discovery;
 use crate::metrics::Metrics;
 use crate::recovery::manager::RecoveryHandle;
 use crate::recovery::verify::DirectChecks;
@@ -34,6 +35,8 @@ pub(super) struct Running {
     web: watch::Sender<Arc<WebSecurity>>,
     /// The config's checks and the discovered ones, and who owns which.
     checks: CheckSet,
+    /// The check templates' tasks, which send their checks as `Change::Discovered`.
+    discovery: Discovery,
     others: watch::Sender<Arc<DirectChecks>>,
     alertmanager: Arc<crate::am_api::Alertmanager>,
 }
@@ -52,6 +55,7 @@ impl Running {
         healing: &super::Healing,
         serving: &super::Serving,
         metrics: Arc<Metrics>,
+        discovery: Discovery,
     ) -> (Running, super::CoreTasks) {
         let running = Running {
             location,
@@ -66,6 +70,7 @@ impl Running {
             web_config: options.web_config,
             web: serving.web.clone(),
             checks,
+            discovery,
             others: healing.others.clone(),
             alertmanager: healing.alertmanager.clone(),
         };
@@ -91,8 +96,9 @@ impl Running {
             .await
     }
 
-    /// Shutdown: no probe starts any more.
+    /// Shutdown: no probe starts any more, and no target list is read.
     pub(super) fn stop_probing(&mut self) {
+        self.discovery.stop();
         self.scheduler.stop();
     }
 
@@ -122,6 +128,7 @@ impl Running {
                 }
                 self.checks.set_config(&new);
                 self.apply_checks().await;
+                self.discovery.apply(&new.templates);
                 self.recovery.apply(new.recovery.clone()).await;
                 if let Err(e) = self.alertmanager.apply(&new) {
                     tracing::error!(error = %e, "the new alertmanager: settings do not apply; keeping the old ones");
@@ -129,7 +136,11 @@ impl Running {
                 self.webhook.send_replace(Arc::new(new.web.webhook.clone()));
                 // New certificates and users take effect for the next connection and request.
                 self.web.send_replace(Arc::new(web));
-                tracing::info!(checks = new.checks.len(), "config reloaded");
+                tracing::info!(
+                    checks = new.checks.len(),
+                    check_templates = new.templates.len(),
+                    "config reloaded"
+                );
                 self.store_config = new.store;
                 self.listen_address = new.web.listen_address;
                 self.metrics.config_reloaded(true, now);

@@ -70,20 +70,44 @@ pub async fn probe(spec: &DnsSpec) -> Outcome {
 }
 
 async fn ask(spec: &DnsSpec, server: &str) -> Outcome {
-    let name = match Name::from_ascii(&spec.name) {
-        Ok(n) => n,
-        Err(e) => return failed(FailureReason::Other, format!("name {:?}: {e}", spec.name)),
-    };
+    let rtype = record_type(spec.record_type);
+    match exchange(server, &spec.name, rtype, spec.transport).await {
+        Ok(response) => judge(spec, &response),
+        Err(outcome) => outcome,
+    }
+}
+
+/// One query to `server` (or the system resolver's first `nameserver`) and its answer, over
+/// the sockets a `dns` check uses: for discovery (`dns_sd`), which judges the answer itself.
+pub async fn query(
+    server: Option<&str>,
+    name: &str,
+    record: DnsType,
+) -> Result<Message, String> {
+    let server = server.map_or_else(system_server, str::to_string);
+    exchange(&server, name, record_type(record), DnsTransport::Udp)
+        .await
+        .map_err(|outcome| outcome.message)
+}
+
+/// Asks `server` for `name`'s records of `rtype`; a truncated UDP answer is asked again over TCP.
+async fn exchange(
+    server: &str,
+    name: &str,
+    rtype: RecordType,
+    transport: DnsTransport,
+) -> Result<Message, Outcome> {
+    let name = Name::from_ascii(name)
+        .map_err(|e| failed(FailureReason::Other, format!("name {name:?}: {e}")))?;
     let addr: SocketAddr = match tokio::net::lookup_host(server).await.map(|mut a| a.next()) {
         Ok(Some(a)) => a,
         Ok(None) | Err(_) => {
-            return failed(
+            return Err(failed(
                 FailureReason::Dns,
                 format!("server {server} does not resolve"),
-            )
+            ))
         }
     };
-    let rtype = record_type(spec.record_type);
     let id = query_id();
     let mut query = Message::new();
     query
@@ -92,11 +116,10 @@ async fn ask(spec: &DnsSpec, server: &str) -> Outcome {
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
         .add_query(Query::query(name, rtype));
-    let bytes = match query.to_vec() {
-        Ok(b) => b,
-        Err(e) => return failed(FailureReason::Other, format!("encoding the query: {e}")),
-    };
-    let mut response = match spec.transport {
+    let bytes = query
+        .to_vec()
+        .map_err(|e| failed(FailureReason::Other, format!("encoding the query: {e}")))?;
+    let mut response = match transport {
         DnsTransport::Udp => udp(addr, &bytes, id).await,
         DnsTransport::Tcp => tcp(addr, &bytes, id).await,
     };
@@ -104,11 +127,7 @@ async fn ask(spec: &DnsSpec, server: &str) -> Outcome {
     if matches!(&response, Ok(m) if m.truncated()) {
         response = tcp(addr, &bytes, id).await;
     }
-    let response = match response {
-        Ok(m) => m,
-        Err(outcome) => return outcome,
-    };
-    judge(spec, &response)
+    response
 }
 
 /// A query id from the clock's nanoseconds: it only has to tell our answer from strays.

@@ -3,7 +3,7 @@
 
 mod command;
 mod database;
-mod dns;
+pub mod dns;
 mod grpc;
 mod heartbeat;
 mod http;

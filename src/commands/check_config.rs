@@ -1,5 +1,5 @@
 //! `medic check-config [FILE]`: every error of a config (and of `--web.config.file`), with its
-//! YAML path.
+//! YAML path; and for each check template, what one reading of its sources would make.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,7 @@ pub fn check_config(
                 config.recovery.routes.len(),
                 config.predictions.len()
             );
+            census(&config.templates);
             0
         }
         Err(errors) => {
@@ -55,4 +56,42 @@ pub fn check_config(
         }
     };
     code.max(web_code)
+}
+
+/// Each template's sources read once: the checks they would make, the targets refused and
+/// the lists that could not be read. These are the data of the moment, not the config's
+/// errors: the exit code stays the config's.
+fn census(templates: &[std::sync::Arc<crate::config::CheckTemplate>]) {
+    if templates.is_empty() {
+        return;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot read the check templates' sources: {e}");
+            return;
+        }
+    };
+    for template in templates {
+        let census = runtime.block_on(crate::discovery::read_once(template));
+        let mechanisms: Vec<&str> = template.mechanisms().iter().map(|m| m.as_str()).collect();
+        let refused: usize = census.refused.values().map(|(n, _)| n).sum();
+        println!(
+            "check template {:?} ({}): {} {} checks, {refused} targets refused, {} lists unreadable",
+            template.name,
+            mechanisms.join(", "),
+            census.checks,
+            template.kind(),
+            census.failures.len(),
+        );
+        for (reason, (count, first)) in &census.refused {
+            println!("  refused ({reason}): {count}, the first: {first}");
+        }
+        for failure in &census.failures {
+            println!("  cannot read: {failure}");
+        }
+    }
 }

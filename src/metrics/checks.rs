@@ -1,5 +1,6 @@
 //! The per-check series of `/metrics` (`medic_check_success`, `_status`, `_duration_seconds`,
-//! `_runs_total`, `_consecutive_failures`, `_flapping`, `_last_run_timestamp_seconds`): a table
+//! `_runs_total`, `_consecutive_failures`, `_flapping`, `_last_run_timestamp_seconds`, and
+//! `medic_check_labels` for discovered checks): a table
 //! of one small record per check and its renderer, which writes the table a slice of checks
 //! at a time through prometheus-client's encoders. The rest of the exposition is the registry
 //! in [`super`].
@@ -14,6 +15,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{log_encoding_error, Format};
+use crate::config::CheckSpec;
 use crate::status::Status;
 use crate::thresholds::HealthState;
 
@@ -32,8 +34,10 @@ pub(super) const DURATION_BUCKETS: [f64; 11] = [
 pub(super) struct CheckTable(RwLock<BTreeMap<Arc<str>, Mutex<CheckSeries>>>);
 
 /// What one check exports. A series exists from the moment it is first set, as with families.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct CheckSeries {
+    /// A discovered check's spec, whose labels `medic_check_labels` shows (shared, not copied).
+    labels: Option<Arc<CheckSpec>>,
     /// The status state set: 1 for this status, 0 for the other three.
     status: Option<Status>,
     /// Whether flap detection holds the check critical; set with the status.
@@ -153,6 +157,11 @@ impl CheckTable {
         });
     }
 
+    /// A discovered check's labels, exported once as `medic_check_labels`.
+    pub(super) fn set_labels(&self, check: &str, spec: Arc<CheckSpec>) {
+        self.with(check, |series| series.labels = Some(spec));
+    }
+
     pub(super) fn remove(&self, check: &str) {
         self.0
             .write()
@@ -231,9 +240,10 @@ enum CheckFamily {
     ConsecutiveFailures,
     Flapping,
     LastRun,
+    Labels,
 }
 
-const CHECK_FAMILIES: [CheckFamily; 7] = [
+const CHECK_FAMILIES: [CheckFamily; 8] = [
     CheckFamily::Success,
     CheckFamily::Status,
     CheckFamily::Duration,
@@ -241,7 +251,14 @@ const CHECK_FAMILIES: [CheckFamily; 7] = [
     CheckFamily::ConsecutiveFailures,
     CheckFamily::Flapping,
     CheckFamily::LastRun,
+    CheckFamily::Labels,
 ];
+
+/// Whether a check's label goes into `medic_check_labels`: not `check` (the series' own) and
+/// not Prometheus' reserved `__` names (`__address__`, `__meta_*`: template values only).
+fn exported_label(name: &str) -> bool {
+    name != "check" && !name.starts_with("__")
+}
 
 static SECONDS: Unit = Unit::Seconds;
 
@@ -293,6 +310,12 @@ impl CheckFamily {
                 Some(&SECONDS),
                 MetricType::Gauge,
             ),
+            CheckFamily::Labels => (
+                "medic_check_labels",
+                "Always 1: the labels of a check made from a discovered target, to join on check.",
+                None,
+                MetricType::Gauge,
+            ),
         }
     }
 
@@ -302,13 +325,14 @@ impl CheckFamily {
             CheckFamily::Status => s.status.is_some(),
             CheckFamily::Flapping => s.flapping.is_some(),
             CheckFamily::Runs => s.runs.iter().any(Option::is_some),
+            CheckFamily::Labels => s.labels.is_some(),
             _ => s.latest.is_some(),
         }
     }
 
     fn encode(self, check: &str, s: &CheckSeries, family: &mut MetricEncoder) -> std::fmt::Result {
         let labels = [("check", check)];
-        match (self, s.latest) {
+        match (self, &s.latest) {
             (CheckFamily::Status, _) => {
                 for status in Status::ALL {
                     family
@@ -317,6 +341,10 @@ impl CheckFamily {
                 }
                 Ok(())
             }
+            (CheckFamily::Labels, _) => match &s.labels {
+                Some(spec) => encode_labels(check, spec, family),
+                None => Ok(()),
+            },
             (CheckFamily::Flapping, _) => match s.flapping {
                 Some(flapping) => family
                     .encode_family(&labels)?
@@ -355,6 +383,20 @@ impl CheckFamily {
     }
 }
 
+/// `medic_check_labels{check, <the check's labels>} 1`. Label names were checked when the
+/// target was read; values are escaped by the encoder.
+fn encode_labels(check: &str, spec: &CheckSpec, family: &mut MetricEncoder) -> std::fmt::Result {
+    let mut labels = Vec::with_capacity(spec.labels.len() + 1);
+    labels.push(("check", check));
+    labels.extend(
+        spec.labels
+            .iter()
+            .filter(|(name, _)| exported_label(name))
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
+    family.encode_family(&labels)?.encode_gauge(&1i64)
+}
+
 /// How many checks one slice of a per-check family covers: a slice of the histogram family is
 /// then about 150 KB of text.
 const CHECKS_PER_SLICE: usize = 128;
@@ -381,7 +423,7 @@ impl Collector for Slice {
             };
             checks
                 .range::<str, _>((start, Bound::Unbounded))
-                .map(|(check, series)| (check, *lock(series)))
+                .map(|(check, series)| (check, lock(series).clone()))
                 .filter(|(_, series)| self.family.has(series))
                 .take(CHECKS_PER_SLICE)
                 .map(|(check, series)| (check.clone(), series))

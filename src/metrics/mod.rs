@@ -4,6 +4,7 @@
 
 mod alertmanager;
 mod checks;
+mod discovery;
 mod holds;
 mod predictions;
 mod probes;
@@ -29,6 +30,7 @@ use crate::status::Status;
 use crate::thresholds::HealthState;
 use crate::vocabulary::HoldReason;
 use crate::vocabulary::{AmOperation, AttemptResult, RunOutcome, SkipReason, TriggerKind};
+use crate::vocabulary::{SdMechanism, SdRefusal};
 use checks::CheckTable;
 
 /// Closed label values are encoded by their one spelling; no label of a closed set is a
@@ -49,7 +51,9 @@ closed_label_values!(
     TriggerKind,
     RunOutcome,
     HoldReason,
-    AmOperation
+    AmOperation,
+    SdMechanism,
+    SdRefusal
 );
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -207,6 +211,7 @@ pub struct Metrics {
     web: web::WebFamilies,
     store: store::StoreFamilies,
     alertmanager: alertmanager::AlertmanagerFamilies,
+    discovery: discovery::DiscoveryFamilies,
     config_reload_ok: Gauge,
     config_reload_time: FloatGauge,
 }
@@ -297,6 +302,7 @@ impl Metrics {
             web: web::WebFamilies::register(&mut registry),
             store: store::StoreFamilies::register(&mut registry),
             alertmanager: alertmanager::AlertmanagerFamilies::register(&mut registry),
+            discovery: discovery::DiscoveryFamilies::register(&mut registry),
             checks: Arc::new(CheckTable::default()),
             config_reload_ok,
             config_reload_time,

@@ -104,6 +104,10 @@ pub struct CheckDetailJson<'a> {
     last_status: Option<&'static str>,
     interval_seconds: f64,
     timeout_seconds: f64,
+    /// Its `labels:` (a discovered check's: its template's and its target's).
+    labels: &'a BTreeMap<String, String>,
+    /// The check template that made it from a discovered target, or null.
+    template: Option<&'a str>,
     metadata: &'a BTreeMap<String, Value>,
     trend: TrendJson,
     history: Vec<HistoryItemJson<'a>>,
@@ -117,6 +121,8 @@ impl<'a> From<&'a CheckDetail> for CheckDetailJson<'a> {
             last_status: d.last_status.map(status),
             interval_seconds: d.interval_seconds,
             timeout_seconds: d.timeout_seconds,
+            labels: &d.labels,
+            template: d.template.as_deref(),
             metadata: &d.metadata,
             trend: (&d.trend).into(),
             history: d.history.iter().map(Into::into).collect(),
@@ -314,6 +320,8 @@ mod tests {
             last_status: None,
             interval_seconds: 1.0,
             timeout_seconds: 0.5,
+            labels: BTreeMap::from([("team".to_string(), "db".to_string())]),
+            template: Some("db".into()),
             metadata: BTreeMap::from([("address".to_string(), Value::from("127.0.0.1:1"))]),
             trend: Trend {
                 window_seconds: 3600.0,
@@ -336,7 +344,7 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&CheckDetailJson::from(&detail)).unwrap(),
             format!(
-                r#"{{"name":"bad",{fields_open},"last_status":null,"interval_seconds":1.0,"timeout_seconds":0.5,"metadata":{{"address":"127.0.0.1:1"}},"trend":{{"window_seconds":3600.0,"runs":1,"status_distribution":{{"healthy":0,"warning":0,"critical":0,"unknown":0}},"success_ratio":0.0,"latency_p50_seconds":null,"latency_p90_seconds":null,"latency_p99_seconds":null,"latency_max_seconds":0.25}},"history":[{{"time":"t","status":"unknown","duration_seconds":0.25,"message":"m"}}]}}"#,
+                r#"{{"name":"bad",{fields_open},"last_status":null,"interval_seconds":1.0,"timeout_seconds":0.5,"labels":{{"team":"db"}},"template":"db","metadata":{{"address":"127.0.0.1:1"}},"trend":{{"window_seconds":3600.0,"runs":1,"status_distribution":{{"healthy":0,"warning":0,"critical":0,"unknown":0}},"success_ratio":0.0,"latency_p50_seconds":null,"latency_p90_seconds":null,"latency_p99_seconds":null,"latency_max_seconds":0.25}},"history":[{{"time":"t","status":"unknown","duration_seconds":0.25,"message":"m"}}]}}"#,
                 fields_open = &fields[..fields.len() - 1],
             )
         );

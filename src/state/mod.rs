@@ -122,6 +122,10 @@ pub struct PageData {
 pub struct CheckDetail {
     pub name: String,
     pub summary: CheckSummary,
+    /// The check's labels (a discovered check's: its template's and its target's).
+    pub labels: BTreeMap<String, String>,
+    /// The template that made it from a discovered target, if one did.
+    pub template: Option<String>,
     pub last_status: Option<Status>,
     pub interval_seconds: f64,
     pub timeout_seconds: f64,
@@ -649,6 +653,9 @@ impl StateTask {
                 _ => {
                     self.metrics.forget_check(&name);
                     self.metrics.set_status(&name, Status::Unknown, false);
+                    if spec.template.is_some() {
+                        self.metrics.set_check_labels(&name, spec.clone());
+                    }
                     CheckRecord::new(spec, generation, history_size)
                 }
             };
@@ -795,6 +802,8 @@ impl StateTask {
         Some(CheckDetail {
             name: name.to_string(),
             summary: record.summary(self.blocking.roots_of(name)),
+            labels: record.spec.labels.clone(),
+            template: record.spec.template.clone(),
             last_status: record.last.as_ref().map(|l| l.status),
             interval_seconds: record.spec.interval.as_secs_f64(),
             timeout_seconds: record.spec.timeout.as_secs_f64(),

@@ -49,7 +49,7 @@ fn check_banner(html: &mut String, page: &CheckPage<'_>) {
     let s = &d.summary;
     let _ = write!(
         html,
-        r#"<div class="banner st-{st}" id="overall"><h1><span class="big">{name} {badge}</span></h1><p class="msg">{msg}{reason}</p><p class="meta">{kind} check every {iv}s, timeout {to}s{enabled} · {since}{uptime} · {lat}</p></div>"#,
+        r#"<div class="banner st-{st}" id="overall"><h1><span class="big">{name} {badge}</span></h1><p class="msg">{msg}{reason}</p><p class="meta">{kind} check every {iv}s, timeout {to}s{enabled} · {since}{uptime} · {lat}</p>{labels}</div>"#,
         st = s.status,
         name = escape(&d.name),
         badge = badge(s.status),
@@ -67,6 +67,9 @@ fn check_banner(html: &mut String, page: &CheckPage<'_>) {
             .unwrap_or_default(),
         uptime = uptime_text(d),
         lat = latency_text(d),
+        labels = super::labels_line(d)
+            .map(|l| format!(r#"<p class="meta labels">{l}</p>"#))
+            .unwrap_or_default(),
     );
 }
 

@@ -315,6 +315,9 @@ fn check_card(html: &mut String, d: &CheckDetail, runs: Option<&[RunRow]>, secre
             roots.join(", ")
         );
     }
+    if let Some(labels) = super::labels_line(d) {
+        let _ = write!(html, r#"<p class="meta labels">{labels}</p>"#);
+    }
     html.push_str(r#"<div class="pics">"#);
     html.push_str(&strip(&d.history, false, false));
     html.push_str(&sparkline(

@@ -35,6 +35,26 @@ pub fn path_segment(text: &str) -> String {
     escape(&crate::percent::encode(text))
 }
 
+/// A check's template and labels as one escaped line (`template web · env=prod team=a`), or
+/// `None` when it has neither. Prometheus' reserved `__` labels are left out, as in
+/// `medic_check_labels`.
+pub fn labels_line(d: &crate::state::CheckDetail) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(template) = &d.template {
+        parts.push(format!("template {}", escape(template)));
+    }
+    let labels: Vec<String> = d
+        .labels
+        .iter()
+        .filter(|(name, _)| !name.starts_with("__"))
+        .map(|(name, value)| format!("{}={}", escape(name), escape(value)))
+        .collect();
+    if !labels.is_empty() {
+        parts.push(labels.join(" "));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
 /// One letter per status, drawn beside or on the colour.
 pub fn letter(status: Status) -> &'static str {
     match status {
