@@ -317,9 +317,17 @@ mod tests {
             t.render_target("h:1", &crate::testing::labels(&[("path", "p")])),
             Err(TemplateError::Missing(Var::Label("m".into())))
         );
-        for bad in ["{{ check }}", "{{ chain }}", "{{ annotations.x }}", "{{ targets }}"] {
+        for bad in [
+            "{{ check }}",
+            "{{ chain }}",
+            "{{ annotations.x }}",
+            "{{ targets }}",
+        ] {
             let e = Template::parse_for_target(bad).unwrap_err();
-            assert!(e.to_string().contains("use target or labels.NAME"), "{bad}: {e}");
+            assert!(
+                e.to_string().contains("use target or labels.NAME"),
+                "{bad}: {e}"
+            );
         }
         // And steps do not know `target`.
         assert!(Template::parse("{{ target }}").is_err());

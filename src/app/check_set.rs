@@ -265,7 +265,10 @@ predictions:
             ["lb", "web/a:1", "web/b:2"]
         );
         assert_eq!(
-            graph.dependencies_of("web/a:1").into_iter().collect::<Vec<_>>(),
+            graph
+                .dependencies_of("web/a:1")
+                .into_iter()
+                .collect::<Vec<_>>(),
             ["lb"]
         );
     }

@@ -109,8 +109,7 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
     let mut discovery = Discovery::new(changes_tx, metrics.clone());
     discovery.apply(&config.templates);
     let (running, core) = Running::new(
-        location, overrides, &config, options, checks, core, &healing, &serving, metrics,
-        discovery,
+        location, overrides, &config, options, checks, core, &healing, &serving, metrics, discovery,
     );
     // Its checks live on in the scheduler; what a reload compares was copied into `running`.
     drop(config);

@@ -79,11 +79,7 @@ async fn ask(spec: &DnsSpec, server: &str) -> Outcome {
 
 /// One query to `server` (or the system resolver's first `nameserver`) and its answer, over
 /// the sockets a `dns` check uses: for discovery (`dns_sd`), which judges the answer itself.
-pub async fn query(
-    server: Option<&str>,
-    name: &str,
-    record: DnsType,
-) -> Result<Message, String> {
+pub async fn query(server: Option<&str>, name: &str, record: DnsType) -> Result<Message, String> {
     let server = server.map_or_else(system_server, str::to_string);
     exchange(&server, name, record_type(record), DnsTransport::Udp)
         .await

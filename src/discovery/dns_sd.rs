@@ -130,7 +130,11 @@ mod tests {
         let mut m = Message::new();
         m.set_response_code(code);
         for data in records {
-            m.add_answer(Record::from_rdata(Name::from_ascii("x.example.").unwrap(), 60, data));
+            m.add_answer(Record::from_rdata(
+                Name::from_ascii("x.example.").unwrap(),
+                60,
+                data,
+            ));
         }
         m
     }
@@ -140,14 +144,22 @@ mod tests {
         let srv = answer(
             ResponseCode::NoError,
             vec![
-                RData::SRV(SRV::new(0, 5, 8080, Name::from_ascii("web-1.example.").unwrap())),
+                RData::SRV(SRV::new(
+                    0,
+                    5,
+                    8080,
+                    Name::from_ascii("web-1.example.").unwrap(),
+                )),
                 RData::CNAME(CNAME(Name::from_ascii("other.example.").unwrap())),
             ],
         );
         let got = targets("_http._tcp.x.example", &srv, None).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].target, "web-1.example:8080");
-        assert_eq!(got[0].labels["__meta_dns_srv_record_target"], "web-1.example");
+        assert_eq!(
+            got[0].labels["__meta_dns_srv_record_target"],
+            "web-1.example"
+        );
         assert_eq!(got[0].labels["__meta_dns_srv_record_port"], "8080");
         assert_eq!(got[0].labels["__meta_dns_name"], "_http._tcp.x.example");
         let a = answer(
@@ -168,11 +180,18 @@ mod tests {
     #[test]
     fn nxdomain_is_no_targets_and_servfail_a_failure() {
         assert_eq!(
-            targets("gone.example", &answer(ResponseCode::NXDomain, vec![]), None),
+            targets(
+                "gone.example",
+                &answer(ResponseCode::NXDomain, vec![]),
+                None
+            ),
             Ok(Vec::new())
         );
         let e = targets("x.example", &answer(ResponseCode::ServFail, vec![]), None).unwrap_err();
         assert!(e.starts_with("x.example: "), "{e}");
-        assert!(e.contains("Server Failure") || e.contains("SERVFAIL"), "{e}");
+        assert!(
+            e.contains("Server Failure") || e.contains("SERVFAIL"),
+            "{e}"
+        );
     }
 }

@@ -332,7 +332,10 @@ mod tests {
         write(d, "a.json", "[{\"targets\": [");
         let failures = files.poll(later());
         assert_eq!(failures.len(), 1, "{failures:?}");
-        assert!(failures[0].contains("not a target list in JSON"), "{failures:?}");
+        assert!(
+            failures[0].contains("not a target list in JSON"),
+            "{failures:?}"
+        );
         assert_eq!(names(&files), ["a:1", "b:1"]);
         // Unchanged garbage is not read (nor counted) again.
         assert!(files.poll(later()).is_empty());
@@ -391,6 +394,9 @@ mod tests {
         let (targets, failures) = read_once(&[d.join("a.json")], 2);
         assert!(targets.is_empty());
         assert_eq!(failures.len(), 1);
-        assert!(failures[0].ends_with("3 targets, more than max_targets 2"), "{failures:?}");
+        assert!(
+            failures[0].ends_with("3 targets, more than max_targets 2"),
+            "{failures:?}"
+        );
     }
 }

@@ -36,7 +36,10 @@ pub(super) async fn run(spec: HttpSdSpec, max_targets: usize, cx: SourceContext)
 }
 
 /// `medic check-config`: one request.
-pub(super) async fn read_once(spec: &HttpSdSpec, max_targets: usize) -> Result<Vec<Target>, String> {
+pub(super) async fn read_once(
+    spec: &HttpSdSpec,
+    max_targets: usize,
+) -> Result<Vec<Target>, String> {
     let http = build(spec).await?;
     fetch(&http, spec, max_targets).await
 }
@@ -80,7 +83,9 @@ fn client(spec: &HttpSdSpec) -> Result<reqwest::Client, String> {
             builder = builder.resolve_to_addrs(name, &addrs);
         }
     }
-    builder.build().map_err(|e| format!("building the HTTP client: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
 }
 
 /// One refresh: the list, or why there is none.
@@ -171,10 +176,19 @@ fn error_text(e: reqwest::Error) -> String {
 mod tests {
     #[test]
     fn only_json_is_a_target_list() {
-        for ok in ["application/json", "application/json; charset=utf-8", " Application/JSON "] {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            " Application/JSON ",
+        ] {
             assert!(super::is_json(ok), "{ok}");
         }
-        for bad in ["", "text/plain", "application/jsonl", "text/html; application/json"] {
+        for bad in [
+            "",
+            "text/plain",
+            "application/jsonl",
+            "text/html; application/json",
+        ] {
             assert!(!super::is_json(bad), "{bad}");
         }
     }

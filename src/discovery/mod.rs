@@ -135,7 +135,8 @@ struct SourceContext {
 impl SourceContext {
     /// A refresh failed: counted and said; the last good list stays.
     fn failed(&self, why: &str) {
-        self.metrics.sd_refresh_failed(&self.template, self.mechanism);
+        self.metrics
+            .sd_refresh_failed(&self.template, self.mechanism);
         tracing::warn!(
             mechanism = %self.mechanism,
             error = %why,
@@ -191,11 +192,17 @@ impl Sources {
         }
         for spec in &template.http_sd {
             let cx = context(tasks.len(), SdMechanism::HttpSd);
-            tasks.push(spawn_source(cx.mechanism, http_sd::run(spec.clone(), max, cx)));
+            tasks.push(spawn_source(
+                cx.mechanism,
+                http_sd::run(spec.clone(), max, cx),
+            ));
         }
         for spec in &template.dns_sd {
             let cx = context(tasks.len(), SdMechanism::DnsSd);
-            tasks.push(spawn_source(cx.mechanism, dns_sd::run(spec.clone(), max, cx)));
+            tasks.push(spawn_source(
+                cx.mechanism,
+                dns_sd::run(spec.clone(), max, cx),
+            ));
         }
         let count = tasks.len();
         (Sources { tasks }, count)

@@ -115,7 +115,10 @@ impl TemplateState {
         self.rendered = rendered;
         report(template, &merged.refused, &failed, checks.len(), metrics);
         let same = checks.len() == self.sent.len()
-            && checks.iter().zip(&self.sent).all(|(a, b)| Arc::ptr_eq(a, b));
+            && checks
+                .iter()
+                .zip(&self.sent)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
         self.sent = checks;
         !same
     }
@@ -215,9 +218,10 @@ pub async fn read_once(template: &CheckTemplate) -> Census {
         census.refused.entry(reason).or_insert((0, target)).0 += 1;
     }
     if let Some((target, error)) = failed.first() {
-        census
-            .refused
-            .insert(SdRefusal::Check, (failed.len(), format!("{target}: {error}")));
+        census.refused.insert(
+            SdRefusal::Check,
+            (failed.len(), format!("{target}: {error}")),
+        );
     }
     census
 }

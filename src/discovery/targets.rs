@@ -84,12 +84,10 @@ impl Scalar {
 pub fn parse_json(bytes: &[u8], max_targets: usize) -> Result<Vec<Target>, ListError> {
     let groups: Option<Vec<JsonGroup>> =
         serde_json::from_slice(bytes).map_err(|e| ListError::Json(e.to_string()))?;
-    let groups = groups.unwrap_or_default().into_iter().map(|g| {
-        (
-            g.targets.unwrap_or_default(),
-            g.labels.unwrap_or_default(),
-        )
-    });
+    let groups = groups
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| (g.targets.unwrap_or_default(), g.labels.unwrap_or_default()));
     flatten(groups, max_targets)
 }
 
@@ -266,7 +264,13 @@ mod tests {
             let e = got.expect_err(&String::from_utf8_lossy(bytes)).to_string();
             assert!(e.starts_with(want), "{e:?} does not start with {want:?}");
         }
-        let many = format!("[{{\"targets\": [{}]}}]", (0..11).map(|i| format!("\"h{i}:1\"")).collect::<Vec<_>>().join(","));
+        let many = format!(
+            "[{{\"targets\": [{}]}}]",
+            (0..11)
+                .map(|i| format!("\"h{i}:1\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         assert_eq!(
             parse_json(many.as_bytes(), 10),
             Err(ListError::TooMany { count: 11, max: 10 })
@@ -275,11 +279,26 @@ mod tests {
 
     #[test]
     fn targets_that_cannot_name_a_check_are_refused() {
-        for ok in ["10.0.0.1:9100", "[2001:db8::1]:80", "web.example", "https://x.example/health?a=b&c=d", "host_1:80"] {
+        for ok in [
+            "10.0.0.1:9100",
+            "[2001:db8::1]:80",
+            "web.example",
+            "https://x.example/health?a=b&c=d",
+            "host_1:80",
+        ] {
             assert!(is_target_name(ok), "{ok}");
         }
         let long = "a".repeat(MAX_TARGET_LEN + 1);
-        for bad in ["", "a b:1", "a\"b", "<script>", "caf\u{e9}:80", "a\nb", "{{ x }}", long.as_str()] {
+        for bad in [
+            "",
+            "a b:1",
+            "a\"b",
+            "<script>",
+            "caf\u{e9}:80",
+            "a\nb",
+            "{{ x }}",
+            long.as_str(),
+        ] {
             assert!(!is_target_name(bad), "{bad:?}");
         }
     }

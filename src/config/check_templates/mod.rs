@@ -101,7 +101,10 @@ impl Templates {
     }
 
     pub fn get(&self, name: &str) -> Option<&CheckTemplate> {
-        self.0.iter().map(|(_, t)| t.as_ref()).find(|t| t.name == name)
+        self.0
+            .iter()
+            .map(|(_, t)| t.as_ref())
+            .find(|t| t.name == name)
     }
 
     /// Each template as a node of the dependency graph.

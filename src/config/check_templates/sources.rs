@@ -167,8 +167,8 @@ fn http_sd(cx: &mut Context, path: &YamlPath, h: HttpSdFile) -> Option<HttpSdSpe
             ),
         );
     }
-    let refresh_interval = positive(cx, path, "refresh_interval", h.refresh_interval)
-        .unwrap_or(DEFAULT_HTTP_REFRESH);
+    let refresh_interval =
+        positive(cx, path, "refresh_interval", h.refresh_interval).unwrap_or(DEFAULT_HTTP_REFRESH);
     let timeout = positive(cx, path, "timeout", h.timeout)
         .unwrap_or(DEFAULT_HTTP_TIMEOUT.min(refresh_interval));
     if timeout > refresh_interval {
@@ -186,7 +186,11 @@ fn http_sd(cx: &mut Context, path: &YamlPath, h: HttpSdFile) -> Option<HttpSdSpe
         Some(Credential::Bearer(token)) => ClientAuth::Bearer(token),
         Some(Credential::Basic { username, password }) => ClientAuth::Basic { username, password },
     };
-    let tls = tls(cx, &path.key("tls_config"), h.tls_config.unwrap_or_default());
+    let tls = tls(
+        cx,
+        &path.key("tls_config"),
+        h.tls_config.unwrap_or_default(),
+    );
     (cx.error_count() == before).then(|| HttpSdSpec {
         url: Secret::new(h.url),
         refresh_interval,
@@ -207,7 +211,12 @@ fn dns_sd(cx: &mut Context, path: &YamlPath, d: DnsSdFile) -> Option<DnsSdSpec> 
             cx.error(path.key("names"), format!("{name:?} is not a domain name"));
         }
     }
-    let record_type = match d.record_type.as_deref().map(str::to_ascii_uppercase).as_deref() {
+    let record_type = match d
+        .record_type
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         None | Some("SRV") => DnsType::Srv,
         Some("A") => DnsType::A,
         Some("AAAA") => DnsType::Aaaa,
@@ -237,8 +246,8 @@ fn dns_sd(cx: &mut Context, path: &YamlPath, d: DnsSdFile) -> Option<DnsSdSpec> 
             cx.error(path.key("server"), format!("{server:?} is not host:port"));
         }
     }
-    let refresh_interval = positive(cx, path, "refresh_interval", d.refresh_interval)
-        .unwrap_or(DEFAULT_DNS_REFRESH);
+    let refresh_interval =
+        positive(cx, path, "refresh_interval", d.refresh_interval).unwrap_or(DEFAULT_DNS_REFRESH);
     (cx.error_count() == before).then(|| DnsSdSpec {
         names: d.names.iter().map(|n| n.trim().to_string()).collect(),
         record_type,

@@ -65,7 +65,10 @@ fn a_target_renders_into_a_check_of_the_template() {
     let c = load(WEB).unwrap();
     let t = &c.templates[0];
     let spec = t
-        .render("10.0.0.1:8080", &labels(&[("path", "health"), ("tier", "back")]))
+        .render(
+            "10.0.0.1:8080",
+            &labels(&[("path", "health"), ("tier", "back")]),
+        )
         .unwrap();
     assert_eq!(spec.name, "web/10.0.0.1:8080");
     assert_eq!(spec.template.as_deref(), Some("web"));
@@ -86,7 +89,10 @@ fn a_target_renders_into_a_check_of_the_template() {
     );
     // The same target renders the same check: a refresh that changed nothing changes nothing.
     let again = t
-        .render("10.0.0.1:8080", &labels(&[("path", "health"), ("tier", "back")]))
+        .render(
+            "10.0.0.1:8080",
+            &labels(&[("path", "health"), ("tier", "back")]),
+        )
         .unwrap();
     assert_eq!(spec, again);
 }
