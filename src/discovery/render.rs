@@ -225,3 +225,76 @@ pub async fn read_once(template: &CheckTemplate) -> Census {
     }
     census
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::targets::{parse_json, parse_yaml};
+
+    /// Lists as a broken tool or a hostile endpoint writes them: each seed cut, spliced and
+    /// flipped at pseudo-random places, then read, merged and rendered into every kind of check
+    /// whose strings take the target and its labels. Nothing may panic; whatever is read must
+    /// render or be refused with a reason.
+    #[test]
+    fn no_list_makes_discovery_panic() {
+        let config = crate::config::load_str(
+            r#"
+check_templates:
+  - {name: h, file_sd: [t.json], http: {url: "http://{{ target }}/{{ labels.path }}?q={{ labels.q }}"}}
+  - {name: t, file_sd: [t.json], tcp: {address: "{{ target }}"}}
+  - {name: d, file_sd: [t.json], dns: {name: "{{ labels.q }}", server: "{{ target }}"}}
+  - {name: c, file_sd: [t.json], command: {program: /bin/echo, args: ["{{ target }}", "{{ labels.path }}"]}}
+"#,
+            std::path::Path::new("."),
+            &crate::config::Overrides::default(),
+        )
+        .expect("valid config");
+        let seeds: [&[u8]; 4] = [
+            br#"[{"targets": ["a:1", "[::1]:80", "h\u00e9:1"], "labels": {"path": "x/y", "q": "a b&c"}}]"#,
+            b"- targets: [a:1, 'b:2', 3]\n  labels: {path: '../..', q: \"\\0\\n\", n: 1.5}\n",
+            br#"[{"targets": ["http://u:p@x/", "%zz", ":", "]", "a:99999999999"], "labels": {"q": "{{ x }}"}}]"#,
+            b"[{\"targets\": [\"\\ud800\", \"a\\u0000:1\"], \"labels\": {\"__meta_x\": \"\\u2028\"}}]",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound.max(1) as u64) as usize
+        };
+        let (mut read, mut made) = (0, 0);
+        for round in 0..3000 {
+            let mut bytes = seeds[round % seeds.len()].to_vec();
+            for _ in 0..=next(4) {
+                let at = next(bytes.len() + 1);
+                match next(4) {
+                    0 => bytes.truncate(at),
+                    1 => bytes.insert(at.min(bytes.len()), next(256) as u8),
+                    2 if at < bytes.len() => bytes[at] = b"[]{}\":,'-\n\\*{}"[next(14)],
+                    _ => {
+                        let other = seeds[next(seeds.len())];
+                        let from = next(other.len());
+                        bytes.splice(
+                            at.min(bytes.len())..at.min(bytes.len()),
+                            other[from..].iter().copied(),
+                        );
+                    }
+                }
+            }
+            for parsed in [parse_json(&bytes, 50), parse_yaml(&bytes, 50)] {
+                let Ok(targets) = parsed else { continue };
+                read += 1;
+                let merged = merge([targets.as_slice()], 50);
+                for template in &config.templates {
+                    let (checks, _, failed) =
+                        render_all(template, merged.targets.clone(), HashMap::new());
+                    assert_eq!(checks.len() + failed.len(), merged.targets.len());
+                    made += checks.len();
+                    assert!(failed.iter().all(|(_, why)| !why.is_empty()));
+                }
+            }
+        }
+        // Not vacuous: many mutants still read, and made checks.
+        assert!(read > 100 && made > 200, "read {read}, made {made}");
+    }
+}

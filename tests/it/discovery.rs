@@ -214,6 +214,57 @@ async fn file_sd_files_rewritten_while_medic_runs() {
     );
 }
 
+#[tokio::test]
+async fn max_targets_bounds_a_runaway_list() {
+    let up = open_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let list = |hosts: std::ops::Range<u8>| {
+        let targets: Vec<String> = hosts.map(|i| format!("127.0.0.{i}:{up}")).collect();
+        serde_json::json!([{ "targets": targets }]).to_string()
+    };
+    replace(&a, &list(1..3));
+    replace(&b, &list(3..5));
+    let config = format!(
+        "check_templates:\n  - name: capped\n    file_sd: [\"{}/*.json\"]\n    max_targets: 3\n    interval: 300ms\n    tcp: {{address: \"{{{{ target }}}}\"}}\n",
+        dir.path().display()
+    );
+    let medic = Medic::start(&config).await;
+    let refused = r#"medic_sd_targets_refused_total{template="capped",reason="max_targets"}"#;
+    let failures = r#"medic_sd_refresh_failures_total{template="capped",mechanism="file_sd"}"#;
+    assert_eq!(medic.metric(failures).await, Some(0.0));
+    // Two files of two: the first three (in file order) make checks, the fourth is refused.
+    let first_three: Vec<String> = (1..4).map(|i| format!("capped/127.0.0.{i}:{up}")).collect();
+    let first_three: Vec<&str> = first_three.iter().map(String::as_str).collect();
+    wait_checks(&medic, "capped", &first_three).await;
+    medic.wait_metric(refused, 1.0, APPLIES_WITHIN).await;
+    assert_eq!(
+        medic.metric(r#"medic_sd_targets{template="capped"}"#).await,
+        Some(3.0)
+    );
+    wait_for("the refusal in the log", APPLIES_WITHIN, || async {
+        medic
+            .logs()
+            .contains("discovered targets refused")
+            .then_some(())
+    })
+    .await;
+    // One file alone over the bound: refused whole, counted, its last good targets stay.
+    replace(&a, &list(1..10));
+    medic.wait_metric(failures, 1.0, APPLIES_WITHIN).await;
+    wait_for("the runaway file in the log", APPLIES_WITHIN, || async {
+        medic
+            .logs()
+            .contains("9 targets, more than max_targets 3")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        checks(&medic).await,
+        first_three.iter().map(|s| s.to_string()).collect()
+    );
+}
+
 /// `promtool check metrics` on a scrape: `medic_check_labels`' label sets vary by check.
 fn promtool_check_metrics(text: &str) {
     let mut child = Command::new("promtool")
@@ -338,8 +389,16 @@ async fn http_sd_lists_change_fail_stall_and_overflow() {
       bearer_token: sd-token-3f1
     interval: 300ms
     tcp: {{address: "{{{{ target }}}}"}}
+  - name: locked
+    http_sd:
+      - {{url: "{}", refresh_interval: 500ms, timeout: 400ms, basic_auth: {{username: sd, password: basic-pw-5c7}}}}
+      - {{url: "{}", refresh_interval: 500ms, timeout: 400ms}}
+    interval: 300ms
+    tcp: {{address: "{{{{ target }}}}"}}
 "#,
-        server.url
+        server.url,
+        server.url,
+        server.url.replace("http://", "http://sd:url-pw-8e4@"),
     );
     let medic = Medic::start(&config).await;
     wait_checks(&medic, "api", &[&format!("api/{a}"), &format!("api/{b}")]).await;
@@ -397,6 +456,43 @@ async fn http_sd_lists_change_fail_stall_and_overflow() {
     }
     server.list(&[&a]);
     wait_checks(&medic, "api", &[&format!("api/{a}")]).await;
+
+    // Credentials go on the request only: the endpoint that refuses them (401) is named in the
+    // log with its URL's password hidden, and no credential shows anywhere medic writes.
+    let locked = r#"medic_sd_refresh_failures_total{template="locked",mechanism="http_sd"}"#;
+    medic.wait_metric(locked, 2.0, APPLIES_WITHIN).await;
+    wait_for("the refusal in the log", APPLIES_WITHIN, || async {
+        medic.logs().contains("HTTP 401").then_some(())
+    })
+    .await;
+    let mut written = vec![medic.logs(), medic.metrics().await];
+    for path in [
+        "/".to_string(),
+        "/?q=api".to_string(),
+        "/api/v1/health".to_string(),
+        format!("/api/v1/checks/api/{a}"),
+        format!("/checks/{}", format!("api/{a}").replace('/', "%2F")),
+    ] {
+        written.push(medic.get(&path).await.1);
+    }
+    let config = medic.config_path.clone();
+    let out = Command::new(crate::support::MEDIC)
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    written.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    written.push(String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(
+        written[0].contains("http://sd:<secret>@"),
+        "the URL named, its password hidden: {}",
+        written[0]
+    );
+    for text in &written {
+        for secret in ["sd-token-3f1", "basic-pw-5c7", "url-pw-8e4"] {
+            assert!(!text.contains(secret), "{secret} in:\n{text}");
+        }
+    }
 }
 
 #[tokio::test]
