@@ -453,7 +453,11 @@ impl Manager {
     fn with_freed_hold(&mut self, mut trigger: Trigger) -> Trigger {
         let key = (trigger.chain.clone(), trigger.subject.clone());
         if let Some((since_ms, roots)) = self.freed.remove(&key) {
-            if trigger.held.is_none() {
+            // Settling after the block is not worth telling; the block is.
+            if trigger
+                .held
+                .is_none_or(|(reason, _)| reason == HoldReason::Settling)
+            {
                 trigger.held = Some((HoldReason::Dependency, since_ms));
                 trigger.held_by = roots;
             }
@@ -685,7 +689,11 @@ impl Manager {
                 self.engine.metrics.recovery_held(&chain, reason);
                 self.held.set_reason(&chain, &subject, reason);
             }
-            if !matches!(reason, HoldReason::Paused | HoldReason::Maintenance) {
+            // Pauses, windows and dependencies hold one subject, not everyone behind it.
+            if !matches!(
+                reason,
+                HoldReason::Paused | HoldReason::Maintenance | HoldReason::Dependency
+            ) {
                 blocked.get_or_insert(reason);
             }
         }

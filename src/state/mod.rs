@@ -571,7 +571,16 @@ impl StateTask {
         let at_ms = unix_ms(time.at);
         let blocked_before = record.blocks_dependents();
         let change = record.observe(outcome.status, at_ms);
-        let blocks_now = record.blocks_dependents();
+        if blocked_before != record.blocks_dependents() {
+            // Its dependents are judged first, so recovery hears them blocked before it hears
+            // this check critical (the circuit breaker must not count them meanwhile).
+            let checks = &self.checks;
+            let changes = self.blocking.failing_changed(check, |c| blocks(checks, c));
+            self.blocking_changed(changes);
+        }
+        let Some(record) = self.checks.get_mut(check) else {
+            return;
+        };
         tell_listeners(
             &mut self.listeners,
             check,
@@ -609,11 +618,6 @@ impl StateTask {
             outcome.metadata,
         );
         self.predict(check, at_ms, &outcome.measurements, duration);
-        if blocked_before != blocks_now {
-            let checks = &self.checks;
-            let changes = self.blocking.failing_changed(check, |c| blocks(checks, c));
-            self.blocking_changed(changes);
-        }
     }
 
     /// Dependents blocked, freed or blocked by other roots: exported, logged, and told to
