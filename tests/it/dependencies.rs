@@ -172,3 +172,216 @@ async fn one_root_one_run_one_page_and_dependents_heal_with_it() {
     let db_run = medic.json("/api/v1/runs?chain=db").await;
     assert_eq!(db_run["runs"][0]["outcome"], "recovered", "{db_run}");
 }
+
+/// A root `db` and a check `api` behind it, both down; an alert route for `api` waits for db
+/// too. Every path that can start `api`'s chain must wait while db fails.
+fn hold_config(db: &Target, api: &Target, hooks: &Target, extra: &str) -> String {
+    format!(
+        r#"recovery:
+  chains:
+    app:
+      verify_timeout: 1s
+      steps:
+        - name: restart
+          http: {{url: '{fix}', method: POST}}
+          cooldown: 0s
+          max_attempts: 100
+  routes:
+    - matchers: ['alertname="ApiErrors"']
+      chain: app
+      depends_on: [db]
+checks:
+  - name: db
+    interval: 200ms
+    http: {{url: '{db}'}}
+  - name: api
+    interval: 200ms
+    recovery: app
+    depends_on: [db]
+    http: {{url: '{api}'}}
+{extra}"#,
+        fix = hooks.url("/app-fix"),
+        db = db.url("/health"),
+        api = api.url("/health"),
+    )
+}
+
+fn api_errors(fingerprint: &str) -> String {
+    serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "medic", "groupKey": "{}",
+        "truncatedAlerts": 0, "externalURL": "http://am", "groupLabels": {},
+        "commonLabels": {}, "commonAnnotations": {},
+        "alerts": [{
+            "status": "firing", "labels": {"alertname": "ApiErrors", "job": "api"},
+            "annotations": {}, "startsAt": "2026-12-01T00:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z", "fingerprint": fingerprint,
+        }],
+    })
+    .to_string()
+}
+
+async fn post_alert(medic: &Medic, fingerprint: &str) -> serde_json::Value {
+    let r = medic
+        .client
+        .post(medic.url("/api/v1/alerts"))
+        .header("Content-Type", "application/json")
+        .body(api_errors(fingerprint))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    serde_json::from_str(&r.text().await.unwrap()).unwrap()
+}
+
+const HELD: &str = r#"medic_recovery_held_total{chain="app",reason="dependency"}"#;
+
+#[tokio::test]
+async fn checks_alerts_resends_manual_runs_reloads_and_restarts_all_wait_for_the_root() {
+    let (db, api, hooks) = (
+        Target::start().await,
+        Target::start().await,
+        Target::start().await,
+    );
+    db.set(503, "down", Duration::ZERO);
+    api.set(503, "down", Duration::ZERO);
+    let mut medic = Medic::start(&hold_config(&db, &api, &hooks, "")).await;
+    // The check's own trigger.
+    let v = medic.wait_status("api", "critical").await;
+    assert_eq!(v["blocked_by"], serde_json::json!(["db"]), "{v}");
+    let held = medic.wait_metric(HELD, 1.0, SLOW).await;
+    // An alert and its resend.
+    let answer = post_alert(&medic, "fpa").await;
+    assert_eq!(answer["held"].as_array().map(Vec::len), Some(1), "{answer}");
+    let answer = post_alert(&medic, "fpa").await;
+    assert_eq!(answer["held"].as_array().map(Vec::len), Some(1), "{answer}");
+    // A manual run, unless forced.
+    let recover = |force: bool| {
+        let mut command = tokio::process::Command::new(crate::support::MEDIC);
+        command
+            .arg("--config.file")
+            .arg(&medic.config_path)
+            .arg("--state.url")
+            .arg(format!("sqlite://{}/manual.db", medic.dir.path().display()))
+            .args(["recover", "app", "--verify-check", "api"]);
+        if force {
+            command.arg("--force");
+        }
+        command.output()
+    };
+    let out = recover(false).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("not run: held: blocked by db"), "{stdout}");
+    assert_eq!(hooks.hit_count("/app-fix"), 0);
+    let out = recover(true).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("held: blocked by db; --force: running anyway"),
+        "{stdout}"
+    );
+    assert_eq!(hooks.hit_count("/app-fix"), 1, "--force runs");
+    // A reload that adds a check behind db: held as well.
+    let extra = "  - name: api2\n    interval: 200ms\n    recovery: app\n    depends_on: [api]\n    http: {url: 'http://127.0.0.1:9/'}\n";
+    medic.write_config(&hold_config(&db, &api, &hooks, extra));
+    let (code, body) = medic.post("/-/reload").await;
+    assert_eq!(code, 200, "{body}");
+    let v = medic.wait_status("api2", "critical").await;
+    assert_eq!(
+        v["blocked_by"],
+        serde_json::json!(["db"]),
+        "through api: {v}"
+    );
+    medic.wait_metric(HELD, held + 1.0, SLOW).await;
+    // A restart, even kill -9: still held.
+    medic.signal(nix::sys::signal::Signal::SIGKILL);
+    medic.wait_exit(Duration::from_secs(10)).await;
+    medic.spawn(&[]);
+    medic.wait_ready().await;
+    medic.wait_metric(HELD, 1.0, SLOW).await;
+    let probes = r#"medic_check_runs_total{check="api",status="critical"}"#;
+    let now = medic.metric(probes).await.unwrap_or(0.0);
+    medic.wait_metric(probes, now + 5.0, SLOW).await;
+    assert_eq!(hooks.hit_count("/app-fix"), 1, "a held path ran a step");
+    let runs = medic.json("/api/v1/runs?chain=app").await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 0, "{runs}");
+    // db back: api, still down, gets its run.
+    db.healthy();
+    wait_for("api's run once db is back", SLOW, || async {
+        (hooks.hit_count("/app-fix") >= 2).then_some(())
+    })
+    .await;
+}
+
+/// Two names that `--cluster.shard 0/2` and `1/2` split between them.
+fn names_on_two_shards() -> (String, String) {
+    let zero = medic::cluster::Shard { index: 0, count: 2 };
+    let mut on_zero = None;
+    let mut on_one = None;
+    for i in 0..100 {
+        let name = format!("c{i}");
+        match zero.owns(&name) {
+            true if on_zero.is_none() => on_zero = Some(name),
+            false if on_one.is_none() => on_one = Some(name),
+            _ => {}
+        }
+    }
+    (on_zero.unwrap(), on_one.unwrap())
+}
+
+#[tokio::test]
+async fn a_replica_holds_a_check_whose_root_another_replica_probes() {
+    let pg = PgCluster::start();
+    let (root, dependent) = names_on_two_shards();
+    let (db, api, hooks) = (
+        Target::start().await,
+        Target::start().await,
+        Target::start().await,
+    );
+    db.set(503, "down", Duration::ZERO);
+    api.set(503, "down", Duration::ZERO);
+    let config = format!(
+        r#"recovery:
+  chains:
+    app:
+      verify_timeout: 1s
+      steps:
+        - name: restart
+          http: {{url: '{fix}', method: POST}}
+checks:
+  - name: {root}
+    interval: 200ms
+    http: {{url: '{db}'}}
+  - name: {dependent}
+    interval: 200ms
+    recovery: app
+    depends_on: [{root}]
+    http: {{url: '{api}'}}
+"#,
+        fix = hooks.url("/app-fix"),
+        db = db.url("/health"),
+        api = api.url("/health"),
+    );
+    let mut a = Medic::spawn_unready(&config, &["--cluster.shard", "0/2"], Some(pg.url()));
+    let mut b = Medic::spawn_unready(&config, &["--cluster.shard", "1/2"], Some(pg.url()));
+    a.wait_ready().await;
+    b.wait_ready().await;
+    // b probes the dependent; the root's status reaches it through the store.
+    b.wait_status(&dependent, "critical").await;
+    let v = wait_for("the dependent blocked by a remote root", SLOW, || async {
+        let v = b.json(&format!("/api/v1/checks/{dependent}")).await;
+        (v["blocked_by"] == serde_json::json!([root.clone()])).then_some(v)
+    })
+    .await;
+    b.wait_metric(HELD, 1.0, SLOW).await;
+    let probes = format!(r#"medic_check_runs_total{{check="{dependent}",status="critical"}}"#);
+    let now = b.metric(&probes).await.unwrap_or(0.0);
+    b.wait_metric(&probes, now + 5.0, SLOW).await;
+    assert_eq!(hooks.hit_count("/app-fix"), 0, "{v}");
+    db.healthy();
+    wait_for(
+        "the dependent's run once the root is back",
+        SLOW,
+        || async { (hooks.hit_count("/app-fix") >= 1).then_some(()) },
+    )
+    .await;
+}
