@@ -38,6 +38,8 @@ fn config(pg: &PgCluster, fix_db: &Path, broken: &Target, hooks: &Target) -> Str
     db:
       verify_timeout: 30s
       steps:
+        - name: tell
+          notify: {{url: '{db_notify}'}}
         - name: start
           exec: {{program: '{fix}'}}
           detach: true
@@ -61,6 +63,7 @@ checks:
 "#,
         fix = fix_db.display(),
         app_fix = hooks.url("/app-fix"),
+        db_notify = hooks.url("/db-notify"),
         url = pg.url(),
         broken = broken.url("/health"),
     );
@@ -132,6 +135,25 @@ async fn one_root_one_run_one_page_and_dependents_heal_with_it() {
     assert_eq!(list.len(), 1, "{runs}\n{}", medic.logs());
     assert_eq!(list[0]["chain"], "db");
     assert_eq!(hooks.hit_count("/app-fix"), 0, "a dependent's chain ran");
+    // The root's escalation names the checks it blocks.
+    let told = wait_for("the db chain's notification", SLOW, || async {
+        hooks
+            .hits()
+            .into_iter()
+            .find(|h| h.starts_with("POST /db-notify"))
+    })
+    .await;
+    let body: serde_json::Value =
+        serde_json::from_str(told.split_once(' ').unwrap().1.split_once(' ').unwrap().1).unwrap();
+    let named = body["blocked_dependents"].as_array().unwrap();
+    assert_eq!(named.len(), APPS + 1, "{body}");
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("Blocked by it: app00"),
+        "{body}"
+    );
 
     // The database's step starts it again: the apps recover with it and start nothing.
     std::fs::write(&go, "").unwrap();
