@@ -587,7 +587,15 @@ impl StateTask {
         let at_ms = unix_ms(time.at);
         let blocked_before = record.blocks_dependents();
         let change = record.observe(outcome.status, at_ms);
-        if blocked_before != record.blocks_dependents() {
+        let blocks_now = record.blocks_dependents();
+        if blocked_before != blocks_now {
+            // Routes' `depends_on` wait on a failing dependency (critical or unknown).
+            if let Some(recovery) = &self.recovery {
+                let _ = recovery.send(Event::Failing {
+                    check: check.to_string(),
+                    failing: blocks_now,
+                });
+            }
             // Its dependents are judged first, so recovery hears them blocked before it hears
             // this check critical (the circuit breaker must not count them meanwhile).
             let (checks, remote) = (&self.checks, &self.remote);
@@ -651,6 +659,15 @@ impl StateTask {
             .collect();
         self.remote = statuses;
         for check in flipped {
+            if let Some(recovery) = &self.recovery {
+                if !self.checks.contains_key(check.as_str()) {
+                    let failing = blocks(&self.checks, &self.remote, &check);
+                    let _ = recovery.send(Event::Failing {
+                        check: check.clone(),
+                        failing,
+                    });
+                }
+            }
             let (checks, remote) = (&self.checks, &self.remote);
             let changes = self
                 .blocking
@@ -717,7 +734,18 @@ impl StateTask {
             .filter(|(_, r)| r.spec.enabled && r.health.status == Status::Critical)
             .map(|(name, _)| name.to_string())
             .collect();
-        let _ = recovery.send(Event::Census { enabled, critical });
+        let passing = self
+            .checks
+            .keys()
+            .map(|name| name.to_string())
+            .chain(self.remote.keys().cloned())
+            .filter(|name| !blocks(&self.checks, &self.remote, name))
+            .collect();
+        let _ = recovery.send(Event::Census {
+            enabled,
+            critical,
+            passing,
+        });
     }
 
     /// Merges stored results into checks' history and trend. A check that has not been probed
