@@ -8,6 +8,7 @@ mod support;
 
 mod am_api;
 mod api;
+mod architecture;
 mod checks;
 mod cli;
 mod config_table;
