@@ -8,11 +8,13 @@ mod support;
 
 mod am_api;
 mod api;
+mod architecture;
 mod checks;
 mod cli;
 mod config_table;
 mod dashboards;
 mod database;
+mod dependencies;
 mod discovery;
 mod e2e;
 mod fencing;
