@@ -98,9 +98,19 @@ async fn every_panel_query_runs_against_real_prometheus() {
     // Healthy until Prometheus scrapes, then down: its run happens while Prometheus watches,
     // as on a live setup (a series born at 1 would be invisible to increase()).
     let target = Target::start().await;
+    // A check template with one target, for the discovery panel.
+    let fleet = dir.path().join("fleet.json");
     // Healthy until Prometheus scrapes, then down inside an open maintenance window: its trigger
     // is held while Prometheus watches, so the held counter rises within the query range.
     let db = Target::start().await;
+    std::fs::write(
+        &fleet,
+        format!(
+            r#"[{{"targets": ["{}"], "labels": {{"env": "test"}}}}]"#,
+            db.addr
+        ),
+    )
+    .unwrap();
     let medic = Medic::start(&format!(
         r#"checks:
   - name: web
@@ -133,6 +143,11 @@ recovery:
           http: {{url: '{noop}', method: POST}}
         - name: restart
           http: {{url: '{fix}', method: POST}}
+check_templates:
+  - name: fleet
+    file_sd: ["{fleet}"]
+    interval: 300ms
+    tcp: {{address: "{{{{ target }}}}"}}
 maintenance:
   - name: db_migration
     matchers: ['check="db"']
@@ -149,6 +164,7 @@ predictions:
         fix = target.url("/fix"),
         db = db.url("/health"),
         db_addr = db.addr,
+        fleet = fleet.display(),
     ))
     .await;
     medic.wait_status("web", "healthy").await;
@@ -290,6 +306,8 @@ predictions:
         "medic_recovery_pause_earliest_end_timestamp_seconds",
         "medic_predicted_interval_lower",
         "medic_predicted_interval_upper",
+        "medic_sd_targets",
+        "medic_sd_refresh_failures_total",
     ]) {
         assert!(
             all.iter().any(|q| q.contains(metric)),

@@ -32,6 +32,8 @@ async fn each_rule_fires_on_the_first_event_after_prometheus_first_scraped_medic
     let dir = tempfile::tempdir().unwrap();
     let target = Target::start().await;
     let dead_am = free_port();
+    let fleet = dir.path().join("fleet.json");
+    std::fs::write(&fleet, r#"[{"targets": ["127.0.0.1:9"]}]"#).unwrap();
     let mut medic = Medic::start(&format!(
         r#"alertmanager:
   url: http://127.0.0.1:{dead_am}
@@ -43,6 +45,12 @@ checks:
   - name: backup
     interval: 2s
     heartbeat: {{grace: 1s}}
+check_templates:
+  - name: fleet
+    file_sd: ["{fleet}"]
+    # Its list is read, its check not probed: the checks the runs below count stay as they were.
+    enabled: false
+    tcp: {{address: "{{{{ target }}}}"}}
 recovery:
   chains:
     fix:
@@ -57,6 +65,7 @@ recovery:
 "#,
         health = target.url("/health"),
         noop = target.url("/noop"),
+        fleet = fleet.display(),
     ))
     .await;
     medic.wait_status("web", "healthy").await;
@@ -69,6 +78,7 @@ recovery:
         r#"medic_alertmanager_requests_total{operation="post_alert",result="failure"}"#,
         r#"medic_webhook_notifications_total{code="400"}"#,
         r#"medic_state_store_errors_total{operation="replaced"}"#,
+        r#"medic_sd_refresh_failures_total{template="fleet",mechanism="file_sd"}"#,
     ] {
         prometheus
             .wait_query(
@@ -149,6 +159,15 @@ recovery:
     prometheus
         .wait_firing("MedicStateStoreErrors", r#"operation="replaced""#, SLOW)
         .await;
+    // A target list broken by its writer.
+    std::fs::write(&fleet, "[{\"targets\": [\"127.0").unwrap();
+    prometheus
+        .wait_firing(
+            "MedicTargetDiscoveryFailing",
+            r#"template="fleet",mechanism="file_sd""#,
+            SLOW,
+        )
+        .await;
     // A reload of a broken config.
     medic.write_config("checks: [");
     let (code, _) = medic.post("/-/reload").await;
@@ -189,6 +208,10 @@ checks:
     interval: 1h
     recovery: fix
     tcp: {{address: '127.0.0.1:9'}}
+check_templates:
+  - name: fleet
+    file_sd: [/nonexistent/fleet.json]
+    tcp: {{address: "{{{{ target }}}}"}}
 recovery:
   chains:
     fix:
@@ -286,6 +309,16 @@ recovery:
         want(
             "medic_state_store_errors_total",
             vec![("operation", operation)],
+        );
+    }
+    want(
+        "medic_sd_refresh_failures_total",
+        vec![("template", "fleet"), ("mechanism", "file_sd")],
+    );
+    for reason in ["collision", "name", "labels", "check", "max_targets"] {
+        want(
+            "medic_sd_targets_refused_total",
+            vec![("template", "fleet"), ("reason", reason)],
         );
     }
     assert!(missing.is_empty(), "missing at 0: {missing:#?}");
