@@ -273,7 +273,7 @@ fn check_config(file: File, yaml: &str, dir: &Path, n: usize) -> String {
     match file {
         File::Medic => cmd.arg(&path),
         File::WebConfig => {
-            let medic = dir.join("empty.yml");
+            let medic = dir.join(format!("empty-{n}.yml"));
             std::fs::write(&medic, "checks: []\n").unwrap();
             cmd.arg("--web.config.file").arg(&path).arg(&medic)
         }
@@ -346,25 +346,37 @@ fn run_all<T: Send>(jobs: Vec<Job<'_, T>>) -> Vec<T> {
         .collect()
 }
 
+/// What `medic check-config` said for a block: the block, its file, the keys it listed (if it
+/// did), and its whole output for the message when it did not.
+type Answer = (String, File, Option<BTreeSet<String>>, String);
+
 /// Each block's keys, as the code reads them.
 fn code_keys(dir: &Path) -> BTreeMap<String, (File, BTreeSet<String>)> {
     let blocks: Vec<(File, &str, &str)> = BLOCKS
         .iter()
         .map(|(b, t)| (File::Medic, *b, *t))
-        .chain(WEB_CONFIG_BLOCKS.iter().map(|(b, t)| (File::WebConfig, *b, *t)))
+        .chain(
+            WEB_CONFIG_BLOCKS
+                .iter()
+                .map(|(b, t)| (File::WebConfig, *b, *t)),
+        )
         .collect();
-    let jobs: Vec<Job<'_, (String, File, Option<BTreeSet<String>>, String)>> =
-        blocks
-            .iter()
-            .enumerate()
-            .map(|(n, &(file, block, template))| {
-                Box::new(move || {
-                    let yaml = template.replace("PROBE", "zz_probe");
-                    let out = check_config(file, &yaml, dir, n);
-                    (block.to_string(), file, expected_keys(&out, "zz_probe"), out)
-                }) as Job<'_, _>
-            })
-            .collect();
+    let jobs: Vec<Job<'_, Answer>> = blocks
+        .iter()
+        .enumerate()
+        .map(|(n, &(file, block, template))| {
+            Box::new(move || {
+                let yaml = template.replace("PROBE", "zz_probe");
+                let out = check_config(file, &yaml, dir, n);
+                (
+                    block.to_string(),
+                    file,
+                    expected_keys(&out, "zz_probe"),
+                    out,
+                )
+            }) as Job<'_, _>
+        })
+        .collect();
     let mut keys = BTreeMap::new();
     for (block, file, found, out) in run_all(jobs) {
         let found = found.unwrap_or_else(|| {
@@ -378,7 +390,10 @@ fn code_keys(dir: &Path) -> BTreeMap<String, (File, BTreeSet<String>)> {
 /// Each block's keys, as the docs list them.
 fn docs_keys(tables: &[Table]) -> BTreeMap<String, (String, BTreeSet<String>)> {
     let mut keys: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
-    for t in tables.iter().filter(|t| t.header.first().is_some_and(|h| h == "key")) {
+    for t in tables
+        .iter()
+        .filter(|t| t.header.first().is_some_and(|h| h == "key"))
+    {
         assert!(
             !t.heading.is_empty(),
             "{}: a key table under a heading that names no block: {:?}",
@@ -423,10 +438,14 @@ fn every_config_key_is_documented_and_every_documented_key_exists() {
             )),
             Some((file, documented)) => {
                 for k in keys.difference(documented) {
-                    problems.push(format!("{file}: `{block}`: key `{k}` is read by medic but not documented"));
+                    problems.push(format!(
+                        "{file}: `{block}`: key `{k}` is read by medic but not documented"
+                    ));
                 }
                 for k in documented.difference(keys) {
-                    problems.push(format!("{file}: `{block}`: key `{k}` is documented but medic does not know it"));
+                    problems.push(format!(
+                        "{file}: `{block}`: key `{k}` is documented but medic does not know it"
+                    ));
                 }
             }
         }
@@ -443,7 +462,11 @@ fn every_config_key_is_documented_and_every_documented_key_exists() {
     let templates: BTreeMap<&str, (File, &str)> = BLOCKS
         .iter()
         .map(|(b, t)| (*b, (File::Medic, *t)))
-        .chain(WEB_CONFIG_BLOCKS.iter().map(|(b, t)| (*b, (File::WebConfig, *t))))
+        .chain(
+            WEB_CONFIG_BLOCKS
+                .iter()
+                .map(|(b, t)| (*b, (File::WebConfig, *t))),
+        )
         .collect();
     let mut leaves = Vec::new();
     for (block, (_, keys)) in &code {
@@ -490,7 +513,10 @@ fn every_config_key_is_documented_and_every_documented_key_exists() {
 // Flags
 
 fn help(args: &[&str]) -> String {
-    let out = Command::new(MEDIC).args(args).output().expect("medic --help");
+    let out = Command::new(MEDIC)
+        .args(args)
+        .output()
+        .expect("medic --help");
     assert!(out.status.success(), "medic {args:?}");
     String::from_utf8(out.stdout).unwrap()
 }
@@ -514,9 +540,10 @@ fn help_commands(text: &str) -> Vec<String> {
 
 /// The command a heading's code spans name (`medic recover` -> recover).
 fn heading_command(heading: &[String]) -> Option<String> {
-    heading
-        .iter()
-        .find_map(|s| s.strip_prefix("medic ").map(|c| c.split_whitespace().next().unwrap().to_string()))
+    heading.iter().find_map(|s| {
+        s.strip_prefix("medic ")
+            .map(|c| c.split_whitespace().next().unwrap().to_string())
+    })
 }
 
 #[test]
@@ -529,7 +556,10 @@ fn every_flag_and_command_is_in_the_docs_and_every_documented_one_exists() {
 
     // The docs' flags: global, and per command.
     let mut documented: BTreeMap<Option<String>, BTreeSet<String>> = BTreeMap::new();
-    for t in cli.iter().filter(|t| t.header.first().is_some_and(|h| h == "flag")) {
+    for t in cli
+        .iter()
+        .filter(|t| t.header.first().is_some_and(|h| h == "flag"))
+    {
         let flags = documented.entry(heading_command(&t.heading)).or_default();
         for row in &t.rows {
             for span in code_spans(&row[0]) {
@@ -564,13 +594,18 @@ fn every_flag_and_command_is_in_the_docs_and_every_documented_one_exists() {
     }
     for command in documented.keys().flatten() {
         if !commands.contains(command) {
-            problems.push(format!("docs/cli.md: flags of `medic {command}`, which is no command"));
+            problems.push(format!(
+                "docs/cli.md: flags of `medic {command}`, which is no command"
+            ));
         }
     }
 
     // The commands.
     let mut listed = BTreeSet::new();
-    for t in cli.iter().filter(|t| t.header.first().is_some_and(|h| h == "command")) {
+    for t in cli
+        .iter()
+        .filter(|t| t.header.first().is_some_and(|h| h == "command"))
+    {
         for row in &t.rows {
             for span in code_spans(&row[0]) {
                 if let Some(c) = span.strip_prefix("medic ") {
@@ -581,10 +616,14 @@ fn every_flag_and_command_is_in_the_docs_and_every_documented_one_exists() {
     }
     let commands: BTreeSet<String> = commands.into_iter().collect();
     for c in commands.difference(&listed) {
-        problems.push(format!("`medic {c}` is not in docs/cli.md's table of commands"));
+        problems.push(format!(
+            "`medic {c}` is not in docs/cli.md's table of commands"
+        ));
     }
     for c in listed.difference(&commands) {
-        problems.push(format!("docs/cli.md lists `medic {c}`, which is no command"));
+        problems.push(format!(
+            "docs/cli.md lists `medic {c}`, which is no command"
+        ));
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
@@ -623,14 +662,21 @@ fn scraped(text: &str) -> BTreeMap<String, Family> {
         let name = &c[1];
         let histogram = ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
             let base = name.strip_suffix(suffix)?;
-            out.get(base).filter(|f| f.kind == "histogram").map(|_| base)
+            out.get(base)
+                .filter(|f| f.kind == "histogram")
+                .map(|_| base)
         });
         let Some(family) = out.get_mut(histogram.unwrap_or(name)) else {
             continue;
         };
         let labels = c
             .get(2)
-            .map(|l| label.captures_iter(l.as_str()).map(|c| c[1].to_string()).collect::<Vec<String>>())
+            .map(|l| {
+                label
+                    .captures_iter(l.as_str())
+                    .map(|c| c[1].to_string())
+                    .collect::<Vec<String>>()
+            })
             .unwrap_or_default()
             .into_iter()
             .filter(|l| l != "le")
@@ -766,13 +812,21 @@ async fn every_metric_is_documented_and_every_documented_metric_exists() {
     let medic = Medic::start(&full_config(tls.port)).await;
     let (code, _) = medic.post("/api/v1/heartbeats/job").await;
     assert_eq!(code, 200, "heartbeat ping");
-    let text = wait_for("every family a probe round brings", Duration::from_secs(30), || async {
-        let text = medic.metrics().await;
-        ["medic_tls_certificate_expiry_timestamp_seconds{", "medic_check_failure_info{", "medic_system_memory_utilization_ratio{"]
+    let text = wait_for(
+        "every family a probe round brings",
+        Duration::from_secs(30),
+        || async {
+            let text = medic.metrics().await;
+            [
+                "medic_tls_certificate_expiry_timestamp_seconds{",
+                "medic_check_failure_info{",
+                "medic_system_memory_utilization_ratio{",
+            ]
             .iter()
             .all(|s| text.contains(s))
             .then_some(text)
-    })
+        },
+    )
     .await;
 
     let scrape = scraped(&text);
