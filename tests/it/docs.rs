@@ -25,6 +25,7 @@
 //!   run cannot make appear (the prediction interval needs 20 scored forecasts) are found in
 //!   `src/metrics/` by the names they are registered under: every registered name is
 //!   documented, and every documented name is scraped or registered.
+//! - **The built-in config** shown in `docs/configuration.md` is the one medic runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -866,4 +867,34 @@ async fn every_metric_is_documented_and_every_documented_metric_exists() {
         scrape.keys()
     );
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The built-in config
+
+/// The YAML blocks of a Markdown file under the heading `heading`.
+fn yaml_blocks_under(path: &Path, heading: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let section = text
+        .split("\n#")
+        .find(|s| s.trim_start_matches('#').trim_start().starts_with(heading))
+        .unwrap_or_else(|| panic!("{}: no heading {heading:?}", path.display()));
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_built_in_config_in_the_docs_is_the_one_medic_runs() {
+    let path = Path::new(ROOT).join("docs/configuration.md");
+    let blocks = yaml_blocks_under(&path, "The built-in config");
+    let documented: Value = serde_yaml_ng::from_str(&blocks[0]).unwrap();
+    let builtin: Value =
+        serde_yaml_ng::from_str(&medic::config::builtin_yaml("127.0.0.1:7979")).unwrap();
+    assert_eq!(
+        documented, builtin,
+        "docs/configuration.md, \"The built-in config\", differs from src/config/builtin.rs"
+    );
 }
