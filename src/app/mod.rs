@@ -80,13 +80,23 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         crate::am_api::default_external_url(&local.to_string(), web.tls.is_some())
     });
     let owner = owner_name(&local.to_string());
-    let healing = Healing::start(&config, &core, &metrics, external_url, owner, &shutdown)?
+    let mut healing = Healing::start(&config, &core, &metrics, external_url, owner, &shutdown)?
         .with_manager(&config, &core, recovery_events, &shutdown);
     let ownership: Arc<dyn crate::cluster::Ownership> = Arc::new(options.shard);
     let checks = CheckSet::new(&config, ownership);
     let probed = checks
         .apply(&mut core.scheduler, &core.state, &healing.others)
         .await;
+    let remote = tokio::spawn(
+        follow_remote_dependencies(
+            checks.remote_dependencies(),
+            core.store.clone(),
+            core.state.clone(),
+            shutdown.clone(),
+        )
+        .instrument(tracing::info_span!("remote_dependencies")),
+    );
+    healing.tasks.push(remote);
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
     let (serving, reload_rx) = Serving::start(
         listener, &config, web, &core, &healing, &metrics, &options, &shutdown,
@@ -268,6 +278,38 @@ impl Healing {
             forwarder.instrument(tracing::info_span!("pause_forwarder")),
         ));
         self
+    }
+}
+
+/// How often the statuses of dependencies another replica probes are read from the store.
+const REMOTE_DEPENDENCIES_EVERY: Duration = Duration::from_secs(2);
+
+/// Reads, every two seconds, the latest statuses of the dependencies another replica probes
+/// (`--cluster.shard`), so a check blocks here while its root fails there.
+async fn follow_remote_dependencies(
+    mut dependencies: watch::Receiver<Vec<String>>,
+    store: watch::Receiver<Option<Store>>,
+    state: StateHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(REMOTE_DEPENDENCIES_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            changed = dependencies.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let checks = dependencies.borrow_and_update().clone();
+        let Some(store) = store.borrow().clone() else {
+            continue;
+        };
+        if checks.is_empty() {
+            continue;
+        }
+        match store.latest_statuses(&checks).await {
+            Ok(statuses) => state.remote_statuses(statuses).await,
+            Err(e) => tracing::warn!(error = %e, "cannot read the statuses of remote dependencies"),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod cli;
 mod config_table;
 mod dashboards;
 mod database;
+mod dependencies;
 mod docs;
 mod e2e;
 mod fencing;
