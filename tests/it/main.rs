@@ -15,6 +15,7 @@ mod config_table;
 mod dashboards;
 mod database;
 mod dependencies;
+mod docs;
 mod e2e;
 mod fencing;
 mod healing;
