@@ -16,6 +16,7 @@ mod dashboards;
 mod database;
 mod dependencies;
 mod discovery;
+mod docs;
 mod e2e;
 mod fencing;
 mod healing;
