@@ -119,6 +119,42 @@ impl Context {
         dropped
     }
 
+    /// Reports and drops every key of the mapping `value` (at `at`) that is not in `known`, as
+    /// [`Context::parse`] does for a struct: for a block read in parts (a check template: a
+    /// check's keys and its sources'), so that the message lists every key the block takes.
+    pub(super) fn deny_unknown_keys(&mut self, value: &mut Value, at: &YamlPath, known: &[&str]) {
+        let Some(mapping) = value.as_mapping_mut() else {
+            return;
+        };
+        let unknown: Vec<Value> = mapping
+            .keys()
+            .filter(|k| !k.as_str().is_some_and(|k| known.contains(&k)))
+            .cloned()
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        for key in unknown {
+            mapping.shift_remove(&key);
+            let name = match &key {
+                Value::String(s) => s.clone(),
+                other => serde_yaml_ng::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            };
+            let path = at.key(&name);
+            let location = self.locate(path.segments(), true);
+            let message = format!(
+                "unknown field `{name}`, expected one of {}",
+                expected.join(", ")
+            );
+            self.error_at(&path, message, location);
+        }
+        self.dropped.insert(at.skeleton());
+    }
+
     /// Whether the mapping at `path` lost a key to a reported error: what it now lacks (a
     /// check's kind after `tpc:`) was said already.
     pub(super) fn lost_a_key(&self, path: &YamlPath) -> bool {

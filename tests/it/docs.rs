@@ -93,6 +93,74 @@ const BLOCKS: &[(&str, &str)] = &[
     ("checks[].dns", "checks: [{name: a, dns: {name: example.com, PROBE: 1}}]"),
     ("checks[].grpc", "checks: [{name: a, grpc: {address: 'localhost:1', PROBE: 1}}]"),
     ("checks[].heartbeat", "checks: [{name: a, heartbeat: {PROBE: 1}}]"),
+    (
+        "check_templates[]",
+        "check_templates: [{name: t, file_sd: [t.json], tcp: {address: 'localhost:1'}, PROBE: 1}]",
+    ),
+    (
+        "check_templates[].flapping",
+        "check_templates: [{name: t, file_sd: [t.json], tcp: {address: 'localhost:1'}, flapping: {failures: 2, within: 4, PROBE: 1}}]",
+    ),
+    (
+        "check_templates[].http",
+        "check_templates: [{name: t, file_sd: [t.json], http: {url: 'http://localhost/', PROBE: 1}}]",
+    ),
+    (
+        "check_templates[].tcp",
+        "check_templates: [{name: t, file_sd: [t.json], tcp: {address: 'localhost:1', PROBE: 1}}]",
+    ),
+    (
+        "check_templates[].database",
+        "check_templates: [{name: t, file_sd: [t.json], database: {url: 'sqlite://x.db', PROBE: 1}}]",
+    ),
+    (
+        "check_templates[].system",
+        "check_templates: [{name: t, file_sd: [t.json], system: {cpu: {warning: 0.9}, PROBE: 1}}]",
+    ),
+    (
+        "check_templates[].system.cpu",
+        "check_templates: [{name: t, file_sd: [t.json], system: {cpu: {warning: 0.9, PROBE: 1}}}]",
+    ),
+    (
+        "check_templates[].system.memory",
+        "check_templates: [{name: t, file_sd: [t.json], system: {memory: {warning: 0.9, PROBE: 1}}}]",
+    ),
+    (
+        "check_templates[].system.disk",
+        "check_templates: [{name: t, file_sd: [t.json], system: {disk: {warning: 0.9, PROBE: 1}}}]",
+    ),
+    (
+        "check_templates[].command",
+        "check_templates: [{name: t, file_sd: [t.json], command: {program: /bin/true, PROBE: 1}}]",
+    ),
+    (
+        "check_templates[].tls",
+        "check_templates: [{name: t, file_sd: [t.json], tls: {address: 'localhost:1', PROBE: 1}}]",
+    ),
+    (
+        "check_templates[].dns",
+        "check_templates: [{name: t, file_sd: [t.json], dns: {name: example.com, PROBE: 1}}]",
+    ),
+    (
+        "check_templates[].grpc",
+        "check_templates: [{name: t, file_sd: [t.json], grpc: {address: 'localhost:1', PROBE: 1}}]",
+    ),
+    (
+        "check_templates[].http_sd",
+        "check_templates: [{name: t, http_sd: {url: 'http://localhost/', PROBE: 1}, tcp: {address: 'localhost:1'}}]",
+    ),
+    (
+        "check_templates[].http_sd.basic_auth",
+        "check_templates: [{name: t, http_sd: {url: 'http://localhost/', basic_auth: {username: u, password: p, PROBE: 1}}, tcp: {address: 'localhost:1'}}]",
+    ),
+    (
+        "check_templates[].http_sd.tls_config",
+        "check_templates: [{name: t, http_sd: {url: 'http://localhost/', tls_config: {PROBE: 1}}, tcp: {address: 'localhost:1'}}]",
+    ),
+    (
+        "check_templates[].dns_sd",
+        "check_templates: [{name: t, dns_sd: {names: [example.com], PROBE: 1}, tcp: {address: 'localhost:1'}}]",
+    ),
     ("recovery", "recovery: {PROBE: 1}"),
     ("recovery.limits", "recovery: {limits: {PROBE: 1}}"),
     (
@@ -745,7 +813,8 @@ fn documented_metrics() -> BTreeMap<String, Family> {
 
 /// Everything that makes a family appear: a check of each sort with series of its own (a
 /// system check watching all three resources, a failing one, a dependent, a TLS one against a
-/// medic serving TLS, a heartbeat), a chain and a route, a maintenance window, a prediction.
+/// medic serving TLS, a heartbeat), a chain and a route, a maintenance window, a prediction, a
+/// check template (its list not there yet: its `medic_sd_*` series are at 0).
 fn full_config(tls_port: u16) -> String {
     format!(
         r#"
@@ -771,6 +840,10 @@ checks:
   - name: job
     interval: 1m
     heartbeat: {{}}
+check_templates:
+  - name: fleet
+    file_sd: [/nonexistent/medic-docs/*.json]
+    tcp: {{address: "{{{{ target }}}}"}}
 recovery:
   limits: {{max_unhealthy: 100%}}
   chains:

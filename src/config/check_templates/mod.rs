@@ -147,7 +147,13 @@ pub(super) fn section(
     let check_names: BTreeSet<&str> = checks.iter().map(|(_, c)| c.name.as_str()).collect();
     let mut seen = BTreeSet::new();
     let mut templates = Vec::new();
-    for (path, item) in cx.items(value, &YamlPath::top("check_templates")) {
+    let known: Vec<&str> = checks::CHECK_KEYS
+        .iter()
+        .chain(&SOURCE_KEYS)
+        .copied()
+        .collect();
+    for (path, mut item) in cx.items(value, &YamlPath::top("check_templates")) {
+        cx.deny_unknown_keys(&mut item, &path, &known);
         let (sources, rest) = split_sources(item);
         let unread = checks::template_check(cx, &path, rest, defaults);
         let sources: SourcesFile = cx.parse_or_default(Some(sources), &path);

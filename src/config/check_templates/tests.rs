@@ -240,3 +240,34 @@ predictions:
         ]
     );
 }
+
+/// The keys an unknown-key error lists, in order.
+fn expected_keys(error: &str) -> Vec<String> {
+    let list = error
+        .split_once("expected one of ")
+        .map(|(_, l)| l)
+        .unwrap_or_default();
+    let list = list.split(" (line").next().unwrap_or_default();
+    list.split(", ")
+        .map(|k| k.trim_matches('`').to_string())
+        .collect()
+}
+
+#[test]
+fn an_unknown_key_is_told_with_every_key_a_template_takes() {
+    // A check's keys as serde lists them: CHECK_KEYS must not drift from CheckFile.
+    let check = errors("checks: [{name: a, tcp: {address: 'h:1'}, zz: 1}]");
+    assert_eq!(check.len(), 1, "{check:?}");
+    assert_eq!(expected_keys(&check[0]), super::checks::CHECK_KEYS);
+    let template =
+        errors("check_templates: [{name: a, file_sdd: [x.json], tcp: {address: '{{ target }}'}}]");
+    assert_eq!(template.len(), 1, "one mistake, one error: {template:?}");
+    assert!(
+        template[0].starts_with(r#"check_templates[0] "a".file_sdd: unknown field `file_sdd`"#),
+        "{template:?}"
+    );
+    let keys = expected_keys(&template[0]);
+    for key in super::checks::CHECK_KEYS.iter().chain(&super::SOURCE_KEYS) {
+        assert!(keys.contains(&key.to_string()), "{key} in {keys:?}");
+    }
+}

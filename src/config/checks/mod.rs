@@ -82,6 +82,14 @@ macro_rules! check_kinds {
             $($key: Option<Value>,)+
         }
 
+        /// Every key of a check as written, in `CheckFile`'s order (a check template reads
+        /// these and its sources').
+        pub(super) const CHECK_KEYS: &[&str] = &[
+            "name", "interval", "timeout", "enabled", "failures_before_critical",
+            "successes_before_healthy", "flapping", "recovery", "labels", "depends_on",
+            $(stringify!($key),)+
+        ];
+
         /// Every kind's key, in the list's order.
         const KINDS: &[&str] = &[$(stringify!($key),)+];
 
