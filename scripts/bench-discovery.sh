@@ -3,6 +3,8 @@
 # (a local nginx answers them all). Prints when medic is ready, when every target is a check,
 # when the first and the last have been probed, RSS, and /metrics render time and size.
 # Asserts nothing. Usage: scripts/bench-discovery.sh [targets, default 10000] [interval, 5s]
+# Output: also written to docs/bench-discovery.txt (or $BENCH_OUT), headed by the date, machine
+# and commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-10000}
@@ -11,6 +13,7 @@ interval=${2:-5s}
 source scripts/lib/bench.sh
 command -v nginx >/dev/null 2>&1 || install_debian nginx-light
 bench_setup
+bench_record bench-discovery "$@"
 
 # nginx on every loopback address (127.0.0.0/8): each target is an address of its own.
 nginx_port=$(free_port)
@@ -54,7 +57,7 @@ t0=$(date +%s.%N)
 pid=$!
 pids+=($pid)
 elapsed() { python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.2f}')" "$t0"; }
-summary() { curl -fsS "$api/api/v1/health" | python3 -c 'import json, sys; s = json.load(sys.stdin)["summary"]; print(sum(s.values()), s.get("unknown", 0))'; }
+summary() { curl -sS "$api/api/v1/health" | python3 -c 'import json, sys; s = json.load(sys.stdin)["summary"]; print(sum(s.values()), s.get("unknown", 0))' 2>/dev/null; }
 
 until curl -fsS -o /dev/null "$api/-/ready" 2>/dev/null; do sleep 0.05; done
 ready=$(elapsed)
@@ -73,7 +76,7 @@ render=$(for _ in 1 2 3 4 5; do curl -fsS -o /dev/null -w '%{time_total}\n' "$ap
 size=$(curl -fsS "$api/metrics" | wc -c)
 labels=$(curl -fsS "$api/metrics" | grep -c '^medic_check_labels{' || true)
 
-echo "medic $(git describe --always --dirty 2>/dev/null || echo unknown), $(nproc) cores, release build"
+echo "$(nproc) cores, release build"
 echo "$count targets from one file_sd file, HTTP checks at $interval against a local nginx:"
 echo "  ready ${ready}s, every target a check ${listed:-never}s, first probed ${first:-never}s, every check probed ${probed:-never}s (after start)"
 python3 -c "import sys; r, t, s, l = map(float, sys.argv[1:]); print(f'  RSS {r/1024:.1f} MiB; /metrics {t*1000:.0f} ms (median of 5), {s/1e6:.2f} MB, {l:.0f} medic_check_labels series')" \
