@@ -11,6 +11,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RData;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::targets::Target;
 use super::SourceContext;
@@ -70,7 +71,9 @@ async fn lookup_all(spec: &DnsSdSpec) -> Vec<(usize, Result<Vec<Target>, String>
             spec.record_type,
             spec.port,
         );
-        lookups.spawn(async move {
+        // Each lookup in the source's span, named: its log lines say which template and name.
+        let span = tracing::debug_span!("lookup", name = %name);
+        let lookup = async move {
             let answer = tokio::time::timeout(
                 bound,
                 crate::checks::dns::query(server.as_deref(), &name, record),
@@ -80,7 +83,8 @@ async fn lookup_all(spec: &DnsSdSpec) -> Vec<(usize, Result<Vec<Target>, String>
             .and_then(|r| r.map_err(|e| format!("{name}: {e}")))
             .and_then(|message| targets(&name, &message, port));
             (index, answer)
-        });
+        };
+        lookups.spawn(lookup.instrument(span));
     }
     let mut answers = Vec::with_capacity(spec.names.len());
     while let Some(joined) = lookups.join_next().await {
