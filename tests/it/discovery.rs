@@ -196,6 +196,15 @@ async fn file_sd_files_rewritten_while_medic_runs() {
     })
     .await;
     assert_eq!(checks(&medic).await.len(), 2);
+    // Truncated to nothing, as a writer that died after opening it leaves it: the same.
+    std::fs::File::create(&json).unwrap();
+    medic.wait_metric(failures, 2.0, APPLIES_WITHIN).await;
+    let before = last_run(&medic, &format!("web/{t1}")).await;
+    wait_for("web/t1 probed again", APPLIES_WITHIN, || async {
+        (last_run(&medic, &format!("web/{t1}")).await != before).then_some(())
+    })
+    .await;
+    assert_eq!(checks(&medic).await.len(), 2);
 
     // Delete: the file's targets go with it.
     std::fs::remove_file(&yaml).unwrap();
