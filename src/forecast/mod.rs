@@ -3,18 +3,21 @@
 //! Nothing here does IO or reads the clock: every time is an argument in unix seconds (f64).
 
 mod anomaly;
+mod context;
 mod holt;
 mod horizon;
 mod seasonal;
+mod tail;
 mod trend;
 
 pub use anomaly::{
-    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_MEAN, TEST_RECENT, TEST_SEASONAL, TEST_SHAPE,
-    TEST_VALUE, TEST_VOL,
+    AnomalyDetector, AnomalyParams, ALL_TESTS, DEPTH, QUESTIONS, TEST_CHANGE, TEST_LEVEL,
+    TEST_NOVELTY, TEST_SEASONAL, TEST_SPIKE, TEST_VOLATILITY, WARMUP,
 };
 pub use holt::Holt;
 pub use horizon::MODELS;
-pub use seasonal::DailyProfile;
+pub use seasonal::{DailyMedian, DailyProfile};
+pub use tail::TailFit;
 pub use trend::LinearTrend;
 
 use horizon::Horizon;
