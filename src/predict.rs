@@ -40,6 +40,14 @@ pub fn breach_seconds(
     direction: Direction,
     max_horizon_seconds: f64,
 ) -> f64 {
+    // A series with a cycle or periodic cleanups breaches at a peak, before its trend does.
+    if let Some(seconds) = forecaster.cycle_breach(now, threshold, direction, max_horizon_seconds) {
+        return if seconds.is_nan() || seconds > max_horizon_seconds {
+            f64::INFINITY
+        } else {
+            seconds.max(0.0)
+        };
+    }
     // A noisy series breaches when a sample strays past the threshold, before its line does:
     // the line is aimed at the threshold less the upper end of the samples' 80 % band.
     let (lo, hi) = forecaster.noise_band().unwrap_or((0.0, 0.0));

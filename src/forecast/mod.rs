@@ -4,6 +4,7 @@
 
 mod anomaly;
 mod context;
+mod cycle;
 mod holt;
 mod horizon;
 mod seasonal;
@@ -14,6 +15,7 @@ pub use anomaly::{
     AnomalyDetector, AnomalyParams, ALL_TESTS, DEPTH, QUESTIONS, TEST_CHANGE, TEST_LEVEL,
     TEST_NOVELTY, TEST_SEASONAL, TEST_SPIKE, TEST_VOLATILITY, WARMUP,
 };
+pub use cycle::{Cycle, Shape as CycleShape};
 pub use holt::Holt;
 pub use horizon::MODELS;
 pub use seasonal::{DailyMedian, DailyProfile};
@@ -92,6 +94,8 @@ pub struct Forecaster {
     slots: Vec<Horizon>,
     /// One-step errors of the forecast line: how far the series strays from it sample to sample.
     noise: Horizon,
+    /// Periodic shape (cycle or sawtooth) of the series over the last 14 days, if any.
+    cycle: Cycle,
 }
 
 impl Forecaster {
@@ -135,6 +139,7 @@ impl Forecaster {
             yesterday: DailyProfile::with_weight(1.0),
             slots: Vec::new(),
             noise: Horizon::default(),
+            cycle: Cycle::new(),
         }
     }
 
@@ -176,6 +181,7 @@ impl Forecaster {
         self.holt.push(t, value);
         self.daily.push(t, value);
         self.yesterday.push(t, value);
+        self.cycle.push(t, value);
     }
 
     /// Every candidate model's forecast for time `at` (NaN where a model has none yet).
@@ -230,6 +236,31 @@ impl Forecaster {
         })
     }
 
+    /// Seconds from `now` until the periodic shape of the series (a cycle or a sawtooth, when
+    /// one was found) brings a sample past `threshold`: the shape aimed at the threshold less
+    /// the upper (lower) end of the 80 % band of samples around it. None without a shape.
+    pub fn cycle_breach(
+        &self,
+        now: f64,
+        threshold: f64,
+        direction: Direction,
+        max_horizon_seconds: f64,
+    ) -> Option<f64> {
+        let shape = self.cycle.shape()?;
+        let (above, q) = match direction {
+            Direction::Above => (true, 0.9),
+            Direction::Below => (false, 0.1),
+        };
+        let margin = self.cycle.residual_quantile(q).unwrap_or(0.0);
+        let target = threshold
+            - if above {
+                margin.max(0.0)
+            } else {
+                margin.min(0.0)
+            };
+        Some(shape.seconds_until(now, target, above, max_horizon_seconds))
+    }
+
     /// (lower, upper) offsets of the 80 % band of single samples around the forecast line.
     pub fn noise_band(&self) -> Option<(f64, f64)> {
         self.noise.band()
@@ -243,6 +274,7 @@ impl Forecaster {
             + self.yesterday.memory_bytes()
             + self.slots.iter().map(Horizon::memory_bytes).sum::<usize>()
             + self.noise.memory_bytes()
+            + self.cycle.memory_bytes()
     }
 
     /// Recent mean absolute error of each model (`MODEL_NAMES` order) at horizon `slot`.
