@@ -177,6 +177,19 @@ def main():
     print("  %-52s %8d %8d %9d" % ("all %d anomaly-free series" % len(free_files(v)), tot[2], tot[0], tot[1]))
     print("  per 10,000 samples: %.2f at or above the threshold, %.2f alarms" % (
         per10k(tot[0], tot[2]), per10k(tot[1], tot[2])))
+    families = {}
+    for f in free_files(v):
+        name = f["rel"].split("/")[1][:-4]
+        key = "NAB " + name if f["rel"].startswith("artificial") else "noise " + name.split("_")[2]
+        fam = families.setdefault(key, [0, 0, 0])
+        over, onsets, n = false_alarms([f], a)
+        fam[0] += 1
+        fam[1] += onsets
+        fam[2] += n
+    print("  by kind of series (alarms per 10,000 samples):")
+    for key in sorted(families):
+        k, onsets, n = families[key]
+        print("    %-40s %3d series %9d samples %6.2f" % (key, k, n, per10k(onsets, n)))
     worst = max(per10k(false_alarms([f], a)[1], false_alarms([f], a)[2]) for f in free_files(v))
     above = sum(1 for f in free_files(v) if per10k(false_alarms([f], a)[1], false_alarms([f], a)[2]) > 1.0)
     print("  %d of %d series above 1 alarm per 10,000 samples; the worst %.2f" % (
