@@ -33,6 +33,7 @@ pub const MODEL_NAMES: [&str; MODELS] = [
     "daily delta",
     "daily profile",
     "yesterday",
+    "cycle delta",
 ];
 /// Most horizons one forecaster tracks out-of-sample (a prediction's configured horizons).
 pub const MAX_SLOTS: usize = 16;
@@ -194,6 +195,11 @@ impl Forecaster {
         };
         let profile_at = self.daily.at(at).unwrap_or(nan);
         let profile_now = self.daily.at(self.last_t).unwrap_or(nan);
+        // The last value moved along the periodic shape (trend and profile) found in 14 days.
+        let cycle = self
+            .cycle
+            .shape()
+            .map_or(nan, |c| last + (c.at(at) - c.at(self.last_t)));
         [
             self.ls.forecast(at).unwrap_or(nan),
             self.holt.forecast(at).unwrap_or(nan),
@@ -202,6 +208,7 @@ impl Forecaster {
             last + (profile_at - profile_now),
             profile_at,
             self.yesterday.at(at).unwrap_or(nan),
+            cycle,
         ]
     }
 
