@@ -280,7 +280,7 @@ impl ChangeTest {
     fn memory_bytes(&self) -> usize {
         self.short.memory_bytes()
             + self.long.memory_bytes()
-            + self.values.len() * std::mem::size_of::<f64>()
+            + self.values.capacity() * std::mem::size_of::<f64>()
     }
 }
 
@@ -565,17 +565,31 @@ impl AnomalyDetector {
 
     /// Bytes of the detector's state once its windows are full, for the memory figure.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.expect.profile.memory_bytes()
-            + self.residuals.memory_bytes()
-            + self.volatility.memory_bytes()
-            + self.novelty.memory_bytes()
-            + self.values.memory_bytes()
-            + self.levels.memory_bytes()
-            + self.change.memory_bytes()
-            + self.seasonal.memory_bytes()
-            + self.contexts.memory_bytes()
-            + 2 * self.p.short * std::mem::size_of::<f64>()
+        let asked = |bit: u32| self.p.tests & bit != 0;
+        let f = std::mem::size_of::<f64>();
+        let mut bytes = std::mem::size_of::<Self>() + self.expect.profile.memory_bytes();
+        if asked(TEST_SPIKE) {
+            bytes += self.residuals.memory_bytes();
+        }
+        if asked(TEST_VOLATILITY) {
+            bytes += self.volatility.memory_bytes() + self.p.short * f;
+        }
+        if asked(TEST_CHANGE) {
+            bytes += self.change.memory_bytes();
+        }
+        if asked(TEST_SEASONAL) {
+            bytes += self.seasonal.memory_bytes();
+        }
+        if asked(TEST_LEVEL) || asked(TEST_NOVELTY) {
+            bytes += self.values.memory_bytes();
+        }
+        if asked(TEST_LEVEL) {
+            bytes += self.levels.memory_bytes();
+        }
+        if asked(TEST_NOVELTY) {
+            bytes += self.contexts.memory_bytes() + self.novelty.memory_bytes() + self.p.short * f;
+        }
+        bytes
     }
 }
 

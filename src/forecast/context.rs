@@ -32,7 +32,8 @@ impl ContextNovelty {
         ContextNovelty {
             recent: 0,
             filled: 0,
-            seen: vec![0; SLOTS],
+            // Allocated on first use: a detector that does not ask this question pays nothing.
+            seen: Vec::new(),
             memory: u32::try_from(memory.max(1)).unwrap_or(u32::MAX),
             count: 0,
         }
@@ -50,6 +51,9 @@ impl ContextNovelty {
     /// Learns `level` after the current context and returns the share of its words (0..1) not
     /// seen within the memory; None until a full context was seen.
     pub fn observe(&mut self, level: u64) -> Option<f64> {
+        if self.seen.is_empty() {
+            self.seen = vec![0; SLOTS];
+        }
         self.count = self.count.wrapping_add(1);
         let stamp = self.count;
         let mut novel = 0usize;
@@ -75,7 +79,7 @@ impl ContextNovelty {
 
     /// Bytes held.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + SLOTS * std::mem::size_of::<u64>()
+        std::mem::size_of::<Self>() + self.seen.capacity() * std::mem::size_of::<u64>()
     }
 }
 
