@@ -831,6 +831,24 @@ mod tests {
     }
 
     #[test]
+    fn the_bundled_rule_fires_at_the_detector_threshold() {
+        // The rule and the hold-off must agree: a threshold is one decision, not two copies.
+        let rules = include_str!("../../alerting-rules/medic.rules.yml");
+        let rule = rules
+            .split("- alert: MedicAnomaly")
+            .nth(1)
+            .and_then(|r| r.lines().find(|l| l.contains("expr:")))
+            .expect("MedicAnomaly has an expr");
+        let threshold: f64 = rule
+            .rsplit(">=")
+            .next()
+            .and_then(|x| x.trim().parse().ok())
+            .expect("expr ends in >= threshold");
+        assert_eq!(threshold, AnomalyParams::default().threshold, "{rule}");
+        assert_eq!(threshold, THRESHOLD);
+    }
+
+    #[test]
     fn memory_is_bounded() {
         let mut d = AnomalyDetector::new();
         for i in 0..20_000 {
