@@ -638,6 +638,25 @@ mod tests {
     }
 
     #[test]
+    fn breach_column_points_at_the_daily_peak_that_crosses() {
+        // A fill of 2 units a day with a daily swing of 10, sampled every 5 minutes for six
+        // days: the first sample past 42 comes near the next daily peak (32 + 10 a quarter
+        // into day 6), about 5 hours ahead, while the trend line would take five more days.
+        let mut input = String::from("timestamp,value\n");
+        let day = 86_400.0;
+        for i in 0..(6 * 288) {
+            let t = f64::from(i) * 300.0;
+            let v = 20.0 + 2.0 * t / day + 10.0 * (t / day * std::f64::consts::TAU).sin();
+            input.push_str(&format!("{},{v}\n", 1_600_041_600 + 300 * i));
+        }
+        let mut opts = DetectOptions::new(1);
+        opts.breach = Some((42.0, Direction::Above));
+        let rows = fields(&run_with(&input, &opts));
+        let last: f64 = rows[rows.len() - 1][6].parse().unwrap();
+        assert!((last - 4.9 * 3600.0).abs() < 3600.0, "{last}");
+    }
+
+    #[test]
     fn breach_column_counts_down_and_reads_inf_when_out_of_reach() {
         // 1 unit per minute from 0: the forecast made at row i crosses 100 at minute 100.
         let mut input = String::from("timestamp,value\n");
