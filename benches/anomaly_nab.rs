@@ -95,7 +95,34 @@ fn extra_variants() -> Vec<(String, AnomalyParams)> {
         .collect()
 }
 
+/// The live case and its steady twin, with the default detector: the score of a
+/// tenfold spike on the 48th sample and the highest score before it.
+fn live_cases() {
+    let threshold = AnomalyParams::default().threshold;
+    type Shape = fn(f64) -> f64;
+    // (name, value at t seconds, the 48th sample's value)
+    let cases: [(&str, Shape, f64); 2] = [
+        ("growing 2/s, every 250 ms", |t| 100.0 + 2.0 * t, 5000.0),
+        ("steady at 100, every 250 ms", |_| 100.0, 1000.0),
+    ];
+    for (name, shape, spike) in cases {
+        let mut d = AnomalyDetector::new();
+        let mut before: f64 = 0.0;
+        for i in 0..47 {
+            let t = 0.25 * f64::from(i);
+            before = before.max(d.observe(1.7e9 + t, shape(t)));
+        }
+        let t = 0.25 * 47.0;
+        let s1 = d.observe(1.7e9 + t, spike);
+        let s2 = d.observe(1.7e9 + t + 0.25, shape(t + 0.25));
+        println!(
+            "live case, {name}: samples 1-47 at most {before:.3}; 48th sample {spike:.0} scores {s1:.3}, the next {s2:.3} (rule threshold {threshold})"
+        );
+    }
+}
+
 fn main() {
+    live_cases();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

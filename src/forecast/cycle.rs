@@ -3,7 +3,7 @@
 //! history of the series and extrapolated, so that a breach is foreseen at the peak that
 //! crosses the threshold rather than when a straight line through the swings would.
 //!
-//! The history is kept as 5-minute bin means over the last 14 days. Every 12 hours of series
+//! The history is kept as 5-minute bin means over the last 14 days. Every 6 hours of series
 //! time the period is searched for on the first differences of 30-minute block means (a trend
 //! or a slow bend has no repeating differences; a cycle or a sawtooth does): the lag whose
 //! autocorrelation is high and well above that of half the lag (so a slow bend, high at every
@@ -24,8 +24,8 @@ const MIN_PERIOD: usize = 72;
 const MAX_PERIOD: usize = 2016;
 /// Bins per block of the period search (30 minutes).
 const BLOCK: usize = 6;
-/// Bins between period searches (12 h) and between refits (1 h).
-const SEARCH_EVERY: i64 = 144;
+/// Bins between period searches (6 h) and between refits (1 h).
+const SEARCH_EVERY: i64 = 72;
 const REFIT_EVERY: i64 = 12;
 /// Most periods a fit spans, and fewest.
 const MAX_PERIODS: usize = 4;
