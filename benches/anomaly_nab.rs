@@ -3,6 +3,9 @@
 //! memory per prediction.
 #![forbid(unsafe_code)]
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+
 use medic::detect::parse_timestamp;
 use medic::forecast::{
     AnomalyDetector, AnomalyParams, TailFit, ALL_TESTS, TEST_CHANGE, TEST_NOVELTY, TEST_SEASONAL,
@@ -152,7 +155,7 @@ fn main() {
     let series: Vec<(PathBuf, Rows)> = files.into_iter().map(|f| (f.clone(), load(&f))).collect();
     println!(
         "{:<34} {:>10} {:>11}  alarms by question (spike change seasonal volatility novelty level)",
-        "variant", "µs/sample", "bytes/pred"
+        "variant", "CPU µs/sample", "bytes/pred"
     );
     for (name, params) in variants().into_iter().chain(extra_variants()) {
         // The alarm threshold is part of a variant: its name carries it.
@@ -160,7 +163,7 @@ fn main() {
         if only.as_ref().is_some_and(|o| !o.contains(&name)) {
             continue;
         }
-        let mut elapsed = std::time::Duration::ZERO;
+        let mut cpu_seconds = 0.0;
         let mut samples = 0u64;
         let mut memory = 0usize;
         let mut by_reason = [0usize; 6];
@@ -169,21 +172,21 @@ fn main() {
             let dir = out.join(&name).join(cat);
             std::fs::create_dir_all(&dir).expect("mkdir");
             let mut d = AnomalyDetector::with_params(params.clone());
-            let start = std::time::Instant::now();
             let mut reasons = Vec::with_capacity(rows.len());
             let mut each = Vec::with_capacity(if pvalues { rows.len() } else { 0 });
-            let scores: Vec<f64> = rows
-                .iter()
-                .map(|(_, t, v)| {
-                    let s = d.observe(*t, *v);
-                    reasons.push((d.reason(), d.raw()));
-                    if pvalues {
-                        each.push(d.probabilities());
-                    }
-                    s
-                })
-                .collect();
-            elapsed += start.elapsed();
+            let (scores, secs) = cpu_time::measure(|| {
+                rows.iter()
+                    .map(|(_, t, v)| {
+                        let s = d.observe(*t, *v);
+                        reasons.push((d.reason(), d.raw()));
+                        if pvalues {
+                            each.push(d.probabilities());
+                        }
+                        s
+                    })
+                    .collect::<Vec<f64>>()
+            });
+            cpu_seconds += secs;
             if let Ok(trace) = std::env::var("MEDIC_TRACE") {
                 if path.to_string_lossy().contains(&trace) {
                     for (i, ((ts, _, v), (s, r))) in
@@ -223,7 +226,7 @@ fn main() {
         println!(
             "{:<34} {:>10.3} {:>11}  {:?}",
             name,
-            elapsed.as_secs_f64() * 1e6 / samples.max(1) as f64,
+            cpu_seconds * 1e6 / samples.max(1) as f64,
             memory,
             by_reason
         );

@@ -160,6 +160,15 @@ impl Predictor {
         self.last.as_ref()
     }
 
+    /// Bytes of state held (forecaster, anomaly detector once its references are full, the
+    /// chart's samples), for the memory figure.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.forecaster.memory_bytes()
+            + self.detector.memory_bytes()
+            + SERIES_KEPT * std::mem::size_of::<(f64, f64)>()
+    }
+
     /// The newest samples, oldest first (see [`SERIES_KEPT`]).
     pub fn series(&self) -> Vec<(f64, f64)> {
         self.series.iter().copied().collect()

@@ -24,8 +24,10 @@ const MIN_PERIOD: usize = 72;
 const MAX_PERIOD: usize = 2016;
 /// Bins per block of the period search (30 minutes).
 const BLOCK: usize = 6;
-/// Bins between period searches (6 h) and between refits (1 h).
+/// Bins between period searches (6 h while none is known, a day once one is) and between
+/// refits (1 h).
 const SEARCH_EVERY: i64 = 72;
+const SEARCH_EVERY_KNOWN: i64 = 288;
 const REFIT_EVERY: i64 = 12;
 /// Most periods a fit spans, and fewest.
 const MAX_PERIODS: usize = 4;
@@ -167,7 +169,12 @@ impl Cycle {
             }
             // A bin completed: search and refit on schedule.
             let done = self.last_bin() - 1;
-            if done - self.last_search >= SEARCH_EVERY {
+            let every = if self.period.is_some() {
+                SEARCH_EVERY_KNOWN
+            } else {
+                SEARCH_EVERY
+            };
+            if done - self.last_search >= every {
                 self.last_search = done;
                 self.period = self.search();
                 self.last_fit = i64::MIN / 2;
@@ -267,15 +274,13 @@ impl Cycle {
         }
         let mean = d.iter().sum::<f64>() / d.len() as f64;
         let d: Vec<f64> = d.iter().map(|x| x - mean).collect();
+        let var = d.iter().map(|x| x * x).sum::<f64>() / d.len() as f64;
+        // The usual estimate: the lagged products' mean over the whole variance.
         let acf = |lag: usize| -> f64 {
-            let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-            for i in 0..d.len() - lag {
-                sxy += d[i] * d[i + lag];
-                sxx += d[i] * d[i];
-                syy += d[i + lag] * d[i + lag];
-            }
-            if sxx > 0.0 && syy > 0.0 {
-                sxy / (sxx * syy).sqrt()
+            let n = d.len() - lag;
+            let sxy: f64 = d[..n].iter().zip(&d[lag..]).map(|(a, b)| a * b).sum();
+            if var > 0.0 {
+                sxy / n as f64 / var
             } else {
                 0.0
             }
