@@ -171,57 +171,10 @@ fn main() {
             let cat = path.parent().and_then(|p| p.file_name()).expect("category");
             let dir = out.join(&name).join(cat);
             std::fs::create_dir_all(&dir).expect("mkdir");
-            let mut d = AnomalyDetector::with_params(params.clone());
-            let mut reasons = Vec::with_capacity(rows.len());
-            let mut each = Vec::with_capacity(if pvalues { rows.len() } else { 0 });
-            let (scores, secs) = cpu_time::measure(|| {
-                rows.iter()
-                    .map(|(_, t, v)| {
-                        let s = d.observe(*t, *v);
-                        reasons.push((d.reason(), d.raw()));
-                        if pvalues {
-                            each.push(d.probabilities());
-                        }
-                        s
-                    })
-                    .collect::<Vec<f64>>()
-            });
+            let (secs, bytes) = run_file(&params, path, rows, &dir, pvalues, &mut by_reason);
             cpu_seconds += secs;
-            if let Ok(trace) = std::env::var("MEDIC_TRACE") {
-                if path.to_string_lossy().contains(&trace) {
-                    for (i, ((ts, _, v), (s, r))) in
-                        rows.iter().zip(scores.iter().zip(&reasons)).enumerate()
-                    {
-                        if *s >= 0.2 || r.1 >= 0.2 {
-                            eprintln!("{i} {ts} {v} {s:.3} {:.3} {}", r.1, r.0);
-                        }
-                    }
-                }
-            }
-            let mut before = 0.0;
-            for (s, r) in scores.iter().zip(&reasons) {
-                if *s >= params.threshold && before < params.threshold && r.0 != 0 {
-                    by_reason[r.0.trailing_zeros() as usize] += 1;
-                }
-                before = *s;
-            }
             samples += rows.len() as u64;
-            memory = memory.max(d.memory_bytes());
-            let f =
-                std::fs::File::create(dir.join(path.file_name().expect("name"))).expect("create");
-            let mut w = std::io::BufWriter::new(f);
-            if pvalues {
-                writeln!(w, "timestamp,anomaly_score,p_spike,p_change,p_seasonal,p_volatility,p_novelty,p_level").expect("write");
-                for (((ts, _, _), s), ps) in rows.iter().zip(scores).zip(&each) {
-                    let ps: Vec<String> = ps.iter().map(|p| format!("{p:.4e}")).collect();
-                    writeln!(w, "{ts},{s},{}", ps.join(",")).expect("write");
-                }
-            } else {
-                writeln!(w, "timestamp,anomaly_score").expect("write");
-                for ((ts, _, _), s) in rows.iter().zip(scores) {
-                    writeln!(w, "{ts},{s}").expect("write");
-                }
-            }
+            memory = memory.max(bytes);
         }
         println!(
             "{:<34} {:>10.3} {:>11}  {:?}",
@@ -231,4 +184,69 @@ fn main() {
             by_reason
         );
     }
+}
+
+/// One variant on one series, fresh state: the scores (and with `pvalues` each question's
+/// probability) written under `dir`, the alarms counted by the question that raised them;
+/// returns the CPU seconds and the detector's memory.
+fn run_file(
+    params: &AnomalyParams,
+    path: &std::path::Path,
+    rows: &Rows,
+    dir: &std::path::Path,
+    pvalues: bool,
+    by_reason: &mut [usize; 6],
+) -> (f64, usize) {
+    let mut d = AnomalyDetector::with_params(params.clone());
+    let mut reasons = Vec::with_capacity(rows.len());
+    let mut each = Vec::with_capacity(if pvalues { rows.len() } else { 0 });
+    let (scores, secs) = cpu_time::measure(|| {
+        rows.iter()
+            .map(|(_, t, v)| {
+                let s = d.observe(*t, *v);
+                reasons.push((d.reason(), d.raw()));
+                if pvalues {
+                    each.push(d.probabilities());
+                }
+                s
+            })
+            .collect::<Vec<f64>>()
+    });
+    if let Ok(trace) = std::env::var("MEDIC_TRACE") {
+        if path.to_string_lossy().contains(&trace) {
+            for (i, ((ts, _, v), (s, r))) in
+                rows.iter().zip(scores.iter().zip(&reasons)).enumerate()
+            {
+                if *s >= 0.2 || r.1 >= 0.2 {
+                    eprintln!("{i} {ts} {v} {s:.3} {:.3} {}", r.1, r.0);
+                }
+            }
+        }
+    }
+    let mut before = 0.0;
+    for (s, r) in scores.iter().zip(&reasons) {
+        if *s >= params.threshold && before < params.threshold && r.0 != 0 {
+            by_reason[r.0.trailing_zeros() as usize] += 1;
+        }
+        before = *s;
+    }
+    let f = std::fs::File::create(dir.join(path.file_name().expect("name"))).expect("create");
+    let mut w = std::io::BufWriter::new(f);
+    if pvalues {
+        writeln!(
+            w,
+            "timestamp,anomaly_score,p_spike,p_change,p_seasonal,p_volatility,p_novelty,p_level"
+        )
+        .expect("write");
+        for (((ts, _, _), s), ps) in rows.iter().zip(scores).zip(&each) {
+            let ps: Vec<String> = ps.iter().map(|p| format!("{p:.4e}")).collect();
+            writeln!(w, "{ts},{s},{}", ps.join(",")).expect("write");
+        }
+    } else {
+        writeln!(w, "timestamp,anomaly_score").expect("write");
+        for ((ts, _, _), s) in rows.iter().zip(scores) {
+            writeln!(w, "{ts},{s}").expect("write");
+        }
+    }
+    (secs, d.memory_bytes())
 }

@@ -330,6 +330,36 @@ pub struct AnomalyDetector {
     resolution: f64,
 }
 
+/// The answers to one sample's questions: the smallest probability, which question gave it,
+/// and each question's own.
+struct Answers {
+    p: f64,
+    reason: u32,
+    each: [f64; QUESTIONS],
+}
+
+impl Answers {
+    fn new() -> Self {
+        Answers {
+            p: 1.0,
+            reason: 0,
+            each: [1.0; QUESTIONS],
+        }
+    }
+
+    /// Records question `bit`'s probability (none when it could not be asked).
+    fn take(&mut self, bit: u32, q: Option<f64>) {
+        if let Some(q) = q.filter(|q| q.is_finite()) {
+            let i = bit.trailing_zeros() as usize;
+            self.each[i] = self.each[i].min(q);
+            if q < self.p {
+                self.p = q;
+                self.reason = bit;
+            }
+        }
+    }
+}
+
 impl Default for AnomalyDetector {
     fn default() -> Self {
         Self::new()
@@ -385,92 +415,114 @@ impl AnomalyDetector {
         }
         self.seen = self.seen.saturating_add(1);
         let warm = self.seen > WARMUP;
-        let tests = self.p.tests;
-        let mut p: f64 = 1.0;
-        let mut reason = 0u32;
-        let mut each = [1.0f64; QUESTIONS];
-        let mut take = |bit: u32, q: Option<f64>| {
-            if let Some(q) = q.filter(|q| q.is_finite()) {
-                let i = bit.trailing_zeros() as usize;
-                each[i] = each[i].min(q);
-                if q < p {
-                    p = q;
-                    reason = bit;
-                }
-            }
-        };
-
+        let mut answers = Answers::new();
         let forecasts = self.expect.forecasts(t);
-        let expected = self.expect.best(&forecasts);
-        // A floor for sizes: a millionth of a millionth of the value, so that exact series
-        // (a constant, a clean line) still compare numbers rather than divide by zero.
-        let tiny = 1e-12 * value.abs().max(f64::MIN_POSITIVE);
-        if let Some(e) = expected {
+        self.ask_spike(value, &forecasts, warm, &mut answers);
+        self.ask_volatility(value, &forecasts, warm, &mut answers);
+        self.ask_changes(t, value, warm, &mut answers);
+        self.ask_level_and_novelty(value, warm, &mut answers);
+        self.learn_resolution(value);
+        self.expect.update(t, value, &forecasts);
+        if !warm {
+            return 0.0;
+        }
+        self.conclude(answers)
+    }
+
+    /// Is the sample far from what the best model expected, against that model's own residuals?
+    fn ask_spike(&mut self, value: f64, forecasts: &[f64; 3], warm: bool, a: &mut Answers) {
+        if self.p.tests & TEST_SPIKE == 0 {
+            return;
+        }
+        if let Some(e) = self.expect.best(forecasts) {
             let r = (value - e).abs();
-            if tests & TEST_SPIKE != 0 && r.is_finite() {
+            if r.is_finite() {
                 if warm && self.residuals.ready() {
-                    take(TEST_SPIKE, Some(self.residuals.window.p_upper(r)));
+                    a.take(TEST_SPIKE, Some(self.residuals.window.p_upper(r)));
                 }
                 self.residuals.push(r);
             }
         }
-        if tests & TEST_VOLATILITY != 0 && forecasts[0].is_finite() {
-            let r = (value - forecasts[0]).abs();
-            if let Some(m) = self.sizes.push(r, self.p.short) {
-                // A window without a single change is as quiet as the data can say, not
-                // infinitely quiet: on values that move in steps (integers, rounded readings)
-                // its size is floored at one step in the window.
-                let floor = if self.resolution.is_finite() {
-                    self.resolution / self.p.short.max(1) as f64
-                } else {
-                    0.0
-                };
-                let v = (m.max(floor) + tiny).ln();
-                if warm && self.volatility.ready() {
-                    take(TEST_VOLATILITY, Some(self.volatility.window.p_two_sided(v)));
-                }
-                self.volatility.push(v);
-            }
+    }
+
+    /// Has the size of the latest steps (against the last value) changed?
+    fn ask_volatility(&mut self, value: f64, forecasts: &[f64; 3], warm: bool, a: &mut Answers) {
+        if self.p.tests & TEST_VOLATILITY == 0 || !forecasts[0].is_finite() {
+            return;
         }
+        // A floor for sizes: a millionth of a millionth of the value, so that exact series
+        // (a constant, a clean line) still compare numbers rather than divide by zero.
+        let tiny = 1e-12 * value.abs().max(f64::MIN_POSITIVE);
+        let r = (value - forecasts[0]).abs();
+        if let Some(m) = self.sizes.push(r, self.p.short) {
+            // A window without a single change is as quiet as the data can say, not
+            // infinitely quiet: on values that move in steps (integers, rounded readings)
+            // its size is floored at one step in the window.
+            let floor = if self.resolution.is_finite() {
+                self.resolution / self.p.short.max(1) as f64
+            } else {
+                0.0
+            };
+            let v = (m.max(floor) + tiny).ln();
+            if warm && self.volatility.ready() {
+                a.take(TEST_VOLATILITY, Some(self.volatility.window.p_two_sided(v)));
+            }
+            self.volatility.push(v);
+        }
+    }
+
+    /// Has the mean moved, as it is and once the periodic shape is taken away?
+    fn ask_changes(&mut self, t: f64, value: f64, warm: bool, a: &mut Answers) {
+        let tests = self.p.tests;
         if tests & TEST_CHANGE != 0 {
-            take(
+            a.take(
                 TEST_CHANGE,
                 self.change.observe(value, self.p.short, self.p.long, warm),
             );
         }
         if tests & TEST_SEASONAL != 0 {
             if let Some(profile) = self.expect.profile.at(t) {
-                take(
+                a.take(
                     TEST_SEASONAL,
                     self.seasonal
                         .observe(value - profile, self.p.short, self.p.long, warm),
                 );
             }
         }
+    }
+
+    /// Is the value at an unusual level for the series, and is the sequence of levels new?
+    fn ask_level_and_novelty(&mut self, value: f64, warm: bool, a: &mut Answers) {
+        let tests = self.p.tests;
         if tests & TEST_LEVEL != 0 {
             if let Some(median) = self.values.quantile(0.5) {
                 let d = value - median;
                 if warm && self.levels.ready() {
-                    take(TEST_LEVEL, Some(self.levels.window.p_two_sided(d)));
+                    a.take(TEST_LEVEL, Some(self.levels.window.p_two_sided(d)));
                 }
                 self.levels.push(d);
             }
         }
-        if tests & (TEST_NOVELTY | TEST_LEVEL) != 0 {
-            let (lo, hi) = (self.values.quantile(0.01), self.values.quantile(0.99));
-            self.values.push(value);
-            if let (Some(lo), Some(hi), true) = (lo, hi, tests & TEST_NOVELTY != 0) {
-                let level = ContextNovelty::level(value, lo, hi);
-                if let Some(n) = self.contexts.observe(level) {
-                    if let Some(m) = self.recent_novelty.push(n, self.p.short) {
-                        if warm && self.novelty.ready() {
-                            take(TEST_NOVELTY, Some(self.novelty.window.p_upper(m)));
-                        }
-                        self.novelty.push(m);
+        if tests & (TEST_NOVELTY | TEST_LEVEL) == 0 {
+            return;
+        }
+        let (lo, hi) = (self.values.quantile(0.01), self.values.quantile(0.99));
+        self.values.push(value);
+        if let (Some(lo), Some(hi), true) = (lo, hi, tests & TEST_NOVELTY != 0) {
+            let level = ContextNovelty::level(value, lo, hi);
+            if let Some(n) = self.contexts.observe(level) {
+                if let Some(m) = self.recent_novelty.push(n, self.p.short) {
+                    if warm && self.novelty.ready() {
+                        a.take(TEST_NOVELTY, Some(self.novelty.window.p_upper(m)));
                     }
+                    self.novelty.push(m);
                 }
             }
         }
+    }
+
+    /// The smallest change seen between successive values, which floors every tail's scale.
+    fn learn_resolution(&mut self, value: f64) {
         if let Some((_, last)) = self.expect.last {
             let step = (value - last).abs();
             if step > 0.0 && step < self.resolution {
@@ -478,15 +530,15 @@ impl AnomalyDetector {
                 self.floor_scales();
             }
         }
-        self.expect.update(t, value, &forecasts);
-        if !warm {
-            return 0.0;
-        }
-        let questions = (tests & ALL_TESTS).count_ones().max(1);
-        let p = (p * f64::from(questions)).min(1.0);
+    }
+
+    /// The smallest probability, corrected for the number of questions asked, as the score.
+    fn conclude(&mut self, a: Answers) -> f64 {
+        let questions = (self.p.tests & ALL_TESTS).count_ones().max(1);
+        let p = (a.p * f64::from(questions)).min(1.0);
         let raw = (-p.max(f64::MIN_POSITIVE).log10() / DEPTH).clamp(0.0, 1.0);
-        self.reason = if p < 1.0 { reason } else { 0 };
-        self.each = each;
+        self.reason = if p < 1.0 { a.reason } else { 0 };
+        self.each = a.each;
         self.raw = raw;
         let score = self.hold(raw);
         if score.is_finite() {
