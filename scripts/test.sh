@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the integration tests use: promtool and Prometheus (prometheus), Alertmanager
 # (prometheus-alertmanager) for the end-to-end test, a PostgreSQL server the
 # tests start themselves (postgresql), MariaDB for mysql:// checks (mariadb-server), headless
-# Chromium for the status page (chromium), openssl to make the TLS tests' certificates.
+# Chromium for the status page (chromium), openssl to make the TLS tests' certificates, dnsmasq
+# for the DNS checks (dnsmasq-base), grpcio for the gRPC checks (python3-grpcio, for Debian's
+# /usr/bin/python3). A test whose program is missing fails: nothing is skipped.
 packages=()
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
@@ -15,6 +17,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || packages+=(prometheus-aler
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 command -v mariadb-install-db >/dev/null 2>&1 || packages+=(mariadb-server)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+[ -x /usr/sbin/dnsmasq ] || packages+=(dnsmasq-base)
+/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || packages+=(python3-grpcio)
 # No Docker engine runs here; Debian's docker-compose still validates the compose file.
 if ! docker compose version >/dev/null 2>&1; then
   command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
@@ -68,6 +72,7 @@ grep -q '^medic_system_cpu_utilization_ratio{check="host"}' "$workdir/metrics.tx
 grep -q '^medic_predicted_breach_seconds{prediction="root_disk"}' "$workdir/metrics.txt"
 echo "promtool: $(wc -l < "$workdir/metrics.txt") lines, clean"
 
-# One closing line for the whole run.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "cargo test: %d passed, %d failed\n", p, f }' "${TMPDIR:-/tmp}/medic-test-output.txt"
+# One closing line for the whole run. An ignored test is a skipped one: it fails the run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "cargo test: %d passed, %d failed, %d skipped\n", p, f, s; if (s > 0) { print "skipped tests fail the run: no test may be #[ignore]d" > "/dev/stderr"; exit 1 } }' \
+  "${TMPDIR:-/tmp}/medic-test-output.txt"

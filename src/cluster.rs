@@ -30,6 +30,27 @@ impl Shard {
     }
 }
 
+/// Which checks this replica probes (and exports, predicts and heals): the one question every
+/// way of sharing the work answers.
+pub trait Ownership: Send + Sync + fmt::Display {
+    fn owns(&self, check: &str) -> bool;
+
+    /// Whether it owns every check (nothing to filter).
+    fn is_whole(&self) -> bool {
+        false
+    }
+}
+
+impl Ownership for Shard {
+    fn owns(&self, check: &str) -> bool {
+        Shard::owns(self, check)
+    }
+
+    fn is_whole(&self) -> bool {
+        Shard::is_whole(self)
+    }
+}
+
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)

@@ -36,12 +36,12 @@ struct Cli {
     /// [default: from --web.listen-address]
     #[arg(long = "web.external-url", value_name = "URL", global = true)]
     external_url: Option<String>,
-    /// Connections the server keeps open at once; more wait unaccepted [default: 512]
+    /// Connections the server keeps open at once; more wait unaccepted
     #[arg(long = "web.max-connections", value_name = "N", global = true, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Child processes (command checks and exec steps together) running at once; more wait
-    /// for a slot within their timeout [default: 64]
-    #[arg(long = "process.max-children", value_name = "N", global = true, default_value_t = medic::limits::DEFAULT_MAX_CHILDREN, value_parser = parse_positive)]
+    /// for a slot within their timeout
+    #[arg(long = "process.max-children", value_name = "N", global = true, default_value_t = medic::resources::DEFAULT_MAX_CHILDREN, value_parser = parse_positive)]
     max_children: usize,
     /// Probe only this share of the checks: INDEX/COUNT, e.g. 0/2 [default: all]
     #[arg(long = "cluster.shard", value_name = "INDEX/COUNT", global = true)]
@@ -49,8 +49,10 @@ struct Cli {
     /// State store URL [default: sqlite://data/medic.db]
     #[arg(long = "state.url", value_name = "URL", global = true)]
     state_url: Option<String>,
-    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
-    log_level: LogLevel,
+    /// Log level [default: info; warn for the one-shot commands, whose output is their answer]
+    #[arg(long = "log.level", value_enum, global = true)]
+    log_level: Option<LogLevel>,
+    /// Log format (logs go to stderr)
     #[arg(
         long = "log.format",
         value_enum,
@@ -98,17 +100,25 @@ enum Command {
         stats: bool,
     },
     /// Pause automatic and manual healing on a running medic, for a while, scoped by matchers
+    /// (or, with --list, show the active pauses)
     Pause {
         /// How long, e.g. 30m or 2h (at most 30d)
-        #[arg(long = "for", value_name = "DURATION")]
-        duration: String,
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            required_unless_present = "list"
+        )]
+        duration: Option<String>,
         /// Why: shown to whoever wonders why nothing heals
-        #[arg(long)]
-        reason: String,
+        #[arg(long, required_unless_present = "list")]
+        reason: Option<String>,
         /// Only runs whose labels (check, chain, alert labels) match, amtool syntax (repeatable;
         /// none = every run)
         #[arg(long = "matcher", value_name = "MATCHER")]
         matchers: Vec<String>,
+        /// List the active pauses (id, ends, matchers, reason) instead of making one
+        #[arg(long, conflicts_with_all = ["duration", "reason", "matchers"])]
+        list: bool,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -173,23 +183,14 @@ fn parse_positive(s: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    logging::init(cli.log_level, cli.log_format);
-    // Idle clients and probes share the fd table; the soft limit services start with (1,024
-    // under systemd) is far below what the kernel allows.
-    match medic::limits::raise_fd_limit() {
-        Ok((old, new)) => tracing::debug!(
-            old,
-            new,
-            "raised the soft open-files limit to the hard limit"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    // A step's supervisor (see process_group::supervise): medic runs itself this way, so it
+    // is dispatched before anything else, and `--help` never lists it.
+    if let Some(code) = supervise_if_asked() {
+        std::process::exit(code);
     }
-    medic::limits::set_max_children(cli.max_children);
-    let overrides = Overrides {
-        listen_address: cli.listen_address.clone(),
-        state_url: cli.state_url.clone(),
-    };
+    medic::process_group::use_supervisor();
+    let cli = Cli::parse();
+    set_up_process(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -200,23 +201,80 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = match cli.command.unwrap_or(Command::Run) {
+    let code = dispatch(cli, &runtime);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `medic __supervise PROGRAM ARGS...`: the exit code to end with, or `None` for any other
+/// command line.
+fn supervise_if_asked() -> Option<i32> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(medic::process_group::SUPERVISE_ARG)) {
+        return None;
+    }
+    let Some(program) = args.next() else {
+        return Some(2);
+    };
+    let rest: Vec<std::ffi::OsString> = args.collect();
+    Some(medic::process_group::supervise(&program, &rest))
+}
+
+/// Logging, the open-files limit and the child-process cap, for every command.
+fn set_up_process(cli: &Cli) {
+    // A one-shot command prints its answer; its log says only what went wrong.
+    let one_shot = !matches!(cli.command, None | Some(Command::Run));
+    let level = cli.log_level.unwrap_or(if one_shot {
+        LogLevel::Warn
+    } else {
+        LogLevel::Info
+    });
+    logging::init(level, cli.log_format);
+    // Idle clients and probes share the fd table; the soft limit services start with (1,024
+    // under systemd) is far below what the kernel allows.
+    match medic::resources::raise_fd_limit() {
+        Ok((old, new)) => tracing::debug!(
+            old,
+            new,
+            "raised the soft open-files limit to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+    medic::resources::set_max_children(cli.max_children);
+}
+
+/// `medic run`: until SIGINT or SIGTERM; 1 when it could not start or failed.
+fn run(
+    runtime: &tokio::runtime::Runtime,
+    location: ConfigSource,
+    overrides: Overrides,
+    options: app::RunOptions,
+) -> i32 {
+    match runtime.block_on(app::run(location, overrides, options)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "medic failed");
+            eprintln!("medic: {e:#}");
+            1
+        }
+    }
+}
+
+/// Runs the command the line asks for; its exit code.
+fn dispatch(cli: Cli, runtime: &tokio::runtime::Runtime) -> i32 {
+    let overrides = Overrides {
+        listen_address: cli.listen_address.clone(),
+        state_url: cli.state_url.clone(),
+    };
+    let location = || ConfigSource::resolve(cli.config_file.clone());
+    match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            let location = ConfigSource::resolve(cli.config_file);
             let options = app::RunOptions {
                 web_config: cli.web_config_file,
                 shard: cli.cluster_shard.unwrap_or_default(),
                 max_connections: cli.max_connections as usize,
                 external_url: cli.external_url,
             };
-            match runtime.block_on(app::run(location, overrides, options)) {
-                Ok(()) => 0,
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "medic failed");
-                    eprintln!("medic: {e:#}");
-                    1
-                }
-            }
+            run(runtime, location(), overrides, options)
         }
         Command::CheckConfig { file } => medic::commands::check_config(
             file.or(cli.config_file),
@@ -224,8 +282,7 @@ fn main() -> ExitCode {
             &overrides,
         ),
         Command::Probe { name } => {
-            let location = ConfigSource::resolve(cli.config_file);
-            runtime.block_on(medic::commands::probe(&name, location, &overrides))
+            runtime.block_on(medic::commands::probe(&name, location(), &overrides))
         }
         Command::Recover {
             chain,
@@ -234,42 +291,47 @@ fn main() -> ExitCode {
             verify_check,
             force,
             stats,
-        } => {
-            let location = ConfigSource::resolve(cli.config_file);
-            let request = medic::commands::RecoverRequest {
+        } => runtime.block_on(medic::commands::recover(
+            medic::commands::RecoverRequest {
                 chain,
                 labels,
                 dry_run,
                 verify_check,
                 force,
                 stats,
-            };
-            runtime.block_on(medic::commands::recover(request, location, &overrides))
-        }
+            },
+            location(),
+            &overrides,
+        )),
+        Command::Pause {
+            list: true, remote, ..
+        } => runtime.block_on(medic::commands::list_pauses(
+            remote.into(),
+            location(),
+            &overrides,
+        )),
         Command::Pause {
             duration,
             reason,
             matchers,
             remote,
+            ..
         } => {
-            let location = ConfigSource::resolve(cli.config_file);
+            // clap requires both without --list.
             let command = medic::commands::PauseCommand {
-                duration,
-                reason,
+                duration: duration.unwrap_or_default(),
+                reason: reason.unwrap_or_default(),
                 matchers,
                 remote: remote.into(),
             };
-            runtime.block_on(medic::commands::pause(command, location, &overrides))
+            runtime.block_on(medic::commands::pause(command, location(), &overrides))
         }
-        Command::Resume { id, remote } => {
-            let location = ConfigSource::resolve(cli.config_file);
-            runtime.block_on(medic::commands::resume(
-                &id,
-                remote.into(),
-                location,
-                &overrides,
-            ))
-        }
+        Command::Resume { id, remote } => runtime.block_on(medic::commands::resume(
+            &id,
+            remote.into(),
+            location(),
+            &overrides,
+        )),
         Command::Detect {
             input,
             output,
@@ -279,10 +341,9 @@ fn main() -> ExitCode {
             window,
             max_horizon,
         } => {
-            use medic::forecast::Direction;
             let breach = match (breach_above, breach_below) {
-                (Some(v), _) => Some((v, Direction::Above)),
-                (None, Some(v)) => Some((v, Direction::Below)),
+                (Some(v), _) => Some((v, medic::forecast::Direction::Above)),
+                (None, Some(v)) => Some((v, medic::forecast::Direction::Below)),
                 (None, None) => None,
             };
             let opts = medic::detect::DetectOptions {
@@ -293,6 +354,5 @@ fn main() -> ExitCode {
             };
             medic::commands::detect_with(input.as_deref(), output.as_deref(), &opts)
         }
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+    }
 }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Mutex};
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
-use crate::recovery::pause::{paused, Pause};
+use crate::pause::{paused, Pause};
 use crate::store::{Store, StoreError};
 use crate::timefmt::now_ms;
 
@@ -140,7 +141,8 @@ impl PauseBook {
                     _ = shutdown.changed() => return,
                 }
             }
-        })
+        }
+        .instrument(tracing::info_span!("pause_refresher")))
     }
 }
 
@@ -153,7 +155,7 @@ pub fn new_pause_id() -> String {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use crate::recovery::pause::PauseRequest;
+    use crate::pause::PauseRequest;
 
     fn pause(id: &str, matcher: &str, now: i64) -> Pause {
         PauseRequest::parse(&[matcher.to_string()], "1h", "deploy")

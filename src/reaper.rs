@@ -28,6 +28,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
+use tracing::Instrument;
 
 /// The environment variable that marks a probe's or step's processes.
 pub const TAG_VAR: &str = "MEDIC_PROCESS_TAG";
@@ -50,11 +51,21 @@ pub fn new_tag() -> String {
     )
 }
 
-/// A registered direct child; dropping it deregisters the pid and kills the tag's stragglers.
+/// A process a child left running when it exited: killed, or let be when detached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub pid: i32,
+    /// Its command name (`/proc/PID/comm`).
+    pub name: String,
+}
+
+/// A registered direct child; dropping it deregisters the pid and kills the tag's stragglers
+/// (unless disarmed: a detached step's processes outlive it).
 pub struct Registration {
     pid: Option<i32>,
     tag: String,
     spawned: std::time::Instant,
+    disarmed: bool,
 }
 
 /// Spawns `command` (which must carry `tag` in [`TAG_VAR`]) and registers the child under the
@@ -75,8 +86,55 @@ pub fn spawn_registered(
             pid,
             tag,
             spawned: std::time::Instant::now(),
+            disarmed: false,
         },
     ))
+}
+
+impl Registration {
+    /// Descendants got pids after the child's (pids are handed out in a cycle): for a short
+    /// run only those need reading. A long one may have seen the cycle wrap.
+    fn window(&self) -> Option<(i32, i32)> {
+        match self.pid {
+            Some(first) if self.spawned.elapsed() < FULL_SCAN_AFTER => {
+                last_pid().map(|last| (first, last))
+            }
+            _ => None,
+        }
+    }
+
+    /// What the child left running after it exited: processes still in group `pgid`, and
+    /// those anywhere that carry its tag (what left the group with `setsid`).
+    pub fn leftovers(&self, pgid: Option<i32>) -> Vec<Leftover> {
+        let window = self.window();
+        let needle = format!("{TAG_VAR}={}", self.tag);
+        let own = std::process::id() as i32;
+        pids()
+            .filter(|&pid| pid != own)
+            .filter(|&pid| window.is_none_or(|(first, last)| in_pid_window(pid, first, last)))
+            .filter_map(|pid| {
+                let stat = read_stat(pid)?;
+                let alive = stat.state != 'Z';
+                let ours = pgid.is_some_and(|g| stat.pgrp == g) || environ_has(pid, &needle);
+                (alive && ours).then(|| Leftover {
+                    pid,
+                    name: comm(pid),
+                })
+            })
+            .collect()
+    }
+
+    /// Lets the tag's processes be when this is dropped.
+    pub fn disarm(&mut self) {
+        self.disarmed = true;
+    }
+}
+
+/// A process's command name, or `?` when it is gone.
+pub fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_else(|_| "?".to_string())
 }
 
 impl Drop for Registration {
@@ -84,15 +142,10 @@ impl Drop for Registration {
         if let Some(pid) = self.pid {
             children().remove(&pid);
         }
-        // Descendants got pids after the child's (pids are handed out in a cycle): for a short
-        // run only those need their environment read. A long one may have seen the cycle wrap.
-        let window = match self.pid {
-            Some(first) if self.spawned.elapsed() < FULL_SCAN_AFTER => {
-                last_pid().map(|last| (first, last))
-            }
-            _ => None,
-        };
-        let killed = kill_tagged_in(&self.tag, window);
+        if self.disarmed {
+            return;
+        }
+        let killed = kill_tagged_in(&self.tag, self.window());
         if killed > 0 {
             tracing::info!(
                 killed,
@@ -106,6 +159,26 @@ impl Drop for Registration {
 /// one, which is how a `setsid` daemon escapes). Returns how many carried it.
 pub fn kill_tagged(tag: &str) -> usize {
     kill_tagged_in(tag, None)
+}
+
+/// [`kill_tagged`], sparing the caller's own process group: a step's supervisor ends what
+/// escaped the group this way, then the group itself at once (itself included), so that its
+/// program cannot die first and let the supervisor exit half way.
+pub fn kill_tagged_outside_own_group(tag: &str) {
+    let needle = format!("{TAG_VAR}={tag}");
+    let own_group = nix::unistd::getpgrp().as_raw();
+    for pid in pids() {
+        let Some(stat) = read_stat(pid) else {
+            continue;
+        };
+        if stat.pgrp == own_group || !environ_has(pid, &needle) {
+            continue;
+        }
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        if stat.pgrp == pid && stat.pgrp > 1 {
+            let _ = killpg(Pid::from_raw(stat.pgrp), Signal::SIGKILL);
+        }
+    }
 }
 
 /// Runs longer than this scan every process for their tag, not only those in the pid window.
@@ -148,30 +221,33 @@ pub fn start() {
             None
         }
     };
-    tokio::spawn(async move {
-        // SIGCHLD coalesces and may race a registration; the timer catches what it missed.
-        let mut timer = tokio::time::interval(REAP_EVERY);
-        loop {
-            match sigchld.as_mut() {
-                Some(s) => {
-                    tokio::select! {
-                        _ = s.recv() => {}
-                        _ = timer.tick() => {}
+    tokio::spawn(
+        async move {
+            // SIGCHLD coalesces and may race a registration; the timer catches what it missed.
+            let mut timer = tokio::time::interval(REAP_EVERY);
+            loop {
+                match sigchld.as_mut() {
+                    Some(s) => {
+                        tokio::select! {
+                            _ = s.recv() => {}
+                            _ = timer.tick() => {}
+                        }
+                    }
+                    None => {
+                        timer.tick().await;
                     }
                 }
-                None => {
-                    timer.tick().await;
+                let reaped = reap_orphans();
+                if reaped > 0 {
+                    tracing::debug!(reaped, "reaped orphaned descendants");
                 }
+                // A sweep reads every process's stat (about 4 ms for 100 processes): with a SIGCHLD
+                // per probe, at most a few sweeps a second. Zombies hold no memory meanwhile.
+                tokio::time::sleep(REAP_AT_MOST_EVERY).await;
             }
-            let reaped = reap_orphans();
-            if reaped > 0 {
-                tracing::debug!(reaped, "reaped orphaned descendants");
-            }
-            // A sweep reads every process's stat (about 4 ms for 100 processes): with a SIGCHLD
-            // per probe, at most a few sweeps a second. Zombies hold no memory meanwhile.
-            tokio::time::sleep(REAP_AT_MOST_EVERY).await;
         }
-    });
+        .instrument(tracing::info_span!("reaper")),
+    );
 }
 
 const REAP_EVERY: Duration = Duration::from_secs(5);

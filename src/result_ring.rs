@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::check_trend::{Trend, TREND_WINDOW_MS};
 use crate::status::Status;
-use crate::trend::{Trend, TREND_WINDOW_MS};
 
 /// One probe result, as the history hands it out.
 #[derive(Debug, Clone, PartialEq)]
@@ -422,7 +422,7 @@ impl ResultRing {
 
     /// The trend over the hour before `now_ms`.
     pub fn trend(&self, now_ms: i64) -> Trend {
-        crate::trend::over(self.all(), now_ms)
+        crate::check_trend::over(self.all(), now_ms)
     }
 }
 

@@ -164,7 +164,7 @@ impl Schedule {
                     index,
                     generation,
                 };
-                let at = SystemTime::now();
+                let (at, started) = (SystemTime::now(), Instant::now());
                 let redactor = shared.redactor.borrow().clone();
                 let outcome = shared.prober.probe(&spec, &redactor).await;
                 tracing::debug!(status = %outcome.status, duration = outcome.duration.as_secs_f64(), result = %outcome.message, "probe finished");
@@ -172,6 +172,8 @@ impl Schedule {
                     check: name,
                     generation,
                     at,
+                    started,
+                    asked,
                     outcome,
                 };
                 // Waiting for room in a full queue keeps the check busy, so its ticks are
@@ -225,7 +227,8 @@ impl Scheduler {
             events,
             redactor: watch::channel(Redactor::default()).0,
         });
-        let timer = tokio::spawn(run_timer(shared.clone()));
+        let timer =
+            tokio::spawn(run_timer(shared.clone()).instrument(tracing::info_span!("scheduler")));
         Scheduler { shared, timer }
     }
 
@@ -239,7 +242,7 @@ impl Scheduler {
     /// tags its outcomes so stale ones from a replaced probe can be told apart.
     pub fn apply(
         &mut self,
-        checks: &[CheckSpec],
+        checks: &[Arc<CheckSpec>],
         redactor: Redactor,
     ) -> Vec<(Arc<CheckSpec>, u64)> {
         self.shared.redactor.send_replace(redactor);
@@ -251,14 +254,14 @@ impl Scheduler {
         let mut applied = Vec::with_capacity(checks.len());
         for spec in checks {
             let known = match old.remove_entry(spec.name.as_str()) {
-                Some((name, known)) if *known.spec == *spec => (name, known),
+                Some((name, known)) if *known.spec == **spec => (name, known),
                 previous => {
                     if let Some(index) = previous.and_then(|(_, k)| k.slot) {
                         table.release(index);
                     }
                     let generation = table.next_generation;
                     table.next_generation += 1;
-                    let spec = Arc::new(spec.clone());
+                    let spec = spec.clone();
                     let name: Arc<str> = Arc::from(spec.name.as_str());
                     let slot = spec.enabled.then(|| {
                         let first = now + phase(&spec.name, window.min(tick_interval(&spec)));
@@ -404,6 +407,10 @@ fn phase(name: &str, window: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    fn arcs(checks: &[CheckSpec]) -> Vec<Arc<CheckSpec>> {
+        checks.iter().cloned().map(Arc::new).collect()
+    }
+
     #[test]
     fn phases_are_stable_and_within_window() {
         let w = Duration::from_secs(10);
@@ -451,7 +458,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let mut scheduler = Scheduler::new(Arc::new(Prober::new().unwrap()), tx);
         let probes = scheduler.probe_handle();
-        let applied = scheduler.apply(&cfg.checks, cfg.redactor.clone());
+        let applied = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone());
         assert_eq!(applied.len(), 2);
         // The first probe comes within the spread window (a second for two checks).
         let (check, generation, _) = next_outcome(&mut rx).await;
@@ -465,10 +472,10 @@ mod tests {
 
         // The same config keeps the generation; a changed check gets a new one and a new
         // first probe.
-        let same = scheduler.apply(&cfg.checks, cfg.redactor.clone());
+        let same = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone());
         assert_eq!(same[0].1, applied[0].1);
         let changed_cfg = config(&text("2h"));
-        let changed = scheduler.apply(&changed_cfg.checks, changed_cfg.redactor.clone());
+        let changed = scheduler.apply(&arcs(&changed_cfg.checks), changed_cfg.redactor.clone());
         assert_ne!(changed[0].1, applied[0].1);
         assert_eq!(
             changed[1].1, applied[1].1,
@@ -511,7 +518,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let mut scheduler = Scheduler::new(Arc::new(Prober::new().unwrap()), tx);
         let probes = scheduler.probe_handle();
-        scheduler.apply(&cfg.checks, cfg.redactor.clone());
+        scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone());
         // Wait until the first probe is running (its shell is polling), then ask for another.
         wait_busy(&scheduler, true, "first probe never started").await;
         assert!(probes.probe_now("gated"));

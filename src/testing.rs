@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{ActionSpec, Duration, StepSpec};
-use crate::recovery::template::Template;
+use crate::template::Template;
 
 /// A label set from literal pairs.
 pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -21,6 +21,7 @@ pub fn exec_step(name: &str, max_attempts: u32, cooldown_s: u64, tier: Option<u3
         action: ActionSpec::Exec {
             program: Template::parse("/bin/true").expect("a literal template"),
             args: vec![],
+            detach: false,
         },
         max_attempts,
         cooldown: Duration::from_secs(cooldown_s),

@@ -90,6 +90,9 @@ closed_set! {
         Cancelled => "cancelled",
         /// Shadow mode: the step that would have run was recorded, nothing ran.
         Shadow => "shadow",
+        /// A new incident found every step in cooldown or at `max_attempts`: nothing could
+        /// run, and the run records why, step by step.
+        Unavailable => "unavailable",
     }
 }
 
@@ -104,11 +107,25 @@ closed_set! {
 }
 
 closed_set! {
+    /// Why a connection was shed at `--web.max-connections`: `reason` on
+    /// `medic_web_connections_shed_total`, in the order connections are shed.
+    ShedReason {
+        /// Between two requests of a keep-alive connection.
+        Idle => "idle",
+        /// Accepted (or its next request begun) but its request headers are not all in yet;
+        /// a TLS handshake under way counts here too.
+        ReadingHeaders => "reading_headers",
+    }
+}
+
+closed_set! {
     /// What medic asks of Alertmanager: `operation` on its requests.
     AmOperation {
         PostAlert => "post_alert",
         CreateSilence => "create_silence",
         ExpireSilence => "expire_silence",
+        /// Whether an alert medic healed still fires (`GET /api/v2/alerts`).
+        QueryAlerts => "query_alerts",
     }
 }
 
@@ -189,16 +206,86 @@ impl Measurement {
     }
 }
 
+/// Why a trigger was held back. Closed: these are the `reason` label values of
+/// `medic_recovery_held_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HoldReason {
+    /// `max_concurrent_runs`, global or the chain's.
+    Concurrency,
+    /// `max_runs`: too many runs started within the sliding window.
+    Rate,
+    /// `max_unhealthy`: too many checks are critical at once.
+    CircuitOpen,
+    Maintenance,
+    Paused,
+    /// A check it depends on (`depends_on`, of the check or of the alert's route) is
+    /// failing: the root's chain heals, this one waits.
+    Dependency,
+    /// Not a hold an operator sees: a check trigger waits one probe interval of its check
+    /// before it starts, so that every check sharing a failure has been probed and the circuit
+    /// breaker counts them all. Never a label value; never recorded as a hold.
+    Settling,
+}
+
+impl HoldReason {
+    pub const ALL: [HoldReason; 6] = [
+        HoldReason::Concurrency,
+        HoldReason::Rate,
+        HoldReason::CircuitOpen,
+        HoldReason::Maintenance,
+        HoldReason::Paused,
+        HoldReason::Dependency,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::Concurrency => "concurrency",
+            HoldReason::Rate => "rate",
+            HoldReason::CircuitOpen => "circuit_open",
+            HoldReason::Maintenance => "maintenance",
+            HoldReason::Paused => "paused",
+            HoldReason::Dependency => "dependency",
+            HoldReason::Settling => "settling",
+        }
+    }
+
+    /// Holds an operator made (pauses, windows) and a failing dependency bind manual runs
+    /// too; the automatic brakes (limits, circuit) do not.
+    pub fn binds_manual_runs(self) -> bool {
+        matches!(
+            self,
+            HoldReason::Maintenance | HoldReason::Paused | HoldReason::Dependency
+        )
+    }
+}
+
+/// A step's memory for one subject (a check, an alert, a manual target).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepState {
+    pub attempts: u32,
+    pub last_attempt_ms: Option<i64>,
+}
+
 /// Labels medic sets on an escalation itself; a step's `labels` may not override them.
 pub const ESCALATION_RESERVED_LABELS: &[&str] = &["alertname", "chain", "step"];
 
-/// A step already tried in a run: for a notification's account and an escalation's
-/// description.
+/// A step already tried for an incident (in this run or an earlier one): for a
+/// notification's account and an escalation's description.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriedStep {
     pub step: String,
     pub result: AttemptResult,
     pub message: String,
+    /// When its attempt ended (unix ms).
+    pub at_ms: i64,
+}
+
+/// A step a run skipped, and until when (a cooldown's end; `None`: until counters reset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedStep {
+    pub step: String,
+    pub reason: SkipReason,
+    pub until_ms: Option<i64>,
 }
 
 /// Whose counters, cooldowns and single active run apply: what a run heals.
@@ -247,7 +334,7 @@ mod tests {
             assert_eq!(outcome.as_str().parse::<RunOutcome>(), Ok(*outcome));
         }
         assert_eq!(SkipReason::MaxAttempts.as_str(), "max_attempts");
-        assert_eq!(AmOperation::ALL.len(), 3);
+        assert_eq!(AmOperation::ALL.len(), 4);
         let err = "sometimes".parse::<RunOutcome>().unwrap_err();
         assert_eq!(err.to_string(), "\"sometimes\" is not a RunOutcome");
     }

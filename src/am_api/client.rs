@@ -52,6 +52,12 @@ pub struct AmSilence {
     pub comment: String,
 }
 
+/// What medic reads of an alert `GET /api/v2/alerts` lists: its identity.
+#[derive(Deserialize)]
+struct ListedAlert {
+    fingerprint: String,
+}
+
 /// An [`AmAlert`] as `POST /api/v2/alerts` takes it. The API's spelling stays in this file.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -230,11 +236,41 @@ impl Client {
             .map_err(|e| AmError::Answer(e.to_string()))
     }
 
+    /// `GET /api/v2/alerts?filter=alertname="NAME"`: whether the alert with `fingerprint` is
+    /// still firing (Alertmanager lists only alerts not yet resolved; silenced and inhibited
+    /// ones fire all the same).
+    pub async fn alert_firing(
+        &self,
+        alertname: Option<&str>,
+        fingerprint: &str,
+    ) -> Result<bool, AmError> {
+        let mut path =
+            "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true".to_string();
+        if let Some(name) = alertname {
+            let matcher = format!(
+                "alertname=\"{}\"",
+                name.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+            path.push_str("&filter=");
+            path.push_str(
+                &percent_encoding::utf8_percent_encode(
+                    &matcher,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .to_string(),
+            );
+        }
+        let text = self
+            .call(AmOperation::QueryAlerts, reqwest::Method::GET, &path, None)
+            .await?;
+        let listed: Vec<ListedAlert> =
+            serde_json::from_str(&text).map_err(|e| AmError::Answer(e.to_string()))?;
+        Ok(listed.iter().any(|a| a.fingerprint == fingerprint))
+    }
+
     /// `DELETE /api/v2/silence/{id}`.
     pub async fn expire_silence(&self, id: &str) -> Result<(), AmError> {
-        let id: String =
-            percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
+        let id: String = crate::percent::encode(id);
         self.call(
             AmOperation::ExpireSilence,
             reqwest::Method::DELETE,

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::client::AmAlert;
 use super::Alertmanager;
-use crate::recovery::template::Values;
 use crate::store::EscalationRow;
+use crate::template::Values;
 use crate::timefmt::{now_ms, rfc3339_ms};
-use crate::vocabulary::{Subject, TriedStep};
+use crate::vocabulary::{SkippedStep, Subject, TriedStep};
 
 /// The alert's name; what an Alertmanager route matches to reach people.
 pub const ALERTNAME: &str = "MedicEscalation";
@@ -67,8 +68,16 @@ pub fn labels(
     labels
 }
 
-/// What was tried, with each result, for the `description` annotation.
-pub fn description(chain: &str, subject: &str, message: &str, tried: &[TriedStep]) -> String {
+/// The incident's account for the `description` annotation: every step tried for the subject
+/// since the incident began (in this run and the ones before it) with its result and time, and
+/// every step this run skipped with why and until when.
+pub fn description(
+    chain: &str,
+    subject: &str,
+    message: &str,
+    tried: &[TriedStep],
+    skipped: &[SkippedStep],
+) -> String {
     let mut text = format!("medic could not heal {subject} with chain {chain}");
     if !message.is_empty() {
         text.push_str(&format!(" ({message})"));
@@ -76,15 +85,34 @@ pub fn description(chain: &str, subject: &str, message: &str, tried: &[TriedStep
     if tried.is_empty() {
         text.push_str(". Nothing was tried before this escalation.");
     } else {
-        text.push_str(". Tried:");
+        text.push_str(". Tried since the incident began:");
         for t in tried {
-            text.push_str(&format!("\n- {}: {}", t.step, t.result));
+            text.push_str(&format!(
+                "\n- {}: {} at {}",
+                t.step,
+                t.result,
+                rfc3339_ms(t.at_ms)
+            ));
             if !t.message.is_empty() {
                 text.push_str(&format!(" ({})", t.message));
             }
         }
     }
+    if !skipped.is_empty() {
+        text.push_str("\nSkipped:");
+        for s in skipped {
+            text.push_str(&format!("\n- {}: {}", s.step, skip_words(s)));
+        }
+    }
     text
+}
+
+/// `cooldown until 2026-12-07T12:00:00.000Z`, `max_attempts (until counters reset)`.
+pub fn skip_words(s: &SkippedStep) -> String {
+    match s.until_ms {
+        Some(until) => format!("{} until {}", s.reason, rfc3339_ms(until)),
+        None => format!("{} (until counters reset)", s.reason),
+    }
 }
 
 /// When a post made at `now_ms` ends, unless posted again.
@@ -158,7 +186,9 @@ impl Alertmanager {
             return;
         }
         let (am, chain, subject) = (self.clone(), chain.to_string(), subject.to_string());
-        tokio::spawn(async move { am.resolve(&chain, &subject).await });
+        // Its line names the chain and subject already; the span says what the task is.
+        let span = tracing::info_span!("escalation_resolve");
+        tokio::spawn(async move { am.resolve(&chain, &subject).await }.instrument(span));
     }
 
     async fn resolve(&self, chain: &str, subject: &str) {
@@ -223,22 +253,25 @@ impl Alertmanager {
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                self.repost_due().await;
-                self.expire_orphans().await;
-                // Often enough to catch the resend delay; a reload may change it.
-                let pause = self
-                    .settings()
-                    .map(|s| s.resend_delay / 6)
-                    .unwrap_or(Duration::from_secs(10))
-                    .clamp(Duration::from_millis(200), Duration::from_secs(10));
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = shutdown.changed() => break,
+        tokio::spawn(
+            async move {
+                loop {
+                    self.repost_due().await;
+                    self.expire_orphans().await;
+                    // Often enough to catch the resend delay; a reload may change it.
+                    let pause = self
+                        .settings()
+                        .map(|s| s.resend_delay / 6)
+                        .unwrap_or(Duration::from_secs(10))
+                        .clamp(Duration::from_millis(200), Duration::from_secs(10));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => break,
+                    }
                 }
             }
-        })
+            .instrument(tracing::info_span!("alertmanager_keeper")),
+        )
     }
 }
 
@@ -297,17 +330,48 @@ mod tests {
                 step: "restart".into(),
                 result: crate::vocabulary::AttemptResult::Failure,
                 message: "exit code 1".into(),
+                at_ms: 1_000,
             },
             TriedStep {
                 step: "scale".into(),
                 result: crate::vocabulary::AttemptResult::Timeout,
                 message: String::new(),
+                at_ms: 2_000,
             },
         ];
-        let d = description("web", "check:api", "connection refused", &tried);
-        assert!(d.contains("restart: failure (exit code 1)"), "{d}");
-        assert!(d.contains("scale: timeout"), "{d}");
+        let skipped = vec![
+            SkippedStep {
+                step: "restart".into(),
+                reason: crate::vocabulary::SkipReason::Cooldown,
+                until_ms: Some(61_000),
+            },
+            SkippedStep {
+                step: "scale".into(),
+                reason: crate::vocabulary::SkipReason::MaxAttempts,
+                until_ms: None,
+            },
+        ];
+        let d = description("web", "check:api", "connection refused", &tried, &skipped);
+        assert!(
+            d.contains("restart: failure at 1970-01-01T00:00:01.000Z (exit code 1)"),
+            "{d}"
+        );
+        assert!(
+            d.contains("scale: timeout at 1970-01-01T00:00:02.000Z"),
+            "{d}"
+        );
         assert!(d.contains("connection refused"), "{d}");
+        assert!(
+            d.contains("restart: cooldown until 1970-01-01T00:01:01.000Z"),
+            "{d}"
+        );
+        assert!(
+            d.contains("scale: max_attempts (until counters reset)"),
+            "{d}"
+        );
+        assert!(!d.contains("Nothing was tried"), "{d}");
+        let nothing = description("web", "check:api", "", &[], &skipped);
+        assert!(nothing.contains("Nothing was tried"), "{nothing}");
     }
 
     #[test]

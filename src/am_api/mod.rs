@@ -32,6 +32,18 @@ pub trait CheckHealth: Send + Sync {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
 }
 
+/// What Alertmanager says of an alert medic healed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firing {
+    /// Still firing: a new incident.
+    Yes,
+    /// Resolved: nothing more to ask.
+    No,
+    /// Unreachable, not configured, or firing only because Alertmanager has not heard of
+    /// the fix yet: asked again later.
+    Unknown,
+}
+
 /// What the current config says; replaced whole on reload.
 struct Settings {
     client: Client,
@@ -95,6 +107,33 @@ impl Alertmanager {
 
     fn store(&self) -> Option<Store> {
         self.store.borrow().clone()
+    }
+
+    /// After a run healed an alert: whether Alertmanager still has it firing.
+    pub async fn still_firing(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+        fingerprint: &str,
+        verify_check: Option<&str>,
+    ) -> Firing {
+        let Some(settings) = self.settings() else {
+            return Firing::Unknown;
+        };
+        let alertname = labels.get("alertname").map(String::as_str);
+        match settings.client.alert_firing(alertname, fingerprint).await {
+            Ok(false) => Firing::No,
+            Err(_) => Firing::Unknown,
+            Ok(true) => match (&self.state, verify_check) {
+                // Alertmanager lags behind a check that is healthy now: not a new failure.
+                (Some(state), Some(check)) if state.is_healthy(check).await => Firing::Unknown,
+                _ => Firing::Yes,
+            },
+        }
+    }
+
+    /// How often an alert is asked about again (`alertmanager.resend_delay`), when configured.
+    pub fn resend_delay(&self) -> Option<Duration> {
+        self.settings().map(|s| s.resend_delay)
     }
 
     /// Where a run is shown in medic's API.

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::client::{AmMatcher, AmSilence};
 use super::Alertmanager;
 use crate::config::{ChainSpec, SilenceSpec};
-use crate::recovery::template::{Escape, Values};
-use crate::recovery::trigger::{Trigger, TriggerKind};
+use crate::template::{Escape, Values};
 use crate::timefmt::{now_ms, rfc3339_ms};
 
 /// A silence never outlasts this without being extended, however long the chain could take.
@@ -77,28 +77,26 @@ pub fn extended_end(now_ms: i64, ends_ms: i64, resend: Duration) -> Option<i64> 
 }
 
 impl Alertmanager {
-    /// A run began: when its alert was routed with `silence:`, silences it for the run's
-    /// length. Returns at once; Alertmanager is asked in the background.
+    /// A run began for an alert (its template values: the alert's labels and annotations):
+    /// when it was routed with `silence:`, silences it for the run's length. Returns at once;
+    /// Alertmanager is asked in the background.
     pub fn run_started(
         self: &Arc<Self>,
         run_id: &str,
         chain: &ChainSpec,
-        trigger: &Trigger,
+        alert: &Values,
     ) -> Option<SilenceGuard> {
-        if trigger.kind != TriggerKind::Alert {
-            return None;
-        }
         let settings = self.settings()?;
         // Routing is a pure function of the labels: this is the route that started the run.
         let route = settings
             .routes
             .iter()
-            .find(|r| r.matchers.iter().all(|m| m.matches(&trigger.values.labels)))?;
+            .find(|r| r.matchers.iter().all(|m| m.matches(&alert.labels)))?;
         if route.chain != chain.name {
             return None;
         }
         let spec = route.silence.as_ref()?;
-        let matchers = match matchers(spec, &trigger.values) {
+        let matchers = match matchers(spec, alert) {
             Ok(m) if !m.is_empty() => m,
             Ok(_) => return None,
             Err(e) => {
@@ -123,10 +121,15 @@ impl Alertmanager {
         };
         let (end_tx, end_rx) = oneshot::channel();
         let (am, run_id) = (self.clone(), run_id.to_string());
-        tokio::spawn(async move {
-            am.hold_silence(settings, run_id, silence, ends, end_rx)
-                .await
-        });
+        // Under the run's span: its lines carry the chain and target; their own say the run.
+        let span = tracing::info_span!("silence");
+        tokio::spawn(
+            async move {
+                am.hold_silence(settings, run_id, silence, ends, end_rx)
+                    .await
+            }
+            .instrument(span),
+        );
         Some(SilenceGuard { _end: end_tx })
     }
 
@@ -211,7 +214,7 @@ impl Alertmanager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recovery::template::Template;
+    use crate::template::Template;
 
     fn values() -> Values {
         Values {

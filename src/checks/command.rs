@@ -7,22 +7,24 @@ use std::time::Duration;
 
 use super::{FailureReason, Measure, Measurement, Outcome};
 use crate::config::CommandSpec;
-use crate::limits::Resource;
-use crate::process_group::{self, Keep, RunError};
+use crate::process_group::{self, Job, Keep, RunError};
+use crate::resources::Resource;
 use crate::status::Status;
 
 /// Output beyond this is not read: a plugin's message is one line.
 const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
 pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
-    let exited = match process_group::run(
-        &spec.program,
-        &spec.args,
-        &[],
+    let exited = match process_group::run(Job {
+        program: &spec.program,
+        args: &spec.args,
+        env: &[],
         timeout,
-        Keep::Head(MAX_OUTPUT_BYTES),
-        None,
-    )
+        keep: Keep::Head(MAX_OUTPUT_BYTES),
+        on_spawn: None,
+        detach: false,
+        supervised: false,
+    })
     .await
     {
         Ok(e) => e,
@@ -38,7 +40,7 @@ pub async fn probe(spec: &CommandSpec, timeout: Duration) -> Outcome {
         }
         Err(RunError::Spawn { program, source }) => {
             let message = format!("cannot run {program}: {source}");
-            return match crate::limits::exhausted(&source, true) {
+            return match crate::resources::exhausted(&source, true) {
                 Some(resource) => Outcome::medic(resource, message),
                 None => Outcome::new(Status::Unknown, message),
             }

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Collected, Full};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, TE};
-use hyper::{Method, Request};
+use hyper::{HeaderMap, Method, Request};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
+use tracing::Instrument;
 
 use super::{FailureReason, Outcome};
 use crate::config::GrpcSpec;
@@ -128,7 +129,27 @@ pub async fn probe(spec: &GrpcSpec) -> Outcome {
 }
 
 async fn check(spec: &GrpcSpec) -> Result<Outcome, Outcome> {
-    let other = |m: String| Outcome::failed(Status::Critical, FailureReason::Other, m);
+    let (code, headers, collected) = call(spec).await?;
+    if code != 200 {
+        return Err(Outcome::failed(
+            Status::Critical,
+            FailureReason::Status,
+            format!("HTTP {code} from {}: not a gRPC server", spec.address),
+        ));
+    }
+    if let Some(verdict) = grpc_status_verdict(spec, &headers, &collected) {
+        return verdict;
+    }
+    serving_status(spec, &collected.to_bytes())
+}
+
+fn other(m: String) -> Outcome {
+    Outcome::failed(Status::Critical, FailureReason::Other, m)
+}
+
+/// Connects, asks `Health/Check` once, and reads the whole answer: its HTTP status, headers,
+/// and body with trailers.
+async fn call(spec: &GrpcSpec) -> Result<(u16, HeaderMap, Collected<Bytes>), Outcome> {
     let io = connect(spec).await?;
     let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .handshake::<_, Full<Bytes>>(TokioIo::new(io))
@@ -140,7 +161,27 @@ async fn check(spec: &GrpcSpec) -> Result<Outcome, Outcome> {
             ))
         })?;
     // The connection lives as long as this probe: dropped with the sender at the end.
-    let conn = tokio::spawn(conn);
+    let span = tracing::info_span!("grpc_connection", address = %spec.address);
+    let conn = tokio::spawn(conn.instrument(span));
+    let response = sender
+        .send_request(health_request(spec)?)
+        .await
+        .map_err(|e| other(format!("request to {} failed: {e}", spec.address)))?;
+    let code = response.status().as_u16();
+    let headers = response.headers().clone();
+    let collected = response.into_body().collect().await.map_err(|e| {
+        other(format!(
+            "reading the answer of {} failed: {e}",
+            spec.address
+        ))
+    })?;
+    conn.abort();
+    Ok((code, headers, collected))
+}
+
+/// The `Health/Check` request for the spec's service, with its metadata as headers (a value
+/// that is not a valid header is left out).
+fn health_request(spec: &GrpcSpec) -> Result<Request<Full<Bytes>>, Outcome> {
     let scheme = if spec.tls.is_some() { "https" } else { "http" };
     let mut request = Request::builder()
         .method(Method::POST)
@@ -155,29 +196,18 @@ async fn check(spec: &GrpcSpec) -> Result<Outcome, Outcome> {
             request = request.header(n, v);
         }
     }
-    let request = request
+    request
         .body(Full::new(request_frame(&spec.service)))
-        .map_err(|e| other(e.to_string()))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| other(format!("request to {} failed: {e}", spec.address)))?;
-    let code = response.status().as_u16();
-    let headers = response.headers().clone();
-    let collected = response.into_body().collect().await.map_err(|e| {
-        other(format!(
-            "reading the answer of {} failed: {e}",
-            spec.address
-        ))
-    })?;
-    conn.abort();
-    if code != 200 {
-        return Err(Outcome::failed(
-            Status::Critical,
-            FailureReason::Status,
-            format!("HTTP {code} from {}: not a gRPC server", spec.address),
-        ));
-    }
+        .map_err(|e| other(e.to_string()))
+}
+
+/// What a grpc-status other than OK means for the check; `None` for OK, when the answer's
+/// message says the serving status.
+fn grpc_status_verdict(
+    spec: &GrpcSpec,
+    headers: &HeaderMap,
+    collected: &Collected<Bytes>,
+) -> Option<Result<Outcome, Outcome>> {
     // grpc-status is in the trailers, or in the headers of a trailers-only answer.
     let grpc_status = collected
         .trailers()
@@ -197,31 +227,31 @@ async fn check(spec: &GrpcSpec) -> Result<Outcome, Outcome> {
         })
         .unwrap_or_default();
     match grpc_status {
-        Some(0) => {}
+        Some(0) => None,
         // NOT_FOUND is how the standard health service says SERVICE_UNKNOWN to Check.
-        Some(5) => {
-            return Ok(Outcome::failed(
-                Status::Critical,
-                FailureReason::Status,
-                format!(
-                    "SERVICE_UNKNOWN: {:?} is not known to {}",
-                    spec.service, spec.address
-                ),
-            )
-            .with("serving_status", "SERVICE_UNKNOWN"))
-        }
-        Some(c) => {
-            return Ok(Outcome::failed(
-                Status::Critical,
-                FailureReason::Status,
-                format!("gRPC status {c} from {}: {grpc_message}", spec.address),
-            )
-            .with("grpc_status", c))
-        }
-        None => return Err(other(format!("{} sent no grpc-status", spec.address))),
+        Some(5) => Some(Ok(Outcome::failed(
+            Status::Critical,
+            FailureReason::Status,
+            format!(
+                "SERVICE_UNKNOWN: {:?} is not known to {}",
+                spec.service, spec.address
+            ),
+        )
+        .with("serving_status", "SERVICE_UNKNOWN"))),
+        Some(c) => Some(Ok(Outcome::failed(
+            Status::Critical,
+            FailureReason::Status,
+            format!("gRPC status {c} from {}: {grpc_message}", spec.address),
+        )
+        .with("grpc_status", c))),
+        None => Some(Err(other(format!("{} sent no grpc-status", spec.address)))),
     }
-    let body = collected.to_bytes();
-    let Some(status) = response_status(&body) else {
+}
+
+/// The check's outcome from the `HealthCheckResponse`: SERVING is healthy, NOT_SERVING and
+/// SERVICE_UNKNOWN critical, anything else unknown.
+fn serving_status(spec: &GrpcSpec, body: &[u8]) -> Result<Outcome, Outcome> {
+    let Some(status) = response_status(body) else {
         return Err(other(format!(
             "undecodable HealthCheckResponse from {}",
             spec.address

@@ -92,7 +92,7 @@ impl Heartbeats {
     }
 
     /// Takes the heartbeat checks of a (re)loaded config; others' pings are dropped.
-    pub fn configure(&self, checks: &[CheckSpec], now_ms: i64) {
+    pub fn configure<'a>(&self, checks: impl IntoIterator<Item = &'a CheckSpec>, now_ms: i64) {
         let mut map = self.lock();
         let mut next = HashMap::new();
         for check in checks {
@@ -138,7 +138,7 @@ impl Heartbeats {
         if let Some(token) = &entry.token {
             let expected = format!("Bearer {}", token.expose());
             let given = authorization.unwrap_or_default();
-            if !crate::server::auth::constant_time_eq(given, expected.as_bytes()) {
+            if !crate::config::constant_time_eq(given, expected.as_bytes()) {
                 return Err(Refused::Unauthorized);
             }
         }

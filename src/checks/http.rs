@@ -81,14 +81,51 @@ impl Clients {
     async fn request(&self, spec: &HttpSpec, timeout: Duration) -> Outcome {
         let started = Instant::now();
         let shown_url = redact_url(spec.url.expose());
+        let request = match self.build_request(spec, timeout) {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
+        };
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return request_failed(&e, timeout).with("url", shown_url),
+        };
+        let code = response.status().as_u16();
+        let version = format!("{:?}", response.version());
+        let (body, truncated) = match read_body(&mut response).await {
+            Ok(read) => read,
+            Err(e) => {
+                return request_failed(&e, timeout)
+                    .with("url", shown_url)
+                    .with("status_code", code)
+            }
+        };
+        let elapsed = started.elapsed();
+        let mut outcome = judge(spec, code, &body, elapsed)
+            .with("url", shown_url)
+            .with("status_code", code)
+            .with("http_version", version)
+            .with("response_bytes", body.len() as u64);
+        if truncated {
+            outcome = outcome.with("body_truncated", true);
+        }
+        outcome
+    }
+
+    /// The spec's request on the client it asks for, bounded by `timeout`; an unknown method
+    /// is the check's own fault (unknown).
+    fn build_request(
+        &self,
+        spec: &HttpSpec,
+        timeout: Duration,
+    ) -> Result<reqwest::RequestBuilder, Outcome> {
         let method = match reqwest::Method::from_bytes(spec.method.as_bytes()) {
             Ok(m) => m,
             Err(_) => {
-                return Outcome::failed(
+                return Err(Outcome::failed(
                     Status::Unknown,
                     FailureReason::Other,
                     format!("invalid method {}", spec.method),
-                )
+                ))
             }
         };
         let mut request = self
@@ -101,88 +138,69 @@ impl Clients {
         if let Some(body) = &spec.body {
             request = request.body(body.clone());
         }
-        let mut response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => return request_failed(&e, timeout).with("url", shown_url),
-        };
-        let code = response.status().as_u16();
-        let version = format!("{:?}", response.version());
+        Ok(request)
+    }
+}
 
-        // Read the body only as far as anyone will look at it.
-        let mut body = Vec::new();
-        let mut truncated = false;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = MAX_BODY_BYTES - body.len();
-                    if chunk.len() > room {
-                        body.extend_from_slice(&chunk[..room]);
-                        truncated = true;
-                        break;
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return request_failed(&e, timeout)
-                        .with("url", shown_url)
-                        .with("status_code", code)
-                }
-            }
+/// Reads the body only as far as anyone will look at it: up to `MAX_BODY_BYTES`, and whether
+/// there was more.
+async fn read_body(response: &mut reqwest::Response) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY_BYTES - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
         }
-        let elapsed = started.elapsed();
-        let status_ok = if spec.expect_status.is_empty() {
-            (200..300).contains(&code)
-        } else {
-            spec.expect_status.contains(&code)
-        };
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
 
-        let outcome = if !status_ok {
-            let expected = if spec.expect_status.is_empty() {
-                "2xx".to_string()
-            } else {
-                spec.expect_status
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            Outcome::failed(
-                Status::Critical,
-                FailureReason::Status,
-                format!("HTTP {code}, expected {expected}"),
-            )
+/// The verdict on an answer: an unexpected status is critical; a body without `expect_body`
+/// or not matching `body_regex` is a warning; else healthy, or a warning when slower than
+/// `warn_after`.
+fn judge(spec: &HttpSpec, code: u16, body: &[u8], elapsed: Duration) -> Outcome {
+    let status_ok = if spec.expect_status.is_empty() {
+        (200..300).contains(&code)
+    } else {
+        spec.expect_status.contains(&code)
+    };
+    if !status_ok {
+        let expected = if spec.expect_status.is_empty() {
+            "2xx".to_string()
         } else {
-            let text = String::from_utf8_lossy(&body);
-            if let Some(needle) = spec.expect_body.as_deref().filter(|n| !text.contains(*n)) {
-                Outcome::new(
-                    Status::Warning,
-                    format!("HTTP {code}, body does not contain {needle:?}"),
-                )
-            } else if let Some(re) = spec.body_regex.as_ref().filter(|re| !re.0.is_match(&text)) {
-                Outcome::new(
-                    Status::Warning,
-                    format!("HTTP {code}, body does not match /{}/", re.0.as_str()),
-                )
-            } else {
-                Outcome::new(
-                    Status::Healthy,
-                    // No timing in the message: it is in duration_seconds, and a steady
-                    // message is stored once for the whole history.
-                    format!("HTTP {code}"),
-                )
-                .warn_if_slow(elapsed, spec.warn_after)
-            }
+            spec.expect_status
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let mut outcome = outcome
-            .with("url", shown_url)
-            .with("status_code", code)
-            .with("http_version", version)
-            .with("response_bytes", body.len() as u64);
-        if truncated {
-            outcome = outcome.with("body_truncated", true);
-        }
-        outcome
+        return Outcome::failed(
+            Status::Critical,
+            FailureReason::Status,
+            format!("HTTP {code}, expected {expected}"),
+        );
+    }
+    let text = String::from_utf8_lossy(body);
+    if let Some(needle) = spec.expect_body.as_deref().filter(|n| !text.contains(*n)) {
+        Outcome::new(
+            Status::Warning,
+            format!("HTTP {code}, body does not contain {needle:?}"),
+        )
+    } else if let Some(re) = spec.body_regex.as_ref().filter(|re| !re.0.is_match(&text)) {
+        Outcome::new(
+            Status::Warning,
+            format!("HTTP {code}, body does not match /{}/", re.0.as_str()),
+        )
+    } else {
+        Outcome::new(
+            Status::Healthy,
+            // No timing in the message: it is in duration_seconds, and a steady
+            // message is stored once for the whole history.
+            format!("HTTP {code}"),
+        )
+        .warn_if_slow(elapsed, spec.warn_after)
     }
 }
 

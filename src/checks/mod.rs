@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::config::{CheckSpec, ProbeSpec, Redactor};
-use crate::limits::Resource;
+use crate::resources::Resource;
 use crate::status::Status;
 
 pub use command::{parse_plugin_output, PerfData, PluginOutput};
@@ -148,7 +148,7 @@ impl Outcome {
         reason: Option<FailureReason>,
         message: impl Into<String>,
     ) -> Self {
-        match crate::limits::exhausted(err, false) {
+        match crate::resources::exhausted(err, false) {
             Some(resource) => Outcome::medic(resource, message),
             None => {
                 let mut outcome = Outcome::new(status, message);
@@ -212,8 +212,9 @@ impl Prober {
     }
 
     /// Forgets resources (database pools, heartbeats) that none of `checks` uses.
-    pub fn retain(&self, checks: &[CheckSpec]) {
-        self.heartbeats.configure(checks, crate::timefmt::now_ms());
+    pub fn retain(&self, checks: &[Arc<CheckSpec>]) {
+        self.heartbeats
+            .configure(checks.iter().map(|c| c.as_ref()), crate::timefmt::now_ms());
         let urls: Vec<&str> = checks
             .iter()
             .filter_map(|c| match &c.probe {

@@ -128,7 +128,10 @@ impl SystemProbe {
     /// baseline (the very first refresh).
     async fn refresh(&self, cpu: bool, memory: bool, disks: bool) -> Option<Snapshot> {
         let inner = self.inner.clone();
+        // Under the probe's check span, so whatever it logs says which check asked.
+        let span = tracing::info_span!("sysinfo_refresh");
         let task = tokio::task::spawn_blocking(move || {
+            let _in_span = span.enter();
             // A poisoned lock only means another probe panicked mid-refresh; the data is still
             // a valid sysinfo handle.
             let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());

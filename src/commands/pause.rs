@@ -1,4 +1,5 @@
-//! `medic pause` and `medic resume`: clients of a running medic's `/api/v1/pauses`. They speak
+//! `medic pause`, `medic pause --list` and `medic resume`: clients of a running medic's
+//! `/api/v1/pauses`. They speak
 //! to the listen address and present the webhook's credential from the same config the server
 //! reads (so an operator on the host needs nothing more), unless `--url` and
 //! `--bearer-token-file` say otherwise.
@@ -128,16 +129,7 @@ async fn call(
 fn print_pause(pause: &serde_json::Value) {
     let field = |k: &str| pause.get(k).and_then(|v| v.as_str()).unwrap_or("");
     println!("{}", field("id"));
-    let matchers: Vec<&str> = pause
-        .get("matchers")
-        .and_then(|m| m.as_array())
-        .map(|m| m.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    if matchers.is_empty() {
-        println!("matchers: (none: every run)");
-    } else {
-        println!("matchers: {}", matchers.join(", "));
-    }
+    println!("matchers: {}", matchers(pause));
     println!("reason: {}", field("reason"));
     println!("created_at: {}", field("created_at"));
     println!("ends_at: {}", field("ends_at"));
@@ -195,7 +187,7 @@ pub async fn resume(
             return code;
         }
     };
-    let encoded = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+    let encoded = crate::percent::encode(id);
     let url = format!("{base}/api/v1/pauses/{encoded}");
     match call(reqwest::Method::DELETE, &url, auth.as_deref(), None).await {
         Ok(pause) => {
@@ -209,6 +201,82 @@ pub async fn resume(
     }
 }
 
+/// `medic pause --list`: the active pauses, one a line (id, end, matchers, reason). Exit codes
+/// as `medic pause`.
+pub async fn list_pauses(remote: Remote, location: ConfigSource, overrides: &Overrides) -> i32 {
+    let (base, auth) = match resolve(&remote, &location, overrides) {
+        Ok(r) => r,
+        Err((message, code)) => {
+            eprintln!("medic pause --list: {message}");
+            return code;
+        }
+    };
+    let url = format!("{base}/api/v1/pauses");
+    match call(reqwest::Method::GET, &url, auth.as_deref(), None).await {
+        Ok(answer) => {
+            let pauses = answer
+                .get("pauses")
+                .and_then(|p| p.as_array())
+                .cloned()
+                .unwrap_or_default();
+            print!("{}", pause_table(&pauses));
+            0
+        }
+        Err(message) => {
+            eprintln!("medic pause --list: {message}");
+            1
+        }
+    }
+}
+
+/// The pauses as aligned columns under a header; the reason, free text, comes last.
+fn pause_table(pauses: &[serde_json::Value]) -> String {
+    if pauses.is_empty() {
+        return "no active pauses\n".to_string();
+    }
+    let rows: Vec<[String; 4]> = pauses
+        .iter()
+        .map(|p| {
+            let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            [field("id"), field("ends_at"), matchers(p), field("reason")]
+        })
+        .collect();
+    let header = ["id", "ends_at", "matchers", "reason"].map(str::to_string);
+    let width = |i: usize| {
+        std::iter::once(&header)
+            .chain(&rows)
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2)];
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|[id, ends, matchers, reason]| {
+            format!(
+                "{id:<w0$}  {ends:<w1$}  {matchers:<w2$}  {reason}\n",
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            )
+        })
+        .collect()
+}
+
+/// A pause's matchers as one field: amtool's spelling, comma-separated.
+fn matchers(pause: &serde_json::Value) -> String {
+    let matchers: Vec<&str> = pause
+        .get("matchers")
+        .and_then(|m| m.as_array())
+        .map(|m| m.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if matchers.is_empty() {
+        "(none: every run)".to_string()
+    } else {
+        matchers.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +287,22 @@ mod tests {
         assert_eq!(connectable("[::]:80"), "[::1]:80");
         assert_eq!(connectable(":9"), "127.0.0.1:9");
         assert_eq!(connectable("10.0.0.1:7979"), "10.0.0.1:7979");
+    }
+
+    #[test]
+    fn pauses_are_listed_in_aligned_columns_reason_last() {
+        let pauses = vec![
+            serde_json::json!({"id": "3f9c2a61d04b7e85", "matchers": ["chain=\"db\"", "check=~\"a.*\""], "reason": "db migration", "ends_at": "2026-12-05T23:58:03.120Z"}),
+            serde_json::json!({"id": "00000000000000aa", "matchers": [], "reason": "incident", "ends_at": "2026-12-06T00:00:00.000Z"}),
+        ];
+        assert_eq!(
+            pause_table(&pauses),
+            concat!(
+                "id                ends_at                   matchers                  reason\n",
+                "3f9c2a61d04b7e85  2026-12-05T23:58:03.120Z  chain=\"db\", check=~\"a.*\"  db migration\n",
+                "00000000000000aa  2026-12-06T00:00:00.000Z  (none: every run)         incident\n",
+            )
+        );
+        assert_eq!(pause_table(&[]), "no active pauses\n");
     }
 }

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use super::template::{Escape, TemplateError, Values};
+use crate::am_api::escalation::skip_words;
 use crate::config::{known_secrets, redact_url, ActionSpec, Redactor, StepSpec};
-use crate::process_group::{self, Keep, OnSpawn, RunError};
+use crate::process_group::{self, Job, Keep, Leftover, OnSpawn, RunError};
+use crate::template::{Escape, TemplateError, Values};
+use crate::timefmt::rfc3339_ms;
 
 pub use crate::vocabulary::AttemptResult;
 
@@ -34,7 +36,7 @@ impl ActionOutcome {
     }
 }
 
-pub use crate::vocabulary::TriedStep;
+pub use crate::vocabulary::{SkippedStep, TriedStep};
 
 /// Everything an action may use besides its own spec.
 pub struct ActionContext<'a> {
@@ -43,7 +45,12 @@ pub struct ActionContext<'a> {
     pub target: &'a str,
     /// The check's last message or the alert's summary.
     pub message: &'a str,
+    /// What was tried for this incident, in this run and the ones before it.
     pub tried: &'a [TriedStep],
+    /// What this run skipped, and until when.
+    pub skipped: &'a [SkippedStep],
+    /// Checks the run's check blocks now (it is their root): not healed, not paged.
+    pub blocked_dependents: &'a [String],
     /// The run's fencing token, when the store issued one (not in dry runs).
     pub fencing_token: Option<i64>,
     /// The run, for an `alert` step's `run_id` and link.
@@ -81,6 +88,8 @@ pub enum Rendered {
         program: String,
         args: Vec<String>,
         env: Vec<(String, String)>,
+        /// What it starts outlives it.
+        detach: bool,
     },
     Http {
         method: String,
@@ -145,13 +154,18 @@ pub fn render(
 ) -> Result<Rendered, TemplateError> {
     let v = ctx.values;
     Ok(match &step.action {
-        ActionSpec::Exec { program, args } => Rendered::Exec {
+        ActionSpec::Exec {
+            program,
+            args,
+            detach,
+        } => Rendered::Exec {
             program: program.render(v, Escape::None)?,
             args: args
                 .iter()
                 .map(|a| a.render(v, Escape::None))
                 .collect::<Result<_, _>>()?,
             env: exec_env(step, chain, ctx),
+            detach: *detach,
         },
         ActionSpec::Http {
             method,
@@ -179,7 +193,7 @@ pub fn render(
     })
 }
 
-type Pairs = [(String, crate::recovery::template::Template)];
+type Pairs = [(String, crate::template::Template)];
 
 /// Header (or label) values rendered as they are: they are no shell, URL or JSON.
 fn render_pairs(list: &Pairs, v: &Values) -> Result<Vec<(String, String)>, TemplateError> {
@@ -211,29 +225,61 @@ fn exec_env(step: &StepSpec, chain: &str, ctx: &ActionContext<'_>) -> Vec<(Strin
     env
 }
 
-/// A notify step's JSON: a human line (`text`, for Slack-style hooks) and the run's facts.
+/// A notify step's JSON: a human line (`text`, for Slack-style hooks) and the incident's
+/// facts: every step tried since it began (this run and the ones before) and what this run
+/// skipped.
 fn notify_body(step: &StepSpec, chain: &str, ctx: &ActionContext<'_>) -> serde_json::Value {
     let v = ctx.values;
     let subject = v.check.clone().unwrap_or_else(|| ctx.target.to_string());
     let tried: Vec<String> = ctx
         .tried
         .iter()
-        .map(|t| format!("{} ({})", t.step, t.result))
+        .map(|t| format!("{} ({} at {})", t.step, t.result, rfc3339_ms(t.at_ms)))
         .collect();
-    let text = format!(
+    let skipped: Vec<String> = ctx
+        .skipped
+        .iter()
+        .map(|s| format!("{} ({})", s.step, skip_words(s)))
+        .collect();
+    let mut text = format!(
         "medic: chain {chain} could not fix {subject}: {}. Tried: {}.",
         ctx.message,
         if tried.is_empty() {
-            "nothing yet".to_string()
+            "nothing".to_string()
         } else {
             tried.join(", ")
         }
     );
+    if !skipped.is_empty() {
+        text.push_str(&format!(" Skipped: {}.", skipped.join(", ")));
+    }
+    if !ctx.blocked_dependents.is_empty() {
+        text.push_str(&format!(
+            " Blocked by it: {}.",
+            ctx.blocked_dependents.join(", ")
+        ));
+    }
     let tried: Vec<serde_json::Value> = ctx
         .tried
         .iter()
         .map(|t| {
-            serde_json::json!({"step": t.step, "result": t.result.as_str(), "message": t.message})
+            serde_json::json!({
+                "step": t.step,
+                "result": t.result.as_str(),
+                "message": t.message,
+                "at": rfc3339_ms(t.at_ms),
+            })
+        })
+        .collect();
+    let skipped: Vec<serde_json::Value> = ctx
+        .skipped
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "step": s.step,
+                "reason": s.reason.as_str(),
+                "until": s.until_ms.map(rfc3339_ms),
+            })
         })
         .collect();
     serde_json::json!({
@@ -248,6 +294,8 @@ fn notify_body(step: &StepSpec, chain: &str, ctx: &ActionContext<'_>) -> serde_j
         "annotations": v.annotations,
         "message": ctx.message,
         "tried": tried,
+        "skipped": skipped,
+        "blocked_dependents": ctx.blocked_dependents,
     })
 }
 
@@ -264,7 +312,19 @@ fn render_alert(
     let mut rendered: BTreeMap<String, String> =
         render_pairs(annotations, v)?.into_iter().collect();
     let subject = v.check.clone().unwrap_or_else(|| ctx.subject.to_string());
-    let tried = crate::am_api::escalation::description(chain, &subject, ctx.message, ctx.tried);
+    let mut tried = crate::am_api::escalation::description(
+        chain,
+        &subject,
+        ctx.message,
+        ctx.tried,
+        ctx.skipped,
+    );
+    if !ctx.blocked_dependents.is_empty() {
+        tried.push_str(&format!(
+            "\nBlocked by it (their runs wait, their alerts are suppressed): {}",
+            ctx.blocked_dependents.join(", ")
+        ));
+    }
     let description = match rendered.remove("description") {
         Some(own) => format!("{own}\n\n{tried}"),
         None => tried,
@@ -357,9 +417,12 @@ impl Actions {
         on_spawn: Option<OnSpawn>,
     ) -> ActionOutcome {
         match rendered {
-            Rendered::Exec { program, args, env } => {
-                exec(program, args, env, timeout, on_spawn).await
-            }
+            Rendered::Exec {
+                program,
+                args,
+                env,
+                detach,
+            } => exec(program, args, env, *detach, timeout, on_spawn).await,
             Rendered::Http {
                 method,
                 url,
@@ -467,19 +530,21 @@ async fn exec(
     program: &str,
     args: &[String],
     env: &[(String, String)],
+    detach: bool,
     timeout: Duration,
     on_spawn: Option<OnSpawn>,
 ) -> ActionOutcome {
-    match process_group::run(
+    let job = Job {
         program,
         args,
         env,
         timeout,
-        Keep::Tail(OUTPUT_TAIL),
+        keep: Keep::Tail(OUTPUT_TAIL),
         on_spawn,
-    )
-    .await
-    {
+        detach,
+        supervised: true,
+    };
+    match process_group::run(job).await {
         Err(e @ RunError::Timeout(_)) => ActionOutcome {
             result: AttemptResult::Timeout,
             message: e.to_string(),
@@ -490,21 +555,47 @@ async fn exec(
         Ok(exited) => {
             let output = join_output(&exited.stdout, &exited.stderr, OUTPUT_TAIL);
             let code = exited.status.code();
+            let mut message = match code {
+                Some(code) => format!("exit code {code}"),
+                None => "killed by a signal".into(),
+            };
+            if let Some(left) = leftovers_words(&exited.leftovers, exited.detached) {
+                message.push_str("; ");
+                message.push_str(&left);
+            }
             ActionOutcome {
                 result: if exited.status.success() {
                     AttemptResult::Success
                 } else {
                     AttemptResult::Failure
                 },
-                message: match code {
-                    Some(code) => format!("exit code {code}"),
-                    None => "killed by a signal".into(),
-                },
+                message,
                 exit_code: code.map(i64::from),
                 output,
             }
         }
     }
+}
+
+/// What a step left running, for its attempt's message: "killed 1 leftover process: python3",
+/// or, detached, "left 1 process running (detach): python3 (pid 4242)" — the pids are the
+/// attempt's record of them.
+fn leftovers_words(leftovers: &[Leftover], detached: bool) -> Option<String> {
+    if leftovers.is_empty() {
+        return None;
+    }
+    let n = leftovers.len();
+    let plural = if n == 1 { "process" } else { "processes" };
+    Some(if detached {
+        let list: Vec<String> = leftovers
+            .iter()
+            .map(|l| format!("{} (pid {})", l.name, l.pid))
+            .collect();
+        format!("left {n} {plural} running (detach): {}", list.join(", "))
+    } else {
+        let names: Vec<&str> = leftovers.iter().map(|l| l.name.as_str()).collect();
+        format!("killed {n} leftover {plural}: {}", names.join(", "))
+    })
 }
 
 /// stdout's tail then stderr's, in at most `max` bytes. Each gets half the room, and one
@@ -567,6 +658,31 @@ mod tests {
     }
 
     #[test]
+    fn leftovers_are_named_in_the_message() {
+        let python = Leftover {
+            pid: 4242,
+            name: "python3".into(),
+        };
+        let sleep = Leftover {
+            pid: 4243,
+            name: "sleep".into(),
+        };
+        assert_eq!(leftovers_words(&[], false), None);
+        assert_eq!(
+            leftovers_words(std::slice::from_ref(&python), false).as_deref(),
+            Some("killed 1 leftover process: python3")
+        );
+        assert_eq!(
+            leftovers_words(&[python.clone(), sleep], false).as_deref(),
+            Some("killed 2 leftover processes: python3, sleep")
+        );
+        assert_eq!(
+            leftovers_words(&[python], true).as_deref(),
+            Some("left 1 process running (detach): python3 (pid 4242)")
+        );
+    }
+
+    #[test]
     fn shown_actions_hide_secrets_in_args_and_urls() {
         let secrets = Redactor::new([
             "s3cr3t\"arg".to_string(),
@@ -576,6 +692,7 @@ mod tests {
             program: "/bin/deploy".into(),
             args: vec!["--token=s3cr3t\"arg".into(), "plain".into()],
             env: vec![],
+            detach: false,
         };
         assert_eq!(
             exec.shown(&secrets),
@@ -617,7 +734,7 @@ mod tests {
 
     #[test]
     fn exec_and_notify_carry_the_run_id() {
-        use crate::recovery::template::Template;
+        use crate::template::Template;
         let step = |action| StepSpec {
             name: "s".into(),
             action,
@@ -638,6 +755,8 @@ mod tests {
             target: "check:web",
             message: "down",
             tried: &[],
+            skipped: &[],
+            blocked_dependents: &[],
             fencing_token: None,
             run_id: "18f-abc",
             subject: "check:web",
@@ -645,6 +764,7 @@ mod tests {
         let exec = step(ActionSpec::Exec {
             program: Template::parse("/bin/true").unwrap(),
             args: vec![],
+            detach: false,
         });
         let Ok(Rendered::Exec { env, .. }) = render(&exec, "c", &ctx) else {
             panic!("exec renders");

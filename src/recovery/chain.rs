@@ -5,12 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{ChainSpec, Order, StepSpec};
 
-/// A step's memory for one subject (a check, an alert, a manual target).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StepState {
-    pub attempts: u32,
-    pub last_attempt_ms: Option<i64>,
-}
+pub use crate::vocabulary::StepState;
 
 pub use crate::vocabulary::SkipReason;
 
@@ -30,6 +25,23 @@ pub fn skip_reason(step: &StepSpec, state: StepState, now_ms: i64) -> Option<Ski
         Some(last) if now_ms < last.saturating_add(cooldown_ms) => Some(SkipReason::Cooldown),
         _ => None,
     }
+}
+
+/// [`skip_reason`], with when a cooldown ends (`None` for max attempts: not before a reset).
+pub fn skip_until(
+    step: &StepSpec,
+    state: StepState,
+    now_ms: i64,
+) -> Option<(SkipReason, Option<i64>)> {
+    let reason = skip_reason(step, state, now_ms)?;
+    let until_ms = (reason == SkipReason::Cooldown).then(|| {
+        let cooldown_ms = i64::try_from(step.cooldown.std().as_millis()).unwrap_or(i64::MAX);
+        state
+            .last_attempt_ms
+            .unwrap_or(0)
+            .saturating_add(cooldown_ms)
+    });
+    Some((reason, until_ms))
 }
 
 /// Whether any step of the chain could run now: a new run starts only then.
@@ -71,6 +83,12 @@ pub fn step_order(chain: &ChainSpec, effectiveness: &BTreeMap<String, f64>) -> V
     }
     order
 }
+
+/// How the store folds an outcome into effectiveness: the same rule as [`learn`].
+pub const LEARNING: crate::store::Ewma = crate::store::Ewma {
+    keep: KEEP,
+    untried: UNTRIED_EFFECTIVENESS,
+};
 
 /// The new effectiveness after one verified outcome.
 pub fn learn(previous: Option<f64>, success: bool) -> f64 {

@@ -3,18 +3,17 @@
 //! clock in two places, each handing `now` inward: once per decision, and when an action ends.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use super::action::{
     self, ActionContext, ActionOutcome, Actions, AttemptResult, Rendered, TriedStep,
 };
-use super::chain::SkipReason;
-use super::hold::HoldReason;
-use super::lease::{self, Fenced, Heartbeat, LEASE};
+use super::chain::{self, SkipReason};
+use super::gate::HoldReason;
+use super::lease::{self, Fenced, LeaseKeeper, LEASE};
 use super::machine::{self, ActionResult, Decision, Mode, Signals, Verification};
 use super::trigger::Trigger;
 use super::verify::Verifier;
@@ -23,8 +22,11 @@ use crate::config::{ChainSpec, StepSpec};
 use crate::metrics::Metrics;
 use crate::process_group;
 use crate::store::{
-    AttemptEnd, AttemptStart, Begun, DecisionKind, DecisionRow, FleetLimits, RunStart, Store,
+    AttemptEnd, AttemptStart, Begun, DecisionKind, DecisionRow, FleetLimits, Incident, RunStart,
+    Store,
 };
+use crate::timefmt::rfc3339_ms;
+use crate::vocabulary::{SkippedStep, TriggerKind};
 
 pub use super::machine::RunOutcome;
 
@@ -62,24 +64,38 @@ pub enum StepReport {
         result: AttemptResult,
         message: String,
         seconds: f64,
+        /// The tail of what the action printed or answered.
+        output: String,
     },
 }
 
-/// Set when the alert that started a run resolves: a waiting run then ends recovered.
-#[derive(Default)]
+/// Set when the alert that started a run resolves: a waiting run then ends recovered. A
+/// watch rather than a notification, so a resolution that comes before anyone waits is kept.
 pub struct Resolved {
-    flag: AtomicBool,
-    notify: Notify,
+    flag: watch::Sender<bool>,
+}
+
+impl Default for Resolved {
+    fn default() -> Self {
+        Resolved {
+            flag: watch::channel(false).0,
+        }
+    }
 }
 
 impl Resolved {
     pub fn resolve(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
+        self.flag.send_replace(true);
     }
 
-    fn is_set(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+    pub fn is_set(&self) -> bool {
+        *self.flag.borrow()
+    }
+
+    /// Returns once resolved (at once if it already is).
+    async fn wait(&self) {
+        let mut flag = self.flag.subscribe();
+        let _ = flag.wait_for(|resolved| *resolved).await;
     }
 }
 
@@ -104,6 +120,9 @@ pub struct Engine {
     pub verifier: Verifier,
     /// This process, as the owner of the runs it holds in the store.
     pub owner: String,
+    /// The checks a failing dependency blocks now: an escalation from a root's chain names
+    /// the dependents it blocks.
+    pub blocked: watch::Receiver<Arc<crate::dependencies::BlockedMap>>,
 }
 
 impl Engine {
@@ -153,7 +172,10 @@ impl Engine {
         loop {
             carry.now = Now::read();
             carry.settle(&mut run).await;
-            let signals = carry.signals();
+            let mut signals = carry.signals();
+            if let Some(check) = carry.check_between_steps() {
+                signals.healthy = self.verifier.healthy_now(check).await;
+            }
             match run.next(chain, signals, carry.now.wall_ms) {
                 Decision::Skip {
                     index,
@@ -220,11 +242,60 @@ impl Engine {
             .map(|((_, step), v)| (step, v))
             .collect();
         let verifies = trigger.verify_check.is_some();
-        machine::Run::open(chain, states, &effectiveness, mode, verifies, now.wall_ms).map_err(
-            |n| RunEnd::NothingToRun {
-                next_possible_ms: n.next_possible_ms,
-            },
-        )
+        match machine::Run::open(chain, states, &effectiveness, mode, verifies, now.wall_ms) {
+            Ok(run) => Ok(run),
+            Err(nothing) => {
+                if mode == Mode::Act {
+                    self.unavailable(store, chain, trigger, &nothing, now).await;
+                }
+                Err(RunEnd::NothingToRun {
+                    next_possible_ms: nothing.next_possible_ms,
+                })
+            }
+        }
+    }
+
+    /// An incident that finds nothing to try leaves a trace: a run with outcome `unavailable`
+    /// and each step's reason, once per incident (the store decides, for every replica).
+    /// Manual runs say so to the operator instead.
+    async fn unavailable(
+        &self,
+        store: &Store,
+        chain: &ChainSpec,
+        trigger: &Trigger,
+        nothing: &machine::NothingToRun,
+        now: Now,
+    ) {
+        if trigger.kind == TriggerKind::Manual {
+            return;
+        }
+        let run_id = new_run_id(now.wall_ms);
+        let run = RunStart {
+            id: &run_id,
+            chain: &chain.name,
+            target: &trigger.target,
+            subject: &trigger.subject,
+            trigger: trigger.kind.as_str(),
+            started_ms: now.wall_ms,
+            owner: &self.owner,
+            lease_until_ms: now.wall_ms,
+            labels_json: action::labels_json(&trigger.values.labels),
+        };
+        match store
+            .record_unavailable_run(&run, &incident(trigger), &nothing.skips)
+            .await
+        {
+            Ok(true) => {
+                self.metrics
+                    .recovery_run(&chain.name, trigger.kind, RunOutcome::Unavailable);
+                let next = nothing
+                    .next_possible_ms
+                    .map_or_else(|| "after counters reset".to_string(), rfc3339_ms);
+                tracing::warn!(run = %run_id, target = %trigger.target, next_possible = %next, "recovery unavailable: every step is in cooldown or at max_attempts");
+            }
+            Ok(false) => {}
+            Err(e) => self.metrics.store_error(e.operation()),
+        }
     }
 
     /// Takes the run in the store (one per subject, under a lease), then reads the counters
@@ -272,6 +343,16 @@ impl Engine {
                 }),
             Err(e) => Err(self.no_store(e)),
         };
+        // What this incident's earlier runs tried, for an escalation's account.
+        if refreshed.is_ok() && mode == Mode::Act {
+            match store
+                .incident_attempts(&incident(trigger), &holding.run_id)
+                .await
+            {
+                Ok(tried) => holding.tried = tried,
+                Err(e) => self.metrics.store_error(e.operation()),
+            }
+        }
         if let Err(end) = refreshed {
             // Taken but it cannot go on: given back, and nothing ran.
             let _ = store.discard_run(&holding.run_id).await;
@@ -285,9 +366,10 @@ impl Engine {
             holding.silence = self
                 .actions
                 .alertmanager()
-                .and_then(|am| am.run_started(&holding.run_id, chain, trigger));
+                .filter(|_| trigger.kind == TriggerKind::Alert)
+                .and_then(|am| am.run_started(&holding.run_id, chain, &trigger.values));
         }
-        holding.heartbeat = Some(Heartbeat::start(
+        holding.lease = Some(LeaseKeeper::start(
             store.clone(),
             holding.run_id.clone(),
             now.mono,
@@ -302,6 +384,8 @@ impl Engine {
         else {
             return;
         };
+        let detail = (!trigger.held_by.is_empty())
+            .then(|| format!("blocked by {}", trigger.held_by.join(", ")));
         let row = DecisionRow {
             run_id,
             at_ms: since_ms,
@@ -310,7 +394,7 @@ impl Engine {
             reason: Some(reason.as_str()),
             until_ms: None,
             attempt_id: None,
-            detail: None,
+            detail: detail.as_deref(),
         };
         record_decision(store, &self.metrics, row).await;
     }
@@ -329,7 +413,7 @@ impl Engine {
         let name = &chain.name;
         let outcome = end.outcome;
         // No more renewals: the run is over, one way or the other.
-        holding.heartbeat = None;
+        holding.lease = None;
         if !end.reset_steps.is_empty() {
             if let Err(e) = store
                 .reset_counters(name, &trigger.subject, Some(&end.reset_steps))
@@ -377,11 +461,16 @@ struct Holding {
     run_id: String,
     fencing_token: Option<i64>,
     /// Renews the lease; `None` in a dry run and once the run ends.
-    heartbeat: Option<Heartbeat>,
+    lease: Option<LeaseKeeper>,
     /// Set once the run could not renew its lease: it stops acting at once.
     fenced: Option<Fenced>,
-    /// What was tried so far, for notifications.
+    /// What was tried for this incident so far, in earlier runs and this one, for
+    /// notifications and escalations.
     tried: Vec<TriedStep>,
+    /// The steps this run skipped, and until when.
+    skipped: Vec<SkippedStep>,
+    /// The checks the run's check blocks now (it is their root), read before each step.
+    blocked_dependents: Vec<String>,
     /// The Alertmanager silence of an alert routed with `silence:`, while the run lasts.
     silence: Option<crate::am_api::SilenceGuard>,
 }
@@ -391,9 +480,11 @@ impl Holding {
         Holding {
             run_id,
             fencing_token: None,
-            heartbeat: None,
+            lease: None,
             fenced: None,
             tried: Vec::new(),
+            skipped: Vec::new(),
+            blocked_dependents: Vec::new(),
             silence: None,
         }
     }
@@ -412,6 +503,8 @@ struct Attempt {
     outcome: ActionOutcome,
     /// Whether the action ran at all.
     ran: bool,
+    /// When the action ended: verification counts only probes that started since.
+    acted: Now,
     stage: Stage,
 }
 
@@ -439,20 +532,29 @@ struct Carry<'a, 'c, 'r> {
     attempt: Option<Attempt>,
 }
 
-impl Carry<'_, '_, '_> {
+impl<'a> Carry<'a, '_, '_> {
     fn signals(&mut self) -> Signals {
         if self.holding.fenced.is_none() {
             self.holding.fenced = self
                 .holding
-                .heartbeat
+                .lease
                 .as_ref()
-                .and_then(Heartbeat::fenced_now);
+                .and_then(LeaseKeeper::fenced_now);
         }
         Signals {
             resolved: self.control.resolved.is_set(),
             cancelled: *self.control.cancel.borrow(),
             fenced: self.holding.fenced.is_some(),
+            healthy: false,
         }
+    }
+
+    /// Between steps, once a step ran: the check to ask whether the subject is healthy now.
+    fn check_between_steps(&self) -> Option<&'a str> {
+        if self.attempt.is_some() || self.holding.tried.is_empty() {
+            return None;
+        }
+        self.trigger.verify_check.as_deref()
     }
 
     async fn skipped(&mut self, index: usize, reason: SkipReason, until_ms: Option<i64>) {
@@ -477,6 +579,11 @@ impl Carry<'_, '_, '_> {
         self.engine
             .metrics
             .recovery_skipped(&self.chain.name, &step.name, reason);
+        self.holding.skipped.push(SkippedStep {
+            step: step.name.clone(),
+            reason,
+            until_ms,
+        });
         (self.report)(StepReport::Skipped {
             step: step.name.clone(),
             reason,
@@ -536,6 +643,7 @@ impl Carry<'_, '_, '_> {
             result: AttemptResult::Shadow,
             message,
             seconds: 0.0,
+            output: String::new(),
         });
     }
 
@@ -558,6 +666,8 @@ impl Carry<'_, '_, '_> {
             target: &self.trigger.target,
             message: &self.trigger.message,
             tried: &self.holding.tried,
+            skipped: &self.holding.skipped,
+            blocked_dependents: &self.holding.blocked_dependents,
             fencing_token: self.holding.fencing_token,
             run_id: &self.holding.run_id,
             subject: &self.trigger.subject,
@@ -574,6 +684,10 @@ impl Carry<'_, '_, '_> {
             .current_step
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = step.name.clone();
+        self.holding.blocked_dependents = match self.trigger.dependent_check() {
+            Some(check) => crate::dependencies::blocked_by(&self.engine.blocked.borrow(), check),
+            None => Vec::new(),
+        };
         let rendered = action::render(step, &chain.name, &self.context());
         let id = match self.store.begin_attempt(&self.attempt_start(index)).await {
             Ok(id) => Some(id),
@@ -607,6 +721,7 @@ impl Carry<'_, '_, '_> {
             shown,
             outcome,
             ran,
+            acted: Now::read(),
             stage: Stage::Acted,
         });
     }
@@ -634,7 +749,7 @@ impl Carry<'_, '_, '_> {
             );
             outcome
         };
-        match self.holding.heartbeat.as_ref() {
+        match self.holding.lease.as_ref() {
             // When the run is fenced the action's future is dropped, which kills the step's
             // process group before anything else happens.
             Some(hb) => hb.guard(action).await.unwrap_or_else(|f| {
@@ -659,21 +774,25 @@ impl Carry<'_, '_, '_> {
         };
         let resolved = self.control.resolved;
         let verifier = &self.engine.verifier;
-        let since_ms = self.now.wall_ms;
-        let timeout =
-            std::time::Duration::from_millis(deadline_ms.saturating_sub(since_ms).max(0) as u64);
+        let since = match self.attempt.as_ref() {
+            Some(attempt) => attempt.acted.mono,
+            None => self.now.mono,
+        };
+        let timeout = std::time::Duration::from_millis(
+            deadline_ms.saturating_sub(self.now.wall_ms).max(0) as u64,
+        );
         let mut cancel = self.control.cancel.clone();
         let waiting = async {
             tokio::select! {
-                verdict = verifier.verify(&check, since_ms, timeout) => match verdict {
+                verdict = verifier.verify(&check, since, timeout) => match verdict {
                     Ok(()) => (Verification::Healthy, format!("verified: {check} healthy")),
                     Err(why) => (Verification::NotHealthy, format!("not verified: {why}")),
                 },
-                _ = resolved.notify.notified() => (Verification::AlertResolved, "the alert resolved".to_string()),
+                () = resolved.wait() => (Verification::AlertResolved, "the alert resolved".to_string()),
                 _ = cancel.wait_for(|c| *c) => (Verification::Interrupted, "cancelled: medic is shutting down".to_string()),
             }
         };
-        let (found, note) = match self.holding.heartbeat.as_ref() {
+        let (found, note) = match self.holding.lease.as_ref() {
             Some(hb) => hb.guard(waiting).await.unwrap_or_else(|f| {
                 self.holding.fenced = Some(f);
                 (Verification::Interrupted, f.message())
@@ -776,7 +895,7 @@ impl Carry<'_, '_, '_> {
             let success = outcome.result == AttemptResult::Success;
             match self
                 .store
-                .learn(name, &step.name, success, self.now.wall_ms)
+                .learn(name, &step.name, success, chain::LEARNING, self.now.wall_ms)
                 .await
             {
                 Ok(v) => metrics.recovery_effectiveness(name, &step.name, v),
@@ -789,12 +908,28 @@ impl Carry<'_, '_, '_> {
             result: outcome.result,
             message: outcome.message.clone(),
             seconds,
+            output: outcome.output.clone(),
         });
         self.holding.tried.push(TriedStep {
             step: step.name.clone(),
             result: outcome.result,
             message: outcome.message,
+            at_ms: self.now.wall_ms,
         });
+    }
+}
+
+/// The runs of the trigger's incident: its subject's since the incident began, and for an
+/// alert those of its firing.
+fn incident(trigger: &Trigger) -> Incident<'_> {
+    Incident {
+        chain: &trigger.chain,
+        subject: &trigger.subject,
+        since_ms: trigger.incident_ms,
+        // An alert that fired again after its run recovered it is a new incident: its
+        // earlier runs share its target but not the incident.
+        target: (trigger.kind == TriggerKind::Alert && !trigger.again)
+            .then_some(trigger.target.as_str()),
     }
 }
 

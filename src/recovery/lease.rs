@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant};
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -100,12 +101,12 @@ pub enum Renewal {
 
 /// Renews a run's lease until dropped, independently of how long its current step takes, and
 /// says when the run must stop acting.
-pub struct Heartbeat {
+pub struct LeaseKeeper {
     task: tokio::task::JoinHandle<()>,
     fenced: watch::Receiver<Option<Fenced>>,
 }
 
-impl Heartbeat {
+impl LeaseKeeper {
     /// `renewed` is when the lease was taken: no later than when the store wrote it.
     pub fn start(store: Store, run_id: String, renewed: Instant, metrics: Arc<Metrics>) -> Self {
         let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
@@ -131,15 +132,17 @@ impl Heartbeat {
         Self::with_renewal(run, renewed, renew)
     }
 
-    /// The heartbeat over any renewal (the store's, or a test's).
+    /// The keeper over any renewal (the store's, or a test's).
     pub fn with_renewal<F, Fut>(run: String, renewed: Instant, renew: F) -> Self
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = Renewal> + Send + 'static,
     {
         let (tx, fenced) = watch::channel(None);
-        let task = tokio::spawn(keep(run, renewed, renew, tx));
-        Heartbeat { task, fenced }
+        // Under the run's span (chain, target); the keeper's own lines name the run.
+        let span = tracing::info_span!("lease");
+        let task = tokio::spawn(keep(run, renewed, renew, tx).instrument(span));
+        LeaseKeeper { task, fenced }
     }
 
     /// Whether the run has had to stop acting.
@@ -155,7 +158,7 @@ impl Heartbeat {
                 return f;
             }
         }
-        // The heartbeat ended without fencing: only when it was aborted, with its run.
+        // The keeper ended without fencing: only when it was aborted, with its run.
         std::future::pending().await
     }
 
@@ -170,7 +173,7 @@ impl Heartbeat {
     }
 }
 
-impl Drop for Heartbeat {
+impl Drop for LeaseKeeper {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -316,7 +319,7 @@ mod tests {
         let tries = Arc::new(AtomicU32::new(0));
         let counted = tries.clone();
         // Two renewals work (at 5 s and 10 s); from the third on the store never answers.
-        let hb = Heartbeat::with_renewal("r".into(), start, move || {
+        let hb = LeaseKeeper::with_renewal("r".into(), start, move || {
             let n = counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n < 2 {
@@ -350,7 +353,7 @@ mod tests {
         let start = Instant::now();
         let tries = Arc::new(AtomicU32::new(0));
         let counted = tries.clone();
-        let hb = Heartbeat::with_renewal("r".into(), start, move || {
+        let hb = LeaseKeeper::with_renewal("r".into(), start, move || {
             counted.fetch_add(1, Ordering::SeqCst);
             async { Renewal::Failed("connection refused".into()) }
         });
@@ -367,7 +370,7 @@ mod tests {
         let tries = Arc::new(AtomicU32::new(0));
         let counted = tries.clone();
         // Fails at 5 s, 6 s, 7 s; works from 8 s on.
-        let hb = Heartbeat::with_renewal("r".into(), start, move || {
+        let hb = LeaseKeeper::with_renewal("r".into(), start, move || {
             let n = counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 if (0..3).contains(&n) {
@@ -385,7 +388,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lease_taken_over_fences_at_once() {
         let start = Instant::now();
-        let hb = Heartbeat::with_renewal("r".into(), start, || async { Renewal::Lost });
+        let hb = LeaseKeeper::with_renewal("r".into(), start, || async { Renewal::Lost });
         let out = hb.guard(sleep(Duration::from_secs(45))).await;
         assert_eq!(out, Err(Fenced::Taken));
         assert_eq!(start.elapsed(), HEARTBEAT);

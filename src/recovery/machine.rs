@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use super::action::AttemptResult;
 use super::chain::{self, SkipReason, StepState};
 use crate::config::{ActionSpec, ChainSpec};
+use crate::vocabulary::SkippedStep;
 
 /// How a run treats its actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +64,34 @@ pub fn next_possible(chain: &ChainSpec, states: &BTreeMap<String, StepState>) ->
 }
 
 /// Why a run did not open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NothingToRun {
     /// When some step could run again (`None`: not before a reset).
     pub next_possible_ms: Option<i64>,
+    /// Every step, in the chain's order, with why it cannot run and until when.
+    pub skips: Vec<SkippedStep>,
+}
+
+impl NothingToRun {
+    fn of(chain: &ChainSpec, states: &BTreeMap<String, StepState>, now_ms: i64) -> NothingToRun {
+        let skips = chain
+            .steps
+            .iter()
+            .filter_map(|step| {
+                let state = states.get(&step.name).copied().unwrap_or_default();
+                let (reason, until_ms) = chain::skip_until(step, state, now_ms)?;
+                Some(SkippedStep {
+                    step: step.name.clone(),
+                    reason,
+                    until_ms,
+                })
+            })
+            .collect();
+        NothingToRun {
+            next_possible_ms: next_possible(chain, states),
+            skips,
+        }
+    }
 }
 
 /// What the world says between two decisions.
@@ -78,6 +103,9 @@ pub struct Signals {
     pub cancelled: bool,
     /// This replica lost the run's lease: it must stop acting at once.
     pub fenced: bool,
+    /// Between steps, after one ran: the check that verifies the run is healthy now. No later
+    /// step runs on a healthy subject.
+    pub healthy: bool,
 }
 
 /// The machine's next move.
@@ -185,9 +213,7 @@ impl Run {
         now_ms: i64,
     ) -> Result<Run, NothingToRun> {
         if !chain::could_any_run(chain, &states, now_ms) {
-            return Err(NothingToRun {
-                next_possible_ms: next_possible(chain, &states),
-            });
+            return Err(NothingToRun::of(chain, &states, now_ms));
         }
         Ok(Run {
             mode,
@@ -212,9 +238,7 @@ impl Run {
         now_ms: i64,
     ) -> Result<(), NothingToRun> {
         if !chain::could_any_run(chain, &states, now_ms) {
-            return Err(NothingToRun {
-                next_possible_ms: next_possible(chain, &states),
-            });
+            return Err(NothingToRun::of(chain, &states, now_ms));
         }
         self.states = states;
         Ok(())
@@ -250,7 +274,7 @@ impl Run {
             }
             Phase::Choosing => {}
         }
-        if self.recovered || signals.resolved {
+        if self.recovered || signals.resolved || signals.healthy {
             return Decision::End(self.end(chain, RunOutcome::Recovered));
         }
         if signals.cancelled || signals.fenced {
@@ -261,14 +285,8 @@ impl Run {
         };
         let step = &chain.steps[index];
         let state = self.states.get(&step.name).copied().unwrap_or_default();
-        if let Some(reason) = chain::skip_reason(step, state, now_ms) {
+        if let Some((reason, until_ms)) = chain::skip_until(step, state, now_ms) {
             self.cursor += 1;
-            let until_ms = (reason == SkipReason::Cooldown).then(|| {
-                state
-                    .last_attempt_ms
-                    .unwrap_or(0)
-                    .saturating_add(duration_ms(step.cooldown.std()))
-            });
             return Decision::Skip {
                 index,
                 reason,
@@ -418,10 +436,11 @@ fn duration_ms(d: std::time::Duration) -> i64 {
 mod tests {
     use super::*;
     use crate::config::{Duration, Order, StepSpec};
-    use crate::recovery::template::Template;
+    use crate::template::Template;
     use crate::testing::exec_step as exec;
 
     const NONE: Signals = Signals {
+        healthy: false,
         resolved: false,
         cancelled: false,
         fenced: false,
@@ -603,6 +622,30 @@ mod tests {
         assert_eq!(acted, ["a", "b", "c"]);
         assert_eq!(end.outcome, RunOutcome::Exhausted);
         assert!(end.reset_steps.is_empty());
+    }
+
+    #[test]
+    fn a_subject_healthy_between_steps_ends_the_run_before_the_next_step() {
+        let c = three();
+        let mut run = open(&c, states(&[]), true);
+        assert_eq!(run.next(&c, NONE, 1_000_000), Decision::Act { index: 0 });
+        assert_eq!(
+            run.action_finished(&c, ActionResult::Success, NONE, 0),
+            None
+        );
+        // Verification gave up a moment before the check turned healthy.
+        run.verified(&c, Verification::NotHealthy);
+        let healthy = Signals {
+            healthy: true,
+            ..NONE
+        };
+        match run.next(&c, healthy, 1_000_000) {
+            Decision::End(end) => {
+                assert_eq!(end.outcome, RunOutcome::Recovered);
+                assert!(end.reset_steps.is_empty(), "no step is credited");
+            }
+            other => panic!("a later step ran on a healthy subject: {other:?}"),
+        }
     }
 
     #[test]

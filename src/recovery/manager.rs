@@ -13,15 +13,15 @@ use tracing::Instrument;
 
 use super::chain::{self, SkipReason};
 use super::engine::{Engine, Resolved, RunControl, RunEnd, RunOutcome};
-use super::held::{Held, Offered};
-use super::hold::{self, HoldReason, Load, OperatorHolds, Origin};
+use super::gate::{self, HoldReason, Load, OperatorHolds, Origin};
+use super::held_triggers::{Held, Offered};
 use super::lease;
-use super::pause::{self, Pause};
-use super::template::Values;
-use super::trigger::{Trigger, TriggerKind};
+use super::trigger::{AlertIncident, Trigger, TriggerKind};
 use crate::alertmanager::ReceivedAlert;
+use crate::am_api::Firing;
 use crate::clock::Now;
 use crate::config::{ChainSpec, RecoveryConfig};
+use crate::pause::Pause;
 use crate::store::{FleetLimits, Store};
 use crate::vocabulary::Subject;
 
@@ -51,9 +51,23 @@ pub enum Event {
     Census {
         enabled: usize,
         critical: Vec<String>,
+        /// Checks known not to fail their dependents (here or on another replica): a route's
+        /// `depends_on` waits for any other (critical, unknown, or not probed by anyone yet).
+        passing: Vec<String>,
+    },
+    /// A check, probed here or elsewhere, started or stopped failing (critical or unknown)
+    /// for its dependents.
+    Failing {
+        check: String,
+        failing: bool,
     },
     /// The active pauses, whenever they change (made, ended, expired, or seen from the store).
     Pauses(Vec<Pause>),
+    /// A check a failing dependency now blocks (its roots), or frees (no roots).
+    Blocked {
+        check: String,
+        roots: Vec<String>,
+    },
 }
 
 /// What became of a trigger the manager accepted.
@@ -146,6 +160,8 @@ struct Active {
 struct Finished {
     trigger: Trigger,
     end: RunEnd,
+    /// Its alert resolved while it ran: nothing to follow up.
+    resolved: bool,
 }
 
 /// Bounded: a flood of triggers is refused (and retried by its sender) rather than queued forever.
@@ -165,6 +181,7 @@ pub fn spawn_manager(
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (done_tx, done_rx) = mpsc::channel(1024);
+    let (again_tx, again_rx) = mpsc::channel(1024);
     let chores = spawn_chores(engine.clone(), store.clone());
     let manager = Manager {
         engine,
@@ -178,14 +195,24 @@ pub fn spawn_manager(
         done_tx,
         held: Held::new(MAX_HELD),
         critical: HashSet::new(),
+        passing: HashSet::new(),
         enabled_checks: 0,
         starts: VecDeque::new(),
         pauses: None,
         circuit_open: false,
         circuit_closed_ms: 0,
         windows_open: BTreeMap::new(),
+        follow_ups: HashMap::new(),
+        again_tx,
+        blocked: HashMap::new(),
+        unblocked_ms: HashMap::new(),
+        freed: HashMap::new(),
     };
-    tokio::spawn(manager.run(events, done_rx))
+    tokio::spawn(
+        manager
+            .run(events, done_rx, again_rx)
+            .instrument(tracing::info_span!("recovery_manager")),
+    )
 }
 
 struct Manager {
@@ -205,6 +232,8 @@ struct Manager {
     held: Held<Trigger>,
     /// Enabled checks that are critical now, and how many checks are enabled: the circuit.
     critical: HashSet<String>,
+    /// Checks known not to fail their dependents: a route's `depends_on` waits for any other.
+    passing: HashSet<String>,
     enabled_checks: usize,
     /// When this process started its recent runs, for `max_runs` (the store decides for the
     /// fleet).
@@ -216,6 +245,19 @@ struct Manager {
     /// checks recovering together have all been probed before anything is healed.
     circuit_closed_ms: i64,
     windows_open: BTreeMap<String, bool>,
+    /// By (chain, subject): the task asking Alertmanager whether an alert a run recovered
+    /// still fires. One at most per subject; ended when the alert resolves.
+    follow_ups: HashMap<(String, String), tokio::task::AbortHandle>,
+    /// Where follow-ups send an alert that still fires.
+    again_tx: mpsc::Sender<Trigger>,
+    /// Checks a failing dependency blocks, with its roots: no run starts for them, and they do
+    /// not count toward the circuit breaker.
+    blocked: HashMap<String, Vec<String>>,
+    /// When a check's block lifted (unix ms): a probe that started before says nothing of it.
+    unblocked_ms: HashMap<String, i64>,
+    /// Dependency holds dropped when their block lifted, by (chain, subject): since when and
+    /// by which roots, for the audit of the run the check's next probe may start.
+    freed: HashMap<(String, String), (i64, Vec<String>)>,
 }
 
 /// Held triggers kept at most; past this the oldest is dropped (and logged).
@@ -228,6 +270,7 @@ impl Manager {
         mut self,
         mut events: mpsc::Receiver<Event>,
         mut done_rx: mpsc::Receiver<Finished>,
+        mut again_rx: mpsc::Receiver<Trigger>,
     ) {
         let mut sweep = tokio::time::interval(ABANDONED_SWEEP);
         let mut review = tokio::time::interval(REVIEW);
@@ -239,6 +282,7 @@ impl Manager {
             let wake = tokio::select! {
                 Some(event) = events.recv() => Wake::Event(event),
                 Some(done) = done_rx.recv() => Wake::Finished(done),
+                Some(again) = again_rx.recv() => Wake::FiredAgain(again),
                 // A JoinSet keeps every finished task until it is joined: reap them as they
                 // end, or each run ever started stays in memory.
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => continue,
@@ -261,6 +305,10 @@ impl Manager {
             match wake {
                 Wake::Event(event) => self.handle(event, now),
                 Wake::Finished(done) => self.finished(done, now),
+                Wake::FiredAgain(trigger) => {
+                    tracing::info!(chain = %trigger.chain, target = %trigger.target, "alert still firing after its run recovered it: a new incident");
+                    self.accept(trigger, now);
+                }
                 Wake::Review => self.review(now),
             }
         }
@@ -298,15 +346,29 @@ impl Manager {
                 }
                 self.review(now);
             }
-            Event::Census { enabled, critical } => {
+            Event::Census {
+                enabled,
+                critical,
+                passing,
+            } => {
                 self.enabled_checks = enabled;
                 self.critical = critical.into_iter().collect();
+                self.passing = passing.into_iter().collect();
+                self.review(now);
+            }
+            Event::Failing { check, failing } => {
+                if failing {
+                    self.passing.remove(&check);
+                } else {
+                    self.passing.insert(check);
+                }
                 self.review(now);
             }
             Event::Pauses(pauses) => {
                 self.pauses = Some(pauses);
                 self.review(now);
             }
+            Event::Blocked { check, roots } => self.blocked_changed(check, roots, now),
             Event::Apply(new) => self.apply(new, now),
         }
     }
@@ -352,15 +414,22 @@ impl Manager {
         // run is under way, are coalesced.
         let key = (trigger.chain.clone(), trigger.subject.clone());
         if let Some(run) = self.active.get(&key) {
-            let step = run
-                .current_step
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            self.engine
-                .metrics
-                .recovery_skipped(&trigger.chain, &step, SkipReason::InProgress);
+            // A verification re-probe of the run's own check is the run at work, not a
+            // trigger that was coalesced.
+            if !trigger.prompted {
+                let step = run
+                    .current_step
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                self.engine
+                    .metrics
+                    .recovery_skipped(&trigger.chain, &step, SkipReason::InProgress);
+            }
             return Disposition::Coalesced;
+        }
+        if self.is_stale(&trigger) {
+            return Disposition::Blocked;
         }
         // Held already: a resend or a further probe joins it, counted once.
         if let Some(reason) = self.held.reason(&key.0, &key.1) {
@@ -379,7 +448,7 @@ impl Manager {
             tracing::warn!(chain = %trigger.chain, target = %trigger.target, "state store not open yet: recovery waits for it");
             return Disposition::NoStore;
         }
-        let settle = hold::settle_ms(trigger.interval_ms, self.enabled_checks);
+        let settle = gate::settle_ms(trigger.interval_ms, self.enabled_checks);
         if settle > 0 && trigger.held.is_none() {
             self.hold(trigger, HoldReason::Settling, now);
             return Disposition::Held(HoldReason::Settling);
@@ -388,23 +457,101 @@ impl Manager {
             self.hold(trigger, reason, now);
             return Disposition::Held(reason);
         }
+        let trigger = self.with_freed_hold(trigger);
         self.start(trigger, chain, now)
+    }
+
+    /// A check trigger raised by a probe that started before the check's block lifted: what
+    /// it saw may have been its root's failure, not its own. The check's next probe decides.
+    fn is_stale(&self, trigger: &Trigger) -> bool {
+        trigger.kind == TriggerKind::Check
+            && trigger
+                .values
+                .check
+                .as_ref()
+                .and_then(|c| self.unblocked_ms.get(c))
+                .is_some_and(|lifted| trigger.probed_ms < *lifted)
+    }
+
+    /// A run that starts after a dependency hold lifted says, in its audit, that it waited
+    /// and for which roots.
+    fn with_freed_hold(&mut self, mut trigger: Trigger) -> Trigger {
+        let key = (trigger.chain.clone(), trigger.subject.clone());
+        if let Some((since_ms, roots)) = self.freed.remove(&key) {
+            // Settling after the block is not worth telling; the block is.
+            if trigger
+                .held
+                .is_none_or(|(reason, _)| reason == HoldReason::Settling)
+            {
+                trigger.held = Some((HoldReason::Dependency, since_ms));
+                trigger.held_by = roots;
+            }
+        }
+        trigger
+    }
+
+    /// The roots that block `trigger`: its check's (a check trigger, or an alert verified by
+    /// a check), and those of its route's `depends_on` (a dependency that fails itself,
+    /// critical or not yet known, or one that a root blocks).
+    fn dependency_roots(&self, trigger: &Trigger) -> Vec<String> {
+        let mut roots: Vec<String> = trigger
+            .dependent_check()
+            .and_then(|c| self.blocked.get(c))
+            .cloned()
+            .unwrap_or_default();
+        for dep in &trigger.depends_on {
+            match self.blocked.get(dep) {
+                Some(theirs) => roots.extend(theirs.iter().cloned()),
+                None if !self.passing.contains(dep) => roots.push(dep.clone()),
+                None => {}
+            }
+        }
+        roots.sort();
+        roots.dedup();
+        roots
+    }
+
+    /// A block began, moved or lifted. When it lifts, the check's held triggers are dropped
+    /// (its next probe, asked for now, decides whether it still needs healing: one that
+    /// recovered with its root starts nothing), and held alerts of routes that waited for it
+    /// are looked at again.
+    fn blocked_changed(&mut self, check: String, roots: Vec<String>, now: i64) {
+        if !roots.is_empty() {
+            self.blocked.insert(check, roots);
+            self.review(now);
+            return;
+        }
+        let Some(roots) = self.blocked.remove(&check) else {
+            return;
+        };
+        self.unblocked_ms.insert(check.clone(), now);
+        let subject = Subject::Check(check.clone()).to_string();
+        let freed: Vec<(String, i64)> = self
+            .held
+            .iter()
+            .filter(|e| e.subject == subject && e.reason == HoldReason::Dependency)
+            .map(|e| (e.chain.clone(), e.since_ms))
+            .collect();
+        for (chain, since_ms) in freed {
+            self.held.remove(&chain, &subject);
+            tracing::info!(chain = %chain, check = %check, "dependency hold lifted: the check's next probe decides");
+            self.freed
+                .insert((chain, subject.clone()), (since_ms, roots.clone()));
+        }
+        self.engine.verifier.probe_soon(&check);
+        self.review(now);
     }
 
     /// What holds `trigger` back now, if anything.
     fn hold_reason(&self, trigger: &Trigger, now_ms: i64) -> Option<HoldReason> {
-        let labels = trigger.hold_labels();
-        let operator = OperatorHolds {
-            paused: self
-                .pauses
-                .as_ref()
-                .is_none_or(|p| pause::paused(p, &labels, now_ms)),
-            in_maintenance: self
-                .config
-                .maintenance
-                .iter()
-                .any(|w| w.holds(&labels, now_ms)),
+        // Until the store's pauses have been read once, nothing starts; but nothing is paused
+        // either: the trigger waits unrecorded, as while settling, not as "paused".
+        let Some(pauses) = self.pauses.as_ref() else {
+            return Some(HoldReason::Settling);
         };
+        let labels = trigger.hold_labels();
+        let mut operator = OperatorHolds::of(pauses, &self.config.maintenance, &labels, now_ms);
+        operator.blocked = !self.dependency_roots(trigger).is_empty();
         let active_in_chain = self
             .active
             .keys()
@@ -413,11 +560,11 @@ impl Manager {
         let load = Load {
             active: self.active.len(),
             active_in_chain,
-            critical_checks: self.critical.len(),
+            critical_checks: self.critical_unblocked(),
             enabled_checks: self.enabled_checks,
         };
         let starts: Vec<i64> = self.starts.iter().copied().collect();
-        let reason = hold::hold_reason(
+        let reason = gate::hold_reason(
             &self.config.limits,
             &trigger.chain,
             operator,
@@ -427,7 +574,7 @@ impl Manager {
             now_ms,
         );
         // Just closed: still open for a trigger until its checks have settled.
-        let settle = hold::settle_ms(trigger.interval_ms, self.enabled_checks);
+        let settle = gate::settle_ms(trigger.interval_ms, self.enabled_checks);
         let closing = settle > 0 && now_ms < self.circuit_closed_ms.saturating_add(settle);
         match reason {
             None | Some(HoldReason::Rate | HoldReason::Concurrency) if closing => {
@@ -437,9 +584,21 @@ impl Manager {
         }
     }
 
+    /// Critical checks that count toward the circuit breaker: a check a failing dependency
+    /// blocks is its root's failure, counted once, in the root.
+    fn critical_unblocked(&self) -> usize {
+        self.critical
+            .iter()
+            .filter(|c| !self.blocked.contains_key(*c))
+            .count()
+    }
+
     fn hold(&mut self, trigger: Trigger, reason: HoldReason, now: i64) {
         if reason != HoldReason::Settling {
             self.engine.metrics.recovery_held(&trigger.chain, reason);
+        }
+        if reason == HoldReason::Dependency {
+            tracing::info!(chain = %trigger.chain, subject = %trigger.subject, blocked_by = %self.dependency_roots(&trigger).join(","), "recovery held: a dependency is failing");
         }
         let (chain, subject) = (trigger.chain.clone(), trigger.subject.clone());
         match self.held.offer(&chain, &subject, reason, trigger, now) {
@@ -459,9 +618,9 @@ impl Manager {
     /// longer needs healing is dropped; one whose hold lifted starts; a shared limit (the
     /// circuit, the rate, concurrency) lets nothing younger overtake the oldest.
     fn review(&mut self, now: i64) {
-        let circuit = hold::circuit_open(
+        let circuit = gate::circuit_open(
             self.config.limits.max_unhealthy,
-            self.critical.len(),
+            self.critical_unblocked(),
             self.enabled_checks,
         );
         if circuit != self.circuit_open {
@@ -489,9 +648,16 @@ impl Manager {
             self.starts.pop_front();
         }
         self.release_held(now);
+        // A follow-up whose alert resolved has ended: forget it.
+        self.follow_ups.retain(|_, task| !task.is_finished());
         self.engine
             .metrics
             .recovery_held_now(self.held.len(), self.held.oldest_since_ms());
+        self.engine.metrics.held_subjects(
+            self.held
+                .iter()
+                .map(|e| (e.subject.as_str(), e.chain.as_str(), e.reason)),
+        );
     }
 
     fn release_held(&mut self, now_ms: i64) {
@@ -524,7 +690,7 @@ impl Manager {
             }
             let (held_for, since_ms) = (entry.reason, entry.since_ms);
             if held_for == HoldReason::Settling
-                && now_ms < since_ms + hold::settle_ms(trigger.interval_ms, self.enabled_checks)
+                && now_ms < since_ms + gate::settle_ms(trigger.interval_ms, self.enabled_checks)
             {
                 continue;
             }
@@ -548,21 +714,28 @@ impl Manager {
                 self.engine.metrics.recovery_held(&chain, reason);
                 self.held.set_reason(&chain, &subject, reason);
             }
-            if !matches!(reason, HoldReason::Paused | HoldReason::Maintenance) {
+            // Pauses, windows and dependencies hold one subject, not everyone behind it.
+            if !matches!(
+                reason,
+                HoldReason::Paused | HoldReason::Maintenance | HoldReason::Dependency
+            ) {
                 blocked.get_or_insert(reason);
             }
         }
     }
 
-    /// Makes every chain's held and active series exist, and drops those of removed chains.
+    /// Makes every series of every chain and step exist at 0, and drops those of removed
+    /// chains.
     fn register_chain_series(&self, old: &BTreeMap<String, Arc<ChainSpec>>) {
         for name in old.keys() {
             if !self.config.chains.contains_key(name) {
                 self.engine.metrics.forget_chain(name);
             }
         }
-        for name in self.config.chains.keys() {
-            self.engine.metrics.recovery_chain(name);
+        for (name, chain) in &self.config.chains {
+            self.engine
+                .metrics
+                .recovery_chain(name, chain.steps.iter().map(|s| s.name.as_str()));
         }
     }
 
@@ -620,7 +793,14 @@ impl Manager {
                 let end = engine
                     .run(&store, &chain, &trigger, &mut control, &mut |_| {})
                     .await;
-                let _ = done_tx.send(Finished { trigger, end }).await;
+                let resolved = resolved.is_set();
+                let _ = done_tx
+                    .send(Finished {
+                        trigger,
+                        end,
+                        resolved,
+                    })
+                    .await;
             }
             .instrument(span),
         );
@@ -629,6 +809,9 @@ impl Manager {
 
     fn healthy(&mut self, chain: String, subject: String, at_ms: i64) {
         self.blocked_until.remove(&(chain.clone(), subject.clone()));
+        if let Some(follow_up) = self.follow_ups.remove(&(chain.clone(), subject.clone())) {
+            follow_up.abort();
+        }
         if self.held.remove(&chain, &subject).is_some() {
             tracing::info!(chain = %chain, subject = %subject, "held recovery dropped: healthy again");
         }
@@ -641,6 +824,57 @@ impl Manager {
             subject,
             at_ms,
         });
+    }
+
+    /// After a run recovered an alert: asks Alertmanager, once the chain's `verify_timeout`
+    /// has passed and then every `resend_delay`, whether the alert still fires; while it does,
+    /// it comes back as a new incident (cooldowns and holds apply as to any trigger), rather
+    /// than waiting for Alertmanager's `repeat_interval`. Ends when the alert resolves.
+    fn follow_up(&mut self, trigger: Trigger) {
+        let Some(am) = self.engine.actions.alertmanager().cloned() else {
+            return;
+        };
+        let (Some(resend), Some(fingerprint)) = (
+            am.resend_delay(),
+            trigger.alert_fingerprint().map(str::to_string),
+        ) else {
+            return;
+        };
+        let first_wait = self
+            .config
+            .chains
+            .get(&trigger.chain)
+            .map_or(resend, |c| c.verify_timeout.std());
+        let again_tx = self.again_tx.clone();
+        let key = (trigger.chain.clone(), trigger.subject.clone());
+        let span = tracing::info_span!("alert_follow_up", chain = %trigger.chain, fingerprint = %fingerprint);
+        let task = tokio::spawn(
+            async move {
+                tokio::time::sleep(first_wait).await;
+                // One new incident, however many times it is found firing.
+                let mut again: Option<Trigger> = None;
+                loop {
+                    let labels = &trigger.values.labels;
+                    let check = trigger.verify_check.as_deref();
+                    match am.still_firing(labels, &fingerprint, check).await {
+                        Firing::No => return,
+                        Firing::Unknown => {}
+                        Firing::Yes => {
+                            let t = again
+                                .get_or_insert_with(|| trigger.fired_again(Now::read().wall_ms));
+                            if again_tx.send(t.clone()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(resend).await;
+                }
+            }
+            .instrument(span),
+        );
+        if let Some(old) = self.follow_ups.insert(key, task.abort_handle()) {
+            old.abort();
+        }
     }
 
     /// Routes each alert on its own labels and status; first matching route wins.
@@ -657,14 +891,12 @@ impl Manager {
                 continue;
             };
             self.engine.metrics.webhook_alert(status, true);
-            // An alert routed with verify_check is about that check: it shares the check's
-            // counters, cooldowns and single active run, whichever replica's series fired it.
+            let trigger_target = super::trigger::alert_target(&alert.fingerprint, &alert.starts_at);
             let subject = match &route.verify_check {
                 Some(check) => Subject::Check(check.clone()),
                 None => Subject::Alert(alert.fingerprint.clone()),
             }
             .to_string();
-            let target = format!("alert:{}@{}", alert.fingerprint, alert.starts_at);
             let reference = AlertRef {
                 chain: route.chain.clone(),
                 fingerprint: alert.fingerprint.clone(),
@@ -675,7 +907,7 @@ impl Manager {
                 if let Some(run) = self
                     .active
                     .get(&(route.chain.clone(), subject.clone()))
-                    .filter(|run| run.target == target)
+                    .filter(|run| run.target == trigger_target)
                 {
                     run.resolved.resolve();
                 }
@@ -689,25 +921,23 @@ impl Manager {
                 .or_else(|| alert.annotations.get("description"))
                 .cloned()
                 .unwrap_or_else(|| format!("alert {} firing", reference.alertname));
-            let trigger = Trigger {
-                kind: TriggerKind::Alert,
-                chain: route.chain.clone(),
-                subject,
-                target,
-                values: Values {
-                    check: route
-                        .verify_check
-                        .clone()
-                        .or_else(|| alert.labels.get("check").cloned()),
-                    chain: route.chain.clone(),
-                    labels: alert.labels,
-                    annotations: alert.annotations,
-                },
-                verify_check: route.verify_check.clone(),
+            // Unparseable times are refused by the webhook's decoder; 0 only ever widens
+            // what counts as this incident.
+            let starts_at_ms = alert
+                .starts_at
+                .parse::<jiff::Timestamp>()
+                .map_or(0, |t| t.as_millisecond());
+            let trigger = Trigger::for_alert(AlertIncident {
+                chain: &route.chain,
+                fingerprint: &alert.fingerprint,
+                starts_at: &alert.starts_at,
+                starts_at_ms,
+                verify_check: route.verify_check.as_deref(),
+                depends_on: &route.depends_on,
+                labels: alert.labels,
+                annotations: alert.annotations,
                 message,
-                held: None,
-                interval_ms: 0,
-            };
+            });
             match self.accept(trigger, now) {
                 Disposition::Started => summary.started.push(reference),
                 Disposition::Coalesced => summary.coalesced.push(reference),
@@ -724,6 +954,12 @@ impl Manager {
         let key = (done.trigger.chain.clone(), done.trigger.subject.clone());
         self.active.remove(&key);
         self.set_active_gauge(&key.0);
+        let recovered = RunEnd::Finished {
+            outcome: RunOutcome::Recovered,
+        };
+        if done.end == recovered && done.trigger.kind == TriggerKind::Alert && !done.resolved {
+            self.follow_up(done.trigger.clone());
+        }
         match done.end {
             // The store held it for the fleet (another replica's runs count too).
             RunEnd::Held(reason) => self.hold(done.trigger, reason, now),
@@ -755,6 +991,8 @@ impl Manager {
 enum Wake {
     Event(Event),
     Finished(Finished),
+    /// An alert a run recovered still fires, says Alertmanager.
+    FiredAgain(Trigger),
     Review,
 }
 
@@ -781,33 +1019,36 @@ fn spawn_chores(
     store: watch::Receiver<Option<Store>>,
 ) -> mpsc::UnboundedSender<Chore> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(chore) = rx.recv().await {
-            let current = store.borrow().clone();
-            match (chore, current) {
-                (Chore::Flushed(done), _) => {
-                    let _ = done.send(());
-                }
-                (Chore::Gauges(chains), current) => {
-                    set_effectiveness_gauges(&engine, &chains, current.as_ref()).await
-                }
-                (_, None) => {}
-                (
-                    Chore::HealthySince {
-                        chain,
-                        subject,
-                        at_ms,
-                    },
-                    Some(s),
-                ) => {
-                    if let Err(e) = s.set_healthy_since(&chain, &subject, Some(at_ms)).await {
-                        engine.metrics.store_error(e.operation());
+    tokio::spawn(
+        async move {
+            while let Some(chore) = rx.recv().await {
+                let current = store.borrow().clone();
+                match (chore, current) {
+                    (Chore::Flushed(done), _) => {
+                        let _ = done.send(());
                     }
+                    (Chore::Gauges(chains), current) => {
+                        set_effectiveness_gauges(&engine, &chains, current.as_ref()).await
+                    }
+                    (_, None) => {}
+                    (
+                        Chore::HealthySince {
+                            chain,
+                            subject,
+                            at_ms,
+                        },
+                        Some(s),
+                    ) => {
+                        if let Err(e) = s.set_healthy_since(&chain, &subject, Some(at_ms)).await {
+                            engine.metrics.store_error(e.operation());
+                        }
+                    }
+                    (Chore::EndAbandoned, Some(s)) => end_abandoned(&engine, &s).await,
                 }
-                (Chore::EndAbandoned, Some(s)) => end_abandoned(&engine, &s).await,
             }
         }
-    });
+        .instrument(tracing::info_span!("recovery_chores")),
+    );
     tx
 }
 

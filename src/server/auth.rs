@@ -4,16 +4,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-/// Compares without an early exit, so the time taken says nothing about where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= x ^ y;
-    }
-    diff == 0
-}
+pub use crate::config::constant_time_eq;
 
 /// The user name and password of a `Basic` credential (RFC 7617), or `None` for anything else.
 pub fn basic_credentials(header: &[u8]) -> Option<(String, String)> {

@@ -1,17 +1,21 @@
-//! The HTTP server: a hyper accept loop with header-read timeouts and graceful shutdown.
-//! Routes live in [`routes`]; the status page in [`page`].
+//! The HTTP server: a hyper accept loop with header-read timeouts, connection shedding at
+//! `--web.max-connections` ([`shed`], [`connections`]) and graceful shutdown. Routes live in
+//! [`routes`]; the status page in [`page`].
 
 pub(crate) mod auth;
+mod connections;
 mod heartbeat;
 mod page;
 mod pauses;
 mod respond;
 mod routes;
 mod runs;
+pub mod shed;
 pub mod web_security;
 mod webhook;
 mod wire;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -22,11 +26,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::state::StateHandle;
+use connections::{Connection, Connections, TrackedBody, TrackedIo};
 
 /// A reload request: the answer says whether the new config took effect.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -67,6 +72,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `--web.max-connections`'s default, as Prometheus has it.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
+/// Sockets medic may hold past `--web.max-connections`: the one just accepted and those shed
+/// whose task has not yet run to close them. Past it, medic accepts nothing until they close.
+pub const OVER_CAP: usize = 32;
+
 /// Connections the kernel holds for medic before it accepts them (the default, 128, made a
 /// burst of connects wait for a SYN retransmit; the kernel caps it at `somaxconn`).
 const LISTEN_BACKLOG: u32 = 1024;
@@ -98,9 +107,17 @@ pub async fn listen(address: &str) -> std::io::Result<TcpListener> {
     }))
 }
 
-/// Serves until `shutdown` turns true, then drains open connections. At most `max_connections`
-/// are open at once: past that, new ones wait in the listen backlog, unaccepted, so idle
-/// clients cannot take the file descriptors probes and steps need.
+/// Serves until `shutdown` turns true, then drains open connections.
+///
+/// At `max_connections` open, each connection accepted past the cap makes room by shedding
+/// another ([`shed`]): the longest idle keep-alive connection, else the one that has been
+/// sending its request headers the longest once it has had [`shed::HEADER_GRACE`]; never one
+/// whose request is being answered. So a flood of idle or slow clients cannot keep a scrape, a
+/// health probe or a webhook post from being served, while medic still holds at most
+/// `max_connections` plus [`OVER_CAP`] sockets. When nothing can be shed yet, the connection
+/// just accepted is served over the cap and medic accepts no more until something can be (a
+/// grace ends, an answer is finished, a connection closes); new clients wait in the listen
+/// backlog meanwhile.
 pub async fn serve(
     listener: TcpListener,
     max_connections: usize,
@@ -108,65 +125,45 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let max_connections = max_connections.max(1);
+    let connections = Connections::new(shared.metrics.clone());
     // When the cap was last logged: once a minute at most, however often it is reached.
     let mut logged: Option<tokio::time::Instant> = None;
     loop {
-        // Wait for a free slot before accepting, so that what is past the cap is never accepted.
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                    logged = Some(tokio::time::Instant::now());
-                    tracing::warn!(
-                        max_connections,
-                        "--web.max-connections reached: new connections wait until one closes"
-                    );
-                }
-                tokio::select! {
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                    _ = shutdown.changed() => break,
-                }
-            }
+        let Some((stream, peer)) =
+            accept_within(&listener, &connections, max_connections, &mut shutdown).await
+        else {
+            break;
         };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                // The TLS setting in force when the connection arrives decides how it is spoken.
-                let tls = shared.web.borrow().tls.clone();
-                let (shared, watcher) = (shared.clone(), graceful.watcher());
-                tokio::spawn(
-                    async move {
-                        // Held for as long as the connection is open.
-                        let _slot = slot;
-                        match tls {
-                            None => serve_connection(stream, peer, shared, watcher).await,
-                            Some(tls) => {
-                                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(stream)) => serve_connection(stream, peer, shared, watcher).await,
-                                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                                }
-                            }
-                        }
-                    }
-                    .instrument(tracing::debug_span!("http", peer = %peer)),
-                );
-            }
-            _ = shutdown.changed() => break,
+        let _ = stream.set_nodelay(true);
+        let registered = connections.register(std::time::Instant::now());
+        // The TLS setting in force when the connection arrives decides how it is spoken.
+        let tls = shared.web.borrow().tls.clone();
+        let task = connection_task(
+            stream,
+            peer,
+            tls,
+            shared.clone(),
+            graceful.watcher(),
+            registered,
+        );
+        tokio::spawn(task.instrument(tracing::debug_span!("http", peer = %peer)));
+        if connections.live() <= max_connections {
+            continue;
+        }
+        // Lets the connection just accepted, and any woken by bytes that arrived, read them
+        // before anyone is judged: a busy medic does not shed a client whose request is in.
+        tokio::task::yield_now().await;
+        if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            logged = Some(tokio::time::Instant::now());
+            tracing::warn!(
+                max_connections,
+                "--web.max-connections reached: idle connections, then those slow to send \
+                 their headers, are closed to make room"
+            );
+        }
+        if !make_room(&connections, max_connections, &mut shutdown).await {
+            break;
         }
     }
     drop(listener);
@@ -178,16 +175,119 @@ pub async fn serve(
     }
 }
 
-/// Serves HTTP/1.1 on one accepted connection, plain or TLS, until it closes or shutdown ends it.
+/// The next connection, once medic holds fewer than the cap plus [`OVER_CAP`] sockets (shed
+/// connections close as soon as their task runs; until then they hold one). `None` at
+/// shutdown.
+async fn accept_within(
+    listener: &TcpListener,
+    connections: &Connections,
+    max_connections: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        while connections.held() >= max_connections + OVER_CAP {
+            tokio::select! {
+                () = connections.changed() => {}
+                _ = shutdown.changed() => return None,
+            }
+        }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// One connection's life: TLS if configured, then HTTP/1.1, until it closes, shutdown ends
+/// it, or it is shed to make room (dropping it closes its socket).
+async fn connection_task(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<HandlerContext>,
+    watcher: Watcher,
+    registered: connections::Registered,
+) {
+    let connection = registered.connection().clone();
+    // Tracked under TLS: a handshake counts as reading headers.
+    let stream = TrackedIo::new(stream, connection.clone());
+    let serve = async {
+        let Some(tls) = tls else {
+            return serve_connection(stream, peer, shared, watcher, &connection).await;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_connection(stream, peer, shared, watcher, &connection).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    };
+    tokio::select! {
+        () = serve => {}
+        () = connection.shed() => tracing::debug!("connection shed to make room"),
+    }
+    // Leaves the registry only now, with its socket closed.
+    drop(registered);
+}
+
+/// Past the cap: sheds one connection, waiting while none can be (a grace has not ended,
+/// every one is being answered) and accepting no more meanwhile. False at shutdown.
+async fn make_room(
+    connections: &Connections,
+    max_connections: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        let wait_until = match connections.shed_one(std::time::Instant::now()) {
+            shed::Choice::Shed(_) => return true,
+            shed::Choice::WaitUntil(at) => Some(tokio::time::Instant::from_std(at)),
+            shed::Choice::Nothing => None,
+        };
+        let grace_ends = async {
+            match wait_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = connections.changed() => {}
+            () = grace_ends => {}
+            _ = shutdown.changed() => return false,
+        }
+        if connections.live() <= max_connections {
+            return true;
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on one accepted connection, plain or TLS, until it closes or shutdown ends
+/// it; the service and the answers' bodies tell `connection` its phases (the stream, a
+/// [`TrackedIo`], tells it reads and flushes).
 async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
     shared: Arc<HandlerContext>,
     watcher: Watcher,
+    connection: &Arc<Connection>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| routes::handle(shared.clone(), peer, req));
+    let tracked = connection.clone();
+    let service = service_fn(move |req| {
+        tracked.request_started();
+        let (shared, tracked) = (shared.clone(), tracked.clone());
+        async move {
+            let response = routes::handle(shared, peer, req).await?;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, tracked)))
+        }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)

@@ -1,6 +1,6 @@
 //! `/api/v1/pauses`: make, list and end pauses. Behind the webhook's credential (loopback only
 //! without one), like the other endpoint automation calls. Decoding and answers here; what a
-//! request may say is [`crate::recovery::pause`]'s, the store and the book are the pause book's.
+//! request may say is [`crate::pause`]'s, the store and the book are the pause book's.
 
 use std::net::SocketAddr;
 
@@ -13,8 +13,8 @@ use super::respond::{json, json_error, Body};
 use super::webhook::{authenticate, read_json_body};
 use super::HandlerContext;
 use crate::alertmanager::Matcher;
+use crate::pause::{Pause, PauseRequest, MAX_ACTIVE};
 use crate::pause_book::new_pause_id;
-use crate::recovery::pause::{Pause, PauseRequest, MAX_ACTIVE};
 use crate::store::Store;
 use crate::timefmt::{now_ms, rfc3339_ms};
 

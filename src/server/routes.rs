@@ -64,68 +64,78 @@ pub async fn handle(
     }
     // The webhook has its own credential (`web.webhook`); everything else is behind the web
     // config's users, when there are any.
+    if let Some(refusal) = unauthorized(&shared, &req).await {
+        return Ok(refusal);
+    }
+    let response = route(&shared, &req).await;
+    Ok(if req.method() == Method::HEAD {
+        let (parts, _) = response.into_parts();
+        Response::from_parts(parts, Body::default())
+    } else {
+        response
+    })
+}
+
+/// The 401 to answer when the web config has users and the request is not one of them.
+/// Checking a password hash is slow on purpose, so it runs off the runtime's threads.
+async fn unauthorized(shared: &HandlerContext, req: &Request<Incoming>) -> Option<Response<Body>> {
     let web = shared.web.borrow().clone();
-    if web.requires_auth() {
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .map(|h| h.as_bytes().to_vec());
-        let allowed = tokio::task::spawn_blocking(move || web.authorize(header.as_deref()))
+    if !web.requires_auth() {
+        return None;
+    }
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .map(|h| h.as_bytes().to_vec());
+    let span = tracing::debug_span!("basic_auth");
+    let allowed =
+        tokio::task::spawn_blocking(move || span.in_scope(|| web.authorize(header.as_deref())))
             .await
             .unwrap_or(false);
-        if !allowed {
-            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-            r.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"medic\""),
-            );
-            return Ok(r);
-        }
+    if allowed {
+        return None;
     }
-    let path = req.uri().path().to_string();
-    let method = req.method().clone();
+    let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"medic\""),
+    );
+    Some(r)
+}
+
+/// Every route behind the web config's users: what each answers to GET and HEAD (reload
+/// to POST and PUT), then what the other methods get.
+async fn route(shared: &HandlerContext, req: &Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let method = req.method();
     let get = method == Method::GET || method == Method::HEAD;
-    let response = match path.as_str() {
-        "/metrics" if get => metrics(&shared, &req),
+    match path {
+        "/metrics" if get => metrics(shared, req),
         "/-/healthy" if get => text(StatusCode::OK, "medic is healthy.\n"),
-        "/-/ready" if get => {
-            if shared.ready.load(Ordering::SeqCst) {
-                text(StatusCode::OK, "medic is ready.\n")
-            } else {
-                let reason = *shared
-                    .not_ready_reason
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                match reason {
-                    Some(reason) => text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &format!("medic is not ready: {reason}.\n"),
-                    ),
-                    None => text(StatusCode::SERVICE_UNAVAILABLE, "medic is not ready.\n"),
-                }
-            }
-        }
-        "/-/reload" if method == Method::POST || method == Method::PUT => reload(&shared).await,
-        "/api/v1/health" if get => health(&shared).await,
-        "/" if get => status_page(&shared, req.uri().query()).await,
-        p if get && p.starts_with("/checks/") => check_page(&shared, &p["/checks/".len()..]).await,
-        p if get && p.starts_with("/runs/") => run_page(&shared, &p["/runs/".len()..]).await,
-        "/api/v1/recoveries" if get => recoveries(&shared, req.uri().query()).await,
-        "/api/v1/recoveries/stats" if get => recovery_stats(&shared).await,
-        "/api/v1/predictions" if get => match shared.state.predictions().await {
-            Some(p) => {
-                let p: Vec<PredictionJson> = p.iter().map(Into::into).collect();
-                json(StatusCode::OK, &serde_json::json!({ "predictions": p }))
-            }
-            None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-        },
-        "/api/v1/runs" if get => super::runs::list(&shared, req.uri().query()).await,
+        "/-/ready" if get => ready(shared),
+        "/-/reload" if method == Method::POST || method == Method::PUT => reload(shared).await,
+        "/api/v1/health" if get => health(shared).await,
+        "/" if get => status_page(shared, req.uri().query()).await,
+        p if get && p.starts_with("/checks/") => check_page(shared, &p["/checks/".len()..]).await,
+        p if get && p.starts_with("/runs/") => run_page(shared, &p["/runs/".len()..]).await,
+        "/api/v1/recoveries" if get => recoveries(shared, req.uri().query()).await,
+        "/api/v1/recoveries/stats" if get => recovery_stats(shared).await,
+        "/api/v1/predictions" if get => predictions(shared).await,
+        "/api/v1/runs" if get => super::runs::list(shared, req.uri().query()).await,
         p if get && p.starts_with("/api/v1/runs/") => {
-            super::runs::one(&shared, &p["/api/v1/runs/".len()..]).await
+            super::runs::one(shared, &p["/api/v1/runs/".len()..]).await
         }
         p if get && p.starts_with("/api/v1/checks/") => {
-            check(&shared, &p["/api/v1/checks/".len()..]).await
+            check(shared, &p["/api/v1/checks/".len()..]).await
         }
+        p => wrong_method_or_not_found(p),
+    }
+}
+
+/// A known path asked with a method it does not take (405, with the ones it does), or an
+/// unknown path (404).
+fn wrong_method_or_not_found(path: &str) -> Response<Body> {
+    match path {
         "/metrics"
         | "/-/healthy"
         | "/-/ready"
@@ -144,13 +154,35 @@ pub async fn handle(
             method_not_allowed("GET, HEAD")
         }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
-    };
-    Ok(if method == Method::HEAD {
-        let (parts, _) = response.into_parts();
-        Response::from_parts(parts, Body::default())
-    } else {
-        response
-    })
+    }
+}
+
+/// 200 once config and state store are loaded; else 503 and, when known, what it waits for.
+fn ready(shared: &HandlerContext) -> Response<Body> {
+    if shared.ready.load(Ordering::SeqCst) {
+        return text(StatusCode::OK, "medic is ready.\n");
+    }
+    let reason = *shared
+        .not_ready_reason
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    match reason {
+        Some(reason) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("medic is not ready: {reason}.\n"),
+        ),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "medic is not ready.\n"),
+    }
+}
+
+async fn predictions(shared: &HandlerContext) -> Response<Body> {
+    match shared.state.predictions().await {
+        Some(p) => {
+            let p: Vec<PredictionJson> = p.iter().map(Into::into).collect();
+            json(StatusCode::OK, &serde_json::json!({ "predictions": p }))
+        }
+        None => json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
 }
 
 fn metrics(shared: &HandlerContext, req: &Request<Incoming>) -> Response<Body> {
@@ -257,6 +289,7 @@ async fn status_page(shared: &HandlerContext, query: Option<&str>) -> Response<B
             .into_iter()
             .filter(|p| p.is_active(now_ms))
             .collect(),
+        held: shared.metrics.held(),
     };
     let secrets = crate::config::known_secrets();
     html(
@@ -368,7 +401,13 @@ async fn recoveries(shared: &HandlerContext, query: Option<&str>) -> Response<Bo
         );
     };
     match store.recent_attempts(chain.as_deref(), limit).await {
-        Ok(attempts) => {
+        Ok(mut attempts) => {
+            // Stored scrubbed; scrubbed again with every secret known now.
+            let secrets = crate::config::known_secrets();
+            for a in &mut attempts {
+                a.message = secrets.redact(&a.message);
+                a.output = secrets.redact(&a.output);
+            }
             let attempts: Vec<AttemptJson> = attempts.iter().map(Into::into).collect();
             json(StatusCode::OK, &serde_json::json!({ "attempts": attempts }))
         }

@@ -38,7 +38,8 @@ struct RunWire {
     started_at: String,
     /// Null while the run is in progress.
     ended_at: Option<String>,
-    /// `recovered`, `exhausted`, `cancelled` (`shadow` in shadow mode); null while running.
+    /// `recovered`, `exhausted`, `cancelled`, `unavailable` (`shadow` in shadow mode); null
+    /// while running.
     outcome: Option<String>,
 }
 
@@ -77,6 +78,8 @@ struct DecisionWire {
     /// turn healthy), null when nothing was verified.
     verified: Option<bool>,
     detail: Option<String>,
+    /// The tail of what the step's action printed or answered (at most 4 KiB).
+    output: Option<String>,
 }
 
 fn run_wire(run: &RunRow, secrets: &Redactor) -> RunWire {
@@ -123,6 +126,7 @@ fn decision_wire(d: &DecisionView, secrets: &Redactor) -> DecisionWire {
             .or_else(|| message.as_deref().and_then(verification)),
         message,
         detail,
+        output: a.map(|a| secrets.redact(&a.output)),
     }
 }
 
@@ -281,6 +285,7 @@ mod tests {
                 duration_seconds: Some(0.25),
                 started_ms: 1000,
                 finished_ms: Some(1250),
+                output: "restarted\npassword=hunter2-very-secret\n".into(),
             }),
             ..skipped
         };
@@ -293,6 +298,10 @@ mod tests {
         assert_eq!(wire["exit_code"], 0);
         assert_eq!(wire["verified"], true);
         assert!(wire["until"].is_null());
+        assert!(
+            wire["output"].as_str().unwrap().starts_with("restarted\n"),
+            "{wire}"
+        );
         assert!(!wire.to_string().contains("hunter2"), "{wire}");
     }
 }

@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::check_trend::{StatusCounts, Trend};
 use crate::predict::Prediction;
 use crate::state::{CheckDetail, CheckSummary, HealthReport, HistoryItem};
 use crate::status::Status;
 use crate::store::{AttemptRecord, StepStats};
-use crate::trend::{StatusCounts, Trend};
 
 /// A status as every answer spells it: `healthy`, `warning`, `critical`, `unknown`.
 fn status(s: Status) -> &'static str {
@@ -74,6 +74,9 @@ struct CheckSummaryJson<'a> {
     last_run: Option<&'a str>,
     consecutive_failures: u32,
     reason: Option<&'static str>,
+    /// The failing checks this one waits for (its dependencies' roots); empty when it is not
+    /// blocked.
+    blocked_by: &'a [String],
 }
 
 impl<'a> From<&'a CheckSummary> for CheckSummaryJson<'a> {
@@ -87,6 +90,7 @@ impl<'a> From<&'a CheckSummary> for CheckSummaryJson<'a> {
             last_run: c.last_run.as_deref(),
             consecutive_failures: c.consecutive_failures,
             reason: c.reason,
+            blocked_by: &c.blocked_by,
         }
     }
 }
@@ -216,6 +220,8 @@ pub struct AttemptJson<'a> {
     exit_code: Option<i64>,
     duration_seconds: Option<f64>,
     fencing_token: Option<i64>,
+    /// The tail of what the action printed or answered (at most 4 KiB).
+    output: &'a str,
 }
 
 impl<'a> From<&'a AttemptRecord> for AttemptJson<'a> {
@@ -234,6 +240,7 @@ impl<'a> From<&'a AttemptRecord> for AttemptJson<'a> {
             exit_code: a.exit_code,
             duration_seconds: a.duration_seconds,
             fencing_token: a.fencing_token,
+            output: &a.output,
         }
     }
 }
@@ -278,6 +285,7 @@ mod tests {
             last_run: Some("2026-12-01T23:53:05.321Z".into()),
             consecutive_failures: 8,
             reason: Some("connection_refused"),
+            blocked_by: vec!["db".into()],
         }
     }
 
@@ -293,7 +301,7 @@ mod tests {
             },
             checks: BTreeMap::from([("bad".to_string(), summary())]),
         };
-        let summary_json = r#"{"status":"critical","kind":"tcp","enabled":true,"message":"refused","duration_seconds":0.25,"last_run":"2026-12-01T23:53:05.321Z","consecutive_failures":8,"reason":"connection_refused"}"#;
+        let summary_json = r#"{"status":"critical","kind":"tcp","enabled":true,"message":"refused","duration_seconds":0.25,"last_run":"2026-12-01T23:53:05.321Z","consecutive_failures":8,"reason":"connection_refused","blocked_by":["db"]}"#;
         assert_eq!(
             serde_json::to_string(&HealthJson::from(&report)).unwrap(),
             format!(

@@ -5,14 +5,16 @@
 //! migrations serialise on an advisory lock in PostgreSQL.
 
 mod alertmanager;
-mod file;
 mod heartbeat;
+mod incident;
 mod pauses;
 mod recovery;
 mod runs;
 mod schema;
+mod sqlite_file;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -27,11 +29,12 @@ use crate::config::{redact_url, Secret};
 use crate::status::Status;
 
 pub use alertmanager::EscalationRow;
-pub use file::{FileChange, FileIdentity};
+pub use incident::Incident;
 pub use recovery::{
-    AttemptEnd, AttemptRecord, AttemptStart, Begun, FleetLimits, RunStart, StepStats,
+    AttemptEnd, AttemptRecord, AttemptStart, Begun, Ewma, FleetLimits, RunStart, StepStats,
 };
 pub use runs::{AttemptView, DecisionKind, DecisionRow, DecisionView, RunRow};
+pub use sqlite_file::{FileChange, FileIdentity};
 pub use writer::{spawn_writer, WriterHandle, MAX_BACKLOG};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,12 @@ pub enum StoreError {
     },
     #[error("cannot open state store {url}: {source}")]
     Open { url: String, source: sqlx::Error },
+    /// A command that only reads found no store where it looked.
+    #[error("no state store at {path}: {why}")]
+    Missing { path: String, why: String },
+    /// A command that only reads found a database without medic's tables.
+    #[error("{url} holds no medic state store (no medic_schema table)")]
+    NotAStore { url: String },
     #[error("migration {version} failed: {source}")]
     Migrate { version: i64, source: sqlx::Error },
     #[error("{operation} failed: {source}")]
@@ -60,10 +69,39 @@ impl StoreError {
         match self {
             StoreError::UnsupportedUrl(_)
             | StoreError::CreateDir { .. }
-            | StoreError::Open { .. } => "open",
+            | StoreError::Open { .. }
+            | StoreError::Missing { .. }
+            | StoreError::NotAStore { .. } => "open",
             StoreError::Migrate { .. } => "migrate",
             StoreError::Query { operation, .. } => operation,
         }
+    }
+}
+
+/// A SQLite file's directory, made on first run.
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+            path: parent.display().to_string(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A SQLite file a command only reads: it and its directory must be there.
+fn must_exist(path: &Path) -> Result<(), StoreError> {
+    let missing = |why: String| StoreError::Missing {
+        path: path.display().to_string(),
+        why,
+    };
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) if !parent.is_dir() => Err(missing(format!(
+            "the directory {} does not exist",
+            parent.display()
+        ))),
+        _ if !path.is_file() => Err(missing("no such file".to_string())),
+        _ => Ok(()),
     }
 }
 
@@ -107,9 +145,29 @@ pub struct Store {
 /// the statement's size.
 const INSERT_CHUNK: usize = 64;
 
+/// Whether opening may create the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// `medic run`, `medic recover CHAIN`: a SQLite file and its directory are made on first run.
+    MayCreate,
+    /// A command that only reads: the store must be there, and nothing is made when it is not.
+    Existing,
+}
+
 impl Store {
     /// Connects (creating a SQLite file and its directory on first run) and migrates.
     pub async fn open(url: &Secret) -> Result<Store, StoreError> {
+        Store::connect(url, Opening::MayCreate).await
+    }
+
+    /// Opens a store that must already be there, for commands that only read it (`medic
+    /// recover --stats`): a missing SQLite file or directory, or a database without medic's
+    /// tables, is an error that says where it looked, and nothing is created.
+    pub async fn open_existing(url: &Secret) -> Result<Store, StoreError> {
+        Store::connect(url, Opening::Existing).await
+    }
+
+    async fn connect(url: &Secret, opening: Opening) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let raw = url.expose();
         let shown = redact_url(raw);
@@ -119,21 +177,16 @@ impl Store {
             let path = path_part.split('?').next().unwrap_or("");
             if !path.is_empty() && path != ":memory:" {
                 sqlite_path = Some(PathBuf::from(path));
-                if let Some(parent) = Path::new(path)
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                        path: parent.display().to_string(),
-                        source,
-                    })?;
+                match opening {
+                    Opening::MayCreate => create_parent(Path::new(path))?,
+                    Opening::Existing => must_exist(Path::new(path))?,
                 }
             }
-            // Create the file on first run.
-            let url = if raw.contains('?') {
-                raw.to_string()
-            } else {
-                format!("{raw}?mode=rwc")
+            // Create the file on first run; open it only when it must exist.
+            let url = match (raw.contains('?'), opening) {
+                (true, _) => raw.to_string(),
+                (false, Opening::MayCreate) => format!("{raw}?mode=rwc"),
+                (false, Opening::Existing) => format!("{raw}?mode=rw"),
             };
             (Backend::Sqlite, url)
         } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
@@ -141,6 +194,17 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(shown));
         };
+        if opening == Opening::Existing {
+            // The pool retries a refused connection until it times out, and then says only
+            // that; a command that only reads says at once why it cannot.
+            let probe = AnyConnection::connect(&connect_url)
+                .await
+                .map_err(|source| StoreError::Open {
+                    url: shown.clone(),
+                    source,
+                })?;
+            let _ = probe.close().await;
+        }
         let options = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 4,
@@ -164,6 +228,10 @@ impl Store {
             backend,
             file,
         };
+        if opening == Opening::Existing && !store.has_schema().await? {
+            store.close().await;
+            return Err(StoreError::NotAStore { url: shown });
+        }
         if backend == Backend::Sqlite {
             // WAL lets the API read while the writer writes; the setting lives in the file.
             sqlx::query("PRAGMA journal_mode=WAL")
@@ -180,6 +248,24 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether medic's schema table is there: a store medic made, not merely a database.
+    async fn has_schema(&self) -> Result<bool, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'medic_schema'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'medic_schema'"
+            }
+        };
+        let count: i64 = sqlx::query(sql)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get::<i64, _>(0))
+            .map_err(query_error("open"))?;
+        Ok(count > 0)
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -272,7 +358,7 @@ impl Store {
     /// (a permission change is not a replacement).
     pub fn file_change(&self) -> Option<FileChange> {
         let (path, opened) = self.file.as_ref()?;
-        file::change(*opened, FileIdentity::of(path))
+        sqlite_file::change(*opened, FileIdentity::of(path))
     }
 
     /// For a SQLite store whose file was deleted: copies the database, still readable through
@@ -340,6 +426,32 @@ impl Store {
             out.push(parsed);
         }
         trim_front(&mut out, start_of_check, per_check);
+        Ok(out)
+    }
+
+    /// The newest result of each of `checks` (its raw status), by whichever replica probed it:
+    /// how a replica learns the state of a dependency another replica probes.
+    pub async fn latest_statuses(
+        &self,
+        checks: &[String],
+    ) -> Result<BTreeMap<String, Status>, StoreError> {
+        let mut out = BTreeMap::new();
+        for check in checks {
+            let row = sqlx::query(
+                "SELECT status FROM check_results WHERE check_name = $1 ORDER BY at_ms DESC LIMIT 1",
+            )
+            .bind(check.clone())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("read"))?;
+            if let Some(row) = row {
+                let status: String = row.try_get(0).map_err(query_error("read"))?;
+                out.insert(
+                    check.clone(),
+                    Status::parse(&status).unwrap_or(Status::Unknown),
+                );
+            }
+        }
         Ok(out)
     }
 
@@ -674,9 +786,15 @@ mod recovery_tests {
         .await
         .unwrap();
         // Parameters used out of order and twice must bind by number.
-        let v = store.learn("c", "s", true, 100).await.unwrap();
+        let v = store
+            .learn("c", "s", true, crate::recovery::chain::LEARNING, 100)
+            .await
+            .unwrap();
         assert!((v - 0.65).abs() < 1e-9, "{v}");
-        let v = store.learn("c", "s", false, 200).await.unwrap();
+        let v = store
+            .learn("c", "s", false, crate::recovery::chain::LEARNING, 200)
+            .await
+            .unwrap();
         assert!((v - 0.455).abs() < 1e-9, "{v}");
 
         let start = AttemptStart {

@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use super::{query_error, Store, StoreError};
 use crate::alertmanager::Matcher;
-use crate::recovery::pause::Pause;
+use crate::pause::Pause;
 
 impl Store {
     /// Records a new pause.
@@ -81,7 +81,7 @@ fn decode_matchers(text: &str) -> Option<Vec<Matcher>> {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use crate::recovery::pause::PauseRequest;
+    use crate::pause::PauseRequest;
 
     fn pause(id: &str, matchers: &[&str], created_ms: i64, duration: &str) -> Pause {
         let matchers: Vec<String> = matchers.iter().map(|m| m.to_string()).collect();

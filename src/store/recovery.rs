@@ -8,8 +8,16 @@ use sqlx::{Connection as _, Row};
 
 use super::{discard, query_error, Store, StoreError};
 use crate::process_group::{self, Fate, GroupIdentity};
-use crate::recovery::chain::{learn, StepState};
 use crate::timefmt::rfc3339_ms;
+pub use crate::vocabulary::StepState;
+
+/// How effectiveness is learned: an exponentially weighted average that keeps `keep` of the
+/// old value, starting from `untried` (the recovery chain's rule, applied atomically here).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ewma {
+    pub keep: f64,
+    pub untried: f64,
+}
 
 /// One attempt as `/api/v1/recoveries` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +38,8 @@ pub struct AttemptRecord {
     /// The fencing token of the attempt's run (what its action was given); null for runs
     /// recorded before tokens existed.
     pub fencing_token: Option<i64>,
+    /// The tail of what the action printed or answered (at most 4 KiB).
+    pub output: String,
 }
 
 /// Per-step totals for `/api/v1/recoveries/stats` and `medic recover --stats`.
@@ -76,7 +86,7 @@ pub struct FleetLimits {
     /// Runs in progress at once of the run's chain.
     pub chain_max_concurrent_runs: Option<u32>,
     /// Runs started within the sliding window, every chain.
-    pub max_runs: Option<crate::recovery::hold::RateLimit>,
+    pub max_runs: Option<crate::config::RateLimit>,
 }
 
 impl FleetLimits {
@@ -93,7 +103,7 @@ pub enum Begun {
     /// A run for the same subject is active (here or on another replica).
     AlreadyRunning,
     /// A fleet-wide limit holds it.
-    Held(crate::recovery::hold::HoldReason),
+    Held(crate::vocabulary::HoldReason),
 }
 
 /// A run the store holds as started, for starting one.
@@ -631,13 +641,14 @@ impl Store {
         chain: &str,
         step: &str,
         success: bool,
+        weights: Ewma,
         now_ms: i64,
     ) -> Result<f64, StoreError> {
-        let first = learn(None, success);
         let outcome = if success { 1.0 } else { 0.0 };
+        let first = weights.keep * weights.untried + (1.0 - weights.keep) * outcome;
         sqlx::query(
             "INSERT INTO recovery_effectiveness (chain, step, value, samples, updated_ms) VALUES ($1, $2, $3, 1, $5) \
-             ON CONFLICT (chain, step) DO UPDATE SET value = 0.7 * recovery_effectiveness.value + 0.3 * $4, \
+             ON CONFLICT (chain, step) DO UPDATE SET value = $6 * recovery_effectiveness.value + (1 - $6) * $4, \
              samples = recovery_effectiveness.samples + 1, updated_ms = $5",
         )
         .bind(chain.to_string())
@@ -645,6 +656,7 @@ impl Store {
         .bind(first)
         .bind(outcome)
         .bind(now_ms)
+        .bind(weights.keep)
         .execute(&self.pool)
         .await
         .map_err(query_error("write"))?;
@@ -666,7 +678,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let base = "SELECT id, run_id, chain, step, target, trigger, started_ms, finished_ms, result, message, exit_code, duration_seconds, \
-                    (SELECT r.fencing_token FROM recovery_runs r WHERE r.id = recovery_attempts.run_id) FROM recovery_attempts";
+                    (SELECT r.fencing_token FROM recovery_runs r WHERE r.id = recovery_attempts.run_id), output FROM recovery_attempts";
         let rows = match chain {
             Some(chain) => {
                 sqlx::query(&format!(
@@ -703,6 +715,7 @@ impl Store {
                     exit_code: row.try_get(10)?,
                     duration_seconds: row.try_get(11)?,
                     fencing_token: row.try_get(12)?,
+                    output: row.try_get(13)?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -749,8 +762,8 @@ async fn fleet_hold(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunStart<'_>,
     limits: &FleetLimits,
-) -> Result<Option<crate::recovery::hold::HoldReason>, sqlx::Error> {
-    use crate::recovery::hold::HoldReason;
+) -> Result<Option<crate::vocabulary::HoldReason>, sqlx::Error> {
+    use crate::vocabulary::HoldReason;
     if let Some(rate) = limits.max_runs {
         let started: i64 = sqlx::query("SELECT COUNT(*) FROM recovery_runs WHERE started_ms > $1")
             .bind(run.started_ms.saturating_sub(rate.within_ms))

@@ -96,6 +96,8 @@ pub struct AttemptView {
     pub duration_seconds: Option<f64>,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
+    /// The tail of what the action printed or answered (at most 4 KiB).
+    pub output: String,
 }
 
 /// One decision of a run, read back.
@@ -220,7 +222,7 @@ impl Store {
         let attempts = sqlx::query(
             "SELECT a.id, a.step, a.result, a.message, a.exit_code, a.duration_seconds, a.started_ms, a.finished_ms, \
              (SELECT COUNT(*) FROM recovery_attempts p JOIN recovery_runs pr ON pr.id = p.run_id \
-              WHERE p.chain = a.chain AND p.step = a.step AND pr.subject = $2 AND p.id <= a.id) \
+              WHERE p.chain = a.chain AND p.step = a.step AND pr.subject = $2 AND p.id <= a.id), a.output \
              FROM recovery_attempts a WHERE a.run_id = $1 ORDER BY a.id",
         )
         .bind(id.to_string())
@@ -241,6 +243,7 @@ impl Store {
                     started_ms: r.try_get(6)?,
                     finished_ms: r.try_get(7)?,
                     number: r.try_get(8)?,
+                    output: r.try_get(9)?,
                 },
             ))
         })

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{Backend, ResultRow, Store};
 use crate::metrics::Metrics;
@@ -56,7 +57,9 @@ pub fn spawn_writer(
     metrics: Arc<Metrics>,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(16_384);
-    let task = tokio::spawn(run(rx, store, metrics.clone()));
+    let task = tokio::spawn(
+        run(rx, store, metrics.clone()).instrument(tracing::info_span!("store_writer")),
+    );
     (WriterHandle { tx, metrics }, task)
 }
 

@@ -3,82 +3,13 @@
 //! surviving `kill -9`, resolved when the check heals; silences held while a run heals an
 //! alert and expired when it ends; Alertmanager down never blocks healing.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{free_port, script, wait_for, Daemon, Medic, Target};
-
-/// A running Alertmanager on a free loopback port, sending everything to `receiver`.
-struct Am {
-    port: u16,
-    _daemon: Daemon,
-    client: reqwest::Client,
-}
+use crate::support::{free_port, script, wait_for, Alertmanager as Am, Medic, Target};
 
 impl Am {
-    async fn start(dir: &Path, receiver: &str) -> Am {
-        let port = free_port();
-        let config = format!(
-            r#"global:
-  resolve_timeout: 10s
-route:
-  receiver: people
-  group_by: [alertname, chain]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: people
-    webhook_configs:
-      - url: {receiver}
-        send_resolved: true
-"#
-        );
-        std::fs::write(dir.join("alertmanager.yml"), config).expect("write am config");
-        let d = dir.display();
-        let daemon = Daemon::start(
-            "prometheus-alertmanager",
-            &[
-                format!("--config.file={d}/alertmanager.yml"),
-                format!("--storage.path={d}/am"),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--cluster.listen-address=".into(),
-            ],
-            &dir.join("alertmanager.log"),
-        );
-        let am = Am {
-            port,
-            _daemon: daemon,
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .expect("client"),
-        };
-        let ready = am.url("/-/ready");
-        let client = am.client.clone();
-        wait_for(
-            "Alertmanager to be ready",
-            Duration::from_secs(60),
-            || async { (client.get(&ready).send().await.ok()?.status() == 200).then_some(()) },
-        )
-        .await;
-        am
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn get(&self, path: &str) -> Vec<Value> {
-        let Ok(r) = self.client.get(self.url(path)).send().await else {
-            return Vec::new();
-        };
-        let text = r.text().await.unwrap_or_default();
-        serde_json::from_str::<Vec<Value>>(&text).unwrap_or_default()
-    }
-
     /// Active MedicEscalation alerts.
     async fn escalations(&self) -> Vec<Value> {
         self.get("/api/v2/alerts?filter=alertname%3D%22MedicEscalation%22")
@@ -133,7 +64,7 @@ async fn an_escalation_reaches_people_outlives_resolve_timeout_and_kill_9_and_re
     let dir = tempfile::tempdir().expect("dir");
     let target = Target::start().await;
     let receiver = Target::start().await;
-    let am = Am::start(dir.path(), &receiver.url("/hook")).await;
+    let am = Am::start(dir.path(), "1h", &receiver.url("/hook")).await;
     target.set(500, "down", Duration::ZERO);
     let mut medic = Medic::start(&medic_config(am.port, &target)).await;
 
@@ -172,7 +103,13 @@ async fn an_escalation_reaches_people_outlives_resolve_timeout_and_kill_9_and_re
     .await;
 
     // Past resolve_timeout (10s) and the first endsAt (3 × 2s): only re-posting keeps it.
+    // The time itself is the point here; that medic re-posted meanwhile is seen, not assumed.
+    let posted = r#"medic_alertmanager_requests_total{operation="post_alert",result="success"}"#;
+    let before = medic.metric(posted).await.unwrap_or(0.0);
     tokio::time::sleep(Duration::from_secs(12)).await;
+    medic
+        .wait_metric(posted, before + 3.0, Duration::from_secs(10))
+        .await;
     assert_eq!(am.escalations().await.len(), 1, "still firing, once");
 
     // kill -9 and restart: the store carries the escalation; no second alert appears.
@@ -180,7 +117,11 @@ async fn an_escalation_reaches_people_outlives_resolve_timeout_and_kill_9_and_re
     medic.wait_exit(Duration::from_secs(10)).await;
     medic.spawn(&[]);
     medic.wait_ready().await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The restarted medic has re-posted the escalation from its store, twice: a second alert
+    // (or a resolved one) would be in Alertmanager by now.
+    medic
+        .wait_metric(posted, 2.0, Duration::from_secs(30))
+        .await;
     let alerts = am.escalations().await;
     assert_eq!(
         alerts.len(),
@@ -264,7 +205,7 @@ fn silence_for(silences: &[Value], alertname: &str, state: &str) -> Option<Value
 async fn a_routed_alert_is_silenced_while_its_run_heals_it_and_unsilenced_when_it_ends() {
     let dir = tempfile::tempdir().expect("dir");
     let receiver = Target::start().await;
-    let am = Am::start(dir.path(), &receiver.url("/hook")).await;
+    let am = Am::start(dir.path(), "1h", &receiver.url("/hook")).await;
     let heals = script(dir.path(), "heals.sh", "sleep 3; exit 0");
     let fails = script(dir.path(), "fails.sh", "sleep 3; exit 1");
     let config = format!(
@@ -412,7 +353,7 @@ async fn two_replicas_on_postgresql_make_one_escalation_and_one_silence() {
     let dir = tempfile::tempdir().expect("dir");
     let target = Target::start().await;
     let receiver = Target::start().await;
-    let am = Am::start(dir.path(), &receiver.url("/hook")).await;
+    let am = Am::start(dir.path(), "1h", &receiver.url("/hook")).await;
     let slow = script(dir.path(), "slow.sh", "sleep 4; exit 0");
     target.set(500, "down", Duration::ZERO);
     let config = format!(

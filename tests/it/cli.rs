@@ -132,3 +132,145 @@ fn invalid_config_stops_medic_before_binding_a_port() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid config"));
 }
+
+/// `medic ARGS` run in `dir`: exit code, stdout, stderr.
+fn medic_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(MEDIC)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run medic");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What is in `dir`, by name.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn help_shows_each_default_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["recover", "--help"],
+        &["pause", "--help"],
+        &["detect", "--help"],
+    ] {
+        let (code, out, err) = medic_in(dir.path(), args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("--web.max-connections"), "{out}");
+        for line in out.lines() {
+            assert!(line.matches("[default:").count() <= 1, "{args:?}: {line}");
+        }
+    }
+}
+
+const ONE_STEP: &str =
+    "recovery:\n  chains:\n    c:\n      steps:\n        - {name: t, exec: {program: /bin/true}}\n";
+
+#[test]
+fn recover_stats_never_makes_a_store_and_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::write(dir.path().join("medic.yml"), ONE_STEP).unwrap();
+    std::fs::write(dir.path().join("empty.db"), "").unwrap();
+    let before = listing(dir.path());
+    let port = free_port();
+    let cases = [
+        (
+            format!("sqlite://{d}/nowhere/m.db"),
+            format!("no state store at {d}/nowhere/m.db: the directory {d}/nowhere does not exist"),
+        ),
+        (
+            format!("sqlite://{d}/m.db"),
+            format!("no state store at {d}/m.db: no such file"),
+        ),
+        (
+            format!("sqlite://{d}/empty.db"),
+            format!("sqlite://{d}/empty.db holds no medic state store"),
+        ),
+        (
+            format!("postgres://medic@127.0.0.1:{port}/medic"),
+            format!("cannot open state store postgres://medic@127.0.0.1:{port}/medic: error communicating with database: Connection refused"),
+        ),
+    ];
+    for (url, want) in cases {
+        let (code, out, err) = medic_in(dir.path(), &["recover", "--stats", "--state.url", &url]);
+        assert_eq!(code, 1, "{url}: {out}{err}");
+        assert!(err.contains(&want), "{url}: want {want:?} in {err}");
+        assert_eq!(listing(dir.path()), before, "{url}: something was made");
+        assert_eq!(
+            std::fs::metadata(dir.path().join("empty.db"))
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+    // A run makes the store, quietly; then the statistics read it.
+    let url = format!("sqlite://{d}/data/m.db");
+    let (code, out, err) = medic_in(dir.path(), &["recover", "c", "--state.url", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("outcome: recovered"), "{out}");
+    assert!(
+        !err.contains("migrated") && !err.contains("level=info"),
+        "a one-shot command chatters: {err}"
+    );
+    let (code, out, err) = medic_in(dir.path(), &["recover", "--stats", "--state.url", &url]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("c ") && l.contains(" t ")),
+        "{out}"
+    );
+}
+
+#[test]
+fn recover_stats_reads_only_a_postgresql_store_medic_made() {
+    let pg = crate::pg::PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("medic.yml"), ONE_STEP).unwrap();
+    let url = pg.url();
+    let (code, out, err) = medic_in(dir.path(), &["recover", "--stats", "--state.url", &url]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("postgres://medic:<secret>@127.0.0.1")
+            && err.contains("holds no medic state store"),
+        "{err}"
+    );
+    let (code, out, err) = medic_in(dir.path(), &["recover", "c", "--state.url", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = medic_in(dir.path(), &["recover", "--stats", "--state.url", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("c ") && l.contains(" t ")),
+        "{out}"
+    );
+}
+
+#[test]
+fn one_shot_commands_print_their_answer_without_log_chatter() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("medic.yml"),
+        "checks:\n  - name: ok\n    command: {program: /bin/true}\n",
+    )
+    .unwrap();
+    let (code, out, err) = medic_in(dir.path(), &["probe", "ok"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(out.contains("status: healthy"), "{out}");
+    // Asked for, the log is there.
+    let (code, _, err) = medic_in(dir.path(), &["probe", "ok", "--log.level", "debug"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("level=debug"), "{err}");
+}

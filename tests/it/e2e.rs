@@ -92,10 +92,7 @@ recovery:
             ),
             ("alertmanager:9093", format!("127.0.0.1:{am_port}")),
             ("medic:7979", medic_addr.clone()),
-            (
-                "/etc/prometheus/rules/medic.rules.yml",
-                format!("{d}/rules.yml"),
-            ),
+            ("rules/medic.rules.yml", format!("{d}/rules.yml")),
         ],
     );
     let _alertmanager = Daemon::start(

@@ -174,8 +174,25 @@ recovery:
     })
     .await;
     assert!(alive(a_step.pid));
-    // Let a renewal or two pass, so the lease is A's own rather than begin_run's.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // A renews the run's lease (every 5 s) before the cut, so the lease is A's own rather
+    // than begin_run's: seen in the store, not assumed from the time passed.
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let lease = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT lease_until_ms FROM recovery_runs WHERE finished_ms IS NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("A's run in the store")
+    };
+    let begun = lease().await;
+    wait_for(
+        "A to renew its run's lease",
+        Duration::from_secs(20),
+        || async { (lease().await > begun).then_some(()) },
+    )
+    .await;
+    pool.close().await;
     let cut_at = epoch_seconds();
     proxy.cut();
 

@@ -529,13 +529,11 @@ async fn fake_dns(answer: bool) -> String {
 async fn dns_checks_against_dnsmasq() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    // A missing server fails the test: scripts/test.sh installs it.
     let dnsmasq = ["/usr/sbin/dnsmasq", "dnsmasq"]
         .into_iter()
-        .find(|p| Command::new(p).arg("--version").output().is_ok());
-    let Some(dnsmasq) = dnsmasq else {
-        eprintln!("SKIPPED: dnsmasq (Debian package dnsmasq-base) is not installed");
-        return;
-    };
+        .find(|p| Command::new(p).arg("--version").output().is_ok())
+        .expect("dnsmasq is needed (Debian package dnsmasq-base; scripts/test.sh installs it)");
     let _server = crate::support::Daemon::start(
         dnsmasq,
         &[
@@ -602,47 +600,82 @@ async fn dns_checks_against_dnsmasq() {
     }
 }
 
-/// A grpcio health server: "" SERVING, "db" NOT_SERVING, "warming" UNKNOWN. Its port, or
-/// `None` when python3's grpcio is missing.
-fn grpc_server(dir: &std::path::Path) -> Option<(std::process::Child, u16)> {
-    let script = dir.join("health_server.py");
-    std::fs::write(
-        &script,
-        r#"
-import sys, time
+/// Debian's interpreter, the one its `python3-grpcio` package installs into (a `python3`
+/// earlier on PATH, pyenv's say, would not have it).
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+/// `grpc.health.v1.Health/Check` served by grpcio, the reference gRPC implementation (Debian
+/// package `python3-grpcio`), rather than by a server of our own that would share our client's
+/// reading of the protocol. Both messages are one field, written by hand as in
+/// src/checks/grpc.rs, so no generated code (grpcio-health-checking, protobuf) is needed.
+/// "" is SERVING, "db" NOT_SERVING, "warming" UNKNOWN, any other service NOT_FOUND (how the
+/// standard health service answers Check for a service it does not know); a call for "" without
+/// the `x-medic-test: hello` metadata is refused, so the check's `metadata` is proven sent.
+const GRPC_HEALTH_SERVER: &str = r#"
 from concurrent import futures
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+STATUS = {"": 1, "db": 2, "warming": 0}
+
+def service_name(request):
+    i, name = 0, ""
+    while i < len(request):
+        key, i = request[i], i + 1
+        shift, length = 0, 0
+        while True:
+            b, i = request[i], i + 1
+            length |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        if key == 0x0A:
+            name = request[i:i + length].decode()
+        i += length
+    return name
+
+def check(request, context):
+    name = service_name(request)
+    if name == "" and dict(context.invocation_metadata()).get("x-medic-test") != "hello":
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "x-medic-test metadata missing")
+    if name not in STATUS:
+        context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
+    status = STATUS[name]
+    return bytes([0x08, status]) if status else b""
+
+handler = grpc.method_handlers_generic_handler(
+    "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)})
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-servicer = health.HealthServicer()
-servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-servicer.set("db", health_pb2.HealthCheckResponse.NOT_SERVING)
-servicer.set("warming", health_pb2.HealthCheckResponse.UNKNOWN)
-health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+server.add_generic_rpc_handlers((handler,))
 port = server.add_insecure_port("127.0.0.1:0")
 server.start()
 print(port, flush=True)
 server.wait_for_termination()
-"#,
-    )
-    .unwrap();
-    let mut child = Command::new("python3")
+"#;
+
+/// Starts the grpcio health server; its process and port. A missing grpcio fails the test.
+fn grpc_server(dir: &std::path::Path) -> (std::process::Child, u16) {
+    let script = dir.join("health_server.py");
+    std::fs::write(&script, GRPC_HEALTH_SERVER).unwrap();
+    let needed = "Debian's python3 with grpcio is needed (package python3-grpcio; scripts/test.sh installs it)";
+    let mut child = Command::new(DEBIAN_PYTHON)
         .arg(&script)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .ok()?;
+        .unwrap_or_else(|e| panic!("{DEBIAN_PYTHON}: {e}: {needed}"));
     let mut line = String::new();
-    use std::io::BufRead;
-    std::io::BufReader::new(child.stdout.take()?)
+    use std::io::{BufRead, Read};
+    std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
-        .ok()?;
+        .unwrap();
     match line.trim().parse() {
-        Ok(port) => Some((child, port)),
+        Ok(port) => (child, port),
         Err(_) => {
             let _ = child.kill();
+            let mut stderr = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
             let _ = child.wait();
-            None
+            panic!("the grpcio health server did not start: {needed}\n{stderr}");
         }
     }
 }
@@ -650,10 +683,7 @@ server.wait_for_termination()
 #[tokio::test]
 async fn grpc_health_checks_against_grpcio() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((mut server, port)) = grpc_server(dir.path()) else {
-        eprintln!("SKIPPED: python3 with grpcio and grpcio-health-checking is needed (pip install grpcio grpcio-health-checking)");
-        return;
-    };
+    let (mut server, port) = grpc_server(dir.path());
     let closed = free_port();
     let check = |name: &str, grpc: &str| {
         format!("  - name: {name}\n    interval: 300ms\n    grpc: {{{grpc}}}\n")

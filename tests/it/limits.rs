@@ -1,5 +1,5 @@
 //! medic's own limits: out of fds or child process slots, a probe is `unknown` (reason
-//! `medic`) and heals nothing; idle clients past `--web.max-connections` are not accepted;
+//! `medic`) and heals nothing; idle clients past `--web.max-connections` are shed, not kept;
 //! concurrent children never exceed `--process.max-children`; a dribbled webhook body is
 //! answered 408 by its total deadline.
 

@@ -66,12 +66,22 @@ fn zombie_children(pid: i32) -> Vec<i32> {
     out
 }
 
-#[tokio::test]
-async fn kill_9_mid_step_then_restart_kills_the_steps_group_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let (leader, child) = (dir.path().join("leader"), dir.path().join("child"));
+/// The parent of a process (`/proc/PID/stat` field 4).
+fn ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A medic whose only step hangs, with the step's shell and its child running and the group
+/// recorded in the attempt: (medic, its supervisor's pid, the shell's, the child's).
+async fn medic_mid_step(dir: &Path) -> (Medic, i32, i32, i32) {
+    let (leader, child) = (dir.join("leader"), dir.join("child"));
     let hang = script(
-        dir.path(),
+        dir,
         "hang",
         &format!(
             "sleep 300 &\necho $! > {child}\necho $$ > {leader}.tmp && mv {leader}.tmp {leader}\nwait",
@@ -79,8 +89,8 @@ async fn kill_9_mid_step_then_restart_kills_the_steps_group_and_says_so() {
             leader = leader.display(),
         ),
     );
-    let down = script(dir.path(), "down", "echo 'CRITICAL - down'; exit 2");
-    let mut medic = Medic::start(&format!(
+    let down = script(dir, "down", "echo 'CRITICAL - down'; exit 2");
+    let medic = Medic::start(&format!(
         r#"checks:
   - name: svc
     interval: 200ms
@@ -99,12 +109,12 @@ recovery:
         hang = hang.display(),
     ))
     .await;
-    let leader_pid = wait_for("the step to start", Duration::from_secs(20), || async {
+    let shell = wait_for("the step to start", Duration::from_secs(20), || async {
         read_pids(&leader).first().copied()
     })
     .await;
     let child_pid = read_pids(&child)[0];
-    // The group reaches the record while the step runs.
+    // The group reaches the record while the step runs: the supervisor leads it.
     let pool = sqlx::SqlitePool::connect(&format!("{}?mode=ro", medic.state_url))
         .await
         .unwrap();
@@ -124,34 +134,68 @@ recovery:
     )
     .await;
     pool.close().await;
+    let supervisor = ppid(shell).expect("the shell's parent");
     assert_eq!(
         recorded,
-        i64::from(leader_pid),
-        "the group is led by the step"
+        i64::from(supervisor),
+        "the group is led by the step's supervisor"
     );
+    (medic, supervisor, shell, child_pid)
+}
 
+async fn interrupted_message(medic: &Medic) -> serde_json::Value {
+    let v = medic.json("/api/v1/recoveries?chain=fix").await;
+    assert_eq!(v["attempts"][0]["result"], "failure", "{v}");
+    v["attempts"][0]["message"].clone()
+}
+
+#[tokio::test]
+async fn kill_9_mid_step_takes_the_steps_processes_along_and_the_restart_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut medic, supervisor, shell, child) = medic_mid_step(dir.path()).await;
     medic.signal(Signal::SIGKILL);
     medic.wait_exit(Duration::from_secs(10)).await;
+    let killed = std::time::Instant::now();
+    for pid in [shell, child, supervisor] {
+        wait_process_gone(pid, "a step process to die with medic").await;
+    }
     assert!(
-        alive(leader_pid) && alive(child_pid),
-        "the step should outlive the kill -9"
+        killed.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        killed.elapsed()
     );
-
     medic.spawn(&[]);
     medic.wait_ready().await;
-    wait_process_gone(leader_pid, "the step's leader to be killed").await;
-    wait_process_gone(child_pid, "the step's child to be killed").await;
-    let v = medic.json("/api/v1/recoveries?chain=fix").await;
-    let message = v["attempts"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
     assert_eq!(
-        message,
-        format!("interrupted: medic stopped during this attempt; its process group {leader_pid} was still running and was killed"),
-        "{v}"
+        interrupted_message(&medic).await,
+        format!("interrupted: medic stopped during this attempt; its process group {supervisor} had already ended")
     );
-    assert_eq!(v["attempts"][0]["result"], "failure", "{v}");
+}
+
+#[tokio::test]
+async fn when_the_supervisor_died_with_medic_the_restart_kills_what_is_left_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut medic, supervisor, shell, child) = medic_mid_step(dir.path()).await;
+    // A supervisor that cannot act (stopped, then killed after medic): the step's shell and
+    // its child outlive both, as after an OOM kill of the whole service.
+    let supervisor_pid = nix::unistd::Pid::from_raw(supervisor);
+    nix::sys::signal::kill(supervisor_pid, Signal::SIGSTOP).unwrap();
+    medic.signal(Signal::SIGKILL);
+    medic.wait_exit(Duration::from_secs(10)).await;
+    nix::sys::signal::kill(supervisor_pid, Signal::SIGKILL).unwrap();
+    wait_process_gone(supervisor, "the supervisor to be killed").await;
+    assert!(
+        alive(shell) && alive(child),
+        "the step should outlive medic and its supervisor here"
+    );
+    medic.spawn(&[]);
+    medic.wait_ready().await;
+    wait_process_gone(shell, "the step's shell to be killed").await;
+    wait_process_gone(child, "the step's child to be killed").await;
+    assert_eq!(
+        interrupted_message(&medic).await,
+        format!("interrupted: medic stopped during this attempt; its process group {supervisor} had ended, but 2 of its processes were still running and were killed")
+    );
 }
 
 #[tokio::test]

@@ -294,6 +294,60 @@ async fn medic_pause_and_resume_drive_a_running_medic_with_the_configs_credentia
 }
 
 #[tokio::test]
+async fn medic_pause_list_shows_the_active_pauses_of_the_running_medic() {
+    let medic = Medic::start(&config(Some(TOKEN))).await;
+    let (code, out, err) = cli(&medic, &["pause", "--list"]);
+    assert_eq!((code, out.as_str()), (0, "no active pauses\n"), "{err}");
+
+    let (_, first) = create(
+        &medic,
+        Some(TOKEN),
+        json!({"matchers": ["chain=\"db\""], "duration": "2h", "reason": "db migration"}),
+    )
+    .await;
+    let (_, second) = create(
+        &medic,
+        Some(TOKEN),
+        json!({"duration": "30m", "reason": "incident 12, nobody knows yet"}),
+    )
+    .await;
+    let (code, out, err) = cli(&medic, &["pause", "--list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("id ") && lines[0].ends_with(" reason"),
+        "{out}"
+    );
+    for (pause, matchers) in [(&first, "chain=\"db\""), (&second, "(none: every run)")] {
+        let id = pause["id"].as_str().unwrap();
+        let line = lines.iter().find(|l| l.starts_with(id)).expect("listed");
+        let ends = pause["ends_at"].as_str().unwrap();
+        let reason = pause["reason"].as_str().unwrap();
+        assert!(
+            line.contains(ends) && line.contains(matchers) && line.ends_with(reason),
+            "{line}"
+        );
+    }
+
+    // Refused or unreachable: exit 1 with the reason.
+    let wrong = medic.dir.path().join("wrong-token");
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let wrong = wrong.display().to_string();
+    let (code, out, err) = cli(&medic, &["pause", "--list", "--bearer-token-file", &wrong]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("401"), "{err}");
+    let nowhere = format!("http://127.0.0.1:{}", crate::support::free_port());
+    let (code, _, err) = cli(&medic, &["pause", "--list", "--url", &nowhere]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach medic at"), "{err}");
+    // --list makes nothing.
+    let (code, _, err) = cli(&medic, &["pause", "--list", "--for", "1h"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(list(&medic, Some(TOKEN)).await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_pause_made_on_one_replica_holds_on_the_other_through_postgres() {
     let pg = crate::pg::PgCluster::start();
     let mut a = Medic::spawn_unready(&config(None), &[], Some(pg.url()));

@@ -67,12 +67,15 @@ recovery:
         (runs(&a).await + runs(&b).await >= 1.0).then_some(())
     })
     .await;
-    // And again, now that the step is in its cooldown on the shared store.
+    // And again, now that the step is in its cooldown on the shared store. Each replica
+    // answers once its manager has decided; a run it started has ended once it leaves
+    // medic_recovery_runs_active, having run the step or found it in cooldown. Only then does
+    // the file say whether the step ran a second time.
     for medic in [&a, &b] {
         let r = alert_post(medic, TOKEN, body.clone()).send().await.unwrap();
         assert_eq!(r.status(), 200);
+        medic.wait_no_run_active("fix").await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await; // a wrongly started second run would have written by now
     assert_eq!(
         std::fs::read_to_string(&ran).unwrap().lines().count(),
         1,

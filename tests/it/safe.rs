@@ -187,8 +187,18 @@ async fn an_open_circuit_holds_every_run_and_heals_only_what_is_still_critical_o
             Duration::from_secs(10),
         )
         .await;
-    // Several probe intervals with the circuit open: nothing ran.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Five more probes of each held check with the circuit open (2 s at least, reviews of
+    // the holds among them), and every trigger they asked for handled: a run started by any
+    // of them would be active now, or over and in the log.
+    medic.wait_probes(&all[..12], 5).await;
+    medic.recovery_barrier(None).await;
+    assert_eq!(
+        medic
+            .metric(r#"medic_recovery_runs_active{chain="web"}"#)
+            .await,
+        Some(0.0),
+        "a run started while the circuit was open"
+    );
     assert_eq!(read(&log), "", "a step ran while the circuit was open");
     // 8 recover by themselves; the 4 still critical are healed, none of the 8 is touched.
     for name in &all[..8] {
@@ -211,8 +221,16 @@ async fn an_open_circuit_holds_every_run_and_heals_only_what_is_still_critical_o
     let mut want: Vec<String> = all[8..12].to_vec();
     want.sort();
     assert_eq!(started(&served), want, "{served}");
-    // And no late run of the 8 either.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // And no late run of the 8 either: no trigger is held any more (theirs were dropped, as
+    // no longer needed), the 8 were probed healthy again, and what their probes asked was
+    // handled; a run started meanwhile has ended into the log.
+    wait_for("no trigger held", Duration::from_secs(10), || async {
+        (medic.metric("medic_recovery_held_triggers").await == Some(0.0)).then_some(())
+    })
+    .await;
+    medic.wait_probes(&all[..8], 3).await;
+    medic.recovery_barrier(None).await;
+    medic.wait_no_run_active("web").await;
     assert_eq!(started(&read(&log)), want);
 }
 
@@ -256,7 +274,11 @@ async fn the_rate_limit_is_a_sliding_window_and_a_chain_limit_sits_below_the_glo
             Duration::from_secs(10),
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Six more probes of each rated check (1 s at least, a review of the holds among them),
+    // each trigger handled, any run started meanwhile ended: a third run would be in the log.
+    medic.wait_probes(&rated, 6).await;
+    medic.recovery_barrier(None).await;
+    medic.wait_no_run_active("rated").await;
     assert_eq!(
         read(&log)
             .lines()
@@ -437,8 +459,11 @@ async fn shadow_mode_runs_nothing_changes_no_counter_and_active_then_acts_at_onc
             .await,
         Some(1.0)
     );
-    // One shadow run per incident, not one per probe.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // One shadow run per incident, not one per probe: six more critical probes (1 s at
+    // least), each one's trigger handled and any run it started ended (and counted).
+    medic.wait_probes(&all, 6).await;
+    medic.recovery_barrier(None).await;
+    medic.wait_no_run_active("web").await;
     assert_eq!(
         medic
             .metric(r#"medic_recovery_runs_total{chain="web",trigger="check",outcome="shadow"}"#)
@@ -520,7 +545,17 @@ async fn a_pause_holds_the_matching_chain_survives_kill_9_and_ending_it_heals() 
             Duration::from_secs(20),
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Six more probes of w1 (1 s at least, a review of the holds among them), each trigger
+    // handled: a run the restarted medic started would be active now, or over and in the log.
+    medic.wait_probes(&web, 6).await;
+    medic.recovery_barrier(None).await;
+    assert_eq!(
+        medic
+            .metric(r#"medic_recovery_runs_active{chain="web"}"#)
+            .await,
+        Some(0.0),
+        "the restart lifted the pause"
+    );
     assert!(!read(&log).contains("w1"), "the restart lifted the pause");
 
     // Ending the pause lets the held check be healed.
@@ -630,7 +665,22 @@ async fn a_paused_alert_and_its_resends_start_nothing_until_the_pause_ends() {
         Some(1.0),
         "one held trigger, however often it is resent"
     );
+    // Held for a second (the manager reviews every hold each second), then every hold looked
+    // at again now (a reload applies the config and reviews the holds), then one more resend,
+    // answered by the manager after that review: still held, and no run of the chain in
+    // progress or over. The second is how long the pause is shown to hold; the review and the
+    // answer after it are what make the absence below mean something.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, answer) = medic.post("/-/reload").await;
+    assert_eq!(code, 200, "{answer}");
+    let r = crate::support::alert_post(&medic, TOKEN, alert_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(answer["held"].as_array().map(Vec::len), Some(1), "{answer}");
+    medic.wait_no_run_active("fix").await;
     assert_eq!(read(&log), "", "a paused alert ran its step");
     // The pause ends: the alert, still firing, is healed once.
     let ended = client

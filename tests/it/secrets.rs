@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{free_port, Medic, Target};
+use crate::support::{free_port, wait_for, Medic, Target};
 
 #[tokio::test]
 async fn secrets_never_leave_the_process() {
@@ -53,8 +53,16 @@ checks:
         "defaults: {interval: 100ms}",
         "defaults: {interval: 100ms, bogus: 1}",
     ));
-    outputs.push(medic.post("/-/reload").await.1);
-    tokio::time::sleep(Duration::from_millis(100)).await; // let the log line land
+    let (code, answer) = medic.post("/-/reload").await;
+    assert_eq!(code, 500, "the reload was meant to fail: {answer}");
+    outputs.push(answer);
+    // The failed reload's log line has landed: the log holds what a leak would have put there.
+    wait_for(
+        "the failed reload in the log",
+        Duration::from_secs(10),
+        || async { medic.logs().contains("config reload failed").then_some(()) },
+    )
+    .await;
     outputs.push(medic.logs());
     for secret in [
         "file-secret-7a1c",
@@ -91,7 +99,7 @@ const INVALID: &[(&str, &str, &[&str])] = &[
     (
         "duration",
         "checks:\n  - name: web\n    interval: ${MEDIC_IT_SX_IVAL}\n    tcp: {address: '127.0.0.1:1'}\n",
-        &[r#"checks[0].interval: invalid duration "${MEDIC_IT_SX_IVAL}""#],
+        &[r#"checks[0] "web".interval: invalid duration "${MEDIC_IT_SX_IVAL}""#],
     ),
     (
         "tcp address and url without scheme",
@@ -271,7 +279,7 @@ async fn no_placement_reaches_any_output_of_a_running_medic() {
         "log",
         &logs,
         &[
-            r#"checks[0].interval: invalid duration \"${MEDIC_IT_SX_IVAL}\""#,
+            r#"checks[0] \"web\".interval: invalid duration \"${MEDIC_IT_SX_IVAL}\""#,
             r#"tcp.address \"${MEDIC_IT_SX_ADDR}\" is not host:port"#,
             r#"notify.url \"${MEDIC_IT_SX_NOSCHEME}\" must be"#,
         ],

@@ -202,7 +202,7 @@ impl Medic {
             .await
             .expect("request");
         let code = r.status().as_u16();
-        (code, r.text().await.unwrap_or_default())
+        (code, r.text().await.expect("the response body"))
     }
 
     pub async fn post(&self, path: &str) -> (u16, String) {
@@ -213,7 +213,7 @@ impl Medic {
             .await
             .expect("request");
         let code = r.status().as_u16();
-        (code, r.text().await.unwrap_or_default())
+        (code, r.text().await.expect("the response body"))
     }
 
     pub async fn json(&self, path: &str) -> serde_json::Value {
@@ -221,8 +221,12 @@ impl Medic {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
+    /// A scrape of `/metrics`; one that fails fails the test, so a missing series is never a
+    /// failed scrape.
     pub async fn metrics(&self) -> String {
-        self.get("/metrics").await.1
+        let (code, text) = self.get("/metrics").await;
+        assert_eq!(code, 200, "GET /metrics: {text}");
+        text
     }
 
     /// The check's status from the JSON API.
@@ -477,5 +481,202 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus on a free port, scraping and evaluating every second.
+pub struct Prometheus {
+    pub port: u16,
+    _daemon: Daemon,
+    client: reqwest::Client,
+}
+
+impl Prometheus {
+    /// Scrapes `targets` (as job `medic`) and evaluates `rule_files`, every second.
+    pub async fn start(dir: &Path, targets: &[u16], rule_files: &[PathBuf]) -> Prometheus {
+        let port = free_port();
+        let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        let rules: Vec<String> = rule_files
+            .iter()
+            .map(|r| format!("'{}'", r.display()))
+            .collect();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{}]\nscrape_configs:\n  - job_name: medic\n    static_configs: [{{targets: [{}]}}]\n",
+                rules.join(", "),
+                targets.join(", ")
+            ),
+        )
+        .expect("write prometheus.yml");
+        let d = dir.display();
+        let daemon = Daemon::start(
+            "prometheus",
+            &[
+                format!("--config.file={d}/prometheus.yml"),
+                format!("--storage.tsdb.path={d}/prometheus-data"),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+            ],
+            &dir.join("prometheus.log"),
+        );
+        let prometheus = Prometheus {
+            port,
+            _daemon: daemon,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        };
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        let client = prometheus.client.clone();
+        wait_for(
+            "Prometheus to be ready",
+            Duration::from_secs(60),
+            || async { (client.get(&ready).send().await.ok()?.status() == 200).then_some(()) },
+        )
+        .await;
+        prometheus
+    }
+
+    /// An instant query's result vector; an error answer fails the test.
+    pub async fn query(&self, q: &str) -> Vec<serde_json::Value> {
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/query?query={}",
+            self.port,
+            percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .expect("Prometheus answers");
+        let body = r.text().await.expect("Prometheus' body");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{q}: {e}: {body}"));
+        assert_eq!(v["status"], "success", "{q}: {v}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `q` returns something; returns it.
+    pub async fn wait_query(&self, q: &str, timeout: Duration) -> Vec<serde_json::Value> {
+        wait_for(q, timeout, || async {
+            let r = self.query(q).await;
+            (!r.is_empty()).then_some(r)
+        })
+        .await
+    }
+
+    /// Waits until the alert `name` fires with these labels (`k="v"` matchers, comma-joined).
+    pub async fn wait_firing(&self, name: &str, labels: &str, timeout: Duration) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let q = format!(r#"ALERTS{{alertname="{name}",alertstate="firing"{sep}{labels}}}"#);
+        self.wait_query(&q, timeout).await;
+    }
+}
+
+/// A real Alertmanager on a free loopback port, sending everything to `receiver` (grouped by
+/// alertname and chain, after 1 s, again only after `repeat_interval`).
+pub struct Alertmanager {
+    pub port: u16,
+    _daemon: Daemon,
+    pub client: reqwest::Client,
+}
+
+impl Alertmanager {
+    pub async fn start(dir: &Path, repeat_interval: &str, receiver: &str) -> Alertmanager {
+        Self::start_on(free_port(), dir, repeat_interval, receiver).await
+    }
+
+    /// [`Alertmanager::start`] on a port chosen beforehand (medic's config names it).
+    pub async fn start_on(
+        port: u16,
+        dir: &Path,
+        repeat_interval: &str,
+        receiver: &str,
+    ) -> Alertmanager {
+        let config = format!(
+            r#"global:
+  resolve_timeout: 10s
+route:
+  receiver: people
+  group_by: [alertname, chain]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: {repeat_interval}
+receivers:
+  - name: people
+    webhook_configs:
+      - url: {receiver}
+        send_resolved: true
+"#
+        );
+        std::fs::write(dir.join("alertmanager.yml"), config).expect("write am config");
+        let d = dir.display();
+        let daemon = Daemon::start(
+            "prometheus-alertmanager",
+            &[
+                format!("--config.file={d}/alertmanager.yml"),
+                format!("--storage.path={d}/am"),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--cluster.listen-address=".into(),
+            ],
+            &dir.join("alertmanager.log"),
+        );
+        let am = Alertmanager {
+            port,
+            _daemon: daemon,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        };
+        let ready = am.url("/-/ready");
+        let client = am.client.clone();
+        wait_for(
+            "Alertmanager to be ready",
+            Duration::from_secs(60),
+            || async { (client.get(&ready).send().await.ok()?.status() == 200).then_some(()) },
+        )
+        .await;
+        am
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A list from Alertmanager's API. No answer, an error status or anything but a JSON list
+    /// fails the test: an empty list is Alertmanager saying so, never a dead Alertmanager.
+    pub async fn get(&self, path: &str) -> Vec<serde_json::Value> {
+        let url = self.url(path);
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = r.status();
+        let text = r
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
+        assert!(status.is_success(), "GET {url}: {status}: {text}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&text)
+            .unwrap_or_else(|e| panic!("GET {url}: not a JSON list: {e}: {text}"))
+    }
+
+    /// Posts alerts as Prometheus does (`POST /api/v2/alerts`); a refusal fails the test.
+    pub async fn post_alerts(&self, alerts: serde_json::Value) {
+        let url = self.url("/api/v2/alerts");
+        let r = self
+            .client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(alerts.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert!(r.status().is_success(), "POST {url}: {}", r.status());
     }
 }

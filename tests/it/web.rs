@@ -9,7 +9,7 @@ use crate::support::{testdata, wait_for, Medic, MEDIC};
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, written as `{name}-ca.crt`,
 /// `{name}.crt` and `{name}.key` in `dir`.
-fn certificates(dir: &Path, name: &str) {
+pub(crate) fn certificates(dir: &Path, name: &str) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)

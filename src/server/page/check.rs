@@ -23,8 +23,30 @@ pub struct CheckPage<'a> {
 
 pub fn render(page: &CheckPage<'_>) -> String {
     let d = page.detail;
-    let s = &d.summary;
     let mut html = String::with_capacity(16 * 1024 + d.history.len() * 400);
+    check_banner(&mut html, page);
+    let _ = write!(
+        html,
+        "<h2>Last {} probes</h2>{}",
+        d.history.len(),
+        strip(&d.history, true, true)
+    );
+    latency_section(&mut html, d);
+    predictions_section(&mut html, page);
+    runs_section(&mut html, page);
+    history_table(&mut html, page);
+    metadata_table(&mut html, page);
+    super::layout(
+        &format!("medic: {} {}", d.name, d.summary.status),
+        true,
+        &html,
+    )
+}
+
+/// The check's status as the page's word, its message, and how it is probed and has fared.
+fn check_banner(html: &mut String, page: &CheckPage<'_>) {
+    let d = page.detail;
+    let s = &d.summary;
     let _ = write!(
         html,
         r#"<div class="banner st-{st}" id="overall"><h1><span class="big">{name} {badge}</span></h1><p class="msg">{msg}{reason}</p><p class="meta">{kind} check every {iv}s, timeout {to}s{enabled} · {since}{uptime} · {lat}</p></div>"#,
@@ -46,12 +68,10 @@ pub fn render(page: &CheckPage<'_>) -> String {
         uptime = uptime_text(d),
         lat = latency_text(d),
     );
-    let _ = write!(
-        html,
-        "<h2>Last {} probes</h2>{}",
-        d.history.len(),
-        strip(&d.history, true, true)
-    );
+}
+
+/// The latency chart, then the last hour's counts and quantiles.
+fn latency_section(html: &mut String, d: &CheckDetail) {
     html.push_str("<h2>Latency</h2>");
     html.push_str(&sparkline(
         &d.history,
@@ -79,30 +99,43 @@ pub fn render(page: &CheckPage<'_>) -> String {
         p99 = q(t.latency_p99_seconds),
         max = q(t.latency_max_seconds),
     );
+}
+
+/// This check's predictions, when it has any.
+fn predictions_section(html: &mut String, page: &CheckPage<'_>) {
     let preds: Vec<_> = page
         .predictions
         .iter()
-        .filter(|(p, _)| p.check == d.name)
+        .filter(|(p, _)| p.check == page.detail.name)
         .collect();
     if !preds.is_empty() {
         html.push_str("<h2>Predictions</h2><div class=\"preds\">\n");
         for (p, series) in preds {
-            prediction_card(&mut html, p, series);
+            prediction_card(html, p, series);
         }
         html.push_str("</div>\n");
     }
+}
+
+/// This check's recovery runs: a timeline, then a table.
+fn runs_section(html: &mut String, page: &CheckPage<'_>) {
     html.push_str("<h2>Runs</h2>\n");
     match page.runs {
         None => html.push_str("<p>The state store is not open yet.</p>\n"),
         Some([]) => html.push_str("<p>medic has not run a recovery for this check.</p>\n"),
         Some(runs) => {
             html.push_str(&runs_timeline(runs, page.now_ms, 720.0));
-            runs_table(&mut html, runs, page.secrets);
+            runs_table(html, runs, page.secrets);
         }
     }
+}
+
+/// Every probe the history keeps, newest first, the latest with its failure reason.
+fn history_table(html: &mut String, page: &CheckPage<'_>) {
+    let d = page.detail;
     html.push_str("<h2>History</h2><p class=\"meta\">newest first; reason: why the latest probe failed, when it could tell</p><div class=\"wrap\"><table class=\"history\"><thead><tr><th>time</th><th>status</th><th>latency</th><th>message</th></tr></thead><tbody>\n");
     for (i, h) in d.history.iter().enumerate() {
-        let reason = match (i, s.reason) {
+        let reason = match (i, d.summary.reason) {
             (0, Some(r)) => format!(r#" <span class="meta">(reason: {r})</span>"#),
             _ => String::new(),
         };
@@ -116,17 +149,22 @@ pub fn render(page: &CheckPage<'_>) -> String {
         );
     }
     html.push_str("</tbody></table></div>\n");
-    if !d.metadata.is_empty() {
-        html.push_str("<h2>Latest metadata</h2><div class=\"wrap\"><table>");
-        for (k, v) in &d.metadata {
-            let _ = write!(
-                html,
-                "<tr><th>{}</th><td class=\"msg\">{}</td></tr>",
-                escape(k),
-                escape(&page.secrets.redact(&v.to_string()))
-            );
-        }
-        html.push_str("</table></div>\n");
+}
+
+/// What the latest probe reported beside its status, when it reported anything.
+fn metadata_table(html: &mut String, page: &CheckPage<'_>) {
+    let d = page.detail;
+    if d.metadata.is_empty() {
+        return;
     }
-    super::layout(&format!("medic: {} {}", d.name, s.status), true, &html)
+    html.push_str("<h2>Latest metadata</h2><div class=\"wrap\"><table>");
+    for (k, v) in &d.metadata {
+        let _ = write!(
+            html,
+            "<tr><th>{}</th><td class=\"msg\">{}</td></tr>",
+            escape(k),
+            escape(&page.secrets.redact(&v.to_string()))
+        );
+    }
+    html.push_str("</table></div>\n");
 }

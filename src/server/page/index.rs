@@ -2,20 +2,21 @@
 //! first with their pictures, predictions with charts, recent runs on a timeline. Filters
 //! (`?status=`, `?q=`) and pages (`?page=`) keep it bounded however many checks there are.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 use super::svg::{outcome_status, prediction_chart, runs_timeline, sparkline, strip};
 use super::{badge, clock, escape, human_seconds, latency, letter, natural_cmp, number};
 use super::{path_segment, severity_rank};
 use crate::config::Redactor;
+use crate::pause::Pause;
 use crate::predict::Prediction;
-use crate::recovery::pause::Pause;
 use crate::state::{CheckDetail, HealthReport, HistoryItem};
 use crate::status::Status;
 use crate::store::{AttemptRecord, RunRow};
 use crate::timefmt::rfc3339_ms;
-use crate::vocabulary::Subject;
+use crate::vocabulary::HoldReason;
+use crate::vocabulary::{RunOutcome, Subject};
 
 /// Checks on one page of `/`.
 pub const PER_PAGE: usize = 100;
@@ -85,9 +86,7 @@ impl Filter {
 
     /// This filter's query string on another page.
     pub fn query(&self, page: usize) -> String {
-        let enc = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
+        let enc = crate::percent::encode;
         let mut parts = Vec::new();
         match self.status {
             Some(StatusFilter::Failing) => parts.push("status=failing".to_string()),
@@ -162,6 +161,8 @@ pub struct Banner {
     pub circuit_open: bool,
     pub windows: Vec<String>,
     pub pauses: Vec<Pause>,
+    /// Held triggers: subject → (chain, why).
+    pub held: BTreeMap<String, (String, HoldReason)>,
 }
 
 pub struct Index<'a> {
@@ -205,6 +206,55 @@ pub fn since_text(history: &[HistoryItem]) -> Option<String> {
 fn latest_run<'r>(runs: Option<&'r [RunRow]>, check: &str) -> Option<&'r RunRow> {
     let subject = Subject::Check(check.to_string()).to_string();
     runs?.iter().find(|r| r.subject == subject)
+}
+
+/// What a failing check's healing waits for now, as the banner says it: held (and why), a
+/// run in progress, nothing left to try, or how this incident's run ended. A run from before
+/// the check began failing is another incident's and is not named. `None`: nothing yet.
+fn waiting_for(
+    check: &str,
+    history: &[HistoryItem],
+    runs: Option<&[RunRow]>,
+    held: &BTreeMap<String, (String, HoldReason)>,
+) -> Option<String> {
+    let subject = Subject::Check(check.to_string()).to_string();
+    if let Some((chain, reason)) = held.get(&subject) {
+        return Some(format!(
+            "recovery ({}) held: {}",
+            escape(chain),
+            hold_words(*reason)
+        ));
+    }
+    let since_ms = failing_since(history)
+        .and_then(|(time, _, whole)| (!whole).then_some(time))
+        .and_then(|time| time.parse::<jiff::Timestamp>().ok())
+        .map_or(i64::MIN, |t| t.as_millisecond());
+    let run = latest_run(runs, check).filter(|r| r.started_ms >= since_ms)?;
+    Some(match r_outcome(run) {
+        None => format!("medic is healing: {}", run_link(run)),
+        Some(RunOutcome::Unavailable) => format!(
+            "nothing to try (every step in cooldown or at max_attempts): {}",
+            run_link(run)
+        ),
+        Some(_) => format!("medic ran {}", run_link(run)),
+    })
+}
+
+fn r_outcome(run: &RunRow) -> Option<RunOutcome> {
+    run.outcome.as_deref().and_then(|o| o.parse().ok())
+}
+
+/// A hold, as people say it.
+fn hold_words(reason: HoldReason) -> &'static str {
+    match reason {
+        HoldReason::Paused => "paused",
+        HoldReason::Maintenance => "maintenance window",
+        HoldReason::CircuitOpen => "circuit breaker open",
+        HoldReason::Concurrency => "limit (max_concurrent_runs)",
+        HoldReason::Rate => "limit (max_runs)",
+        HoldReason::Dependency => "a check it depends on is failing",
+        HoldReason::Settling => "settling (waiting for its checks' next probes)",
+    }
 }
 
 /// `<a href="/runs/ID">chain: outcome</a>`.
@@ -257,6 +307,14 @@ fn check_card(html: &mut String, d: &CheckDetail, runs: Option<&[RunRow]>, secre
             .map(|r| format!(r#" <span class="meta">(reason: {r})</span>"#))
             .unwrap_or_default()
     );
+    if !s.blocked_by.is_empty() {
+        let roots: Vec<String> = s.blocked_by.iter().map(|r| escape(r)).collect();
+        let _ = write!(
+            html,
+            r#"<p class="meta blockedby">blocked by {}: healed with its root</p>"#,
+            roots.join(", ")
+        );
+    }
     html.push_str(r#"<div class="pics">"#);
     html.push_str(&strip(&d.history, false, false));
     html.push_str(&sparkline(
@@ -356,12 +414,34 @@ pub fn runs_table(html: &mut String, runs: &[RunRow], secrets: &Redactor) {
 }
 
 pub fn render(ix: &Index<'_>) -> String {
+    let shown = shown_details(ix);
+    let mut html = String::with_capacity(64 * 1024 + ix.details.len() * 4096);
+    overall_banner(&mut html, ix, &shown);
+    hold_banners(&mut html, ix);
+    // What is predicted next, above the checks: a newcomer sees it without scrolling.
+    predictions_section(&mut html, ix.predictions);
+    filter_form(&mut html, ix.filter);
+    checks_section(&mut html, ix, &shown);
+    runs_section(&mut html, ix);
+    attempts_section(&mut html, ix);
+    super::layout(&format!("medic: {}", ix.report.status), true, &html)
+}
+
+/// The page's checks in the selection's order.
+fn shown_details<'d>(ix: &Index<'d>) -> Vec<&'d CheckDetail> {
+    let mut by_name: HashMap<&str, &CheckDetail> =
+        ix.details.iter().map(|d| (d.name.as_str(), d)).collect();
+    ix.selection
+        .names
+        .iter()
+        .filter_map(|n| by_name.remove(n.as_str()))
+        .collect()
+}
+
+/// The banner: the word, then what is failing and since when, then what holds medic back.
+fn overall_banner(html: &mut String, ix: &Index<'_>, shown: &[&CheckDetail]) {
     let report = ix.report;
     let sum = &report.summary;
-    let failing_total = sum.critical + sum.warning + sum.unknown;
-    let mut html = String::with_capacity(64 * 1024 + ix.details.len() * 4096);
-
-    // The banner: the word, then what is failing and since when, then what holds medic back.
     let _ = write!(
         html,
         r#"<div class="banner st-{st}" id="overall"><h1><span class="big">medic {badge}</span></h1><p>{n} checks: {h} healthy, {w} warning, {c} critical, {u} unknown</p>"#,
@@ -373,44 +453,85 @@ pub fn render(ix: &Index<'_>) -> String {
         c = sum.critical,
         u = sum.unknown,
     );
-    let mut by_name: HashMap<&str, &CheckDetail> =
-        ix.details.iter().map(|d| (d.name.as_str(), d)).collect();
-    let shown: Vec<&CheckDetail> = ix
-        .selection
-        .names
-        .iter()
-        .filter_map(|n| by_name.remove(n.as_str()))
-        .collect();
+    incident_list(html, ix, shown);
+    html.push_str("</div>\n");
+}
+
+/// The first few failing checks on this page, each with since when and what its healing waits
+/// for, and a link to all of them when there are more.
+fn incident_list(html: &mut String, ix: &Index<'_>, shown: &[&CheckDetail]) {
+    let sum = &ix.report.summary;
+    let failing_total = sum.critical + sum.warning + sum.unknown;
     let failing_shown: Vec<&&CheckDetail> = shown
         .iter()
         .filter(|d| failing(d.summary.status, d.summary.enabled))
         .take(BANNER_CHECKS)
         .collect();
-    if !failing_shown.is_empty() {
-        html.push_str(r#"<ul class="incident">"#);
-        for d in &failing_shown {
-            let _ = write!(
-                html,
-                r##"<li><a href="/checks/{l}">{n}</a> {b} {since}"##,
-                l = path_segment(&d.name),
-                n = escape(&d.name),
-                b = badge(d.summary.status),
-                since = since_text(&d.history).unwrap_or_default(),
-            );
-            if let Some(r) = latest_run(ix.runs, &d.name) {
-                let _ = write!(html, " · medic ran {}", run_link(r));
-            }
-            html.push_str("</li>");
-        }
-        if failing_total as usize > failing_shown.len() {
-            let _ = write!(
-                html,
-                r#"<li><a href="/?status=failing">all {failing_total} failing checks</a></li>"#
-            );
-        }
-        html.push_str("</ul>");
+    if failing_shown.is_empty() {
+        return;
     }
-    html.push_str("</div>\n");
+    html.push_str(r#"<ul class="incident">"#);
+    // A check a failing dependency blocks is listed under its root, when the root is shown.
+    let shown_names: BTreeSet<&str> = failing_shown.iter().map(|d| d.name.as_str()).collect();
+    let under_a_shown_root = |d: &CheckDetail| {
+        d.summary
+            .blocked_by
+            .iter()
+            .any(|r| shown_names.contains(r.as_str()))
+    };
+    for d in failing_shown.iter().filter(|d| !under_a_shown_root(d)) {
+        incident_item(html, ix, d);
+        let blocked: Vec<&&&CheckDetail> = failing_shown
+            .iter()
+            .filter(|b| b.summary.blocked_by.contains(&d.name))
+            .collect();
+        if !blocked.is_empty() {
+            html.push_str(r#"<ul class="blocked">"#);
+            for b in blocked {
+                incident_item(html, ix, b);
+                html.push_str("</li>");
+            }
+            html.push_str("</ul>");
+        }
+        html.push_str("</li>");
+    }
+    if failing_total as usize > failing_shown.len() {
+        let _ = write!(
+            html,
+            r#"<li><a href="/?status=failing">all {failing_total} failing checks</a></li>"#
+        );
+    }
+    html.push_str("</ul>");
+}
+
+/// One failing check of the banner (its `<li>` left open for what goes under it): what it is,
+/// since when, and what its healing waits for — its root, when a dependency blocks it.
+fn incident_item(html: &mut String, ix: &Index<'_>, d: &CheckDetail) {
+    let _ = write!(
+        html,
+        r##"<li><a href="/checks/{l}">{n}</a> {b} {since}"##,
+        l = path_segment(&d.name),
+        n = escape(&d.name),
+        b = badge(d.summary.status),
+        since = since_text(&d.history).unwrap_or_default(),
+    );
+    if !d.summary.blocked_by.is_empty() {
+        let roots: Vec<String> = d.summary.blocked_by.iter().map(|r| escape(r)).collect();
+        let _ = write!(
+            html,
+            r#" · <span class="blockedby">blocked by {}</span>: no run starts until it recovers"#,
+            roots.join(", ")
+        );
+        return;
+    }
+    if let Some(waiting) = waiting_for(&d.name, &d.history, ix.runs, &ix.banner.held) {
+        let _ = write!(html, " · {waiting}");
+    }
+}
+
+/// A notice for each thing that holds recovery back (the circuit, pauses, maintenance
+/// windows), then what the query string got wrong.
+fn hold_banners(html: &mut String, ix: &Index<'_>) {
     if ix.banner.circuit_open {
         html.push_str(r#"<div class="banner notice" id="circuit"><strong>W Circuit breaker open</strong>: too many checks are critical at once; medic starts no recovery run until fewer are.</div>"#);
         html.push('\n');
@@ -441,46 +562,50 @@ pub fn render(ix: &Index<'_>) -> String {
     for note in ix.notes {
         let _ = writeln!(html, r#"<p class="meta">{}</p>"#, escape(note));
     }
+}
 
-    // What is predicted next, above the checks: a newcomer sees it without scrolling.
+/// Prediction cards, soonest breach first, at most `MAX_PREDICTIONS` of them.
+fn predictions_section(html: &mut String, predictions: &[(Prediction, Vec<(f64, f64)>)]) {
     html.push_str("<h2>Predictions</h2>\n");
-    if ix.predictions.is_empty() {
+    if predictions.is_empty() {
         html.push_str("<p>No prediction has a value yet.</p>\n");
-    } else {
-        // Soonest breach first.
-        let mut preds: Vec<&(Prediction, Vec<(f64, f64)>)> = ix.predictions.iter().collect();
-        preds.sort_by(|a, b| {
-            let key = |p: &Prediction| {
-                p.breach_seconds
-                    .filter(|b| b.is_finite())
-                    .unwrap_or(f64::MAX)
-            };
-            key(&a.0)
-                .total_cmp(&key(&b.0))
-                .then_with(|| natural_cmp(&a.0.name, &b.0.name))
-        });
-        html.push_str("<div class=\"preds\">\n");
-        for (p, series) in preds.iter().take(MAX_PREDICTIONS) {
-            prediction_card(&mut html, p, series);
-        }
-        html.push_str("</div>\n");
-        if preds.len() > MAX_PREDICTIONS {
-            let _ = writeln!(
-                html,
-                r#"<p class="meta">{} more predictions on their checks' pages and at <a href="/api/v1/predictions">/api/v1/predictions</a>.</p>"#,
-                preds.len() - MAX_PREDICTIONS
-            );
-        }
+        return;
     }
+    // Soonest breach first.
+    let mut preds: Vec<&(Prediction, Vec<(f64, f64)>)> = predictions.iter().collect();
+    preds.sort_by(|a, b| {
+        let key = |p: &Prediction| {
+            p.breach_seconds
+                .filter(|b| b.is_finite())
+                .unwrap_or(f64::MAX)
+        };
+        key(&a.0)
+            .total_cmp(&key(&b.0))
+            .then_with(|| natural_cmp(&a.0.name, &b.0.name))
+    });
+    html.push_str("<div class=\"preds\">\n");
+    for (p, series) in preds.iter().take(MAX_PREDICTIONS) {
+        prediction_card(html, p, series);
+    }
+    html.push_str("</div>\n");
+    if preds.len() > MAX_PREDICTIONS {
+        let _ = writeln!(
+            html,
+            r#"<p class="meta">{} more predictions on their checks' pages and at <a href="/api/v1/predictions">/api/v1/predictions</a>.</p>"#,
+            preds.len() - MAX_PREDICTIONS
+        );
+    }
+}
 
-    // Filters: a plain GET form, no script.
+/// The heading of the checks and their filters: a plain GET form, no script.
+fn filter_form(html: &mut String, filter: &Filter) {
     let opt = |value: &str, label: &str, on: bool| {
         format!(
             r#"<option value="{value}"{}>{label}</option>"#,
             if on { " selected" } else { "" }
         )
     };
-    let cur = ix.filter.status;
+    let cur = filter.status;
     let _ = write!(
         html,
         r#"<h2>Checks</h2><form method="get" action="/"><input type="search" name="q" value="{q}" placeholder="name contains" aria-label="name contains"><select name="status" aria-label="status">{}{}{}{}{}{}</select><button type="submit">show</button></form>"#,
@@ -506,55 +631,72 @@ pub fn render(ix: &Index<'_>) -> String {
             "healthy",
             cur == Some(StatusFilter::Is(Status::Healthy))
         ),
-        q = escape(&ix.filter.q),
+        q = escape(&filter.q),
     );
+}
+
+/// How many checks match, this page's cards, and the links to the pages around it.
+fn checks_section(html: &mut String, ix: &Index<'_>, shown: &[&CheckDetail]) {
     let sel = ix.selection;
     let first = (sel.page - 1) * PER_PAGE;
     let _ = writeln!(
         html,
         r#"<p class="meta" id="count">{} of {} checks match; showing {}–{}, page {} of {}</p>"#,
         sel.matching,
-        report.checks.len(),
+        ix.report.checks.len(),
         if sel.matching == 0 { 0 } else { first + 1 },
         first + shown.len(),
         sel.page,
         sel.pages
     );
     html.push_str("<div class=\"checks\">\n");
-    for d in &shown {
-        check_card(&mut html, d, ix.runs, ix.secrets);
+    for d in shown {
+        check_card(html, d, ix.runs, ix.secrets);
     }
     html.push_str("</div>\n");
-    if sel.pages > 1 {
-        html.push_str(r#"<nav class="pager">"#);
-        if sel.page > 1 {
-            let _ = write!(
-                html,
-                r#"<a rel="prev" href="{}">← page {}</a>"#,
-                escape(&ix.filter.query(sel.page - 1)),
-                sel.page - 1
-            );
-        }
-        if sel.page < sel.pages {
-            let _ = write!(
-                html,
-                r#"<a rel="next" href="{}">page {} →</a>"#,
-                escape(&ix.filter.query(sel.page + 1)),
-                sel.page + 1
-            );
-        }
-        html.push_str("</nav>\n");
-    }
+    pager(html, ix.filter, sel);
+}
 
+/// Links to the previous and next page, when there is more than one.
+fn pager(html: &mut String, filter: &Filter, sel: &Selection) {
+    if sel.pages <= 1 {
+        return;
+    }
+    html.push_str(r#"<nav class="pager">"#);
+    if sel.page > 1 {
+        let _ = write!(
+            html,
+            r#"<a rel="prev" href="{}">← page {}</a>"#,
+            escape(&filter.query(sel.page - 1)),
+            sel.page - 1
+        );
+    }
+    if sel.page < sel.pages {
+        let _ = write!(
+            html,
+            r#"<a rel="next" href="{}">page {} →</a>"#,
+            escape(&filter.query(sel.page + 1)),
+            sel.page + 1
+        );
+    }
+    html.push_str("</nav>\n");
+}
+
+/// Recent runs: a timeline, then a table.
+fn runs_section(html: &mut String, ix: &Index<'_>) {
     html.push_str("<h2>Recent runs</h2>\n");
     match ix.runs {
         None => html.push_str("<p>The state store is not open yet.</p>\n"),
         Some([]) => html.push_str("<p>No recovery has run.</p>\n"),
         Some(runs) => {
             html.push_str(&runs_timeline(runs, ix.now_ms, 720.0));
-            runs_table(&mut html, runs, ix.secrets);
+            runs_table(html, runs, ix.secrets);
         }
     }
+}
+
+/// Recent recovery steps, one row each, linked to their run.
+fn attempts_section(html: &mut String, ix: &Index<'_>) {
     html.push_str("<h2>Recent recovery steps</h2>\n");
     match ix.attempts {
         None => html.push_str("<p>The state store is not open yet.</p>\n"),
@@ -577,14 +719,13 @@ pub fn render(ix: &Index<'_>) -> String {
             html.push_str("</tbody></table></div>\n");
         }
     }
-    super::layout(&format!("medic: {}", report.status), true, &html)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check_trend::StatusCounts;
     use crate::state::CheckSummary;
-    use crate::trend::StatusCounts;
     use std::collections::BTreeMap;
 
     fn report(checks: &[(&str, Status)]) -> HealthReport {
@@ -600,6 +741,7 @@ mod tests {
                     duration_seconds: None,
                     last_run: None,
                     consecutive_failures: 0,
+                    blocked_by: Vec::new(),
                     reason: None,
                 },
             );
@@ -720,5 +862,63 @@ mod tests {
             "failing since before 00:00:02 (2+ probes)"
         );
         assert_eq!(since_text(&h[2..]), None);
+    }
+
+    fn run(id: &str, started_ms: i64, outcome: Option<&str>) -> RunRow {
+        RunRow {
+            id: id.into(),
+            chain: "web".into(),
+            subject: "check:api".into(),
+            target: "check:api".into(),
+            trigger: "check".into(),
+            labels: BTreeMap::new(),
+            started_ms,
+            finished_ms: outcome.map(|_| started_ms + 10),
+            outcome: outcome.map(str::to_string),
+            fencing_token: None,
+            owner: "m".into(),
+        }
+    }
+
+    fn probe(time: &str, status: Status) -> HistoryItem {
+        HistoryItem {
+            time: time.into(),
+            status,
+            duration_seconds: 0.0,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_banner_names_what_the_current_failure_waits_for_not_an_older_run() {
+        // Failing since 00:00:10 (newest first); healthy before.
+        let history = [
+            probe("1970-01-01T00:00:20.000Z", Status::Critical),
+            probe("1970-01-01T00:00:10.000Z", Status::Critical),
+            probe("1970-01-01T00:00:05.000Z", Status::Healthy),
+        ];
+        let none = BTreeMap::new();
+        let older = [run("old", 1_000, Some("recovered"))];
+        assert_eq!(
+            waiting_for("api", &history, Some(&older), &none),
+            None,
+            "an older incident's run"
+        );
+        let unavailable = [run("new", 11_000, Some("unavailable")), older[0].clone()];
+        let text = waiting_for("api", &history, Some(&unavailable), &none).unwrap();
+        assert!(text.starts_with("nothing to try"), "{text}");
+        assert!(text.contains("/runs/new"), "{text}");
+        let running = [run("now", 12_000, None)];
+        let text = waiting_for("api", &history, Some(&running), &none).unwrap();
+        assert!(text.starts_with("medic is healing"), "{text}");
+        let held: BTreeMap<String, (String, HoldReason)> = [(
+            "check:api".to_string(),
+            ("web".to_string(), HoldReason::Paused),
+        )]
+        .into();
+        assert_eq!(
+            waiting_for("api", &history, Some(&unavailable), &held).as_deref(),
+            Some("recovery (web) held: paused")
+        );
     }
 }

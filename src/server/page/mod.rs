@@ -32,10 +32,7 @@ pub fn escape(text: &str) -> String {
 
 /// A path segment for a link (`/checks/{name}`), escaped for an attribute too.
 pub fn path_segment(text: &str) -> String {
-    escape(
-        &percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
-            .to_string(),
-    )
+    escape(&crate::percent::encode(text))
 }
 
 /// One letter per status, drawn beside or on the colour.
@@ -174,6 +171,7 @@ svg .now{stroke:var(--muted);stroke-width:1;stroke-dasharray:2 2}
 .check header{display:flex;justify-content:space-between;gap:.5rem;align-items:baseline}
 .check .name{font-weight:600;overflow-wrap:anywhere}
 .msg{overflow-wrap:anywhere;color:var(--fg);font-size:.9rem;margin:.15rem 0}
+.output{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8rem;max-height:24rem;overflow:auto;border:1px solid var(--line);padding:.4rem}
 .meta{color:var(--muted);font-size:.8rem}
 .pics{display:flex;flex-wrap:wrap;gap:.3rem .8rem;align-items:center}
 .preds{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:.5rem}

@@ -7,7 +7,8 @@ use super::{clock, escape, human_seconds, latency, letter, number};
 use crate::predict::Prediction;
 use crate::state::HistoryItem;
 use crate::status::Status;
-use crate::store::{DecisionKind, DecisionView, RunRow};
+use crate::store::{AttemptView, DecisionKind, DecisionView, RunRow};
+use crate::vocabulary::RunOutcome;
 
 /// A mark's height in a strip: the worse the probe, the taller (so shape tells what colour
 /// does).
@@ -121,17 +122,54 @@ fn horizon_seconds(label: &str) -> Option<f64> {
         .map(|d| d.as_secs_f64())
 }
 
-/// The recent series, the forecast with its 80 % band, the threshold (`.threshold`) and the
-/// predicted breach (`.breach`). The past takes the left 45 % and the future the rest, with
-/// a line at now: a week's horizon would otherwise squash an hour of samples to a dot.
 /// One horizon of the chart: seconds ahead, the forecast, its 80 % band.
 type Horizon = (f64, Option<f64>, Option<(f64, f64)>);
 
+/// The recent series, the forecast with its 80 % band, the threshold (`.threshold`) and the
+/// predicted breach (`.breach`). The past takes the left 45 % and the future the rest, with
+/// a line at now: a week's horizon would otherwise squash an hour of samples to a dot.
 pub fn prediction_chart(p: &Prediction, series: &[(f64, f64)], w: f64, h: f64) -> String {
-    let now = p.at;
-    let past_start = series.first().map_or(now, |s| s.0).min(now);
-    let horizons: Vec<Horizon> = p
-        .forecasts
+    let horizons = chart_horizons(p);
+    let breach = p.breach_seconds.filter(|b| b.is_finite()).zip(p.threshold);
+    let sc = ChartScale::new(p, series, &horizons, breach, w, h);
+    let mut s = String::with_capacity(2048 + series.len() * 14);
+    let _ = write!(
+        s,
+        r#"<svg class="chart" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{name}: recent values and forecast">"#,
+        name = escape(&p.name)
+    );
+    let _ = write!(
+        s,
+        r#"<line class="axis" x1="0" y1="{b}" x2="{w}" y2="{b}"/><line class="now" x1="{split:.1}" y1="{top}" x2="{split:.1}" y2="{b}"/>"#,
+        b = h - CHART_BOTTOM,
+        split = sc.split,
+        top = CHART_TOP,
+    );
+    chart_band(&mut s, p, &horizons, &sc);
+    chart_series(&mut s, series, &sc);
+    chart_forecast(&mut s, p, &horizons, &sc);
+    chart_threshold(&mut s, p, &sc);
+    chart_breach(&mut s, breach, &sc);
+    let _ = write!(
+        s,
+        r#"<text x="1" y="{ty}">-{}</text><text x="{split:.1}" y="{ty}" text-anchor="middle">now</text><text x="{w}" y="{ty}" text-anchor="end">+{}</text>"#,
+        human_seconds(sc.now - sc.past_start),
+        human_seconds(sc.future_span),
+        split = sc.split,
+        ty = h - 2.0
+    );
+    s.push_str("</svg>");
+    s
+}
+
+/// The chart's margins: none on the left, room for the band's top and the labels below.
+const CHART_LEFT: f64 = 0.0;
+const CHART_TOP: f64 = 6.0;
+const CHART_BOTTOM: f64 = 14.0;
+
+/// The horizons whose label reads as a duration, with their forecast and band.
+fn chart_horizons(p: &Prediction) -> Vec<Horizon> {
+    p.forecasts
         .iter()
         .filter_map(|(label, f)| {
             let hs = horizon_seconds(label)?;
@@ -142,24 +180,69 @@ pub fn prediction_chart(p: &Prediction, series: &[(f64, f64)], w: f64, h: f64) -
                 .and_then(|(_, b)| *b);
             Some((hs, *f, band))
         })
-        .collect();
-    let breach = p.breach_seconds.filter(|b| b.is_finite()).zip(p.threshold);
-    let future_span = horizons
-        .iter()
-        .map(|h| h.0)
-        .chain(breach.map(|b| b.0 * 1.05))
-        .fold(0.0f64, f64::max)
-        .max(60.0);
-    let (left, top, bottom) = (0.0, 6.0, 14.0);
-    let split = w * 0.45;
-    let x = |t: f64| -> f64 {
-        if t <= now {
-            let span = (now - past_start).max(1e-9);
-            left + (t - past_start) / span * (split - left)
-        } else {
-            split + (t - now) / future_span * (w - split - 2.0)
+        .collect()
+}
+
+/// Where a prediction chart puts a time and a value.
+struct ChartScale {
+    now: f64,
+    past_start: f64,
+    /// Seconds the right part covers: the furthest horizon or a little past the breach.
+    future_span: f64,
+    /// Where now is drawn.
+    split: f64,
+    w: f64,
+    h: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl ChartScale {
+    fn new(
+        p: &Prediction,
+        series: &[(f64, f64)],
+        horizons: &[Horizon],
+        breach: Option<(f64, f64)>,
+        w: f64,
+        h: f64,
+    ) -> ChartScale {
+        let now = p.at;
+        let future_span = horizons
+            .iter()
+            .map(|h| h.0)
+            .chain(breach.map(|b| b.0 * 1.05))
+            .fold(0.0f64, f64::max)
+            .max(60.0);
+        let (lo, hi) = value_range(p, series, horizons);
+        ChartScale {
+            now,
+            past_start: series.first().map_or(now, |s| s.0).min(now),
+            future_span,
+            split: w * 0.45,
+            w,
+            h,
+            lo,
+            hi,
         }
-    };
+    }
+
+    fn x(&self, t: f64) -> f64 {
+        if t <= self.now {
+            let span = (self.now - self.past_start).max(1e-9);
+            CHART_LEFT + (t - self.past_start) / span * (self.split - CHART_LEFT)
+        } else {
+            self.split + (t - self.now) / self.future_span * (self.w - self.split - 2.0)
+        }
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        CHART_TOP + (self.hi - v) / (self.hi - self.lo) * (self.h - CHART_TOP - CHART_BOTTOM)
+    }
+}
+
+/// The lowest and highest value the chart shows (series, now, forecasts, bands, threshold),
+/// widened by 8 % so no line runs along an edge.
+fn value_range(p: &Prediction, series: &[(f64, f64)], horizons: &[Horizon]) -> (f64, f64) {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
     let mut see = |v: f64| {
@@ -170,7 +253,7 @@ pub fn prediction_chart(p: &Prediction, series: &[(f64, f64)], w: f64, h: f64) -
     };
     series.iter().for_each(|s| see(s.1));
     see(p.value);
-    for (_, f, b) in &horizons {
+    for (_, f, b) in horizons {
         f.iter().for_each(|v| see(*v));
         if let Some((l, u)) = b {
             see(*l);
@@ -183,71 +266,81 @@ pub fn prediction_chart(p: &Prediction, series: &[(f64, f64)], w: f64, h: f64) -
         lo -= 1.0;
     }
     let pad = (hi - lo) * 0.08;
-    let (lo, hi) = (lo - pad, hi + pad);
-    let y = |v: f64| top + (hi - v) / (hi - lo) * (h - top - bottom);
-    let mut s = String::with_capacity(2048 + series.len() * 14);
-    let _ = write!(
-        s,
-        r#"<svg class="chart" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{name}: recent values and forecast">"#,
-        name = escape(&p.name)
-    );
-    let _ = write!(
-        s,
-        r#"<line class="axis" x1="0" y1="{b}" x2="{w}" y2="{b}"/><line class="now" x1="{split:.1}" y1="{top}" x2="{split:.1}" y2="{b}"/>"#,
-        b = h - bottom
-    );
-    // The band: from now through each horizon's upper end and back through the lower ends.
+    (lo - pad, hi + pad)
+}
+
+/// The band: from now through each horizon's upper end and back through the lower ends.
+fn chart_band(s: &mut String, p: &Prediction, horizons: &[Horizon], sc: &ChartScale) {
     let banded: Vec<(f64, f64, f64)> = horizons
         .iter()
-        .filter_map(|(hs, _, b)| b.map(|(l, u)| (now + hs, l, u)))
+        .filter_map(|(hs, _, b)| b.map(|(l, u)| (sc.now + hs, l, u)))
         .collect();
-    if !banded.is_empty() {
-        let mut pts = format!("{:.1},{:.1} ", x(now), y(p.value));
-        for (t, _, u) in &banded {
-            let _ = write!(pts, "{:.1},{:.1} ", x(*t), y(*u));
-        }
-        for (t, l, _) in banded.iter().rev() {
-            let _ = write!(pts, "{:.1},{:.1} ", x(*t), y(*l));
-        }
-        let _ = write!(
-            s,
-            r#"<polygon class="band" points="{pts}"><title>80 % interval</title></polygon>"#
-        );
+    if banded.is_empty() {
+        return;
     }
-    if series.len() >= 2 {
-        s.push_str(r#"<polyline class="line series" points=""#);
-        for (t, v) in series {
-            let _ = write!(s, "{:.1},{:.1} ", x(*t), y(*v));
-        }
-        s.push_str(r#""/>"#);
+    let mut pts = format!("{:.1},{:.1} ", sc.x(sc.now), sc.y(p.value));
+    for (t, _, u) in &banded {
+        let _ = write!(pts, "{:.1},{:.1} ", sc.x(*t), sc.y(*u));
     }
+    for (t, l, _) in banded.iter().rev() {
+        let _ = write!(pts, "{:.1},{:.1} ", sc.x(*t), sc.y(*l));
+    }
+    let _ = write!(
+        s,
+        r#"<polygon class="band" points="{pts}"><title>80 % interval</title></polygon>"#
+    );
+}
+
+/// The recent values, once there are two to join.
+fn chart_series(s: &mut String, series: &[(f64, f64)], sc: &ChartScale) {
+    if series.len() < 2 {
+        return;
+    }
+    s.push_str(r#"<polyline class="line series" points=""#);
+    for (t, v) in series {
+        let _ = write!(s, "{:.1},{:.1} ", sc.x(*t), sc.y(*v));
+    }
+    s.push_str(r#""/>"#);
+}
+
+/// The forecast: from the value now through each horizon's forecast, nearest first.
+fn chart_forecast(s: &mut String, p: &Prediction, horizons: &[Horizon], sc: &ChartScale) {
     let mut forecast: Vec<(f64, f64)> = horizons
         .iter()
-        .filter_map(|(hs, f, _)| f.map(|f| (now + hs, f)))
+        .filter_map(|(hs, f, _)| f.map(|f| (sc.now + hs, f)))
         .collect();
     forecast.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if !forecast.is_empty() {
-        let _ = write!(
-            s,
-            r#"<polyline class="forecast" points="{:.1},{:.1} "#,
-            x(now),
-            y(p.value)
-        );
-        for (t, v) in &forecast {
-            let _ = write!(s, "{:.1},{:.1} ", x(*t), y(*v));
-        }
-        s.push_str(r#""><title>forecast</title></polyline>"#);
+    if forecast.is_empty() {
+        return;
     }
+    let _ = write!(
+        s,
+        r#"<polyline class="forecast" points="{:.1},{:.1} "#,
+        sc.x(sc.now),
+        sc.y(p.value)
+    );
+    for (t, v) in &forecast {
+        let _ = write!(s, "{:.1},{:.1} ", sc.x(*t), sc.y(*v));
+    }
+    s.push_str(r#""><title>forecast</title></polyline>"#);
+}
+
+fn chart_threshold(s: &mut String, p: &Prediction, sc: &ChartScale) {
     if let Some(t) = p.threshold {
         let _ = write!(
             s,
             r#"<line class="threshold" x1="0" y1="{y:.1}" x2="{w}" y2="{y:.1}"><title>threshold {v}</title></line>"#,
-            y = y(t),
+            y = sc.y(t),
+            w = sc.w,
             v = number(t)
         );
     }
+}
+
+/// A diamond where the forecast crosses the threshold: `breach` is (seconds ahead, threshold).
+fn chart_breach(s: &mut String, breach: Option<(f64, f64)>, sc: &ChartScale) {
     if let Some((secs, t)) = breach {
-        let (cx, cy) = (x(now + secs), y(t));
+        let (cx, cy) = (sc.x(sc.now + secs), sc.y(t));
         let _ = write!(
             s,
             r#"<path class="breach" d="M{:.1} {:.1}l5 5l-5 5l-5 -5z"><title>predicted breach in {}</title></path>"#,
@@ -256,23 +349,14 @@ pub fn prediction_chart(p: &Prediction, series: &[(f64, f64)], w: f64, h: f64) -
             human_seconds(secs)
         );
     }
-    let span = now - past_start;
-    let _ = write!(
-        s,
-        r#"<text x="1" y="{ty}">-{}</text><text x="{split:.1}" y="{ty}" text-anchor="middle">now</text><text x="{w}" y="{ty}" text-anchor="end">+{}</text>"#,
-        human_seconds(span),
-        human_seconds(future_span),
-        ty = h - 2.0
-    );
-    s.push_str("</svg>");
-    s
 }
 
-/// A run's outcome as a status: recovered is healthy, exhausted critical, running warning.
+/// A run's outcome as a status: recovered is healthy, exhausted and unavailable (nothing
+/// could be tried) critical, running warning.
 pub fn outcome_status(outcome: Option<&str>) -> Status {
-    match outcome {
-        Some("recovered") => Status::Healthy,
-        Some("exhausted") => Status::Critical,
+    match outcome.map(str::parse::<RunOutcome>) {
+        Some(Ok(RunOutcome::Recovered)) => Status::Healthy,
+        Some(Ok(RunOutcome::Exhausted | RunOutcome::Unavailable)) => Status::Critical,
         None => Status::Warning,
         Some(_) => Status::Unknown,
     }
@@ -324,6 +408,37 @@ pub fn runs_timeline(runs: &[RunRow], now_ms: i64, w: f64) -> String {
 /// One run's decisions and steps on a time axis: a bar per attempt from its start to its end,
 /// a diamond per decision that ran nothing (skip, hold, shadow).
 pub fn run_axis(run: &RunRow, decisions: &[DecisionView], now_ms: i64, w: f64) -> String {
+    let (start, end) = run_axis_bounds(run, decisions, now_ms);
+    let span = (end - start).max(1) as f64;
+    let (label_w, row) = (0.0, 20.0);
+    let h = decisions.len().max(1) as f64 * row + 18.0;
+    let x = |t: i64| label_w + ((t - start) as f64 / span * (w - label_w - 8.0)).clamp(0.0, w);
+    let mut s = format!(
+        r#"<svg class="axis-run" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="the run's decisions and steps over time">"#
+    );
+    for (i, d) in decisions.iter().enumerate() {
+        let y0 = i as f64 * row + 3.0;
+        let step = d.step.as_deref().unwrap_or("trigger");
+        match &d.attempt {
+            Some(a) => attempt_bar(&mut s, d, a, step, &x, now_ms, y0),
+            None => decision_diamond(&mut s, d, step, x(d.at_ms), y0),
+        }
+        decision_label(&mut s, d, step, &x, now_ms, w, y0);
+    }
+    let _ = write!(
+        s,
+        r#"<line class="axis" x1="0" y1="{b}" x2="{w}" y2="{b}"/><text x="1" y="{ty}">{}</text><text x="{w}" y="{ty}" text-anchor="end">+{}</text></svg>"#,
+        escape(clock(&crate::timefmt::rfc3339_ms(start))),
+        human_seconds(span / 1000.0),
+        b = h - 14.0,
+        ty = h - 2.0
+    );
+    s
+}
+
+/// The time the run's axis covers: from the first decision or attempt (or the run's start)
+/// to the last end, wait or decision (or now, while it runs).
+fn run_axis_bounds(run: &RunRow, decisions: &[DecisionView], now_ms: i64) -> (i64, i64) {
     let start = decisions
         .iter()
         .map(|d| d.at_ms)
@@ -339,90 +454,93 @@ pub fn run_axis(run: &RunRow, decisions: &[DecisionView], now_ms: i64, w: f64) -
         .chain(decisions.iter().map(|d| d.at_ms))
         .chain(decisions.iter().filter_map(|d| d.until_ms))
         .fold(run.finished_ms.unwrap_or(now_ms), i64::max);
-    let span = (end - start).max(1) as f64;
-    let (label_w, row) = (0.0, 20.0);
-    let h = decisions.len().max(1) as f64 * row + 18.0;
-    let x = |t: i64| label_w + ((t - start) as f64 / span * (w - label_w - 8.0)).clamp(0.0, w);
-    let mut s = format!(
-        r#"<svg class="axis-run" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="the run's decisions and steps over time">"#
-    );
-    for (i, d) in decisions.iter().enumerate() {
-        let y0 = i as f64 * row + 3.0;
-        let step = d.step.as_deref().unwrap_or("trigger");
-        match &d.attempt {
-            Some(a) => {
-                let st = match a.result.as_deref() {
-                    Some("success") => Status::Healthy,
-                    None => Status::Warning,
-                    Some(_) => Status::Critical,
-                };
-                let x0 = x(a.started_ms);
-                let x1 = x(a.finished_ms.unwrap_or(now_ms)).max(x0 + 4.0);
-                let _ = write!(
-                    s,
-                    r#"<rect class="step st-{st}" x="{x0:.1}" y="{y0:.1}" width="{bw:.1}" height="12" rx="2"><title>{step} {kind}: {result}</title></rect>"#,
-                    bw = x1 - x0,
-                    step = escape(step),
-                    kind = d.kind.as_str(),
-                    result = escape(a.result.as_deref().unwrap_or("running")),
-                );
-            }
-            None => {
-                let st = match d.kind {
-                    DecisionKind::Held | DecisionKind::Skipped => Status::Warning,
-                    _ => Status::Unknown,
-                };
-                let cx = x(d.at_ms);
-                let _ = write!(
-                    s,
-                    r#"<path class="decision st-{st}" d="M{cx:.1} {y0:.1}l6 6l-6 6l-6 -6z"><title>{step} {kind}{why}</title></path>"#,
-                    step = escape(step),
-                    kind = d.kind.as_str(),
-                    why = d
-                        .reason
-                        .as_deref()
-                        .map(|r| format!(": {}", escape(r)))
-                        .unwrap_or_default(),
-                );
-            }
-        }
-        let label = format!(
-            "{} {}{}",
-            escape(step),
-            d.kind.as_str(),
-            d.reason
-                .as_deref()
-                .map(|r| format!(" ({})", escape(r)))
-                .unwrap_or_default()
-        );
-        let lx = x(d.at_ms);
-        let (tx, anchor) = if lx > w * 0.6 {
-            (lx - 9.0, "end")
-        } else {
-            (
-                d.attempt
-                    .as_ref()
-                    .map_or(lx, |a| x(a.finished_ms.unwrap_or(now_ms)))
-                    .max(lx)
-                    + 9.0,
-                "start",
-            )
-        };
-        let _ = write!(
-            s,
-            r#"<text x="{tx:.1}" y="{:.1}" text-anchor="{anchor}">{label}</text>"#,
-            y0 + 10.0
-        );
-    }
+    (start, end)
+}
+
+/// A bar from an attempt's start to its end (or now), coloured by its result.
+fn attempt_bar(
+    s: &mut String,
+    d: &DecisionView,
+    a: &AttemptView,
+    step: &str,
+    x: &impl Fn(i64) -> f64,
+    now_ms: i64,
+    y0: f64,
+) {
+    let st = match a.result.as_deref() {
+        Some("success") => Status::Healthy,
+        None => Status::Warning,
+        Some(_) => Status::Critical,
+    };
+    let x0 = x(a.started_ms);
+    let x1 = x(a.finished_ms.unwrap_or(now_ms)).max(x0 + 4.0);
     let _ = write!(
         s,
-        r#"<line class="axis" x1="0" y1="{b}" x2="{w}" y2="{b}"/><text x="1" y="{ty}">{}</text><text x="{w}" y="{ty}" text-anchor="end">+{}</text></svg>"#,
-        escape(clock(&crate::timefmt::rfc3339_ms(start))),
-        human_seconds(span / 1000.0),
-        b = h - 14.0,
-        ty = h - 2.0
+        r#"<rect class="step st-{st}" x="{x0:.1}" y="{y0:.1}" width="{bw:.1}" height="12" rx="2"><title>{step} {kind}: {result}</title></rect>"#,
+        bw = x1 - x0,
+        step = escape(step),
+        kind = d.kind.as_str(),
+        result = escape(a.result.as_deref().unwrap_or("running")),
     );
-    s
+}
+
+/// A diamond at a decision that ran nothing: held and skipped ones warn.
+fn decision_diamond(s: &mut String, d: &DecisionView, step: &str, cx: f64, y0: f64) {
+    let st = match d.kind {
+        DecisionKind::Held | DecisionKind::Skipped => Status::Warning,
+        _ => Status::Unknown,
+    };
+    let _ = write!(
+        s,
+        r#"<path class="decision st-{st}" d="M{cx:.1} {y0:.1}l6 6l-6 6l-6 -6z"><title>{step} {kind}{why}</title></path>"#,
+        step = escape(step),
+        kind = d.kind.as_str(),
+        why = d
+            .reason
+            .as_deref()
+            .map(|r| format!(": {}", escape(r)))
+            .unwrap_or_default(),
+    );
+}
+
+/// A decision's words beside its mark: left of it in the right part of the axis, else right
+/// of its bar's end.
+fn decision_label(
+    s: &mut String,
+    d: &DecisionView,
+    step: &str,
+    x: &impl Fn(i64) -> f64,
+    now_ms: i64,
+    w: f64,
+    y0: f64,
+) {
+    let label = format!(
+        "{} {}{}",
+        escape(step),
+        d.kind.as_str(),
+        d.reason
+            .as_deref()
+            .map(|r| format!(" ({})", escape(r)))
+            .unwrap_or_default()
+    );
+    let lx = x(d.at_ms);
+    let (tx, anchor) = if lx > w * 0.6 {
+        (lx - 9.0, "end")
+    } else {
+        (
+            d.attempt
+                .as_ref()
+                .map_or(lx, |a| x(a.finished_ms.unwrap_or(now_ms)))
+                .max(lx)
+                + 9.0,
+            "start",
+        )
+    };
+    let _ = write!(
+        s,
+        r#"<text x="{tx:.1}" y="{:.1}" text-anchor="{anchor}">{label}</text>"#,
+        y0 + 10.0
+    );
 }
 
 #[cfg(test)]

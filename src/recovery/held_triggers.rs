@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::hold::HoldReason;
+use super::gate::HoldReason;
 
 /// One held trigger.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet};
 
 /// What a placeholder names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,11 +54,7 @@ pub enum Escape {
 }
 
 /// Characters left alone in URL values: RFC 3986 unreserved.
-const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const URL_VALUE: &AsciiSet = crate::percent::RESERVED;
 
 /// The values a run renders templates with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,64 +5,8 @@
 
 use std::collections::BTreeMap;
 
-/// Why a trigger was held back. Closed: these are the `reason` label values of
-/// `medic_recovery_held_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum HoldReason {
-    /// `max_concurrent_runs`, global or the chain's.
-    Concurrency,
-    /// `max_runs`: too many runs started within the sliding window.
-    Rate,
-    /// `max_unhealthy`: too many checks are critical at once.
-    CircuitOpen,
-    Maintenance,
-    Paused,
-    /// Not a hold an operator sees: a check trigger waits one probe interval of its check
-    /// before it starts, so that every check sharing a failure has been probed and the circuit
-    /// breaker counts them all. Never a label value; never recorded as a hold.
-    Settling,
-}
-
-impl HoldReason {
-    pub const ALL: [HoldReason; 5] = [
-        HoldReason::Concurrency,
-        HoldReason::Rate,
-        HoldReason::CircuitOpen,
-        HoldReason::Maintenance,
-        HoldReason::Paused,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HoldReason::Concurrency => "concurrency",
-            HoldReason::Rate => "rate",
-            HoldReason::CircuitOpen => "circuit_open",
-            HoldReason::Maintenance => "maintenance",
-            HoldReason::Paused => "paused",
-            HoldReason::Settling => "settling",
-        }
-    }
-
-    /// Holds an operator made (pauses, windows) bind manual runs too; the automatic brakes
-    /// (limits, circuit) do not.
-    pub fn binds_manual_runs(self) -> bool {
-        matches!(self, HoldReason::Maintenance | HoldReason::Paused)
-    }
-}
-
-/// `max_unhealthy`: a share of the enabled checks, or a number of them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MaxUnhealthy {
-    /// 0–1 (`50%` in the config).
-    Share(f64),
-    Count(u32),
-}
-
-impl Default for MaxUnhealthy {
-    fn default() -> Self {
-        MaxUnhealthy::Share(0.5)
-    }
-}
+pub use crate::config::{MaxUnhealthy, RateLimit, RecoveryLimits, DEFAULT_MAX_CONCURRENT_RUNS};
+pub use crate::vocabulary::HoldReason;
 
 /// Below this many critical checks the circuit never opens, so a small setup heals as before.
 pub const CIRCUIT_MIN_CRITICAL: usize = 3;
@@ -93,13 +37,6 @@ pub fn circuit_open(max: MaxUnhealthy, critical: usize, enabled: usize) -> bool 
     }
 }
 
-/// `max_runs: {count, within}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub count: u32,
-    pub within_ms: i64,
-}
-
 /// Whether another start now would exceed the rate limit, given the start times of earlier
 /// runs (any order).
 pub fn rate_exceeded(limit: RateLimit, starts_ms: &[i64], now_ms: i64) -> bool {
@@ -110,20 +47,6 @@ pub fn rate_exceeded(limit: RateLimit, starts_ms: &[i64], now_ms: i64) -> bool {
         .count();
     recent >= limit.count as usize
 }
-
-/// The fleet-wide limits with every default filled in.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct RecoveryLimits {
-    /// Runs in progress at once across all chains (`None`: no limit).
-    pub max_concurrent_runs: Option<u32>,
-    pub max_runs: Option<RateLimit>,
-    pub max_unhealthy: MaxUnhealthy,
-    /// Per chain `max_concurrent_runs`.
-    pub per_chain: BTreeMap<String, u32>,
-}
-
-/// The default global `max_concurrent_runs`.
-pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 10;
 
 /// How busy recovery is right now, as far as a new run would care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -141,6 +64,26 @@ pub struct Load {
 pub struct OperatorHolds {
     pub paused: bool,
     pub in_maintenance: bool,
+    /// A check the run depends on (`depends_on`) is failing: a dependency hold, which binds
+    /// manual runs as an operator's does.
+    pub blocked: bool,
+}
+
+impl OperatorHolds {
+    /// Which of the active pauses and open maintenance windows hold a run with these labels
+    /// now: the one reading of them for every trigger, automatic or manual.
+    pub fn of(
+        pauses: &[crate::pause::Pause],
+        windows: &[crate::maintenance::Window],
+        labels: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> OperatorHolds {
+        OperatorHolds {
+            paused: crate::pause::paused(pauses, labels, now_ms),
+            in_maintenance: windows.iter().any(|w| w.holds(labels, now_ms)),
+            blocked: false,
+        }
+    }
 }
 
 /// Whose trigger this is: manual runs obey only what an operator made.
@@ -165,6 +108,7 @@ pub fn hold_reason(
         Origin::Manual { force: true } => None,
         _ if operator.paused => Some(HoldReason::Paused),
         _ if operator.in_maintenance => Some(HoldReason::Maintenance),
+        _ if operator.blocked => Some(HoldReason::Dependency),
         _ => None,
     };
     if operator.is_some() || matches!(origin, Origin::Manual { .. }) {
@@ -397,6 +341,7 @@ mod tests {
                     &l,
                     chain,
                     OperatorHolds {
+                        blocked: false,
                         paused,
                         in_maintenance: maintenance
                     },
@@ -454,6 +399,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_dependency_holds_automatic_and_manual_runs_unless_forced() {
+        let blocked = OperatorHolds {
+            blocked: true,
+            ..OperatorHolds::default()
+        };
+        let decide =
+            |origin| hold_reason(&limits(), "db", blocked, load(0, 0, 0, 10), &[], origin, 0);
+        assert_eq!(decide(Origin::Automatic), Some(HoldReason::Dependency));
+        assert_eq!(
+            decide(Origin::Manual { force: false }),
+            Some(HoldReason::Dependency)
+        );
+        assert_eq!(decide(Origin::Manual { force: true }), None);
+        assert!(HoldReason::Dependency.binds_manual_runs());
+    }
+
+    #[test]
     fn reasons_are_label_values() {
         let words: Vec<&str> = HoldReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(
@@ -463,7 +425,8 @@ mod tests {
                 "rate",
                 "circuit_open",
                 "maintenance",
-                "paused"
+                "paused",
+                "dependency"
             ]
         );
         assert!(HoldReason::Paused.binds_manual_runs());

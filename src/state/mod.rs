@@ -1,27 +1,32 @@
 //! The state task: the single owner of every check's health, history and trend. Probes send
 //! their outcomes here; HTTP handlers ask questions here; nothing else holds domain state.
 
+mod blocking;
+
+pub use blocking::BlockedMap;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
+use crate::check_trend::{StatusCounts, Trend};
 use crate::checks::{FailureReason, Outcome};
 use crate::config::{CheckSpec, PredictionSpec};
+use crate::dependencies::Graph;
 use crate::metrics::Metrics;
 use crate::predict::{Prediction, Predictor};
 use crate::recovery::manager::{Event, RecoveryHandle};
-use crate::recovery::template::Values;
-use crate::recovery::trigger::{Trigger, TriggerKind};
+use crate::recovery::trigger::{CheckIncident, Trigger};
 use crate::recovery::verify::{ProbeEvents, Probed};
 use crate::result_ring::{duration_micros, ResultRing};
 use crate::status::Status;
 use crate::store::{ResultRow, WriterHandle};
-use crate::thresholds::HealthState;
+use crate::thresholds::{HealthState, Transition};
 use crate::timefmt::{rfc3339_ms, unix_ms};
-use crate::trend::{StatusCounts, Trend};
 use crate::vocabulary::Subject;
 
 /// Everything the state task can be told or asked.
@@ -30,7 +35,12 @@ pub enum StateRequest {
     Outcome {
         check: Arc<str>,
         generation: u64,
+        /// When the probe started, by the wall clock (records) and tokio's (verification).
         at: SystemTime,
+        started: tokio::time::Instant,
+        /// Asked for out of schedule (recovery verification, a heartbeat's ping): a critical
+        /// result still asks for a run, but its coalescing is not a trigger worth counting.
+        asked: bool,
         outcome: Outcome,
     },
     /// Replaces the set of checks and predictions; unchanged ones keep their history.
@@ -38,6 +48,8 @@ pub enum StateRequest {
         checks: Vec<(Arc<CheckSpec>, u64)>,
         predictions: Vec<PredictionSpec>,
         history_size: usize,
+        /// Who depends on whom (`depends_on`), for the config's every check.
+        dependencies: Graph,
         done: oneshot::Sender<()>,
     },
     /// Every prediction's latest result.
@@ -46,6 +58,8 @@ pub enum StateRequest {
     },
     /// Results from before this process started, oldest first (from the state store).
     LoadHistory { rows: Vec<ResultRow> },
+    /// The latest statuses of dependencies another replica probes, from the state store.
+    RemoteStatuses(BTreeMap<String, Status>),
     Health {
         reply: oneshot::Sender<HealthReport>,
     },
@@ -89,6 +103,8 @@ pub struct CheckSummary {
     pub duration_seconds: Option<f64>,
     pub last_run: Option<String>,
     pub consecutive_failures: u32,
+    /// The failing checks this one depends on (their roots): no run starts for it meanwhile.
+    pub blocked_by: Vec<String>,
     /// Why the check fails: `flapping` when flap detection made it critical, else the reason
     /// of the latest failing probe (`timeout`, `status`, ...; `medic`: medic itself was out of
     /// fds, processes or memory) while the check is critical or unknown; null otherwise.
@@ -134,6 +150,16 @@ struct CheckRecord {
     /// The latest failing probe's reason, while that probe is the latest or the check still
     /// fails.
     failure_reason: Option<FailureReason>,
+    /// When the check last turned critical, while it is: the incident a run heals.
+    critical_since_ms: Option<i64>,
+}
+
+/// When a probe ran and why: the wall clock for records, tokio's for verification (which
+/// counts only probes that started after a step's action ended).
+struct ProbeTime {
+    at: SystemTime,
+    started: tokio::time::Instant,
+    asked: bool,
 }
 
 struct LastProbe {
@@ -193,10 +219,11 @@ impl CheckRecord {
             results,
             last: None,
             failure_reason: None,
+            critical_since_ms: None,
         }
     }
 
-    fn summary(&self) -> CheckSummary {
+    fn summary(&self, blocked_by: &[String]) -> CheckSummary {
         CheckSummary {
             status: if self.spec.enabled {
                 self.health.status
@@ -213,6 +240,7 @@ impl CheckRecord {
             duration_seconds: self.last.as_ref().map(|l| l.duration_seconds),
             last_run: self.last.as_ref().map(|l| rfc3339_ms(l.at_ms)),
             consecutive_failures: self.health.consecutive_failures,
+            blocked_by: blocked_by.to_vec(),
             reason: self.reason(),
         }
     }
@@ -236,13 +264,84 @@ impl CheckRecord {
     }
 }
 
+impl CheckRecord {
+    /// Runs a probe's status through the thresholds, and keeps when the check turned critical.
+    fn observe(&mut self, status: Status, at_ms: i64) -> HealthChange {
+        let was_flapping = self.health.flapping;
+        let transition = self.health.observe(status, self.spec.thresholds());
+        if self.health.status != Status::Critical {
+            self.critical_since_ms = None;
+        } else if self.critical_since_ms.is_none() {
+            self.critical_since_ms = Some(at_ms);
+        }
+        HealthChange {
+            transition,
+            flapping_changed: was_flapping != self.health.flapping,
+        }
+    }
+
+    /// Keeps a failing probe's reason, and drops it once the check no longer fails.
+    fn note_failure_reason(&mut self, reason: Option<FailureReason>) {
+        if reason.is_some() {
+            self.failure_reason = reason;
+        } else if !self.fails() {
+            self.failure_reason = None;
+        }
+    }
+
+    /// The failure reason the metrics show: only while the check is critical or unknown.
+    fn current_failure_reason(&self) -> Option<FailureReason> {
+        self.failure_reason.filter(|_| self.fails())
+    }
+
+    fn fails(&self) -> bool {
+        matches!(self.health.status, Status::Critical | Status::Unknown)
+    }
+
+    /// A check its dependents wait for: enabled, and critical or unknown (not probed yet, or
+    /// medic cannot tell). A disabled check was switched off on purpose and blocks nothing.
+    fn blocks_dependents(&self) -> bool {
+        self.spec.enabled && self.fails()
+    }
+
+    /// Keeps the probe as the check's latest.
+    fn keep_last(
+        &mut self,
+        at_ms: i64,
+        status: Status,
+        duration_seconds: f64,
+        message: String,
+        metadata: BTreeMap<String, Value>,
+    ) {
+        match &mut self.last {
+            Some(last) => last.refresh(at_ms, status, duration_seconds, message, metadata),
+            None => {
+                self.last = Some(LastProbe {
+                    at_ms,
+                    status,
+                    duration_seconds,
+                    message,
+                    metadata: metadata.into_iter().collect(),
+                })
+            }
+        }
+    }
+}
+
 /// The handle others use to talk to the state task.
 #[derive(Clone)]
 pub struct StateHandle {
     tx: mpsc::Sender<StateRequest>,
+    /// The checks a failing dependency blocks now, and their roots.
+    blocked: watch::Receiver<Arc<BlockedMap>>,
 }
 
 impl StateHandle {
+    /// The checks a failing dependency blocks now, with their roots, kept current.
+    pub fn blocked(&self) -> watch::Receiver<Arc<BlockedMap>> {
+        self.blocked.clone()
+    }
+
     pub fn sender(&self) -> mpsc::Sender<StateRequest> {
         self.tx.clone()
     }
@@ -252,6 +351,7 @@ impl StateHandle {
         checks: Vec<(Arc<CheckSpec>, u64)>,
         predictions: Vec<PredictionSpec>,
         history_size: usize,
+        dependencies: Graph,
     ) {
         let (done, wait) = oneshot::channel();
         if self
@@ -260,6 +360,7 @@ impl StateHandle {
                 checks,
                 predictions,
                 history_size,
+                dependencies,
                 done,
             })
             .await
@@ -267,6 +368,11 @@ impl StateHandle {
         {
             let _ = wait.await;
         }
+    }
+
+    /// The latest statuses of dependencies another replica probes.
+    pub async fn remote_statuses(&self, statuses: BTreeMap<String, Status>) {
+        let _ = self.tx.send(StateRequest::RemoteStatuses(statuses)).await;
     }
 
     pub async fn load_history(&self, rows: Vec<ResultRow>) {
@@ -341,9 +447,12 @@ pub fn spawn(
         recovery,
         predictors: BTreeMap::new(),
         listeners: BTreeMap::new(),
+        blocking: blocking::Blocking::default(),
+        remote: BTreeMap::new(),
     };
-    let handle = tokio::spawn(task.run(rx));
-    (StateHandle { tx }, handle)
+    let blocked = task.blocking.subscribe();
+    let handle = tokio::spawn(task.run(rx).instrument(tracing::info_span!("state")));
+    (StateHandle { tx, blocked }, handle)
 }
 
 struct StateTask {
@@ -355,6 +464,10 @@ struct StateTask {
     predictors: BTreeMap<String, Predictor>,
     /// Checks a recovery run is verifying: each of their probes is told as it is recorded.
     listeners: BTreeMap<Arc<str>, watch::Sender<Option<Probed>>>,
+    /// Which checks a failing dependency blocks.
+    blocking: blocking::Blocking,
+    /// Dependencies another replica probes: their latest statuses, read from the store.
+    remote: BTreeMap<String, Status>,
 }
 
 impl StateTask {
@@ -370,15 +483,34 @@ impl StateTask {
                 check,
                 generation,
                 at,
+                started,
+                asked,
                 outcome,
-            } => self.record(&check, generation, at, outcome),
+            } => self.record(
+                &check,
+                generation,
+                ProbeTime { at, started, asked },
+                outcome,
+            ),
             StateRequest::Apply {
                 checks,
                 predictions,
                 history_size,
+                dependencies,
                 done,
             } => {
                 self.apply(checks, history_size);
+                let (checks, remote) = (&self.checks, &self.remote);
+                let changes = self
+                    .blocking
+                    .set_graph(dependencies, |c| blocks(checks, remote, c));
+                // A check with dependencies exports whether it is blocked, 0 from the start.
+                for check in self.blocking.graph().checks_with_dependencies() {
+                    if self.checks.contains_key(check) && self.blocking.roots_of(check).is_empty() {
+                        self.metrics.set_blocked(check, false);
+                    }
+                }
+                self.blocking_changed(changes);
                 // A removed check's listeners hear it close: "not configured".
                 let checks = &self.checks;
                 self.listeners.retain(|name, _| checks.contains_key(name));
@@ -393,9 +525,17 @@ impl StateTask {
                         .collect(),
                 );
             }
+            StateRequest::RemoteStatuses(statuses) => self.remote_statuses(statuses),
             StateRequest::LoadHistory { rows } => {
                 self.load_history(rows);
                 self.send_census();
+                // Statuses replayed from the store: every dependent is judged again.
+                let graph = self.blocking.graph().clone();
+                let (checks, remote) = (&self.checks, &self.remote);
+                let changes = self
+                    .blocking
+                    .set_graph(graph, |c| blocks(checks, remote, c));
+                self.blocking_changed(changes);
             }
             StateRequest::Health { reply } => {
                 let _ = reply.send(self.health());
@@ -433,7 +573,9 @@ impl StateTask {
         }
     }
 
-    fn record(&mut self, check: &str, generation: u64, at: SystemTime, outcome: Outcome) {
+    /// One probe's outcome, in order: thresholds, verifying runs, the failure reason, the
+    /// results ring, metrics and log, recovery, the store, the last probe, predictions.
+    fn record(&mut self, check: &str, generation: u64, time: ProbeTime, outcome: Outcome) {
         let Some(record) = self.checks.get_mut(check) else {
             return;
         };
@@ -442,30 +584,39 @@ impl StateTask {
         if record.generation != generation {
             return;
         }
-        let at_ms = unix_ms(at);
-        let was_flapping = record.health.flapping;
-        let transition = record
-            .health
-            .observe(outcome.status, record.spec.thresholds());
-        let flapping_changed = was_flapping != record.health.flapping;
-        if let Some(listeners) = self.listeners.get(check) {
-            if listeners.receiver_count() == 0 {
-                self.listeners.remove(check);
-            } else {
-                listeners.send_replace(Some(Probed {
-                    status: record.health.status,
-                    at_ms,
-                }));
+        let at_ms = unix_ms(time.at);
+        let blocked_before = record.blocks_dependents();
+        let change = record.observe(outcome.status, at_ms);
+        let blocks_now = record.blocks_dependents();
+        if blocked_before != blocks_now {
+            // Routes' `depends_on` wait on a failing dependency (critical or unknown).
+            if let Some(recovery) = &self.recovery {
+                let _ = recovery.send(Event::Failing {
+                    check: check.to_string(),
+                    failing: blocks_now,
+                });
             }
+            // Its dependents are judged first, so recovery hears them blocked before it hears
+            // this check critical (the circuit breaker must not count them meanwhile).
+            let (checks, remote) = (&self.checks, &self.remote);
+            let changes = self
+                .blocking
+                .failing_changed(check, |c| blocks(checks, remote, c));
+            self.blocking_changed(changes);
         }
-        let check_fails = matches!(record.health.status, Status::Critical | Status::Unknown);
-        if outcome.reason.is_some() {
-            record.failure_reason = outcome.reason;
-        } else if !check_fails {
-            record.failure_reason = None;
-        }
+        let Some(record) = self.checks.get_mut(check) else {
+            return;
+        };
+        tell_listeners(
+            &mut self.listeners,
+            check,
+            record.health.status,
+            at_ms,
+            &time,
+        );
+        record.note_failure_reason(outcome.reason);
         self.metrics
-            .set_failure_reason(check, record.failure_reason.filter(|_| check_fails));
+            .set_failure_reason(check, record.current_failure_reason());
         // At the results' precision, so the summary and the history's newest entry agree.
         let duration = f64::from(duration_micros(outcome.duration.as_secs_f64())) / 1e6;
         record
@@ -475,86 +626,74 @@ impl StateTask {
             check,
             &outcome,
             &record.health,
-            transition.is_some() || flapping_changed,
+            change.changed(),
             at_ms as f64 / 1000.0,
         );
-        if transition.is_some() || flapping_changed {
-            let from = transition.map_or(record.health.status, |t| t.from);
-            let reason = if record.health.flapping {
-                "flapping"
-            } else {
-                ""
-            };
-            tracing::info!(check, %from, to = %record.health.status, reason, result = %outcome.message, "check status changed");
-        }
-        if let (Some(recovery), Some(t)) = (&self.recovery, transition) {
-            if (t.from == Status::Critical) != (t.to == Status::Critical) {
-                let _ = recovery.send(Event::CheckCritical {
-                    check: check.to_string(),
-                    critical: t.to == Status::Critical,
-                });
-            }
-        }
-        if let (Some(recovery), Some(chain)) = (&self.recovery, &record.spec.recovery) {
-            let subject = Subject::Check(check.to_string()).to_string();
-            // An unknown probe knows nothing of the target (medic may be the one in trouble):
-            // it never asks for a run, even while the check is still critical.
-            if record.health.status == Status::Critical && outcome.status != Status::Unknown {
-                // Every critical probe asks; the manager coalesces and decides.
-                let _ = recovery.send(Event::Trigger(Trigger {
-                    kind: TriggerKind::Check,
-                    chain: chain.clone(),
-                    target: subject.clone(),
-                    subject,
-                    values: Values {
-                        check: Some(check.to_string()),
-                        chain: chain.clone(),
-                        labels: record.spec.labels.clone(),
-                        annotations: BTreeMap::new(),
-                    },
-                    verify_check: Some(check.to_string()),
-                    message: outcome.message.clone(),
-                    held: None,
-                    interval_ms: i64::try_from(record.spec.interval.std().as_millis())
-                        .unwrap_or(i64::MAX),
-                }));
-            } else if transition.is_some_and(|t| t.to == Status::Healthy) {
-                let _ = recovery.send(Event::Healthy {
-                    chain: chain.clone(),
-                    subject,
-                    at_ms,
-                });
-            }
+        log_status_change(check, record, change, &outcome.message);
+        if let Some(recovery) = &self.recovery {
+            tell_recovery(recovery, check, record, change, &outcome, at_ms, time.asked);
         }
         if let Some(writer) = &self.writer {
-            writer.submit(ResultRow {
-                check: check.to_string(),
-                at_ms,
-                status: outcome.status,
-                duration_seconds: duration,
-                message: outcome.message.clone(),
-                measurements: outcome.measurements.clone(),
-            });
+            store_result(writer, check, at_ms, &outcome, duration);
         }
-        match &mut record.last {
-            Some(last) => last.refresh(
-                at_ms,
-                outcome.status,
-                duration,
-                outcome.message,
-                outcome.metadata,
-            ),
-            None => {
-                record.last = Some(LastProbe {
-                    at_ms,
-                    status: outcome.status,
-                    duration_seconds: duration,
-                    message: outcome.message,
-                    metadata: outcome.metadata.into_iter().collect(),
-                })
+        record.keep_last(
+            at_ms,
+            outcome.status,
+            duration,
+            outcome.message,
+            outcome.metadata,
+        );
+        self.predict(check, at_ms, &outcome.measurements, duration);
+    }
+
+    /// New statuses of dependencies probed elsewhere: the dependents of those whose failing
+    /// changed are judged again.
+    fn remote_statuses(&mut self, statuses: BTreeMap<String, Status>) {
+        let failing =
+            |s: Option<&Status>| s.is_none_or(|s| matches!(s, Status::Critical | Status::Unknown));
+        let flipped: Vec<String> = statuses
+            .keys()
+            .chain(self.remote.keys())
+            .filter(|c| failing(statuses.get(*c)) != failing(self.remote.get(*c)))
+            .cloned()
+            .collect();
+        self.remote = statuses;
+        for check in flipped {
+            if let Some(recovery) = &self.recovery {
+                if !self.checks.contains_key(check.as_str()) {
+                    let failing = blocks(&self.checks, &self.remote, &check);
+                    let _ = recovery.send(Event::Failing {
+                        check: check.clone(),
+                        failing,
+                    });
+                }
+            }
+            let (checks, remote) = (&self.checks, &self.remote);
+            let changes = self
+                .blocking
+                .failing_changed(&check, |c| blocks(checks, remote, c));
+            self.blocking_changed(changes);
+        }
+    }
+
+    /// Dependents blocked, freed or blocked by other roots: exported, logged, and told to
+    /// recovery (which holds their runs).
+    fn blocking_changed(&self, changes: Vec<blocking::Change>) {
+        for change in changes {
+            self.metrics
+                .set_blocked(&change.check, !change.roots.is_empty());
+            if change.roots.is_empty() {
+                tracing::info!(check = %change.check, "check no longer blocked by a dependency");
+            } else {
+                tracing::info!(check = %change.check, blocked_by = %change.roots.join(","), "check blocked by a failing dependency");
+            }
+            if let Some(recovery) = &self.recovery {
+                let _ = recovery.send(Event::Blocked {
+                    check: change.check,
+                    roots: change.roots,
+                });
             }
         }
-        self.predict(check, at_ms, &outcome.measurements, duration);
     }
 
     fn apply(&mut self, checks: Vec<(Arc<CheckSpec>, u64)>, history_size: usize) {
@@ -595,7 +734,18 @@ impl StateTask {
             .filter(|(_, r)| r.spec.enabled && r.health.status == Status::Critical)
             .map(|(name, _)| name.to_string())
             .collect();
-        let _ = recovery.send(Event::Census { enabled, critical });
+        let passing = self
+            .checks
+            .keys()
+            .map(|name| name.to_string())
+            .chain(self.remote.keys().cloned())
+            .filter(|name| !blocks(&self.checks, &self.remote, name))
+            .collect();
+        let _ = recovery.send(Event::Census {
+            enabled,
+            critical,
+            passing,
+        });
     }
 
     /// Merges stored results into checks' history and trend. A check that has not been probed
@@ -695,7 +845,7 @@ impl StateTask {
         let mut overall = Status::Healthy;
         let mut checks = BTreeMap::new();
         for (name, record) in &self.checks {
-            let s = record.summary();
+            let s = record.summary(self.blocking.roots_of(name));
             summary.add(s.status);
             // A disabled check is switched off on purpose; it must not fail a load balancer.
             if record.spec.enabled {
@@ -715,7 +865,7 @@ impl StateTask {
         let now_ms = unix_ms(SystemTime::now());
         Some(CheckDetail {
             name: name.to_string(),
-            summary: record.summary(),
+            summary: record.summary(self.blocking.roots_of(name)),
             last_status: record.last.as_ref().map(|l| l.status),
             interval_seconds: record.spec.interval.as_secs_f64(),
             timeout_seconds: record.spec.timeout.as_secs_f64(),
@@ -737,4 +887,128 @@ impl StateTask {
                 .collect(),
         })
     }
+}
+
+/// Whether `check` blocks its dependents now: enabled and critical or unknown, as probed here,
+/// or as another replica last probed it (a dependency no one has probed yet is unknown).
+fn blocks(
+    checks: &BTreeMap<Arc<str>, CheckRecord>,
+    remote: &BTreeMap<String, Status>,
+    check: &str,
+) -> bool {
+    match checks.get(check) {
+        Some(record) => record.blocks_dependents(),
+        None => remote
+            .get(check)
+            .is_none_or(|s| matches!(s, Status::Critical | Status::Unknown)),
+    }
+}
+
+/// What one probe changed in a check's health.
+#[derive(Debug, Clone, Copy)]
+struct HealthChange {
+    transition: Option<Transition>,
+    flapping_changed: bool,
+}
+
+impl HealthChange {
+    /// Whether the status or the flapping mark changed: what is logged and counted.
+    fn changed(self) -> bool {
+        self.transition.is_some() || self.flapping_changed
+    }
+}
+
+/// Tells the runs verifying `check` of its probe; forgets the channel once nobody listens.
+fn tell_listeners(
+    listeners: &mut BTreeMap<Arc<str>, watch::Sender<Option<Probed>>>,
+    check: &str,
+    status: Status,
+    at_ms: i64,
+    time: &ProbeTime,
+) {
+    let Some(sender) = listeners.get(check) else {
+        return;
+    };
+    if sender.receiver_count() == 0 {
+        listeners.remove(check);
+    } else {
+        sender.send_replace(Some(Probed {
+            status,
+            at_ms,
+            started: time.started,
+        }));
+    }
+}
+
+/// Logs a change of status or of the flapping mark.
+fn log_status_change(check: &str, record: &CheckRecord, change: HealthChange, message: &str) {
+    if !change.changed() {
+        return;
+    }
+    let from = change.transition.map_or(record.health.status, |t| t.from);
+    let reason = if record.health.flapping {
+        "flapping"
+    } else {
+        ""
+    };
+    tracing::info!(check, %from, to = %record.health.status, reason, result = %message, "check status changed");
+}
+
+/// Tells recovery what the probe means for it: a check entering or leaving critical (the
+/// circuit breaker counts them), a critical probe asking for a run of the check's chain, or
+/// a check healthy again.
+fn tell_recovery(
+    recovery: &RecoveryHandle,
+    check: &str,
+    record: &CheckRecord,
+    change: HealthChange,
+    outcome: &Outcome,
+    at_ms: i64,
+    asked: bool,
+) {
+    if let Some(t) = change.transition {
+        if (t.from == Status::Critical) != (t.to == Status::Critical) {
+            let _ = recovery.send(Event::CheckCritical {
+                check: check.to_string(),
+                critical: t.to == Status::Critical,
+            });
+        }
+    }
+    let Some(chain) = &record.spec.recovery else {
+        return;
+    };
+    // An unknown probe knows nothing of the target (medic may be the one in trouble): it
+    // never asks for a run, even while the check is still critical.
+    if record.health.status == Status::Critical && outcome.status != Status::Unknown {
+        // Every critical probe asks; the manager coalesces and decides.
+        let _ = recovery.send(Event::Trigger(Trigger::for_check(CheckIncident {
+            check,
+            chain,
+            labels: &record.spec.labels,
+            message: &outcome.message,
+            interval_ms: i64::try_from(record.spec.interval.std().as_millis()).unwrap_or(i64::MAX),
+            since_ms: record.critical_since_ms.unwrap_or(at_ms),
+            probed_ms: at_ms,
+            prompted: asked,
+        })));
+    } else if change.transition.is_some_and(|t| t.to == Status::Healthy) {
+        let _ = recovery.send(Event::Healthy {
+            chain: chain.clone(),
+            subject: Subject::Check(check.to_string()).to_string(),
+            at_ms,
+        });
+    }
+}
+
+/// Hands the probe to the store's writer, which counts and drops it rather than wait when its
+/// queue is full.
+fn store_result(writer: &WriterHandle, check: &str, at_ms: i64, outcome: &Outcome, duration: f64) {
+    writer.submit(ResultRow {
+        check: check.to_string(),
+        at_ms,
+        status: outcome.status,
+        duration_seconds: duration,
+        message: outcome.message.clone(),
+        measurements: outcome.measurements.clone(),
+    });
 }
