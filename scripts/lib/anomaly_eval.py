@@ -154,7 +154,7 @@ def main():
         return
     v = pick[1]
     a = alarm_level(v)
-    print("\n3. chosen on all four categories: %s, rule threshold %.2f" % (v, a))
+    print("\n3. chosen on all four categories: %s, rule threshold %g" % (v, a))
     print("  %-22s %9s %9s %9s %9s %9s" % ("NAB", "std @A", "lowFP @A", "lowFN @A", "std best", "best thr"))
     for held in FOLDS + ["all 44 series"]:
         test = [f for f in nab[v] if held.startswith("all") or cat(f) == held]
@@ -168,7 +168,7 @@ def main():
         b, thr = best(ns, test, std)
         print("  %-22s %9.2f %9.2f %9.2f %9.2f %9.4g" % (
             g, *[normalised(ns, test, cms[p], a) for p in PROFILES], b, thr))
-    print("  false alarms at %.2f on anomaly-free series, from the 30th sample:" % a)
+    print("  false alarms at %g on anomaly-free series, from the 30th sample:" % a)
     print("  %-52s %8s %8s %9s" % ("series", "samples", "over", "alarms"))
     tot = [0, 0, 0]
     for f in free_files(v):
