@@ -14,6 +14,7 @@ mod alertmanager;
 mod builtin;
 mod checks;
 pub mod client_tls;
+mod cluster;
 mod credential;
 mod defaults;
 mod duration;
@@ -48,6 +49,7 @@ pub use checks::{
     GrpcSpec, HeartbeatSpec, HttpSpec, Limits, Pattern, ProbeSpec, SystemSpec, TcpSpec, TlsSpec,
     RCODES,
 };
+pub use cluster::{ClusterConfig, Sharding, MAX_REPLICATION};
 pub use duration::{Duration, DurationError};
 pub use predictions::{Breach, PredictionSpec};
 pub use recovery::{
@@ -78,6 +80,8 @@ pub struct Config {
     pub predictions: Vec<PredictionSpec>,
     /// The Alertmanager medic talks back to, when configured.
     pub alertmanager: Option<AlertmanagerConfig>,
+    /// How replicas share the checks (`cluster:`, `--cluster.*`).
+    pub cluster: ClusterConfig,
     pub history_size: usize,
     /// Scrubs every secret this config holds from outgoing text.
     pub redactor: Redactor,
@@ -129,6 +133,12 @@ impl fmt::Display for ConfigSource {
 pub struct Overrides {
     pub listen_address: Option<String>,
     pub state_url: Option<String>,
+    /// `--cluster.shard`: `INDEX/COUNT` or `auto`, checked with the config.
+    pub cluster_shard: Option<String>,
+    /// `--cluster.replication`.
+    pub cluster_replication: Option<u32>,
+    /// `--cluster.location`.
+    pub cluster_location: Option<String>,
 }
 
 /// Loads and validates the config file at `path`.
@@ -201,6 +211,8 @@ struct FileConfig {
     maintenance: Option<Value>,
     /// An empty `alertmanager:` is none at all.
     alertmanager: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    cluster: Option<Value>,
 }
 
 /// A key that is written, even as null.
@@ -219,6 +231,7 @@ fn load_text(
     let file: FileConfig = cx.parse(root, &YamlPath::default()).unwrap_or_default();
     let web = web::section(&mut cx, file.web, overrides);
     let store = state::section(&mut cx, file.state, overrides);
+    let cluster = cluster::section(&mut cx, file.cluster, overrides, &store);
     let defaults = defaults::section(&mut cx, file.defaults);
     let checks = checks::section(&mut cx, file.checks, &defaults);
     let mut recovery = recovery::section(&mut cx, file.recovery, &checks);
@@ -236,6 +249,7 @@ fn load_text(
         recovery: recovery.config,
         predictions,
         alertmanager,
+        cluster,
         history_size: defaults.history_size,
         redactor,
         source,

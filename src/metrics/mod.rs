@@ -4,6 +4,7 @@
 
 mod alertmanager;
 mod checks;
+mod cluster;
 mod holds;
 mod predictions;
 mod probes;
@@ -207,6 +208,7 @@ pub struct Metrics {
     web: web::WebFamilies,
     store: store::StoreFamilies,
     alertmanager: alertmanager::AlertmanagerFamilies,
+    cluster: cluster::ClusterFamilies,
     config_reload_ok: Gauge,
     config_reload_time: FloatGauge,
 }
@@ -297,6 +299,7 @@ impl Metrics {
             web: web::WebFamilies::register(&mut registry),
             store: store::StoreFamilies::register(&mut registry),
             alertmanager: alertmanager::AlertmanagerFamilies::register(&mut registry),
+            cluster: cluster::ClusterFamilies::register(&mut registry),
             checks: Arc::new(CheckTable::default()),
             config_reload_ok,
             config_reload_time,

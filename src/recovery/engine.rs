@@ -40,6 +40,9 @@ pub enum RunEnd {
     AlreadyRunning,
     /// The state store is unavailable: nothing runs that cannot be recorded.
     NoStore,
+    /// `--cluster.shard auto`: this replica's membership is not current, or the check is
+    /// another replica's now; its owner decides.
+    NotOwned,
     /// The store held it back: a fleet-wide limit (replicas' runs count too).
     Held(HoldReason),
     Finished {
@@ -123,9 +126,37 @@ pub struct Engine {
     /// The checks a failing dependency blocks now: an escalation from a root's chain names
     /// the dependents it blocks.
     pub blocked: watch::Receiver<Arc<crate::dependencies::BlockedMap>>,
+    /// The cluster as this replica sees it (`--cluster.shard auto`): a replica whose
+    /// membership lapsed starts nothing, and one never starts a run for a check it does not
+    /// own.
+    pub cluster: Option<watch::Receiver<Arc<crate::cluster::ClusterView>>>,
 }
 
 impl Engine {
+    /// Whether this replica may start a run for `trigger` now (always, outside a cluster).
+    /// Alerts come to whichever replica Alertmanager picks: only a current membership counts
+    /// for them; a check's run is started by its owner.
+    fn may_start(&self, trigger: &Trigger) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return true;
+        };
+        let check = match trigger.kind {
+            TriggerKind::Check => trigger.verify_check.as_deref(),
+            TriggerKind::Alert | TriggerKind::Manual => None,
+        };
+        cluster
+            .borrow()
+            .may_start(check, tokio::time::Instant::now())
+    }
+
+    /// Whether this replica's membership is current (always, outside a cluster): a run whose
+    /// replica lost the store is fenced as one that lost its lease.
+    fn standing(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| c.borrow().standing(tokio::time::Instant::now()))
+    }
+
     /// Runs `chain` for `trigger` to its end. `report` hears about every step.
     ///
     /// The engine only carries out what [`machine::Run`] decides: it reads the store, asks the
@@ -144,6 +175,9 @@ impl Engine {
             (false, crate::config::RecoveryMode::Shadow) => Mode::Shadow,
             (false, crate::config::RecoveryMode::Active) => Mode::Act,
         };
+        if mode != Mode::DryRun && !self.may_start(trigger) {
+            return RunEnd::NotOwned;
+        }
         // Read before the store is: the lease's count starts no later than the store's.
         let opened = Now::read();
         let mut run = match self.open(store, chain, trigger, mode, opened).await {
@@ -544,7 +578,7 @@ impl<'a> Carry<'a, '_, '_> {
         Signals {
             resolved: self.control.resolved.is_set(),
             cancelled: *self.control.cancel.borrow(),
-            fenced: self.holding.fenced.is_some(),
+            fenced: self.holding.fenced.is_some() || !self.engine.standing(),
             healthy: false,
         }
     }
