@@ -116,7 +116,7 @@ impl Renewer {
             self.renew(&store).await;
             renewals += 1;
             // About every five minutes, members long gone leave the table.
-            if renewals % 150 == 0 {
+            if renewals.is_multiple_of(150) {
                 if let Err(e) = store.forget_members(FORGET_AFTER_MS).await {
                     self.metrics.store_error(e.operation());
                 }

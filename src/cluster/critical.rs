@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+/// Per check: critical or not, and since when (ms).
+type Pending = HashMap<Arc<str>, (bool, i64)>;
+
 #[derive(Clone, Default)]
 pub struct CriticalBook {
-    pending: Arc<Mutex<HashMap<Arc<str>, (bool, i64)>>>,
+    pending: Arc<Mutex<Pending>>,
     changed: Arc<Notify>,
 }
 

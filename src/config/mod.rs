@@ -215,6 +215,31 @@ struct FileConfig {
     cluster: Option<Value>,
 }
 
+/// A step's `confirm: {replicas: K}` can only be met when K replicas probe its check: K at
+/// most `cluster.replication` (1 without `shard: auto`).
+fn confirmations_possible(cx: &mut Context, recovery: &RecoveryConfig, cluster: &ClusterConfig) {
+    for (name, chain) in &recovery.chains {
+        for (index, step) in chain.steps.iter().enumerate() {
+            let Some(k) = step.confirm.filter(|k| *k > cluster.replication) else {
+                continue;
+            };
+            let path = YamlPath::top("recovery")
+                .key("chains")
+                .key(name)
+                .key("steps")
+                .index(index)
+                .key("confirm");
+            cx.error(
+                path,
+                format!(
+                    "replicas: {k} can never be met: only {} replica(s) probe each check (cluster.replication, with shard: auto)",
+                    cluster.replication
+                ),
+            );
+        }
+    }
+}
+
 /// A key that is written, even as null.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
@@ -241,6 +266,7 @@ fn load_text(
         recovery.report_missing_alertmanager(&mut cx);
     }
     let alertmanager = alertmanager::section(&mut cx, file.alertmanager);
+    confirmations_possible(&mut cx, &recovery.config, &cluster);
     let redactor = cx.finish()?;
     Ok(Config {
         web,

@@ -149,6 +149,36 @@ impl Engine {
             .may_start(check, tokio::time::Instant::now())
     }
 
+    /// How many replicas see the run's check critical now, for steps with `confirm:`. In a
+    /// cluster: the live members whose latest result the store holds as critical, this
+    /// replica counted when a critical probe of its own started the run (its mark may not be
+    /// written yet). Outside one this replica is the only vantage point. `u32::MAX` when no
+    /// step asks.
+    async fn critical_replicas(&self, store: &Store, chain: &ChainSpec, trigger: &Trigger) -> u32 {
+        if chain.steps.iter().all(|s| s.confirm.is_none()) {
+            return u32::MAX;
+        }
+        let Some(check) = trigger.verify_check.as_deref() else {
+            return 0;
+        };
+        if self.cluster.is_none() {
+            return 1;
+        }
+        match store
+            .critical_members(check, crate::cluster::GONE_AFTER_MS)
+            .await
+        {
+            Ok(members) => {
+                let mine = trigger.kind == TriggerKind::Check && !members.contains(&self.owner);
+                u32::try_from(members.len()).unwrap_or(u32::MAX) + u32::from(mine)
+            }
+            Err(e) => {
+                self.metrics.store_error(e.operation());
+                0
+            }
+        }
+    }
+
     /// Whether this replica's membership is current (always, outside a cluster): a run whose
     /// replica lost the store is fenced as one that lost its lease.
     fn standing(&self) -> bool {
@@ -203,9 +233,13 @@ impl Engine {
             now: opened,
             attempt: None,
         };
+        let confirms = chain.steps.iter().any(|s| s.confirm.is_some());
         loop {
             carry.now = Now::read();
             carry.settle(&mut run).await;
+            if confirms {
+                run.confirmations(self.critical_replicas(store, chain, trigger).await);
+            }
             let mut signals = carry.signals();
             if let Some(check) = carry.check_between_steps() {
                 signals.healthy = self.verifier.healthy_now(check).await;
@@ -275,8 +309,12 @@ impl Engine {
             .filter(|((c, _), _)| c == name)
             .map(|((_, step), v)| (step, v))
             .collect();
-        let verifies = trigger.verify_check.is_some();
-        match machine::Run::open(chain, states, &effectiveness, mode, verifies, now.wall_ms) {
+        let opening = machine::Opening {
+            mode,
+            verifies: trigger.verify_check.is_some(),
+            critical_replicas: self.critical_replicas(store, chain, trigger).await,
+        };
+        match machine::Run::open_with(chain, states, &effectiveness, opening, now.wall_ms) {
             Ok(run) => Ok(run),
             Err(nothing) => {
                 if mode == Mode::Act {

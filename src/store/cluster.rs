@@ -134,21 +134,27 @@ impl Store {
         tx.commit().await.map_err(query_error("write"))
     }
 
-    /// How many live members (renewed within `live_ms` by the store's clock) have `check`
-    /// critical as their latest result.
-    pub async fn critical_members(&self, check: &str, live_ms: i64) -> Result<u32, StoreError> {
+    /// The live members (renewed within `live_ms` by the store's clock) whose latest result
+    /// for `check` is critical.
+    pub async fn critical_members(
+        &self,
+        check: &str,
+        live_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let now = self.now_sql();
-        let count: i64 = sqlx::query(&format!(
-            "SELECT COUNT(*) FROM cluster_critical c JOIN cluster_members m ON m.id = c.member \
-             WHERE c.check_name = $1 AND m.renewed_ms >= {now} - $2"
+        sqlx::query(&format!(
+            "SELECT c.member FROM cluster_critical c JOIN cluster_members m ON m.id = c.member \
+             WHERE c.check_name = $1 AND m.renewed_ms >= {now} - $2 ORDER BY c.member"
         ))
         .bind(check.to_string())
         .bind(live_ms)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .and_then(|r| r.try_get::<i64, _>(0))
-        .map_err(query_error("read"))?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        .map_err(query_error("read"))?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()
+        .map_err(query_error("read"))
     }
 
     /// The results since `since_ms` of the named checks (a member takes them over), oldest
@@ -253,17 +259,23 @@ mod tests {
             .set_critical("b", &[("web".into(), true, 2)])
             .await
             .unwrap();
-        assert_eq!(store.critical_members("web", 6000).await.unwrap(), 2);
+        assert_eq!(
+            store.critical_members("web", 6000).await.unwrap(),
+            ["a", "b"]
+        );
         store
             .set_critical("a", &[("web".into(), false, 3)])
             .await
             .unwrap();
-        assert_eq!(store.critical_members("web", 6000).await.unwrap(), 1);
-        assert_eq!(store.critical_members("db", 6000).await.unwrap(), 1);
+        assert_eq!(store.critical_members("web", 6000).await.unwrap(), ["b"]);
+        assert_eq!(store.critical_members("db", 6000).await.unwrap(), ["a"]);
         // A member that is not live does not count.
-        assert_eq!(store.critical_members("db", -60_000).await.unwrap(), 0);
+        assert_eq!(
+            store.critical_members("db", -60_000).await.unwrap().len(),
+            0
+        );
         store.leave("a").await.unwrap();
-        assert_eq!(store.critical_members("db", 6000).await.unwrap(), 0);
+        assert_eq!(store.critical_members("db", 6000).await.unwrap().len(), 0);
         let (_, rows) = store.renew_member(&presence("b")).await.unwrap();
         assert_eq!(rows.len(), 1);
     }
