@@ -363,7 +363,8 @@ impl Engine {
                 let next = nothing
                     .next_possible_ms
                     .map_or_else(|| "after counters reset".to_string(), rfc3339_ms);
-                tracing::warn!(run = %run_id, target = %trigger.target, next_possible = %next, "recovery unavailable: every step is in cooldown or at max_attempts");
+                let reasons: Vec<&str> = nothing.skips.iter().map(|s| s.reason.as_str()).collect();
+                tracing::warn!(run = %run_id, target = %trigger.target, next_possible = %next, reasons = %reasons.join(","), "recovery unavailable: no step may run now (cooldown, max_attempts or unconfirmed)");
             }
             Ok(false) => {}
             Err(e) => self.metrics.store_error(e.operation()),

@@ -10,6 +10,7 @@ mod am_api;
 mod api;
 mod checks;
 mod cli;
+mod cluster;
 mod config_table;
 mod dashboards;
 mod database;
