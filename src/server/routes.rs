@@ -295,6 +295,7 @@ async fn status_page(shared: &HandlerContext, query: Option<&str>) -> Response<B
         held: shared.metrics.held(),
     };
     let secrets = crate::config::known_secrets();
+    let cluster = shared.cluster.as_ref().map(|c| c.borrow().clone());
     html(
         StatusCode::OK,
         page::index::render(&page::index::Index {
@@ -309,6 +310,7 @@ async fn status_page(shared: &HandlerContext, query: Option<&str>) -> Response<B
             banner: &banner,
             now_ms,
             secrets: &secrets,
+            cluster: cluster.as_deref(),
         }),
     )
 }

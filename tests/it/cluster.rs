@@ -105,6 +105,12 @@ async fn three_replicas_split_the_checks_and_a_killed_ones_move_within_the_bound
         .iter()
         .any(|m| m["self"] == true));
     assert_eq!(replicas[1].metric("medic_cluster_members").await, Some(3.0));
+    let (code, page) = replicas[0].get("/").await;
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("<h2>Replicas</h2>") && page.contains("(this one)"),
+        "{page}"
+    );
     let owned_metric = replicas[2].metric("medic_cluster_owned_checks").await;
     assert_eq!(owned_metric, Some(sets[2].len() as f64));
 
