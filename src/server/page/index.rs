@@ -706,9 +706,9 @@ fn replicas_section(html: &mut String, view: &crate::cluster::ClusterView, now_m
     );
     for m in &view.members {
         let ago = (now_ms - m.renewed_ms).max(0) as f64 / 1000.0;
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<tr><td><a href=\"{url}\">{id}</a>{me}</td><td>{loc}</td><td>{owned}</td><td>{ago:.1} s ago</td></tr>\n",
+            "<tr><td><a href=\"{url}\">{id}</a>{me}</td><td>{loc}</td><td>{owned}</td><td>{ago:.1} s ago</td></tr>",
             url = escape(&m.external_url),
             id = escape(&m.id),
             me = if m.id == view.me { " (this one)" } else { "" },
