@@ -196,6 +196,9 @@ pub async fn run(job: Job<'_>) -> Result<Exited, RunError> {
             let _ = nix::sys::signal::kill(Pid::from_raw(left.pid), Signal::SIGKILL);
         }
         guard.kill();
+        // A killed process keeps its sockets until it is torn down: verification must not
+        // find the service it started still answering.
+        wait_gone(&leftovers, LEFTOVER_TEARDOWN).await;
     }
     drop(lifeline);
     drop(registration);
@@ -207,6 +210,23 @@ pub async fn run(job: Job<'_>) -> Result<Exited, RunError> {
         leftovers,
         detached: job.detach,
     })
+}
+
+/// How long a step waits for the leftovers it killed to be gone.
+const LEFTOVER_TEARDOWN: Duration = Duration::from_secs(1);
+
+/// Waits, at most `bound`, until every process in `leftovers` has ended (a zombie has).
+async fn wait_gone(leftovers: &[Leftover], bound: Duration) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while leftovers
+        .iter()
+        .any(|l| reaper::read_stat(l.pid).is_some_and(|s| s.state != 'Z'))
+    {
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The command to spawn: the program itself, or medic's supervisor running it.

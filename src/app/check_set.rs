@@ -35,6 +35,9 @@ pub(super) struct CheckSet {
     history_size: usize,
     redactor: Redactor,
     ownership: Arc<dyn Ownership>,
+    /// The dependencies of owned checks that another replica probes: their statuses come
+    /// from the store.
+    remote_dependencies: watch::Sender<Vec<String>>,
 }
 
 impl CheckSet {
@@ -46,6 +49,7 @@ impl CheckSet {
             history_size: config.history_size,
             redactor: config.redactor.clone(),
             ownership,
+            remote_dependencies: watch::channel(Vec::new()).0,
         };
         set.set_config(config);
         set
@@ -69,6 +73,11 @@ impl CheckSet {
             }
             Change::Ownership(ownership) => self.ownership = ownership,
         }
+    }
+
+    /// The dependencies of owned checks that this replica does not probe, kept current.
+    pub(super) fn remote_dependencies(&self) -> watch::Receiver<Vec<String>> {
+        self.remote_dependencies.subscribe()
     }
 
     pub(super) fn ownership(&self) -> &dyn Ownership {
@@ -104,6 +113,13 @@ impl CheckSet {
             self.all()
                 .map(|c| (c.name.as_str(), c.depends_on.as_slice())),
         );
+        let remote: std::collections::BTreeSet<String> = owned
+            .iter()
+            .flat_map(|c| graph.dependencies_of(&c.name))
+            .filter(|dep| !owner.owns(dep))
+            .collect();
+        self.remote_dependencies
+            .send_replace(remote.into_iter().collect());
         let applied = scheduler.apply(&owned, self.redactor.clone(), owner.aligned());
         let arrived = state
             .apply(applied, predictions, self.history_size, graph)

@@ -126,6 +126,16 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         .probed;
     owned.store(probed, std::sync::atomic::Ordering::Relaxed);
     metrics.cluster_owned_checks(probed);
+    let remote = tokio::spawn(
+        follow_remote_dependencies(
+            checks.remote_dependencies(),
+            core.store.clone(),
+            core.state.clone(),
+            shutdown.clone(),
+        )
+        .instrument(tracing::info_span!("remote_dependencies")),
+    );
+    healing.tasks.push(remote);
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
     let (serving, reload_rx) = Serving::start(
         listener,
@@ -324,6 +334,38 @@ impl Healing {
             forwarder.instrument(tracing::info_span!("pause_forwarder")),
         ));
         self
+    }
+}
+
+/// How often the statuses of dependencies another replica probes are read from the store.
+const REMOTE_DEPENDENCIES_EVERY: Duration = Duration::from_secs(2);
+
+/// Reads, every two seconds, the latest statuses of the dependencies another replica probes
+/// (`--cluster.shard`), so a check blocks here while its root fails there.
+async fn follow_remote_dependencies(
+    mut dependencies: watch::Receiver<Vec<String>>,
+    store: watch::Receiver<Option<Store>>,
+    state: StateHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(REMOTE_DEPENDENCIES_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            changed = dependencies.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let checks = dependencies.borrow_and_update().clone();
+        let Some(store) = store.borrow().clone() else {
+            continue;
+        };
+        if checks.is_empty() {
+            continue;
+        }
+        match store.latest_statuses(&checks).await {
+            Ok(statuses) => state.remote_statuses(statuses).await,
+            Err(e) => tracing::warn!(error = %e, "cannot read the statuses of remote dependencies"),
+        }
     }
 }
 

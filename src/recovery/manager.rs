@@ -51,6 +51,15 @@ pub enum Event {
     Census {
         enabled: usize,
         critical: Vec<String>,
+        /// Checks known not to fail their dependents (here or on another replica): a route's
+        /// `depends_on` waits for any other (critical, unknown, or not probed by anyone yet).
+        passing: Vec<String>,
+    },
+    /// A check, probed here or elsewhere, started or stopped failing (critical or unknown)
+    /// for its dependents.
+    Failing {
+        check: String,
+        failing: bool,
     },
     /// The active pauses, whenever they change (made, ended, expired, or seen from the store).
     Pauses(Vec<Pause>),
@@ -186,6 +195,7 @@ pub fn spawn_manager(
         done_tx,
         held: Held::new(MAX_HELD),
         critical: HashSet::new(),
+        passing: HashSet::new(),
         enabled_checks: 0,
         starts: VecDeque::new(),
         pauses: None,
@@ -222,6 +232,8 @@ struct Manager {
     held: Held<Trigger>,
     /// Enabled checks that are critical now, and how many checks are enabled: the circuit.
     critical: HashSet<String>,
+    /// Checks known not to fail their dependents: a route's `depends_on` waits for any other.
+    passing: HashSet<String>,
     enabled_checks: usize,
     /// When this process started its recent runs, for `max_runs` (the store decides for the
     /// fleet).
@@ -334,9 +346,22 @@ impl Manager {
                 }
                 self.review(now);
             }
-            Event::Census { enabled, critical } => {
+            Event::Census {
+                enabled,
+                critical,
+                passing,
+            } => {
                 self.enabled_checks = enabled;
                 self.critical = critical.into_iter().collect();
+                self.passing = passing.into_iter().collect();
+                self.review(now);
+            }
+            Event::Failing { check, failing } => {
+                if failing {
+                    self.passing.remove(&check);
+                } else {
+                    self.passing.insert(check);
+                }
                 self.review(now);
             }
             Event::Pauses(pauses) => {
@@ -453,7 +478,11 @@ impl Manager {
     fn with_freed_hold(&mut self, mut trigger: Trigger) -> Trigger {
         let key = (trigger.chain.clone(), trigger.subject.clone());
         if let Some((since_ms, roots)) = self.freed.remove(&key) {
-            if trigger.held.is_none() {
+            // Settling after the block is not worth telling; the block is.
+            if trigger
+                .held
+                .is_none_or(|(reason, _)| reason == HoldReason::Settling)
+            {
                 trigger.held = Some((HoldReason::Dependency, since_ms));
                 trigger.held_by = roots;
             }
@@ -462,8 +491,8 @@ impl Manager {
     }
 
     /// The roots that block `trigger`: its check's (a check trigger, or an alert verified by
-    /// a check), and those of its route's `depends_on` (a dependency that is critical itself,
-    /// or one that a root blocks).
+    /// a check), and those of its route's `depends_on` (a dependency that fails itself,
+    /// critical or not yet known, or one that a root blocks).
     fn dependency_roots(&self, trigger: &Trigger) -> Vec<String> {
         let mut roots: Vec<String> = trigger
             .dependent_check()
@@ -473,7 +502,7 @@ impl Manager {
         for dep in &trigger.depends_on {
             match self.blocked.get(dep) {
                 Some(theirs) => roots.extend(theirs.iter().cloned()),
-                None if self.critical.contains(dep) => roots.push(dep.clone()),
+                None if !self.passing.contains(dep) => roots.push(dep.clone()),
                 None => {}
             }
         }
@@ -685,7 +714,11 @@ impl Manager {
                 self.engine.metrics.recovery_held(&chain, reason);
                 self.held.set_reason(&chain, &subject, reason);
             }
-            if !matches!(reason, HoldReason::Paused | HoldReason::Maintenance) {
+            // Pauses, windows and dependencies hold one subject, not everyone behind it.
+            if !matches!(
+                reason,
+                HoldReason::Paused | HoldReason::Maintenance | HoldReason::Dependency
+            ) {
                 blocked.get_or_insert(reason);
             }
         }

@@ -61,6 +61,8 @@ pub enum StateRequest {
     },
     /// Results from before this process started, oldest first (from the state store).
     LoadHistory { rows: Vec<ResultRow> },
+    /// The latest statuses of dependencies another replica probes, from the state store.
+    RemoteStatuses(BTreeMap<String, Status>),
     Health {
         reply: oneshot::Sender<HealthReport>,
     },
@@ -373,6 +375,11 @@ impl StateHandle {
         }
     }
 
+    /// The latest statuses of dependencies another replica probes.
+    pub async fn remote_statuses(&self, statuses: BTreeMap<String, Status>) {
+        let _ = self.tx.send(StateRequest::RemoteStatuses(statuses)).await;
+    }
+
     pub async fn load_history(&self, rows: Vec<ResultRow>) {
         let _ = self.tx.send(StateRequest::LoadHistory { rows }).await;
     }
@@ -448,6 +455,7 @@ pub fn spawn(
         listeners: BTreeMap::new(),
         blocking: blocking::Blocking::default(),
         critical,
+        remote: BTreeMap::new(),
     };
     let blocked = task.blocking.subscribe();
     let handle = tokio::spawn(task.run(rx).instrument(tracing::info_span!("state")));
@@ -467,6 +475,8 @@ struct StateTask {
     blocking: blocking::Blocking,
     /// With `--cluster.shard auto`: tells the store which checks this replica sees critical.
     critical: Option<CriticalBook>,
+    /// Dependencies another replica probes: their latest statuses, read from the store.
+    remote: BTreeMap<String, Status>,
 }
 
 impl StateTask {
@@ -499,8 +509,10 @@ impl StateTask {
                 done,
             } => {
                 let arrived = self.apply(checks, history_size);
-                let checks = &self.checks;
-                let changes = self.blocking.set_graph(dependencies, |c| blocks(checks, c));
+                let (checks, remote) = (&self.checks, &self.remote);
+                let changes = self
+                    .blocking
+                    .set_graph(dependencies, |c| blocks(checks, remote, c));
                 // A check with dependencies exports whether it is blocked, 0 from the start.
                 for check in self.blocking.graph().checks_with_dependencies() {
                     if self.checks.contains_key(check) && self.blocking.roots_of(check).is_empty() {
@@ -522,12 +534,16 @@ impl StateTask {
                         .collect(),
                 );
             }
+            StateRequest::RemoteStatuses(statuses) => self.remote_statuses(statuses),
             StateRequest::LoadHistory { rows } => {
                 self.load_history(rows);
                 self.send_census();
                 // Statuses replayed from the store: every dependent is judged again.
-                let (graph, checks) = (self.blocking.graph().clone(), &self.checks);
-                let changes = self.blocking.set_graph(graph, |c| blocks(checks, c));
+                let graph = self.blocking.graph().clone();
+                let (checks, remote) = (&self.checks, &self.remote);
+                let changes = self
+                    .blocking
+                    .set_graph(graph, |c| blocks(checks, remote, c));
                 self.blocking_changed(changes);
             }
             StateRequest::Health { reply } => {
@@ -593,6 +609,25 @@ impl StateTask {
         let blocked_before = record.blocks_dependents();
         let change = record.observe(outcome.status, at_ms);
         let blocks_now = record.blocks_dependents();
+        if blocked_before != blocks_now {
+            // Routes' `depends_on` wait on a failing dependency (critical or unknown).
+            if let Some(recovery) = &self.recovery {
+                let _ = recovery.send(Event::Failing {
+                    check: check.to_string(),
+                    failing: blocks_now,
+                });
+            }
+            // Its dependents are judged first, so recovery hears them blocked before it hears
+            // this check critical (the circuit breaker must not count them meanwhile).
+            let (checks, remote) = (&self.checks, &self.remote);
+            let changes = self
+                .blocking
+                .failing_changed(check, |c| blocks(checks, remote, c));
+            self.blocking_changed(changes);
+        }
+        let Some(record) = self.checks.get_mut(check) else {
+            return;
+        };
         tell_listeners(
             &mut self.listeners,
             check,
@@ -630,9 +665,34 @@ impl StateTask {
             outcome.metadata,
         );
         self.predict(check, at_ms, &outcome.measurements, duration);
-        if blocked_before != blocks_now {
-            let checks = &self.checks;
-            let changes = self.blocking.failing_changed(check, |c| blocks(checks, c));
+    }
+
+    /// New statuses of dependencies probed elsewhere: the dependents of those whose failing
+    /// changed are judged again.
+    fn remote_statuses(&mut self, statuses: BTreeMap<String, Status>) {
+        let failing =
+            |s: Option<&Status>| s.is_none_or(|s| matches!(s, Status::Critical | Status::Unknown));
+        let flipped: Vec<String> = statuses
+            .keys()
+            .chain(self.remote.keys())
+            .filter(|c| failing(statuses.get(*c)) != failing(self.remote.get(*c)))
+            .cloned()
+            .collect();
+        self.remote = statuses;
+        for check in flipped {
+            if let Some(recovery) = &self.recovery {
+                if !self.checks.contains_key(check.as_str()) {
+                    let failing = blocks(&self.checks, &self.remote, &check);
+                    let _ = recovery.send(Event::Failing {
+                        check: check.clone(),
+                        failing,
+                    });
+                }
+            }
+            let (checks, remote) = (&self.checks, &self.remote);
+            let changes = self
+                .blocking
+                .failing_changed(&check, |c| blocks(checks, remote, c));
             self.blocking_changed(changes);
         }
     }
@@ -706,7 +766,18 @@ impl StateTask {
             .filter(|(_, r)| r.spec.enabled && r.health.status == Status::Critical)
             .map(|(name, _)| name.to_string())
             .collect();
-        let _ = recovery.send(Event::Census { enabled, critical });
+        let passing = self
+            .checks
+            .keys()
+            .map(|name| name.to_string())
+            .chain(self.remote.keys().cloned())
+            .filter(|name| !blocks(&self.checks, &self.remote, name))
+            .collect();
+        let _ = recovery.send(Event::Census {
+            enabled,
+            critical,
+            passing,
+        });
     }
 
     /// Merges stored results into checks' history and trend. A check that has not been probed
@@ -850,11 +921,19 @@ impl StateTask {
     }
 }
 
-/// Whether `check` blocks its dependents now: configured here, enabled, critical or unknown.
-fn blocks(checks: &BTreeMap<Arc<str>, CheckRecord>, check: &str) -> bool {
-    checks
-        .get(check)
-        .is_some_and(CheckRecord::blocks_dependents)
+/// Whether `check` blocks its dependents now: enabled and critical or unknown, as probed here,
+/// or as another replica last probed it (a dependency no one has probed yet is unknown).
+fn blocks(
+    checks: &BTreeMap<Arc<str>, CheckRecord>,
+    remote: &BTreeMap<String, Status>,
+    check: &str,
+) -> bool {
+    match checks.get(check) {
+        Some(record) => record.blocks_dependents(),
+        None => remote
+            .get(check)
+            .is_none_or(|s| matches!(s, Status::Critical | Status::Unknown)),
+    }
 }
 
 /// What one probe changed in a check's health.

@@ -15,6 +15,7 @@ mod schema;
 mod sqlite_file;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -427,6 +428,32 @@ impl Store {
             out.push(parsed);
         }
         trim_front(&mut out, start_of_check, per_check);
+        Ok(out)
+    }
+
+    /// The newest result of each of `checks` (its raw status), by whichever replica probed it:
+    /// how a replica learns the state of a dependency another replica probes.
+    pub async fn latest_statuses(
+        &self,
+        checks: &[String],
+    ) -> Result<BTreeMap<String, Status>, StoreError> {
+        let mut out = BTreeMap::new();
+        for check in checks {
+            let row = sqlx::query(
+                "SELECT status FROM check_results WHERE check_name = $1 ORDER BY at_ms DESC LIMIT 1",
+            )
+            .bind(check.clone())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("read"))?;
+            if let Some(row) = row {
+                let status: String = row.try_get(0).map_err(query_error("read"))?;
+                out.insert(
+                    check.clone(),
+                    Status::parse(&status).unwrap_or(Status::Unknown),
+                );
+            }
+        }
         Ok(out)
     }
 

@@ -14,6 +14,7 @@ mod cluster;
 mod config_table;
 mod dashboards;
 mod database;
+mod dependencies;
 mod e2e;
 mod fencing;
 mod healing;

@@ -118,6 +118,28 @@ impl PgCluster {
         );
     }
 
+    /// The shell command that starts the server again (as `start_server` does), for a
+    /// recovery step to run.
+    pub fn start_command(&self) -> String {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let pg_ctl = self.bin.join("pg_ctl");
+        let runuser = if is_root() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        format!(
+            "{runuser}{} -D {} -o '{opts}' -l {} -w -t 60 start",
+            pg_ctl.display(),
+            self.data().display(),
+            self.dir.path().join("log").display()
+        )
+    }
+
     pub fn stop_server(&self) {
         let _ = self
             .command("pg_ctl")
