@@ -137,6 +137,26 @@ async fn three_replicas_split_the_checks_and_a_killed_ones_move_within_the_bound
     assert!(took <= BOUND + SLACK, "handover took {took:?}");
     let sets = wait_split(&replicas.iter().collect::<Vec<_>>(), 1).await;
     assert_eq!(sets[0].len() + sets[1].len(), CHECKS);
+    // A moved check's history came along from the store: its new owner knows more results
+    // than it has taken itself since the kill.
+    let moved_check = theirs.iter().next().unwrap();
+    let heir = &replicas[usize::from(!sets[0].contains(moved_check))];
+    let detail = wait_for(
+        "a moved check's history from the store",
+        Duration::from_secs(10),
+        || async {
+            let v = heir.json(&format!("/api/v1/checks/{moved_check}")).await;
+            let known = v["trend"]["runs"].as_u64().unwrap_or(0) as usize;
+            let own = hits(&target).get(moved_check).copied().unwrap_or(0)
+                - before.get(moved_check).copied().unwrap_or(0);
+            (known > own).then_some(v)
+        },
+    )
+    .await;
+    eprintln!(
+        "moved check {moved_check}: {} results known to its new owner",
+        detail["trend"]["runs"]
+    );
     let handovers = replicas[0]
         .metric("medic_cluster_handovers_total")
         .await
