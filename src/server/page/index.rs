@@ -687,7 +687,6 @@ fn pager(html: &mut String, filter: &Filter, sel: &Selection) {
     html.push_str("</nav>\n");
 }
 
-/// Recent runs: a timeline, then a table.
 /// The live members: which one this is, where each probes from, how many checks each owns,
 /// and how long since each renewed (by the store's clock, read at this replica's last
 /// renewal).
@@ -719,6 +718,7 @@ fn replicas_section(html: &mut String, view: &crate::cluster::ClusterView, now_m
     html.push_str("</table>\n");
 }
 
+/// Recent runs: a timeline, then a table.
 fn runs_section(html: &mut String, ix: &Index<'_>) {
     html.push_str("<h2>Recent runs</h2>\n");
     match ix.runs {
