@@ -68,9 +68,7 @@ unprobed() {
 }
 rows_written() { psql_q "SELECT SUM(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables"; }
 
-# From here on everything printed also goes to docs/bench-cluster.txt.
-exec > >(tee docs/bench-cluster.txt) 2>&1
-echo "bench-cluster: $(date -u +%Y-%m-%dT%H:%M:%SZ), medic $(git describe --always --dirty 2>/dev/null || echo unknown), $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GB, load $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
+bench_record bench-cluster "$@"
 echo "3 replicas, PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}'), $checks HTTP checks at ${interval}s against nginx"
 started=$(date +%s.%N)
 for i in 0 1 2; do start_replica $i; done
@@ -132,3 +130,4 @@ echo "across the rebalance: longest gap ${gap} s; checks over ${interval}+10 s: 
 for i in 0 1 2; do
   printf "zone-%d: %s handovers, RSS %.0f MB\n" "$i" "$(metric "${ports[$i]}" medic_cluster_handovers_total)" "$(echo "$(rss_kb "${mpids[$i]}") / 1024" | bc -l)"
 done
+sleep 1 # tee has the lines

@@ -1,5 +1,6 @@
 # Shared by the benchmarks: installs, a release build, a temp dir whose processes are killed at
-# exit, free ports, /proc readings, and a local nginx answering 200.
+# exit, free ports, /proc readings, a local nginx answering 200, and the output file the docs
+# quote.
 
 # install_debian PACKAGE…: apt-get install without starting any daemon (root only).
 install_debian() {
@@ -57,4 +58,22 @@ wait_http() {
   for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
   echo "no answer from $1" >&2
   return 1
+}
+
+# machine: one line saying where a figure was measured (kernel, cores, CPU, load now).
+machine() {
+  local cpu
+  cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+  echo "$(uname -srm), $(nproc) cores (${cpu:-unknown CPU}), load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# bench_record NAME ARGS…: from here on, what the script prints also goes to docs/NAME.txt (or
+# $BENCH_OUT), the output the docs quote. It starts with the command, the date, the machine and
+# medic's commit, so a figure can be regenerated and compared.
+bench_record() {
+  local out=${BENCH_OUT:-docs/$1.txt}
+  shift
+  exec > >(tee "$out")
+  echo "# scripts/$(basename "$0")${*:+ $*}"
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(machine); medic $(git describe --always --dirty 2>/dev/null || echo unknown)"
 }
