@@ -3,6 +3,7 @@
 #   1. 1,000 HTTP checks at 1s: probes/s, CPU ms per probe, RSS (with a /metrics scrape every second).
 #   2. 10,000 HTTP checks at 10s: CPU share of one core, RSS, /metrics render time and size.
 # Usage: scripts/bench-checks.sh [seconds per phase, default 30] [warm-up seconds]
+# Output: also written to docs/bench-checks.txt (or $BENCH_OUT), headed by the date, machine and commit.
 #   The warm-up defaults to one interval and 2 s. RSS in steady state needs about 1,100 s: each
 #   check's result ring takes its last room after the history (20 probes, 200 s at 10 s) and the
 #   store's caches fill over the first quarter hour (`scripts/bench-checks.sh 60 1100`).
@@ -14,6 +15,7 @@ warmup=${2:-}
 source scripts/lib/bench.sh
 command -v nginx >/dev/null 2>&1 || install_debian nginx-light
 bench_setup
+bench_record bench-checks "$@"
 start_nginx
 runs_total() { curl -fsS "http://$1/metrics" | awk '/^medic_check_runs_total/ {s += $2} END {printf "%d\n", s}'; }
 

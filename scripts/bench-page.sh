@@ -2,12 +2,14 @@
 # The status page at scale: medic with N checks (default 10,000), `GET /` fetched several times;
 # prints each answer's size, wall time and the CPU medic spent on it. Asserts nothing.
 # Usage: scripts/bench-page.sh [checks, default 10000] [fetches, default 10]
+# Output: also written to docs/bench-page.txt (or $BENCH_OUT), headed by the date, machine and commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checks=${1:-10000}
 fetches=${2:-10}
 source scripts/lib/bench.sh
 bench_setup
+bench_record bench-page "$@"
 port=$(free_port)
 {
   echo "checks:"

@@ -5,12 +5,14 @@
 #   2. Detection to action: a target breaks; medic (1 s interval, failures_before_critical: 1)
 #      runs its chain; time from the break to the first step reaching the target, 5 times.
 # Usage: scripts/bench-webhook.sh [seconds, default 10]
+# Output: also written to docs/bench-webhook.txt (or $BENCH_OUT), headed by the date, machine and commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
 source scripts/lib/bench.sh
 command -v wrk >/dev/null 2>&1 || install_debian wrk
 bench_setup
+bench_record bench-webhook "$@"
 
 # 1. Webhook throughput.
 port=$(free_port)

@@ -3,6 +3,7 @@
 # and TCP probe, probes per second, RSS; then medic at scale. Prints a table; asserts nothing.
 # Installs (as root, from Debian) nginx-light, prometheus-blackbox-exporter and wrk if missing.
 # Usage: scripts/bench.sh [seconds per phase, default 20] [checks, default 1000]
+# Output: also written to docs/bench.txt (or $BENCH_OUT), headed by the date, machine and commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-20}
@@ -15,6 +16,7 @@ command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-bla
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 install_debian "${need[@]}"
 bench_setup
+bench_record bench "$@"
 
 start_nginx
 

@@ -15,6 +15,7 @@
 # second pruning on (10 minutes after start); the warm-up (11 minutes by default) covers it, as
 # SQLite's page caches and the allocator's arenas settle with the table's size.
 # Usage: scripts/soak.sh [soak seconds, default 600] [warm-up seconds, default 660]
+# Output: also written to docs/soak.txt (or $BENCH_OUT), headed by the date, machine and commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-600}
@@ -23,6 +24,7 @@ warmup=${2:-660}
 source scripts/lib/bench.sh
 command -v nginx >/dev/null 2>&1 || install_debian nginx-light
 bench_setup
+bench_record soak "$@"
 start_nginx
 
 port=$(free_port)

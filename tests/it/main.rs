@@ -8,6 +8,7 @@ mod support;
 
 mod am_api;
 mod api;
+mod architecture;
 mod checks;
 mod cli;
 mod cluster;
@@ -15,6 +16,7 @@ mod config_table;
 mod dashboards;
 mod database;
 mod dependencies;
+mod docs;
 mod e2e;
 mod fencing;
 mod healing;
