@@ -93,6 +93,7 @@ const BLOCKS: &[(&str, &str)] = &[
     ("checks[].dns", "checks: [{name: a, dns: {name: example.com, PROBE: 1}}]"),
     ("checks[].grpc", "checks: [{name: a, grpc: {address: 'localhost:1', PROBE: 1}}]"),
     ("checks[].heartbeat", "checks: [{name: a, heartbeat: {PROBE: 1}}]"),
+    ("cluster", "cluster: {PROBE: 1}"),
     ("recovery", "recovery: {PROBE: 1}"),
     ("recovery.limits", "recovery: {limits: {PROBE: 1}}"),
     (
@@ -106,6 +107,14 @@ const BLOCKS: &[(&str, &str)] = &[
     (
         "recovery.chains.<name>.steps[]",
         "recovery: {chains: {c: {steps: [{name: s, exec: {program: /bin/true}, PROBE: 1}]}}}",
+    ),
+    (
+        "recovery.chains.<name>.confirm",
+        "recovery: {chains: {c: {confirm: {replicas: 2, PROBE: 1}, steps: [{name: s, exec: {program: /bin/true}}]}}}",
+    ),
+    (
+        "recovery.chains.<name>.steps[].confirm",
+        "recovery: {chains: {c: {steps: [{name: s, exec: {program: /bin/true}, confirm: {replicas: 2, PROBE: 1}}]}}}",
     ),
     (
         "recovery.chains.<name>.steps[].exec",
