@@ -30,7 +30,9 @@ fn rows(doc: &str) -> Vec<(String, String)> {
 fn named(rows: &[(String, String)], rel: &str) -> bool {
     let parts: Vec<&str> = rel.split('/').collect();
     if parts.len() == 1 {
-        return rows.iter().any(|(first, _)| first.contains(&format!("`src/{rel}`")));
+        return rows
+            .iter()
+            .any(|(first, _)| first.contains(&format!("`src/{rel}`")));
     }
     let top = format!("`src/{}/`", parts[0]);
     let Some((_, row)) = rows.iter().find(|(first, _)| first.contains(&top)) else {
@@ -57,7 +59,10 @@ fn the_code_map_names_every_file_and_only_files_that_exist() {
         .filter(|rel| !named(&rows, rel))
         .collect();
     missing.sort();
-    assert!(missing.is_empty(), "ARCHITECTURE.md's code map leaves out: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's code map leaves out: {missing:?}"
+    );
 
     let mut gone = Vec::new();
     for (first, _) in &rows {
@@ -67,5 +72,8 @@ fn the_code_map_names_every_file_and_only_files_that_exist() {
             }
         }
     }
-    assert!(gone.is_empty(), "ARCHITECTURE.md names paths that do not exist: {gone:?}");
+    assert!(
+        gone.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {gone:?}"
+    );
 }
