@@ -266,7 +266,7 @@ fn a_block_that_cannot_be_read_says_so_once_and_the_rest_is_checked() {
             "checks[2]: missing field `name` (line 7, column 5)",
             r#"checks[3] "d".tpc: unknown field `tpc`, expected one of `name`, `interval`, `timeout`, `enabled`, `failures_before_critical`, `successes_before_healthy`, `flapping`, `recovery`, `labels`, `depends_on`, `http`, `tcp`, `database`, `system`, `command`, `tls`, `dns`, `grpc`, `heartbeat` (line 8, column 15)"#,
             "recovery.chains.broken.steps: invalid type: integer `3`, expected a sequence (line 11, column 21)",
-            r#"recovery.chains.typo.steps[0] "s".exce: unknown field `exce`, expected one of `name`, `exec`, `http`, `notify`, `alert`, `max_attempts`, `cooldown`, `timeout`, `tier`, `detach` (line 12, column 30)"#,
+            r#"recovery.chains.typo.steps[0] "s".exce: unknown field `exce`, expected one of `name`, `exec`, `http`, `notify`, `alert`, `max_attempts`, `cooldown`, `timeout`, `tier`, `detach`, `confirm` (line 12, column 30)"#,
         ]
     );
 }
