@@ -3,10 +3,13 @@
 //! memory per prediction.
 #![forbid(unsafe_code)]
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+
 use medic::detect::parse_timestamp;
 use medic::forecast::{
-    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_MEAN, TEST_SEASONAL, TEST_SHAPE, TEST_VALUE,
-    TEST_VOL,
+    AnomalyDetector, AnomalyParams, TailFit, ALL_TESTS, TEST_CHANGE, TEST_NOVELTY, TEST_SEASONAL,
+    TEST_SPIKE,
 };
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -30,133 +33,31 @@ fn load(path: &Path) -> Rows {
         .collect()
 }
 
-/// The variants compared: the shipped default first, the first detector (the three rank tests
-/// alone) and the previous default (no long mean), then one knob of the default at a time.
+/// The variants the leave-one-category-out procedure chooses among (scripts/lib/anomaly_eval.py):
+/// two tail fits, three sets of questions, five alarm thresholds. Every variant ever run during
+/// the work is listed in docs/predictions.md.
 fn variants() -> Vec<(String, AnomalyParams)> {
     let d = AnomalyParams::default();
-    let mut v = vec![("default".to_string(), d.clone())];
-    let mut add = |name: &str, p: AnomalyParams| v.push((name.to_string(), p));
-    let three = TEST_VALUE | TEST_JUMP | TEST_SEASONAL;
-    add(
-        "rank-tests",
-        AnomalyParams {
-            tests: three,
-            escalate: 0.0,
-            damp: 0.5,
-            mean_long: 0,
-            ..d.clone()
-        },
-    );
-    // The default before the second, longer mean test.
-    add(
-        "no-long-mean",
-        AnomalyParams {
-            mean_long: 0,
-            ..d.clone()
-        },
-    );
-    for mean_long in [64usize, 256] {
-        add(
-            &format!("long-mean{mean_long}"),
-            AnomalyParams {
-                mean_long,
-                ..d.clone()
-            },
-        );
+    let mut v = Vec::new();
+    for (fit_name, fit) in [("gpd", TailFit::Pareto), ("exp", TailFit::Exponential)] {
+        for (tests_name, tests) in [
+            ("all", ALL_TESTS),
+            ("no-novelty", ALL_TESTS & !TEST_NOVELTY),
+            ("three", TEST_SPIKE | TEST_CHANGE | TEST_SEASONAL),
+        ] {
+            for threshold in [0.35, 0.375, 0.4, 0.45, 0.5] {
+                v.push((
+                    format!("{fit_name}-{tests_name}"),
+                    AnomalyParams {
+                        fit,
+                        tests,
+                        threshold,
+                        ..d.clone()
+                    },
+                ));
+            }
+        }
     }
-    add(
-        "no-mean",
-        AnomalyParams {
-            tests: three | TEST_SHAPE,
-            ..d.clone()
-        },
-    );
-    add(
-        "no-shape",
-        AnomalyParams {
-            tests: three | TEST_MEAN,
-            ..d.clone()
-        },
-    );
-    add(
-        "vol",
-        AnomalyParams {
-            tests: d.tests | TEST_VOL,
-            ..d.clone()
-        },
-    );
-    for mean in [8usize, 24] {
-        add(&format!("mean{mean}"), AnomalyParams { mean, ..d.clone() });
-    }
-    for shape in [12usize, 32] {
-        add(
-            &format!("shape{shape}"),
-            AnomalyParams { shape, ..d.clone() },
-        );
-    }
-    for vigilance in [0.95, 0.999] {
-        add(
-            &format!("vigilance{vigilance}"),
-            AnomalyParams {
-                vigilance,
-                ..d.clone()
-            },
-        );
-    }
-    for prototypes in [64usize, 256] {
-        add(
-            &format!("prototypes{prototypes}"),
-            AnomalyParams {
-                prototypes,
-                ..d.clone()
-            },
-        );
-    }
-    add(
-        "centred",
-        AnomalyParams {
-            centred: true,
-            ..d.clone()
-        },
-    );
-    for hold in [150usize, 600] {
-        add(&format!("hold{hold}"), AnomalyParams { hold, ..d.clone() });
-    }
-    add(
-        "escalate0",
-        AnomalyParams {
-            escalate: 0.0,
-            ..d.clone()
-        },
-    );
-    add(
-        "alarm0.4",
-        AnomalyParams {
-            alarm: 0.4,
-            ..d.clone()
-        },
-    );
-    add(
-        "gpd0.1",
-        AnomalyParams {
-            xi_max: 0.1,
-            ..d.clone()
-        },
-    );
-    add(
-        "damp0.5",
-        AnomalyParams {
-            damp: 0.5,
-            ..d.clone()
-        },
-    );
-    add(
-        "history3000",
-        AnomalyParams {
-            history: 3000,
-            ..d.clone()
-        },
-    );
     v
 }
 
@@ -176,24 +77,19 @@ fn extra_variants() -> Vec<(String, AnomalyParams)> {
                 let f = || val.parse::<f64>().expect("number");
                 let u = || val.parse::<usize>().expect("integer");
                 match k {
+                    "threshold" => p.threshold = f(),
                     "history" => p.history = u(),
-                    "tail" => p.tail = f(),
-                    "depth" => p.depth = f(),
-                    "alarm" => p.alarm = f(),
-                    "hold" => p.hold = u(),
-                    "damp" => p.damp = f(),
                     "tests" => p.tests = val.parse().expect("bits"),
-                    "likelihood" => p.likelihood = u(),
-                    "likelihood_history" => p.likelihood_history = u(),
-                    "recent" => p.recent = u(),
-                    "mean" => p.mean = u(),
-                    "shape" => p.shape = u(),
-                    "prototypes" => p.prototypes = u(),
-                    "vigilance" => p.vigilance = f(),
-                    "xi_max" => p.xi_max = f(),
-                    "escalate" => p.escalate = f(),
-                    "centred" => p.centred = val == "true",
-                    "mean_long" => p.mean_long = u(),
+                    "short" => p.short = u(),
+                    "long" => p.long = u(),
+                    "hold" => p.hold = u(),
+                    "windows" => p.windows = u(),
+                    "fit" => {
+                        p.fit = match val {
+                            "exp" => TailFit::Exponential,
+                            _ => TailFit::Pareto,
+                        }
+                    }
                     other => panic!("unknown knob {other}"),
                 }
             }
@@ -202,7 +98,34 @@ fn extra_variants() -> Vec<(String, AnomalyParams)> {
         .collect()
 }
 
+/// The live case and its steady twin, with the default detector: the score of a
+/// tenfold spike on the 48th sample and the highest score before it.
+fn live_cases() {
+    let threshold = AnomalyParams::default().threshold;
+    type Shape = fn(f64) -> f64;
+    // (name, value at t seconds, the 48th sample's value)
+    let cases: [(&str, Shape, f64); 2] = [
+        ("growing 2/s, every 250 ms", |t| 100.0 + 2.0 * t, 5000.0),
+        ("steady at 100, every 250 ms", |_| 100.0, 1000.0),
+    ];
+    for (name, shape, spike) in cases {
+        let mut d = AnomalyDetector::new();
+        let mut before: f64 = 0.0;
+        for i in 0..47 {
+            let t = 0.25 * f64::from(i);
+            before = before.max(d.observe(1.7e9 + t, shape(t)));
+        }
+        let t = 0.25 * 47.0;
+        let s1 = d.observe(1.7e9 + t, spike);
+        let s2 = d.observe(1.7e9 + t + 0.25, shape(t + 0.25));
+        println!(
+            "live case, {name}: samples 1-47 at most {before:.3}; 48th sample {spike:.0} scores {s1:.3}, the next {s2:.3} (rule threshold {threshold})"
+        );
+    }
+}
+
 fn main() {
+    live_cases();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -220,6 +143,8 @@ fn main() {
     let only: Option<Vec<String>> = args
         .get(2)
         .map(|s| s.split(',').map(String::from).collect());
+    // Per-question probabilities beside each score, for exploring other ways to combine them.
+    let pvalues = std::env::var("MEDIC_PVALUES").is_ok();
     let mut files = Vec::new();
     for cat in std::fs::read_dir(&data).expect("data dir") {
         for f in std::fs::read_dir(cat.expect("entry").path()).expect("cat dir") {
@@ -228,37 +153,100 @@ fn main() {
     }
     files.sort();
     let series: Vec<(PathBuf, Rows)> = files.into_iter().map(|f| (f.clone(), load(&f))).collect();
-    println!("{:<28} {:>12} {:>14}", "variant", "µs/sample", "bytes/pred");
+    println!(
+        "{:<34} {:>10} {:>11}  alarms by question (spike change seasonal volatility novelty level)",
+        "variant", "CPU µs/sample", "bytes/pred"
+    );
     for (name, params) in variants().into_iter().chain(extra_variants()) {
+        // The alarm threshold is part of a variant: its name carries it.
+        let name = format!("{name}@{}", params.threshold);
         if only.as_ref().is_some_and(|o| !o.contains(&name)) {
             continue;
         }
-        let mut elapsed = std::time::Duration::ZERO;
+        let mut cpu_seconds = 0.0;
         let mut samples = 0u64;
         let mut memory = 0usize;
+        let mut by_reason = [0usize; 6];
         for (path, rows) in &series {
             let cat = path.parent().and_then(|p| p.file_name()).expect("category");
             let dir = out.join(&name).join(cat);
             std::fs::create_dir_all(&dir).expect("mkdir");
-            let mut d = AnomalyDetector::with_params(params.clone());
-            let start = std::time::Instant::now();
-            let scores: Vec<f64> = rows.iter().map(|(_, t, v)| d.observe(*t, *v)).collect();
-            elapsed += start.elapsed();
+            let (secs, bytes) = run_file(&params, path, rows, &dir, pvalues, &mut by_reason);
+            cpu_seconds += secs;
             samples += rows.len() as u64;
-            memory = memory.max(d.memory_bytes());
-            let f =
-                std::fs::File::create(dir.join(path.file_name().expect("name"))).expect("create");
-            let mut w = std::io::BufWriter::new(f);
-            writeln!(w, "timestamp,anomaly_score").expect("write");
-            for ((ts, _, _), s) in rows.iter().zip(scores) {
-                writeln!(w, "{ts},{s}").expect("write");
-            }
+            memory = memory.max(bytes);
         }
         println!(
-            "{:<28} {:>12.3} {:>14}",
+            "{:<34} {:>10.3} {:>11}  {:?}",
             name,
-            elapsed.as_secs_f64() * 1e6 / samples.max(1) as f64,
-            memory
+            cpu_seconds * 1e6 / samples.max(1) as f64,
+            memory,
+            by_reason
         );
     }
+}
+
+/// One variant on one series, fresh state: the scores (and with `pvalues` each question's
+/// probability) written under `dir`, the alarms counted by the question that raised them;
+/// returns the CPU seconds and the detector's memory.
+fn run_file(
+    params: &AnomalyParams,
+    path: &std::path::Path,
+    rows: &Rows,
+    dir: &std::path::Path,
+    pvalues: bool,
+    by_reason: &mut [usize; 6],
+) -> (f64, usize) {
+    let mut d = AnomalyDetector::with_params(params.clone());
+    let mut reasons = Vec::with_capacity(rows.len());
+    let mut each = Vec::with_capacity(if pvalues { rows.len() } else { 0 });
+    let (scores, secs) = cpu_time::measure(|| {
+        rows.iter()
+            .map(|(_, t, v)| {
+                let s = d.observe(*t, *v);
+                reasons.push((d.reason(), d.raw()));
+                if pvalues {
+                    each.push(d.probabilities());
+                }
+                s
+            })
+            .collect::<Vec<f64>>()
+    });
+    if let Ok(trace) = std::env::var("MEDIC_TRACE") {
+        if path.to_string_lossy().contains(&trace) {
+            for (i, ((ts, _, v), (s, r))) in
+                rows.iter().zip(scores.iter().zip(&reasons)).enumerate()
+            {
+                if *s >= 0.2 || r.1 >= 0.2 {
+                    eprintln!("{i} {ts} {v} {s:.3} {:.3} {}", r.1, r.0);
+                }
+            }
+        }
+    }
+    let mut before = 0.0;
+    for (s, r) in scores.iter().zip(&reasons) {
+        if *s >= params.threshold && before < params.threshold && r.0 != 0 {
+            by_reason[r.0.trailing_zeros() as usize] += 1;
+        }
+        before = *s;
+    }
+    let f = std::fs::File::create(dir.join(path.file_name().expect("name"))).expect("create");
+    let mut w = std::io::BufWriter::new(f);
+    if pvalues {
+        writeln!(
+            w,
+            "timestamp,anomaly_score,p_spike,p_change,p_seasonal,p_volatility,p_novelty,p_level"
+        )
+        .expect("write");
+        for (((ts, _, _), s), ps) in rows.iter().zip(scores).zip(&each) {
+            let ps: Vec<String> = ps.iter().map(|p| format!("{p:.4e}")).collect();
+            writeln!(w, "{ts},{s},{}", ps.join(",")).expect("write");
+        }
+    } else {
+        writeln!(w, "timestamp,anomaly_score").expect("write");
+        for ((ts, _, _), s) in rows.iter().zip(scores) {
+            writeln!(w, "{ts},{s}").expect("write");
+        }
+    }
+    (secs, d.memory_bytes())
 }

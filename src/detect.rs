@@ -127,19 +127,8 @@ pub fn run_detect_with<R: BufRead, W: Write>(
     if horizon == 0 {
         return Err(DetectError::InvalidHorizon);
     }
-    let mut line_no: u64 = 0;
+    let mut line_no = skip_to_header(&mut input)?;
     let io = |line: u64| move |source| DetectError::Io { line, source };
-    let mut buf = String::new();
-
-    let mut have_header = false;
-    while !have_header {
-        buf.clear();
-        if input.read_line(&mut buf).map_err(io(line_no))? == 0 {
-            return Err(DetectError::MissingHeader);
-        }
-        line_no += 1;
-        have_header = !trim_eol(&buf).trim().is_empty();
-    }
     let header: &[u8] = if opts.breach.is_some() {
         b"timestamp,value,anomaly_score,forecast,forecast_lower,forecast_upper,breach_seconds\n"
     } else {
@@ -155,6 +144,7 @@ pub fn run_detect_with<R: BufRead, W: Write>(
         max_score: 0.0,
         max_score_line: None,
     };
+    let mut buf = String::new();
     let mut out = String::new();
     loop {
         buf.clear();
@@ -166,65 +156,117 @@ pub fn run_detect_with<R: BufRead, W: Write>(
         if line.trim().is_empty() {
             continue;
         }
-        let Some((ts_text, rest)) = line.split_once(',') else {
-            return Err(DetectError::MissingValue { line: line_no });
-        };
-        // Extra columns are dropped: the output schema is fixed.
-        let value_text = rest.split(',').next().unwrap_or("");
-        let t = parse_timestamp(unquote(ts_text)).ok_or_else(|| DetectError::InvalidTimestamp {
-            line: line_no,
-            text: ts_text.to_string(),
-        })?;
-        let value = parse_value(unquote(value_text)).ok_or_else(|| DetectError::InvalidValue {
-            line: line_no,
-            text: value_text.to_string(),
-        })?;
-        if !value.is_finite() {
+        let row = parse_row(line, line_no)?;
+        if !row.value.is_finite() {
             summary.ignored_values += 1;
         }
-        let score = detector.observe(t, value);
-        forecaster.observe(t, value);
-        let predicted = forecaster
-            .typical_interval()
-            .and_then(|dt| forecaster.predict(0, t + horizon as f64 * dt));
-
+        let score = detector.observe(row.t, row.value);
+        forecaster.observe(row.t, row.value);
         summary.rows += 1;
         if score > summary.max_score {
             summary.max_score = score;
             summary.max_score_line = Some(line_no);
         }
         out.clear();
-        out.push_str(ts_text);
-        out.push(',');
-        out.push_str(value_text);
-        out.push(',');
-        out.push_str(&format_number(score));
-        out.push(',');
-        if let Some(p) = predicted {
-            out.push_str(&format_number(p.value));
-            out.push(',');
-            out.push_str(&p.lower.map(format_number).unwrap_or_default());
-            out.push(',');
-            out.push_str(&p.upper.map(format_number).unwrap_or_default());
-        } else {
-            out.push_str(",,");
-        }
-        if let Some((threshold, direction)) = opts.breach {
-            out.push(',');
-            let b = breach_seconds(
-                &forecaster,
-                t,
-                threshold,
-                direction,
-                opts.max_horizon_seconds,
-            );
-            out.push_str(&format_breach(b));
-        }
-        out.push('\n');
+        format_row(&mut out, &row, score, &mut forecaster, opts);
         output.write_all(out.as_bytes()).map_err(io(line_no))?;
     }
     output.flush().map_err(io(line_no))?;
     Ok(summary)
+}
+
+/// Reads up to the header (the first line that is not blank) and returns its line number.
+fn skip_to_header<R: BufRead>(input: &mut R) -> Result<u64, DetectError> {
+    let mut line_no: u64 = 0;
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let read = input
+            .read_line(&mut buf)
+            .map_err(|source| DetectError::Io {
+                line: line_no,
+                source,
+            })?;
+        if read == 0 {
+            return Err(DetectError::MissingHeader);
+        }
+        line_no += 1;
+        if !trim_eol(&buf).trim().is_empty() {
+            return Ok(line_no);
+        }
+    }
+}
+
+/// One input row: the timestamp and value as written (echoed back) and as numbers.
+struct Row<'a> {
+    ts_text: &'a str,
+    value_text: &'a str,
+    t: f64,
+    value: f64,
+}
+
+fn parse_row(line: &str, line_no: u64) -> Result<Row<'_>, DetectError> {
+    let Some((ts_text, rest)) = line.split_once(',') else {
+        return Err(DetectError::MissingValue { line: line_no });
+    };
+    // Extra columns are dropped: the output schema is fixed.
+    let value_text = rest.split(',').next().unwrap_or("");
+    let t = parse_timestamp(unquote(ts_text)).ok_or_else(|| DetectError::InvalidTimestamp {
+        line: line_no,
+        text: ts_text.to_string(),
+    })?;
+    let value = parse_value(unquote(value_text)).ok_or_else(|| DetectError::InvalidValue {
+        line: line_no,
+        text: value_text.to_string(),
+    })?;
+    Ok(Row {
+        ts_text,
+        value_text,
+        t,
+        value,
+    })
+}
+
+/// The output line for a row: its input, the score, the forecast `horizon` typical intervals
+/// ahead with its interval, and with `breach` the breach time.
+fn format_row(
+    out: &mut String,
+    row: &Row<'_>,
+    score: f64,
+    forecaster: &mut Forecaster,
+    opts: &DetectOptions,
+) {
+    let t = row.t;
+    let predicted = forecaster
+        .typical_interval()
+        .and_then(|dt| forecaster.predict(0, t + opts.horizon as f64 * dt));
+    out.push_str(row.ts_text);
+    out.push(',');
+    out.push_str(row.value_text);
+    out.push(',');
+    out.push_str(&format_number(score));
+    out.push(',');
+    if let Some(p) = predicted {
+        out.push_str(&format_number(p.value));
+        out.push(',');
+        out.push_str(&p.lower.map(format_number).unwrap_or_default());
+        out.push(',');
+        out.push_str(&p.upper.map(format_number).unwrap_or_default());
+    } else {
+        out.push_str(",,");
+    }
+    if let Some((threshold, direction)) = opts.breach {
+        out.push(',');
+        let b = breach_seconds(
+            forecaster,
+            t,
+            threshold,
+            direction,
+            opts.max_horizon_seconds,
+        );
+        out.push_str(&format_breach(b));
+    }
+    out.push('\n');
 }
 
 /// `+Inf` for "not within max horizon" (Prometheus' spelling), else the number.
@@ -635,6 +677,25 @@ mod tests {
         assert!(banded > 2900, "{banded}");
         let coverage = inside as f64 / banded as f64;
         assert!((0.75..=0.85).contains(&coverage), "{coverage}");
+    }
+
+    #[test]
+    fn breach_column_points_at_the_daily_peak_that_crosses() {
+        // A fill of 2 units a day with a daily swing of 10, sampled every 5 minutes for six
+        // days: the first sample past 42 comes near the next daily peak (32 + 10 a quarter
+        // into day 6), about 5 hours ahead, while the trend line would take five more days.
+        let mut input = String::from("timestamp,value\n");
+        let day = 86_400.0;
+        for i in 0..(6 * 288) {
+            let t = f64::from(i) * 300.0;
+            let v = 20.0 + 2.0 * t / day + 10.0 * (t / day * std::f64::consts::TAU).sin();
+            input.push_str(&format!("{},{v}\n", 1_600_041_600 + 300 * i));
+        }
+        let mut opts = DetectOptions::new(1);
+        opts.breach = Some((42.0, Direction::Above));
+        let rows = fields(&run_with(&input, &opts));
+        let last: f64 = rows[rows.len() - 1][6].parse().unwrap();
+        assert!((last - 4.9 * 3600.0).abs() < 3600.0, "{last}");
     }
 
     #[test]

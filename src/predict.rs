@@ -40,6 +40,14 @@ pub fn breach_seconds(
     direction: Direction,
     max_horizon_seconds: f64,
 ) -> f64 {
+    // A series with a cycle or periodic cleanups breaches at a peak, before its trend does.
+    if let Some(seconds) = forecaster.cycle_breach(now, threshold, direction, max_horizon_seconds) {
+        return if seconds.is_nan() || seconds > max_horizon_seconds {
+            f64::INFINITY
+        } else {
+            seconds.max(0.0)
+        };
+    }
     // A noisy series breaches when a sample strays past the threshold, before its line does:
     // the line is aimed at the threshold less the upper end of the samples' 80 % band.
     let (lo, hi) = forecaster.noise_band().unwrap_or((0.0, 0.0));
@@ -150,6 +158,15 @@ impl Predictor {
 
     pub fn last(&self) -> Option<&Prediction> {
         self.last.as_ref()
+    }
+
+    /// Bytes of state held (forecaster, anomaly detector once its references are full, the
+    /// chart's samples), for the memory figure.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.forecaster.memory_bytes()
+            + self.detector.memory_bytes()
+            + SERIES_KEPT * std::mem::size_of::<(f64, f64)>()
     }
 
     /// The newest samples, oldest first (see [`SERIES_KEPT`]).

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 /// Candidate models, in tie-break order (trend models first so a perfect line keeps its slope).
-pub const MODELS: usize = 7;
+pub const MODELS: usize = 8;
 /// Forecasts awaiting their target; beyond this (very long horizons at fast sampling) new ones
 /// are served but not scored until the queue drains.
 const MAX_PENDING: usize = 4096;

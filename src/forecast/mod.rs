@@ -3,18 +3,23 @@
 //! Nothing here does IO or reads the clock: every time is an argument in unix seconds (f64).
 
 mod anomaly;
+mod context;
+mod cycle;
 mod holt;
 mod horizon;
 mod seasonal;
+mod tail;
 mod trend;
 
 pub use anomaly::{
-    AnomalyDetector, AnomalyParams, TEST_JUMP, TEST_MEAN, TEST_RECENT, TEST_SEASONAL, TEST_SHAPE,
-    TEST_VALUE, TEST_VOL,
+    AnomalyDetector, AnomalyParams, ALL_TESTS, DEPTH, QUESTIONS, TEST_CHANGE, TEST_LEVEL,
+    TEST_NOVELTY, TEST_SEASONAL, TEST_SPIKE, TEST_VOLATILITY, WARMUP,
 };
+pub use cycle::{Cycle, Shape as CycleShape};
 pub use holt::Holt;
 pub use horizon::MODELS;
-pub use seasonal::DailyProfile;
+pub use seasonal::{DailyMedian, DailyProfile};
+pub use tail::TailFit;
 pub use trend::LinearTrend;
 
 use horizon::Horizon;
@@ -28,6 +33,7 @@ pub const MODEL_NAMES: [&str; MODELS] = [
     "daily delta",
     "daily profile",
     "yesterday",
+    "cycle delta",
 ];
 /// Most horizons one forecaster tracks out-of-sample (a prediction's configured horizons).
 pub const MAX_SLOTS: usize = 16;
@@ -89,6 +95,8 @@ pub struct Forecaster {
     slots: Vec<Horizon>,
     /// One-step errors of the forecast line: how far the series strays from it sample to sample.
     noise: Horizon,
+    /// Periodic shape (cycle or sawtooth) of the series over the last 14 days, if any.
+    cycle: Cycle,
 }
 
 impl Forecaster {
@@ -132,6 +140,7 @@ impl Forecaster {
             yesterday: DailyProfile::with_weight(1.0),
             slots: Vec::new(),
             noise: Horizon::default(),
+            cycle: Cycle::new(),
         }
     }
 
@@ -173,6 +182,7 @@ impl Forecaster {
         self.holt.push(t, value);
         self.daily.push(t, value);
         self.yesterday.push(t, value);
+        self.cycle.push(t, value);
     }
 
     /// Every candidate model's forecast for time `at` (NaN where a model has none yet).
@@ -185,6 +195,11 @@ impl Forecaster {
         };
         let profile_at = self.daily.at(at).unwrap_or(nan);
         let profile_now = self.daily.at(self.last_t).unwrap_or(nan);
+        // The last value moved along the periodic shape (trend and profile) found in 14 days.
+        let cycle = self
+            .cycle
+            .shape()
+            .map_or(nan, |c| last + (c.at(at) - c.at(self.last_t)));
         [
             self.ls.forecast(at).unwrap_or(nan),
             self.holt.forecast(at).unwrap_or(nan),
@@ -193,6 +208,7 @@ impl Forecaster {
             last + (profile_at - profile_now),
             profile_at,
             self.yesterday.at(at).unwrap_or(nan),
+            cycle,
         ]
     }
 
@@ -227,6 +243,31 @@ impl Forecaster {
         })
     }
 
+    /// Seconds from `now` until the periodic shape of the series (a cycle or a sawtooth, when
+    /// one was found) brings a sample past `threshold`: the shape aimed at the threshold less
+    /// the upper (lower) end of the 80 % band of samples around it. None without a shape.
+    pub fn cycle_breach(
+        &self,
+        now: f64,
+        threshold: f64,
+        direction: Direction,
+        max_horizon_seconds: f64,
+    ) -> Option<f64> {
+        let shape = self.cycle.shape()?;
+        let (above, q) = match direction {
+            Direction::Above => (true, 0.9),
+            Direction::Below => (false, 0.1),
+        };
+        let margin = self.cycle.residual_quantile(q).unwrap_or(0.0);
+        let target = threshold
+            - if above {
+                margin.max(0.0)
+            } else {
+                margin.min(0.0)
+            };
+        Some(shape.seconds_until(now, target, above, max_horizon_seconds))
+    }
+
     /// (lower, upper) offsets of the 80 % band of single samples around the forecast line.
     pub fn noise_band(&self) -> Option<(f64, f64)> {
         self.noise.band()
@@ -240,6 +281,7 @@ impl Forecaster {
             + self.yesterday.memory_bytes()
             + self.slots.iter().map(Horizon::memory_bytes).sum::<usize>()
             + self.noise.memory_bytes()
+            + self.cycle.memory_bytes()
     }
 
     /// Recent mean absolute error of each model (`MODEL_NAMES` order) at horizon `slot`.

@@ -102,6 +102,87 @@ impl DailyProfile {
     }
 }
 
+/// Days a `DailyMedian` takes the median of.
+const MEDIAN_DAYS: usize = 3;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct MedianBin {
+    /// Means of the last `MEDIAN_DAYS` completed visits, oldest first, and how many there are.
+    days: [f64; MEDIAN_DAYS],
+    filled: usize,
+    /// The visit in progress: day index, sum, count.
+    day: i64,
+    sum: f64,
+    n: u32,
+}
+
+/// The typical value at each moment of the day as the median of the last three days: one odd
+/// day (an incident, a holiday) does not move it, so it does not echo a day later, and on a
+/// trending series it lags by a steady two days rather than by a smoothing's changing mix.
+#[derive(Debug, Clone)]
+pub struct DailyMedian {
+    bins: Box<[MedianBin]>,
+}
+
+impl Default for DailyMedian {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DailyMedian {
+    pub fn new() -> Self {
+        DailyMedian {
+            bins: vec![MedianBin::default(); BINS].into_boxed_slice(),
+        }
+    }
+
+    pub fn push(&mut self, t: f64, v: f64) {
+        let Some((i, day)) = locate(t) else { return };
+        if !v.is_finite() {
+            return;
+        }
+        let b = &mut self.bins[i];
+        if b.n > 0 && b.day != day {
+            let visit = b.sum / f64::from(b.n);
+            if b.filled == MEDIAN_DAYS {
+                b.days.rotate_left(1);
+                b.days[MEDIAN_DAYS - 1] = visit;
+            } else {
+                b.days[b.filled] = visit;
+                b.filled += 1;
+            }
+            b.n = 0;
+            b.sum = 0.0;
+        }
+        if b.n == 0 {
+            b.day = day;
+        }
+        b.sum += v;
+        b.n = b.n.saturating_add(1);
+        if !b.sum.is_finite() {
+            b.sum = v;
+            b.n = 1;
+        }
+    }
+
+    /// The median of the last three days at time `t`'s moment of the day, once three were seen.
+    pub fn at(&self, t: f64) -> Option<f64> {
+        let (i, _) = locate(t)?;
+        let b = &self.bins[i];
+        if b.filled < MEDIAN_DAYS {
+            return None;
+        }
+        let [a, c, d] = b.days;
+        let m = a.max(c).min(a.min(c).max(d));
+        m.is_finite().then_some(m)
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.bins.len() * std::mem::size_of::<MedianBin>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +209,21 @@ mod tests {
         p.push(f64::INFINITY, 1.0);
         p.push(1e300, 1.0);
         p.push(5.0, f64::NAN);
+    }
+
+    #[test]
+    fn daily_median_ignores_one_odd_day() {
+        let mut p = DailyMedian::new();
+        let mut t = 0.0;
+        // Days 0..4 at 10, day 2 at 500 (an incident); the median of days 1, 2, 3 is 10.
+        while t < 4.0 * DAY_SECONDS {
+            let odd = (2.0 * DAY_SECONDS..3.0 * DAY_SECONDS).contains(&t);
+            p.push(t, if odd { 500.0 } else { 10.0 });
+            if t < 3.0 * DAY_SECONDS {
+                assert_eq!(p.at(t + DAY_SECONDS), None, "three days first");
+            }
+            t += 60.0;
+        }
+        assert_eq!(p.at(4.0 * DAY_SECONDS + 3600.0), Some(10.0));
     }
 }

@@ -225,3 +225,64 @@ fn detect_cli_prints_interval_and_breach_columns() {
     let bad = run(&["--breach-above", "nan"]);
     assert!(!bad.status.success());
 }
+
+/// The live case of issue 26, through the real binary: a series growing 2 units a second,
+/// sampled every 250 ms, jumps from about 124 to 5,000 on its 48th sample. The anomaly score
+/// on /metrics crosses the bundled MedicAnomaly rule's threshold on that sample (it holds only
+/// until the next one, so /metrics is read every 20 ms).
+#[tokio::test]
+async fn ten_fold_spike_on_a_growing_series_crosses_the_rule_threshold_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("count");
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let plugin = script(
+        dir.path(),
+        "grow",
+        &format!(
+            "n=$(cat '{c}' 2>/dev/null || echo 0)\necho $((n + 1)) > '{c}'\nif [ \"$n\" -eq 47 ]; then echo 'OK | used=5000'; exit 0; fi\nnow=$(date +%s%3N)\nawk -v n=$now -v s={start_ms} 'BEGIN {{ printf \"OK | used=%.3f\\n\", 100 + 2 * (n - s) / 1000 }}'",
+            c = count.display()
+        ),
+    );
+    let medic = Medic::start(&format!(
+        r#"checks:
+  - name: grow
+    interval: 250ms
+    command: {{program: '{}'}}
+predictions:
+  - name: used
+    check: grow
+    measurement: used
+    horizons: [1m]
+"#,
+        plugin.display()
+    ))
+    .await;
+    // The rule's threshold, as the rules file states it.
+    let threshold: f64 = include_str!("../../alerting-rules/medic.rules.yml")
+        .split("- alert: MedicAnomaly")
+        .nth(1)
+        .and_then(|r| r.lines().find(|l| l.contains("expr:")))
+        .and_then(|l| l.rsplit(">=").next())
+        .and_then(|x| x.trim().parse().ok())
+        .expect("MedicAnomaly's threshold");
+    let (score, runs) = wait_for("the spike scored", Duration::from_secs(40), || async {
+        let m = medic.metrics().await;
+        let score = metric_value(&m, r#"medic_anomaly_score{prediction="used"}"#)?;
+        let runs = metric_value(
+            &m,
+            r#"medic_check_runs_total{check="grow",status="healthy"}"#,
+        )
+        .unwrap_or(0.0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        (score >= threshold).then_some((score, runs))
+    })
+    .await;
+    // Not before the spike (no false alarm on steady growth), and within two samples of it.
+    assert!(
+        (48.0..=49.0).contains(&runs),
+        "score {score} after {runs} samples, the spike was the 48th"
+    );
+}
