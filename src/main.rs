@@ -43,9 +43,16 @@ struct Cli {
     /// for a slot within their timeout
     #[arg(long = "process.max-children", value_name = "N", global = true, default_value_t = medic::resources::DEFAULT_MAX_CHILDREN, value_parser = parse_positive)]
     max_children: usize,
-    /// Probe only this share of the checks: INDEX/COUNT, e.g. 0/2 [default: all]
-    #[arg(long = "cluster.shard", value_name = "INDEX/COUNT", global = true)]
-    cluster_shard: Option<medic::cluster::Shard>,
+    /// Probe only this share of the checks: INDEX/COUNT, e.g. 0/2, or auto (replicas on one
+    /// PostgreSQL store share the checks among the live ones) [default: all]
+    #[arg(long = "cluster.shard", value_name = "INDEX/COUNT|auto", global = true)]
+    cluster_shard: Option<String>,
+    /// With --cluster.shard auto: how many replicas probe each check [default: 1]
+    #[arg(long = "cluster.replication", value_name = "K", global = true)]
+    cluster_replication: Option<u32>,
+    /// Where this replica probes from (a zone, a site), shown to the other replicas
+    #[arg(long = "cluster.location", value_name = "NAME", global = true)]
+    cluster_location: Option<String>,
     /// State store URL [default: sqlite://data/medic.db]
     #[arg(long = "state.url", value_name = "URL", global = true)]
     state_url: Option<String>,
@@ -264,13 +271,15 @@ fn dispatch(cli: Cli, runtime: &tokio::runtime::Runtime) -> i32 {
     let overrides = Overrides {
         listen_address: cli.listen_address.clone(),
         state_url: cli.state_url.clone(),
+        cluster_shard: cli.cluster_shard.clone(),
+        cluster_replication: cli.cluster_replication,
+        cluster_location: cli.cluster_location.clone(),
     };
     let location = || ConfigSource::resolve(cli.config_file.clone());
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             let options = app::RunOptions {
                 web_config: cli.web_config_file,
-                shard: cli.cluster_shard.unwrap_or_default(),
                 max_connections: cli.max_connections as usize,
                 external_url: cli.external_url,
             };

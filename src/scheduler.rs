@@ -64,6 +64,9 @@ struct Slot {
     /// Someone asked for a probe while one was running: its result may predate what they wait
     /// for, so another follows at once.
     probe_again: bool,
+    /// With aligned ticks (`--cluster.shard auto`): the check's offset within its interval on
+    /// the wall clock, the same on every replica.
+    offset_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -125,8 +128,21 @@ impl Schedule {
             if !due.extra {
                 // Missed ticks are skipped, not made up in a burst.
                 let interval = tick_interval(&slot.spec);
-                while slot.next <= now {
-                    slot.next += interval;
+                match slot.offset_ms {
+                    Some(offset) => {
+                        // At least half an interval on: the wall clock and tokio's may
+                        // disagree by a millisecond, and a slot just probed is not due again.
+                        let mut gap = until_slot(offset, interval, crate::timefmt::now_ms());
+                        if gap < interval / 2 {
+                            gap += interval;
+                        }
+                        slot.next = now + gap;
+                    }
+                    None => {
+                        while slot.next <= now {
+                            slot.next += interval;
+                        }
+                    }
                 }
                 let next = Due {
                     at: slot.next,
@@ -240,15 +256,21 @@ impl Scheduler {
     /// Brings the running set in line with `checks`: unchanged checks keep running undisturbed,
     /// changed ones restart, removed ones stop. Returns each check with its generation, which
     /// tags its outcomes so stale ones from a replaced probe can be told apart.
+    ///
+    /// `aligned`: new checks tick at their wall-clock slots (the same on every replica), and
+    /// one whose slot passed within [`CATCH_UP`] is probed at once, since the replica that
+    /// owned it before may have died before that slot.
     pub fn apply(
         &mut self,
         checks: &[Arc<CheckSpec>],
         redactor: Redactor,
+        aligned: bool,
     ) -> Vec<(Arc<CheckSpec>, u64)> {
         self.shared.redactor.send_replace(redactor);
         self.shared.prober.retain(checks);
         let window = spread_window(checks.len());
         let now = Instant::now();
+        let wall_ms = crate::timefmt::now_ms();
         let mut table = self.shared.lock();
         let mut old = std::mem::take(&mut table.checks);
         let mut applied = Vec::with_capacity(checks.len());
@@ -264,7 +286,14 @@ impl Scheduler {
                     let spec = spec.clone();
                     let name: Arc<str> = Arc::from(spec.name.as_str());
                     let slot = spec.enabled.then(|| {
-                        let first = now + phase(&spec.name, window.min(tick_interval(&spec)));
+                        let interval = tick_interval(&spec);
+                        let offset_ms = aligned.then(|| slot_offset(&spec.name, interval));
+                        let first = match offset_ms {
+                            Some(offset) => {
+                                now + first_aligned(&spec.name, offset, interval, wall_ms)
+                            }
+                            None => now + phase(&spec.name, window.min(interval)),
+                        };
                         table.insert(Slot {
                             spec: spec.clone(),
                             name: name.clone(),
@@ -272,6 +301,7 @@ impl Scheduler {
                             next: first,
                             in_flight: None,
                             probe_again: false,
+                            offset_ms,
                         })
                     });
                     (
@@ -395,6 +425,38 @@ fn spread_window(checks: usize) -> Duration {
     Duration::from_millis((checks as u64).max(1000))
 }
 
+/// How far back a slot counts as missed when a check arrives: the time a dead owner's checks
+/// take to reach another replica (6 s to be gone, 2 s to notice, and some slack).
+pub const CATCH_UP: Duration = Duration::from_secs(10);
+/// Missed slots are made up spread over this, not in one millisecond.
+const CATCH_UP_SPREAD: Duration = Duration::from_secs(2);
+
+/// A check's slot within its interval, from FNV-1a of its name: every replica and version
+/// agrees, so the owner after a handover probes when the owner before would have.
+fn slot_offset(name: &str, interval: Duration) -> u64 {
+    let interval_ms = interval.as_millis().max(1) as u64;
+    crate::cluster::fnv1a(name.as_bytes()) % interval_ms
+}
+
+/// From `wall_ms` to the check's next slot (a whole interval when it is now).
+fn until_slot(offset_ms: u64, interval: Duration, wall_ms: i64) -> Duration {
+    let interval_ms = interval.as_millis().max(1) as u64;
+    let into = (wall_ms.max(0) as u64 + interval_ms - offset_ms % interval_ms) % interval_ms;
+    Duration::from_millis(interval_ms - into)
+}
+
+/// A check that arrives: its next slot, or, when its previous slot passed within
+/// [`CATCH_UP`], soon (spread over [`CATCH_UP_SPREAD`] by its name).
+fn first_aligned(name: &str, offset_ms: u64, interval: Duration, wall_ms: i64) -> Duration {
+    let next = until_slot(offset_ms, interval, wall_ms);
+    let since_previous = interval.saturating_sub(next);
+    if since_previous <= CATCH_UP && next > Duration::ZERO {
+        phase(name, CATCH_UP_SPREAD.min(next))
+    } else {
+        next
+    }
+}
+
 /// A stable offset within `window` derived from the check's name.
 fn phase(name: &str, window: Duration) -> Duration {
     let mut hasher = DefaultHasher::new();
@@ -409,6 +471,33 @@ mod tests {
 
     fn arcs(checks: &[CheckSpec]) -> Vec<Arc<CheckSpec>> {
         checks.iter().cloned().map(Arc::new).collect()
+    }
+
+    #[test]
+    fn aligned_slots_are_on_the_wall_clock_and_a_recently_missed_one_is_made_up() {
+        let minute = Duration::from_secs(60);
+        // Offset 15 s: at 10 s into the minute the slot is 5 s away, at 20 s it is 55 s.
+        assert_eq!(
+            until_slot(15_000, minute, 600_000 + 10_000),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            until_slot(15_000, minute, 600_000 + 20_000),
+            Duration::from_secs(55)
+        );
+        assert_eq!(
+            until_slot(15_000, minute, 600_000 + 15_000),
+            minute,
+            "now: next one"
+        );
+        // Arriving 5 s after its slot: made up within the spread; 20 s after: the next slot.
+        let soon = first_aligned("x", 15_000, minute, 600_000 + 20_000);
+        assert!(soon < CATCH_UP_SPREAD, "{soon:?}");
+        let later = first_aligned("x", 15_000, minute, 600_000 + 30_000);
+        assert_eq!(later, Duration::from_secs(45));
+        // Every replica puts a check on the same slot.
+        assert_eq!(slot_offset("web/a", minute), slot_offset("web/a", minute));
+        assert!(slot_offset("web/a", minute) < 60_000);
     }
 
     #[test]
@@ -458,7 +547,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let mut scheduler = Scheduler::new(Arc::new(Prober::new().unwrap()), tx);
         let probes = scheduler.probe_handle();
-        let applied = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone());
+        let applied = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone(), false);
         assert_eq!(applied.len(), 2);
         // The first probe comes within the spread window (a second for two checks).
         let (check, generation, _) = next_outcome(&mut rx).await;
@@ -472,10 +561,14 @@ mod tests {
 
         // The same config keeps the generation; a changed check gets a new one and a new
         // first probe.
-        let same = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone());
+        let same = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone(), false);
         assert_eq!(same[0].1, applied[0].1);
         let changed_cfg = config(&text("2h"));
-        let changed = scheduler.apply(&arcs(&changed_cfg.checks), changed_cfg.redactor.clone());
+        let changed = scheduler.apply(
+            &arcs(&changed_cfg.checks),
+            changed_cfg.redactor.clone(),
+            false,
+        );
         assert_ne!(changed[0].1, applied[0].1);
         assert_eq!(
             changed[1].1, applied[1].1,
@@ -485,7 +578,7 @@ mod tests {
         assert_eq!((&*check, generation), ("hourly", changed[0].1));
 
         // Removed, the check is not running any more.
-        scheduler.apply(&[], Redactor::default());
+        scheduler.apply(&[], Redactor::default(), false);
         assert!(!probes.probe_now("hourly"));
         scheduler.stop();
     }
@@ -518,7 +611,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let mut scheduler = Scheduler::new(Arc::new(Prober::new().unwrap()), tx);
         let probes = scheduler.probe_handle();
-        scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone());
+        scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone(), false);
         // Wait until the first probe is running (its shell is polling), then ask for another.
         wait_busy(&scheduler, true, "first probe never started").await;
         assert!(probes.probe_now("gated"));

@@ -27,6 +27,7 @@ pub fn exec_step(name: &str, max_attempts: u32, cooldown_s: u64, tier: Option<u3
         cooldown: Duration::from_secs(cooldown_s),
         timeout: Duration::from_secs(10),
         tier,
+        confirm: None,
     }
 }
 

@@ -103,6 +103,8 @@ closed_set! {
         MaxAttempts => "max_attempts",
         InProgress => "in_progress",
         DryRun => "dry_run",
+        /// `confirm: {replicas: K}`: fewer than K replicas see the check critical.
+        Unconfirmed => "unconfirmed",
     }
 }
 

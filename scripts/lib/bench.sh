@@ -37,11 +37,16 @@ NGINX
   pids+=($!)
 }
 
-# bench_setup: builds medic (sets medic_bin), makes $work and the pids array (killed, and $work
-# removed, at exit), and sets clk (clock ticks per second).
+# bench_setup: builds medic (sets medic_bin; MEDIC_BIN=path measures that binary instead, an
+# older build for a before/after), makes $work and the pids array (killed, and $work removed,
+# at exit), and sets clk (clock ticks per second).
 bench_setup() {
-  cargo build --release --quiet
-  medic_bin=$PWD/target/release/medic
+  if [ -n "${MEDIC_BIN:-}" ]; then
+    medic_bin=$MEDIC_BIN
+  else
+    cargo build --release --quiet
+    medic_bin=$PWD/target/release/medic
+  fi
   work=$(mktemp -d)
   pids=()
   trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT

@@ -154,13 +154,13 @@ impl CheckSet {
 
     /// Hands the scheduler and the state task the checks and predictions this replica owns (a
     /// prediction lives where its check is probed), and `others` the checks it verifies by
-    /// probing directly. Returns how many checks it probes.
+    /// probing directly. Returns how many checks it probes, and which arrived.
     pub(super) async fn apply(
         &self,
         scheduler: &mut Scheduler,
         state: &StateHandle,
         others: &watch::Sender<Arc<DirectChecks>>,
-    ) -> usize {
+    ) -> Applied {
         let owner = self.ownership.as_ref();
         let (owned, not_owned): (Vec<Arc<CheckSpec>>, Vec<Arc<CheckSpec>>) =
             self.all().cloned().partition(|c| owner.owns(&c.name));
@@ -177,8 +177,8 @@ impl CheckSet {
             .collect();
         self.remote_dependencies
             .send_replace(remote.into_iter().collect());
-        let applied = scheduler.apply(&owned, self.redactor.clone());
-        state
+        let applied = scheduler.apply(&owned, self.redactor.clone(), owner.aligned());
+        let arrived = state
             .apply(applied, predictions, self.history_size, graph)
             .await;
         others.send_replace(Arc::new(DirectChecks {
@@ -186,8 +186,19 @@ impl CheckSet {
             checks: not_owned.into_iter().map(|c| (c.name.clone(), c)).collect(),
             redactor: self.redactor.clone(),
         }));
-        owned.len()
+        Applied {
+            probed: owned.len(),
+            arrived,
+        }
     }
+}
+
+/// What an [`CheckSet::apply`] did.
+pub(super) struct Applied {
+    /// How many checks this replica probes now.
+    pub(super) probed: usize,
+    /// The checks new here (or changed).
+    pub(super) arrived: Vec<Arc<str>>,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 mod check_set;
 mod live_checks;
+mod membership;
 mod reload;
 mod store_keeper;
 
@@ -19,7 +20,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::checks::{Heartbeats, Prober};
-use crate::cluster::Shard;
+use crate::cluster::{ClusterView, CriticalBook, Members, Ownership};
+use crate::config::Sharding;
 use crate::config::{Config, ConfigSource, Overrides};
 use crate::discovery::Discovery;
 use crate::metrics::Metrics;
@@ -44,8 +46,6 @@ use reload::{load_web_config, Running};
 pub struct RunOptions {
     /// `--web.config.file`.
     pub web_config: Option<PathBuf>,
-    /// `--cluster.shard`.
-    pub shard: Shard,
     /// `--web.max-connections`.
     pub max_connections: usize,
     /// `--web.external-url`.
@@ -56,7 +56,6 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             web_config: None,
-            shard: Shard::default(),
             max_connections: server::DEFAULT_MAX_CONNECTIONS,
             external_url: None,
         }
@@ -76,18 +75,58 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         .local_addr()
         .context("reading the listen address")?;
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let (mut core, recovery_events) = Core::start(&metrics)?;
+    let critical = config.cluster.is_auto().then(CriticalBook::default);
+    let (mut core, recovery_events) = Core::start(&metrics, critical.clone())?;
     let external_url = options.external_url.clone().unwrap_or_else(|| {
         crate::am_api::default_external_url(&local.to_string(), web.tls.is_some())
     });
     let owner = owner_name(&local.to_string());
-    let mut healing = Healing::start(&config, &core, &metrics, external_url, owner, &shutdown)?
-        .with_manager(&config, &core, recovery_events, &shutdown);
-    let ownership: Arc<dyn crate::cluster::Ownership> = Arc::new(options.shard);
+    // Discovered lists and the cluster's members send their changes here.
+    let (changes_tx, changes_rx) = mpsc::channel::<Change>(64);
+    let owned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let membership = critical.map(|book| {
+        let identity = membership::Identity {
+            me: owner.clone(),
+            location: config.cluster.location.clone(),
+            external_url: external_url.clone(),
+            replication: config.cluster.replication,
+        };
+        membership::start(
+            identity,
+            core.store.clone(),
+            changes_tx.clone(),
+            owned.clone(),
+            book,
+            metrics.clone(),
+            shutdown.clone(),
+        )
+    });
+    let cluster_view = membership.as_ref().map(|m| m.view.clone());
+    let mut healing = Healing::start(
+        &config,
+        &core,
+        &metrics,
+        external_url,
+        owner.clone(),
+        cluster_view.clone(),
+        &shutdown,
+    )?
+    .with_manager(&config, &core, recovery_events, &shutdown);
+    if let Some(m) = membership {
+        healing.tasks.extend(m.tasks);
+    }
+    let ownership: Arc<dyn Ownership> = match config.cluster.sharding {
+        Sharding::Fixed(shard) => Arc::new(shard),
+        // Nothing until the others are met in the store: they probe meanwhile.
+        Sharding::Auto => Arc::new(Members::none(&owner, config.cluster.replication)),
+    };
     let checks = CheckSet::new(&config, ownership);
     let probed = checks
         .apply(&mut core.scheduler, &core.state, &healing.others)
-        .await;
+        .await
+        .probed;
+    owned.store(probed, std::sync::atomic::Ordering::Relaxed);
+    metrics.cluster_owned_checks(probed);
     let remote = tokio::spawn(
         follow_remote_dependencies(
             checks.remote_dependencies(),
@@ -100,7 +139,15 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
     healing.tasks.push(remote);
     metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
     let (serving, reload_rx) = Serving::start(
-        listener, &config, web, &core, &healing, &metrics, &options, &shutdown,
+        listener,
+        &config,
+        web,
+        &core,
+        &healing,
+        &metrics,
+        &options,
+        cluster_view,
+        &shutdown,
     );
     tracing::info!(
         address = %local,
@@ -108,21 +155,23 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         checks = config.checks.len(),
         check_templates = config.templates.len(),
         probed,
-        shard = %options.shard,
+        shard = %checks.ownership(),
         tls = serving.tls,
         basic_auth = serving.auth,
         version = env!("CARGO_PKG_VERSION"),
         "medic started"
     );
-    // Discovered lists and the cluster's members send their changes here.
-    let (changes_tx, changes_rx) = mpsc::channel::<Change>(64);
-    let mut discovery = Discovery::new(changes_tx, metrics.clone());
+    // Discovered lists send their changes where the cluster's members send theirs.
+    let mut discovery = Discovery::new(changes_tx.clone(), metrics.clone());
     discovery.apply(&config.templates);
     let (running, core) = Running::new(
         location, overrides, &config, options, checks, core, &healing, &serving, metrics, discovery,
+        owned,
     );
     // Its checks live on in the scheduler; what a reload compares was copied into `running`.
     drop(config);
+    // Kept open for the life of the process, whether or not anything sends.
+    let _changes_tx = changes_tx;
     let running = serve_until_stopped(running, reload_rx, changes_rx).await?;
     drain(shutdown_tx, running, core, healing, serving).await;
     tracing::info!("medic stopped");
@@ -163,14 +212,21 @@ struct Core {
 
 impl Core {
     /// The core, and the recovery manager's event queue (the state task sends to it).
-    fn start(metrics: &Arc<Metrics>) -> Result<(Core, mpsc::Receiver<manager::Event>)> {
+    fn start(
+        metrics: &Arc<Metrics>,
+        critical: Option<CriticalBook>,
+    ) -> Result<(Core, mpsc::Receiver<manager::Event>)> {
         // The store opens in the background: checks and /metrics run from the first second
         // even when PostgreSQL is down; /-/ready waits for it.
         let (store_tx, store) = watch::channel::<Option<Store>>(None);
         let (writer, writer_task) = store::spawn_writer(store.clone(), metrics.clone());
         let (recovery, recovery_rx) = RecoveryHandle::channel();
-        let (state, state_task) =
-            state::spawn(metrics.clone(), Some(writer), Some(recovery.clone()));
+        let (state, state_task) = state::spawn(
+            metrics.clone(),
+            Some(writer),
+            Some(recovery.clone()),
+            critical,
+        );
         let prober = Arc::new(Prober::new().context("building the HTTP client")?);
         let heartbeats = prober.heartbeats();
         let scheduler = Scheduler::new(prober.clone(), state.sender());
@@ -209,6 +265,7 @@ impl Healing {
         metrics: &Arc<Metrics>,
         external_url: String,
         owner: String,
+        cluster: Option<watch::Receiver<Arc<ClusterView>>>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Healing> {
         let (others, others_rx) = watch::channel(Arc::new(DirectChecks {
@@ -245,6 +302,7 @@ impl Healing {
             },
             owner,
             blocked: core.state.blocked(),
+            cluster,
         });
         Ok(Healing {
             pause_book,
@@ -363,6 +421,7 @@ impl Serving {
         healing: &Healing,
         metrics: &Arc<Metrics>,
         options: &RunOptions,
+        cluster: Option<watch::Receiver<Arc<ClusterView>>>,
         shutdown: &watch::Receiver<bool>,
     ) -> (Serving, mpsc::Receiver<ReloadRequest>) {
         let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(8);
@@ -382,6 +441,7 @@ impl Serving {
             web: web_rx,
             heartbeats: core.heartbeats.clone(),
             probes: core.scheduler.probe_handle(),
+            cluster,
         });
         let server = server::serve(
             listener,

@@ -3,6 +3,7 @@
 //! checks (discovered lists, the cluster's members) as they come, one at a time.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -16,6 +17,7 @@ use crate::recovery::verify::DirectChecks;
 use crate::scheduler::Scheduler;
 use crate::server::web_security::WebSecurity;
 use crate::state::StateHandle;
+use crate::store::Store;
 use crate::timefmt::now_ms;
 
 /// What a reload needs: the settings a reload cannot change and whom to tell about a new config.
@@ -39,6 +41,15 @@ pub(super) struct Running {
     discovery: Discovery,
     others: watch::Sender<Arc<DirectChecks>>,
     alertmanager: Arc<crate::am_api::Alertmanager>,
+    /// How many checks this replica owns, told to the cluster at each renewal.
+    owned: Arc<AtomicUsize>,
+    /// The store, for the history of checks that arrive at a handover.
+    store: watch::Receiver<Option<Store>>,
+    /// How far back, and how many, results of an arriving check are loaded.
+    history_ms: i64,
+    history_per_check: usize,
+    /// The latest handover's history load, replaced (not aborted) by the next.
+    arrivals: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -56,6 +67,7 @@ impl Running {
         serving: &super::Serving,
         metrics: Arc<Metrics>,
         discovery: Discovery,
+        owned: Arc<AtomicUsize>,
     ) -> (Running, super::CoreTasks) {
         let running = Running {
             location,
@@ -73,6 +85,11 @@ impl Running {
             discovery,
             others: healing.others.clone(),
             alertmanager: healing.alertmanager.clone(),
+            owned,
+            store: core.store.clone(),
+            history_ms: super::store_keeper::history_window_ms(config),
+            history_per_check: super::store_keeper::reload_per_check(config.history_size),
+            arrivals: None,
         };
         let tasks = super::CoreTasks {
             state_task: core.state_task,
@@ -83,17 +100,37 @@ impl Running {
     }
 
     /// A discovered list or the cluster's members changed: the checks are put together again.
+    /// Checks that arrived from another replica bring their recent results from the store.
     pub(super) async fn change_checks(&mut self, change: Change) {
+        let handover = matches!(change, Change::Ownership(_));
         self.checks.change(change);
-        let probed = self.apply_checks().await;
-        tracing::debug!(probed, owner = %self.checks.ownership(), "checks applied");
+        let applied = self.apply_checks().await;
+        tracing::info!(probed = applied.probed, arrived = applied.arrived.len(), owner = %self.checks.ownership(), "checks applied");
+        if handover {
+            let store = self.store.borrow().clone();
+            let since = now_ms() - self.history_ms;
+            if let Some(task) = super::membership::load_arrivals(
+                store,
+                applied.arrived,
+                since,
+                self.history_per_check,
+                self.state.clone(),
+                self.metrics.clone(),
+            ) {
+                self.arrivals = Some(task);
+            }
+        }
     }
 
     /// Hands the scheduler and the state task what this replica probes now.
-    async fn apply_checks(&mut self) -> usize {
-        self.checks
+    async fn apply_checks(&mut self) -> super::check_set::Applied {
+        let applied = self
+            .checks
             .apply(&mut self.scheduler, &self.state, &self.others)
-            .await
+            .await;
+        self.owned.store(applied.probed, Ordering::Relaxed);
+        self.metrics.cluster_owned_checks(applied.probed);
+        applied
     }
 
     /// Shutdown: no probe starts any more, and no target list is read.

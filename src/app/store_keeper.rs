@@ -24,22 +24,36 @@ pub(super) struct KeeperSettings {
     store_config: StoreConfig,
     redactor: crate::config::Redactor,
     history_size: usize,
+    /// Whether every check's results are reloaded at start. Not with `--cluster.shard auto`:
+    /// a replica owns nothing yet then, and loads its checks' results as they arrive.
+    all_results: bool,
 }
 
 impl KeeperSettings {
     pub(super) fn of(config: &crate::config::Config) -> KeeperSettings {
-        let history_ms = config
-            .predictions
-            .iter()
-            .map(|p| p.window.std().as_millis() as i64)
-            .fold(crate::check_trend::TREND_WINDOW_MS, i64::max);
         KeeperSettings {
-            history_ms,
+            history_ms: history_window_ms(config),
             store_config: config.store.clone(),
             redactor: config.redactor.clone(),
             history_size: config.history_size,
+            all_results: !config.cluster.is_auto(),
         }
     }
+}
+
+/// How far back a check's results are reloaded: an hour for the trend, more for a
+/// prediction's window.
+pub(super) fn history_window_ms(config: &crate::config::Config) -> i64 {
+    config
+        .predictions
+        .iter()
+        .map(|p| p.window.std().as_millis() as i64)
+        .fold(crate::check_trend::TREND_WINDOW_MS, i64::max)
+}
+
+/// At most this many of a check's results are reloaded.
+pub(super) fn reload_per_check(history_size: usize) -> usize {
+    history_size.max(4096)
 }
 
 /// Opens the state store (retrying with backoff), reloads history into the state task, hands
@@ -59,6 +73,7 @@ pub(super) async fn open_store(
         store_config,
         redactor,
         history_size,
+        all_results,
     } = settings;
     let mut reopening = false;
     loop {
@@ -68,15 +83,8 @@ pub(super) async fn open_store(
         };
         // The history lives on in memory across a reopen; the new file starts from now.
         if !reopening {
-            reload_history(
-                &store,
-                history_ms,
-                history_size,
-                &state,
-                &shared.heartbeats,
-                &metrics,
-            )
-            .await;
+            let history = all_results.then_some((history_ms, history_size));
+            reload_history(&store, history, &state, &shared.heartbeats, &metrics).await;
         }
         let _ = store_tx.send(Some(store.clone()));
         set_not_ready_reason(&shared, None);
@@ -164,24 +172,28 @@ async fn open_with_retry(
 /// `history_size`.
 async fn reload_history(
     store: &Store,
-    history_ms: i64,
-    history_size: usize,
+    history: Option<(i64, usize)>,
     state: &StateHandle,
     heartbeats: &crate::checks::Heartbeats,
     metrics: &Metrics,
 ) {
-    let since = now_ms() - history_ms;
-    match store.load_results(since, history_size.max(4096)).await {
-        Ok(rows) => {
-            tracing::info!(
-                results = rows.len(),
-                "history reloaded from the state store"
-            );
-            state.load_history(rows).await;
-        }
-        Err(e) => {
-            metrics.store_error(e.operation());
-            tracing::warn!(error = %e, "cannot reload history from the state store");
+    if let Some((history_ms, history_size)) = history {
+        let since = now_ms() - history_ms;
+        match store
+            .load_results(since, reload_per_check(history_size))
+            .await
+        {
+            Ok(rows) => {
+                tracing::info!(
+                    results = rows.len(),
+                    "history reloaded from the state store"
+                );
+                state.load_history(rows).await;
+            }
+            Err(e) => {
+                metrics.store_error(e.operation());
+                tracing::warn!(error = %e, "cannot reload history from the state store");
+            }
         }
     }
     match store.load_heartbeats().await {

@@ -292,6 +292,8 @@ fn engine(config: &Config, store: &Store) -> anyhow::Result<Engine> {
         owner,
         // A manual run knows of no blocked dependents: it runs in a process of its own.
         blocked: tokio::sync::watch::channel(Arc::default()).1,
+        // Nor is it a member of any cluster: an operator asked for it.
+        cluster: None,
     })
 }
 
@@ -380,6 +382,10 @@ fn print_end(end: RunEnd, dry_run: bool) -> i32 {
         }
         RunEnd::NoStore => {
             println!("outcome: not run: the state store is unavailable");
+            1
+        }
+        RunEnd::NotOwned => {
+            println!("outcome: not run: another replica owns it");
             1
         }
         RunEnd::Held(reason) => {

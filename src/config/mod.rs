@@ -15,6 +15,7 @@ mod builtin;
 mod check_templates;
 mod checks;
 pub mod client_tls;
+mod cluster;
 mod credential;
 mod defaults;
 mod duration;
@@ -50,6 +51,7 @@ pub use checks::{
     GrpcSpec, HeartbeatSpec, HttpSpec, Limits, Pattern, ProbeSpec, SystemSpec, TcpSpec, TlsSpec,
     RCODES,
 };
+pub use cluster::{ClusterConfig, Sharding, MAX_REPLICATION};
 pub use duration::{Duration, DurationError};
 pub use predictions::{Breach, PredictionSpec};
 pub use recovery::{
@@ -82,6 +84,8 @@ pub struct Config {
     pub predictions: Vec<PredictionSpec>,
     /// The Alertmanager medic talks back to, when configured.
     pub alertmanager: Option<AlertmanagerConfig>,
+    /// How replicas share the checks (`cluster:`, `--cluster.*`).
+    pub cluster: ClusterConfig,
     pub history_size: usize,
     /// Scrubs every secret this config holds from outgoing text.
     pub redactor: Redactor,
@@ -133,6 +137,12 @@ impl fmt::Display for ConfigSource {
 pub struct Overrides {
     pub listen_address: Option<String>,
     pub state_url: Option<String>,
+    /// `--cluster.shard`: `INDEX/COUNT` or `auto`, checked with the config.
+    pub cluster_shard: Option<String>,
+    /// `--cluster.replication`.
+    pub cluster_replication: Option<u32>,
+    /// `--cluster.location`.
+    pub cluster_location: Option<String>,
 }
 
 /// Loads and validates the config file at `path`.
@@ -207,6 +217,33 @@ struct FileConfig {
     maintenance: Option<Value>,
     /// An empty `alertmanager:` is none at all.
     alertmanager: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    cluster: Option<Value>,
+}
+
+/// A step's `confirm: {replicas: K}` can only be met when K replicas probe its check: K at
+/// most `cluster.replication` (1 without `shard: auto`).
+fn confirmations_possible(cx: &mut Context, recovery: &RecoveryConfig, cluster: &ClusterConfig) {
+    for (name, chain) in &recovery.chains {
+        for (index, step) in chain.steps.iter().enumerate() {
+            let Some(k) = step.confirm.filter(|k| *k > cluster.replication) else {
+                continue;
+            };
+            let path = YamlPath::top("recovery")
+                .key("chains")
+                .key(name)
+                .key("steps")
+                .index(index)
+                .key("confirm");
+            cx.error(
+                path,
+                format!(
+                    "replicas: {k} can never be met: only {} replica(s) probe each check (cluster.replication, with shard: auto)",
+                    cluster.replication
+                ),
+            );
+        }
+    }
 }
 
 /// A key that is written, even as null.
@@ -225,6 +262,7 @@ fn load_text(
     let file: FileConfig = cx.parse(root, &YamlPath::default()).unwrap_or_default();
     let web = web::section(&mut cx, file.web, overrides);
     let store = state::section(&mut cx, file.state, overrides);
+    let cluster = cluster::section(&mut cx, file.cluster, overrides, &store);
     let defaults = defaults::section(&mut cx, file.defaults);
     let checks = checks::section(&mut cx, file.checks, &defaults);
     let templates = check_templates::section(&mut cx, file.check_templates, &defaults, &checks);
@@ -236,6 +274,7 @@ fn load_text(
         recovery.report_missing_alertmanager(&mut cx);
     }
     let alertmanager = alertmanager::section(&mut cx, file.alertmanager);
+    confirmations_possible(&mut cx, &recovery.config, &cluster);
     let redactor = cx.finish()?;
     Ok(Config {
         web,
@@ -245,6 +284,7 @@ fn load_text(
         recovery: recovery.config,
         predictions,
         alertmanager,
+        cluster,
         history_size: defaults.history_size,
         redactor,
         source,

@@ -266,7 +266,7 @@ fn a_block_that_cannot_be_read_says_so_once_and_the_rest_is_checked() {
             "checks[2]: missing field `name` (line 7, column 5)",
             r#"checks[3] "d".tpc: unknown field `tpc`, expected one of `name`, `interval`, `timeout`, `enabled`, `failures_before_critical`, `successes_before_healthy`, `flapping`, `recovery`, `labels`, `depends_on`, `http`, `tcp`, `database`, `system`, `command`, `tls`, `dns`, `grpc`, `heartbeat` (line 8, column 15)"#,
             "recovery.chains.broken.steps: invalid type: integer `3`, expected a sequence (line 11, column 21)",
-            r#"recovery.chains.typo.steps[0] "s".exce: unknown field `exce`, expected one of `name`, `exec`, `http`, `notify`, `alert`, `max_attempts`, `cooldown`, `timeout`, `tier`, `detach` (line 12, column 30)"#,
+            r#"recovery.chains.typo.steps[0] "s".exce: unknown field `exce`, expected one of `name`, `exec`, `http`, `notify`, `alert`, `max_attempts`, `cooldown`, `timeout`, `tier`, `detach`, `confirm` (line 12, column 30)"#,
         ]
     );
 }
@@ -344,4 +344,51 @@ mod safe_healing {
             other => panic!("want a weekly window, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn cluster_auto_needs_postgres_and_confirmations_need_replicas() {
+    let pg = "state: {url: 'postgres://medic@db/medic'}\n";
+    let c = load(&format!(
+        "{pg}cluster: {{shard: auto, replication: 2, location: eu-1}}\n"
+    ))
+    .unwrap();
+    assert!(c.cluster.is_auto());
+    assert_eq!(
+        (c.cluster.replication, c.cluster.location.as_deref()),
+        (2, Some("eu-1"))
+    );
+    let e = errors("cluster: {shard: auto}\n");
+    assert!(
+        e.iter()
+            .any(|e| e.contains("cluster.shard") && e.contains("auto needs a PostgreSQL")),
+        "{e:?}"
+    );
+    let e = errors("cluster: {shard: 0/2, replication: 2}\n");
+    assert!(e.iter().any(|e| e.contains("needs shard: auto")), "{e:?}");
+    let e = errors("cluster: {shard: 3/2}\n");
+    assert!(e.iter().any(|e| e.contains("INDEX/COUNT")), "{e:?}");
+    // The flag wins over the key, and says so in its error.
+    let flag = Overrides {
+        cluster_shard: Some("auto".into()),
+        ..Default::default()
+    };
+    let e = crate::config::load_str("", Path::new("."), &flag)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--cluster.shard auto needs a PostgreSQL"), "{e}");
+    let chain = "recovery:\n  chains:\n    fix:\n      confirm: {replicas: 2}\n      steps:\n        - name: restart\n          exec: {program: /bin/true}\n        - name: tell\n          notify: {url: 'http://127.0.0.1:1/'}\n";
+    let c = load(&format!(
+        "{pg}cluster: {{shard: auto, replication: 2}}\n{chain}"
+    ))
+    .unwrap();
+    let steps = &c.recovery.chains["fix"].steps;
+    assert_eq!(steps[0].confirm, Some(2));
+    assert_eq!(steps[1].confirm, None, "telling people needs no quorum");
+    let e = errors(&format!("{pg}cluster: {{shard: auto}}\n{chain}"));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("steps[0].confirm") && e.contains("can never be met")),
+        "{e:?}"
+    );
 }

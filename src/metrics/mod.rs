@@ -5,6 +5,7 @@
 mod alertmanager;
 mod checks;
 mod discovery;
+mod cluster;
 mod holds;
 mod predictions;
 mod probes;
@@ -212,6 +213,7 @@ pub struct Metrics {
     store: store::StoreFamilies,
     alertmanager: alertmanager::AlertmanagerFamilies,
     discovery: discovery::DiscoveryFamilies,
+    cluster: cluster::ClusterFamilies,
     config_reload_ok: Gauge,
     config_reload_time: FloatGauge,
 }
@@ -303,6 +305,7 @@ impl Metrics {
             store: store::StoreFamilies::register(&mut registry),
             alertmanager: alertmanager::AlertmanagerFamilies::register(&mut registry),
             discovery: discovery::DiscoveryFamilies::register(&mut registry),
+            cluster: cluster::ClusterFamilies::register(&mut registry),
             checks: Arc::new(CheckTable::default()),
             config_reload_ok,
             config_reload_time,

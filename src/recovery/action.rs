@@ -742,6 +742,7 @@ mod tests {
             cooldown: std::time::Duration::ZERO.into(),
             timeout: std::time::Duration::from_secs(1).into(),
             tier: None,
+            confirm: None,
         };
         let values = Values {
             check: Some("web".into()),

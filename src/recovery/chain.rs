@@ -27,13 +27,23 @@ pub fn skip_reason(step: &StepSpec, state: StepState, now_ms: i64) -> Option<Ski
     }
 }
 
-/// [`skip_reason`], with when a cooldown ends (`None` for max attempts: not before a reset).
+/// Whether `step` waits for more replicas to see its check critical: its `confirm` asks for
+/// more than the `critical_replicas` whose latest result is critical.
+pub fn unconfirmed(step: &StepSpec, critical_replicas: u32) -> bool {
+    step.confirm.is_some_and(|k| critical_replicas < k)
+}
+
+/// [`skip_reason`], then [`unconfirmed`] (which passes without anyone acting), with when a
+/// cooldown ends (`None` for max attempts: not before a reset; nor for confirmation).
 pub fn skip_until(
     step: &StepSpec,
     state: StepState,
     now_ms: i64,
+    critical_replicas: u32,
 ) -> Option<(SkipReason, Option<i64>)> {
-    let reason = skip_reason(step, state, now_ms)?;
+    let Some(reason) = skip_reason(step, state, now_ms) else {
+        return unconfirmed(step, critical_replicas).then_some((SkipReason::Unconfirmed, None));
+    };
     let until_ms = (reason == SkipReason::Cooldown).then(|| {
         let cooldown_ms = i64::try_from(step.cooldown.std().as_millis()).unwrap_or(i64::MAX);
         state
@@ -44,11 +54,17 @@ pub fn skip_until(
     Some((reason, until_ms))
 }
 
-/// Whether any step of the chain could run now: a new run starts only then.
-pub fn could_any_run(chain: &ChainSpec, states: &BTreeMap<String, StepState>, now_ms: i64) -> bool {
+/// Whether any step of the chain could run now, `critical_replicas` seeing its check critical:
+/// a new run starts only then.
+pub fn could_any_run(
+    chain: &ChainSpec,
+    states: &BTreeMap<String, StepState>,
+    now_ms: i64,
+    critical_replicas: u32,
+) -> bool {
     chain.steps.iter().any(|step| {
         let state = states.get(&step.name).copied().unwrap_or_default();
-        skip_reason(step, state, now_ms).is_none()
+        skip_until(step, state, now_ms, critical_replicas).is_none()
     })
 }
 
@@ -161,7 +177,7 @@ mod tests {
             vec![step("a", 1, 0, None), step("b", 3, 60, None)],
         );
         let mut states = BTreeMap::new();
-        assert!(could_any_run(&c, &states, 0));
+        assert!(could_any_run(&c, &states, 0, u32::MAX));
         states.insert(
             "a".into(),
             StepState {
@@ -177,10 +193,13 @@ mod tests {
             },
         );
         assert!(
-            !could_any_run(&c, &states, 30_000),
+            !could_any_run(&c, &states, 30_000, u32::MAX),
             "a is used up and b is cooling down"
         );
-        assert!(could_any_run(&c, &states, 60_000), "b's cooldown expired");
+        assert!(
+            could_any_run(&c, &states, 60_000, u32::MAX),
+            "b's cooldown expired"
+        );
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum RunEnd {
     AlreadyRunning,
     /// The state store is unavailable: nothing runs that cannot be recorded.
     NoStore,
+    /// `--cluster.shard auto`: this replica's membership is not current, or the check is
+    /// another replica's now; its owner decides.
+    NotOwned,
     /// The store held it back: a fleet-wide limit (replicas' runs count too).
     Held(HoldReason),
     Finished {
@@ -123,9 +126,67 @@ pub struct Engine {
     /// The checks a failing dependency blocks now: an escalation from a root's chain names
     /// the dependents it blocks.
     pub blocked: watch::Receiver<Arc<crate::dependencies::BlockedMap>>,
+    /// The cluster as this replica sees it (`--cluster.shard auto`): a replica whose
+    /// membership lapsed starts nothing, and one never starts a run for a check it does not
+    /// own.
+    pub cluster: Option<watch::Receiver<Arc<crate::cluster::ClusterView>>>,
 }
 
 impl Engine {
+    /// Whether this replica may start a run for `trigger` now (always, outside a cluster).
+    /// Alerts come to whichever replica Alertmanager picks: only a current membership counts
+    /// for them; a check's run is started by its owner.
+    fn may_start(&self, trigger: &Trigger) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return true;
+        };
+        let check = match trigger.kind {
+            TriggerKind::Check => trigger.verify_check.as_deref(),
+            TriggerKind::Alert | TriggerKind::Manual => None,
+        };
+        cluster
+            .borrow()
+            .may_start(check, tokio::time::Instant::now())
+    }
+
+    /// How many replicas see the run's check critical now, for steps with `confirm:`. In a
+    /// cluster: the live members whose latest result the store holds as critical, this
+    /// replica counted when a critical probe of its own started the run (its mark may not be
+    /// written yet). Outside one this replica is the only vantage point. `u32::MAX` when no
+    /// step asks.
+    async fn critical_replicas(&self, store: &Store, chain: &ChainSpec, trigger: &Trigger) -> u32 {
+        if chain.steps.iter().all(|s| s.confirm.is_none()) {
+            return u32::MAX;
+        }
+        let Some(check) = trigger.verify_check.as_deref() else {
+            return 0;
+        };
+        if self.cluster.is_none() {
+            return 1;
+        }
+        match store
+            .critical_members(check, crate::cluster::GONE_AFTER_MS)
+            .await
+        {
+            Ok(members) => {
+                let mine = trigger.kind == TriggerKind::Check && !members.contains(&self.owner);
+                u32::try_from(members.len()).unwrap_or(u32::MAX) + u32::from(mine)
+            }
+            Err(e) => {
+                self.metrics.store_error(e.operation());
+                0
+            }
+        }
+    }
+
+    /// Whether this replica's membership is current (always, outside a cluster): a run whose
+    /// replica lost the store is fenced as one that lost its lease.
+    fn standing(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| c.borrow().standing(tokio::time::Instant::now()))
+    }
+
     /// Runs `chain` for `trigger` to its end. `report` hears about every step.
     ///
     /// The engine only carries out what [`machine::Run`] decides: it reads the store, asks the
@@ -144,6 +205,9 @@ impl Engine {
             (false, crate::config::RecoveryMode::Shadow) => Mode::Shadow,
             (false, crate::config::RecoveryMode::Active) => Mode::Act,
         };
+        if mode != Mode::DryRun && !self.may_start(trigger) {
+            return RunEnd::NotOwned;
+        }
         // Read before the store is: the lease's count starts no later than the store's.
         let opened = Now::read();
         let mut run = match self.open(store, chain, trigger, mode, opened).await {
@@ -169,9 +233,13 @@ impl Engine {
             now: opened,
             attempt: None,
         };
+        let confirms = chain.steps.iter().any(|s| s.confirm.is_some());
         loop {
             carry.now = Now::read();
             carry.settle(&mut run).await;
+            if confirms {
+                run.confirmations(self.critical_replicas(store, chain, trigger).await);
+            }
             let mut signals = carry.signals();
             if let Some(check) = carry.check_between_steps() {
                 signals.healthy = self.verifier.healthy_now(check).await;
@@ -241,8 +309,12 @@ impl Engine {
             .filter(|((c, _), _)| c == name)
             .map(|((_, step), v)| (step, v))
             .collect();
-        let verifies = trigger.verify_check.is_some();
-        match machine::Run::open(chain, states, &effectiveness, mode, verifies, now.wall_ms) {
+        let opening = machine::Opening {
+            mode,
+            verifies: trigger.verify_check.is_some(),
+            critical_replicas: self.critical_replicas(store, chain, trigger).await,
+        };
+        match machine::Run::open_with(chain, states, &effectiveness, opening, now.wall_ms) {
             Ok(run) => Ok(run),
             Err(nothing) => {
                 if mode == Mode::Act {
@@ -291,7 +363,8 @@ impl Engine {
                 let next = nothing
                     .next_possible_ms
                     .map_or_else(|| "after counters reset".to_string(), rfc3339_ms);
-                tracing::warn!(run = %run_id, target = %trigger.target, next_possible = %next, "recovery unavailable: every step is in cooldown or at max_attempts");
+                let reasons: Vec<&str> = nothing.skips.iter().map(|s| s.reason.as_str()).collect();
+                tracing::warn!(run = %run_id, target = %trigger.target, next_possible = %next, reasons = %reasons.join(","), "recovery unavailable: no step may run now (cooldown, max_attempts or unconfirmed)");
             }
             Ok(false) => {}
             Err(e) => self.metrics.store_error(e.operation()),
@@ -544,7 +617,7 @@ impl<'a> Carry<'a, '_, '_> {
         Signals {
             resolved: self.control.resolved.is_set(),
             cancelled: *self.control.cancel.borrow(),
-            fenced: self.holding.fenced.is_some(),
+            fenced: self.holding.fenced.is_some() || !self.engine.standing(),
             healthy: false,
         }
     }

@@ -73,13 +73,18 @@ pub struct NothingToRun {
 }
 
 impl NothingToRun {
-    fn of(chain: &ChainSpec, states: &BTreeMap<String, StepState>, now_ms: i64) -> NothingToRun {
+    fn of(
+        chain: &ChainSpec,
+        states: &BTreeMap<String, StepState>,
+        now_ms: i64,
+        critical_replicas: u32,
+    ) -> NothingToRun {
         let skips = chain
             .steps
             .iter()
             .filter_map(|step| {
                 let state = states.get(&step.name).copied().unwrap_or_default();
-                let (reason, until_ms) = chain::skip_until(step, state, now_ms)?;
+                let (reason, until_ms) = chain::skip_until(step, state, now_ms, critical_replicas)?;
                 Some(SkippedStep {
                     step: step.name.clone(),
                     reason,
@@ -92,6 +97,15 @@ impl NothingToRun {
             skips,
         }
     }
+}
+
+/// How a run opens: how it treats actions, whether a check verifies it, and how many replicas
+/// see its check critical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    pub mode: Mode,
+    pub verifies: bool,
+    pub critical_replicas: u32,
 }
 
 /// What the world says between two decisions.
@@ -200,10 +214,12 @@ pub struct Run {
     verify_deadline_ms: i64,
     /// How it ended, once it has.
     ended: Option<RunEnd>,
+    /// How many replicas see the check critical now, for steps with `confirm:`.
+    critical_replicas: u32,
 }
 
 impl Run {
-    /// Opens a run when some step could run now.
+    /// Opens a run when some step could run now (every confirmation given).
     pub fn open(
         chain: &ChainSpec,
         states: BTreeMap<String, StepState>,
@@ -212,8 +228,30 @@ impl Run {
         verifies: bool,
         now_ms: i64,
     ) -> Result<Run, NothingToRun> {
-        if !chain::could_any_run(chain, &states, now_ms) {
-            return Err(NothingToRun::of(chain, &states, now_ms));
+        let opening = Opening {
+            mode,
+            verifies,
+            critical_replicas: u32::MAX,
+        };
+        Run::open_with(chain, states, effectiveness, opening, now_ms)
+    }
+
+    /// Opens a run when some step could run now, `opening.critical_replicas` seeing the
+    /// check critical (a step with `confirm:` asking for more is `unconfirmed`).
+    pub fn open_with(
+        chain: &ChainSpec,
+        states: BTreeMap<String, StepState>,
+        effectiveness: &BTreeMap<String, f64>,
+        opening: Opening,
+        now_ms: i64,
+    ) -> Result<Run, NothingToRun> {
+        let Opening {
+            mode,
+            verifies,
+            critical_replicas,
+        } = opening;
+        if !chain::could_any_run(chain, &states, now_ms, critical_replicas) {
+            return Err(NothingToRun::of(chain, &states, now_ms, critical_replicas));
         }
         Ok(Run {
             mode,
@@ -226,7 +264,13 @@ impl Run {
             recovered: false,
             verify_deadline_ms: 0,
             ended: None,
+            critical_replicas,
         })
+    }
+
+    /// How many replicas see the check critical now (read again before each step).
+    pub fn confirmations(&mut self, critical_replicas: u32) {
+        self.critical_replicas = critical_replicas;
     }
 
     /// Holding the run in the store, the counters were read again (a replica may have run the
@@ -237,8 +281,13 @@ impl Run {
         states: BTreeMap<String, StepState>,
         now_ms: i64,
     ) -> Result<(), NothingToRun> {
-        if !chain::could_any_run(chain, &states, now_ms) {
-            return Err(NothingToRun::of(chain, &states, now_ms));
+        if !chain::could_any_run(chain, &states, now_ms, self.critical_replicas) {
+            return Err(NothingToRun::of(
+                chain,
+                &states,
+                now_ms,
+                self.critical_replicas,
+            ));
         }
         self.states = states;
         Ok(())
@@ -285,7 +334,9 @@ impl Run {
         };
         let step = &chain.steps[index];
         let state = self.states.get(&step.name).copied().unwrap_or_default();
-        if let Some((reason, until_ms)) = chain::skip_until(step, state, now_ms) {
+        if let Some((reason, until_ms)) =
+            chain::skip_until(step, state, now_ms, self.critical_replicas)
+        {
             self.cursor += 1;
             return Decision::Skip {
                 index,
@@ -706,6 +757,68 @@ mod tests {
             assert_eq!(acted, want_acted, "states {s:?}");
             assert_eq!(end.outcome, RunOutcome::Recovered);
         }
+    }
+
+    #[test]
+    fn confirmation_table() {
+        let confirmed = |k: Option<u32>| StepSpec {
+            confirm: k,
+            ..exec("a", 3, 60, None)
+        };
+        let c = chain(
+            Order::Fixed,
+            vec![confirmed(Some(2)), exec("b", 1, 0, None)],
+        );
+        // (critical replicas, step a's decision)
+        for (seen, unconfirmed) in [(0, true), (1, true), (2, false), (3, false)] {
+            let opening = Opening {
+                mode: Mode::Act,
+                verifies: true,
+                critical_replicas: seen,
+            };
+            let mut run = Run::open_with(&c, states(&[]), &BTreeMap::new(), opening, 0)
+                .expect("b could run in any case");
+            match run.next(&c, NONE, 0) {
+                Decision::Skip {
+                    index: 0,
+                    reason,
+                    until_ms: None,
+                } => {
+                    assert!(unconfirmed, "{seen}");
+                    assert_eq!(reason, SkipReason::Unconfirmed);
+                }
+                Decision::Act { index: 0 } => assert!(!unconfirmed, "{seen}"),
+                other => panic!("{seen}: {other:?}"),
+            }
+        }
+        // Only unconfirmed steps: no run opens, and the reason is recorded once per incident.
+        let only = chain(Order::Fixed, vec![confirmed(Some(2))]);
+        let opening = Opening {
+            mode: Mode::Act,
+            verifies: true,
+            critical_replicas: 1,
+        };
+        let nothing = Run::open_with(&only, states(&[]), &BTreeMap::new(), opening, 0).unwrap_err();
+        assert_eq!(nothing.skips[0].reason, SkipReason::Unconfirmed);
+        assert_eq!(
+            nothing.next_possible_ms,
+            Some(60_000),
+            "no attempt yet: no later than its cooldown"
+        );
+        // Max attempts outranks confirmation: it will not pass when a replica agrees.
+        let spent = Run::open_with(
+            &only,
+            states(&[("a", 3, Some(0))]),
+            &BTreeMap::new(),
+            opening,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(spent.skips[0].reason, SkipReason::MaxAttempts);
+        // A second replica agrees between steps: the step runs.
+        let mut run = Run::open_with(&c, states(&[]), &BTreeMap::new(), opening, 0).unwrap();
+        run.confirmations(2);
+        assert_eq!(run.next(&c, NONE, 0), Decision::Act { index: 0 });
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`routes`]; the status page in [`page`].
 
 pub(crate) mod auth;
+mod cluster;
 mod connections;
 mod heartbeat;
 mod page;
@@ -60,6 +61,9 @@ pub struct HandlerContext {
     pub heartbeats: crate::checks::Heartbeats,
     /// To judge a heartbeat check at once when its job reports.
     pub probes: crate::scheduler::ProbeHandle,
+    /// The cluster as this replica sees it (`--cluster.shard auto`), for `/api/v1/cluster`
+    /// and the status page.
+    pub cluster: Option<watch::Receiver<Arc<crate::cluster::ClusterView>>>,
 }
 
 /// How long a client may take to send its request headers (no slow-loris).

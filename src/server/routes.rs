@@ -13,6 +13,7 @@
 //! | `GET /api/v1/recoveries/stats` | per-step totals: attempts, successes, ratio, mean duration |
 //! | `GET /api/v1/runs?chain=&limit=` | recovery runs, newest first ([`super::runs`]) |
 //! | `GET /api/v1/runs/{id}` | one run and every decision it made, in order; 404 if unknown |
+//! | `GET /api/v1/cluster` | this replica's member id and the live members ([`super::cluster`]) |
 //! | `POST /api/v1/alerts` | the Alertmanager webhook receiver ([`super::webhook`]) |
 //! | `POST/GET /api/v1/pauses`, `DELETE /api/v1/pauses/{id}` | pauses ([`super::pauses`]) |
 //! | `GET /?status=&q=&page=` | the status page ([`super::page::index`]) |
@@ -121,6 +122,7 @@ async fn route(shared: &HandlerContext, req: &Request<Incoming>) -> Response<Bod
         "/api/v1/recoveries" if get => recoveries(shared, req.uri().query()).await,
         "/api/v1/recoveries/stats" if get => recovery_stats(shared).await,
         "/api/v1/predictions" if get => predictions(shared).await,
+        "/api/v1/cluster" if get => super::cluster::cluster(shared),
         "/api/v1/runs" if get => super::runs::list(shared, req.uri().query()).await,
         p if get && p.starts_with("/api/v1/runs/") => {
             super::runs::one(shared, &p["/api/v1/runs/".len()..]).await
@@ -142,7 +144,8 @@ fn wrong_method_or_not_found(path: &str) -> Response<Body> {
         | "/api/v1/health"
         | "/"
         | "/api/v1/recoveries"
-        | "/api/v1/recoveries/stats" => method_not_allowed("GET, HEAD"),
+        | "/api/v1/recoveries/stats"
+        | "/api/v1/cluster" => method_not_allowed("GET, HEAD"),
         "/-/reload" => method_not_allowed("POST, PUT"),
         p if p.starts_with("/api/v1/checks/")
             || p.starts_with("/checks/")
@@ -292,6 +295,7 @@ async fn status_page(shared: &HandlerContext, query: Option<&str>) -> Response<B
         held: shared.metrics.held(),
     };
     let secrets = crate::config::known_secrets();
+    let cluster = shared.cluster.as_ref().map(|c| c.borrow().clone());
     html(
         StatusCode::OK,
         page::index::render(&page::index::Index {
@@ -306,6 +310,7 @@ async fn status_page(shared: &HandlerContext, query: Option<&str>) -> Response<B
             banner: &banner,
             now_ms,
             secrets: &secrets,
+            cluster: cluster.as_deref(),
         }),
     )
 }

@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::check_trend::{StatusCounts, Trend};
 use crate::checks::{FailureReason, Outcome};
+use crate::cluster::CriticalBook;
 use crate::config::{CheckSpec, PredictionSpec};
 use crate::dependencies::Graph;
 use crate::metrics::Metrics;
@@ -50,7 +51,9 @@ pub enum StateRequest {
         history_size: usize,
         /// Who depends on whom (`depends_on`), for the config's every check.
         dependencies: Graph,
-        done: oneshot::Sender<()>,
+        /// Answered with the checks that arrived (new here, or changed): their history may be
+        /// in the store, written by the replica that owned them before.
+        done: oneshot::Sender<Vec<Arc<str>>>,
     },
     /// Every prediction's latest result.
     Predictions {
@@ -156,6 +159,8 @@ struct CheckRecord {
     failure_reason: Option<FailureReason>,
     /// When the check last turned critical, while it is: the incident a run heals.
     critical_since_ms: Option<i64>,
+    /// Whether the critical book was last told this check's latest result is critical.
+    told_critical: bool,
 }
 
 /// When a probe ran and why: the wall clock for records, tokio's for verification (which
@@ -224,6 +229,7 @@ impl CheckRecord {
             last: None,
             failure_reason: None,
             critical_since_ms: None,
+            told_critical: false,
         }
     }
 
@@ -350,27 +356,26 @@ impl StateHandle {
         self.tx.clone()
     }
 
+    /// Replaces the checks; returns those that arrived (new or changed).
     pub async fn apply(
         &self,
         checks: Vec<(Arc<CheckSpec>, u64)>,
         predictions: Vec<PredictionSpec>,
         history_size: usize,
         dependencies: Graph,
-    ) {
+    ) -> Vec<Arc<str>> {
         let (done, wait) = oneshot::channel();
-        if self
-            .tx
-            .send(StateRequest::Apply {
-                checks,
-                predictions,
-                history_size,
-                dependencies,
-                done,
-            })
-            .await
-            .is_ok()
-        {
-            let _ = wait.await;
+        let request = StateRequest::Apply {
+            checks,
+            predictions,
+            history_size,
+            dependencies,
+            done,
+        };
+        if self.tx.send(request).await.is_ok() {
+            wait.await.unwrap_or_default()
+        } else {
+            Vec::new()
         }
     }
 
@@ -441,6 +446,7 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     writer: Option<WriterHandle>,
     recovery: Option<RecoveryHandle>,
+    critical: Option<CriticalBook>,
 ) -> (StateHandle, tokio::task::JoinHandle<()>) {
     // Bounded: a flood of outcomes slows the probes down rather than growing memory.
     let (tx, rx) = mpsc::channel(4096);
@@ -452,6 +458,7 @@ pub fn spawn(
         predictors: BTreeMap::new(),
         listeners: BTreeMap::new(),
         blocking: blocking::Blocking::default(),
+        critical,
         remote: BTreeMap::new(),
     };
     let blocked = task.blocking.subscribe();
@@ -470,6 +477,8 @@ struct StateTask {
     listeners: BTreeMap<Arc<str>, watch::Sender<Option<Probed>>>,
     /// Which checks a failing dependency blocks.
     blocking: blocking::Blocking,
+    /// With `--cluster.shard auto`: tells the store which checks this replica sees critical.
+    critical: Option<CriticalBook>,
     /// Dependencies another replica probes: their latest statuses, read from the store.
     remote: BTreeMap<String, Status>,
 }
@@ -503,7 +512,7 @@ impl StateTask {
                 dependencies,
                 done,
             } => {
-                self.apply(checks, history_size);
+                let arrived = self.apply(checks, history_size);
                 let (checks, remote) = (&self.checks, &self.remote);
                 let changes = self
                     .blocking
@@ -519,7 +528,7 @@ impl StateTask {
                 let checks = &self.checks;
                 self.listeners.retain(|name, _| checks.contains_key(name));
                 self.apply_predictions(predictions);
-                let _ = done.send(());
+                let _ = done.send(arrived);
             }
             StateRequest::Predictions { reply } => {
                 let _ = reply.send(
@@ -589,6 +598,18 @@ impl StateTask {
             return;
         }
         let at_ms = unix_ms(time.at);
+        if let Some(book) = &self.critical {
+            let critical = outcome.status == Status::Critical;
+            if critical != record.told_critical {
+                record.told_critical = critical;
+                if let Some((name, _)) = self.checks.get_key_value(check) {
+                    book.mark(name, critical, at_ms);
+                }
+            }
+        }
+        let Some(record) = self.checks.get_mut(check) else {
+            return;
+        };
         let blocked_before = record.blocks_dependents();
         let change = record.observe(outcome.status, at_ms);
         let blocks_now = record.blocks_dependents();
@@ -700,8 +721,10 @@ impl StateTask {
         }
     }
 
-    fn apply(&mut self, checks: Vec<(Arc<CheckSpec>, u64)>, history_size: usize) {
+    /// Replaces the checks (unchanged ones keep their state); returns those that arrived.
+    fn apply(&mut self, checks: Vec<(Arc<CheckSpec>, u64)>, history_size: usize) -> Vec<Arc<str>> {
         let mut next = BTreeMap::new();
+        let mut arrived = Vec::new();
         for (spec, generation) in checks {
             let name: Arc<str> = Arc::from(spec.name.as_str());
             let record = match self.checks.remove(&name) {
@@ -710,22 +733,31 @@ impl StateTask {
                     old.results.resize(history_size);
                     old
                 }
-                _ => {
+                old => {
                     self.metrics.forget_check(&name);
                     self.metrics.set_status(&name, Status::Unknown, false);
                     if spec.template.is_some() {
                         self.metrics.set_check_labels(&name, spec.clone());
                     }
-                    CheckRecord::new(spec, generation, history_size)
+                    arrived.push(name.clone());
+                    let mut record = CheckRecord::new(spec, generation, history_size);
+                    // A changed check's verdict stands until its next probe says otherwise.
+                    record.told_critical = old.is_some_and(|o| o.told_critical);
+                    record
                 }
             };
             next.insert(name, record);
         }
-        for name in self.checks.keys() {
+        for (name, gone) in &self.checks {
             self.metrics.forget_check(name);
+            // Another replica probes it now: this one's verdict no longer counts.
+            if let (Some(book), true) = (&self.critical, gone.told_critical) {
+                book.mark(name, false, unix_ms(SystemTime::now()));
+            }
         }
         self.checks = next;
         self.send_census();
+        arrived
     }
 
     /// Tells recovery how many checks are enabled and which are critical: the circuit breaker

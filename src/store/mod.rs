@@ -5,6 +5,7 @@
 //! migrations serialise on an advisory lock in PostgreSQL.
 
 mod alertmanager;
+mod cluster;
 mod heartbeat;
 mod incident;
 mod pauses;
@@ -29,6 +30,7 @@ use crate::config::{redact_url, Secret};
 use crate::status::Status;
 
 pub use alertmanager::EscalationRow;
+pub use cluster::Presence;
 pub use incident::Incident;
 pub use recovery::{
     AttemptEnd, AttemptRecord, AttemptStart, Begun, Ewma, FleetLimits, RunStart, StepStats,

@@ -482,7 +482,7 @@ impl Store {
 
     /// The store's current time in ms as an SQL expression (the time of the statement, not of
     /// its transaction).
-    fn now_sql(&self) -> &'static str {
+    pub(super) fn now_sql(&self) -> &'static str {
         match self.backend {
             super::Backend::Postgres => {
                 "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"

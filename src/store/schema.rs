@@ -13,7 +13,29 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, V7, V7),
     (8, V8, V8),
     (9, V9, V9),
+    (10, V10, V10),
 ];
+
+/// Replicas that share the checks (`--cluster.shard auto`): each member's latest renewal in
+/// the store's clock, and, per check, the members whose latest result is critical (a row only
+/// while it is, so a healthy fleet writes nothing here).
+const V10: &str = r#"
+CREATE TABLE cluster_members (
+    id           TEXT   PRIMARY KEY,
+    location     TEXT,
+    external_url TEXT   NOT NULL,
+    started_ms   BIGINT NOT NULL,
+    renewed_ms   BIGINT NOT NULL,
+    owned        BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE cluster_critical (
+    check_name TEXT   NOT NULL,
+    member     TEXT   NOT NULL,
+    since_ms   BIGINT NOT NULL,
+    PRIMARY KEY (check_name, member)
+);
+CREATE INDEX cluster_critical_by_member ON cluster_critical (member);
+"#;
 
 /// The latest pings of each heartbeat check (Unix ms), so they survive a restart.
 const V9: &str = r#"

@@ -161,6 +161,7 @@ const BLOCKS: &[(&str, &str)] = &[
         "check_templates[].dns_sd",
         "check_templates: [{name: t, dns_sd: {names: [example.com], PROBE: 1}, tcp: {address: 'localhost:1'}}]",
     ),
+    ("cluster", "cluster: {PROBE: 1}"),
     ("recovery", "recovery: {PROBE: 1}"),
     ("recovery.limits", "recovery: {limits: {PROBE: 1}}"),
     (
@@ -174,6 +175,14 @@ const BLOCKS: &[(&str, &str)] = &[
     (
         "recovery.chains.<name>.steps[]",
         "recovery: {chains: {c: {steps: [{name: s, exec: {program: /bin/true}, PROBE: 1}]}}}",
+    ),
+    (
+        "recovery.chains.<name>.confirm",
+        "recovery: {chains: {c: {confirm: {replicas: 2, PROBE: 1}, steps: [{name: s, exec: {program: /bin/true}}]}}}",
+    ),
+    (
+        "recovery.chains.<name>.steps[].confirm",
+        "recovery: {chains: {c: {steps: [{name: s, exec: {program: /bin/true}, confirm: {replicas: 2, PROBE: 1}}]}}}",
     ),
     (
         "recovery.chains.<name>.steps[].exec",

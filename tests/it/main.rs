@@ -11,6 +11,7 @@ mod api;
 mod architecture;
 mod checks;
 mod cli;
+mod cluster;
 mod config_table;
 mod dashboards;
 mod database;

@@ -407,6 +407,24 @@ impl Target {
         self.hits().iter().filter(|h| h.contains(path)).count()
     }
 
+    /// Requests per path (without the leading `/`), readable from another task.
+    pub fn hit_counter(
+        &self,
+    ) -> impl Fn() -> std::collections::BTreeMap<String, usize> + Send + Sync + 'static {
+        let hits = self.hits.clone();
+        move || {
+            let mut counts = std::collections::BTreeMap::new();
+            for hit in hits.lock().unwrap().iter() {
+                if let Some(path) = hit.split_whitespace().nth(1) {
+                    *counts
+                        .entry(path.trim_start_matches('/').to_string())
+                        .or_default() += 1;
+                }
+            }
+            counts
+        }
+    }
+
     pub fn hits(&self) -> Vec<String> {
         self.hits.lock().unwrap().clone()
     }

@@ -48,6 +48,9 @@ pub struct StepSpec {
     pub cooldown: Duration,
     pub timeout: Duration,
     pub tier: Option<u32>,
+    /// `confirm: {replicas: K}`: the step runs only while at least K replicas' latest results
+    /// for the check are critical (its own, or its chain's for an exec or http step).
+    pub confirm: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,8 +126,17 @@ struct ChainFile {
     verify_timeout: Option<Duration>,
     reset_after: Option<Duration>,
     order: Option<Order>,
+    /// For each exec and http step without its own.
+    confirm: Option<ConfirmFile>,
     /// Read one by one, so a broken step hides no other.
     steps: Vec<Value>,
+}
+
+/// `confirm: {replicas: K}`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmFile {
+    replicas: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +153,7 @@ struct StepFile {
     tier: Option<u32>,
     /// Exec steps: what the step starts may outlive it (a daemon it restarts).
     detach: Option<bool>,
+    confirm: Option<ConfirmFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,7 +228,10 @@ pub(super) fn chain(
         if file.alert.is_some() {
             alert_steps.push(step_path.clone());
         }
-        steps.extend(step(cx, &step_path, file));
+        steps.extend(step(cx, &step_path, file, chain.confirm));
+    }
+    if chain.confirm.is_some_and(|c| c.replicas == 0) {
+        cx.error(path.key("confirm"), "replicas must be at least 1");
     }
     let verify_timeout = chain.verify_timeout.unwrap_or(DEFAULT_VERIFY_TIMEOUT);
     if verify_timeout.is_zero() {
@@ -239,7 +255,12 @@ pub(super) fn chain(
     })
 }
 
-fn step(cx: &mut Context, path: &YamlPath, step: StepFile) -> Option<StepSpec> {
+fn step(
+    cx: &mut Context,
+    path: &YamlPath,
+    step: StepFile,
+    chain_confirm: Option<ConfirmFile>,
+) -> Option<StepSpec> {
     let actions = usize::from(step.exec.is_some())
         + usize::from(step.http.is_some())
         + usize::from(step.notify.is_some())
@@ -270,7 +291,17 @@ fn step(cx: &mut Context, path: &YamlPath, step: StepFile) -> Option<StepSpec> {
     if step.detach.is_some() && step.exec.is_none() {
         cx.error(path, "detach applies to exec steps only");
     }
+    if step.confirm.is_some_and(|c| c.replicas == 0) {
+        cx.error(path.key("confirm"), "replicas must be at least 1");
+    }
     let action = action(cx, path, &step)?;
+    // A chain's confirm guards what acts on the target; telling people needs no quorum.
+    let destructive = matches!(action, ActionSpec::Exec { .. } | ActionSpec::Http { .. });
+    let confirm = step
+        .confirm
+        .or(chain_confirm.filter(|_| destructive))
+        .map(|c| c.replicas)
+        .filter(|k| *k > 0);
     Some(StepSpec {
         name: step.name,
         action,
@@ -278,6 +309,7 @@ fn step(cx: &mut Context, path: &YamlPath, step: StepFile) -> Option<StepSpec> {
         cooldown: step.cooldown.unwrap_or(DEFAULT_COOLDOWN),
         timeout,
         tier: step.tier,
+        confirm,
     })
 }
 

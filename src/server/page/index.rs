@@ -179,6 +179,8 @@ pub struct Index<'a> {
     pub banner: &'a Banner,
     pub now_ms: i64,
     pub secrets: &'a Redactor,
+    /// The cluster this replica sees (`--cluster.shard auto`).
+    pub cluster: Option<&'a crate::cluster::ClusterView>,
 }
 
 /// From the newest probe back, how long the check has not been healthy: the oldest probe of
@@ -427,6 +429,9 @@ pub fn render(ix: &Index<'_>) -> String {
     checks_section(&mut html, ix, &shown);
     runs_section(&mut html, ix);
     attempts_section(&mut html, ix);
+    if let Some(view) = ix.cluster {
+        replicas_section(&mut html, view, ix.now_ms);
+    }
     super::layout(&format!("medic: {}", ix.report.status), true, &html)
 }
 
@@ -683,6 +688,37 @@ fn pager(html: &mut String, filter: &Filter, sel: &Selection) {
         );
     }
     html.push_str("</nav>\n");
+}
+
+/// The live members: which one this is, where each probes from, how many checks each owns,
+/// and how long since each renewed (by the store's clock, read at this replica's last
+/// renewal).
+fn replicas_section(html: &mut String, view: &crate::cluster::ClusterView, now_ms: i64) {
+    let standing = view.standing(tokio::time::Instant::now());
+    let _ = write!(
+        html,
+        "<h2>Replicas</h2>\n<p>{} live member(s), each check probed by {}{}.</p>\n<table><tr><th>member</th><th>location</th><th>checks owned</th><th>last renewal</th></tr>\n",
+        view.members.len(),
+        view.replication,
+        if standing {
+            ""
+        } else {
+            "; <strong>this replica cannot renew its membership: it starts no run</strong>"
+        }
+    );
+    for m in &view.members {
+        let ago = (now_ms - m.renewed_ms).max(0) as f64 / 1000.0;
+        let _ = writeln!(
+            html,
+            "<tr><td><a href=\"{url}\">{id}</a>{me}</td><td>{loc}</td><td>{owned}</td><td>{ago:.1} s ago</td></tr>",
+            url = escape(&m.external_url),
+            id = escape(&m.id),
+            me = if m.id == view.me { " (this one)" } else { "" },
+            loc = escape(m.location.as_deref().unwrap_or("")),
+            owned = m.owned,
+        );
+    }
+    html.push_str("</table>\n");
 }
 
 /// Recent runs: a timeline, then a table.

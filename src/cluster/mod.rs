@@ -1,11 +1,21 @@
-//! `--cluster.shard INDEX/COUNT`: which checks a replica probes when several share the work.
+//! Which checks a replica probes when several share the work: a fixed `--cluster.shard
+//! INDEX/COUNT` split, or (`auto`) the live members of a PostgreSQL store ranked by rendezvous
+//! hashing ([`rendezvous`]). The membership itself is kept by `app/membership.rs`.
 //!
-//! A check belongs to shard `fnv1a(name) % COUNT`. The hash is fixed (FNV-1a, 64 bits, over the
+//! With `INDEX/COUNT` a check belongs to shard `fnv1a(name) % COUNT`. The hash is fixed (FNV-1a, 64 bits, over the
 //! name's UTF-8 bytes) so every replica and every version agrees without talking to the others;
 //! adding or removing a replica moves about 1/COUNT of the checks, like any modulo split.
 
+mod critical;
+mod rendezvous;
+mod view;
+
 use std::fmt;
 use std::str::FromStr;
+
+pub use critical::CriticalBook;
+pub use rendezvous::{live, MemberRow, Members, GONE_AFTER_MS, RENEW_EVERY_MS};
+pub use view::{ClusterView, STALE_AFTER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -37,6 +47,13 @@ pub trait Ownership: Send + Sync + fmt::Display {
 
     /// Whether it owns every check (nothing to filter).
     fn is_whole(&self) -> bool {
+        false
+    }
+
+    /// Whether a check's probes fall on the same wall-clock slots on every replica, so one
+    /// that moves to another replica keeps its rhythm (and a dead owner's missed slot is made
+    /// up at once).
+    fn aligned(&self) -> bool {
         false
     }
 }
@@ -72,7 +89,8 @@ impl FromStr for Shard {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// 64-bit FNV-1a: fixed, so every replica and every version agrees.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         hash ^= u64::from(*b);

@@ -1,0 +1,271 @@
+//! `--cluster.shard auto`: this replica's membership in the PostgreSQL store. One task renews
+//! it every 2 s (in the store's clock) and reads the others; when the live members change it
+//! sends the new ownership on the checks' change channel, and `Running` re-applies the checks.
+//! A second task writes which checks this replica sees critical (for `confirm:`); a third, per
+//! handover, fills the state task with the recent results of checks that arrived.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::check_set::Change;
+use crate::cluster::{self, ClusterView, CriticalBook, Members, RENEW_EVERY_MS};
+use crate::metrics::Metrics;
+use crate::state::StateHandle;
+use crate::store::{Presence, Store};
+
+/// A renewal that takes longer than this counts as failed: the next one is due.
+const RENEW_TIMEOUT: Duration = Duration::from_millis(1_800);
+/// Members gone for longer than this leave the table.
+const FORGET_AFTER_MS: i64 = 3_600_000;
+/// Critical marks are written this often at most (they coalesce meanwhile).
+const CRITICAL_EVERY: Duration = Duration::from_millis(200);
+
+/// Who this replica is in the cluster.
+#[derive(Debug, Clone)]
+pub(super) struct Identity {
+    pub(super) me: String,
+    pub(super) location: Option<String>,
+    pub(super) external_url: String,
+    pub(super) replication: u32,
+}
+
+/// The membership's tasks and what they publish.
+pub(super) struct Membership {
+    pub(super) view: watch::Receiver<Arc<ClusterView>>,
+    pub(super) tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts renewing this replica's membership and writing its critical checks. `owned` is how
+/// many checks it owns (kept by `Running`), reported at each renewal.
+pub(super) fn start(
+    identity: Identity,
+    store: watch::Receiver<Option<Store>>,
+    changes: mpsc::Sender<Change>,
+    owned: Arc<AtomicUsize>,
+    critical: CriticalBook,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Membership {
+    let (view_tx, view) = watch::channel(Arc::new(ClusterView::joining(
+        &identity.me,
+        identity.location.clone(),
+        identity.external_url.clone(),
+        identity.replication,
+    )));
+    let span = tracing::info_span!("membership", member = %identity.me);
+    let renewer = Renewer {
+        identity: identity.clone(),
+        store: store.clone(),
+        changes,
+        owned,
+        view: view_tx,
+        metrics: metrics.clone(),
+        met: false,
+        failing: false,
+    };
+    let renew = tokio::spawn(renewer.run(shutdown.clone()).instrument(span.clone()));
+    let write = tokio::spawn(
+        write_critical(identity.me, store, critical, metrics, shutdown).instrument(span),
+    );
+    Membership {
+        view,
+        tasks: vec![renew, write],
+    }
+}
+
+struct Renewer {
+    identity: Identity,
+    store: watch::Receiver<Option<Store>>,
+    changes: mpsc::Sender<Change>,
+    owned: Arc<AtomicUsize>,
+    view: watch::Sender<Arc<ClusterView>>,
+    metrics: Arc<Metrics>,
+    /// Whether this life has met the store once (and cleared its previous life's marks).
+    met: bool,
+    failing: bool,
+}
+
+impl Renewer {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(RENEW_EVERY_MS as u64));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewals: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let Some(store) = self.store.borrow().clone() else {
+                continue;
+            };
+            if !self.met {
+                match store.reset_member(&self.identity.me).await {
+                    Ok(()) => self.met = true,
+                    Err(e) => {
+                        self.failed(&e.to_string(), e.operation());
+                        continue;
+                    }
+                }
+            }
+            self.renew(&store).await;
+            renewals += 1;
+            // About every five minutes, members long gone leave the table.
+            if renewals.is_multiple_of(150) {
+                if let Err(e) = store.forget_members(FORGET_AFTER_MS).await {
+                    self.metrics.store_error(e.operation());
+                }
+            }
+        }
+        // Leaving on purpose: the others take the checks at their next renewal.
+        let store = self.store.borrow().clone();
+        if let Some(store) = store {
+            match tokio::time::timeout(RENEW_TIMEOUT, store.leave(&self.identity.me)).await {
+                Ok(Ok(())) => tracing::info!("left the cluster"),
+                _ => tracing::warn!(
+                    "could not leave the cluster; the others will see it gone in 6 s"
+                ),
+            }
+        }
+    }
+
+    /// One renewal: on success, the live members as the store's clock says, and a new
+    /// ownership when they changed.
+    async fn renew(&mut self, store: &Store) {
+        let sent = Instant::now();
+        let presence = Presence {
+            id: &self.identity.me,
+            location: self.identity.location.as_deref(),
+            external_url: &self.identity.external_url,
+            owned: self.owned.load(Ordering::Relaxed) as i64,
+        };
+        let (store_now, rows) =
+            match tokio::time::timeout(RENEW_TIMEOUT, store.renew_member(&presence)).await {
+                Ok(Ok(read)) => read,
+                Ok(Err(e)) => return self.failed(&e.to_string(), e.operation()),
+                Err(_) => return self.failed("timed out", "write"),
+            };
+        if self.failing {
+            tracing::info!("membership renewed again");
+            self.failing = false;
+        }
+        let live = cluster::live(&rows, store_now);
+        let current = self.view.borrow().clone();
+        let same = current
+            .ownership
+            .ids()
+            .eq(live.iter().map(|m| m.id.as_str()));
+        let ownership = if same {
+            current.ownership.clone()
+        } else {
+            let members = Arc::new(Members::new(
+                &self.identity.me,
+                live.iter().map(|m| m.id.as_str()),
+                self.identity.replication,
+            ));
+            tracing::info!(members = live.len(), ids = %live.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(","), "cluster members changed");
+            if !current.ownership.is_empty() {
+                self.metrics.cluster_handover();
+            }
+            // Waits for room: an ownership change must not be lost.
+            let _ = self.changes.send(Change::Ownership(members.clone())).await;
+            members
+        };
+        self.metrics.cluster_members(live.len());
+        self.view.send_replace(Arc::new(ClusterView {
+            members: live,
+            ownership,
+            renewed_at: Some(sent),
+            ..(*current).clone()
+        }));
+    }
+
+    fn failed(&mut self, error: &str, operation: &'static str) {
+        self.metrics.store_error(operation);
+        if !self.failing {
+            tracing::warn!(error, "cannot renew membership in the state store; probing what this replica owned, starting no run");
+            self.failing = true;
+        }
+    }
+}
+
+/// Writes the checks this replica sees critical (and no longer critical) as they change.
+async fn write_critical(
+    me: String,
+    store: watch::Receiver<Option<Store>>,
+    book: CriticalBook,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = book.changed() => {}
+            _ = shutdown.changed() => return,
+        }
+        // Marks that come together are written together.
+        tokio::time::sleep(CRITICAL_EVERY).await;
+        let Some(store) = store.borrow().clone() else {
+            // Nothing to write to yet: the marks wait (one per check at most).
+            continue;
+        };
+        let changes = book.take();
+        if changes.is_empty() {
+            continue;
+        }
+        if let Err(e) = store.set_critical(&me, &changes).await {
+            metrics.store_error(e.operation());
+            tracing::warn!(error = %e, "cannot record critical checks in the state store; retrying");
+            book.put_back(changes);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            book.nudge();
+        }
+    }
+}
+
+/// Fills the state task with the recent results of checks that arrived at a handover, so
+/// their history, trend and predictions go on from what the replica before wrote, in chunks
+/// (a large handover never holds all its rows at once).
+pub(super) fn load_arrivals(
+    store: Option<Store>,
+    arrived: Vec<Arc<str>>,
+    since_ms: i64,
+    per_check: usize,
+    state: StateHandle,
+    metrics: Arc<Metrics>,
+) -> Option<JoinHandle<()>> {
+    let store = store?;
+    if arrived.is_empty() {
+        return None;
+    }
+    let task = async move {
+        let count = arrived.len();
+        let mut loaded = 0;
+        for chunk in arrived.chunks(2048) {
+            let names: Vec<String> = chunk.iter().map(|n| n.to_string()).collect();
+            match store.load_results_of(&names, since_ms, per_check).await {
+                Ok(rows) => {
+                    loaded += rows.len();
+                    state.load_history(rows).await;
+                }
+                Err(e) => {
+                    metrics.store_error(e.operation());
+                    tracing::warn!(error = %e, "cannot load the history of checks taken over");
+                    return;
+                }
+            }
+        }
+        tracing::info!(
+            checks = count,
+            results = loaded,
+            "history of checks taken over loaded from the state store"
+        );
+    };
+    Some(tokio::spawn(
+        task.instrument(tracing::info_span!("handover_history")),
+    ))
+}
