@@ -165,8 +165,8 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
     let mut discovery = Discovery::new(changes_tx.clone(), metrics.clone());
     discovery.apply(&config.templates);
     let (running, core) = Running::new(
-        location, overrides, &config, options, checks, core, &healing, &serving, metrics, discovery,
-        owned,
+        location, overrides, &config, options, checks, core, &healing, &serving, metrics,
+        discovery, owned,
     );
     // Its checks live on in the scheduler; what a reload compares was copied into `running`.
     drop(config);

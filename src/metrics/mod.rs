@@ -4,8 +4,8 @@
 
 mod alertmanager;
 mod checks;
-mod discovery;
 mod cluster;
+mod discovery;
 mod holds;
 mod predictions;
 mod probes;

@@ -1,7 +1,8 @@
 //! Checks from discovered targets, against the real binary: target files rewritten while medic
 //! runs, a local http_sd server that changes its list, fails, stalls and overflows, dnsmasq
 //! answering SRV and A, 10,000 targets from one file, and discovered checks healed, predicted,
-//! blocked and sharded like written ones. Every change is waited for with a deadline of 10 s:
+//! blocked and sharded like written ones (`INDEX/COUNT`, and `auto` on PostgreSQL with a replica
+//! killed). Every change is waited for with a deadline of 10 s:
 //! the SPEC's bound for a change to apply.
 
 use std::collections::BTreeSet;
@@ -731,6 +732,63 @@ async fn shards_split_discovered_checks_like_written_ones() {
     let metrics_b = b.metrics().await;
     for name in &mine_a {
         assert!(!metrics_b.contains(&format!("check=\"{name}\"")), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn shard_auto_owns_discovered_checks_like_written_ones() {
+    let pg = crate::pg::PgCluster::start();
+    let up = open_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.json");
+    let targets: Vec<String> = (1..=20).map(|i| format!("127.0.0.{i}:{up}")).collect();
+    replace(
+        &file,
+        &serde_json::json!([{"targets": targets}]).to_string(),
+    );
+    let config = format!(
+        "checks:\n  - name: written\n    interval: 300ms\n    tcp: {{address: \"127.0.0.1:{up}\"}}\ncheck_templates:\n  - name: w\n    file_sd: [\"{}\"]\n    interval: 300ms\n    tcp: {{address: \"{{{{ target }}}}\"}}\n",
+        file.display()
+    );
+    let args = ["--cluster.shard", "auto"];
+    let mut a = Medic::spawn_unready(&config, &args, Some(pg.url()));
+    let mut b = Medic::spawn_unready(&config, &args, Some(pg.url()));
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let want: BTreeSet<String> = targets
+        .iter()
+        .map(|t| format!("w/{t}"))
+        .chain(["written".to_string()])
+        .collect();
+    // Written and discovered checks split by the same rule: each owned by exactly one.
+    let (mine_a, mine_b) = wait_for(
+        "the two replicas to split",
+        Duration::from_secs(30),
+        || async {
+            let (x, y) = (checks(&a).await, checks(&b).await);
+            let all: BTreeSet<String> = x.union(&y).cloned().collect();
+            (x.is_disjoint(&y)
+                && all == want
+                && x.iter().any(|c| c.starts_with("w/"))
+                && y.iter().any(|c| c.starts_with("w/")))
+            .then_some((x, y))
+        },
+    )
+    .await;
+    assert!(!mine_a.is_empty() && !mine_b.is_empty());
+    // A replica gone: the other takes its discovered checks, as it takes written ones.
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.wait_exit(Duration::from_secs(5)).await;
+    wait_for(
+        "the survivor to own every check",
+        Duration::from_secs(20),
+        || async { (checks(&a).await == want).then_some(()) },
+    )
+    .await;
+    // And probes them itself (its own counter moves; the history it loaded does not count).
+    for check in mine_b.iter().filter(|c| c.starts_with("w/")) {
+        let runs = format!(r#"medic_check_runs_total{{check="{check}",status="healthy"}}"#);
+        a.wait_metric(&runs, 1.0, APPLIES_WITHIN).await;
     }
 }
 
