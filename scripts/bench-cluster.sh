@@ -58,7 +58,7 @@ now_ms() { date +%s%3N; }
 # The longest gap between two probes of any check, in [from, to] ms, and how many checks went
 # longer than the interval plus 10 s without one.
 gaps() {
-  psql_q "SELECT COALESCE(MAX(gap), 0) / 1000.0, COUNT(*) FILTER (WHERE gap > ($interval + 10) * 1000) FROM (
+  psql_q "SELECT ROUND(COALESCE(MAX(gap), 0) / 1000.0, 1), COUNT(*) FILTER (WHERE gap > ($interval + 10) * 1000) FROM (
             SELECT at_ms - LAG(at_ms) OVER (PARTITION BY check_name ORDER BY at_ms) AS gap
             FROM check_results WHERE at_ms BETWEEN $1 AND $2) g" | tr '|' ' '
 }
