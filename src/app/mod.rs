@@ -85,14 +85,8 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
     let (changes_tx, changes_rx) = mpsc::channel::<Change>(64);
     let owned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let membership = critical.map(|book| {
-        let identity = membership::Identity {
-            me: owner.clone(),
-            location: config.cluster.location.clone(),
-            external_url: external_url.clone(),
-            replication: config.cluster.replication,
-        };
         membership::start(
-            identity,
+            identity(&config, &owner, &external_url),
             core.store.clone(),
             changes_tx.clone(),
             owned.clone(),
@@ -115,12 +109,64 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
     if let Some(m) = membership {
         healing.tasks.extend(m.tasks);
     }
+    let (checks, probed) = start_checks(
+        &config,
+        &owner,
+        &mut core,
+        &mut healing,
+        &owned,
+        &metrics,
+        &shutdown,
+    )
+    .await;
+    metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
+    let (serving, reload_rx) = Serving::start(
+        listener,
+        &config,
+        web,
+        &core,
+        &healing,
+        &metrics,
+        &options,
+        cluster_view,
+        &shutdown,
+    );
+    log_started(&local, &config, probed, &checks, &serving);
+    // Discovered lists send their changes where the cluster's members send theirs.
+    let mut discovery = Discovery::new(changes_tx.clone(), metrics.clone());
+    discovery.apply(&config.templates);
+    let (running, core) = Running::new(
+        location, overrides, &config, options, checks, core, &healing, &serving, metrics,
+        discovery, owned,
+    );
+    // Its checks live on in the scheduler; what a reload compares was copied into `running`.
+    drop(config);
+    // Kept open for the life of the process, whether or not anything sends.
+    let _changes_tx = changes_tx;
+    let running = serve_until_stopped(running, reload_rx, changes_rx).await?;
+    drain(shutdown_tx, running, core, healing, serving).await;
+    tracing::info!("medic stopped");
+    Ok(())
+}
+
+/// Which checks this replica probes, applied to the scheduler and the state task, and the task
+/// that follows the statuses of dependencies other replicas probe. Returns the set and how many
+/// of its checks this replica probes.
+async fn start_checks(
+    config: &Config,
+    owner: &str,
+    core: &mut Core,
+    healing: &mut Healing,
+    owned: &std::sync::atomic::AtomicUsize,
+    metrics: &Metrics,
+    shutdown: &watch::Receiver<bool>,
+) -> (CheckSet, usize) {
     let ownership: Arc<dyn Ownership> = match config.cluster.sharding {
         Sharding::Fixed(shard) => Arc::new(shard),
         // Nothing until the others are met in the store: they probe meanwhile.
-        Sharding::Auto => Arc::new(Members::none(&owner, config.cluster.replication)),
+        Sharding::Auto => Arc::new(Members::none(owner, config.cluster.replication)),
     };
-    let checks = CheckSet::new(&config, ownership);
+    let checks = CheckSet::new(config, ownership);
     let probed = checks
         .apply(&mut core.scheduler, &core.state, &healing.others)
         .await
@@ -137,18 +183,27 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         .instrument(tracing::info_span!("remote_dependencies")),
     );
     healing.tasks.push(remote);
-    metrics.config_reloaded(true, now_ms() as f64 / 1000.0);
-    let (serving, reload_rx) = Serving::start(
-        listener,
-        &config,
-        web,
-        &core,
-        &healing,
-        &metrics,
-        &options,
-        cluster_view,
-        &shutdown,
-    );
+    (checks, probed)
+}
+
+/// Who this replica is to the others, with `--cluster.shard auto`.
+fn identity(config: &Config, owner: &str, external_url: &str) -> membership::Identity {
+    membership::Identity {
+        me: owner.to_string(),
+        location: config.cluster.location.clone(),
+        external_url: external_url.to_string(),
+        replication: config.cluster.replication,
+    }
+}
+
+/// The one line that says medic is up, and with what.
+fn log_started(
+    local: &std::net::SocketAddr,
+    config: &Config,
+    probed: usize,
+    checks: &CheckSet,
+    serving: &Serving,
+) {
     tracing::info!(
         address = %local,
         config = %config.source,
@@ -161,21 +216,6 @@ pub async fn run(location: ConfigSource, overrides: Overrides, options: RunOptio
         version = env!("CARGO_PKG_VERSION"),
         "medic started"
     );
-    // Discovered lists send their changes where the cluster's members send theirs.
-    let mut discovery = Discovery::new(changes_tx.clone(), metrics.clone());
-    discovery.apply(&config.templates);
-    let (running, core) = Running::new(
-        location, overrides, &config, options, checks, core, &healing, &serving, metrics,
-        discovery, owned,
-    );
-    // Its checks live on in the scheduler; what a reload compares was copied into `running`.
-    drop(config);
-    // Kept open for the life of the process, whether or not anything sends.
-    let _changes_tx = changes_tx;
-    let running = serve_until_stopped(running, reload_rx, changes_rx).await?;
-    drain(shutdown_tx, running, core, healing, serving).await;
-    tracing::info!("medic stopped");
-    Ok(())
 }
 
 /// The config and `--web.config.file`, checked before any port is bound.
