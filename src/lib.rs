@@ -11,6 +11,7 @@
 pub mod alertmanager;
 pub mod am_api;
 pub mod app;
+pub mod check_change;
 pub mod check_trend;
 pub mod checks;
 pub mod clock;

@@ -9,23 +9,13 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub use crate::check_change::Change;
 use crate::cluster::Ownership;
 use crate::config::{CheckSpec, Config, PredictionSpec, Redactor};
 use crate::dependencies::Graph;
 use crate::recovery::verify::DirectChecks;
 use crate::scheduler::Scheduler;
 use crate::state::StateHandle;
-
-/// What changes the set of checks between reloads.
-pub enum Change {
-    /// A template's discovered checks, whole (an empty list removes them).
-    Discovered {
-        template: String,
-        checks: Vec<Arc<CheckSpec>>,
-    },
-    /// Who owns which check now (the cluster's members changed).
-    Ownership(Arc<dyn Ownership>),
-}
 
 /// The sources of the checks, kept to be put together again when one of them changes. The
 /// specs are shared with the scheduler (`Arc`), never copied.

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::check_set::Change;
+use crate::check_change::Change;
 use crate::cluster::{self, ClusterView, CriticalBook, Members, RENEW_EVERY_MS};
 use crate::metrics::Metrics;
 use crate::state::StateHandle;

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::check_change::Change;
 use crate::checks::{Heartbeats, Prober};
 use crate::cluster::{ClusterView, CriticalBook, Members, Ownership};
 use crate::config::Sharding;
@@ -36,7 +37,6 @@ use crate::server::{self, HandlerContext, ReloadRequest};
 use crate::state::{self, StateHandle};
 use crate::store::{self, Store};
 use crate::timefmt::now_ms;
-pub use check_set::Change;
 use check_set::CheckSet;
 use live_checks::Scheduled;
 use reload::{load_web_config, Running};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::check_set::{Change, CheckSet};
+use super::check_set::CheckSet;
+use crate::check_change::Change;
 use crate::config::{Config, ConfigSource, Overrides, StoreConfig, WebConfigError};
 use crate::discovery::Discovery;
 use crate::metrics::Metrics;

@@ -1,5 +1,5 @@
 //! Discovered targets: a task per check template keeps its targets and sends the checks they
-//! make to the set of checks (`app::Change::Discovered`) whenever they change. Each source runs
+//! make to the set of checks (`check_change::Change::Discovered`) whenever they change. Each source runs
 //! as a task of its own — `file_sd.rs` polls its files, `http_sd.rs` and `dns_sd.rs` refresh on
 //! their interval — and keeps its last good list: one that cannot be read or parsed is counted
 //! (`medic_sd_refresh_failures_total`), logged, and changes nothing. The rules that make checks
@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::app::Change;
+use crate::check_change::Change;
 use crate::config::CheckTemplate;
 use crate::metrics::Metrics;
 use crate::vocabulary::SdMechanism;

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::targets::{merge, Merged, Target};
 use super::{Sources, Update};
-use crate::app::Change;
+use crate::check_change::Change;
 use crate::config::{CheckSpec, CheckTemplate};
 use crate::metrics::Metrics;
 use crate::vocabulary::SdRefusal;
