@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-pub use crate::check_change::Change;
+use crate::check_change::Change;
 use crate::cluster::Ownership;
 use crate::config::{CheckSpec, Config, PredictionSpec, Redactor};
 use crate::dependencies::Graph;
