@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use crate::checks::Prober;
 use crate::config::{ChainSpec, Config, ConfigSource, Overrides};
@@ -308,11 +309,14 @@ async fn run_until_done(
     dry_run: bool,
 ) -> RunEnd {
     let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = cancel_tx.send(true);
+    let ctrl_c = tokio::spawn(
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = cancel_tx.send(true);
+            }
         }
-    });
+        .instrument(tracing::info_span!("ctrl_c")),
+    );
     let redactor = config.redactor.clone();
     let mut report = |r: StepReport| print_step(&redactor, r);
     let current = std::sync::Mutex::new(String::new());
