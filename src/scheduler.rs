@@ -429,7 +429,7 @@ async fn run_timer(shared: Arc<Schedule>) {
 /// probes rather than once per probe (each wake costs context switches, a good part of a
 /// probe's CPU). A probe starts at most this much early, and at most a tenth of its interval;
 /// its ticks keep their interval.
-const START_WINDOW: Duration = Duration::from_millis(25);
+const START_WINDOW: Duration = Duration::from_millis(50);
 
 /// A check's interval as its ticks use it; never zero, so a tick always moves forward.
 fn tick_interval(spec: &CheckSpec) -> Duration {
