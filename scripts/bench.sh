@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # medic against Prometheus' blackbox_exporter on the same machine, target and run: CPU per HTTP
-# and TCP probe, probes per second, RSS; then medic at scale. Prints a table; asserts nothing.
+# and TCP probe, probes per second, RSS; and the floor, wrk opening a fresh connection per
+# request. Prints a table; asserts nothing.
 # Installs (as root, from Debian) nginx-light, prometheus-blackbox-exporter and wrk if missing.
 # Usage: scripts/bench.sh [seconds per phase, default 20] [checks, default 1000]
 # Output: also written to docs/bench.txt (or $BENCH_OUT), headed by the date, machine and commit.
@@ -69,12 +70,31 @@ BB
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+# The floor: a C client (wrk) opening a fresh connection per request to the same nginx, its
+# own CPU (user and system, from getrusage) per request.
+wrk_phase() {
+  local out
+  out=$(python3 - "$duration" "http://127.0.0.1:$nginx_port/c/1" "$clk" <<'PY'
+import resource, subprocess, sys
+duration, url, clk = sys.argv[1], sys.argv[2], float(sys.argv[3])
+run = subprocess.run(["wrk", "-t1", "-c2", f"-d{duration}s", "-H", "Connection: close", url],
+                     capture_output=True, text=True, check=True)
+requests = next(line.split()[0] for line in run.stdout.splitlines() if "requests in" in line)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(requests, (usage.ru_utime + usage.ru_stime) * clk, usage.ru_maxrss)
+PY
+)
+  read -r requests ticks rss <<< "$out"
+  record wrk_fresh_connection "$requests" "$ticks" "$duration" "$rss"
+}
+
 echo "medic $(git describe --always --dirty 2>/dev/null || echo unknown) vs blackbox_exporter $(prometheus-blackbox-exporter --version 2>&1 | awk 'NR==1 {print $3}'), $(nproc) cores, ${duration}s per phase, $checks checks"
 medic_phase medic_http "http: {url: 'http://127.0.0.1:$nginx_port/c/\$i'}"
 medic_phase medic_http_keepalive "http: {url: 'http://127.0.0.1:$nginx_port/c/\$i', keep_alive: true}"
 medic_phase medic_tcp "tcp: {address: '127.0.0.1:$nginx_port'}"
 blackbox_phase blackbox_http http_2xx "http://127.0.0.1:$nginx_port/"
 blackbox_phase blackbox_tcp tcp_connect "127.0.0.1:$nginx_port"
+wrk_phase
 
 python3 - "$clk" "${results[@]}" <<'PY'
 import sys
@@ -91,4 +111,7 @@ for kind in ("http", "tcp"):
     m, b = rows.get(f"medic_{kind}"), rows.get(f"blackbox_{kind}")
     if m and b:
         print(f"CPU per {kind.upper()} probe, medic / blackbox_exporter: {m / b:.2f}x")
+if rows.get("medic_http") and rows.get("wrk_fresh_connection"):
+    print(f"CPU per HTTP probe, medic / wrk (a fresh connection per request): "
+          f"{rows['medic_http'] / rows['wrk_fresh_connection']:.2f}x")
 PY

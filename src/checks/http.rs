@@ -58,16 +58,18 @@ impl Clients {
     /// The request, and on `https://` beside it a handshake that reads the certificate chain's
     /// expiry (a separate connection: reqwest does not show the chain it verified).
     pub async fn probe(&self, spec: &HttpSpec, timeout: Duration) -> Outcome {
-        let https = reqwest::Url::parse(spec.url.expose())
-            .ok()
+        // Parsed once here and handed to reqwest, which would parse the text again.
+        let url = reqwest::Url::parse(spec.url.expose()).ok();
+        let https = url
+            .as_ref()
             .filter(|u| u.scheme() == "https")
             .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)));
         match https {
-            None => self.request(spec, timeout).await,
+            None => self.request(spec, url, timeout).await,
             Some((host, port)) => {
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let (outcome, expiry) = tokio::join!(
-                    self.request(spec, timeout),
+                    self.request(spec, url, timeout),
                     super::tls::peek_expiry(host, port)
                 );
                 let now = std::time::SystemTime::now()
@@ -78,10 +80,16 @@ impl Clients {
         }
     }
 
-    async fn request(&self, spec: &HttpSpec, timeout: Duration) -> Outcome {
+    /// `url`: the spec's URL parsed, `None` when it does not parse (reqwest then says why).
+    async fn request(
+        &self,
+        spec: &HttpSpec,
+        url: Option<reqwest::Url>,
+        timeout: Duration,
+    ) -> Outcome {
         let started = Instant::now();
         let shown_url = redact_url(spec.url.expose());
-        let request = match self.build_request(spec, timeout) {
+        let request = match self.build_request(spec, url, timeout) {
             Ok(r) => r,
             Err(outcome) => return outcome,
         };
@@ -116,6 +124,7 @@ impl Clients {
     fn build_request(
         &self,
         spec: &HttpSpec,
+        url: Option<reqwest::Url>,
         timeout: Duration,
     ) -> Result<reqwest::RequestBuilder, Outcome> {
         let method = match reqwest::Method::from_bytes(spec.method.as_bytes()) {
@@ -128,10 +137,12 @@ impl Clients {
                 ))
             }
         };
-        let mut request = self
-            .client(spec)
-            .request(method, spec.url.expose())
-            .timeout(timeout);
+        let client = self.client(spec);
+        let mut request = match url {
+            Some(url) => client.request(method, url),
+            None => client.request(method, spec.url.expose()),
+        }
+        .timeout(timeout);
         for (name, value) in &spec.headers {
             request = request.header(name.as_str(), value.expose());
         }
