@@ -41,13 +41,13 @@ impl Store {
         .bind(me.location.map(str::to_string))
         .bind(me.external_url.to_string())
         .bind(me.owned)
-        .execute(&self.pool)
+        .execute(&self.membership)
         .await
         .map_err(query_error("write"))?;
         let rows = sqlx::query(&format!(
             "SELECT id, location, external_url, renewed_ms, owned, {now} FROM cluster_members ORDER BY id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.membership)
         .await
         .map_err(query_error("read"))?;
         let mut store_now = 0;
@@ -69,7 +69,7 @@ impl Store {
     pub async fn reset_member(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM cluster_critical WHERE member = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.membership)
             .await
             .map_err(query_error("write"))?;
         Ok(())
@@ -81,7 +81,7 @@ impl Store {
         self.reset_member(id).await?;
         sqlx::query("DELETE FROM cluster_members WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.membership)
             .await
             .map_err(query_error("write"))?;
         Ok(())

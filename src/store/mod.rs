@@ -132,6 +132,11 @@ pub struct ResultRow {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// One connection of its own for the cluster's membership (renew, join, leave): a renewal
+    /// must never queue behind bulk work on `pool` (loading an hour of 100,000 checks' results
+    /// at start held every connection for minutes, the renewals lapsed, and each replica took
+    /// itself for the only one). Opened on first use.
+    membership: AnyPool,
     backend: Backend,
     /// For a SQLite file: its path and which file it was when opened, so that a file deleted
     /// or replaced under medic is noticed (writes would otherwise go to an unlinked inode).
@@ -220,6 +225,14 @@ impl Store {
                 url: shown.clone(),
                 source,
             })?;
+        let membership = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(&connect_url)
+            .map_err(|source| StoreError::Open {
+                url: shown.clone(),
+                source,
+            })?;
         // Which file was opened, taken right after connecting: the check compares with this.
         let file = sqlite_path.and_then(|path| {
             let identity = FileIdentity::of(&path).ok()?;
@@ -227,6 +240,7 @@ impl Store {
         });
         let store = Store {
             pool,
+            membership,
             backend,
             file,
         };
@@ -521,6 +535,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.membership.close().await;
         self.pool.close().await;
     }
 }
