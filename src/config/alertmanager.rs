@@ -69,18 +69,7 @@ pub(super) struct TlsConfigFile {
 pub(super) fn section(cx: &mut Context, value: Option<Value>) -> Option<AlertmanagerConfig> {
     let path = YamlPath::top("alertmanager");
     let am: AlertmanagerFile = cx.parse(value?, &path)?;
-    cx.url_password_is_secret(&am.url);
-    let url_ok = (am.url.starts_with("http://") || am.url.starts_with("https://"))
-        && reqwest::Url::parse(&am.url).is_ok_and(|u| u.host().is_some());
-    if !url_ok {
-        cx.error(
-            path.key("url"),
-            format!(
-                "{:?} must be an http:// or https:// URL",
-                cx.show_url(&am.url)
-            ),
-        );
-    }
+    let url_ok = cx.endpoint_url(path.key("url"), &am.url);
     let auth = match credential(
         cx,
         &path,

@@ -239,6 +239,23 @@ impl Context {
         }
     }
 
+    /// The URL of an endpoint medic calls (Alertmanager, an http_sd list): its password is a
+    /// secret, and it must be an http:// or https:// URL with a host. `false`, with the error
+    /// at `path`, when it is not.
+    pub(super) fn endpoint_url(&mut self, path: impl fmt::Display, url: &str) -> bool {
+        self.url_password_is_secret(url);
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && reqwest::Url::parse(url).is_ok_and(|u| u.host().is_some());
+        if !ok {
+            let shown = self.show_url(url);
+            self.error(
+                path,
+                format!("{shown:?} must be an http:// or https:// URL"),
+            );
+        }
+        ok
+    }
+
     /// A template (`{{ labels.x }}`), parsed once at load; `key` names it in the error.
     pub(super) fn template(
         &mut self,

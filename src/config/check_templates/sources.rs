@@ -155,18 +155,7 @@ fn file_pattern(cx: &mut Context, path: &YamlPath, pattern: &str) -> bool {
 
 fn http_sd(cx: &mut Context, path: &YamlPath, h: HttpSdFile) -> Option<HttpSdSpec> {
     let before = cx.error_count();
-    cx.url_password_is_secret(&h.url);
-    let url_ok = (h.url.starts_with("http://") || h.url.starts_with("https://"))
-        && reqwest::Url::parse(&h.url).is_ok_and(|u| u.host().is_some());
-    if !url_ok {
-        cx.error(
-            path.key("url"),
-            format!(
-                "{:?} must be an http:// or https:// URL",
-                cx.show_url(&h.url)
-            ),
-        );
-    }
+    cx.endpoint_url(path.key("url"), &h.url);
     let refresh_interval =
         positive(cx, path, "refresh_interval", h.refresh_interval).unwrap_or(DEFAULT_HTTP_REFRESH);
     let timeout = positive(cx, path, "timeout", h.timeout)
