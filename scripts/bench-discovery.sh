@@ -16,23 +16,7 @@ bench_setup
 bench_record bench-discovery "$@"
 
 # nginx on every loopback address (127.0.0.0/8): each target is an address of its own.
-nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<NGINX
-daemon off;
-master_process off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  server { listen $nginx_port backlog=4096; location / { return 200 "ok\n"; } }
-}
-NGINX
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
+start_nginx "*"
 
 python3 - "$count" "$nginx_port" > "$work/targets.json" <<'PY'
 import json, sys

@@ -16,8 +16,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-# start_nginx: sets nginx_port; one worker answering 200 "ok" to everything, no access log.
+# start_nginx [HOST]: sets nginx_port; one worker answering 200 "ok" to everything, no access
+# log; listening on HOST (default 127.0.0.1), or on every address with HOST "*".
 start_nginx() {
+  local listen="${1:-127.0.0.1}:"
+  [ "${1:-}" = "*" ] && listen=""
   nginx_port=$(free_port)
   mkdir -p "$work/nginx"
   cat > "$work/nginx/nginx.conf" <<NGINX
@@ -30,7 +33,7 @@ events { worker_connections 8192; }
 http {
   access_log off;
   client_body_temp_path $work/nginx;
-  server { listen 127.0.0.1:$nginx_port backlog=4096; location / { return 200 "ok\n"; } }
+  server { listen $listen$nginx_port backlog=4096; location / { return 200 "ok\n"; } }
 }
 NGINX
   nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
