@@ -13,10 +13,38 @@ pub const SMOOTH_DAY_WEIGHT: f64 = 0.25;
 struct Bin {
     /// Profile from completed visits (previous days); NaN until one visit finished.
     learnt: f64,
-    /// The visit in progress: day index, sum, count.
+    visit: Visit,
+}
+
+/// A bin's visit in progress: the day it is on, and the sum and count of its values.
+#[derive(Debug, Clone, Copy, Default)]
+struct Visit {
     day: i64,
     sum: f64,
     n: u32,
+}
+
+impl Visit {
+    /// Adds `v`, seen on `day`. When it is the first of a new day, returns the mean of the
+    /// visit that ended.
+    fn add(&mut self, day: i64, v: f64) -> Option<f64> {
+        let ended = (self.n > 0 && self.day != day).then(|| self.sum / f64::from(self.n));
+        if ended.is_some() {
+            self.n = 0;
+            self.sum = 0.0;
+        }
+        if self.n == 0 {
+            self.day = day;
+        }
+        self.sum += v;
+        self.n = self.n.saturating_add(1);
+        if !self.sum.is_finite() {
+            // Overflowing sums restart the visit rather than poison the profile.
+            self.sum = v;
+            self.n = 1;
+        }
+        ended
+    }
 }
 
 /// Daily profile of one series.
@@ -68,25 +96,12 @@ impl DailyProfile {
             return;
         }
         let b = &mut self.bins[i];
-        if b.n > 0 && b.day != day {
-            let visit = b.sum / f64::from(b.n);
+        if let Some(visit) = b.visit.add(day, v) {
             b.learnt = if b.learnt.is_finite() {
                 b.learnt + self.day_weight * (visit - b.learnt)
             } else {
                 visit
             };
-            b.n = 0;
-            b.sum = 0.0;
-        }
-        if b.n == 0 {
-            b.day = day;
-        }
-        b.sum += v;
-        b.n = b.n.saturating_add(1);
-        if !b.sum.is_finite() {
-            // Overflowing sums restart the visit rather than poison the profile.
-            b.sum = v;
-            b.n = 1;
         }
     }
 
@@ -110,10 +125,7 @@ struct MedianBin {
     /// Means of the last `MEDIAN_DAYS` completed visits, oldest first, and how many there are.
     days: [f64; MEDIAN_DAYS],
     filled: usize,
-    /// The visit in progress: day index, sum, count.
-    day: i64,
-    sum: f64,
-    n: u32,
+    visit: Visit,
 }
 
 /// The typical value at each moment of the day as the median of the last three days: one odd
@@ -143,8 +155,7 @@ impl DailyMedian {
             return;
         }
         let b = &mut self.bins[i];
-        if b.n > 0 && b.day != day {
-            let visit = b.sum / f64::from(b.n);
+        if let Some(visit) = b.visit.add(day, v) {
             if b.filled == MEDIAN_DAYS {
                 b.days.rotate_left(1);
                 b.days[MEDIAN_DAYS - 1] = visit;
@@ -152,17 +163,6 @@ impl DailyMedian {
                 b.days[b.filled] = visit;
                 b.filled += 1;
             }
-            b.n = 0;
-            b.sum = 0.0;
-        }
-        if b.n == 0 {
-            b.day = day;
-        }
-        b.sum += v;
-        b.n = b.n.saturating_add(1);
-        if !b.sum.is_finite() {
-            b.sum = v;
-            b.n = 1;
         }
     }
 
