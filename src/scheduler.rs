@@ -8,10 +8,11 @@ use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -34,6 +35,13 @@ struct Schedule {
     prober: Arc<Prober>,
     events: mpsc::Sender<StateRequest>,
     redactor: watch::Sender<Redactor>,
+    /// Probes in flight at once, bounded by the file descriptors medic may open: past it a due
+    /// probe waits for one to finish, where an unbounded burst (thousands of checks arriving
+    /// at once on a slow machine) failed with EMFILE everywhere, /metrics and the store
+    /// included.
+    in_flight: Arc<Semaphore>,
+    /// When probes last waited for room (seconds since the epoch), for a warning a minute.
+    warned_s: AtomicU64,
 }
 
 #[derive(Default)]
@@ -190,6 +198,9 @@ impl Schedule {
                     index,
                     generation,
                 };
+                let Some(_room) = shared.room_for_a_probe().await else {
+                    return;
+                };
                 let (at, started) = (SystemTime::now(), Instant::now());
                 let redactor = shared.redactor.borrow().clone();
                 let outcome = shared.prober.probe(&spec, &redactor).await;
@@ -209,6 +220,28 @@ impl Schedule {
             .instrument(span),
         );
         slot.in_flight = Some(task.abort_handle());
+    }
+
+    /// A permit to probe, waited for when [`MAX_IN_FLIGHT`] probes are running (`None` never
+    /// happens: the semaphore is not closed).
+    async fn room_for_a_probe(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = self.in_flight.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let now_s = crate::timefmt::now_ms().max(0) as u64 / 1000;
+        let last = self.warned_s.load(Ordering::Relaxed);
+        if now_s >= last + 60
+            && self
+                .warned_s
+                .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                in_flight = max_in_flight(),
+                "probes wait for room: as many are in flight as file descriptors allow; checks are probed late"
+            );
+        }
+        self.in_flight.clone().acquire_owned().await.ok()
     }
 
     fn finished(self: &Arc<Self>, index: u32, generation: u64) {
@@ -252,6 +285,8 @@ impl Scheduler {
             prober,
             events,
             redactor: watch::channel(Redactor::default()).0,
+            in_flight: Arc::new(Semaphore::new(max_in_flight())),
+            warned_s: AtomicU64::new(0),
         });
         let timer =
             tokio::spawn(run_timer(shared.clone()).instrument(tracing::info_span!("scheduler")));
@@ -267,14 +302,12 @@ impl Scheduler {
     /// changed ones restart, removed ones stop. Returns each check with its generation, which
     /// tags its outcomes so stale ones from a replaced probe can be told apart.
     ///
-    /// `aligned`: new checks tick at their wall-clock slots (the same on every replica), and
-    /// one whose slot passed within [`CATCH_UP`] is probed at once, since the replica that
-    /// owned it before may have died before that slot.
+    /// `placement` says where new checks' first ticks go.
     pub fn apply(
         &mut self,
         checks: &[Arc<CheckSpec>],
         redactor: Redactor,
-        aligned: bool,
+        placement: Placement<'_>,
     ) -> Vec<(Arc<CheckSpec>, u64)> {
         self.shared.redactor.send_replace(redactor);
         self.shared.prober.retain(checks);
@@ -297,12 +330,17 @@ impl Scheduler {
                     let name: Arc<str> = Arc::from(spec.name.as_str());
                     let slot = spec.enabled.then(|| {
                         let interval = tick_interval(&spec);
-                        let offset_ms = aligned.then(|| slot_offset(&spec.name, interval));
-                        let first = match offset_ms {
-                            Some(offset) => {
-                                now + first_aligned(&spec.name, offset, interval, wall_ms)
+                        let (first, offset_ms) = match placement {
+                            Placement::Slots { made_up } => {
+                                let offset = slot_offset(&spec.name, interval);
+                                let late = made_up(&spec.name);
+                                let wait =
+                                    first_aligned(&spec.name, offset, interval, wall_ms, late);
+                                (now + wait, Some(offset))
                             }
-                            None => now + phase(&spec.name, window.min(interval)),
+                            Placement::Spread => {
+                                (now + phase(&spec.name, window.min(interval)), None)
+                            }
                         };
                         table.insert(Slot {
                             spec: spec.clone(),
@@ -442,6 +480,32 @@ fn spread_window(checks: usize) -> Duration {
     Duration::from_millis((checks as u64).max(1000))
 }
 
+/// How many probes may be in flight at once: most of the file descriptors medic may open (a
+/// probe holds one or two), leaving room for the web server, the store and steps.
+fn max_in_flight() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    let fds = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    let budget = fds.saturating_sub(FDS_KEPT) / 2;
+    usize::try_from(budget)
+        .unwrap_or(usize::MAX)
+        .max(MIN_IN_FLIGHT)
+}
+
+/// File descriptors kept out of the probes' budget, and the budget's floor.
+const FDS_KEPT: u64 = 512;
+const MIN_IN_FLIGHT: usize = 64;
+
+/// Where the first ticks of checks new to the scheduler go.
+#[derive(Clone, Copy)]
+pub enum Placement<'a> {
+    /// Spread over a start window by name (one replica, or a fixed shard).
+    Spread,
+    /// On wall-clock slots, the same on every replica, so a check that moves keeps its rhythm;
+    /// `made_up` says which arriving checks lost their owner and have a recently missed slot
+    /// made up at once.
+    Slots { made_up: &'a dyn Fn(&str) -> bool },
+}
+
 /// How far back a slot counts as missed when a check arrives: the time a dead owner's checks
 /// take to reach another replica (6 s to be gone, 2 s to notice, and some slack).
 pub const CATCH_UP: Duration = Duration::from_secs(10);
@@ -462,12 +526,18 @@ fn until_slot(offset_ms: u64, interval: Duration, wall_ms: i64) -> Duration {
     Duration::from_millis(interval_ms - into)
 }
 
-/// A check that arrives: its next slot, or, when its previous slot passed within
-/// [`CATCH_UP`], soon (spread over [`CATCH_UP_SPREAD`] by its name).
-fn first_aligned(name: &str, offset_ms: u64, interval: Duration, wall_ms: i64) -> Duration {
+/// A check that arrives: its next slot, or, when it lost its owner (`made_up`) and its previous
+/// slot passed within [`CATCH_UP`], soon (spread over [`CATCH_UP_SPREAD`] by its name).
+fn first_aligned(
+    name: &str,
+    offset_ms: u64,
+    interval: Duration,
+    wall_ms: i64,
+    made_up: bool,
+) -> Duration {
     let next = until_slot(offset_ms, interval, wall_ms);
     let since_previous = interval.saturating_sub(next);
-    if since_previous <= CATCH_UP && next > Duration::ZERO {
+    if made_up && since_previous <= CATCH_UP && next > Duration::ZERO {
         phase(name, CATCH_UP_SPREAD.min(next))
     } else {
         next
@@ -508,10 +578,13 @@ mod tests {
             "now: next one"
         );
         // Arriving 5 s after its slot: made up within the spread; 20 s after: the next slot.
-        let soon = first_aligned("x", 15_000, minute, 600_000 + 20_000);
+        let soon = first_aligned("x", 15_000, minute, 600_000 + 20_000, true);
         assert!(soon < CATCH_UP_SPREAD, "{soon:?}");
-        let later = first_aligned("x", 15_000, minute, 600_000 + 30_000);
+        let later = first_aligned("x", 15_000, minute, 600_000 + 30_000, true);
         assert_eq!(later, Duration::from_secs(45));
+        // Taken from a live owner (or owned by nobody before): its next slot, never sooner.
+        let kept = first_aligned("x", 15_000, minute, 600_000 + 20_000, false);
+        assert_eq!(kept, Duration::from_secs(55));
         // Every replica puts a check on the same slot.
         assert_eq!(slot_offset("web/a", minute), slot_offset("web/a", minute));
         assert!(slot_offset("web/a", minute) < 60_000);
@@ -564,7 +637,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let mut scheduler = Scheduler::new(Arc::new(Prober::new().unwrap()), tx);
         let probes = scheduler.probe_handle();
-        let applied = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone(), false);
+        let applied = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone(), Placement::Spread);
         assert_eq!(applied.len(), 2);
         // The first probe comes within the spread window (a second for two checks).
         let (check, generation, _) = next_outcome(&mut rx).await;
@@ -578,13 +651,13 @@ mod tests {
 
         // The same config keeps the generation; a changed check gets a new one and a new
         // first probe.
-        let same = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone(), false);
+        let same = scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone(), Placement::Spread);
         assert_eq!(same[0].1, applied[0].1);
         let changed_cfg = config(&text("2h"));
         let changed = scheduler.apply(
             &arcs(&changed_cfg.checks),
             changed_cfg.redactor.clone(),
-            false,
+            Placement::Spread,
         );
         assert_ne!(changed[0].1, applied[0].1);
         assert_eq!(
@@ -595,7 +668,7 @@ mod tests {
         assert_eq!((&*check, generation), ("hourly", changed[0].1));
 
         // Removed, the check is not running any more.
-        scheduler.apply(&[], Redactor::default(), false);
+        scheduler.apply(&[], Redactor::default(), Placement::Spread);
         assert!(!probes.probe_now("hourly"));
         scheduler.stop();
     }
@@ -628,7 +701,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let mut scheduler = Scheduler::new(Arc::new(Prober::new().unwrap()), tx);
         let probes = scheduler.probe_handle();
-        scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone(), false);
+        scheduler.apply(&arcs(&cfg.checks), cfg.redactor.clone(), Placement::Spread);
         // Wait until the first probe is running (its shell is polling), then ask for another.
         wait_busy(&scheduler, true, "first probe never started").await;
         assert!(probes.probe_now("gated"));

@@ -14,7 +14,7 @@ use crate::cluster::Ownership;
 use crate::config::{CheckSpec, Config, PredictionSpec, Redactor};
 use crate::dependencies::Graph;
 use crate::recovery::verify::DirectChecks;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Placement, Scheduler};
 use crate::state::StateHandle;
 
 /// The sources of the checks, kept to be put together again when one of them changes. The
@@ -85,6 +85,10 @@ impl CheckSet {
 
     pub(super) fn ownership(&self) -> &dyn Ownership {
         self.ownership.as_ref()
+    }
+
+    pub(super) fn ownership_arc(&self) -> Arc<dyn Ownership> {
+        self.ownership.clone()
     }
 
     /// Every check, written then discovered.
@@ -167,7 +171,13 @@ impl CheckSet {
             .collect();
         self.remote_dependencies
             .send_replace(remote.into_iter().collect());
-        let applied = scheduler.apply(&owned, self.redactor.clone(), owner.aligned());
+        let made_up = |check: &str| owner.made_up(check);
+        let placement = if owner.aligned() {
+            Placement::Slots { made_up: &made_up }
+        } else {
+            Placement::Spread
+        };
+        let applied = scheduler.apply(&owned, self.redactor.clone(), placement);
         let arrived = state
             .apply(applied, predictions, self.history_size, graph)
             .await;

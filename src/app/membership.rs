@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::check_change::Change;
-use crate::cluster::{self, ClusterView, CriticalBook, Members, RENEW_EVERY_MS};
+use crate::cluster::{self, ClusterView, CriticalBook, Members, Ownership, RENEW_EVERY_MS};
 use crate::metrics::Metrics;
 use crate::state::StateHandle;
 use crate::store::{Presence, Store};
@@ -67,9 +67,10 @@ pub(super) fn start(
         view: view_tx,
         metrics: metrics.clone(),
         met: false,
+        settled: false,
         failing: false,
     };
-    let renew = tokio::spawn(renewer.run(shutdown.clone()).instrument(span.clone()));
+    let renew = renewer.spawn(shutdown.clone(), span.clone());
     let write = tokio::spawn(
         write_critical(identity.me, store, critical, metrics, shutdown).instrument(span),
     );
@@ -88,10 +89,35 @@ struct Renewer {
     metrics: Arc<Metrics>,
     /// Whether this life has met the store once (and cleared its previous life's marks).
     met: bool,
+    /// Whether a renewal has read the members once since then. The first read is not acted
+    /// on: replicas started together register within one renewal of each other, and the
+    /// first to register would otherwise take every check for two seconds (at 300,000 checks,
+    /// a burst of work that starved its renewals and made it take them again).
+    settled: bool,
     failing: bool,
 }
 
 impl Renewer {
+    /// Runs the renewals on a thread and runtime of their own. On the shared runtime a renewal
+    /// woke behind every probe task ready at that moment: on a machine short of CPU (three
+    /// replicas of 100,000 checks on two cores) renewals lapsed, each replica took the others
+    /// for dead, took their checks, and the extra work made it worse.
+    fn spawn(self, shutdown: watch::Receiver<bool>, span: tracing::Span) -> JoinHandle<()> {
+        tokio::task::spawn_blocking(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(parent: &span, error = %e, "cannot start the membership's runtime; this replica stays out of the cluster");
+                    return;
+                }
+            };
+            runtime.block_on(self.run(shutdown).instrument(span));
+        })
+    }
+
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(RENEW_EVERY_MS as u64));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -131,6 +157,7 @@ impl Renewer {
                     "could not leave the cluster; the others will see it gone in 6 s"
                 ),
             }
+            store.close_membership().await;
         }
     }
 
@@ -156,18 +183,22 @@ impl Renewer {
         }
         let live = cluster::live(&rows, store_now);
         let current = self.view.borrow().clone();
-        let same = current
+        let settled = std::mem::replace(&mut self.settled, true);
+        let same_members = current
             .ownership
             .ids()
             .eq(live.iter().map(|m| m.id.as_str()));
-        let ownership = if same {
+        let ownership = if same_members || !settled {
             current.ownership.clone()
         } else {
-            let members = Arc::new(Members::new(
-                &self.identity.me,
-                live.iter().map(|m| m.id.as_str()),
-                self.identity.replication,
-            ));
+            let members = Arc::new(
+                Members::new(
+                    &self.identity.me,
+                    live.iter().map(|m| m.id.as_str()),
+                    self.identity.replication,
+                )
+                .after(&current.ownership),
+            );
             tracing::info!(members = live.len(), ids = %live.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(","), "cluster members changed");
             if !current.ownership.is_empty() {
                 self.metrics.cluster_handover();
@@ -228,44 +259,114 @@ async fn write_critical(
 }
 
 /// Fills the state task with the recent results of checks that arrived at a handover, so
-/// their history, trend and predictions go on from what the replica before wrote, in chunks
-/// (a large handover never holds all its rows at once).
-pub(super) fn load_arrivals(
-    store: Option<Store>,
-    arrived: Vec<Arc<str>>,
+/// their history, trend and predictions go on from what the replica before wrote. One task
+/// for the replica's life, fed each handover's arrivals: a burst of membership changes (three
+/// replicas starting together) queues its names instead of starting overlapping loads, and a
+/// check that has left again by the time its turn comes is skipped. Loads go in chunks, so a
+/// large handover never holds all its rows at once.
+pub(super) struct ArrivalLoader {
+    tx: mpsc::UnboundedSender<Arrivals>,
+}
+
+/// One handover's arrivals, and who owns what after it.
+struct Arrivals {
+    names: Vec<Arc<str>>,
     since_ms: i64,
+    owner: Arc<dyn Ownership>,
+}
+
+impl ArrivalLoader {
+    /// Starts the loading task; it ends when the loader is dropped (after the chunk it is on).
+    pub(super) fn start(
+        store: watch::Receiver<Option<Store>>,
+        per_check: usize,
+        state: StateHandle,
+        metrics: Arc<Metrics>,
+    ) -> ArrivalLoader {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(
+            load_arrivals(rx, store, per_check, state, metrics)
+                .instrument(tracing::info_span!("handover_history")),
+        );
+        ArrivalLoader { tx }
+    }
+
+    /// Queues the history of `names`, results since `since_ms`; `owner` is the ownership now.
+    pub(super) fn load(&self, names: Vec<Arc<str>>, since_ms: i64, owner: Arc<dyn Ownership>) {
+        if !names.is_empty() {
+            let _ = self.tx.send(Arrivals {
+                names,
+                since_ms,
+                owner,
+            });
+        }
+    }
+}
+
+/// Arrivals are loaded this many checks at a time.
+const ARRIVALS_CHUNK: usize = 2048;
+
+async fn load_arrivals(
+    mut rx: mpsc::UnboundedReceiver<Arrivals>,
+    store: watch::Receiver<Option<Store>>,
     per_check: usize,
     state: StateHandle,
     metrics: Arc<Metrics>,
-) -> Option<JoinHandle<()>> {
-    let store = store?;
-    if arrived.is_empty() {
-        return None;
-    }
-    let task = async move {
-        let count = arrived.len();
-        let mut loaded = 0;
-        for chunk in arrived.chunks(2048) {
-            let names: Vec<String> = chunk.iter().map(|n| n.to_string()).collect();
-            match store.load_results_of(&names, since_ms, per_check).await {
-                Ok(rows) => {
-                    loaded += rows.len();
-                    state.load_history(rows).await;
-                }
-                Err(e) => {
-                    metrics.store_error(e.operation());
-                    tracing::warn!(error = %e, "cannot load the history of checks taken over");
-                    return;
-                }
+) {
+    let mut queue: std::collections::VecDeque<Arc<str>> = std::collections::VecDeque::new();
+    // The oldest `since` of what is queued: a little more history never hurts.
+    let mut since_ms = i64::MAX;
+    let mut owner: Option<Arc<dyn Ownership>> = None;
+    let mut loaded = (0usize, 0usize);
+    loop {
+        let next = if queue.is_empty() {
+            if loaded.0 > 0 {
+                tracing::info!(
+                    checks = loaded.0,
+                    results = loaded.1,
+                    "history of checks taken over loaded from the state store"
+                );
+                loaded = (0, 0);
+            }
+            match rx.recv().await {
+                Some(next) => Some(next),
+                None => return,
+            }
+        } else {
+            rx.try_recv().ok()
+        };
+        if let Some(next) = next {
+            queue.extend(next.names);
+            since_ms = since_ms.min(next.since_ms);
+            owner = Some(next.owner);
+            continue;
+        }
+        let (Some(current), Some(store)) = (owner.as_ref(), store.borrow().clone()) else {
+            queue.clear();
+            continue;
+        };
+        let take = queue.len().min(ARRIVALS_CHUNK);
+        let names: Vec<String> = queue
+            .drain(..take)
+            .filter(|name| current.owns(name))
+            .map(|name| name.to_string())
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        match store.load_results_of(&names, since_ms, per_check).await {
+            Ok(rows) => {
+                loaded.0 += names.len();
+                loaded.1 += rows.len();
+                state.load_history(rows).await;
+            }
+            Err(e) => {
+                metrics.store_error(e.operation());
+                tracing::warn!(error = %e, checks = names.len(), "cannot load the history of checks taken over");
             }
         }
-        tracing::info!(
-            checks = count,
-            results = loaded,
-            "history of checks taken over loaded from the state store"
-        );
-    };
-    Some(tokio::spawn(
-        task.instrument(tracing::info_span!("handover_history")),
-    ))
+        if queue.is_empty() {
+            since_ms = i64::MAX;
+        }
+    }
 }

@@ -18,7 +18,6 @@ use crate::recovery::verify::DirectChecks;
 use crate::scheduler::Scheduler;
 use crate::server::web_security::WebSecurity;
 use crate::state::StateHandle;
-use crate::store::Store;
 use crate::timefmt::now_ms;
 
 /// What a reload needs: the settings a reload cannot change and whom to tell about a new config.
@@ -44,13 +43,10 @@ pub(super) struct Running {
     alertmanager: Arc<crate::am_api::Alertmanager>,
     /// How many checks this replica owns, told to the cluster at each renewal.
     owned: Arc<AtomicUsize>,
-    /// The store, for the history of checks that arrive at a handover.
-    store: watch::Receiver<Option<Store>>,
-    /// How far back, and how many, results of an arriving check are loaded.
+    /// How far back results of an arriving check are loaded.
     history_ms: i64,
-    history_per_check: usize,
-    /// The latest handover's history load, replaced (not aborted) by the next.
-    arrivals: Option<tokio::task::JoinHandle<()>>,
+    /// Loads the history of checks that arrive at a handover (its task ends with `Running`).
+    arrivals: super::membership::ArrivalLoader,
 }
 
 impl Running {
@@ -70,6 +66,12 @@ impl Running {
         discovery: Discovery,
         owned: Arc<AtomicUsize>,
     ) -> (Running, super::CoreTasks) {
+        let arrivals = super::membership::ArrivalLoader::start(
+            core.store.clone(),
+            super::store_keeper::reload_per_check(config.history_size),
+            core.state.clone(),
+            metrics.clone(),
+        );
         let running = Running {
             location,
             overrides,
@@ -87,10 +89,8 @@ impl Running {
             others: healing.others.clone(),
             alertmanager: healing.alertmanager.clone(),
             owned,
-            store: core.store.clone(),
             history_ms: super::store_keeper::history_window_ms(config),
-            history_per_check: super::store_keeper::reload_per_check(config.history_size),
-            arrivals: None,
+            arrivals,
         };
         let tasks = super::CoreTasks {
             state_task: core.state_task,
@@ -108,18 +108,9 @@ impl Running {
         let applied = self.apply_checks().await;
         tracing::info!(probed = applied.probed, arrived = applied.arrived.len(), owner = %self.checks.ownership(), "checks applied");
         if handover {
-            let store = self.store.borrow().clone();
             let since = now_ms() - self.history_ms;
-            if let Some(task) = super::membership::load_arrivals(
-                store,
-                applied.arrived,
-                since,
-                self.history_per_check,
-                self.state.clone(),
-                self.metrics.clone(),
-            ) {
-                self.arrivals = Some(task);
-            }
+            self.arrivals
+                .load(applied.arrived, since, self.checks.ownership_arc());
         }
     }
 

@@ -51,9 +51,16 @@ pub trait Ownership: Send + Sync + fmt::Display {
     }
 
     /// Whether a check's probes fall on the same wall-clock slots on every replica, so one
-    /// that moves to another replica keeps its rhythm (and a dead owner's missed slot is made
-    /// up at once).
+    /// that moves to another replica keeps its rhythm.
     fn aligned(&self) -> bool {
+        false
+    }
+
+    /// Whether a check arriving here lost its owner (it died), so a slot missed meanwhile is
+    /// made up at once. Checks taken from a live owner (a replica joined) or owned by nobody
+    /// before (a cold start) keep their next slot: making those up too would start a whole
+    /// fleet's recent slots within seconds.
+    fn made_up(&self, _check: &str) -> bool {
         false
     }
 }

@@ -56,6 +56,9 @@ pub struct Members {
     me: String,
     /// The live members' ids and their hashes, sorted by id.
     live: Vec<(Arc<str>, u64)>,
+    /// Members live in the view before this one and gone now: the checks they owned lost
+    /// their prober, and a slot missed meanwhile is made up.
+    departed: Vec<(Arc<str>, u64)>,
     replication: usize,
 }
 
@@ -76,8 +79,44 @@ impl Members {
         Members {
             me: me.to_string(),
             live,
+            departed: Vec::new(),
             replication: replication.max(1) as usize,
         }
+    }
+
+    /// These members, as they follow `previous`: its members gone from this view departed.
+    pub fn after(mut self, previous: &Members) -> Members {
+        self.departed = previous
+            .live
+            .iter()
+            .filter(|m| !self.live.contains(m))
+            .cloned()
+            .collect();
+        self
+    }
+
+    /// Whether `check` was owned by a member that departed (with replication, by one of its
+    /// owners): it is on its way here because its prober died, not because this one joined.
+    pub fn lost_its_owner(&self, check: &str) -> bool {
+        if self.departed.is_empty() {
+            return false;
+        }
+        let check_hash = fnv1a(check.as_bytes());
+        let mut before: Vec<(u64, bool)> = self
+            .live
+            .iter()
+            .map(|(_, hash)| (weight(*hash, check_hash), false))
+            .chain(
+                self.departed
+                    .iter()
+                    .map(|(_, hash)| (weight(*hash, check_hash), true)),
+            )
+            .collect();
+        before.sort_by_key(|(weight, _)| std::cmp::Reverse(*weight));
+        before
+            .iter()
+            .take(self.replication)
+            .any(|(_, departed)| *departed)
     }
 
     pub fn me(&self) -> &str {
@@ -142,6 +181,10 @@ impl Ownership for Members {
     fn aligned(&self) -> bool {
         true
     }
+
+    fn made_up(&self, check: &str) -> bool {
+        self.lost_its_owner(check)
+    }
 }
 
 impl fmt::Display for Members {
@@ -158,6 +201,31 @@ impl fmt::Display for Members {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_checks_whose_owner_departed_have_a_missed_slot_made_up() {
+        let three = ["a", "b", "c"];
+        let before = Members::new("a", three, 1);
+        let checks: Vec<String> = (0..3000).map(|i| format!("c{i}")).collect();
+        // c dies: exactly c's checks lost their owner, and they are the ones a and b take.
+        let after = Members::new("a", ["a", "b"], 1).after(&before);
+        for check in &checks {
+            let was_cs = before.owners(check)[0] == "c";
+            assert_eq!(after.lost_its_owner(check), was_cs, "{check}");
+        }
+        // Joining (or the first view of a life) makes nothing up: the owners were alive.
+        let joined = Members::new("a", three, 1).after(&Members::new("a", ["a", "b"], 1));
+        assert!(checks.iter().all(|c| !joined.lost_its_owner(c)));
+        let first = Members::new("a", three, 1).after(&Members::none("a", 1));
+        assert!(checks.iter().all(|c| !first.lost_its_owner(c)));
+        // With replication 2, a check made up is one whose two owners included c.
+        let before2 = Members::new("a", three, 2);
+        let after2 = Members::new("a", ["a", "b"], 2).after(&before2);
+        for check in &checks {
+            let had_c = before2.owners(check).contains(&"c");
+            assert_eq!(after2.lost_its_owner(check), had_c, "{check}");
+        }
+    }
+
     use super::*;
 
     fn names(n: usize) -> Vec<String> {

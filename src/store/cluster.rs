@@ -94,14 +94,14 @@ impl Store {
             "DELETE FROM cluster_members WHERE renewed_ms < {now} - $1"
         ))
         .bind(older_than_ms)
-        .execute(&self.pool)
+        .execute(&self.membership)
         .await
         .map_err(query_error("write"))?
         .rows_affected();
         sqlx::query(
             "DELETE FROM cluster_critical WHERE member NOT IN (SELECT id FROM cluster_members)",
         )
-        .execute(&self.pool)
+        .execute(&self.membership)
         .await
         .map_err(query_error("write"))?;
         Ok(removed)

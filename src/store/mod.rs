@@ -132,10 +132,12 @@ pub struct ResultRow {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// One connection of its own for the cluster's membership (renew, join, leave): a renewal
-    /// must never queue behind bulk work on `pool` (loading an hour of 100,000 checks' results
-    /// at start held every connection for minutes, the renewals lapsed, and each replica took
-    /// itself for the only one). Opened on first use.
+    /// One connection of its own for the cluster's membership (renew, join, leave, forget): a
+    /// renewal must never queue behind bulk work on `pool` (loading an hour of 100,000 checks'
+    /// results at start held every connection for minutes, the renewals lapsed, and each
+    /// replica took itself for the only one). Opened on first use, by the membership's own
+    /// thread and runtime, and with no idle or lifetime limits, so no maintenance task of
+    /// another runtime ever touches it.
     membership: AnyPool,
     backend: Backend,
     /// For a SQLite file: its path and which file it was when opened, so that a file deleted
@@ -228,6 +230,8 @@ impl Store {
         let membership = AnyPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_lazy(&connect_url)
             .map_err(|source| StoreError::Open {
                 url: shown.clone(),
@@ -532,6 +536,12 @@ impl Store {
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
             .map_err(query_error("read"))
+    }
+
+    /// Closes the membership's connection (from the runtime that opened it, as the membership
+    /// ends); a later use opens it again.
+    pub async fn close_membership(&self) {
+        self.membership.close().await;
     }
 
     pub async fn close(&self) {

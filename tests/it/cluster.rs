@@ -114,8 +114,23 @@ async fn three_replicas_split_the_checks_and_a_killed_ones_move_within_the_bound
     let owned_metric = replicas[2].metric("medic_cluster_owned_checks").await;
     assert_eq!(owned_metric, Some(sets[2].len() as f64));
 
-    // kill -9 of the third: its checks are probed by the others within the bound.
+    // kill -9 of the third: its checks are probed by the others within the bound. First it
+    // probes each of its checks a few times, so their history is in the store (results are
+    // written every 200 ms; the third probe of a 1 s check comes after the first's write).
     let theirs = sets[2].clone();
+    let split = hits(&target);
+    wait_for(
+        "the third replica to probe its checks three times",
+        Duration::from_secs(10),
+        || async {
+            let now = hits(&target);
+            theirs
+                .iter()
+                .all(|c| now.get(c).copied().unwrap_or(0) >= split.get(c).copied().unwrap_or(0) + 3)
+                .then_some(())
+        },
+    )
+    .await;
     let mut dead = replicas.pop().unwrap();
     dead.signal(nix::sys::signal::Signal::SIGKILL);
     let killed = Instant::now();

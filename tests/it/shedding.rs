@@ -428,3 +428,56 @@ async fn stalled_tls_handshakes_at_ten_times_the_cap_starve_nothing() {
     let (_, reading) = under_flood(&medic, &client, &base, &[(Kind::Silent, 10 * CAP)]).await;
     assert!(reading >= CAP as f64, "{reading} stalled handshakes shed");
 }
+
+/// Three times as many hanging probes as file descriptors medic may open: past the budget the
+/// limit leaves for probes they wait for room, and /metrics keeps answering throughout. Without
+/// the budget every probe past the limit, and every accept, failed with EMFILE.
+#[tokio::test]
+async fn probes_past_the_file_descriptor_budget_wait_and_metrics_keeps_answering() {
+    const FDS: u64 = 700;
+    // (700 - 512 kept) / 2, as medic computes it.
+    const BUDGET: usize = 94;
+    // A server that accepts and never answers: each probe holds its socket until its timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let mut config = String::from("checks:\n");
+    for i in 0..3 * FDS {
+        config.push_str(&format!(
+            "  - {{name: h{i}, interval: 5s, timeout: 4s, http: {{url: 'http://{addr}/{i}'}}}}\n"
+        ));
+    }
+    let medic = Medic::start_with_fd_limit(&config, FDS).await;
+    let client = fresh_client();
+    let mut most = 0;
+    let mut every = tokio::time::interval(Duration::from_millis(200));
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        every.tick().await;
+        let answer = client
+            .get(medic.url("/metrics"))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("GET /metrics under the probe burst: {e}\n{}", medic.logs())
+            });
+        assert_eq!(answer.status(), 200);
+        most = most.max(sockets_of(medic.pid()));
+    }
+    assert!(
+        (BUDGET / 2..=BUDGET + 40).contains(&most),
+        "at most {most} sockets open (probe budget {BUDGET})"
+    );
+    wait_for(
+        "the warning that probes wait",
+        Duration::from_secs(5),
+        || async { medic.logs().contains("probes wait for room").then_some(()) },
+    )
+    .await;
+}

@@ -59,6 +59,8 @@ pub struct Medic {
     pub config_path: PathBuf,
     pub log_path: PathBuf,
     pub client: reqwest::Client,
+    /// A file descriptor limit (soft and hard) set on the process before it starts.
+    pub fd_limit: Option<u64>,
 }
 
 impl Medic {
@@ -76,6 +78,22 @@ impl Medic {
     /// Starts medic without waiting for `/-/ready`; `state_url` defaults to a SQLite file in
     /// the temp dir.
     pub fn spawn_unready(config: &str, extra_args: &[&str], state_url: Option<String>) -> Medic {
+        let mut medic = Self::prepare(config, state_url);
+        medic.spawn(extra_args);
+        medic
+    }
+
+    /// Starts medic with at most `fds` file descriptors (soft and hard limit), ready.
+    pub async fn start_with_fd_limit(config: &str, fds: u64) -> Medic {
+        let mut medic = Self::prepare(config, None);
+        medic.fd_limit = Some(fds);
+        medic.spawn(&[]);
+        medic.wait_ready().await;
+        medic
+    }
+
+    /// Its temp dir, port and config, not started.
+    fn prepare(config: &str, state_url: Option<String>) -> Medic {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let config_path = dir.path().join("medic.yml");
@@ -83,7 +101,7 @@ impl Medic {
             .expect("write config");
         let state_url =
             state_url.unwrap_or_else(|| format!("sqlite://{}/medic.db", dir.path().display()));
-        let mut medic = Medic {
+        Medic {
             child: None,
             state_url,
             port,
@@ -94,9 +112,8 @@ impl Medic {
                 .no_proxy()
                 .build()
                 .expect("client"),
-        };
-        medic.spawn(extra_args);
-        medic
+            fd_limit: None,
+        }
     }
 
     /// Waits until medic answers on its port (ready or not).
@@ -116,7 +133,22 @@ impl Medic {
             .append(true)
             .open(&self.log_path)
             .expect("log file");
-        let child = Command::new(MEDIC)
+        let mut command = Command::new(MEDIC);
+        if let Some(fds) = self.fd_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        fds,
+                        fds,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = command
             .arg("--config.file")
             .arg(&self.config_path)
             .arg("--web.listen-address")
@@ -194,15 +226,23 @@ impl Medic {
         .expect("write config");
     }
 
+    /// A GET. One that fails before an answer is tried once more: a pooled keep-alive
+    /// connection the server closed as idle at the moment it was reused resets, which says
+    /// nothing about medic (and a GET is safe to repeat).
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request");
+        match self.try_get(path).await {
+            Ok(answer) => answer,
+            Err(first) => self
+                .try_get(path)
+                .await
+                .unwrap_or_else(|e| panic!("GET {path}: {e} (first try: {first})")),
+        }
+    }
+
+    async fn try_get(&self, path: &str) -> Result<(u16, String), reqwest::Error> {
+        let r = self.client.get(self.url(path)).send().await?;
         let code = r.status().as_u16();
-        (code, r.text().await.expect("the response body"))
+        Ok((code, r.text().await?))
     }
 
     pub async fn post(&self, path: &str) -> (u16, String) {
