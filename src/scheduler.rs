@@ -333,9 +333,11 @@ impl Scheduler {
                         let (first, offset_ms) = match placement {
                             Placement::Slots { made_up } => {
                                 let offset = slot_offset(&spec.name, interval);
-                                let late = made_up(&spec.name);
+                                let missed = made_up(&spec.name).map(|since| {
+                                    now.saturating_duration_since(since) + MISSED_MARGIN
+                                });
                                 let wait =
-                                    first_aligned(&spec.name, offset, interval, wall_ms, late);
+                                    first_aligned(&spec.name, offset, interval, wall_ms, missed);
                                 (now + wait, Some(offset))
                             }
                             Placement::Spread => {
@@ -501,14 +503,16 @@ pub enum Placement<'a> {
     /// Spread over a start window by name (one replica, or a fixed shard).
     Spread,
     /// On wall-clock slots, the same on every replica, so a check that moves keeps its rhythm;
-    /// `made_up` says which arriving checks lost their owner and have a recently missed slot
-    /// made up at once.
-    Slots { made_up: &'a dyn Fn(&str) -> bool },
+    /// `made_up` says which arriving checks lost their owner, and since when: a slot missed
+    /// since then is made up at once.
+    Slots {
+        made_up: &'a dyn Fn(&str) -> Option<Instant>,
+    },
 }
 
-/// How far back a slot counts as missed when a check arrives: the time a dead owner's checks
-/// take to reach another replica (6 s to be gone, 2 s to notice, and some slack).
-pub const CATCH_UP: Duration = Duration::from_secs(10);
+/// A slot this long before the departed owner's last renewal counts as missed too: it may
+/// have died just before renewing.
+const MISSED_MARGIN: Duration = Duration::from_secs(1);
 /// Missed slots are made up spread over this, not in one millisecond.
 const CATCH_UP_SPREAD: Duration = Duration::from_secs(2);
 
@@ -526,18 +530,20 @@ fn until_slot(offset_ms: u64, interval: Duration, wall_ms: i64) -> Duration {
     Duration::from_millis(interval_ms - into)
 }
 
-/// A check that arrives: its next slot, or, when it lost its owner (`made_up`) and its previous
-/// slot passed within [`CATCH_UP`], soon (spread over [`CATCH_UP_SPREAD`] by its name).
+/// A check that arrives: its next slot, or, when it lost its owner and its previous slot
+/// passed within `missed` (since the owner's last sign of life), soon (spread over
+/// [`CATCH_UP_SPREAD`] by its name).
 fn first_aligned(
     name: &str,
     offset_ms: u64,
     interval: Duration,
     wall_ms: i64,
-    made_up: bool,
+    missed: Option<Duration>,
 ) -> Duration {
     let next = until_slot(offset_ms, interval, wall_ms);
     let since_previous = interval.saturating_sub(next);
-    if made_up && since_previous <= CATCH_UP && next > Duration::ZERO {
+    let made_up = missed.is_some_and(|missed| since_previous <= missed);
+    if made_up && next > Duration::ZERO {
         phase(name, CATCH_UP_SPREAD.min(next))
     } else {
         next
@@ -578,12 +584,24 @@ mod tests {
             "now: next one"
         );
         // Arriving 5 s after its slot: made up within the spread; 20 s after: the next slot.
-        let soon = first_aligned("x", 15_000, minute, 600_000 + 20_000, true);
+        // Owner last seen 10 s ago: a slot 5 s ago is made up, one 15 s ago is not (the owner
+        // probed it).
+        let ten = Some(Duration::from_secs(10));
+        let soon = first_aligned("x", 15_000, minute, 600_000 + 20_000, ten);
         assert!(soon < CATCH_UP_SPREAD, "{soon:?}");
-        let later = first_aligned("x", 15_000, minute, 600_000 + 30_000, true);
+        let later = first_aligned("x", 15_000, minute, 600_000 + 30_000, ten);
         assert_eq!(later, Duration::from_secs(45));
+        // Last seen 20 s ago (a slow handover): the slot 15 s ago is made up as well.
+        let slow = first_aligned(
+            "x",
+            15_000,
+            minute,
+            600_000 + 30_000,
+            Some(Duration::from_secs(20)),
+        );
+        assert!(slow < CATCH_UP_SPREAD, "{slow:?}");
         // Taken from a live owner (or owned by nobody before): its next slot, never sooner.
-        let kept = first_aligned("x", 15_000, minute, 600_000 + 20_000, false);
+        let kept = first_aligned("x", 15_000, minute, 600_000 + 20_000, None);
         assert_eq!(kept, Duration::from_secs(55));
         // Every replica puts a check on the same slot.
         assert_eq!(slot_offset("web/a", minute), slot_offset("web/a", minute));

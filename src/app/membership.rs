@@ -57,6 +57,7 @@ pub(super) fn start(
         identity.location.clone(),
         identity.external_url.clone(),
         identity.replication,
+        owned.clone(),
     )));
     let span = tracing::info_span!("membership", member = %identity.me);
     let renewer = Renewer {
@@ -197,7 +198,11 @@ impl Renewer {
                     live.iter().map(|m| m.id.as_str()),
                     self.identity.replication,
                 )
-                .after(&current.ownership),
+                .after(
+                    &current.ownership,
+                    |id| last_renewal(&rows, id, store_now, sent),
+                    sent - Duration::from_millis((cluster::GONE_AFTER_MS + RENEW_EVERY_MS) as u64),
+                ),
             );
             tracing::info!(members = live.len(), ids = %live.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(","), "cluster members changed");
             if !current.ownership.is_empty() {
@@ -223,6 +228,19 @@ impl Renewer {
             self.failing = true;
         }
     }
+}
+
+/// When member `id` last renewed, on this replica's monotonic clock: its age by the store's
+/// clock taken back from when the read was sent.
+fn last_renewal(
+    rows: &[cluster::MemberRow],
+    id: &str,
+    store_now: i64,
+    sent: Instant,
+) -> Option<Instant> {
+    let row = rows.iter().find(|m| m.id == id)?;
+    let age = u64::try_from(store_now.saturating_sub(row.renewed_ms)).unwrap_or(0);
+    sent.checked_sub(Duration::from_millis(age))
 }
 
 /// Writes the checks this replica sees critical (and no longer critical) as they change.

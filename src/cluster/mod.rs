@@ -56,12 +56,12 @@ pub trait Ownership: Send + Sync + fmt::Display {
         false
     }
 
-    /// Whether a check arriving here lost its owner (it died), so a slot missed meanwhile is
-    /// made up at once. Checks taken from a live owner (a replica joined) or owned by nobody
-    /// before (a cold start) keep their next slot: making those up too would start a whole
-    /// fleet's recent slots within seconds.
-    fn made_up(&self, _check: &str) -> bool {
-        false
+    /// When a check arriving here lost its owner (its last renewal; `None` if it did not): a
+    /// slot it missed since then is made up at once. Checks taken from a live owner (a replica
+    /// joined) or owned by nobody before (a cold start) keep their next slot: making those up
+    /// too would start a whole fleet's recent slots within seconds.
+    fn made_up(&self, _check: &str) -> Option<tokio::time::Instant> {
+        None
     }
 }
 

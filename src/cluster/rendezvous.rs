@@ -7,6 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use super::{fnv1a, Ownership};
 
 /// Renewals go to the store this often.
@@ -59,6 +61,9 @@ pub struct Members {
     /// Members live in the view before this one and gone now: the checks they owned lost
     /// their prober, and a slot missed meanwhile is made up.
     departed: Vec<(Arc<str>, u64)>,
+    /// The earliest last renewal of the departed (on this replica's monotonic clock): their
+    /// checks' slots since then may have been missed.
+    departed_since: Option<Instant>,
     replication: usize,
 }
 
@@ -80,18 +85,31 @@ impl Members {
             me: me.to_string(),
             live,
             departed: Vec::new(),
+            departed_since: None,
             replication: replication.max(1) as usize,
         }
     }
 
     /// These members, as they follow `previous`: its members gone from this view departed.
-    pub fn after(mut self, previous: &Members) -> Members {
+    /// `last_renewal` says when a departed member last renewed (`None`: not known, then
+    /// `unknown_since` is taken).
+    pub fn after(
+        mut self,
+        previous: &Members,
+        last_renewal: impl Fn(&str) -> Option<Instant>,
+        unknown_since: Instant,
+    ) -> Members {
         self.departed = previous
             .live
             .iter()
             .filter(|m| !self.live.contains(m))
             .cloned()
             .collect();
+        self.departed_since = self
+            .departed
+            .iter()
+            .map(|(id, _)| last_renewal(id).unwrap_or(unknown_since))
+            .min();
         self
     }
 
@@ -182,8 +200,8 @@ impl Ownership for Members {
         true
     }
 
-    fn made_up(&self, check: &str) -> bool {
-        self.lost_its_owner(check)
+    fn made_up(&self, check: &str) -> Option<Instant> {
+        self.departed_since.filter(|_| self.lost_its_owner(check))
     }
 }
 
@@ -207,19 +225,23 @@ mod tests {
         let before = Members::new("a", three, 1);
         let checks: Vec<String> = (0..3000).map(|i| format!("c{i}")).collect();
         // c dies: exactly c's checks lost their owner, and they are the ones a and b take.
-        let after = Members::new("a", ["a", "b"], 1).after(&before);
+        let died = Instant::now();
+        let seen = |_: &str| Some(died);
+        let after = Members::new("a", ["a", "b"], 1).after(&before, seen, died);
+        assert!(checks.iter().any(|c| after.made_up(c) == Some(died)));
         for check in &checks {
             let was_cs = before.owners(check)[0] == "c";
             assert_eq!(after.lost_its_owner(check), was_cs, "{check}");
         }
         // Joining (or the first view of a life) makes nothing up: the owners were alive.
-        let joined = Members::new("a", three, 1).after(&Members::new("a", ["a", "b"], 1));
-        assert!(checks.iter().all(|c| !joined.lost_its_owner(c)));
-        let first = Members::new("a", three, 1).after(&Members::none("a", 1));
+        let joined =
+            Members::new("a", three, 1).after(&Members::new("a", ["a", "b"], 1), seen, died);
+        assert!(checks.iter().all(|c| joined.made_up(c).is_none()));
+        let first = Members::new("a", three, 1).after(&Members::none("a", 1), seen, died);
         assert!(checks.iter().all(|c| !first.lost_its_owner(c)));
         // With replication 2, a check made up is one whose two owners included c.
         let before2 = Members::new("a", three, 2);
-        let after2 = Members::new("a", ["a", "b"], 2).after(&before2);
+        let after2 = Members::new("a", ["a", "b"], 2).after(&before2, seen, died);
         for check in &checks {
             let had_c = before2.owners(check).contains(&"c");
             assert_eq!(after2.lost_its_owner(check), had_c, "{check}");

@@ -2,6 +2,7 @@
 //! the store, who owns which check, and when its own membership was last renewed. Published by
 //! the membership task; the API, the status page and the recovery engine read it.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub struct ClusterView {
     pub ownership: Arc<Members>,
     /// When the latest renewal that the store took was sent; `None` before the first.
     pub renewed_at: Option<Instant>,
+    /// How many checks this replica probes now (kept by whoever applies the checks; the
+    /// members' rows carry it as of their last renewal).
+    pub owned_now: Arc<AtomicUsize>,
 }
 
 impl ClusterView {
@@ -36,6 +40,7 @@ impl ClusterView {
         location: Option<String>,
         external_url: String,
         replication: u32,
+        owned_now: Arc<AtomicUsize>,
     ) -> ClusterView {
         ClusterView {
             me: me.to_string(),
@@ -45,6 +50,7 @@ impl ClusterView {
             members: Vec::new(),
             ownership: Arc::new(Members::none(me, replication)),
             renewed_at: None,
+            owned_now,
         }
     }
 
@@ -70,7 +76,7 @@ mod tests {
     #[test]
     fn a_replica_acts_only_while_current_and_only_on_its_checks() {
         let now = Instant::now();
-        let mut view = ClusterView::joining("a", None, "http://a".into(), 1);
+        let mut view = ClusterView::joining("a", None, "http://a".into(), 1, Arc::default());
         assert!(!view.may_start(None, now), "never renewed");
         view.ownership = Arc::new(Members::new("a", ["a", "b"], 1));
         view.renewed_at = Some(now);

@@ -40,6 +40,8 @@ pub fn view_json(view: &ClusterView, now: tokio::time::Instant) -> Value {
         "location": view.location,
         "external_url": view.external_url,
         "replication": view.replication,
+        // Now, where the members' `checks_owned` is as of their last renewal.
+        "checks_owned": view.owned_now.load(std::sync::atomic::Ordering::Relaxed),
         // Whether the others count this replica live now (its last renewal was taken).
         "standing": view.standing(now),
         "members": members,

@@ -99,6 +99,7 @@ async fn three_replicas_split_the_checks_and_a_killed_ones_move_within_the_bound
     let v = replicas[0].json("/api/v1/cluster").await;
     assert_eq!(v["members"].as_array().unwrap().len(), 3, "{v}");
     assert_eq!(v["shard"], "auto");
+    assert_eq!(v["checks_owned"], sets[0].len(), "{v}");
     assert!(v["members"]
         .as_array()
         .unwrap()
