@@ -149,11 +149,14 @@ impl CheckSet {
     /// Hands the scheduler and the state task the checks and predictions this replica owns (a
     /// prediction lives where its check is probed), and `others` the checks it verifies by
     /// probing directly. Returns how many checks it probes, and which arrived.
+    /// `handover`: the members changed, so a slot an arriving check lost in the move is made
+    /// up (checks that arrive any other way, a new target or a reload, wait for their slot).
     pub(super) async fn apply(
         &self,
         scheduler: &mut Scheduler,
         state: &StateHandle,
         others: &watch::Sender<Arc<DirectChecks>>,
+        handover: bool,
     ) -> Applied {
         let owner = self.ownership.as_ref();
         let (owned, not_owned): (Vec<Arc<CheckSpec>>, Vec<Arc<CheckSpec>>) =
@@ -171,7 +174,7 @@ impl CheckSet {
             .collect();
         self.remote_dependencies
             .send_replace(remote.into_iter().collect());
-        let made_up = |check: &str| owner.made_up(check);
+        let made_up = |check: &str| owner.made_up(check).filter(|_| handover);
         let placement = if owner.aligned() {
             Placement::Slots { made_up: &made_up }
         } else {

@@ -202,6 +202,8 @@ impl Renewer {
                     &current.ownership,
                     |id| last_renewal(&rows, id, store_now, sent),
                     sent - Duration::from_millis((cluster::GONE_AFTER_MS + RENEW_EVERY_MS) as u64),
+                    live.iter().any(|m| m.id != self.identity.me && m.owned > 0),
+                    sent,
                 ),
             );
             tracing::info!(members = live.len(), ids = %live.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(","), "cluster members changed");

@@ -168,7 +168,7 @@ async fn start_checks(
     };
     let checks = CheckSet::new(config, ownership);
     let probed = checks
-        .apply(&mut core.scheduler, &core.state, &healing.others)
+        .apply(&mut core.scheduler, &core.state, &healing.others, false)
         .await
         .probed;
     owned.store(probed, std::sync::atomic::Ordering::Relaxed);

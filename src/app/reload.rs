@@ -105,7 +105,7 @@ impl Running {
     pub(super) async fn change_checks(&mut self, change: Change) {
         let handover = matches!(change, Change::Ownership(_));
         self.checks.change(change);
-        let applied = self.apply_checks().await;
+        let applied = self.apply_checks(handover).await;
         tracing::info!(probed = applied.probed, arrived = applied.arrived.len(), owner = %self.checks.ownership(), "checks applied");
         if handover {
             let since = now_ms() - self.history_ms;
@@ -115,10 +115,10 @@ impl Running {
     }
 
     /// Hands the scheduler and the state task what this replica probes now.
-    async fn apply_checks(&mut self) -> super::check_set::Applied {
+    async fn apply_checks(&mut self, handover: bool) -> super::check_set::Applied {
         let applied = self
             .checks
-            .apply(&mut self.scheduler, &self.state, &self.others)
+            .apply(&mut self.scheduler, &self.state, &self.others, handover)
             .await;
         self.owned.store(applied.probed, Ordering::Relaxed);
         self.metrics.cluster_owned_checks(applied.probed);
@@ -156,7 +156,7 @@ impl Running {
                     );
                 }
                 self.checks.set_config(&new);
-                self.apply_checks().await;
+                self.apply_checks(false).await;
                 self.discovery.apply(&new.templates);
                 self.recovery.apply(new.recovery.clone()).await;
                 if let Err(e) = self.alertmanager.apply(&new) {

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::{fnv1a, Ownership};
@@ -64,6 +66,8 @@ pub struct Members {
     /// The earliest last renewal of the departed (on this replica's monotonic clock): their
     /// checks' slots since then may have been missed.
     departed_since: Option<Instant>,
+    /// For checks taken from live members: since when a slot may have been missed.
+    moved_since: Option<Instant>,
     replication: usize,
 }
 
@@ -86,18 +90,22 @@ impl Members {
             live,
             departed: Vec::new(),
             departed_since: None,
+            moved_since: None,
             replication: replication.max(1) as usize,
         }
     }
 
     /// These members, as they follow `previous`: its members gone from this view departed.
-    /// `last_renewal` says when a departed member last renewed (`None`: not known, then
-    /// `unknown_since` is taken).
+    /// `last_renewal` says when a member last renewed (`None`: not known, then
+    /// `unknown_since` is taken); `others_probing` whether other live members were probing
+    /// checks (they said so at their last renewal); `read_at` when these members were read.
     pub fn after(
         mut self,
         previous: &Members,
         last_renewal: impl Fn(&str) -> Option<Instant>,
         unknown_since: Instant,
+        others_probing: bool,
+        read_at: Instant,
     ) -> Members {
         self.departed = previous
             .live
@@ -110,6 +118,12 @@ impl Members {
             .iter()
             .map(|(id, _)| last_renewal(id).unwrap_or(unknown_since))
             .min();
+        // A check taken from a live member: that member drops it at its own next renewal,
+        // which may come before this one applies the change; a slot between the two was
+        // probed by neither. Its renewals are at most two periods apart from this read.
+        self.moved_since = others_probing
+            .then(|| read_at.checked_sub(Duration::from_millis(2 * RENEW_EVERY_MS as u64)))
+            .flatten();
         self
     }
 
@@ -201,7 +215,10 @@ impl Ownership for Members {
     }
 
     fn made_up(&self, check: &str) -> Option<Instant> {
-        self.departed_since.filter(|_| self.lost_its_owner(check))
+        match self.departed_since.filter(|_| self.lost_its_owner(check)) {
+            Some(since) => Some(since),
+            None => self.moved_since,
+        }
     }
 }
 
@@ -227,21 +244,36 @@ mod tests {
         // c dies: exactly c's checks lost their owner, and they are the ones a and b take.
         let died = Instant::now();
         let seen = |_: &str| Some(died);
-        let after = Members::new("a", ["a", "b"], 1).after(&before, seen, died);
+        let after = Members::new("a", ["a", "b"], 1).after(&before, seen, died, false, died);
         assert!(checks.iter().any(|c| after.made_up(c) == Some(died)));
         for check in &checks {
             let was_cs = before.owners(check)[0] == "c";
             assert_eq!(after.lost_its_owner(check), was_cs, "{check}");
         }
         // Joining (or the first view of a life) makes nothing up: the owners were alive.
-        let joined =
-            Members::new("a", three, 1).after(&Members::new("a", ["a", "b"], 1), seen, died);
+        let joined = Members::new("a", three, 1).after(
+            &Members::new("a", ["a", "b"], 1),
+            seen,
+            died,
+            false,
+            died,
+        );
         assert!(checks.iter().all(|c| joined.made_up(c).is_none()));
-        let first = Members::new("a", three, 1).after(&Members::none("a", 1), seen, died);
-        assert!(checks.iter().all(|c| !first.lost_its_owner(c)));
+        let first =
+            Members::new("a", three, 1).after(&Members::none("a", 1), seen, died, false, died);
+        assert!(checks.iter().all(|c| first.made_up(c).is_none()));
+        // Joining while the others probe (a restart): what it takes from them may have missed
+        // a slot between their renewal and its own, two renewal periods at most.
+        let rejoined =
+            Members::new("c", three, 1).after(&Members::none("c", 1), seen, died, true, died);
+        let since = rejoined.made_up("c1").expect("made up since");
+        assert_eq!(
+            died - since,
+            Duration::from_millis(2 * RENEW_EVERY_MS as u64)
+        );
         // With replication 2, a check made up is one whose two owners included c.
         let before2 = Members::new("a", three, 2);
-        let after2 = Members::new("a", ["a", "b"], 2).after(&before2, seen, died);
+        let after2 = Members::new("a", ["a", "b"], 2).after(&before2, seen, died, false, died);
         for check in &checks {
             let had_c = before2.owners(check).contains(&"c");
             assert_eq!(after2.lost_its_owner(check), had_c, "{check}");
