@@ -134,7 +134,7 @@ impl Expectation {
             return [f64::NAN; 3];
         };
         let dt = (t - lt).max(0.0);
-        let daily = match (self.profile.at(t), self.profile.at(lt)) {
+        let daily = match (self.profile.before(t), self.profile.before(lt)) {
             (Some(a), Some(b)) => lv + (a - b),
             _ => f64::NAN,
         };
@@ -481,7 +481,7 @@ impl AnomalyDetector {
             );
         }
         if tests & TEST_SEASONAL != 0 {
-            if let Some(profile) = self.expect.profile.at(t) {
+            if let Some(profile) = self.expect.profile.before(t) {
                 a.take(
                     TEST_SEASONAL,
                     self.seasonal

@@ -178,6 +178,35 @@ impl DailyMedian {
         m.is_finite().then_some(m)
     }
 
+    /// The median of the three days before `t`'s day at its moment of the day, for a sample
+    /// at `t` about to be pushed (times only move forward): a visit of the bin on an earlier
+    /// day than `t`'s has ended even though no sample of `t`'s day was pushed into the bin yet.
+    /// `at` would still answer with the days before that visit there: on the first sample of
+    /// each bin and day, a median one day older, which on a trending series is off by a day's
+    /// growth for one sample in every bin's worth.
+    pub fn before(&self, t: f64) -> Option<f64> {
+        let (i, day) = locate(t)?;
+        let b = &self.bins[i];
+        let mut days = b.days;
+        let mut filled = b.filled;
+        if b.visit.n > 0 && b.visit.day < day {
+            let visit = b.visit.sum / f64::from(b.visit.n);
+            if filled == MEDIAN_DAYS {
+                days.rotate_left(1);
+                days[MEDIAN_DAYS - 1] = visit;
+            } else {
+                days[filled] = visit;
+                filled += 1;
+            }
+        }
+        if filled < MEDIAN_DAYS {
+            return None;
+        }
+        let [a, c, d] = days;
+        let m = a.max(c).min(a.min(c).max(d));
+        m.is_finite().then_some(m)
+    }
+
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.bins.len() * std::mem::size_of::<MedianBin>()
     }
@@ -225,5 +254,23 @@ mod tests {
             t += 60.0;
         }
         assert_eq!(p.at(4.0 * DAY_SECONDS + 3600.0), Some(10.0));
+    }
+
+    #[test]
+    fn daily_median_before_a_sample_counts_yesterday_on_a_trend() {
+        // One unit a day, sampled every minute: before each sample, the median of the three
+        // days before it is the day before yesterday, on the first sample of a bin as on the rest.
+        let mut p = DailyMedian::new();
+        let mut t = 0.0;
+        while t < 6.0 * DAY_SECONDS {
+            if t >= 4.0 * DAY_SECONDS {
+                let day = (t / DAY_SECONDS).floor();
+                let expected = (day - 2.0) * DAY_SECONDS + (t - day * DAY_SECONDS);
+                let got = p.before(t).expect("three days seen");
+                assert!((got - expected / DAY_SECONDS).abs() < 0.01, "{t}: {got}");
+            }
+            p.push(t, t / DAY_SECONDS);
+            t += 60.0;
+        }
     }
 }
