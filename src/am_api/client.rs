@@ -163,40 +163,16 @@ pub struct Client {
 
 impl Client {
     pub fn new(config: &AlertmanagerConfig, metrics: Arc<Metrics>) -> anyhow::Result<Client> {
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
-        let (roots, identity) =
-            crate::config::client_tls::read(&config.tls).map_err(anyhow::Error::msg)?;
-        for root in roots {
-            builder = builder.add_root_certificate(root);
-        }
-        if let Some(identity) = identity {
-            builder = builder.identity(identity);
-        }
-        if config.tls.insecure_skip_verify {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        let mut base = config.url.expose().trim_end_matches('/').to_string();
-        if let Some(name) = &config.tls.server_name {
-            // reqwest verifies the certificate against the URL's host: ask for `server_name`
-            // and connect to where the URL's host resolves.
-            if let Ok(mut url) = reqwest::Url::parse(&base) {
-                let port = url.port_or_known_default().unwrap_or(443);
-                let host = url.host_str().unwrap_or_default().to_string();
-                let addrs: Vec<std::net::SocketAddr> =
-                    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-                        .map(Iterator::collect)
-                        .unwrap_or_default();
-                if !addrs.is_empty() && url.set_host(Some(name)).is_ok() {
-                    builder = builder.resolve_to_addrs(name, &addrs);
-                    base = url.as_str().trim_end_matches('/').to_string();
-                }
-            }
-        }
+        let base = config.url.expose().trim_end_matches('/');
+        let (builder, base) = crate::config::client_tls::endpoint(builder, &config.tls, base)
+            .map_err(anyhow::Error::msg)?;
+        let base = base.trim_end_matches('/').to_string();
         Ok(Client {
             http: builder.build()?,
             base,
@@ -319,13 +295,7 @@ impl Client {
             .http
             .request(method, format!("{}{path}", self.base))
             .header("Content-Type", "application/json");
-        request = match &self.auth {
-            ClientAuth::None => request,
-            ClientAuth::Bearer(token) => request.bearer_auth(token.expose()),
-            ClientAuth::Basic { username, password } => {
-                request.basic_auth(username, Some(password.expose()))
-            }
-        };
+        request = self.auth.apply(request);
         if let Some(body) = body {
             request = request.body(body);
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-use super::credential::{credential, BasicAuthFile, Credential};
+use super::credential::{client_auth, credential, BasicAuthFile};
 use super::duration::Duration;
 use super::path::YamlPath;
 use super::secret::Secret;
@@ -29,6 +29,19 @@ pub enum ClientAuth {
     None,
     Bearer(Secret),
     Basic { username: String, password: Secret },
+}
+
+impl ClientAuth {
+    /// `request` carrying this credential.
+    pub fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            ClientAuth::None => request,
+            ClientAuth::Bearer(token) => request.bearer_auth(token.expose()),
+            ClientAuth::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+        }
+    }
 }
 
 /// Client TLS settings; the files were readable and parsed at load.
@@ -70,17 +83,13 @@ pub(super) fn section(cx: &mut Context, value: Option<Value>) -> Option<Alertman
     let path = YamlPath::top("alertmanager");
     let am: AlertmanagerFile = cx.parse(value?, &path)?;
     let url_ok = cx.endpoint_url(path.key("url"), &am.url);
-    let auth = match credential(
+    let auth = client_auth(credential(
         cx,
         &path,
         am.bearer_token,
         am.bearer_token_file,
         am.basic_auth,
-    ) {
-        None => ClientAuth::None,
-        Some(Credential::Bearer(token)) => ClientAuth::Bearer(token),
-        Some(Credential::Basic { username, password }) => ClientAuth::Basic { username, password },
-    };
+    ));
     let tls = tls(
         cx,
         &path.key("tls_config"),

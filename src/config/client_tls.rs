@@ -34,3 +34,71 @@ pub fn read(
     };
     Ok((roots, identity))
 }
+
+/// `builder` with an endpoint's TLS: its CA roots, client identity and `insecure_skip_verify`,
+/// and `server_name`. reqwest verifies the certificate against the URL's host, so with
+/// `server_name` the URL's host becomes that name, resolved to where the URL's own host
+/// resolves (unchanged when that host does not resolve). Returns the builder and the URL to
+/// request. Blocking: it may resolve a name.
+pub fn endpoint(
+    mut builder: reqwest::ClientBuilder,
+    tls: &ClientTls,
+    url: &str,
+) -> Result<(reqwest::ClientBuilder, String), String> {
+    let (roots, identity) = read(tls)?;
+    for root in roots {
+        builder = builder.add_root_certificate(root);
+    }
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    if tls.insecure_skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    let mut url = url.to_string();
+    if let Some(name) = &tls.server_name {
+        if let Ok(mut parsed) = reqwest::Url::parse(&url) {
+            let port = parsed.port_or_known_default().unwrap_or(443);
+            let host = parsed.host_str().unwrap_or_default().to_string();
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .map(Iterator::collect)
+                    .unwrap_or_default();
+            if !addrs.is_empty() && parsed.set_host(Some(name)).is_ok() {
+                builder = builder.resolve_to_addrs(name, &addrs);
+                url = parsed.to_string();
+            }
+        }
+    }
+    Ok((builder, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_name_becomes_the_host_requested_and_nothing_else_changes() {
+        let named = ClientTls {
+            server_name: Some("am.internal".into()),
+            ..ClientTls::default()
+        };
+        let (_, url) = endpoint(
+            reqwest::Client::builder(),
+            &named,
+            "https://127.0.0.1:9093/x",
+        )
+        .unwrap();
+        assert_eq!(url, "https://am.internal:9093/x");
+        let (_, url) = endpoint(
+            reqwest::Client::builder(),
+            &ClientTls::default(),
+            "https://127.0.0.1:9093",
+        )
+        .unwrap();
+        assert_eq!(
+            url, "https://127.0.0.1:9093",
+            "no server_name: the URL as written"
+        );
+    }
+}

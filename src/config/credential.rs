@@ -87,3 +87,14 @@ fn password(
         }
     }
 }
+
+/// The credential as medic sends it to an endpoint (Alertmanager, an http_sd server).
+pub(super) fn client_auth(credential: Option<Credential>) -> super::ClientAuth {
+    match credential {
+        None => super::ClientAuth::None,
+        Some(Credential::Bearer(token)) => super::ClientAuth::Bearer(token),
+        Some(Credential::Basic { username, password }) => {
+            super::ClientAuth::Basic { username, password }
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::targets::{parse_json, Target};
 use super::SourceContext;
-use crate::config::{redact_url, ClientAuth, HttpSdSpec};
+use crate::config::{redact_url, HttpSdSpec};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -27,8 +27,8 @@ pub(super) async fn run(spec: HttpSdSpec, max_targets: usize, cx: SourceContext)
                 }
             };
         }
-        let Some(http) = &client else { continue };
-        match fetch(http, &spec, max_targets).await {
+        let Some(endpoint) = &client else { continue };
+        match fetch(endpoint, &spec, max_targets).await {
             Ok(targets) => cx.send(&mut sent, targets).await,
             Err(e) => cx.failed(&e),
         }
@@ -40,76 +40,59 @@ pub(super) async fn read_once(
     spec: &HttpSdSpec,
     max_targets: usize,
 ) -> Result<Vec<Target>, String> {
-    let http = build(spec).await?;
-    fetch(&http, spec, max_targets).await
+    let endpoint = build(spec).await?;
+    fetch(&endpoint, spec, max_targets).await
+}
+
+/// The client for one endpoint and the URL it requests (with `server_name`, the URL's host is
+/// that name).
+struct Endpoint {
+    http: reqwest::Client,
+    url: String,
 }
 
 /// The client for one endpoint: its timeouts, credential-free (the credential goes on each
 /// request), its TLS. Built off the runtime: `server_name` resolves the URL's host.
-async fn build(spec: &HttpSdSpec) -> Result<reqwest::Client, String> {
+async fn build(spec: &HttpSdSpec) -> Result<Endpoint, String> {
     let spec = spec.clone();
     tokio::task::spawn_blocking(move || client(&spec))
         .await
         .map_err(|e| e.to_string())?
 }
 
-fn client(spec: &HttpSdSpec) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
+fn client(spec: &HttpSdSpec) -> Result<Endpoint, String> {
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
         .no_proxy()
         .connect_timeout(CONNECT_TIMEOUT.min(spec.timeout.std()))
         .timeout(spec.timeout.std())
         .redirect(reqwest::redirect::Policy::limited(10));
-    let (roots, identity) = crate::config::client_tls::read(&spec.tls)?;
-    for root in roots {
-        builder = builder.add_root_certificate(root);
-    }
-    if let Some(identity) = identity {
-        builder = builder.identity(identity);
-    }
-    if spec.tls.insecure_skip_verify {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    if let Some(name) = &spec.tls.server_name {
-        // reqwest verifies the certificate against the URL's host: the URL keeps its host,
-        // and `server_name` is asked for where that host resolves.
-        if let Ok(url) = reqwest::Url::parse(spec.url.expose()) {
-            let port = url.port_or_known_default().unwrap_or(443);
-            let host = url.host_str().unwrap_or_default().to_string();
-            let addrs: Vec<std::net::SocketAddr> =
-                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-                    .map(Iterator::collect)
-                    .unwrap_or_default();
-            builder = builder.resolve_to_addrs(name, &addrs);
-        }
-    }
-    builder
+    let (builder, url) =
+        crate::config::client_tls::endpoint(builder, &spec.tls, spec.url.expose())?;
+    let http = builder
         .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))
+        .map_err(|e| format!("building the HTTP client: {e}"))?;
+    Ok(Endpoint { http, url })
 }
 
 /// One refresh: the list, or why there is none.
 async fn fetch(
-    http: &reqwest::Client,
+    endpoint: &Endpoint,
     spec: &HttpSdSpec,
     max_targets: usize,
 ) -> Result<Vec<Target>, String> {
     let url = redact_url(spec.url.expose());
-    let mut request = http
-        .get(spec.url.expose())
+    let request = endpoint
+        .http
+        .get(&endpoint.url)
         .header(reqwest::header::ACCEPT, "application/json")
         .header(
             "X-Prometheus-Refresh-Interval-Seconds",
             spec.refresh_interval.std().as_secs().to_string(),
         );
-    request = match &spec.auth {
-        ClientAuth::None => request,
-        ClientAuth::Bearer(token) => request.bearer_auth(token.expose()),
-        ClientAuth::Basic { username, password } => {
-            request.basic_auth(username, Some(password.expose()))
-        }
-    };
-    let mut response = request
+    let mut response = spec
+        .auth
+        .apply(request)
         .send()
         .await
         .map_err(|e| format!("{url}: {}", error_text(e)))?;

@@ -8,7 +8,7 @@ use serde_yaml_ng::Value;
 
 use super::super::alertmanager::{tls, TlsConfigFile};
 use super::super::checks::DnsType;
-use super::super::credential::{credential, BasicAuthFile, Credential};
+use super::super::credential::{client_auth, credential, BasicAuthFile};
 use super::super::duration::Duration;
 use super::super::path::YamlPath;
 use super::super::secret::Secret;
@@ -170,11 +170,13 @@ fn http_sd(cx: &mut Context, path: &YamlPath, h: HttpSdFile) -> Option<HttpSdSpe
     if max_body_bytes == 0 {
         cx.error(path.key("max_body_bytes"), "must be at least 1");
     }
-    let auth = match credential(cx, path, h.bearer_token, h.bearer_token_file, h.basic_auth) {
-        None => ClientAuth::None,
-        Some(Credential::Bearer(token)) => ClientAuth::Bearer(token),
-        Some(Credential::Basic { username, password }) => ClientAuth::Basic { username, password },
-    };
+    let auth = client_auth(credential(
+        cx,
+        path,
+        h.bearer_token,
+        h.bearer_token_file,
+        h.basic_auth,
+    ));
     let tls = tls(
         cx,
         &path.key("tls_config"),
