@@ -118,9 +118,10 @@ impl Members {
             .iter()
             .map(|(id, _)| last_renewal(id).unwrap_or(unknown_since))
             .min();
-        // A check taken from a live member: that member drops it at its own next renewal,
-        // which may come before this one applies the change; a slot between the two was
-        // probed by neither. Its renewals are at most two periods apart from this read.
+        // A check taken from a live member: that member drops it at its own next read of the
+        // members, which may come before this one applies the change; a slot between the two
+        // was probed by neither. Its reads are at most two renewal periods apart from this one
+        // (a replica acts from its second renewal; the others read every 0.5 s).
         self.moved_since = others_probing
             .then(|| read_at.checked_sub(Duration::from_millis(2 * RENEW_EVERY_MS as u64)))
             .flatten();

@@ -44,6 +44,13 @@ impl Store {
         .execute(&self.membership)
         .await
         .map_err(query_error("write"))?;
+        self.read_members().await
+    }
+
+    /// Every member row and the store's clock (ms), without renewing: read between renewals so
+    /// a member's death is seen soon after it is due.
+    pub async fn read_members(&self) -> Result<(i64, Vec<MemberRow>), StoreError> {
+        let now = self.now_sql();
         let rows = sqlx::query(&format!(
             "SELECT id, location, external_url, renewed_ms, owned, {now} FROM cluster_members ORDER BY id"
         ))
