@@ -25,7 +25,7 @@ const RENEW_TIMEOUT: Duration = Duration::from_millis(1_800);
 /// (6 s without renewing) is seen within half a second instead of up to two.
 const READ_EVERY: Duration = Duration::from_millis(500);
 /// Reads per renewal: a renewal (write and read) every [`RENEW_EVERY_MS`], reads alone between.
-const READS_PER_RENEWAL: u64 = RENEW_EVERY_MS as u64 / 500;
+const READS_PER_RENEWAL: u64 = RENEW_EVERY_MS as u64 / READ_EVERY.as_millis() as u64;
 /// Members gone for longer than this leave the table.
 const FORGET_AFTER_MS: i64 = 3_600_000;
 /// Critical marks are written this often at most (they coalesce meanwhile).
@@ -73,7 +73,7 @@ pub(super) fn start(
         view: view_tx,
         metrics: metrics.clone(),
         met: false,
-        settled: false,
+        renewals: 0,
         failing: false,
     };
     let renew = renewer.spawn(shutdown.clone(), span.clone());
@@ -95,11 +95,12 @@ struct Renewer {
     metrics: Arc<Metrics>,
     /// Whether this life has met the store once (and cleared its previous life's marks).
     met: bool,
-    /// Whether a renewal has read the members once since then. The first read is not acted
-    /// on: replicas started together register within one renewal of each other, and the
-    /// first to register would otherwise take every check for two seconds (at 300,000 checks,
-    /// a burst of work that starved its renewals and made it take them again).
-    settled: bool,
+    /// Renewals that succeeded in this life. Members are acted on from the second: replicas
+    /// started together register within one renewal of each other, and the first to register
+    /// would otherwise take every check until the others appear (at 300,000 checks, a burst
+    /// of work that starved its renewals and made it take them again). Reads between the
+    /// first two renewals are not acted on either.
+    renewals: u64,
     failing: bool,
 }
 
@@ -128,7 +129,7 @@ impl Renewer {
         let mut tick = tokio::time::interval(READ_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
-        let mut renewals: u64 = 0;
+        let mut attempts: u64 = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -147,14 +148,14 @@ impl Renewer {
                     }
                 }
             }
-            if (ticks - 1) % READS_PER_RENEWAL != 0 {
+            if !(ticks - 1).is_multiple_of(READS_PER_RENEWAL) {
                 self.look(&store).await;
                 continue;
             }
             self.renew(&store).await;
-            renewals += 1;
+            attempts += 1;
             // About every five minutes, members long gone leave the table.
-            if renewals.is_multiple_of(150) {
+            if attempts.is_multiple_of(150) {
                 if let Err(e) = store.forget_members(FORGET_AFTER_MS).await {
                     self.metrics.store_error(e.operation());
                 }
@@ -193,14 +194,15 @@ impl Renewer {
             tracing::info!("membership renewed again");
             self.failing = false;
         }
+        self.renewals += 1;
         self.apply(store_now, &rows, sent, true).await;
     }
 
     /// A read between renewals, so a member's death is acted on within [`READ_EVERY`] of being
     /// due rather than at the next renewal. Not while renewals fail (the renewal decides then)
-    /// nor before the first renewal has settled; a failed read waits for the next.
+    /// nor before the second renewal; a failed read waits for the next.
     async fn look(&mut self, store: &Store) {
-        if self.failing || !self.settled {
+        if self.failing || self.renewals < 2 {
             return;
         }
         let sent = Instant::now();
@@ -211,8 +213,8 @@ impl Renewer {
         }
     }
 
-    /// Publishes the members read at `sent` and, when they changed (and the first renewal has
-    /// settled), sends the new ownership. `renewed`: the read came with this replica's own
+    /// Publishes the members read at `sent` and, when they changed (from the second renewal
+    /// on), sends the new ownership. `renewed`: the read came with this replica's own
     /// renewal, which is what fencing counts from.
     async fn apply(
         &mut self,
@@ -223,7 +225,7 @@ impl Renewer {
     ) {
         let live = cluster::live(rows, store_now);
         let current = self.view.borrow().clone();
-        let settled = std::mem::replace(&mut self.settled, true);
+        let settled = self.renewals >= 2;
         let same_members = current
             .ownership
             .ids()
