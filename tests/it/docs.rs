@@ -779,9 +779,13 @@ fn registered() -> BTreeSet<String> {
 }
 
 /// Whether `documented` is the name `registered` gets on the wire: as is, or with the unit and
-/// counter suffixes the encoder appends.
+/// counter suffixes the encoder appends; or `registered` is one of a documented histogram's
+/// series (the per-check lines are written by name, `_bucket`, `_sum` and `_count` included).
 fn registered_as(registered: &str, documented: &str) -> bool {
     documented == registered
+        || registered
+            .strip_prefix(documented)
+            .is_some_and(|rest| ["_bucket", "_sum", "_count"].contains(&rest))
         || documented.strip_prefix(registered).is_some_and(|rest| {
             rest.split('_')
                 .skip(1)
