@@ -17,6 +17,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+use crate::pki::Pki;
 use crate::support::{free_port, metric_value, wait_for, Daemon, Medic};
 
 /// The SPEC's bound: a change of a target list applies within this, without a reload.
@@ -317,8 +318,18 @@ struct SdServer {
 
 impl SdServer {
     async fn start(token: &'static str) -> SdServer {
+        SdServer::start_with(token, None).await
+    }
+
+    /// The same endpoint over TLS, presenting the certificate `tls` holds.
+    async fn start_tls(token: &'static str, tls: Arc<rustls::ServerConfig>) -> SdServer {
+        SdServer::start_with(token, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(token: &'static str, tls: Option<tokio_rustls::TlsAcceptor>) -> SdServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/targets", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/targets", listener.local_addr().unwrap());
         let answer = Arc::new(Mutex::new(Answer {
             status: 200,
             body: "[]".into(),
@@ -329,6 +340,7 @@ impl SdServer {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let shared = shared.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let answer = shared.lock().unwrap().clone();
@@ -352,9 +364,16 @@ impl SdServer {
                             Ok::<_, Infallible>(resp)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(stream), service).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => {
+                                http.serve_connection(TokioIo::new(stream), service).await
+                            }
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
@@ -902,4 +921,62 @@ async fn ten_thousand_targets_from_one_file() {
         scrapes[1].as_secs_f64() * 1000.0,
     );
     let _ = medic.child.as_mut().map(|c| c.kill());
+}
+
+/// An http_sd endpoint over TLS whose certificate names `sd.internal`, reached at 127.0.0.1:
+/// with `tls_config.server_name` the name is verified and the targets come; without it the
+/// certificate does not match the address, the refresh fails and is counted, and no check is
+/// made.
+#[tokio::test]
+async fn http_sd_over_tls_verifies_the_server_name_it_is_given() {
+    let pki = Pki::new();
+    pki.leaf("sd", "sd.internal", "ca", 30);
+    let server = SdServer::start_tls("sd-token-tls", pki.server_config("sd", "ca")).await;
+    let up = open_port().await;
+    let target = format!("127.0.0.1:{up}");
+    server.list(&[&target]);
+    let ca = pki.path("ca.pem");
+    let config = format!(
+        r#"check_templates:
+  - name: named
+    http_sd:
+      url: "{url}"
+      refresh_interval: 500ms
+      bearer_token: sd-token-tls
+      tls_config: {{ca_file: "{ca}", server_name: sd.internal}}
+    interval: 300ms
+    tcp: {{address: "{{{{ target }}}}"}}
+  - name: unnamed
+    http_sd:
+      url: "{url}"
+      refresh_interval: 500ms
+      bearer_token: sd-token-tls
+      tls_config: {{ca_file: "{ca}"}}
+    interval: 300ms
+    tcp: {{address: "{{{{ target }}}}"}}
+"#,
+        url = server.url,
+        ca = ca.display(),
+    );
+    let medic = Medic::start(&config).await;
+    wait_checks(&medic, "named", &[&format!("named/{target}")]).await;
+    medic
+        .wait_status(&format!("named/{target}"), "healthy")
+        .await;
+    let failures = r#"medic_sd_refresh_failures_total{template="unnamed",mechanism="http_sd"}"#;
+    wait_for(
+        "the unnamed template's refresh to fail",
+        Duration::from_secs(10),
+        || async { (medic.metric(failures).await? >= 1.0).then_some(()) },
+    )
+    .await;
+    let checks = medic.json("/api/v1/health").await;
+    assert!(
+        !checks["checks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("unnamed/")),
+        "{checks}"
+    );
 }

@@ -4,6 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::pki::Pki;
 use crate::support::{free_port, script, wait_for, Medic, Target};
 
 /// `promtool check metrics` on medic's exposition.
@@ -127,154 +128,10 @@ async fn every_failing_kind_carries_its_reason() {
     .await;
 }
 
-/// Certificates made with `openssl` for one test: a CA and leaves signed by it.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let pki = Pki {
-            dir: tempfile::tempdir().expect("temp dir"),
-        };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=medic test CA",
-        ]);
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "other-ca.key",
-            "-out",
-            "other-ca.pem",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=someone else's CA",
-        ]);
-        pki
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("openssl must be installed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A leaf `name`.pem/.key for `dns_name`, signed by `ca` (`ca` or `other-ca`), valid
-    /// `days` from now (negative: expired).
-    fn leaf(&self, name: &str, dns_name: &str, ca: &str, days: i32) {
-        let ext = format!("{name}.ext");
-        std::fs::write(self.path(&ext), format!("subjectAltName=DNS:{dns_name}\n")).unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={dns_name}"),
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-set_serial",
-            "1",
-            "-days",
-            &days.to_string(),
-            "-extfile",
-            &ext,
-            "-out",
-            &format!("{name}.pem"),
-        ]);
-    }
-
-    /// The leaf's notAfter, Unix seconds, as openssl reads it.
-    fn not_after(&self, name: &str) -> f64 {
-        let out = Command::new("openssl")
-            .args(["x509", "-noout", "-enddate", "-in"])
-            .arg(self.path(&format!("{name}.pem")))
-            .output()
-            .expect("openssl");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let date = text.trim().trim_start_matches("notAfter=");
-        let out = Command::new("date")
-            .args(["-u", "-d", date, "+%s"])
-            .output()
-            .expect("date");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a Unix time")
-    }
-}
-
 /// A TLS server on loopback presenting `name`.pem (leaf, then its CA): handshakes, then
 /// closes. Returns its address; it runs until the test ends.
 async fn tls_server(pki: &Pki, name: &str, ca: &str) -> String {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(pki.path(&format!("{name}.pem")))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-    chain.extend(
-        CertificateDer::pem_file_iter(pki.path(&format!("{ca}.pem")))
-            .unwrap()
-            .map(Result::unwrap),
-    );
-    let key = PrivateKeyDer::from_pem_file(pki.path(&format!("{name}.key"))).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(name, ca));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {

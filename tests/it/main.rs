@@ -4,6 +4,7 @@
 mod absence;
 mod page;
 mod pg;
+mod pki;
 mod support;
 
 mod am_api;
