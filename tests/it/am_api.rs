@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::pki::{https_ok, Pki};
 use crate::support::{free_port, script, wait_for, Alertmanager as Am, Medic, Target};
 
 impl Am {
@@ -341,6 +342,55 @@ recovery:
         "am_api: run with Alertmanager down took {:.2}s",
         took.as_secs_f64()
     );
+}
+
+/// An Alertmanager behind TLS whose certificate names `am.internal`, reached at 127.0.0.1: with
+/// `tls_config.server_name` the escalation is posted; without it the certificate does not match
+/// the address and the post fails (counted), the run going on as with Alertmanager down.
+#[tokio::test]
+async fn alertmanager_over_tls_verifies_the_server_name_it_is_given() {
+    let pki = Pki::new();
+    pki.leaf("am", "am.internal", "ca", 30);
+    let (port, requests) = https_ok(pki.server_config("am", "ca")).await;
+    let ca = pki.path("ca.pem");
+    let config = |tls: &str| {
+        format!(
+            r#"alertmanager:
+  url: https://127.0.0.1:{port}
+  tls_config: {tls}
+recovery:
+  chains:
+    heal:
+      steps:
+        - name: page
+          alert: {{}}
+  routes:
+    - matchers: ['alertname="HighErrorRate"']
+      chain: heal
+"#
+        )
+    };
+    let posted = r#"medic_alertmanager_requests_total{operation="post_alert",result="success"}"#;
+    let failed = r#"medic_alertmanager_requests_total{operation="post_alert",result="failure"}"#;
+    let named = Medic::start(&config(&format!(
+        r#"{{ca_file: "{}", server_name: am.internal}}"#,
+        ca.display()
+    )))
+    .await;
+    send(&named, webhook("HighErrorRate", "firing")).await;
+    named
+        .wait_metric(posted, 1.0, Duration::from_secs(15))
+        .await;
+    assert_eq!(named.metric(failed).await, Some(0.0));
+    let seen = requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(seen >= 1, "the TLS Alertmanager saw {seen} requests");
+
+    let unnamed = Medic::start(&config(&format!(r#"{{ca_file: "{}"}}"#, ca.display()))).await;
+    send(&unnamed, webhook("HighErrorRate", "firing")).await;
+    unnamed
+        .wait_metric(failed, 1.0, Duration::from_secs(15))
+        .await;
+    assert_eq!(unnamed.metric(posted).await, Some(0.0));
 }
 
 async fn count(m: &Medic, series: &str) -> f64 {
