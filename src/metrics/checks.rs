@@ -339,6 +339,7 @@ impl CheckFamily {
             (CheckFamily::Labels, _) => {
                 if let Some(spec) = &s.labels {
                     let labels = spec.labels.iter().filter(|(name, _)| exported_label(name));
+                    let labels = labels.map(|(name, value)| (name.as_str(), value.as_str()));
                     line.labels_info("medic_check_labels", labels);
                 }
             }
@@ -429,11 +430,17 @@ impl<'a> LineWriter<'a> {
     }
 
     /// `name{check="…",label="value"} ` (the label left out when its name is empty).
-    fn start(&mut self, name: &str, (label, value): (&str, &str)) {
+    fn start(&mut self, name: &str, label: (&str, &str)) {
+        let label = Some(label).filter(|(name, _)| !name.is_empty());
+        self.start_with(name, label.into_iter());
+    }
+
+    /// `name{check="…",<labels>} `, each value escaped.
+    fn start_with<'l>(&mut self, name: &str, labels: impl Iterator<Item = (&'l str, &'l str)>) {
         self.out.push_str(name);
         self.out.push('{');
         self.out.push_str(&self.check_label);
-        if !label.is_empty() {
+        for (label, value) in labels {
             self.out.push(',');
             self.out.push_str(label);
             self.out.push_str("=\"");
@@ -522,22 +529,9 @@ impl<'a> LineWriter<'a> {
 
     /// `medic_check_labels{check="…",<labels>} 1`. Label names were checked when the target was
     /// read; values are escaped.
-    fn labels_info<'l>(
-        &mut self,
-        name: &str,
-        labels: impl Iterator<Item = (&'l String, &'l String)>,
-    ) {
-        self.out.push_str(name);
-        self.out.push('{');
-        self.out.push_str(&self.check_label);
-        for (label, value) in labels {
-            self.out.push(',');
-            self.out.push_str(label);
-            self.out.push_str("=\"");
-            push_escaped(self.out, value);
-            self.out.push('"');
-        }
-        self.out.push_str("} 1\n");
+    fn labels_info<'l>(&mut self, name: &str, labels: impl Iterator<Item = (&'l str, &'l str)>) {
+        self.start_with(name, labels);
+        self.out.push_str("1\n");
     }
 }
 
