@@ -2,8 +2,8 @@
 //! `_runs_total`, `_consecutive_failures`, `_flapping`, `_last_run_timestamp_seconds`, and
 //! `medic_check_labels` for discovered checks): a table
 //! of one small record per check and its renderer, which writes the table a slice of checks
-//! at a time through prometheus-client's encoders. The rest of the exposition is the registry
-//! in [`super`].
+//! at a time: descriptors through prometheus-client's encoder, series lines directly, byte for
+//! byte as its encoder would. The rest of the exposition is the registry in [`super`].
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -26,8 +26,8 @@ pub(super) const DURATION_BUCKETS: [f64; 11] = [
 
 /// The per-check series (`medic_check_success`, `_status`, `_duration_seconds`, `_runs_total`,
 /// `_consecutive_failures`, `_flapping`, `_last_run_timestamp_seconds`): one small record per
-/// check, encoded a slice at a time by [`Slice`] through prometheus-client's own encoders, so the
-/// exposition is what one `Family` per series gave (the test below compares them). Those
+/// check, written a slice at a time by [`CheckTable::next_slice`], so the exposition is what
+/// one `Family` per series gave (the tests below compare them). Those
 /// families cost 13 MB at 10,000 checks (a hash map entry, a label string and a boxed metric per series) and made every probe hash and allocate labels six
 /// times; a record is about 200 bytes and a probe updates it under one uncontended lock.
 #[derive(Debug, Default)]
