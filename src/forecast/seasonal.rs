@@ -128,6 +128,29 @@ struct MedianBin {
     visit: Visit,
 }
 
+impl MedianBin {
+    /// Takes the mean of a visit that ended as the newest day.
+    fn record(&mut self, visit: f64) {
+        if self.filled == MEDIAN_DAYS {
+            self.days.rotate_left(1);
+            self.days[MEDIAN_DAYS - 1] = visit;
+        } else {
+            self.days[self.filled] = visit;
+            self.filled += 1;
+        }
+    }
+
+    /// The median of the days kept, once there are three.
+    fn median(&self) -> Option<f64> {
+        if self.filled < MEDIAN_DAYS {
+            return None;
+        }
+        let [a, c, d] = self.days;
+        let m = a.max(c).min(a.min(c).max(d));
+        m.is_finite().then_some(m)
+    }
+}
+
 /// The typical value at each moment of the day as the median of the last three days: one odd
 /// day (an incident, a holiday) does not move it, so it does not echo a day later, and on a
 /// trending series it lags by a steady two days rather than by a smoothing's changing mix.
@@ -156,55 +179,30 @@ impl DailyMedian {
         }
         let b = &mut self.bins[i];
         if let Some(visit) = b.visit.add(day, v) {
-            if b.filled == MEDIAN_DAYS {
-                b.days.rotate_left(1);
-                b.days[MEDIAN_DAYS - 1] = visit;
-            } else {
-                b.days[b.filled] = visit;
-                b.filled += 1;
-            }
+            b.record(visit);
         }
     }
 
-    /// The median of the last three days at time `t`'s moment of the day, once three were seen.
+    /// The median of the last three completed days at time `t`'s moment of the day, once three
+    /// were seen.
     pub fn at(&self, t: f64) -> Option<f64> {
         let (i, _) = locate(t)?;
-        let b = &self.bins[i];
-        if b.filled < MEDIAN_DAYS {
-            return None;
-        }
-        let [a, c, d] = b.days;
-        let m = a.max(c).min(a.min(c).max(d));
-        m.is_finite().then_some(m)
+        self.bins[i].median()
     }
 
-    /// The median of the three days before `t`'s day at its moment of the day, for a sample
-    /// at `t` about to be pushed (times only move forward): a visit of the bin on an earlier
-    /// day than `t`'s has ended even though no sample of `t`'s day was pushed into the bin yet.
-    /// `at` would still answer with the days before that visit there: on the first sample of
-    /// each bin and day, a median one day older, which on a trending series is off by a day's
+    /// The median of the three days before `t`'s day at its moment of the day, once three were
+    /// seen, for a sample at `t` about to be pushed (times only move forward): a visit of the
+    /// bin on an earlier day than `t`'s has ended even though no sample of `t`'s day was pushed
+    /// into the bin yet, so it counts as a day here. [`Self::at`] would give the first sample
+    /// of each bin and day a median one day older, which on a trending series is off by a day's
     /// growth for one sample in every bin's worth.
     pub fn before(&self, t: f64) -> Option<f64> {
         let (i, day) = locate(t)?;
-        let b = &self.bins[i];
-        let mut days = b.days;
-        let mut filled = b.filled;
+        let mut b = self.bins[i];
         if b.visit.n > 0 && b.visit.day < day {
-            let visit = b.visit.sum / f64::from(b.visit.n);
-            if filled == MEDIAN_DAYS {
-                days.rotate_left(1);
-                days[MEDIAN_DAYS - 1] = visit;
-            } else {
-                days[filled] = visit;
-                filled += 1;
-            }
+            b.record(b.visit.sum / f64::from(b.visit.n));
         }
-        if filled < MEDIAN_DAYS {
-            return None;
-        }
-        let [a, c, d] = days;
-        let m = a.max(c).min(a.min(c).max(d));
-        m.is_finite().then_some(m)
+        b.median()
     }
 
     pub fn memory_bytes(&self) -> usize {
