@@ -222,7 +222,7 @@ impl Schedule {
         slot.in_flight = Some(task.abort_handle());
     }
 
-    /// A permit to probe, waited for when [`MAX_IN_FLIGHT`] probes are running (`None` never
+    /// A permit to probe, waited for when [`max_in_flight`] probes are running (`None` never
     /// happens: the semaphore is not closed).
     async fn room_for_a_probe(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         if let Ok(permit) = self.in_flight.clone().try_acquire_owned() {

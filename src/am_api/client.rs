@@ -169,9 +169,10 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
-        let base = config.url.expose().trim_end_matches('/');
-        let (builder, base) = crate::config::client_tls::endpoint(builder, &config.tls, base)
-            .map_err(anyhow::Error::msg)?;
+        let (builder, base) =
+            crate::config::client_tls::endpoint(builder, &config.tls, config.url.expose())
+                .map_err(anyhow::Error::msg)?;
+        // Paths are appended to it; a parsed URL (with server_name) ends in '/' too.
         let base = base.trim_end_matches('/').to_string();
         Ok(Client {
             http: builder.build()?,

@@ -1,6 +1,7 @@
 //! `--cluster.shard auto`: this replica's membership in the PostgreSQL store. One task renews
-//! it every 2 s (in the store's clock) and reads the others every 0.5 s; when the live members change it
-//! sends the new ownership on the checks' change channel, and `Running` re-applies the checks.
+//! it every 2 s (in the store's clock) and reads the others every 0.5 s; when the live members
+//! change it sends the new ownership on the checks' change channel, and `Running` re-applies
+//! the checks.
 //! A second task writes which checks this replica sees critical (for `confirm:`); a third, per
 //! handover, fills the state task with the recent results of checks that arrived.
 
@@ -202,7 +203,7 @@ impl Renewer {
     /// due rather than at the next renewal. Not while renewals fail (the renewal decides then)
     /// nor before the second renewal; a failed read waits for the next.
     async fn look(&mut self, store: &Store) {
-        if self.failing || self.renewals < 2 {
+        if self.failing || !self.settled() {
             return;
         }
         let sent = Instant::now();
@@ -225,12 +226,11 @@ impl Renewer {
     ) {
         let live = cluster::live(rows, store_now);
         let current = self.view.borrow().clone();
-        let settled = self.renewals >= 2;
         let same_members = current
             .ownership
             .ids()
             .eq(live.iter().map(|m| m.id.as_str()));
-        let ownership = if same_members || !settled {
+        let ownership = if same_members || !self.settled() {
             current.ownership.clone()
         } else {
             let members = Arc::new(
@@ -266,6 +266,11 @@ impl Renewer {
             },
             ..(*current).clone()
         }));
+    }
+
+    /// Whether this replica acts on the members it reads: from its second renewal on.
+    fn settled(&self) -> bool {
+        self.renewals >= 2
     }
 
     fn failed(&mut self, error: &str, operation: &'static str) {

@@ -161,7 +161,8 @@ impl CheckTable {
     /// The next slice of the per-check families after `cursor` (each family's descriptor only
     /// once, before its first series), or `None` once every family is written. The descriptor
     /// comes from prometheus-client's encoder; the series lines are written here directly
-    /// ([`CheckFamily::write`]), byte for byte what its encoder wrote, at a fifth of the cost.
+    /// ([`CheckFamily::write`]), byte for byte what its encoder wrote, at about a third of the
+    /// cost.
     pub(super) fn next_slice(&self, format: Format, cursor: &mut Cursor) -> Option<String> {
         while let Some(family) = CHECK_FAMILIES.get(cursor.family).copied() {
             let rows = self.rows_after(family, cursor.after.as_deref());
