@@ -16,45 +16,34 @@ impl Pki {
         let pki = Pki {
             dir: tempfile::tempdir().expect("temp dir"),
         };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=medic test CA",
-        ]);
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "other-ca.key",
-            "-out",
-            "other-ca.pem",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=someone else's CA",
-        ]);
+        pki.ca("ca", "/CN=medic test CA");
+        pki.ca("other-ca", "/CN=someone else's CA");
         pki
     }
 
     pub fn path(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// A self-signed CA `name`.pem/.key, valid ten years.
+    fn ca(&self, name: &str, subject: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "3650",
+            "-subj",
+            subject,
+        ]);
     }
 
     fn openssl(&self, args: &[&str]) {
