@@ -64,6 +64,11 @@ enum Shape {
     NeverFlat,
     NeverCycleBelow,
     NeverSawtoothBelow,
+    SawtoothIrregular,
+    TwoCycles,
+    NoisyCycle,
+    Staircase,
+    NeverTwoCyclesBelow,
 }
 
 const SHAPES: [(Shape, &str); 8] = [
@@ -75,6 +80,17 @@ const SHAPES: [(Shape, &str); 8] = [
     (Shape::NeverFlat, "never: flat noise"),
     (Shape::NeverCycleBelow, "never: cycle under"),
     (Shape::NeverSawtoothBelow, "never: sawtooth under"),
+];
+
+/// Shapes no change was judged on, printed with `MEDIC_BREACH_PROBES=1` instead of the table's:
+/// cleanups at irregular times that free a random share, a daily and a weekly cycle together,
+/// noise as large as the swing, growth in steps.
+const PROBES: [(Shape, &str); 5] = [
+    (Shape::SawtoothIrregular, "probe: irregular cleanups"),
+    (Shape::TwoCycles, "probe: day and week"),
+    (Shape::NoisyCycle, "probe: noisy cycle"),
+    (Shape::Staircase, "probe: staircase"),
+    (Shape::NeverTwoCyclesBelow, "probe never: day+week"),
 ];
 
 /// A cycle of period 1 with values in [-1, 1]: a sine, or a working-day hump.
@@ -102,7 +118,12 @@ fn instance(shape: Shape, seed: u64) -> Instance {
     let kind = r.uniform() < 0.5;
     // Three periods of history before the breach can come, at least two days; two days after
     // the scored part so every judged row has a 48 h future.
-    let warm = (3.0 * period).max(2.0 * DAY);
+    let weekly = matches!(shape, Shape::TwoCycles | Shape::NeverTwoCyclesBelow);
+    let warm = if weekly {
+        21.0 * DAY
+    } else {
+        (3.0 * period).max(2.0 * DAY)
+    };
     let breach_at = warm + r.between(1.0, 5.0) * DAY;
     let total = breach_at + 4.0 * DAY;
     let t0 = 1.7e9 + r.between(0.0, DAY).floor();
@@ -110,6 +131,13 @@ fn instance(shape: Shape, seed: u64) -> Instance {
     let leak_from = r.between(1.5 * DAY, breach_at - 0.5 * DAY);
     let mut samples = Vec::with_capacity((total / dt) as usize + 1);
     let mut t = 0.0;
+    // Irregular cleanups: when the running one ends, what it left behind, and its length.
+    let (mut cleanup_from, mut cleanup_len, mut left) = (0.0, period, 0.0);
+    let noise = if matches!(shape, Shape::NoisyCycle) {
+        amplitude * r.between(0.2, 0.5)
+    } else {
+        noise
+    };
     while t < total {
         let e = noise * r.gauss();
         let v = match shape {
@@ -141,6 +169,38 @@ fn instance(shape: Shape, seed: u64) -> Instance {
             Shape::NeverSawtoothBelow => {
                 let top = THRESHOLD - 2.0 - 3.0 * noise;
                 top - amplitude + amplitude * (t / period).fract()
+            }
+            Shape::SawtoothIrregular => {
+                if t >= cleanup_from + cleanup_len {
+                    // A cleanup frees 50-100 % of what accumulated; the next comes after
+                    // 0.6-1.4 periods.
+                    left += amplitude * r.between(0.0, 0.5);
+                    cleanup_from = t;
+                    cleanup_len = period * r.between(0.6, 1.4);
+                }
+                let ramp = amplitude * (t - cleanup_from) / period;
+                let base = start + (THRESHOLD - amplitude - start) * t / breach_at;
+                base + left + ramp
+            }
+            Shape::TwoCycles | Shape::NoisyCycle => {
+                let base = start + (THRESHOLD - amplitude - start) * t / breach_at;
+                let swing = if weekly {
+                    0.6 * cycle(kind, t / DAY) + 0.4 * cycle(true, t / (7.0 * DAY))
+                } else {
+                    cycle(kind, t / period)
+                };
+                base + amplitude * swing
+            }
+            Shape::Staircase => {
+                // A batch every period adds its share; the line of steps meets the threshold
+                // at `breach_at`.
+                let steps = (t / period).floor() * period;
+                start + (THRESHOLD - start) * steps / breach_at
+            }
+            Shape::NeverTwoCyclesBelow => {
+                let top = THRESHOLD - 2.0 - 3.0 * noise;
+                let swing = 0.6 * cycle(kind, t / DAY) + 0.4 * cycle(true, t / (7.0 * DAY));
+                top - amplitude + amplitude * swing
             }
         };
         samples.push((t0 + t, v + e));
@@ -267,7 +327,9 @@ fn fmt(x: f64) -> String {
     }
 }
 
-fn judge(inst: &Instance) -> [Score; 3] {
+/// `scale` multiplies medic's values and threshold (a check that nothing in it depends on the
+/// series' units: bytes instead of percent).
+fn judge(inst: &Instance, scale: f64) -> [Score; 3] {
     let s = &inst.samples;
     let mut next_breach = vec![None; s.len()];
     let mut nb: Option<f64> = None;
@@ -287,7 +349,7 @@ fn judge(inst: &Instance) -> [Score; 3] {
         if t > inst.scored_until {
             break;
         }
-        f.observe(t, v);
+        f.observe(t, scale * v);
         p1.push(t, v);
         p6.push(t, v);
         // An hour of data before the first judgement, as predict_linear needs its window.
@@ -297,7 +359,7 @@ fn judge(inst: &Instance) -> [Score; 3] {
         last_judged = t;
         let truth = next_breach[i].map(|tb| tb - t);
         let preds = [
-            breach_seconds(&f, t, THRESHOLD, Direction::Above, MAX_HORIZON),
+            breach_seconds(&f, t, scale * THRESHOLD, Direction::Above, MAX_HORIZON),
             p1.breach(t, MAX_HORIZON),
             p6.breach(t, MAX_HORIZON),
         ];
@@ -314,6 +376,22 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(INSTANCES);
+    // Instances from another index on are drawn from seeds the work never looked at: a check
+    // that the figures are not those of the 20 instances every change was judged on.
+    let scale: f64 = std::env::var("MEDIC_BREACH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let first: usize = std::env::var("MEDIC_BREACH_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if first > 0 || scale != 1.0 {
+        println!(
+            "instances {first} to {} of each shape; medic's values and threshold times {scale}",
+            first + instances - 1
+        );
+    }
     println!(
         "threshold {THRESHOLD}; {instances} random instances per shape (sampling 15 s-5 min, periods 6 h-7 d, noise, start, breach time); medic window {} h",
         WINDOW / HOUR
@@ -326,15 +404,22 @@ fn main() {
     let mut cpu_seconds = 0.0;
     let mut samples = 0usize;
     let mut all: [Score; 3] = Default::default();
-    for (k, (shape, name)) in SHAPES.iter().enumerate() {
+    let probes = std::env::var("MEDIC_BREACH_PROBES").is_ok();
+    let (shapes, seed_base): (&[(Shape, &str)], usize) = if probes {
+        (&PROBES, SHAPES.len())
+    } else {
+        (&SHAPES, 0)
+    };
+    for (k, (shape, name)) in shapes.iter().enumerate() {
+        let k = k + seed_base;
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
         }
         let mut sc: [Score; 3] = Default::default();
-        for j in 0..instances {
+        for j in first..first + instances {
             let inst = instance(*shape, 1000 * k as u64 + j as u64 + 1);
             samples += inst.samples.len();
-            let (r, secs) = cpu_time::measure(|| judge(&inst));
+            let (r, secs) = cpu_time::measure(|| judge(&inst, scale));
             cpu_seconds += secs;
             for m in 0..3 {
                 sc[m].merge(&r[m]);
