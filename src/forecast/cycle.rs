@@ -11,7 +11,8 @@
 //! down). Every hour the shape is refitted on the last whole periods (up to four): a line
 //! through the values less the profile, the profile as the mean per phase of the values less
 //! the line, twice over. The fit serves only while the profile explains most of what the line
-//! leaves (`MIN_STRENGTH`).
+//! leaves (`MIN_STRENGTH`). A breach is timed as the median first passage of the shape plus
+//! residuals drawn like its recent ones (`Cycle::first_passage`).
 
 use std::collections::VecDeque;
 
@@ -36,7 +37,7 @@ const MIN_PERIODS: usize = 2;
 const MIN_CORRELATION: f64 = 0.5;
 /// Share of the variance left by the line that the profile must explain for the fit to serve.
 pub const MIN_STRENGTH: f64 = 0.5;
-/// Residuals of single samples around the fitted shape kept for the noise margin.
+/// Residuals of single samples around the fitted shape kept for the first passage.
 const RESIDUALS: usize = 512;
 
 /// A fitted periodic shape: value(bin b) = level + slope * (b - origin) + profile[b mod period].
@@ -202,13 +203,99 @@ impl Cycle {
         self.shape.as_ref().filter(|s| s.strength >= MIN_STRENGTH)
     }
 
-    /// The `q` quantile of recent residuals of samples around the shape.
-    pub fn residual_quantile(&self, q: f64) -> Option<f64> {
+    /// Seconds from `now` until a sample has as likely as not crossed `threshold` (the median
+    /// first passage), within `max`; infinity when it does not get there. Samples come every
+    /// `interval` seconds, each the shape plus a residual drawn like the recent ones: near a
+    /// peak that only grazes the threshold, each sample has the share of residuals that would
+    /// carry it past as its chance, and the chances add up over the samples of every bin that
+    /// can reach. A noisy series so crosses as early as its noise makes likely, a quiet one
+    /// when its shape does. None without a serving shape or enough residuals.
+    pub fn first_passage(
+        &self,
+        now: f64,
+        threshold: f64,
+        above: bool,
+        max: f64,
+        interval: f64,
+    ) -> Option<f64> {
+        let shape = self.shape()?;
         let n = self.sorted.len();
-        if n < 20 {
+        if n < 20 || interval.is_nan() || interval <= 0.0 || threshold.is_nan() || max.is_nan() {
             return None;
         }
-        Some(self.sorted[((n - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize])
+        let sorted = &self.sorted;
+        // The share of residuals that carry a sample at `gap` below (above) the threshold past it.
+        let beyond = |gap: f64| -> f64 {
+            let i = if above {
+                n - sorted.partition_point(|r| *r < gap)
+            } else {
+                sorted.partition_point(|r| *r <= gap)
+            };
+            i as f64 / n as f64
+        };
+        let reach = if above { sorted[n - 1] } else { sorted[0] };
+        // Residuals that follow each other (a shape slightly off for hours) are fewer chances
+        // than samples: count the samples of a bin as the independent ones they are worth.
+        let per_bin = BIN_SECONDS / interval * self.independent_share();
+        let end = now + max.max(0.0);
+        let mut hazard = 0.0;
+        let mut t = now;
+        loop {
+            // Jump to where a residual as large as any seen could carry a sample past.
+            let wait = shape.seconds_until(t, threshold - reach, above, end - t);
+            if !wait.is_finite() {
+                return Some(f64::INFINITY);
+            }
+            t += wait;
+            while t <= end {
+                let q = beyond(threshold - shape.at(t));
+                if q >= 1.0 {
+                    return Some(t - now);
+                }
+                if q <= 0.0 {
+                    // Out of reach again (or just at its edge, where rounding can disagree
+                    // with the jump): move on, so that every turn makes progress.
+                    t += BIN_SECONDS;
+                    break;
+                }
+                let h = -(1.0 - q).ln() * per_bin;
+                if hazard + h >= std::f64::consts::LN_2 {
+                    let part = (std::f64::consts::LN_2 - hazard) / h;
+                    return Some((t - now + part * BIN_SECONDS).min(max));
+                }
+                hazard += h;
+                t += BIN_SECONDS;
+            }
+            if t > end {
+                return Some(f64::INFINITY);
+            }
+        }
+    }
+
+    /// (1 - ρ) / (1 + ρ) for the lag-one autocorrelation ρ of the recent residuals (clamped
+    /// to [0, 0.99]): the share of samples that count as independent ones.
+    fn independent_share(&self) -> f64 {
+        let n = self.order.len();
+        if n < 3 {
+            return 1.0;
+        }
+        let mean = self.order.iter().sum::<f64>() / n as f64;
+        let (mut lagged, mut square) = (0.0, 0.0);
+        let mut previous: Option<f64> = None;
+        for r in &self.order {
+            let d = r - mean;
+            if let Some(p) = previous {
+                lagged += p * d;
+            }
+            square += d * d;
+            previous = Some(d);
+        }
+        let rho = if square > 0.0 {
+            (lagged / square).clamp(0.0, 0.99)
+        } else {
+            0.0
+        };
+        (1.0 - rho) / (1.0 + rho)
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -437,6 +524,47 @@ mod tests {
         feed(&mut c, 4.0, 30.0, f);
         let s = c.shape().expect("a sawtooth");
         assert!((s.period_bins as i64 - 72).abs() <= 1, "{}", s.period_bins);
+    }
+
+    #[test]
+    fn noise_that_grazes_the_threshold_crosses_near_a_peak_the_shape_never_reaches() {
+        // A daily cycle peaking at 80, noise of sd 2 (bounded at 3.5 sd) every 15 s: near each
+        // peak hundreds of samples each have a small chance of passing 85, so one does within
+        // the next peak (a quarter day from midnight) though the shape never gets there.
+        let mut c = Cycle::new();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut uniform = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let day = 86_400.0;
+        let noise_sd = 2.0;
+        feed(&mut c, 6.0, 15.0, |t| {
+            let u: f64 = (0..4).map(|_| uniform()).sum::<f64>() - 2.0;
+            70.0 + 10.0 * (t / day * std::f64::consts::TAU).sin() + u * noise_sd * 3f64.sqrt()
+        });
+        let now = 1.7e9 + 6.0 * day;
+        let s = c.shape().expect("a cycle");
+        assert!(s.seconds_until(now, 85.0, true, 7.0 * day).is_infinite());
+        let every_15s = c
+            .first_passage(now, 85.0, true, 7.0 * day, 15.0)
+            .expect("residuals");
+        assert!(
+            (3.0 * 3600.0..=7.0 * 3600.0).contains(&every_15s),
+            "{every_15s}"
+        );
+        // Fewer samples are fewer chances: later.
+        let every_5m = c
+            .first_passage(now, 85.0, true, 7.0 * day, 300.0)
+            .expect("residuals");
+        assert!(every_5m > every_15s + 12.0 * 3600.0, "{every_5m}");
+        // Beyond anything the noise has reached: never.
+        let far = c
+            .first_passage(now, 100.0, true, 7.0 * day, 15.0)
+            .expect("residuals");
+        assert!(far.is_infinite(), "{far}");
     }
 
     #[test]

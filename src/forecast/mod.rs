@@ -244,8 +244,9 @@ impl Forecaster {
     }
 
     /// Seconds from `now` until the periodic shape of the series (a cycle or a sawtooth, when
-    /// one was found) brings a sample past `threshold`: the shape aimed at the threshold less
-    /// the upper (lower) end of the 80 % band of samples around it. None without a shape.
+    /// one was found) has as likely as not brought a sample past `threshold`: the median first
+    /// passage of the shape plus residuals like its recent ones (`Cycle::first_passage`), or
+    /// the shape's own crossing while too few residuals are known. None without a shape.
     pub fn cycle_breach(
         &self,
         now: f64,
@@ -253,19 +254,16 @@ impl Forecaster {
         direction: Direction,
         max_horizon_seconds: f64,
     ) -> Option<f64> {
+        let above = direction == Direction::Above;
         let shape = self.cycle.shape()?;
-        let (above, q) = match direction {
-            Direction::Above => (true, 0.9),
-            Direction::Below => (false, 0.1),
-        };
-        let margin = self.cycle.residual_quantile(q).unwrap_or(0.0);
-        let target = threshold
-            - if above {
-                margin.max(0.0)
-            } else {
-                margin.min(0.0)
-            };
-        Some(shape.seconds_until(now, target, above, max_horizon_seconds))
+        let passage = self.typical_interval().and_then(|interval| {
+            self.cycle
+                .first_passage(now, threshold, above, max_horizon_seconds, interval)
+        });
+        Some(
+            passage
+                .unwrap_or_else(|| shape.seconds_until(now, threshold, above, max_horizon_seconds)),
+        )
     }
 
     /// (lower, upper) offsets of the 80 % band of single samples around the forecast line.
