@@ -16,6 +16,8 @@
 
 use std::collections::VecDeque;
 
+use super::residuals::Residuals;
+
 /// Width of a bin of the history.
 pub const BIN_SECONDS: f64 = 300.0;
 /// Bins kept: 14 days, two periods of the longest cycle.
@@ -37,8 +39,6 @@ const MIN_PERIODS: usize = 2;
 const MIN_CORRELATION: f64 = 0.5;
 /// Share of the variance left by the line that the profile must explain for the fit to serve.
 pub const MIN_STRENGTH: f64 = 0.5;
-/// Residuals of single samples around the fitted shape kept for the first passage.
-const RESIDUALS: usize = 512;
 
 /// A fitted periodic shape: value(bin b) = level + slope * (b - origin) + profile[b mod period].
 #[derive(Debug, Clone)]
@@ -123,9 +123,8 @@ pub struct Cycle {
     shape: Option<Shape>,
     last_search: i64,
     last_fit: i64,
-    /// Residuals of samples around the shape, in arrival order and sorted.
-    order: VecDeque<f64>,
-    sorted: Vec<f64>,
+    /// Residuals of samples around the shape.
+    residuals: Residuals,
 }
 
 impl Cycle {
@@ -157,7 +156,7 @@ impl Cycle {
         if let Some(s) = &self.shape {
             let r = v - s.at(t);
             if r.is_finite() {
-                self.push_residual(r);
+                self.residuals.push(r);
             }
         }
         while self.last_bin() < b {
@@ -186,8 +185,7 @@ impl Cycle {
                 if shape.as_ref().map(|s| s.period_bins)
                     != self.shape.as_ref().map(|s| s.period_bins)
                 {
-                    self.order.clear();
-                    self.sorted.clear();
+                    self.residuals.clear();
                 }
                 self.shape = shape;
             }
@@ -204,12 +202,9 @@ impl Cycle {
     }
 
     /// Seconds from `now` until a sample has as likely as not crossed `threshold` (the median
-    /// first passage), within `max`; infinity when it does not get there. Samples come every
-    /// `interval` seconds, each the shape plus a residual drawn like the recent ones: near a
-    /// peak that only grazes the threshold, each sample has the share of residuals that would
-    /// carry it past as its chance, and the chances add up over the samples of every bin that
-    /// can reach. A noisy series so crosses as early as its noise makes likely, a quiet one
-    /// when its shape does. None without a serving shape or enough residuals.
+    /// first passage of the shape plus residuals like its recent ones, see
+    /// `Residuals::first_passage`), within `max`; infinity when it does not get there. None
+    /// without a serving shape or enough residuals.
     pub fn first_passage(
         &self,
         now: f64,
@@ -219,108 +214,29 @@ impl Cycle {
         interval: f64,
     ) -> Option<f64> {
         let shape = self.shape()?;
-        let n = self.sorted.len();
-        if n < 20 || interval.is_nan() || interval <= 0.0 || threshold.is_nan() || max.is_nan() {
-            return None;
-        }
-        let sorted = &self.sorted;
-        // The share of residuals that carry a sample at `gap` below (above) the threshold past it.
-        let beyond = |gap: f64| -> f64 {
-            let i = if above {
-                n - sorted.partition_point(|r| *r < gap)
-            } else {
-                sorted.partition_point(|r| *r <= gap)
-            };
-            i as f64 / n as f64
-        };
-        let reach = if above { sorted[n - 1] } else { sorted[0] };
-        // Residuals that follow each other (a shape slightly off for hours) are fewer chances
-        // than samples: count the samples of a bin as the independent ones they are worth.
-        let per_bin = BIN_SECONDS / interval * self.independent_share();
-        let end = now + max.max(0.0);
-        let mut hazard = 0.0;
-        let mut t = now;
-        loop {
-            // Jump to where a residual as large as any seen could carry a sample past.
-            let wait = shape.seconds_until(t, threshold - reach, above, end - t);
-            if !wait.is_finite() {
-                return Some(f64::INFINITY);
-            }
-            t += wait;
-            while t <= end {
-                let q = beyond(threshold - shape.at(t));
-                if q >= 1.0 {
-                    return Some(t - now);
-                }
-                if q <= 0.0 {
-                    // Out of reach again (or just at its edge, where rounding can disagree
-                    // with the jump): move on, so that every turn makes progress.
-                    t += BIN_SECONDS;
-                    break;
-                }
-                let h = -(1.0 - q).ln() * per_bin;
-                if hazard + h >= std::f64::consts::LN_2 {
-                    let part = (std::f64::consts::LN_2 - hazard) / h;
-                    return Some((t - now + part * BIN_SECONDS).min(max));
-                }
-                hazard += h;
-                t += BIN_SECONDS;
-            }
-            if t > end {
-                return Some(f64::INFINITY);
-            }
-        }
-    }
-
-    /// (1 - ρ) / (1 + ρ) for the lag-one autocorrelation ρ of the recent residuals (clamped
-    /// to [0, 0.99]): the share of samples that count as independent ones.
-    fn independent_share(&self) -> f64 {
-        let n = self.order.len();
-        if n < 3 {
-            return 1.0;
-        }
-        let mean = self.order.iter().sum::<f64>() / n as f64;
-        let (mut lagged, mut square) = (0.0, 0.0);
-        let mut previous: Option<f64> = None;
-        for r in &self.order {
-            let d = r - mean;
-            if let Some(p) = previous {
-                lagged += p * d;
-            }
-            square += d * d;
-            previous = Some(d);
-        }
-        let rho = if square > 0.0 {
-            (lagged / square).clamp(0.0, 0.99)
-        } else {
-            0.0
-        };
-        (1.0 - rho) / (1.0 + rho)
+        let path = |t: f64| shape.at(t);
+        let reach = |t: f64, target: f64, max: f64| shape.seconds_until(t, target, above, max);
+        self.residuals.first_passage(
+            &path,
+            &reach,
+            now,
+            threshold,
+            above,
+            max,
+            interval,
+            BIN_SECONDS,
+        )
     }
 
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + CAP_BINS * (std::mem::size_of::<f64>() + std::mem::size_of::<u32>())
-            + 2 * RESIDUALS * std::mem::size_of::<f64>()
+            + self.residuals.memory_bytes()
             + self.shape.as_ref().map_or(0, Shape::memory_bytes)
     }
 
     fn last_bin(&self) -> i64 {
         self.first + self.sums.len() as i64 - 1
-    }
-
-    fn push_residual(&mut self, r: f64) {
-        if self.order.len() >= RESIDUALS {
-            if let Some(old) = self.order.pop_front() {
-                let i = self.sorted.partition_point(|y| y.total_cmp(&old).is_lt());
-                if i < self.sorted.len() {
-                    self.sorted.remove(i);
-                }
-            }
-        }
-        self.order.push_back(r);
-        let i = self.sorted.partition_point(|y| y.total_cmp(&r).is_lt());
-        self.sorted.insert(i, r);
     }
 
     /// Completed bins' means, empty bins carrying the previous mean forward.

@@ -6,6 +6,8 @@
 
 use std::collections::VecDeque;
 
+use super::residuals::Residuals;
+
 /// Candidate models, in tie-break order (trend models first so a perfect line keeps its slope).
 pub const MODELS: usize = 8;
 /// Forecasts awaiting their target; beyond this (very long horizons at fast sampling) new ones
@@ -15,10 +17,6 @@ const MAX_PENDING: usize = 4096;
 const ERROR_DECAY: f64 = 1.0 / 64.0;
 /// Errors a model needs at this horizon before it may serve.
 const MIN_SCORED: u32 = 5;
-/// Recent served errors the interval is read from.
-const RESIDUALS: usize = 512;
-/// Errors needed before an interval is given.
-const MIN_RESIDUALS: usize = 20;
 /// The band's quantiles: an 80 % central interval.
 const LOWER_Q: f64 = 0.1;
 const UPPER_Q: f64 = 0.9;
@@ -35,8 +33,8 @@ pub struct Horizon {
     pending: VecDeque<Pending>,
     err: [f64; MODELS],
     scored: [u32; MODELS],
-    order: VecDeque<f64>,
-    sorted: Vec<f64>,
+    /// Recent served errors the interval is read from.
+    residuals: Residuals,
 }
 
 impl Default for Horizon {
@@ -45,8 +43,7 @@ impl Default for Horizon {
             pending: VecDeque::new(),
             err: [0.0; MODELS],
             scored: [0; MODELS],
-            order: VecDeque::new(),
-            sorted: Vec::new(),
+            residuals: Residuals::default(),
         }
     }
 }
@@ -78,17 +75,11 @@ impl Horizon {
     }
 
     pub fn push_residual(&mut self, r: f64) {
-        if self.order.len() >= RESIDUALS {
-            if let Some(old) = self.order.pop_front() {
-                let i = self.sorted.partition_point(|y| y.total_cmp(&old).is_lt());
-                if i < self.sorted.len() {
-                    self.sorted.remove(i);
-                }
-            }
-        }
-        self.order.push_back(r);
-        let i = self.sorted.partition_point(|y| y.total_cmp(&r).is_lt());
-        self.sorted.insert(i, r);
+        self.residuals.push(r);
+    }
+
+    pub fn residuals(&self) -> &Residuals {
+        &self.residuals
     }
 
     /// The model with the lowest recent error at this horizon among those with a forecast now.
@@ -108,18 +99,9 @@ impl Horizon {
 
     /// (lower, upper) offsets of the 80 % band from the served forecast.
     pub fn band(&self) -> Option<(f64, f64)> {
-        let n = self.sorted.len();
-        if n < MIN_RESIDUALS {
-            return None;
-        }
-        let q = |p: f64| {
-            let x = p * (n - 1) as f64;
-            let (i, f) = (x.floor() as usize, x - x.floor());
-            let j = (i + 1).min(n - 1);
-            self.sorted[i] + f * (self.sorted[j] - self.sorted[i])
-        };
-        let (lo, hi) = (q(LOWER_Q), q(UPPER_Q));
-        (lo.is_finite() && hi.is_finite()).then_some((lo.min(0.0), hi.max(0.0)))
+        let lo = self.residuals.quantile(LOWER_Q)?;
+        let hi = self.residuals.quantile(UPPER_Q)?;
+        Some((lo.min(0.0), hi.max(0.0)))
     }
 
     /// Recent mean absolute error of each model at this horizon (NaN where not yet scored).
@@ -137,6 +119,6 @@ impl Horizon {
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.pending.capacity() * std::mem::size_of::<Pending>()
-            + (self.order.capacity() + self.sorted.capacity()) * std::mem::size_of::<f64>()
+            + self.residuals.memory_bytes()
     }
 }

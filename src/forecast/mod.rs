@@ -7,6 +7,7 @@ mod context;
 mod cycle;
 mod holt;
 mod horizon;
+mod residuals;
 mod seasonal;
 mod tail;
 mod trend;
@@ -263,6 +264,43 @@ impl Forecaster {
         Some(
             passage
                 .unwrap_or_else(|| shape.seconds_until(now, threshold, above, max_horizon_seconds)),
+        )
+    }
+
+    /// Seconds from `now` until the forecast line plus residuals like its recent one-step ones
+    /// has as likely as not brought a sample past `threshold` (`Residuals::first_passage`);
+    /// None without a line, a sampling interval or enough residuals.
+    pub fn line_breach(
+        &self,
+        now: f64,
+        threshold: f64,
+        direction: Direction,
+        max_horizon_seconds: f64,
+    ) -> Option<f64> {
+        let interval = self.typical_interval()?;
+        let (_, _, slope) = self.line()?;
+        let residuals = self.noise.residuals();
+        // Walk the stretch where the noise can carry a sample over (the time the line takes
+        // to cross the residuals' spread) in about 64 steps, and never more than 64 over the
+        // whole horizon; residuals all alike (an exact line) leave the line's own crossing.
+        let crossing = residuals.spread()? / slope.abs();
+        if crossing.is_nan() || crossing < interval {
+            // The noise spans less than one sample's worth of the line's growth: the line
+            // and its band say as much.
+            return None;
+        }
+        let step = (crossing / 64.0).min(max_horizon_seconds / 64.0);
+        let path = |t: f64| self.forecast(t).unwrap_or(f64::NAN);
+        let reach = |t: f64, target: f64, max: f64| self.time_to_breach(t, target, direction, max);
+        residuals.first_passage(
+            &path,
+            &reach,
+            now,
+            threshold,
+            direction == Direction::Above,
+            max_horizon_seconds,
+            interval,
+            step,
         )
     }
 
