@@ -183,19 +183,12 @@ impl DailyMedian {
         }
     }
 
-    /// The median of the last three completed days at time `t`'s moment of the day, once three
-    /// were seen.
-    pub fn at(&self, t: f64) -> Option<f64> {
-        let (i, _) = locate(t)?;
-        self.bins[i].median()
-    }
-
     /// The median of the three days before `t`'s day at its moment of the day, once three were
     /// seen, for a sample at `t` about to be pushed (times only move forward): a visit of the
     /// bin on an earlier day than `t`'s has ended even though no sample of `t`'s day was pushed
-    /// into the bin yet, so it counts as a day here. [`Self::at`] would give the first sample
-    /// of each bin and day a median one day older, which on a trending series is off by a day's
-    /// growth for one sample in every bin's worth.
+    /// into the bin yet, so it counts as a day here. Counting only visits a later push closed
+    /// would give the first sample of each bin and day a median one day older, which on a
+    /// trending series is off by a day's growth for one sample in every bin's worth.
     pub fn before(&self, t: f64) -> Option<f64> {
         let (i, day) = locate(t)?;
         let mut b = self.bins[i];
@@ -246,12 +239,19 @@ mod tests {
         while t < 4.0 * DAY_SECONDS {
             let odd = (2.0 * DAY_SECONDS..3.0 * DAY_SECONDS).contains(&t);
             p.push(t, if odd { 500.0 } else { 10.0 });
-            if t < 3.0 * DAY_SECONDS {
-                assert_eq!(p.at(t + DAY_SECONDS), None, "three days first");
+            // A day later at this moment, the bin has seen days 0..=day(t).
+            if t < 2.0 * DAY_SECONDS {
+                assert_eq!(p.before(t + DAY_SECONDS), None, "three days first");
+            } else if t < 3.0 * DAY_SECONDS {
+                assert_eq!(
+                    p.before(t + DAY_SECONDS),
+                    Some(10.0),
+                    "the odd day is outvoted"
+                );
             }
             t += 60.0;
         }
-        assert_eq!(p.at(4.0 * DAY_SECONDS + 3600.0), Some(10.0));
+        assert_eq!(p.before(4.0 * DAY_SECONDS + 3600.0), Some(10.0));
     }
 
     #[test]
