@@ -11,6 +11,7 @@ mod residuals;
 mod seasonal;
 mod tail;
 mod trend;
+mod window;
 
 pub use anomaly::{
     AnomalyDetector, AnomalyParams, ALL_TESTS, DEPTH, QUESTIONS, TEST_CHANGE, TEST_LEVEL,

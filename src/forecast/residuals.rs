@@ -2,7 +2,7 @@
 //! sorted: the interval of a forecast is read from their quantiles, and a breach is timed as
 //! the median first passage of the expected path plus residuals drawn like them.
 
-use std::collections::VecDeque;
+use super::window::SortedWindow;
 
 /// Residuals a window holds.
 pub const CAPACITY: usize = 512;
@@ -15,73 +15,65 @@ pub type Path<'a> = &'a dyn Fn(f64) -> f64;
 /// above, from above for one below) within `max` seconds; infinity when it does not.
 pub type Reach<'a> = &'a dyn Fn(f64, f64, f64) -> f64;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Residuals {
-    order: VecDeque<f64>,
-    sorted: Vec<f64>,
+    window: SortedWindow,
+}
+
+impl Default for Residuals {
+    fn default() -> Self {
+        Residuals {
+            window: SortedWindow::new(CAPACITY),
+        }
+    }
 }
 
 impl Residuals {
     pub fn push(&mut self, r: f64) {
-        if !r.is_finite() {
-            return;
-        }
-        if self.order.len() >= CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                let i = self.sorted.partition_point(|y| y.total_cmp(&old).is_lt());
-                if i < self.sorted.len() {
-                    self.sorted.remove(i);
-                }
-            }
-        }
-        self.order.push_back(r);
-        let i = self.sorted.partition_point(|y| y.total_cmp(&r).is_lt());
-        self.sorted.insert(i, r);
+        self.window.push(r);
     }
 
     /// The largest residual less the smallest, once enough are known.
     pub fn spread(&self) -> Option<f64> {
-        if self.sorted.len() < MIN_RESIDUALS {
+        if self.window.sorted().len() < MIN_RESIDUALS {
             return None;
         }
-        Some(self.sorted[self.sorted.len() - 1] - self.sorted[0])
+        Some(self.window.sorted()[self.window.sorted().len() - 1] - self.window.sorted()[0])
     }
 
     pub fn clear(&mut self) {
-        self.order.clear();
-        self.sorted.clear();
+        self.window.clear();
     }
 
     /// The `q` quantile, interpolated between neighbours; None while too few are known.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let n = self.sorted.len();
+        let n = self.window.sorted().len();
         if n < MIN_RESIDUALS {
             return None;
         }
         let x = q.clamp(0.0, 1.0) * (n - 1) as f64;
         let (i, f) = (x.floor() as usize, x - x.floor());
         let j = (i + 1).min(n - 1);
-        let v = self.sorted[i] + f * (self.sorted[j] - self.sorted[i]);
+        let v = self.window.sorted()[i] + f * (self.window.sorted()[j] - self.window.sorted()[i]);
         v.is_finite().then_some(v)
     }
 
-    /// Bytes held once full (both copies grow to `CAPACITY`), or now if more.
+    /// Bytes held once full.
     pub fn memory_bytes(&self) -> usize {
-        let held = self.order.capacity().max(CAPACITY) + self.sorted.capacity().max(CAPACITY);
-        held * std::mem::size_of::<f64>()
+        self.window.memory_bytes()
     }
 
     /// (1 - ρ) / (1 + ρ) for the lag-one autocorrelation ρ of the residuals in arrival order
     /// (clamped to [0, 0.99]): the share of samples that count as independent tries.
     fn independent_share(&self) -> f64 {
-        let n = self.order.len();
+        let n = self.window.len();
         if n < 3 {
             return 1.0;
         }
-        let mean = self.order.iter().sum::<f64>() / n as f64;
+        let mean = self.window.arrivals().sum::<f64>() / n as f64;
         let (mut lagged, mut square) = (0.0, 0.0);
         let mut previous: Option<f64> = None;
-        for r in &self.order {
+        for r in self.window.arrivals() {
             let d = r - mean;
             if let Some(p) = previous {
                 lagged += p * d;
@@ -118,7 +110,7 @@ impl Residuals {
         interval: f64,
         step: f64,
     ) -> Option<f64> {
-        let n = self.sorted.len();
+        let n = self.window.sorted().len();
         let unusable = |x: f64| x.is_nan() || x <= 0.0;
         if n < MIN_RESIDUALS || unusable(interval) || unusable(step) || threshold.is_nan() {
             return None;
@@ -131,7 +123,7 @@ impl Residuals {
             // Steps too small to move time on at this magnitude would never end.
             return None;
         }
-        let sorted = &self.sorted;
+        let sorted = &self.window.sorted();
         // The share of residuals that carry a sample `gap` short of the threshold past it.
         let beyond = |gap: f64| -> f64 {
             let i = if above {

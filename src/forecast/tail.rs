@@ -3,7 +3,7 @@
 //! threshold), so that a value past the record still gets a probability that shrinks with its
 //! distance, in units of the series' own spread.
 
-use std::collections::VecDeque;
+use super::window::SortedWindow;
 
 /// Share of the window at each end the tail is fitted to.
 const TAIL_FRACTION: f64 = 0.02;
@@ -20,9 +20,7 @@ const MIN_SCALE_OF_SPREAD: f64 = 0.25;
 /// Sliding window answering "how rare is x here?" in O(log n) plus a tail fit over a few points.
 #[derive(Debug, Clone)]
 pub struct RankWindow {
-    order: VecDeque<f64>,
-    sorted: Vec<f64>,
-    cap: usize,
+    values: SortedWindow,
     /// How the tails are fitted.
     pub fit: TailFit,
     /// Smallest tail scale: the resolution of numbers that come in steps (0 for measurements).
@@ -42,50 +40,35 @@ pub enum TailFit {
 impl RankWindow {
     pub fn new(cap: usize) -> Self {
         RankWindow {
-            order: VecDeque::new(),
-            sorted: Vec::new(),
-            cap: cap.max(1),
+            values: SortedWindow::new(cap),
             fit: TailFit::Pareto,
             min_scale: 0.0,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.sorted.len()
+        self.values.sorted().len()
     }
 
     /// Adds `x`, dropping the oldest number once the window is full. Non-finite input is ignored.
     pub fn push(&mut self, x: f64) {
-        if !x.is_finite() {
-            return;
-        }
-        if self.order.len() >= self.cap {
-            if let Some(old) = self.order.pop_front() {
-                let i = self.sorted.partition_point(|y| y.total_cmp(&old).is_lt());
-                if i < self.sorted.len() {
-                    self.sorted.remove(i);
-                }
-            }
-        }
-        self.order.push_back(x);
-        let i = self.sorted.partition_point(|y| y.total_cmp(&x).is_lt());
-        self.sorted.insert(i, x);
+        self.values.push(x);
     }
 
     /// The `q` quantile (0..1) of the window, None when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let n = self.sorted.len();
+        let n = self.values.sorted().len();
         if n == 0 {
             return None;
         }
         let i = ((q.clamp(0.0, 1.0) * (n - 1) as f64).round() as usize).min(n - 1);
-        Some(self.sorted[i])
+        Some(self.values.sorted()[i])
     }
 
     /// P(X >= x) among the window's numbers, with a fitted tail beyond the top ones.
     pub fn p_upper(&self, x: f64) -> f64 {
-        let n = self.sorted.len();
-        let ge = n - self.sorted.partition_point(|y| *y < x);
+        let n = self.values.sorted().len();
+        let ge = n - self.values.sorted().partition_point(|y| *y < x);
         let rank = ((ge as f64 + 1.0) / (n as f64 + 1.0)).min(1.0);
         match self.fit_tail(true) {
             Some(t) if x > t.anchor => (t.share * t.survival(x - t.anchor)).min(rank),
@@ -95,8 +78,8 @@ impl RankWindow {
 
     /// P(X <= x), the mirror image of `p_upper`.
     pub fn p_lower(&self, x: f64) -> f64 {
-        let n = self.sorted.len();
-        let le = self.sorted.partition_point(|y| *y <= x);
+        let n = self.values.sorted().len();
+        let le = self.values.sorted().partition_point(|y| *y <= x);
         let rank = ((le as f64 + 1.0) / (n as f64 + 1.0)).min(1.0);
         match self.fit_tail(false) {
             Some(t) if x < t.anchor => (t.share * t.survival(t.anchor - x)).min(rank),
@@ -111,12 +94,12 @@ impl RankWindow {
 
     /// Bytes held once full.
     pub fn memory_bytes(&self) -> usize {
-        2 * self.cap * std::mem::size_of::<f64>()
+        self.values.memory_bytes()
     }
 
     /// Points in each fitted tail: 0 (ranks only) while the window is too short to fit one.
     fn tail_len(&self) -> usize {
-        let n = self.sorted.len();
+        let n = self.values.sorted().len();
         let m = ((n as f64 * TAIL_FRACTION).ceil() as usize).max(MIN_TAIL);
         if n < 4 * MIN_TAIL {
             0
@@ -128,28 +111,31 @@ impl RankWindow {
     /// Robust spread of the bulk (interquartile range as a normal standard deviation), or the
     /// full range over n when more than half the numbers are equal.
     fn spread(&self) -> f64 {
-        let n = self.sorted.len();
-        let iqr = self.sorted[3 * n / 4] - self.sorted[n / 4];
+        let n = self.values.sorted().len();
+        let iqr = self.values.sorted()[3 * n / 4] - self.values.sorted()[n / 4];
         if iqr > 0.0 {
             iqr / 1.349
         } else {
-            (self.sorted[n - 1] - self.sorted[0]) / n as f64
+            (self.values.sorted()[n - 1] - self.values.sorted()[0]) / n as f64
         }
     }
 
     /// The generalised Pareto tail fitted beyond the top (`upper`) or bottom `tail_len` numbers;
     /// None while the window is too short to fit one.
     fn fit_tail(&self, upper: bool) -> Option<Tail> {
-        let n = self.sorted.len();
+        let n = self.values.sorted().len();
         let m = self.tail_len();
         if m == 0 {
             return None;
         }
         // `excess(i)` is the i-th smallest excess over the anchor, the (m+1)-th most extreme number.
         let (anchor, tail) = if upper {
-            (self.sorted[n - m - 1], &self.sorted[n - m..])
+            (
+                self.values.sorted()[n - m - 1],
+                &self.values.sorted()[n - m..],
+            )
         } else {
-            (self.sorted[m], &self.sorted[..m])
+            (self.values.sorted()[m], &self.values.sorted()[..m])
         };
         let excess = |i: usize| {
             if upper {
