@@ -46,8 +46,9 @@ pub fn breach_seconds(
         .cycle_breach(now, threshold, direction, max_horizon_seconds)
         .or_else(|| forecaster.line_breach(now, threshold, direction, max_horizon_seconds))
         .unwrap_or_else(|| {
-            // Too little known of the noise: the line is aimed at the threshold less the
-            // upper (lower) end of the samples' 80 % band.
+            // Too few residuals, or noise too small to carry a sample past sooner than the
+            // line's next step: the line is aimed at the threshold less the upper (lower) end
+            // of the samples' 80 % band.
             let (lo, hi) = forecaster.noise_band().unwrap_or((0.0, 0.0));
             let target = match direction {
                 Direction::Above => threshold - hi,

@@ -279,7 +279,7 @@ impl Forecaster {
         max_horizon_seconds: f64,
     ) -> Option<f64> {
         let interval = self.typical_interval()?;
-        let (_, _, slope) = self.line()?;
+        let (tr, vr, slope) = self.line()?;
         let residuals = self.noise.residuals();
         // Walk the stretch where the noise can carry a sample over (the time the line takes
         // to cross the residuals' spread) in about 64 steps, and never more than 64 over the
@@ -291,7 +291,8 @@ impl Forecaster {
             return None;
         }
         let step = (crossing / 64.0).min(max_horizon_seconds / 64.0);
-        let path = |t: f64| self.forecast(t).unwrap_or(f64::NAN);
+        // The line is fixed for this answer: each step reads it, not `forecast`'s rebuild.
+        let path = |t: f64| vr + slope * (t - tr);
         let reach = |t: f64, target: f64, max: f64| self.time_to_breach(t, target, direction, max);
         residuals.first_passage(
             &path,
